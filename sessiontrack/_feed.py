@@ -1,0 +1,158 @@
+"""Delivering committed events to in-process subscribers, in sequence order, exactly once.
+
+The feed keeps a cursor: the last sequence number it dispatched. The local writer hands
+over each committed batch; when a batch does not start right after the cursor (another
+process committed in between) or a remote wake-up arrives (PostgreSQL NOTIFY, SQLite
+polling), the feed reads the missing events from the log instead. Subscribers never see
+an event before its transaction committed, and never see one twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+
+import anyio
+
+from .events import StoredEvent
+from .store import SQLAlchemyStore
+
+log = logging.getLogger(__name__)
+_PAGE = 500
+
+
+class Feed:
+    def __init__(self, store: SQLAlchemyStore) -> None:
+        self._store = store
+        self.cursor = 0
+        self._subscriptions: set[Subscription] = set()
+        self._listeners: list[Callable[[StoredEvent], None]] = []
+        self._dirty = anyio.Event()
+        self._catching_up = False
+
+    async def start(self) -> None:
+        self.cursor = await self._store.last_seq()
+
+    def add_listener(self, listener: Callable[[StoredEvent], None]) -> None:
+        """Call ``listener`` synchronously for every dispatched event (the tracker's own
+        bookkeeping: stop requests, owned sessions)."""
+        self._listeners.append(listener)
+
+    def deliver(self, events: Sequence[StoredEvent]) -> None:
+        """Dispatch events this process just committed, unless a gap needs reading first."""
+        if self._catching_up or not events or events[0].seq != self.cursor + 1:
+            if events and events[-1].seq > self.cursor:
+                self.poke()
+            return
+        for event in events:
+            self._dispatch(event)
+
+    def poke(self) -> None:
+        """Something may have been committed elsewhere: read the log past the cursor."""
+        self._dirty.set()
+
+    async def run(self) -> None:
+        """Catch up whenever poked (runs for the tracker's lifetime)."""
+        while True:
+            await self._dirty.wait()
+            self._dirty = anyio.Event()
+            self._catching_up = True
+            try:
+                while True:
+                    events = await self._store.events_after(self.cursor, limit=_PAGE)
+                    for event in events:
+                        if event.seq > self.cursor:
+                            self._dispatch(event)
+                    if len(events) < _PAGE:
+                        break
+            except Exception:
+                log.exception("reading the event log failed; retrying on the next wake-up")
+                await anyio.sleep(0.5)
+                self.poke()
+            finally:
+                self._catching_up = False
+
+    def _dispatch(self, event: StoredEvent) -> None:
+        self.cursor = event.seq
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("event listener failed on seq %s", event.seq)
+        for sub in self._subscriptions:
+            sub.offer(event)
+
+    @asynccontextmanager
+    async def subscribe(self, *, after: int | None = None, session_id: str | None = None,
+                        buffer: int = 1000) -> AsyncIterator[Subscription]:
+        sub = Subscription(self, after=after, session_id=session_id, buffer=buffer)
+        self._subscriptions.add(sub)
+        try:
+            yield sub
+        finally:
+            self._subscriptions.discard(sub)
+
+
+class Subscription:
+    """An async iterator of committed events, in sequence order.
+
+    Starts after ``after`` (reading older events from the log first) or, without it, with
+    the next event committed. If the consumer falls more than ``buffer`` events behind,
+    the subscription drops its queue and re-reads from the log: memory stays bounded and
+    nothing is lost.
+    """
+
+    def __init__(self, feed: Feed, *, after: int | None, session_id: str | None,
+                 buffer: int) -> None:
+        self._feed = feed
+        self.session_id = session_id
+        self._buffer = buffer
+        self.last_seq = feed.cursor if after is None else after
+        self._queued_to = self.last_seq
+        self._queue: deque[StoredEvent] = deque()
+        self._reading_log = after is not None and after < feed.cursor
+        self._wake = anyio.Event()
+
+    def offer(self, event: StoredEvent) -> None:
+        if self._reading_log or event.seq <= self._queued_to:
+            return
+        if self.session_id is not None and event.session_id != self.session_id:
+            return
+        if len(self._queue) >= self._buffer:
+            self._queue.clear()
+            self._reading_log = True
+        else:
+            self._queue.append(event)
+            self._queued_to = event.seq
+        self._wake.set()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> StoredEvent:
+        while True:
+            if self._reading_log:
+                await self._read_log()
+            while self._queue:
+                event = self._queue.popleft()
+                if event.seq > self.last_seq:
+                    self.last_seq = event.seq
+                    return event
+            if not self._reading_log:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+
+    async def _read_log(self) -> None:
+        until = self._feed.cursor
+        events = await self._feed._store.events_after(
+            self._queued_to, limit=_PAGE, session_id=self.session_id, until=until)
+        self._queue.extend(events)
+        if events:
+            self._queued_to = events[-1].seq
+        if len(events) < _PAGE and self._feed.cursor == until:
+            # Read up to the feed's cursor, and nothing was dispatched meanwhile: live
+            # events take over from here.
+            self._queued_to = max(self._queued_to, until)
+            self._reading_log = False

@@ -1,0 +1,195 @@
+"""The hook specifications: the contract between a bot engine, the tracker and host plugins.
+
+Register them with ``pm.add_hookspecs(sessiontrack.hookspecs)`` on a
+``pluggy.PluginManager("sessiontrack")``. Hooks are called with keyword arguments only.
+
+Engine → tracker hooks are *reports*: the engine calls them, the tracker (and any other
+plugin) implements them. The tracker validates every call and raises ``TypeError`` or
+``ValueError`` at the call site; it never waits on I/O. Arguments shown with the default
+:data:`REQUIRED` must be given: leaving one out raises ``TypeError``.
+
+Tracker → host hooks are *notifications*: the tracker calls them and the host implements
+what it needs. An ``async def`` implementation is awaited by the tracker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .events import StoredEvent
+
+PROJECT_NAME: Final = "sessiontrack"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+class _Required:
+    """Marks a hook argument that a call must provide (see the module docstring)."""
+
+    _instance: _Required | None = None
+
+    def __new__(cls) -> _Required:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+REQUIRED: Final[Any] = _Required()
+"""Default of the hook arguments that every call must pass."""
+
+
+# --- engine → tracker -------------------------------------------------------------------
+
+
+@hookspec
+def sessiontrack_flow_registered(
+    chatbot_id: str = REQUIRED,
+    name: str = REQUIRED,
+    flow: Mapping[str, Any] = REQUIRED,
+    version: str | None = None,
+) -> None:
+    """A chatbot's flow graph was registered or changed.
+
+    :param chatbot_id: the bot's id.
+    :param name: the bot's display name.
+    :param flow: the graph in React Flow shape, ``{"nodes": [...], "edges": [...]}``.
+    :param version: the engine's version label; by default a hash of the flow's content.
+        Sessions started afterwards record this version and are shown with this graph.
+    """
+
+
+@hookspec
+def sessiontrack_session_started(
+    session_id: str = REQUIRED,
+    chatbot_id: str = REQUIRED,
+    conversation_id: str | None = None,
+    contact: Mapping[str, Any] | None = None,
+    variables: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    at: datetime | None = None,
+    expires_at: datetime | None = None,
+) -> None:
+    """A session began (status ``running``).
+
+    :param session_id: a UUID (``sessiontrack.new_session_id()`` makes a time-ordered one).
+    :param chatbot_id: the bot that runs the session.
+    :param conversation_id: the engine's own key (phone number, thread id).
+    :param contact: the customer, ``{"phone": ..., "name": ...}``.
+    :param variables: the initial session variables (a JSON object).
+    :param metadata: anything else worth keeping (a JSON object).
+    :param at: when it started (timezone-aware); default now.
+    :param expires_at: a fixed expiry; by default the tracker's idle timeout applies.
+    """
+
+
+@hookspec
+def sessiontrack_node_executed(
+    session_id: str = REQUIRED,
+    node_id: str = REQUIRED,
+    node_type: str | None = None,
+    label: str | None = None,
+    at: datetime | None = None,
+    duration_ms: float | None = None,
+    error: str | None = None,
+) -> None:
+    """A flow node ran; it becomes the session's current node.
+
+    :param label: the node's label; by default taken from the registered flow.
+    :param duration_ms: how long the node took, when the engine measures it.
+    :param error: an error message when the node failed.
+    """
+
+
+@hookspec
+def sessiontrack_message(
+    session_id: str = REQUIRED,
+    direction: str = REQUIRED,
+    type: str = "text",
+    text: str | None = None,
+    payload: Mapping[str, Any] | None = None,
+    node_id: str | None = None,
+    message_id: str | None = None,
+    at: datetime | None = None,
+) -> None:
+    """A message came in from the customer (``inbound``) or went out (``outbound``).
+
+    :param type: ``text``, ``interactive``, ``form``, ``image`` … (free-form).
+    :param payload: structured content (buttons, list rows, form answers), a JSON object.
+    :param message_id: the channel's message id; the same id reported twice for one
+        session (webhook retries) is stored once.
+    """
+
+
+@hookspec
+def sessiontrack_status_changed(
+    session_id: str = REQUIRED,
+    status: str = REQUIRED,
+    node_id: str | None = None,
+    reason: str | None = None,
+    at: datetime | None = None,
+) -> None:
+    """The session's status changed.
+
+    A terminal status (``completed``, ``expired``, ``stopped``) ends the session exactly as
+    :func:`sessiontrack_session_completed` does.
+    """
+
+
+@hookspec
+def sessiontrack_variables_changed(
+    session_id: str = REQUIRED,
+    variables: Mapping[str, Any] = REQUIRED,
+    at: datetime | None = None,
+) -> None:
+    """Session variables changed; ``variables`` is merged (shallowly) into the session's."""
+
+
+@hookspec
+def sessiontrack_session_completed(
+    session_id: str = REQUIRED,
+    status: str = "completed",
+    reason: str | None = None,
+    at: datetime | None = None,
+) -> None:
+    """The session ended with a terminal ``status`` (default ``completed``)."""
+
+
+# --- tracker → host ---------------------------------------------------------------------
+
+
+@hookspec
+def sessiontrack_stop_requested(session_id: str, principal: str | None) -> None:
+    """Someone asked, through the API, to stop this session.
+
+    Called in the process whose tracker has reported events for the session (the engine's),
+    after the ``stopped`` status is committed, even when the request came through another
+    process. The engine must not continue the session.
+
+    :param principal: the id of who asked, or ``None``.
+    """
+
+
+@hookspec
+def sessiontrack_events_committed(events: Sequence[StoredEvent]) -> None:
+    """A batch of events was committed, in sequence order (notifiers, webhooks, metrics).
+
+    Called in the process that wrote the batch, after the commit.
+    """
+
+
+@hookspec
+def sessiontrack_session_read(session_id: str, principal: str | None, what: str) -> None:
+    """A session's detail (``what="detail"``) or messages (``what="messages"``) were read
+    through the HTTP API: an audit trail for reads of personal data."""

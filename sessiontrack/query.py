@@ -1,0 +1,197 @@
+"""The query service (``tracker.sessions``): every read of session data goes through it.
+
+Its methods mirror the HTTP routes; the HTTP layer only translates. Arguments are checked
+here and a bad one raises :class:`~sessiontrack.errors.InvalidParameter` naming it. A
+``principal`` limited to some chatbots sees only those: lists are filtered, and other
+sessions are "not found".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime, time
+from typing import Any
+
+from ._ids import normalize_session_id
+from .errors import InvalidParameter, SessionNotFound
+from .models import Message, Page, Principal, SessionDetail, SessionSummary, Stats
+from .status import ACTIVE_STATUSES, ALL_STATUSES, TERMINAL_STATUSES
+from .store import SessionFilter, SQLAlchemyStore
+
+FILTER_GROUPS: dict[str, frozenset[str] | None] = {
+    "all": None,
+    "active": ACTIVE_STATUSES,
+    "completed": TERMINAL_STATUSES,
+}
+SORT_FIELDS = {"startedAt": "started_at", "started_at": "started_at",
+               "updatedAt": "updated_at", "updated_at": "updated_at"}
+MAX_LIMIT = 100
+
+
+class SessionQueries:
+    """Reads sessions, messages and statistics from a store."""
+
+    def __init__(self, store: SQLAlchemyStore) -> None:
+        self._store = store
+
+    async def list(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        filter: str | None = None,
+        chatbot_id: str | None = None,
+        conversation_id: str | None = None,
+        search: str | None = None,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+        sort_by: str = "startedAt",
+        sort_order: str = "DESC",
+        limit: int = 20,
+        offset: int = 0,
+        cursor: str | None = None,
+        principal: Principal | None = None,
+    ) -> Page[SessionSummary]:
+        """A page of sessions, newest first by default.
+
+        ``status`` is one status or several; ``filter`` is a group (``all``, ``active``,
+        ``completed`` — the last meaning any terminal status); both narrow the result.
+        ``search`` matches a case-insensitive substring of the customer's name or phone.
+        ``cursor`` (the ``next_cursor`` of the previous page) continues with a keyset query
+        whose cost does not grow with depth; it must be used with the same sort.
+        """
+        sort_col = SORT_FIELDS.get(sort_by)
+        if sort_col is None:
+            raise InvalidParameter("sortBy", f"must be one of startedAt, updatedAt, got {sort_by!r}")
+        order = str(sort_order).upper()
+        if order not in ("ASC", "DESC"):
+            raise InvalidParameter("sortOrder", f"must be ASC or DESC, got {sort_order!r}")
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+            raise InvalidParameter("limit", f"must be an integer from 1 to {MAX_LIMIT}")
+        if not isinstance(offset, int) or offset < 0:
+            raise InvalidParameter("offset", "must be a non-negative integer")
+        for name, value in (("startDate", start_date), ("endDate", end_date)):
+            if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
+                raise InvalidParameter(name, "must be a timezone-aware datetime")
+        after = _decode_cursor(cursor, sort_col, order) if cursor else None
+        f = SessionFilter(
+            statuses=_statuses(status, filter),
+            chatbot_ids=_chatbots(chatbot_id, principal),
+            conversation_id=conversation_id or None,
+            search=search.strip() or None if search else None,
+            start=start_date,
+            end=end_date,
+        )
+        items, total, more = await self._store.list_sessions(
+            f, sort_by=sort_col, descending=order == "DESC", limit=limit,
+            offset=0 if after else offset, after=after,
+        )
+        next_cursor = _encode_cursor(items[-1], sort_col, order) if more and items else None
+        return Page(data=items, total=total, limit=limit, offset=offset, has_next=more,
+                    has_previous=offset > 0 or after is not None, next_cursor=next_cursor)
+
+    async def active(self, *, chatbot_id: str | None = None,
+                     principal: Principal | None = None, limit: int = 1000) -> list[SessionSummary]:
+        """Active sessions (running or waiting), most recently updated first."""
+        items, _, _ = await self._store.list_sessions(
+            SessionFilter(statuses=ACTIVE_STATUSES, chatbot_ids=_chatbots(chatbot_id, principal)),
+            sort_by="updated_at", descending=True, limit=limit, offset=0, after=None,
+        )
+        return items
+
+    async def completed(self, **kwargs: Any) -> Page[SessionSummary]:
+        """Like :meth:`list` with ``filter="completed"`` (any terminal status)."""
+        return await self.list(filter="completed", **kwargs)
+
+    async def by_chatbot(self, chatbot_id: str, **kwargs: Any) -> Page[SessionSummary]:
+        """Like :meth:`list` for one chatbot."""
+        return await self.list(chatbot_id=chatbot_id, **kwargs)
+
+    async def get(self, session_id: str, *, principal: Principal | None = None,
+                  message_limit: int = 100) -> SessionDetail:
+        """A session's detail with its newest ``message_limit`` messages (oldest first)."""
+        sid = _session_id(session_id)
+        detail = await self._store.get_session(sid, message_limit=message_limit)
+        if detail is None or (principal is not None and not principal.may_see(detail.chatbot_id)):
+            raise SessionNotFound(sid)
+        return detail
+
+    async def messages(self, session_id: str, *, limit: int | None = None,
+                       before: int | None = None,
+                       principal: Principal | None = None) -> list[Message]:
+        """Messages of a session, oldest first; ``limit`` and ``before`` (a message id)
+        page backwards from the newest."""
+        sid = _session_id(session_id)
+        if limit is not None and (not isinstance(limit, int) or limit < 1):
+            raise InvalidParameter("limit", "must be a positive integer")
+        if before is not None and (not isinstance(before, int) or before < 1):
+            raise InvalidParameter("before", "must be a message id (a positive integer)")
+        head = await self._store.session_head(sid)
+        if head is None or (principal is not None and not principal.may_see(head[0])):
+            raise SessionNotFound(sid)
+        return await self._store.messages(sid, head[2], limit=limit, before=before)
+
+    async def stats(self, *, principal: Principal | None = None, chatbot_id: str | None = None,
+                    now: datetime | None = None) -> Stats:
+        """Active, completed since midnight UTC, total, and counts by status."""
+        now = now or datetime.now(UTC)
+        midnight = datetime.combine(now.astimezone(UTC).date(), time(), UTC)
+        return await self._store.stats(chatbot_ids=_chatbots(chatbot_id, principal), since=midnight)
+
+    async def chatbots(self, *, principal: Principal | None = None) -> list[dict[str, Any]]:
+        """Registered chatbots the principal may see."""
+        bots = await self._store.chatbots()
+        return [b for b in bots if principal is None or principal.may_see(b["chatbot_id"])]
+
+
+def _session_id(value: object) -> str:
+    try:
+        return normalize_session_id(value, "id")
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameter("id", str(exc)) from None
+
+
+def _statuses(status: str | Iterable[str] | None, group: str | None) -> frozenset[str] | None:
+    chosen: frozenset[str] | None = None
+    if status:
+        wanted = frozenset(status.split(",") if isinstance(status, str) else status)
+        unknown = wanted - ALL_STATUSES
+        if unknown:
+            raise InvalidParameter("status", f"unknown status {sorted(unknown)[0]!r}; "
+                                   f"one of {', '.join(sorted(ALL_STATUSES))}")
+        chosen = wanted
+    if group is not None:
+        if group not in FILTER_GROUPS:
+            raise InvalidParameter("filter", f"must be all, active or completed, got {group!r}")
+        members = FILTER_GROUPS[group]
+        if members is not None:
+            chosen = members if chosen is None else chosen & members
+    return chosen
+
+
+def _chatbots(chatbot_id: str | None, principal: Principal | None) -> frozenset[str] | None:
+    allowed = principal.chatbot_ids if principal is not None else None
+    if chatbot_id:
+        return frozenset({chatbot_id}) & allowed if allowed is not None else frozenset({chatbot_id})
+    return allowed
+
+
+def _encode_cursor(last: SessionSummary, sort_col: str, order: str) -> str:
+    value: datetime = getattr(last, sort_col)
+    raw = json.dumps([sort_col, order, value.isoformat(), last.id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, sort_col: str, order: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        col, cur_order, value, sid = json.loads(raw)
+        when = datetime.fromisoformat(value)
+        sid = normalize_session_id(sid)
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidParameter("cursor", "is not a cursor this API returned") from None
+    if (col, cur_order) != (sort_col, order):
+        raise InvalidParameter("cursor", "was made for another sortBy/sortOrder")
+    return when, sid

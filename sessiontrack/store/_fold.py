@@ -1,0 +1,277 @@
+"""Folding a batch of reports into log rows and session projection changes.
+
+Pure Python, no I/O: the writer loads the sessions a batch touches, folds, and writes the
+result in one transaction. Every lifecycle rule lives here:
+
+- a session is created by its start; a second start for the same id is a *duplicate*;
+- a report for a session that was never started is an *orphan*;
+- a report after the session's terminal status is *late*;
+- a message whose channel ``message_id`` the session already has is a *duplicate*;
+- a terminal status ends the session: ``completed_at``, reason and duration are set.
+
+Duplicates, orphans and late reports are dropped, counted and logged by the caller; they
+never stop a batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .. import events as ev
+from ..events import StoredEvent
+from ..status import TERMINAL_STATUSES
+
+Report = tuple[str, str, Any, dict[str, Any]]
+"""``(kind, session_id, at, data)`` as the hook implementations enqueue it; ``at`` is an
+aware datetime or a POSIX timestamp (float) taken at the call."""
+
+FLOW_REGISTERED = "flow_registered"
+SESSION_COLUMNS = (
+    "id", "chatbot_id", "flow_version", "conversation_id", "customer_phone", "customer_name",
+    "name_key", "status", "current_node_id", "current_node_label", "variables", "metadata",
+    "started_at", "updated_at", "completed_at", "expires_at", "idle_timeout_s",
+    "completion_reason", "node_count", "message_count", "last_seq",
+)
+MUTABLE_COLUMNS = (
+    "status", "current_node_id", "current_node_label", "variables", "updated_at",
+    "completed_at", "expires_at", "completion_reason", "node_count", "message_count", "last_seq",
+)
+
+
+@dataclass(slots=True)
+class SessionState:
+    """The projection row of one session while a batch is folded."""
+
+    id: str
+    chatbot_id: str
+    flow_version: str | None
+    conversation_id: str | None
+    customer_phone: str | None
+    customer_name: str | None
+    name_key: str | None
+    status: str
+    current_node_id: str | None
+    current_node_label: str | None
+    variables: dict[str, Any]
+    metadata: dict[str, Any]
+    started_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    expires_at: datetime | None
+    idle_timeout_s: int | None
+    completion_reason: str | None
+    node_count: int
+    message_count: int
+    last_seq: int
+    is_new: bool = False
+
+    def row(self, columns: Iterable[str] = SESSION_COLUMNS) -> dict[str, Any]:
+        return {c: getattr(self, c) for c in columns}
+
+
+@dataclass(slots=True)
+class Chatbot:
+    name: str
+    version: str | None
+
+
+@dataclass(slots=True)
+class FoldResult:
+    events: list[StoredEvent] = field(default_factory=list)
+    event_rows: list[dict[str, Any]] = field(default_factory=list)
+    new_sessions: list[SessionState] = field(default_factory=list)
+    changed_sessions: list[SessionState] = field(default_factory=list)
+    count_deltas: dict[tuple[str, str], int] = field(default_factory=dict)
+    flows: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: int = 0
+    orphans: int = 0
+    late: int = 0
+    last_seq: int = 0
+
+
+def to_datetime(at: Any) -> datetime:
+    return at if isinstance(at, datetime) else datetime.fromtimestamp(at, UTC)
+
+
+def name_key(name: str | None) -> str | None:
+    """What customer-name search matches against: the name, case-folded."""
+    return name.casefold() if name else None
+
+
+class Folder:
+    """Folds one batch. ``labels(chatbot_id, version)`` maps node ids to flow labels."""
+
+    def __init__(
+        self,
+        sessions: dict[str, SessionState],
+        chatbots: dict[str, Chatbot],
+        known_messages: set[tuple[str, str]],
+        labels: Callable[[str, str | None], dict[str, str]],
+        last_seq: int,
+        idle_timeout_s: int | None,
+    ) -> None:
+        self.sessions = sessions
+        self.chatbots = chatbots
+        self.known_messages = known_messages
+        self.labels = labels
+        self.idle_timeout_s = idle_timeout_s
+        self.result = FoldResult(last_seq=last_seq)
+        self._changed: dict[str, SessionState] = {}
+
+    def fold(self, reports: Iterable[Report]) -> FoldResult:
+        for kind, sid, at, data in reports:
+            if kind == FLOW_REGISTERED:
+                self._flow(data, to_datetime(at))
+            else:
+                self._report(kind, sid, to_datetime(at), data)
+        res = self.result
+        res.changed_sessions = [s for s in self._changed.values() if not s.is_new]
+        return res
+
+    def _flow(self, data: dict[str, Any], at: datetime) -> None:
+        self.chatbots[data["chatbot_id"]] = Chatbot(data["name"], data["version"])
+        self.result.flows.append({**data, "registered_at": at})
+
+    def _count(self, chatbot_id: str, status: str, delta: int) -> None:
+        key = (chatbot_id, status)
+        self.result.count_deltas[key] = self.result.count_deltas.get(key, 0) + delta
+
+    def _report(self, kind: str, sid: str, at: datetime, data: dict[str, Any]) -> None:
+        res = self.result
+        st = self.sessions.get(sid)
+        if kind == ev.SESSION_STARTED:
+            if st is not None:
+                res.duplicates += 1
+                return
+            st = self._start(sid, at, data)
+            self._count(st.chatbot_id, st.status, 1)
+        elif st is None:
+            res.orphans += 1
+            return
+        elif st.status in TERMINAL_STATUSES:
+            res.late += 1
+            return
+        else:
+            fold = _FOLDS[kind]
+            if not fold(self, st, at, data):
+                return
+        seq = res.last_seq = res.last_seq + 1
+        st.last_seq = seq
+        if at > st.updated_at:
+            st.updated_at = at
+        if st.idle_timeout_s is not None and st.status not in TERMINAL_STATUSES:
+            st.expires_at = at + timedelta(seconds=st.idle_timeout_s)
+        self._changed[sid] = st
+        res.event_rows.append({
+            "seq": seq, "session_id": sid, "chatbot_id": st.chatbot_id, "kind": kind, "at": at,
+            "flow_version": st.flow_version, "node_id": data.get("node_id"),
+            "message_id": data.get("message_id"), "data": data,
+        })
+        res.events.append(StoredEvent(
+            seq=seq, kind=kind, session_id=sid, chatbot_id=st.chatbot_id, at=at,
+            flow_version=st.flow_version, data=data,
+        ))
+
+    def _start(self, sid: str, at: datetime, data: dict[str, Any]) -> SessionState:
+        chatbot_id = data["chatbot_id"]
+        bot = self.chatbots.get(chatbot_id)
+        expires_at: datetime | None = data.pop("expires_at", None)
+        idle = None if expires_at is not None else self.idle_timeout_s
+        variables = _loads(data.pop("variables", None))
+        metadata = _loads(data.pop("metadata", None))
+        st = SessionState(
+            id=sid, chatbot_id=chatbot_id, flow_version=bot.version if bot else None,
+            conversation_id=data.get("conversation_id"),
+            customer_phone=data.get("customer_phone"), customer_name=data.get("customer_name"),
+            name_key=name_key(data.get("customer_name")), status="running",
+            current_node_id=None, current_node_label=None, variables=variables,
+            metadata=metadata, started_at=at, updated_at=at, completed_at=None,
+            expires_at=expires_at, idle_timeout_s=idle, completion_reason=None,
+            node_count=0, message_count=0, last_seq=0, is_new=True,
+        )
+        data["chatbot_name"] = bot.name if bot else None
+        data["variables"] = variables
+        data["metadata"] = metadata
+        data["expires_at"] = expires_at.isoformat() if expires_at else None
+        self.sessions[sid] = st
+        self.result.new_sessions.append(st)
+        return st
+
+    def _label(self, st: SessionState, node_id: str) -> str | None:
+        return self.labels(st.chatbot_id, st.flow_version).get(node_id)
+
+    def _node(self, st: SessionState, at: datetime, data: dict[str, Any]) -> bool:
+        node_id = data["node_id"]
+        if data.get("label") is None:
+            data["label"] = self._label(st, node_id)
+        st.node_count += 1
+        st.current_node_id = node_id
+        st.current_node_label = data["label"]
+        data["node_count"] = st.node_count
+        return True
+
+    def _message(self, st: SessionState, at: datetime, data: dict[str, Any]) -> bool:
+        mid = data.get("message_id")
+        if mid is not None:
+            key = (mid, st.id)
+            if key in self.known_messages:
+                self.result.duplicates += 1
+                return False
+            self.known_messages.add(key)
+        if data.get("payload") is not None:
+            data["payload"] = _loads(data["payload"])
+        st.message_count += 1
+        data["message_count"] = st.message_count
+        return True
+
+    def _status(self, st: SessionState, at: datetime, data: dict[str, Any]) -> bool:
+        data["previous_status"] = st.status
+        self._count(st.chatbot_id, st.status, -1)
+        self._count(st.chatbot_id, data["status"], 1)
+        st.status = data["status"]
+        node_id = data.get("node_id")
+        if node_id is not None and node_id != st.current_node_id:
+            st.current_node_id = node_id
+            st.current_node_label = self._label(st, node_id)
+        data["node_id"] = st.current_node_id
+        data["node_label"] = st.current_node_label
+        return True
+
+    def _variables(self, st: SessionState, at: datetime, data: dict[str, Any]) -> bool:
+        patch = _loads(data["variables"])
+        data["variables"] = patch
+        st.variables = {**st.variables, **patch}
+        return True
+
+    def _complete(self, st: SessionState, at: datetime, data: dict[str, Any]) -> bool:
+        self._status(st, at, data)
+        st.completed_at = at
+        st.completion_reason = data.get("reason")
+        data["conversation_id"] = st.conversation_id
+        data["total_nodes"] = st.node_count
+        data["total_messages"] = st.message_count
+        data["duration"] = round((at - st.started_at).total_seconds(), 3)
+        return True
+
+
+def _loads(value: Any) -> dict[str, Any]:
+    """Hook implementations snapshot JSON arguments as text; decode them (``None`` → {})."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        decoded: dict[str, Any] = json.loads(value)
+        return decoded
+    return dict(value)
+
+
+_FOLDS: dict[str, Callable[[Folder, SessionState, datetime, dict[str, Any]], bool]] = {
+    ev.NODE_EXECUTED: Folder._node,
+    ev.MESSAGE: Folder._message,
+    ev.STATUS_CHANGED: Folder._status,
+    ev.VARIABLES_CHANGED: Folder._variables,
+    ev.SESSION_COMPLETED: Folder._complete,
+}

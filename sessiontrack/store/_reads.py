@@ -1,0 +1,239 @@
+"""The read queries: every SQL the query service needs, and nothing else."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from ..events import MESSAGE, NODE_EXECUTED
+from ..models import Message, NodeExecution, SessionDetail, SessionSummary, Stats
+from ..status import ACTIVE_STATUSES, ALL_STATUSES
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    from ._tables import Tables
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionFilter:
+    """A validated list query (the query service builds it from user input)."""
+
+    statuses: frozenset[str] | None = None
+    chatbot_ids: frozenset[str] | None = None
+    conversation_id: str | None = None
+    search: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @property
+    def countable_from_counters(self) -> bool:
+        return self.conversation_id is None and not self.search and not self.start and not self.end
+
+
+def _like(term: str) -> str:
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class ReadQueries:
+    tables: Tables
+
+    @property
+    @abstractmethod
+    def engine(self) -> AsyncEngine:
+        """The engine reads go through (the store class provides it)."""
+
+    def _summary_columns(self) -> list[Any]:
+        s, c = self.tables.sessions, self.tables.chatbots
+        return [
+            s.c.id, s.c.conversation_id, s.c.chatbot_id, c.c.name.label("chatbot_name"),
+            s.c.customer_phone, s.c.customer_name, s.c.status, s.c.current_node_id,
+            s.c.current_node_label, s.c.started_at, s.c.updated_at, s.c.completed_at,
+            s.c.node_count, s.c.message_count,
+        ]
+
+    def _from(self) -> Any:
+        s, c = self.tables.sessions, self.tables.chatbots
+        return s.outerjoin(c, c.c.chatbot_id == s.c.chatbot_id)
+
+    def _where(self, f: SessionFilter) -> list[Any]:
+        s = self.tables.sessions
+        w: list[Any] = []
+        if f.statuses is not None:
+            w.append(s.c.status.in_(sorted(f.statuses)) if len(f.statuses) != 1
+                     else s.c.status == next(iter(f.statuses)))
+        if f.chatbot_ids is not None:
+            w.append(s.c.chatbot_id.in_(sorted(f.chatbot_ids)) if len(f.chatbot_ids) != 1
+                     else s.c.chatbot_id == next(iter(f.chatbot_ids)))
+        if f.conversation_id is not None:
+            w.append(s.c.conversation_id == f.conversation_id)
+        if f.search:
+            pattern = _like(f.search.casefold())
+            w.append(sa.or_(s.c.name_key.like(pattern, escape="\\"),
+                            s.c.customer_phone.like(pattern, escape="\\")))
+        if f.start is not None:
+            w.append(s.c.started_at >= f.start)
+        if f.end is not None:
+            w.append(s.c.started_at <= f.end)
+        return w
+
+    async def list_sessions(
+        self, f: SessionFilter, *, sort_by: str, descending: bool, limit: int, offset: int,
+        after: tuple[datetime, str] | None,
+    ) -> tuple[list[SessionSummary], int, bool]:
+        """One page (``limit`` rows after ``offset`` or after the keyset ``after``), the
+        total matching, and whether more rows follow."""
+        s = self.tables.sessions
+        sort_col = s.c[sort_by]
+        where = self._where(f)
+        if after is not None:
+            where.append(self._keyset(f, sort_col, after, descending))
+        order = [sort_col.desc(), s.c.id.desc()] if descending else [sort_col.asc(), s.c.id.asc()]
+        q = (sa.select(*self._summary_columns()).select_from(self._from()).where(*where)
+             .order_by(*order).limit(limit + 1).offset(offset))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+            total = await self._total(conn, f)
+        items = [SessionSummary(**r._asdict()) for r in rows[:limit]]
+        return items, total, len(rows) > limit
+
+    def _keyset(self, f: SessionFilter, sort_col: Any, after: tuple[datetime, str],
+                descending: bool) -> Any:
+        """Rows strictly past ``after`` in sort order.
+
+        With one status and the start-time sort, the status joins the row comparison so
+        the ``(status, started_at, id)`` index seeks straight to the position.
+        """
+        s = self.tables.sessions
+        left: list[Any] = [sort_col, s.c.id]
+        right: list[Any] = [after[0], after[1]]
+        if f.statuses is not None and len(f.statuses) == 1 and sort_col.name == "started_at":
+            left.insert(0, s.c.status)
+            right.insert(0, next(iter(f.statuses)))
+        lhs = sa.tuple_(*left)
+        rhs = sa.tuple_(*[sa.literal(v, type_=c.type) for v, c in zip(right, left, strict=True)])
+        return lhs < rhs if descending else lhs > rhs
+
+    async def _total(self, conn: AsyncConnection, f: SessionFilter) -> int:
+        if f.countable_from_counters:
+            c = self.tables.counts
+            q = sa.select(sa.func.coalesce(sa.func.sum(c.c.n), 0))
+            if f.statuses is not None:
+                q = q.where(c.c.status.in_(sorted(f.statuses)))
+            if f.chatbot_ids is not None:
+                q = q.where(c.c.chatbot_id.in_(sorted(f.chatbot_ids)))
+        else:
+            s = self.tables.sessions
+            q = sa.select(sa.func.count()).select_from(s).where(*self._where(f))
+        return int(await conn.scalar(q) or 0)
+
+    async def get_session(self, session_id: str, *, message_limit: int) -> SessionDetail | None:
+        """A session with node executions, its newest ``message_limit`` messages and flow."""
+        s, fl, c = self.tables.sessions, self.tables.flows, self.tables.chatbots
+        cols = [*self._summary_columns(), s.c.variables, s.c.metadata, s.c.flow_version,
+                s.c.expires_at, s.c.completion_reason]
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(
+                sa.select(*cols).select_from(self._from()).where(s.c.id == session_id)
+            )).first()
+            if row is None:
+                return None
+            version = row.flow_version
+            if version is None:
+                version = await conn.scalar(
+                    sa.select(c.c.current_version).where(c.c.chatbot_id == row.chatbot_id))
+            flow = await conn.scalar(
+                sa.select(fl.c.flow).where(fl.c.chatbot_id == row.chatbot_id, fl.c.version == version))
+            executions = await self._node_executions(conn, session_id)
+            messages = await self._messages(conn, session_id, row.conversation_id,
+                                            limit=message_limit, before=None)
+        values = row._asdict()
+        return SessionDetail(
+            **values,
+            node_history=[n.node_id for n in executions],
+            node_executions=executions,
+            messages=messages,
+            flow_data=flow or {"nodes": [], "edges": []},
+        )
+
+    async def _node_executions(self, conn: AsyncConnection, session_id: str) -> list[NodeExecution]:
+        e = self.tables.events
+        rows = await conn.execute(
+            sa.select(e.c.node_id, e.c.at, e.c.data)
+            .where(e.c.session_id == session_id, e.c.kind == NODE_EXECUTED).order_by(e.c.seq)
+        )
+        return [
+            NodeExecution(node_id=r.node_id, label=r.data.get("label"),
+                          type=r.data.get("node_type"), at=r.at,
+                          duration_ms=r.data.get("duration_ms"), error=r.data.get("error"))
+            for r in rows
+        ]
+
+    async def _messages(self, conn: AsyncConnection, session_id: str,
+                        conversation_id: str | None, *, limit: int | None,
+                        before: int | None) -> list[Message]:
+        e = self.tables.events
+        q = (sa.select(e.c.seq, e.c.at, e.c.node_id, e.c.message_id, e.c.data)
+             .where(e.c.session_id == session_id, e.c.kind == MESSAGE)
+             .order_by(e.c.seq.desc()))
+        if before is not None:
+            q = q.where(e.c.seq < before)
+        if limit is not None:
+            q = q.limit(limit)
+        rows = (await conn.execute(q)).all()
+        rows.reverse()
+        return [
+            Message(id=r.seq, session_id=session_id, conversation_id=conversation_id,
+                    direction=r.data["direction"], type=r.data.get("type", "text"),
+                    text=r.data.get("text"), payload=r.data.get("payload"),
+                    node_id=r.node_id, timestamp=r.at, channel_message_id=r.message_id)
+            for r in rows
+        ]
+
+    async def session_head(self, session_id: str) -> tuple[str, str, str | None] | None:
+        """``(chatbot_id, status, conversation_id)`` of a session, or ``None``."""
+        s = self.tables.sessions
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(
+                sa.select(s.c.chatbot_id, s.c.status, s.c.conversation_id).where(s.c.id == session_id)
+            )).first()
+        return (row.chatbot_id, row.status, row.conversation_id) if row else None
+
+    async def messages(self, session_id: str, conversation_id: str | None, *,
+                       limit: int | None, before: int | None) -> list[Message]:
+        async with self.engine.connect() as conn:
+            return await self._messages(conn, session_id, conversation_id,
+                                        limit=limit, before=before)
+
+    async def stats(self, *, chatbot_ids: frozenset[str] | None, since: datetime) -> Stats:
+        c, s = self.tables.counts, self.tables.sessions
+        q = sa.select(c.c.status, sa.func.sum(c.c.n)).group_by(c.c.status)
+        today = (sa.select(sa.func.count()).select_from(s)
+                 .where(s.c.completed_at.is_not(None), s.c.completed_at >= since,
+                        s.c.status == "completed"))
+        if chatbot_ids is not None:
+            q = q.where(c.c.chatbot_id.in_(sorted(chatbot_ids)))
+            today = today.where(s.c.chatbot_id.in_(sorted(chatbot_ids)))
+        async with self.engine.connect() as conn:
+            by_status = {st: 0 for st in sorted(ALL_STATUSES)}
+            for status, n in await conn.execute(q):
+                by_status[status] = int(n)
+            completed_today = int(await conn.scalar(today) or 0)
+        return Stats(
+            active=sum(by_status[st] for st in ACTIVE_STATUSES),
+            completed_today=completed_today,
+            total=sum(by_status.values()),
+            by_status=by_status,
+        )
+
+    async def chatbots(self) -> list[dict[str, Any]]:
+        """Every registered chatbot: ``{chatbot_id, name, current_version, updated_at}``."""
+        c = self.tables.chatbots
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(sa.select(c).order_by(c.c.name))
+            return [r._asdict() for r in rows]

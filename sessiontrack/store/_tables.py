@@ -1,0 +1,152 @@
+"""The library's tables, built by one function that makes every SQLite/PostgreSQL choice.
+
+This is the schema at the newest migration; ``migrations/versions`` holds how each
+revision got there. Keep the two in step (``tests/test_migrations.py`` compares them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+DEFAULT_PREFIX = "sessiontrack_"
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on both backends.
+
+    PostgreSQL stores ``timestamptz``; SQLite stores naive UTC text (which sorts correctly)
+    and gets its ``tzinfo`` back on read.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: sessiontrack stores aware timestamps")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def json_type() -> sa.types.TypeEngine[Any]:
+    return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def id_type() -> sa.types.TypeEngine[str]:
+    """Session ids: native ``uuid`` on PostgreSQL, their 36-character text on SQLite."""
+    return sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql")
+
+
+@dataclass(frozen=True)
+class Tables:
+    metadata: sa.MetaData
+    chatbots: sa.Table
+    flows: sa.Table
+    sessions: sa.Table
+    events: sa.Table
+    counts: sa.Table
+    state: sa.Table
+    prefix: str
+
+    @property
+    def version_table(self) -> str:
+        return f"{self.prefix}alembic_version"
+
+
+def make_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
+    """Build the library's tables with ``prefix`` on every table and index name."""
+    if not prefix.replace("_", "").isalnum():
+        raise ValueError(f"table prefix must be letters, digits and underscores, got {prefix!r}")
+    md = sa.MetaData()
+    p = prefix
+    chatbots = sa.Table(
+        f"{p}chatbots", md,
+        sa.Column("chatbot_id", sa.String(200), primary_key=True),
+        sa.Column("name", sa.String(500), nullable=False),
+        sa.Column("current_version", sa.String(64), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+    )
+    flows = sa.Table(
+        f"{p}flows", md,
+        sa.Column("chatbot_id", sa.String(200), primary_key=True),
+        sa.Column("version", sa.String(64), primary_key=True),
+        sa.Column("flow", json_type(), nullable=False),
+        sa.Column("registered_at", UTCDateTime(), nullable=False),
+    )
+    active = sa.text("completed_at IS NULL")
+    done = sa.text("completed_at IS NOT NULL")
+    sessions = sa.Table(
+        f"{p}sessions", md,
+        sa.Column("id", id_type(), primary_key=True),
+        sa.Column("chatbot_id", sa.String(200), nullable=False),
+        sa.Column("flow_version", sa.String(64)),
+        sa.Column("conversation_id", sa.String(200)),
+        sa.Column("customer_phone", sa.String(64)),
+        sa.Column("customer_name", sa.String(500)),
+        sa.Column("name_key", sa.String(500)),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("current_node_id", sa.String(200)),
+        sa.Column("current_node_label", sa.String(500)),
+        sa.Column("variables", json_type(), nullable=False),
+        sa.Column("metadata", json_type(), nullable=False),
+        sa.Column("started_at", UTCDateTime(), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.Column("completed_at", UTCDateTime()),
+        sa.Column("expires_at", UTCDateTime()),
+        sa.Column("idle_timeout_s", sa.Integer()),
+        sa.Column("completion_reason", sa.String(200)),
+        sa.Column("node_count", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("message_count", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("last_seq", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.Index(f"ix_{p}sessions_status_started", "status", "started_at", "id"),
+        sa.Index(f"ix_{p}sessions_chatbot_status", "chatbot_id", "status", "started_at"),
+        sa.Index(f"ix_{p}sessions_started", "started_at", "id"),
+        sa.Index(f"ix_{p}sessions_updated", "updated_at", "id"),
+        sa.Index(f"ix_{p}sessions_conversation", "conversation_id"),
+        sa.Index(f"ix_{p}sessions_completed", "completed_at",
+                 sqlite_where=done, postgresql_where=done),
+        sa.Index(f"ix_{p}sessions_expiry", "expires_at",
+                 sqlite_where=active, postgresql_where=active),
+    )
+    has_mid = sa.text("message_id IS NOT NULL")
+    events = sa.Table(
+        f"{p}events", md,
+        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                  primary_key=True, autoincrement=False),
+        sa.Column("session_id", id_type(), nullable=False),
+        sa.Column("chatbot_id", sa.String(200), nullable=False),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("at", UTCDateTime(), nullable=False),
+        sa.Column("flow_version", sa.String(64)),
+        sa.Column("node_id", sa.String(200)),
+        sa.Column("message_id", sa.String(200)),
+        sa.Column("data", json_type(), nullable=False),
+        sa.Index(f"ix_{p}events_session_seq", "session_id", "seq"),
+        sa.Index(f"ux_{p}events_message", "message_id", "session_id", unique=True,
+                 sqlite_where=has_mid, postgresql_where=has_mid),
+    )
+    counts = sa.Table(
+        f"{p}counts", md,
+        sa.Column("chatbot_id", sa.String(200), primary_key=True),
+        sa.Column("status", sa.String(20), primary_key=True),
+        sa.Column("n", sa.BigInteger(), nullable=False),
+    )
+    state = sa.Table(
+        f"{p}state", md,
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("value", sa.BigInteger(), nullable=False),
+    )
+    return Tables(md, chatbots, flows, sessions, events, counts, state, prefix)

@@ -1,0 +1,336 @@
+"""The SQLAlchemy Core store: SQLite (aiosqlite) and PostgreSQL (asyncpg)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from ..errors import SchemaOutdated
+from ..events import StoredEvent
+from . import _migrate
+from ._fold import (
+    FLOW_REGISTERED,
+    MUTABLE_COLUMNS,
+    SESSION_COLUMNS,
+    Chatbot,
+    Folder,
+    FoldResult,
+    Report,
+    SessionState,
+)
+from ._reads import ReadQueries
+from ._tables import DEFAULT_PREFIX, make_tables
+
+log = logging.getLogger(__name__)
+_IN_CHUNK = 500  # ids per IN (...) list: well under every backend's parameter limit
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run beside the writer; NORMAL sync in WAL survives an application
+    # crash (not a power loss): docs/durability.md says so.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def mask_url(url: str | sa.URL) -> str:
+    """The URL with its password hidden, for logs and reprs."""
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
+class SQLAlchemyStore(ReadQueries):
+    """Stores events and the session projection with SQLAlchemy's async engine.
+
+    :param url_or_engine: a database URL (``sqlite+aiosqlite:///file.db``,
+        ``postgresql+asyncpg://user@host/db``) or an existing :class:`AsyncEngine`, which the
+        store uses but never disposes.
+    :param prefix: the prefix of every table and index name.
+    """
+
+    def __init__(self, url_or_engine: str | AsyncEngine, *, prefix: str = DEFAULT_PREFIX) -> None:
+        self.tables = make_tables(prefix)
+        self._own_engine = not isinstance(url_or_engine, AsyncEngine)
+        self._url = url_or_engine if isinstance(url_or_engine, str) else None
+        self._engine: AsyncEngine | None = None if self._own_engine else url_or_engine  # type: ignore[assignment]
+        self._labels: dict[tuple[str, str | None], dict[str, str]] = {}
+
+    def __repr__(self) -> str:
+        url = self._url or (self._engine.url if self._engine else "?")
+        return f"{type(self).__name__}({mask_url(url)!r})"
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("store is not open")
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def notify_channel(self) -> str:
+        return f"{self.tables.prefix}events"
+
+    async def open(self, *, migrate: bool | None = None) -> None:
+        """Connect and make sure the tables are current.
+
+        ``migrate=None`` upgrades SQLite automatically and only checks PostgreSQL, whose
+        schema changes belong to a deliberate ``sessiontrack migrate``.
+        """
+        if self._engine is None:
+            assert self._url is not None
+            url = sa.make_url(self._url)
+            kwargs: dict[str, Any] = {}
+            if url.get_backend_name() == "postgresql":
+                kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+            self._engine = create_async_engine(url, **kwargs)
+        if self.dialect == "sqlite":
+            sa.event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+        if migrate is None:
+            migrate = self.dialect == "sqlite"
+        async with self.engine.begin() as conn:
+            if migrate:
+                await conn.run_sync(_migrate.upgrade, self.tables.prefix)
+            else:
+                current = await conn.run_sync(_migrate.current, self.tables.prefix)
+                if current != _migrate.HEAD:
+                    raise SchemaOutdated(current, _migrate.HEAD)
+
+    async def close(self) -> None:
+        if self._engine is not None and self._own_engine:
+            await self._engine.dispose()
+            self._engine = None
+
+    # --- writes -------------------------------------------------------------------------
+
+    async def apply(self, reports: Sequence[Report], *, idle_timeout_s: int | None) -> FoldResult:
+        """Fold ``reports`` into the log and the projection in one transaction.
+
+        The first statement takes the write lock (a row lock on PostgreSQL, the database
+        lock on SQLite), so batches from several processes commit one after another and
+        sequence numbers grow in commit order: a reader that has seen seq N never later
+        finds a smaller one appear.
+        """
+        t = self.tables
+        async with self.engine.begin() as conn:
+            last_seq = await self._lock_log(conn)
+            ids = {sid for kind, sid, _, _ in reports if kind != FLOW_REGISTERED}
+            sessions = await self._load_sessions(conn, ids)
+            chatbot_ids = {d["chatbot_id"] for k, _, _, d in reports if k == "session_started"}
+            chatbots = await self._load_chatbots(conn, chatbot_ids)
+            mids = [d["message_id"] for k, _, _, d in reports if k == "message" and d.get("message_id")]
+            known = await self._known_messages(conn, mids)
+            await self._prefetch_labels(conn, reports, sessions, chatbots)
+            folder = Folder(sessions, chatbots, known, self._node_labels, last_seq, idle_timeout_s)
+            res = folder.fold(reports)
+            await self._write(conn, res)
+            if res.events:
+                await conn.execute(
+                    t.state.update().where(t.state.c.key == "last_seq").values(value=res.last_seq)
+                )
+                if self.dialect == "postgresql":
+                    await conn.execute(
+                        sa.select(sa.func.pg_notify(self.notify_channel, str(res.last_seq)))
+                    )
+        return res
+
+    async def _lock_log(self, conn: AsyncConnection) -> int:
+        st = self.tables.state
+        await conn.execute(st.update().where(st.c.key == "last_seq").values(value=st.c.value))
+        value = await conn.scalar(sa.select(st.c.value).where(st.c.key == "last_seq"))
+        return int(value or 0)
+
+    async def _load_sessions(self, conn: AsyncConnection, ids: set[str]) -> dict[str, SessionState]:
+        s = self.tables.sessions
+        cols = [s.c[name] for name in SESSION_COLUMNS]
+        out: dict[str, SessionState] = {}
+        id_list = list(ids)
+        for i in range(0, len(id_list), _IN_CHUNK):
+            rows = await conn.execute(sa.select(*cols).where(s.c.id.in_(id_list[i:i + _IN_CHUNK])))
+            for row in rows:
+                st = SessionState(**row._asdict())
+                out[st.id] = st
+        return out
+
+    async def _load_chatbots(self, conn: AsyncConnection, ids: set[str]) -> dict[str, Chatbot]:
+        if not ids:
+            return {}
+        c = self.tables.chatbots
+        rows = await conn.execute(
+            sa.select(c.c.chatbot_id, c.c.name, c.c.current_version).where(c.c.chatbot_id.in_(ids))
+        )
+        return {r.chatbot_id: Chatbot(r.name, r.current_version) for r in rows}
+
+    async def _known_messages(self, conn: AsyncConnection, mids: list[str]) -> set[tuple[str, str]]:
+        e = self.tables.events
+        known: set[tuple[str, str]] = set()
+        for i in range(0, len(mids), _IN_CHUNK):
+            rows = await conn.execute(
+                sa.select(e.c.message_id, e.c.session_id).where(e.c.message_id.in_(mids[i:i + _IN_CHUNK]))
+            )
+            known.update((r.message_id, r.session_id) for r in rows)
+        return known
+
+    async def _prefetch_labels(
+        self, conn: AsyncConnection, reports: Sequence[Report],
+        sessions: dict[str, SessionState], chatbots: dict[str, Chatbot],
+    ) -> None:
+        for kind, _, _, d in reports:
+            if kind == FLOW_REGISTERED:
+                self._labels[(d["chatbot_id"], d["version"])] = flow_labels(d["flow"])
+        wanted = {(s.chatbot_id, s.flow_version) for s in sessions.values()}
+        wanted |= {(cid, b.version) for cid, b in chatbots.items()}
+        missing = [k for k in wanted if k not in self._labels and k[1] is not None]
+        f = self.tables.flows
+        for cid, version in missing:
+            flow = await conn.scalar(
+                sa.select(f.c.flow).where(f.c.chatbot_id == cid, f.c.version == version)
+            )
+            self._labels[(cid, version)] = flow_labels(flow or {})
+
+    def _node_labels(self, chatbot_id: str, version: str | None) -> dict[str, str]:
+        return self._labels.get((chatbot_id, version), {})
+
+    async def _write(self, conn: AsyncConnection, res: FoldResult) -> None:
+        t = self.tables
+        for flow in res.flows:
+            await self._upsert(conn, t.flows, {
+                "chatbot_id": flow["chatbot_id"], "version": flow["version"],
+                "flow": flow["flow"], "registered_at": flow["registered_at"],
+            }, ["chatbot_id", "version"], [])
+            await self._upsert(conn, t.chatbots, {
+                "chatbot_id": flow["chatbot_id"], "name": flow["name"],
+                "current_version": flow["version"], "updated_at": flow["registered_at"],
+            }, ["chatbot_id"], ["name", "current_version", "updated_at"])
+        if res.new_sessions:
+            await conn.execute(t.sessions.insert(), [s.row() for s in res.new_sessions])
+        if res.event_rows:
+            await conn.execute(t.events.insert(), res.event_rows)
+        if res.changed_sessions:
+            s = t.sessions
+            stmt = s.update().where(s.c.id == sa.bindparam("b_id")).values(
+                {c: sa.bindparam(c) for c in MUTABLE_COLUMNS}
+            )
+            rows = [{"b_id": st.id, **st.row(MUTABLE_COLUMNS)} for st in res.changed_sessions]
+            await conn.execute(stmt, rows)
+        deltas = [
+            {"chatbot_id": cid, "status": status, "n": n}
+            for (cid, status), n in res.count_deltas.items() if n
+        ]
+        if deltas:
+            await self._add_counts(conn, deltas)
+
+    async def _upsert(
+        self, conn: AsyncConnection, table: sa.Table, row: dict[str, Any],
+        keys: list[str], update: list[str],
+    ) -> None:
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        stmt = insert(table).values(row)
+        if update:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=keys, set_={c: stmt.excluded[c] for c in update}
+            )
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+        await conn.execute(stmt)
+
+    async def _add_counts(self, conn: AsyncConnection, deltas: list[dict[str, Any]]) -> None:
+        c = self.tables.counts
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        stmt = insert(c)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["chatbot_id", "status"], set_={"n": c.c.n + stmt.excluded.n}
+        )
+        await conn.execute(stmt, deltas)
+
+    # --- maintenance --------------------------------------------------------------------
+
+    async def overdue_sessions(self, now: datetime, limit: int = 1000) -> list[str]:
+        """Ids of active sessions whose ``expires_at`` has passed."""
+        s = self.tables.sessions
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(s.c.id).where(s.c.completed_at.is_(None), s.c.expires_at < now)
+                .order_by(s.c.expires_at).limit(limit)
+            )
+            return [r.id for r in rows]
+
+    async def purge(
+        self, cutoff: datetime, *, batch_size: int = 1000,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Delete terminal sessions completed before ``cutoff`` with their events.
+
+        Works in batches of ``batch_size`` sessions, one transaction each, so a long purge
+        never holds the write lock for long; ``progress`` gets the running total.
+        """
+        t = self.tables
+        s, e = t.sessions, t.events
+        total = 0
+        while True:
+            async with self.engine.begin() as conn:
+                await self._lock_log(conn)
+                rows = (await conn.execute(
+                    sa.select(s.c.id, s.c.chatbot_id, s.c.status)
+                    .where(s.c.completed_at.is_not(None), s.c.completed_at < cutoff)
+                    .limit(batch_size)
+                )).all()
+                if not rows:
+                    return total
+                ids = [r.id for r in rows]
+                await conn.execute(e.delete().where(e.c.session_id.in_(ids)))
+                await conn.execute(s.delete().where(s.c.id.in_(ids)))
+                deltas: dict[tuple[str, str], int] = {}
+                for r in rows:
+                    deltas[(r.chatbot_id, r.status)] = deltas.get((r.chatbot_id, r.status), 0) - 1
+                await self._add_counts(conn, [
+                    {"chatbot_id": k[0], "status": k[1], "n": n} for k, n in deltas.items()
+                ])
+            total += len(rows)
+            if progress is not None:
+                progress(total)
+
+    async def events_after(
+        self, after: int, *, limit: int = 1000, session_id: str | None = None,
+        until: int | None = None,
+    ) -> list[StoredEvent]:
+        """Committed events with ``seq > after`` (and ``<= until``), oldest first."""
+        e = self.tables.events
+        q = sa.select(e).where(e.c.seq > after).order_by(e.c.seq).limit(limit)
+        if session_id is not None:
+            q = q.where(e.c.session_id == session_id)
+        if until is not None:
+            q = q.where(e.c.seq <= until)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(q)
+            return [
+                StoredEvent(seq=r.seq, kind=r.kind, session_id=r.session_id,
+                            chatbot_id=r.chatbot_id, at=r.at, flow_version=r.flow_version,
+                            data=r.data)
+                for r in rows
+            ]
+
+    async def last_seq(self) -> int:
+        st = self.tables.state
+        async with self.engine.connect() as conn:
+            value = await conn.scalar(sa.select(st.c.value).where(st.c.key == "last_seq"))
+            return int(value or 0)
+
+
+def flow_labels(flow: dict[str, Any]) -> dict[str, str]:
+    """Node id → label of a React Flow graph."""
+    labels: dict[str, str] = {}
+    for node in flow.get("nodes", ()):
+        label = (node.get("data") or {}).get("label")
+        if isinstance(label, str) and "id" in node:
+            labels[str(node["id"])] = label
+    return labels

@@ -1,0 +1,545 @@
+"""The tracker: a pluggy plugin that records what an engine reports.
+
+Hook implementations validate and enqueue (no I/O); a writer task commits batches, one
+transaction each, and then publishes the committed events. See docs/durability.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import anyio
+import pluggy
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from . import _validate as v
+from . import events as ev
+from . import hookspecs
+from ._feed import Feed, Subscription
+from ._ids import normalize_session_id
+from .errors import BufferFull, SessionAlreadyTerminal, SessionNotFound, TrackerNotRunning
+from .events import StoredEvent
+from .hookspecs import REQUIRED, hookimpl
+from .models import Principal
+from .query import SessionQueries
+from .status import ALL_STATUSES, TERMINAL_STATUSES
+from .store import DEFAULT_PREFIX, SQLAlchemyStore
+from .store._fold import FLOW_REGISTERED, FoldResult, Report
+
+log = logging.getLogger(__name__)
+_DIRECTIONS = frozenset({"inbound", "outbound"})
+
+
+@dataclass
+class TrackerStats:
+    """Counters since the tracker started (see docs/durability.md for each)."""
+
+    enqueued: int = 0
+    committed: int = 0
+    batches: int = 0
+    events_stored: int = 0
+    duplicates: int = 0
+    orphans: int = 0
+    late: int = 0
+    dropped_overflow: int = 0
+    failed: int = 0
+    retries: int = 0
+
+    @property
+    def buffered(self) -> int:
+        return self.enqueued - self.committed
+
+
+class Tracker:
+    """Records sessions reported through the hooks and serves them back.
+
+    Use it as an async context manager (or call :meth:`start` and :meth:`aclose`)::
+
+        async with sessiontrack.Tracker("sqlite+aiosqlite:///sessions.db") as tracker:
+            pm.register(tracker)
+
+    :param url_or_engine: a database URL or an existing ``AsyncEngine`` (never disposed).
+    :param plugin_manager: the manager on which the tracker calls the tracker → host hooks
+        (``sessiontrack_stop_requested``, ``sessiontrack_events_committed``). The tracker
+        registers itself there. Without one it makes its own, ``tracker.plugin_manager``.
+    :param idle_timeout: sessions without an explicit ``expires_at`` expire after this much
+        inactivity (``None``: never).
+    :param sweep_interval: seconds between sweeps for overdue sessions (``None``: no sweeper
+        in this process).
+    :param max_batch: reports per transaction at the most.
+    :param max_buffered: reports held in memory, not yet committed, at the most.
+    :param overflow: past ``max_buffered``, ``"raise"`` raises :class:`BufferFull` at the
+        call site; ``"drop"`` drops the report, counts it and logs a warning.
+    :param migrate: upgrade the tables at start (default: on SQLite yes, on PostgreSQL only
+        check the revision).
+    :param poll_interval: seconds between checks for events other processes committed
+        (PostgreSQL also wakes on NOTIFY at once).
+    :param shutdown_timeout: how long closing waits for the buffer to reach the database.
+    """
+
+    def __init__(
+        self,
+        url_or_engine: str | AsyncEngine = "sqlite+aiosqlite:///sessiontrack.db",
+        *,
+        plugin_manager: pluggy.PluginManager | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        idle_timeout: timedelta | None = timedelta(minutes=30),
+        sweep_interval: float | None = 30.0,
+        max_batch: int = 2000,
+        max_buffered: int = 100_000,
+        overflow: Literal["raise", "drop"] = "raise",
+        migrate: bool | None = None,
+        poll_interval: float = 0.5,
+        shutdown_timeout: float = 30.0,
+        retry_initial: float = 0.05,
+        retry_max: float = 5.0,
+    ) -> None:
+        if overflow not in ("raise", "drop"):
+            raise ValueError(f"overflow must be 'raise' or 'drop', got {overflow!r}")
+        if max_batch < 1 or max_buffered < max_batch:
+            raise ValueError("need 1 <= max_batch <= max_buffered")
+        self.store = SQLAlchemyStore(url_or_engine, prefix=prefix)
+        self.stats = TrackerStats()
+        self._idle_s = int(idle_timeout.total_seconds()) if idle_timeout is not None else None
+        self._sweep_interval = sweep_interval
+        self._max_batch = max_batch
+        self._max_buffered = max_buffered
+        self._overflow = overflow
+        self._migrate = migrate
+        self._poll_interval = poll_interval
+        self._shutdown_timeout = shutdown_timeout
+        self._retry = (retry_initial, retry_max)
+        self._buffer: deque[Report] = deque()
+        self._owned: set[str] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Condition()
+        self._closing = False
+        self._stack: AsyncExitStack | None = None
+        self._feed = Feed(self.store)
+        self._feed.add_listener(self._on_event)
+        self._sessions = SessionQueries(self.store)
+        if plugin_manager is None:
+            plugin_manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        if not hasattr(plugin_manager.hook, "sessiontrack_session_started"):
+            plugin_manager.add_hookspecs(hookspecs)
+        plugin_manager.register(self)
+        self.plugin_manager = plugin_manager
+
+    def __repr__(self) -> str:
+        return f"Tracker({self.store!r})"
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Tracker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def running(self) -> bool:
+        return self._stack is not None and not self._closing
+
+    async def start(self) -> None:
+        """Open the store and start the writer, the sweeper and the log watcher."""
+        if self._stack is not None:
+            raise RuntimeError("tracker already started")
+        async with AsyncExitStack() as stack:
+            await self.store.open(migrate=self._migrate)
+            stack.push_async_callback(self.store.close)
+            await self._feed.start()
+            self._loop = asyncio.get_running_loop()
+            self._loop_thread = threading.get_ident()
+            self._wake = asyncio.Event()
+            self._progress = asyncio.Condition()
+            tg = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(tg.cancel_scope.cancel)
+            self._writer_done = anyio.Event()
+            tg.start_soon(self._writer)
+            tg.start_soon(self._feed.run)
+            tg.start_soon(self._watch)
+            if self._sweep_interval is not None:
+                tg.start_soon(self._sweeper)
+            self._stack = stack.pop_all()
+        log.info("sessiontrack tracker started on %r", self.store)
+
+    async def aclose(self) -> None:
+        """Flush everything buffered (waiting up to ``shutdown_timeout``), then stop."""
+        if self._stack is None or self._closing:
+            return
+        self._closing = True
+        self._wake.set()
+        with anyio.move_on_after(self._shutdown_timeout) as scope:
+            await self._writer_done.wait()
+        if scope.cancelled_caught:
+            log.error("sessiontrack shut down with %d reports not committed (database "
+                      "unreachable for %ss)", len(self._buffer), self._shutdown_timeout)
+        stack, self._stack = self._stack, None
+        await stack.aclose()
+        self._closing = False
+        log.info("sessiontrack tracker stopped: %s", self.stats)
+
+    def _require_running(self) -> None:
+        if self._stack is None:
+            raise TrackerNotRunning(
+                "the tracker is not running: enter it with `async with tracker:` (or await "
+                "tracker.start()) first; a mounted sub-app gets no lifespan events, so the "
+                "host's own lifespan must do this")
+
+    # --- the public API -----------------------------------------------------------------
+
+    @property
+    def sessions(self) -> SessionQueries:
+        """The query service: ``list``, ``active``, ``completed``, ``get``, ``messages``,
+        ``stats``."""
+        self._require_running()
+        return self._sessions
+
+    async def flush(self) -> None:
+        """Return once everything reported before this call is committed."""
+        self._require_running()
+        target = self.stats.enqueued
+        async with self._progress:
+            await self._progress.wait_for(lambda: self.stats.committed >= target)
+
+    async def stop(self, session_id: str, principal: Principal | str | None = None, *,
+                   reason: str = "stopped_by_api") -> None:
+        """Stop an active session: it becomes ``stopped`` and the engine's process gets
+        ``sessiontrack_stop_requested``. Returns once the stop is committed.
+
+        :raises SessionNotFound: no such session, or the principal may not see it.
+        :raises SessionAlreadyTerminal: the session has already ended.
+        """
+        self._require_running()
+        sid = normalize_session_id(session_id)
+        head = await self.store.session_head(sid)
+        if head is None or (isinstance(principal, Principal) and not principal.may_see(head[0])):
+            raise SessionNotFound(sid)
+        if head[1] in TERMINAL_STATUSES:
+            raise SessionAlreadyTerminal(sid, head[1])
+        who = principal.id if isinstance(principal, Principal) else principal
+        self._enqueue((ev.SESSION_COMPLETED, sid, time.time(), {
+            "status": "stopped", "reason": reason, "requested_by": who, "stop_requested": True,
+        }))
+        await self.flush()
+
+    async def purge(self, older_than: timedelta, **kwargs: Any) -> int:
+        """Delete sessions that ended more than ``older_than`` ago, with their events."""
+        self._require_running()
+        return await self.store.purge(datetime.now(UTC) - older_than, **kwargs)
+
+    @asynccontextmanager
+    async def subscribe(self, *, after: int | None = None, session_id: str | None = None,
+                        buffer: int = 1000) -> AsyncIterator[Subscription]:
+        """Iterate committed events (of all sessions, or one), in sequence order.
+
+        ``after`` resumes after that sequence number (reading the log first), so a client
+        that reconnects misses nothing; without it, iteration starts with the next event.
+        """
+        self._require_running()
+        async with self._feed.subscribe(after=after, session_id=session_id, buffer=buffer) as sub:
+            yield sub
+
+    # --- engine → tracker hooks ---------------------------------------------------------
+
+    def _enqueue(self, report: Report) -> None:
+        if self._stack is None:
+            self._require_running()
+        if len(self._buffer) >= self._max_buffered:
+            self.stats.dropped_overflow += 1
+            if self._overflow == "raise":
+                raise BufferFull(self._max_buffered)
+            if self.stats.dropped_overflow in (1, 10, 100) or not self.stats.dropped_overflow % 1000:
+                log.warning("sessiontrack buffer full: %d reports dropped so far",
+                            self.stats.dropped_overflow)
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._buffer.append(report)
+            self.stats.enqueued += 1
+            if not self._wake.is_set():
+                self._wake.set()
+        else:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._enqueue, report)
+
+    @staticmethod
+    def _at(at: Any, hook: str) -> Any:
+        return time.time() if at is None else v.moment(at, "at", hook)
+
+    def _sid(self, session_id: Any, hook: str) -> str:
+        sid = normalize_session_id(v.required(session_id, "session_id", hook))
+        self._owned.add(sid)
+        return sid
+
+    @hookimpl(tryfirst=True)
+    def sessiontrack_flow_registered(self, chatbot_id: str, name: str, flow: Mapping[str, Any],
+                                     version: str | None) -> None:
+        h = "sessiontrack_flow_registered"
+        graph = v.flow_graph(flow, h)
+        data = {
+            "chatbot_id": v.text(chatbot_id, "chatbot_id", h),
+            "name": v.text(name, "name", h),
+            "flow": graph,
+            "version": v.text(version, "version", h, optional=True) or v.flow_version(graph),
+        }
+        self._enqueue((FLOW_REGISTERED, "", time.time(), data))
+
+    @hookimpl(tryfirst=True)
+    def sessiontrack_session_started(
+        self, session_id: str, chatbot_id: str, conversation_id: str | None,
+        contact: Mapping[str, Any] | None, variables: Mapping[str, Any] | None,
+        metadata: Mapping[str, Any] | None, at: datetime | None, expires_at: datetime | None,
+    ) -> None:
+        h = "sessiontrack_session_started"
+        sid = self._sid(session_id, h)
+        data: dict[str, Any] = {
+            "chatbot_id": v.text(chatbot_id, "chatbot_id", h),
+            "conversation_id": v.opt_text(conversation_id, "conversation_id", h),
+        }
+        if contact is not None:
+            if not isinstance(contact, Mapping):
+                raise TypeError(f"{h}(): contact must be a mapping with phone and name")
+            data["customer_phone"] = v.opt_text(contact.get("phone"), "contact['phone']", h)
+            data["customer_name"] = v.opt_text(contact.get("name"), "contact['name']", h)
+        if variables is not None:
+            data["variables"] = v.json_object(variables, "variables", h)
+        if metadata is not None:
+            data["metadata"] = v.json_object(metadata, "metadata", h)
+        if expires_at is not None:
+            data["expires_at"] = v.moment(expires_at, "expires_at", h)
+        self._enqueue((ev.SESSION_STARTED, sid, self._at(at, h), data))
+
+    @hookimpl(tryfirst=True)
+    def sessiontrack_node_executed(
+        self, session_id: str, node_id: str, node_type: str | None, label: str | None,
+        at: datetime | None, duration_ms: float | None, error: str | None,
+    ) -> None:
+        h = "sessiontrack_node_executed"
+        sid = self._sid(session_id, h)
+        if duration_ms is not None and (isinstance(duration_ms, bool)
+                                        or not isinstance(duration_ms, int | float)):
+            raise TypeError(f"{h}(): duration_ms must be a number")
+        data = {
+            "node_id": v.text(node_id, "node_id", h),
+            "node_type": v.opt_text(node_type, "node_type", h),
+            "label": v.opt_text(label, "label", h),
+            "duration_ms": duration_ms,
+            "error": v.opt_text(error, "error", h),
+        }
+        self._enqueue((ev.NODE_EXECUTED, sid, self._at(at, h), data))
+
+    @hookimpl(tryfirst=True)
+    def sessiontrack_message(
+        self, session_id: str, direction: str, type: str, text: str | None,
+        payload: Mapping[str, Any] | None, node_id: str | None, message_id: str | None,
+        at: datetime | None,
+    ) -> None:
+        h = "sessiontrack_message"
+        sid = self._sid(session_id, h)
+        if direction not in _DIRECTIONS:
+            v.required(direction, "direction", h)
+            raise ValueError(f"{h}(): direction must be 'inbound' or 'outbound', got {direction!r}")
+        data = {
+            "direction": direction,
+            "type": v.text(type, "type", h),
+            "text": v.opt_text(text, "text", h),
+            "payload": None if payload is None else v.json_object(payload, "payload", h),
+            "node_id": v.opt_text(node_id, "node_id", h),
+            "message_id": v.opt_text(message_id, "message_id", h),
+        }
+        self._enqueue((ev.MESSAGE, sid, self._at(at, h), data))
+
+    @hookimpl(tryfirst=True)
+    def sessiontrack_status_changed(
+        self, session_id: str, status: str, node_id: str | None, reason: str | None,
+        at: datetime | None,
+    ) -> None:
+        h = "sessiontrack_status_changed"
+        sid = self._sid(session_id, h)
+        if status not in ALL_STATUSES:
+            v.required(status, "status", h)
+            raise ValueError(f"{h}(): unknown status {status!r}; one of {sorted(ALL_STATUSES)}")
+        kind = ev.SESSION_COMPLETED if status in TERMINAL_STATUSES else ev.STATUS_CHANGED
+        data = {"status": status, "node_id": v.opt_text(node_id, "node_id", h),
+                "reason": v.opt_text(reason, "reason", h)}
+        self._enqueue((kind, sid, self._at(at, h), data))
+
+    @hookimpl(tryfirst=True)
+    def sessiontrack_variables_changed(self, session_id: str, variables: Mapping[str, Any],
+                                       at: datetime | None) -> None:
+        h = "sessiontrack_variables_changed"
+        sid = self._sid(session_id, h)
+        data = {"variables": v.json_object(v.required(variables, "variables", h), "variables", h)}
+        self._enqueue((ev.VARIABLES_CHANGED, sid, self._at(at, h), data))
+
+    @hookimpl(tryfirst=True)
+    def sessiontrack_session_completed(self, session_id: str, status: str, reason: str | None,
+                                       at: datetime | None) -> None:
+        h = "sessiontrack_session_completed"
+        sid = self._sid(session_id, h)
+        if status not in TERMINAL_STATUSES:
+            raise ValueError(f"{h}(): status must be terminal ({', '.join(sorted(TERMINAL_STATUSES))})"
+                             f", got {status!r}")
+        data = {"status": status, "reason": v.opt_text(reason, "reason", h)}
+        self._enqueue((ev.SESSION_COMPLETED, sid, self._at(at, h), data))
+
+    # --- the writer ---------------------------------------------------------------------
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                if not self._buffer:
+                    if self._closing:
+                        return
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                n = min(len(self._buffer), self._max_batch)
+                batch = [self._buffer[i] for i in range(n)]
+                await self._commit(batch)
+                for _ in range(n):
+                    self._buffer.popleft()
+                self.stats.committed += n
+                async with self._progress:
+                    self._progress.notify_all()
+        finally:
+            self._writer_done.set()
+
+    async def _commit(self, batch: list[Report]) -> None:
+        """Commit ``batch``, retrying while the database is unreachable; a report the
+        database rejects for itself is isolated by bisection, logged and counted."""
+        delay, max_delay = self._retry
+        while True:
+            try:
+                res = await self.store.apply(batch, idle_timeout_s=self._idle_s)
+            except Exception as exc:
+                if _is_transient(exc):
+                    self.stats.retries += 1
+                    log.warning("sessiontrack: database unavailable (%s); %d reports buffered, "
+                                "retrying in %.2fs", type(exc).__name__, len(self._buffer), delay)
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, max_delay)
+                    continue
+                if len(batch) == 1:
+                    self.stats.failed += 1
+                    log.error("sessiontrack: the database rejected a report, dropped: %r",
+                              batch[0], exc_info=True)
+                    return
+                half = len(batch) // 2
+                await self._commit(batch[:half])
+                await self._commit(batch[half:])
+                return
+            await self._committed(res)
+            return
+
+    async def _committed(self, res: FoldResult) -> None:
+        s = self.stats
+        s.batches += 1
+        s.events_stored += len(res.events)
+        if res.duplicates or res.orphans or res.late:
+            s.duplicates += res.duplicates
+            s.orphans += res.orphans
+            s.late += res.late
+            log.warning("sessiontrack: ignored %d duplicate, %d orphan (session never started) "
+                        "and %d late (session already ended) reports",
+                        res.duplicates, res.orphans, res.late)
+        if res.events:
+            self._feed.deliver(res.events)
+            await self._call_host("sessiontrack_events_committed", events=res.events)
+
+    def _on_event(self, event: StoredEvent) -> None:
+        if event.kind != ev.SESSION_COMPLETED or event.session_id not in self._owned:
+            return
+        self._owned.discard(event.session_id)
+        if event.data.get("stop_requested"):
+            task = self._call_host("sessiontrack_stop_requested", session_id=event.session_id,
+                                   principal=event.data.get("requested_by"))
+            asyncio.get_running_loop().create_task(task)
+
+    async def _call_host(self, hook: str, **kwargs: Any) -> None:
+        try:
+            results = getattr(self.plugin_manager.hook, hook)(**kwargs)
+            for result in results:
+                if inspect.isawaitable(result):
+                    await result
+        except Exception:
+            log.exception("a %s hook implementation failed", hook)
+
+    # --- background tasks ---------------------------------------------------------------
+
+    async def _sweeper(self) -> None:
+        assert self._sweep_interval is not None
+        while True:
+            await anyio.sleep(self._sweep_interval)
+            try:
+                now = datetime.now(UTC)
+                for sid in await self.store.overdue_sessions(now):
+                    self._enqueue((ev.SESSION_COMPLETED, sid, now.timestamp(),
+                                   {"status": "expired", "reason": "timeout"}))
+            except Exception as exc:
+                if not _is_transient(exc):
+                    log.exception("sessiontrack sweeper failed")
+
+    async def _watch(self) -> None:
+        """Wake the feed for events other processes commit: LISTEN on PostgreSQL (with a
+        slow poll in case a notification is lost), polling the log's head on SQLite."""
+        delay = self._retry[0]
+        while True:
+            try:
+                if self.store.dialect == "postgresql":
+                    await self._listen()
+                else:
+                    while True:
+                        await anyio.sleep(self._poll_interval)
+                        if await self.store.last_seq() > self._feed.cursor:
+                            self._feed.poke()
+            except Exception as exc:
+                if not _is_transient(exc):
+                    log.exception("sessiontrack log watcher failed")
+                await anyio.sleep(delay)
+                delay = min(delay * 2, self._retry[1])
+
+    async def _listen(self) -> None:
+        async with self.store.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
+            assert driver is not None
+
+            def notified(*_: Any) -> None:
+                self._feed.poke()
+
+            await driver.add_listener(self.store.notify_channel, notified)
+            try:
+                self._feed.poke()
+                while True:
+                    await anyio.sleep(max(self._poll_interval * 4, 2.0))
+                    await conn.execute(sa.text("SELECT 1"))
+                    self._feed.poke()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await driver.remove_listener(self.store.notify_channel, notified)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Errors that mean "the database is not reachable now", worth retrying."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(
+            exc, sa.exc.OperationalError | sa.exc.InterfaceError)
+    return isinstance(exc, OSError | TimeoutError | ConnectionError)
+
+
+__all__ = ["REQUIRED", "Tracker", "TrackerStats"]

@@ -1,0 +1,115 @@
+"""Shared fixtures: every store test runs on a real SQLite file and a real PostgreSQL.
+
+PostgreSQL comes from ``SESSIONTRACK_TEST_POSTGRES_URL`` (default: the local server,
+database ``test``). Each test gets its own table prefix, dropped afterwards. Locally a
+missing server skips those tests with the reason printed; under ``CI=true`` it fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pluggy
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import sessiontrack
+
+POSTGRES_URL = os.environ.get(
+    "SESSIONTRACK_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+IN_CI = os.environ.get("CI", "").lower() == "true"
+_pg_status: dict[str, str | None] = {}
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def _postgres_problem() -> str | None:
+    if "checked" not in _pg_status:
+        engine = create_async_engine(POSTGRES_URL)
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+            _pg_status["checked"] = None
+        except Exception as exc:  # any failure to reach the server
+            _pg_status["checked"] = f"PostgreSQL at {POSTGRES_URL} unreachable: {exc!r}"
+        finally:
+            await engine.dispose()
+    return _pg_status["checked"]
+
+
+async def require_postgres() -> None:
+    problem = await _postgres_problem()
+    if problem:
+        if IN_CI:
+            pytest.fail(f"{problem} (CI=true: PostgreSQL tests must run)")
+        pytest.skip(problem)
+
+
+async def drop_prefixed_tables(url: str, prefix: str) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            names = await conn.run_sync(lambda c: sa.inspect(c).get_table_names())
+            for name in names:
+                if name.startswith(prefix):
+                    await conn.execute(sa.text(f'DROP TABLE IF EXISTS "{name}" CASCADE'))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"st{uuid.uuid4().hex[:10]}_"
+
+
+@pytest.fixture
+async def database_url(backend: str, tmp_path: Path, prefix: str) -> AsyncIterator[str]:
+    """A URL on a fresh database: a new SQLite file, or PostgreSQL with a fresh prefix."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'sessions.db'}"
+        return
+    await require_postgres()
+    try:
+        yield POSTGRES_URL
+    finally:
+        await drop_prefixed_tables(POSTGRES_URL, prefix)
+
+
+@pytest.fixture
+def tracker_options() -> dict[str, Any]:
+    """Override in a test module to configure the ``tracker`` fixture."""
+    return {}
+
+
+@pytest.fixture
+async def tracker(
+    database_url: str, prefix: str, tracker_options: dict[str, Any]
+) -> AsyncIterator[sessiontrack.Tracker]:
+    options: dict[str, Any] = {"prefix": prefix, "migrate": True, "poll_interval": 0.05}
+    options.update(tracker_options)
+    async with sessiontrack.Tracker(database_url, **options) as tracker:
+        yield tracker
+
+
+@pytest.fixture
+def pm(tracker: sessiontrack.Tracker) -> Iterator[pluggy.PluginManager]:
+    """The engine's plugin manager, as the README wires it."""
+    manager = pluggy.PluginManager("sessiontrack")
+    manager.add_hookspecs(sessiontrack.hookspecs)
+    manager.register(tracker)
+    yield manager
+    manager.unregister(tracker)
