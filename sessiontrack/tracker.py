@@ -459,18 +459,20 @@ class Tracker:
                         res.duplicates, res.orphans, res.late)
         if res.events:
             self._feed.deliver(res.events)
-            await self._call_host("sessiontrack_events_committed", events=res.events)
+            await self.call_hook("sessiontrack_events_committed", events=res.events)
 
     def _on_event(self, event: StoredEvent) -> None:
         if event.kind != ev.SESSION_COMPLETED or event.session_id not in self._owned:
             return
         self._owned.discard(event.session_id)
         if event.data.get("stop_requested"):
-            task = self._call_host("sessiontrack_stop_requested", session_id=event.session_id,
+            task = self.call_hook("sessiontrack_stop_requested", session_id=event.session_id,
                                    principal=event.data.get("requested_by"))
             asyncio.get_running_loop().create_task(task)
 
-    async def _call_host(self, hook: str, **kwargs: Any) -> None:
+    async def call_hook(self, hook: str, **kwargs: Any) -> None:
+        """Call a tracker → host hook on ``plugin_manager``, awaiting async implementations;
+        a failing implementation is logged, never raised."""
         try:
             results = getattr(self.plugin_manager.hook, hook)(**kwargs)
             for result in results:
