@@ -1,0 +1,228 @@
+"""Batched durable ingestion: flush, shutdown, order, idempotency, the rules, outages."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import anyio
+import pluggy
+import pytest
+import sqlalchemy as sa
+
+import sessiontrack
+from tests.conftest import POSTGRES_URL, require_postgres
+from tests.netproxy import Proxy
+
+pytestmark = pytest.mark.anyio
+
+
+def start(pm: pluggy.PluginManager, bot: str = "bot", **kw: Any) -> str:
+    sid = sessiontrack.new_session_id()
+    pm.hook.sessiontrack_session_started(session_id=sid, chatbot_id=bot, **kw)
+    return sid
+
+
+async def test_flush_is_a_durability_checkpoint(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker, database_url: str, prefix: str
+) -> None:
+    sid = start(pm, contact={"phone": "+1555", "name": "Ann"})
+    for i in range(5):
+        pm.hook.sessiontrack_node_executed(session_id=sid, node_id=f"n{i}")
+    await tracker.flush()
+    # another connection, another tracker: the data is committed, not just in memory
+    async with sessiontrack.Tracker(database_url, prefix=prefix, sweep_interval=None) as other:
+        detail = await other.sessions.get(sid)
+    assert detail.node_history == [f"n{i}" for i in range(5)]
+    assert detail.customer_name == "Ann"
+
+
+async def test_leaving_the_context_flushes_everything(database_url: str, prefix: str) -> None:
+    sids = []
+    async with sessiontrack.Tracker(database_url, prefix=prefix, migrate=True) as tracker:
+        for _ in range(50):
+            sid = sessiontrack.new_session_id()
+            sids.append(sid)
+            tracker.plugin_manager.hook.sessiontrack_session_started(session_id=sid, chatbot_id="b")
+            tracker.plugin_manager.hook.sessiontrack_message(session_id=sid, direction="inbound", text="x")
+        # no flush: closing must commit it all
+    async with sessiontrack.Tracker(database_url, prefix=prefix) as reopened:
+        page = await reopened.sessions.list(limit=100)
+    assert page.total == 50
+    assert {s.id for s in page.data} == set(sids)
+    assert all(s.message_count == 1 for s in page.data)
+
+
+async def test_per_session_order_holds_across_many_interleaved_sessions(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
+) -> None:
+    rng = random.Random(7)
+    sessions = {start(pm): 0 for _ in range(40)}
+    pending = list(sessions) * 30
+    rng.shuffle(pending)
+    for sid in pending:
+        pm.hook.sessiontrack_node_executed(session_id=sid, node_id=f"n{sessions[sid]}")
+        sessions[sid] += 1
+    await tracker.flush()
+    for sid in rng.sample(list(sessions), 5):
+        detail = await tracker.sessions.get(sid)
+        assert detail.node_history == [f"n{i}" for i in range(30)]
+        assert detail.node_count == 30
+    seqs: list[int] = []
+    async with tracker.subscribe(after=0) as sub:
+        async for event in sub:
+            seqs.append(event.seq)
+            if len(seqs) == 40 + 40 * 30:
+                break
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_same_message_id_is_stored_once(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
+) -> None:
+    sid = start(pm)
+    other = start(pm)
+    pm.hook.sessiontrack_message(session_id=sid, direction="inbound", text="hi", message_id="wamid.1")
+    pm.hook.sessiontrack_message(session_id=sid, direction="inbound", text="hi", message_id="wamid.1")
+    await tracker.flush()  # a webhook retry arriving in a later batch
+    pm.hook.sessiontrack_message(session_id=sid, direction="inbound", text="hi", message_id="wamid.1")
+    # the same channel id in another session is another message
+    pm.hook.sessiontrack_message(session_id=other, direction="inbound", text="hi", message_id="wamid.1")
+    await tracker.flush()
+    assert [m.text for m in await tracker.sessions.messages(sid)] == ["hi"]
+    assert (await tracker.sessions.get(sid)).message_count == 1
+    assert (await tracker.sessions.get(other)).message_count == 1
+    assert tracker.stats.duplicates == 2
+
+
+async def test_orphan_late_and_duplicate_start_are_dropped_counted_and_logged(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "sessiontrack")
+    never_started = sessiontrack.new_session_id()
+    pm.hook.sessiontrack_node_executed(session_id=never_started, node_id="a")
+    sid = start(pm)
+    pm.hook.sessiontrack_session_started(session_id=sid, chatbot_id="bot")
+    pm.hook.sessiontrack_session_completed(session_id=sid)
+    pm.hook.sessiontrack_message(session_id=sid, direction="outbound", text="too late")
+    pm.hook.sessiontrack_status_changed(session_id=sid, status="running")
+    await tracker.flush()
+    s = tracker.stats
+    assert (s.orphans, s.late, s.duplicates) == (1, 2, 1)
+    assert "1 orphan" in caplog.text and "2 late" in caplog.text
+    detail = await tracker.sessions.get(sid)
+    assert (detail.status, detail.message_count) == ("completed", 0)
+    with pytest.raises(sessiontrack.SessionNotFound):
+        await tracker.sessions.get(never_started)
+    # the writer goes on
+    later = start(pm)
+    await tracker.flush()
+    assert (await tracker.sessions.get(later)).status == "running"
+
+
+async def test_payload_and_variables_are_snapshots(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
+) -> None:
+    variables = {"step": 1}
+    sid = start(pm, variables=variables)
+    variables["step"] = 99  # the engine mutates its dict after the call
+    payload = {"buttons": ["a"]}
+    pm.hook.sessiontrack_message(session_id=sid, direction="outbound", type="interactive", payload=payload)
+    payload["buttons"].append("b")
+    pm.hook.sessiontrack_variables_changed(session_id=sid, variables={"name": "Ann"})
+    await tracker.flush()
+    detail = await tracker.sessions.get(sid)
+    assert detail.variables == {"step": 1, "name": "Ann"}
+    assert detail.messages[0].payload == {"buttons": ["a"]}
+
+
+@pytest.mark.parametrize("tracker_options", [{"max_buffered": 10, "max_batch": 5, "overflow": "raise"}])
+async def test_overflow_raise_refuses_at_the_call_site_and_loses_nothing_accepted(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
+) -> None:
+    accepted, refused = [], 0
+    for _ in range(30):  # no await: the writer cannot run, the buffer fills
+        sid = sessiontrack.new_session_id()
+        try:
+            pm.hook.sessiontrack_session_started(session_id=sid, chatbot_id="b")
+            accepted.append(sid)
+        except sessiontrack.BufferFull as exc:
+            assert exc.limit == 10
+            refused += 1
+    assert (len(accepted), refused) == (10, 20)
+    assert tracker.stats.dropped_overflow == 20
+    await tracker.flush()
+    page = await tracker.sessions.list(limit=100)
+    assert {s.id for s in page.data} == set(accepted)
+
+
+@pytest.mark.parametrize("tracker_options", [{"max_buffered": 10, "max_batch": 5, "overflow": "drop"}])
+async def test_overflow_drop_counts_and_logs(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "sessiontrack")
+    for _ in range(25):
+        pm.hook.sessiontrack_session_started(session_id=sessiontrack.new_session_id(), chatbot_id="b")
+    assert tracker.stats.dropped_overflow == 15
+    assert "buffer full" in caplog.text
+    await tracker.flush()
+    assert (await tracker.sessions.stats()).total == 10
+
+
+@pytest.mark.postgresql
+async def test_database_outage_is_retried_with_backoff_and_loses_nothing(
+    prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The writer's connection to PostgreSQL is cut (a real TCP proxy); reports keep being
+    accepted and buffered, and all of them land once the database is back."""
+    await require_postgres()
+    caplog.set_level(logging.WARNING, "sessiontrack")
+    url = sa.make_url(POSTGRES_URL)
+    proxy = Proxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    try:
+        async with sessiontrack.Tracker(proxied, prefix=prefix, migrate=True, retry_initial=0.02,
+                                        retry_max=0.2, sweep_interval=None) as tracker:
+            pm = tracker.plugin_manager
+            sids = [start(pm) for _ in range(20)]
+            await tracker.flush()
+            await proxy.cut()
+            for sid in sids:
+                pm.hook.sessiontrack_message(session_id=sid, direction="inbound", text="during outage")
+            with anyio.move_on_after(1):
+                await tracker.flush()  # cannot complete while the database is away
+            assert tracker.stats.buffered == 20
+            assert tracker.stats.retries >= 2
+            await proxy.restore()
+            with anyio.fail_after(20):
+                await tracker.flush()
+            assert tracker.stats.buffered == 0
+            stats = await tracker.sessions.stats()
+            page = await tracker.sessions.list(limit=100)
+        assert stats.total == 20
+        assert all(s.message_count == 1 for s in page.data)
+        assert "database unavailable" in caplog.text
+    finally:
+        await proxy.cut()
+        from tests.conftest import drop_prefixed_tables
+
+        await drop_prefixed_tables(POSTGRES_URL, prefix)
+
+
+async def test_a_report_the_database_rejects_is_isolated_and_the_rest_commit(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, "sessiontrack")
+    good = start(pm)
+    bad = start(pm, bot="x" * 300)  # longer than the chatbot_id column on PostgreSQL
+    also_good = start(pm)
+    await tracker.flush()
+    assert (await tracker.sessions.get(good)).status == "running"
+    assert (await tracker.sessions.get(also_good)).status == "running"
+    if tracker.store.dialect == "postgresql":
+        assert tracker.stats.failed == 1
+        assert "rejected a report" in caplog.text
+        with pytest.raises(sessiontrack.SessionNotFound):
+            await tracker.sessions.get(bad)

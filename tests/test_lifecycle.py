@@ -1,0 +1,156 @@
+"""Session lifecycle: status rules, flow versions, expiry and the sweeper, purge."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import pluggy
+import pytest
+
+import sessiontrack
+
+pytestmark = pytest.mark.anyio
+
+FLOW_V1 = {
+    "nodes": [
+        {"id": "start", "type": "start", "position": {"x": 0, "y": 0}, "data": {"label": "Start"}},
+        {"id": "ask", "type": "question", "position": {"x": 0, "y": 100}, "data": {"label": "Ask name"}},
+    ],
+    "edges": [{"id": "e1", "source": "start", "target": "ask"}],
+}
+
+
+def start(pm: pluggy.PluginManager, **kw: Any) -> str:
+    sid = sessiontrack.new_session_id()
+    kw.setdefault("chatbot_id", "bot")
+    pm.hook.sessiontrack_session_started(session_id=sid, **kw)
+    return sid
+
+
+async def test_active_statuses_move_freely_and_terminal_is_final(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
+) -> None:
+    sid = start(pm)
+    for status in ("waiting_input", "running", "waiting_flow", "running"):
+        pm.hook.sessiontrack_status_changed(session_id=sid, status=status)
+    pm.hook.sessiontrack_status_changed(session_id=sid, status="completed", reason="done")
+    pm.hook.sessiontrack_status_changed(session_id=sid, status="running")
+    pm.hook.sessiontrack_session_completed(session_id=sid, status="stopped")
+    await tracker.flush()
+    detail = await tracker.sessions.get(sid)
+    assert (detail.status, detail.completion_reason) == ("completed", "done")
+    assert detail.completed_at is not None
+    assert tracker.stats.late == 2
+    by_status = (await tracker.sessions.stats()).by_status
+    assert by_status["completed"] == 1 and by_status["running"] == 0
+
+
+async def test_status_change_moves_current_node_and_resolves_its_label(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
+) -> None:
+    pm.hook.sessiontrack_flow_registered(chatbot_id="bot", name="Bot", flow=FLOW_V1)
+    sid = start(pm)
+    pm.hook.sessiontrack_status_changed(session_id=sid, status="waiting_input", node_id="ask")
+    await tracker.flush()
+    summary = (await tracker.sessions.list()).data[0]
+    assert (summary.status, summary.current_node_id, summary.current_node_label) == (
+        "waiting_input", "ask", "Ask name")
+    assert summary.chatbot_name == "Bot"
+
+
+async def test_each_session_keeps_the_flow_version_it_ran(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
+) -> None:
+    pm.hook.sessiontrack_flow_registered(chatbot_id="bot", name="Bot", flow=FLOW_V1)
+    old = start(pm)
+    pm.hook.sessiontrack_node_executed(session_id=old, node_id="ask")
+    flow_v2 = {**FLOW_V1, "nodes": [*FLOW_V1["nodes"][:1],
+                                    {"id": "ask", "type": "question", "data": {"label": "Ask email"}}]}
+    pm.hook.sessiontrack_flow_registered(chatbot_id="bot", name="Bot 2", flow=flow_v2, version="v2")
+    new = start(pm)
+    pm.hook.sessiontrack_node_executed(session_id=new, node_id="ask")
+    await tracker.flush()
+    d_old, d_new = await tracker.sessions.get(old), await tracker.sessions.get(new)
+    assert d_old.flow_data == FLOW_V1 and d_old.node_executions[0].label == "Ask name"
+    assert d_old.flow_version is not None and len(d_old.flow_version) == 16  # content hash
+    assert d_new.flow_data == flow_v2 and d_new.node_executions[0].label == "Ask email"
+    assert d_new.flow_version == "v2"
+    assert d_new.chatbot_name == "Bot 2"
+    # registering the same content again gives the same version: no new flow row
+    pm.hook.sessiontrack_flow_registered(chatbot_id="bot", name="Bot", flow=FLOW_V1)
+    await tracker.flush()
+    assert start(pm) and True
+    await tracker.flush()
+    bots = await tracker.sessions.chatbots()
+    assert [(b["chatbot_id"], b["current_version"]) for b in bots] == [("bot", d_old.flow_version)]
+
+
+@pytest.mark.parametrize("tracker_options", [{"idle_timeout": timedelta(minutes=5)}])
+async def test_idle_timeout_slides_forward_with_activity_and_explicit_expiry_does_not(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
+) -> None:
+    t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    idle = start(pm, at=t0)
+    pm.hook.sessiontrack_message(session_id=idle, direction="inbound", text="hi",
+                                 at=t0 + timedelta(minutes=3))
+    fixed_at = t0 + timedelta(hours=2)
+    fixed = start(pm, at=t0, expires_at=fixed_at)
+    pm.hook.sessiontrack_message(session_id=fixed, direction="inbound", text="hi",
+                                 at=t0 + timedelta(minutes=3))
+    await tracker.flush()
+    assert (await tracker.sessions.get(idle)).expires_at == t0 + timedelta(minutes=8)
+    assert (await tracker.sessions.get(fixed)).expires_at == fixed_at
+
+
+@pytest.mark.parametrize("tracker_options", [{"idle_timeout": timedelta(seconds=1), "sweep_interval": 0.1}])
+async def test_sweeper_expires_overdue_sessions_and_publishes_it(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
+) -> None:
+    idle = start(pm)
+    busy = start(pm, expires_at=datetime.now(UTC) + timedelta(hours=1))
+    await tracker.flush()
+    async with tracker.subscribe() as sub:
+        with anyio.fail_after(10):
+            async for event in sub:
+                if event.kind == "session_completed":
+                    break
+    assert event.session_id == idle
+    assert event.wire_name == "session:completed"
+    assert event.to_wire()["status"] == "expired"
+    assert event.to_wire()["completionReason"] == "timeout"
+    detail = await tracker.sessions.get(idle)
+    assert (detail.status, detail.completion_reason) == ("expired", "timeout")
+    assert (await tracker.sessions.get(busy)).status == "running"
+
+
+async def test_purge_deletes_only_sessions_that_ended_before_the_cutoff(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
+) -> None:
+    now = datetime.now(UTC)
+    old = [start(pm, at=now - timedelta(days=40)) for _ in range(3)]
+    for sid in old:
+        pm.hook.sessiontrack_message(session_id=sid, direction="inbound", text="x",
+                                     at=now - timedelta(days=40))
+        pm.hook.sessiontrack_session_completed(session_id=sid, at=now - timedelta(days=39))
+    recent = start(pm, at=now - timedelta(days=40))
+    pm.hook.sessiontrack_session_completed(session_id=recent, status="expired", at=now - timedelta(days=2))
+    still_active = start(pm, at=now - timedelta(days=90))
+    await tracker.flush()
+    progress: list[int] = []
+    purged = await tracker.purge(timedelta(days=30), batch_size=2, progress=progress.append)
+    assert purged == 3 and progress == [2, 3]
+    stats = await tracker.sessions.stats()
+    assert (stats.total, stats.by_status["completed"], stats.by_status["expired"]) == (2, 0, 1)
+    for sid in old:
+        with pytest.raises(sessiontrack.SessionNotFound):
+            await tracker.sessions.get(sid)
+    assert (await tracker.sessions.get(still_active)).status == "running"
+    events = [e async for e in _drain(tracker)]
+    assert {e.session_id for e in events} == {recent, still_active}
+
+
+async def _drain(tracker: sessiontrack.Tracker):  # type: ignore[no-untyped-def]
+    for event in await tracker.store.events_after(0, limit=10_000):
+        yield event
