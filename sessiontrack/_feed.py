@@ -85,8 +85,9 @@ class Feed:
             sub.offer(event)
 
     @asynccontextmanager
-    async def subscribe(self, *, after: int | None = None, session_id: str | None = None,
-                        buffer: int = 1000) -> AsyncIterator[Subscription]:
+    async def subscribe(
+        self, *, after: int | None = None, session_id: str | None = None, buffer: int = 1000
+    ) -> AsyncIterator[Subscription]:
         sub = Subscription(self, after=after, session_id=session_id, buffer=buffer)
         self._subscriptions.add(sub)
         try:
@@ -104,8 +105,9 @@ class Subscription:
     nothing is lost.
     """
 
-    def __init__(self, feed: Feed, *, after: int | None, session_id: str | None,
-                 buffer: int) -> None:
+    def __init__(
+        self, feed: Feed, *, after: int | None, session_id: str | None, buffer: int
+    ) -> None:
         self._feed = feed
         self.session_id = session_id
         self._buffer = buffer
@@ -147,7 +149,8 @@ class Subscription:
     async def _read_log(self) -> None:
         until = self._feed.cursor
         events = await self._feed._store.events_after(
-            self._queued_to, limit=_PAGE, session_id=self.session_id, until=until)
+            self._queued_to, limit=_PAGE, session_id=self.session_id, until=until
+        )
         self._queue.extend(events)
         if events:
             self._queued_to = events[-1].seq

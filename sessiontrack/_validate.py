@@ -45,8 +45,9 @@ def moment(value: Any, name: str, hook: str) -> datetime:
 def json_object(value: Any, name: str, hook: str) -> str:
     """Snapshot a JSON object as text: later mutation by the caller cannot change it."""
     if not isinstance(value, Mapping):
-        raise TypeError(f"{hook}(): {name} must be a mapping (a JSON object), "
-                        f"got {type(value).__name__}")
+        raise TypeError(
+            f"{hook}(): {name} must be a mapping (a JSON object), got {type(value).__name__}"
+        )
     try:
         return json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:

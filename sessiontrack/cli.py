@@ -12,8 +12,7 @@ from datetime import UTC, datetime, timedelta
 import anyio
 import sqlalchemy as sa
 
-from .store import SQLAlchemyStore, mask_url
-from .store import _migrate
+from .store import SQLAlchemyStore, _migrate, mask_url
 
 log = logging.getLogger("sessiontrack")
 _DURATION = re.compile(r"^(\d+)([dhm])$")
@@ -29,18 +28,27 @@ def parse_duration(text: str) -> timedelta:
     if not m:
         raise argparse.ArgumentTypeError(f"expected a duration like 30d, 12h or 45m, got {text!r}")
     n, unit = int(m.group(1)), m.group(2)
-    return timedelta(days=n) if unit == "d" else timedelta(hours=n) if unit == "h" else timedelta(minutes=n)
+    return (
+        timedelta(days=n)
+        if unit == "d"
+        else timedelta(hours=n)
+        if unit == "h"
+        else timedelta(minutes=n)
+    )
 
 
 def check_url(url: str) -> str:
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
-        raise CommandError(f"not a database URL: {url!r} (e.g. sqlite+aiosqlite:///sessions.db "
-                           "or postgresql+asyncpg://user@host/db)") from None
+        raise CommandError(
+            f"not a database URL: {url!r} (e.g. sqlite+aiosqlite:///sessions.db "
+            "or postgresql+asyncpg://user@host/db)"
+        ) from None
     if parsed.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
-        raise CommandError(f"unsupported driver {parsed.drivername!r}: use sqlite+aiosqlite "
-                           "or postgresql+asyncpg")
+        raise CommandError(
+            f"unsupported driver {parsed.drivername!r}: use sqlite+aiosqlite or postgresql+asyncpg"
+        )
     return url
 
 
@@ -62,7 +70,8 @@ async def _migrate_cmd(args: argparse.Namespace) -> None:
     try:
         async with store.engine.connect() as conn:
             revision = await conn.run_sync(_migrate.current, args.prefix)
-        print(f"sessiontrack tables ({args.prefix}*) at revision {revision} in {mask_url(args.database_url)}")
+        where = mask_url(args.database_url)
+        print(f"sessiontrack tables ({args.prefix}*) at revision {revision} in {where}")
     finally:
         await store.close()
 
@@ -71,6 +80,7 @@ def _progress_printer(stream=sys.stderr) -> Callable[[int], None]:  # type: igno
     def show(total: int) -> None:
         stream.write(f"\rpurged {total} sessions…")
         stream.flush()
+
     return show
 
 
@@ -93,8 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--database-url", required=True, type=str,
-                       help="e.g. postgresql+asyncpg://user@host/db or sqlite+aiosqlite:///sessions.db")
+        p.add_argument(
+            "--database-url",
+            required=True,
+            type=str,
+            help="e.g. postgresql+asyncpg://user@host/db or sqlite+aiosqlite:///sessions.db",
+        )
         p.add_argument("--prefix", default="sessiontrack_", help="table name prefix")
 
     m = sub.add_parser("migrate", help="create or upgrade the sessiontrack tables")
@@ -112,8 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         if hasattr(args, "database_url"):
             check_url(args.database_url)

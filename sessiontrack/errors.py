@@ -55,8 +55,6 @@ class SchemaOutdated(SessionTrackError, RuntimeError):
         self.head = head
 
 
-
-
 class InvalidParameter(SessionTrackError, ValueError):
     """A query argument is out of range or malformed; ``field`` names it."""
 

@@ -26,9 +26,18 @@ FILTER_GROUPS: dict[str, frozenset[str] | None] = {
     "active": ACTIVE_STATUSES,
     "completed": TERMINAL_STATUSES,
 }
-SORT_FIELDS = {"startedAt": "started_at", "started_at": "started_at",
-               "updatedAt": "updated_at", "updated_at": "updated_at"}
+SORT_FIELDS = {
+    "startedAt": "started_at",
+    "started_at": "started_at",
+    "updatedAt": "updated_at",
+    "updated_at": "updated_at",
+}
 MAX_LIMIT = 100
+
+# Aliases: inside the class, ``list`` names the query method, not the builtin.
+SummaryList = list[SessionSummary]
+MessageList = list[Message]
+ChatbotList = list[dict[str, Any]]
 
 
 class SessionQueries:
@@ -64,7 +73,9 @@ class SessionQueries:
         """
         sort_col = SORT_FIELDS.get(sort_by)
         if sort_col is None:
-            raise InvalidParameter("sortBy", f"must be one of startedAt, updatedAt, got {sort_by!r}")
+            raise InvalidParameter(
+                "sortBy", f"must be one of startedAt, updatedAt, got {sort_by!r}"
+            )
         order = str(sort_order).upper()
         if order not in ("ASC", "DESC"):
             raise InvalidParameter("sortOrder", f"must be ASC or DESC, got {sort_order!r}")
@@ -85,19 +96,39 @@ class SessionQueries:
             end=end_date,
         )
         items, total, more = await self._store.list_sessions(
-            f, sort_by=sort_col, descending=order == "DESC", limit=limit,
-            offset=0 if after else offset, after=after,
+            f,
+            sort_by=sort_col,
+            descending=order == "DESC",
+            limit=limit,
+            offset=0 if after else offset,
+            after=after,
         )
         next_cursor = _encode_cursor(items[-1], sort_col, order) if more and items else None
-        return Page(data=items, total=total, limit=limit, offset=offset, has_next=more,
-                    has_previous=offset > 0 or after is not None, next_cursor=next_cursor)
+        return Page(
+            data=items,
+            total=total,
+            limit=limit,
+            offset=offset,
+            has_next=more,
+            has_previous=offset > 0 or after is not None,
+            next_cursor=next_cursor,
+        )
 
-    async def active(self, *, chatbot_id: str | None = None,
-                     principal: Principal | None = None, limit: int = 1000) -> list[SessionSummary]:
+    async def active(
+        self,
+        *,
+        chatbot_id: str | None = None,
+        principal: Principal | None = None,
+        limit: int = 1000,
+    ) -> SummaryList:
         """Active sessions (running or waiting), most recently updated first."""
         items, _, _ = await self._store.list_sessions(
             SessionFilter(statuses=ACTIVE_STATUSES, chatbot_ids=_chatbots(chatbot_id, principal)),
-            sort_by="updated_at", descending=True, limit=limit, offset=0, after=None,
+            sort_by="updated_at",
+            descending=True,
+            limit=limit,
+            offset=0,
+            after=None,
         )
         return items
 
@@ -109,8 +140,9 @@ class SessionQueries:
         """Like :meth:`list` for one chatbot."""
         return await self.list(chatbot_id=chatbot_id, **kwargs)
 
-    async def get(self, session_id: str, *, principal: Principal | None = None,
-                  message_limit: int = 100) -> SessionDetail:
+    async def get(
+        self, session_id: str, *, principal: Principal | None = None, message_limit: int = 100
+    ) -> SessionDetail:
         """A session's detail with its newest ``message_limit`` messages (oldest first)."""
         sid = _session_id(session_id)
         detail = await self._store.get_session(sid, message_limit=message_limit)
@@ -118,9 +150,14 @@ class SessionQueries:
             raise SessionNotFound(sid)
         return detail
 
-    async def messages(self, session_id: str, *, limit: int | None = None,
-                       before: int | None = None,
-                       principal: Principal | None = None) -> list[Message]:
+    async def messages(
+        self,
+        session_id: str,
+        *,
+        limit: int | None = None,
+        before: int | None = None,
+        principal: Principal | None = None,
+    ) -> MessageList:
         """Messages of a session, oldest first; ``limit`` and ``before`` (a message id)
         page backwards from the newest."""
         sid = _session_id(session_id)
@@ -133,14 +170,19 @@ class SessionQueries:
             raise SessionNotFound(sid)
         return await self._store.messages(sid, head[2], limit=limit, before=before)
 
-    async def stats(self, *, principal: Principal | None = None, chatbot_id: str | None = None,
-                    now: datetime | None = None) -> Stats:
+    async def stats(
+        self,
+        *,
+        principal: Principal | None = None,
+        chatbot_id: str | None = None,
+        now: datetime | None = None,
+    ) -> Stats:
         """Active, completed since midnight UTC, total, and counts by status."""
         now = now or datetime.now(UTC)
         midnight = datetime.combine(now.astimezone(UTC).date(), time(), UTC)
         return await self._store.stats(chatbot_ids=_chatbots(chatbot_id, principal), since=midnight)
 
-    async def chatbots(self, *, principal: Principal | None = None) -> list[dict[str, Any]]:
+    async def chatbots(self, *, principal: Principal | None = None) -> ChatbotList:
         """Registered chatbots the principal may see."""
         bots = await self._store.chatbots()
         return [b for b in bots if principal is None or principal.may_see(b["chatbot_id"])]
@@ -159,8 +201,10 @@ def _statuses(status: str | Iterable[str] | None, group: str | None) -> frozense
         wanted = frozenset(status.split(",") if isinstance(status, str) else status)
         unknown = wanted - ALL_STATUSES
         if unknown:
-            raise InvalidParameter("status", f"unknown status {sorted(unknown)[0]!r}; "
-                                   f"one of {', '.join(sorted(ALL_STATUSES))}")
+            raise InvalidParameter(
+                "status",
+                f"unknown status {sorted(unknown)[0]!r}; one of {', '.join(sorted(ALL_STATUSES))}",
+            )
         chosen = wanted
     if group is not None:
         if group not in FILTER_GROUPS:

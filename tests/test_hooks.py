@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pluggy
 import pytest
 
@@ -26,40 +27,135 @@ def _start(pm: pluggy.PluginManager, **extra: Any) -> str:
 
 
 BAD_CALLS = [
-    ("sessiontrack_session_started", {"session_id": "not-a-uuid", "chatbot_id": "b"}, ValueError, "UUID"),
-    ("sessiontrack_session_started", {"session_id": 42, "chatbot_id": "b"}, TypeError, "session_id"),
-    ("sessiontrack_session_started", {"chatbot_id": "b"}, TypeError, "missing required argument 'session_id'"),
-    ("sessiontrack_session_started", {"session_id": "$sid", "chatbot_id": ""}, ValueError, "chatbot_id"),
-    ("sessiontrack_session_started", {"session_id": "$sid", "chatbot_id": "b", "variables": {"x": object()}},
-     TypeError, "not JSON-serialisable"),
-    ("sessiontrack_session_started", {"session_id": "$sid", "chatbot_id": "b", "variables": [1, 2]},
-     TypeError, "mapping"),
-    ("sessiontrack_session_started", {"session_id": "$sid", "chatbot_id": "b", "at": datetime(2026, 1, 1)},
-     ValueError, "timezone-aware"),
-    ("sessiontrack_node_executed", {"session_id": "$sid"}, TypeError, "missing required argument 'node_id'"),
-    ("sessiontrack_node_executed", {"session_id": "$sid", "node_id": "n", "duration_ms": "fast"},
-     TypeError, "duration_ms"),
-    ("sessiontrack_message", {"session_id": "$sid", "direction": "sideways"}, ValueError, "direction"),
-    ("sessiontrack_message", {"session_id": "$sid"}, TypeError, "missing required argument 'direction'"),
-    ("sessiontrack_message", {"session_id": "$sid", "direction": "inbound", "payload": {"f": {1, 2}}},
-     TypeError, "payload"),
-    ("sessiontrack_status_changed", {"session_id": "$sid", "status": "dancing"}, ValueError, "unknown status"),
-    ("sessiontrack_status_changed", {"session_id": "$sid"}, TypeError, "missing required argument 'status'"),
-    ("sessiontrack_variables_changed", {"session_id": "$sid"}, TypeError, "missing required argument 'variables'"),
-    ("sessiontrack_variables_changed", {"session_id": "$sid", "variables": {"when": datetime.now(UTC)}},
-     TypeError, "not JSON-serialisable"),
-    ("sessiontrack_session_completed", {"session_id": "$sid", "status": "running"}, ValueError, "terminal"),
-    ("sessiontrack_flow_registered", {"chatbot_id": "b", "name": "B"}, TypeError, "missing required argument 'flow'"),
-    ("sessiontrack_flow_registered", {"chatbot_id": "b", "name": "B", "flow": {"nodes": [{"x": 1}]}},
-     ValueError, "'id'"),
+    (
+        "sessiontrack_session_started",
+        {"session_id": "not-a-uuid", "chatbot_id": "b"},
+        ValueError,
+        "UUID",
+    ),
+    (
+        "sessiontrack_session_started",
+        {"session_id": 42, "chatbot_id": "b"},
+        TypeError,
+        "session_id",
+    ),
+    (
+        "sessiontrack_session_started",
+        {"chatbot_id": "b"},
+        TypeError,
+        "missing required argument 'session_id'",
+    ),
+    (
+        "sessiontrack_session_started",
+        {"session_id": "$sid", "chatbot_id": ""},
+        ValueError,
+        "chatbot_id",
+    ),
+    (
+        "sessiontrack_session_started",
+        {"session_id": "$sid", "chatbot_id": "b", "variables": {"x": object()}},
+        TypeError,
+        "not JSON-serialisable",
+    ),
+    (
+        "sessiontrack_session_started",
+        {"session_id": "$sid", "chatbot_id": "b", "variables": [1, 2]},
+        TypeError,
+        "mapping",
+    ),
+    (
+        "sessiontrack_session_started",
+        {"session_id": "$sid", "chatbot_id": "b", "at": datetime(2026, 1, 1)},
+        ValueError,
+        "timezone-aware",
+    ),
+    (
+        "sessiontrack_node_executed",
+        {"session_id": "$sid"},
+        TypeError,
+        "missing required argument 'node_id'",
+    ),
+    (
+        "sessiontrack_node_executed",
+        {"session_id": "$sid", "node_id": "n", "duration_ms": "fast"},
+        TypeError,
+        "duration_ms",
+    ),
+    (
+        "sessiontrack_message",
+        {"session_id": "$sid", "direction": "sideways"},
+        ValueError,
+        "direction",
+    ),
+    (
+        "sessiontrack_message",
+        {"session_id": "$sid"},
+        TypeError,
+        "missing required argument 'direction'",
+    ),
+    (
+        "sessiontrack_message",
+        {"session_id": "$sid", "direction": "inbound", "payload": {"f": {1, 2}}},
+        TypeError,
+        "payload",
+    ),
+    (
+        "sessiontrack_status_changed",
+        {"session_id": "$sid", "status": "dancing"},
+        ValueError,
+        "unknown status",
+    ),
+    (
+        "sessiontrack_status_changed",
+        {"session_id": "$sid"},
+        TypeError,
+        "missing required argument 'status'",
+    ),
+    (
+        "sessiontrack_variables_changed",
+        {"session_id": "$sid"},
+        TypeError,
+        "missing required argument 'variables'",
+    ),
+    (
+        "sessiontrack_variables_changed",
+        {"session_id": "$sid", "variables": {"when": datetime.now(UTC)}},
+        TypeError,
+        "not JSON-serialisable",
+    ),
+    (
+        "sessiontrack_session_completed",
+        {"session_id": "$sid", "status": "running"},
+        ValueError,
+        "terminal",
+    ),
+    (
+        "sessiontrack_flow_registered",
+        {"chatbot_id": "b", "name": "B"},
+        TypeError,
+        "missing required argument 'flow'",
+    ),
+    (
+        "sessiontrack_flow_registered",
+        {"chatbot_id": "b", "name": "B", "flow": {"nodes": [{"x": 1}]}},
+        ValueError,
+        "'id'",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("hook", "kwargs", "error", "words"), BAD_CALLS,
-                         ids=[f"{c[0].removeprefix('sessiontrack_')}-{i}" for i, c in enumerate(BAD_CALLS)])
+@pytest.mark.parametrize(
+    ("hook", "kwargs", "error", "words"),
+    BAD_CALLS,
+    ids=[f"{c[0].removeprefix('sessiontrack_')}-{i}" for i, c in enumerate(BAD_CALLS)],
+)
 async def test_bad_call_raises_at_call_site_and_stores_nothing(
-    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker, hook: str, kwargs: dict[str, Any],
-    error: type[Exception], words: str,
+    pm: pluggy.PluginManager,
+    tracker: sessiontrack.Tracker,
+    hook: str,
+    kwargs: dict[str, Any],
+    error: type[Exception],
+    words: str,
 ) -> None:
     kwargs = {k: (sessiontrack.new_session_id() if v == "$sid" else v) for k, v in kwargs.items()}
     before = tracker.stats.enqueued
@@ -98,8 +194,6 @@ async def test_hook_calls_from_another_thread_are_recorded_in_order(
     worker = threading.Thread(target=engine_thread)
     worker.start()
     worker.join()
-    import anyio
-
     await anyio.sleep(0.05)  # the thread's calls hop onto the loop before flush is taken
     await tracker.flush()
     detail = await tracker.sessions.get(sid)
@@ -110,7 +204,8 @@ async def test_reports_before_start_fail_loudly(tmp_path: Path) -> None:
     tracker = sessiontrack.Tracker(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
     with pytest.raises(sessiontrack.TrackerNotRunning, match="async with"):
         tracker.plugin_manager.hook.sessiontrack_session_started(
-            session_id=sessiontrack.new_session_id(), chatbot_id="bot")
+            session_id=sessiontrack.new_session_id(), chatbot_id="bot"
+        )
     with pytest.raises(sessiontrack.TrackerNotRunning):
         _ = tracker.sessions
 
@@ -119,6 +214,7 @@ class Recorder:
     def __init__(self) -> None:
         self.committed: list[list[sessiontrack.StoredEvent]] = []
         self.stops: list[tuple[str, str | None]] = []
+        self.stopped = anyio.Event()
 
     @sessiontrack.hookimpl
     async def sessiontrack_events_committed(self, events: list[sessiontrack.StoredEvent]) -> None:
@@ -127,6 +223,7 @@ class Recorder:
     @sessiontrack.hookimpl
     def sessiontrack_stop_requested(self, session_id: str, principal: str | None) -> None:
         self.stops.append((session_id, principal))
+        self.stopped.set()
 
 
 async def test_events_committed_hook_gets_each_batch_after_commit(
@@ -152,11 +249,8 @@ async def test_stop_marks_stopped_and_calls_stop_requested(
     sid = _start(pm)
     await tracker.flush()
     await tracker.stop(sid, sessiontrack.Principal(id="agent-7"))
-    import anyio
-
     with anyio.fail_after(5):
-        while not rec.stops:
-            await anyio.sleep(0.01)
+        await rec.stopped.wait()
     assert rec.stops == [(sid, "agent-7")]
     detail = await tracker.sessions.get(sid)
     assert (detail.status, detail.completion_reason) == ("stopped", "stopped_by_api")
@@ -177,11 +271,8 @@ async def test_stop_requested_is_not_called_in_a_process_that_does_not_run_the_s
     async with sessiontrack.Tracker(database_url, prefix=prefix, poll_interval=0.05) as api:
         api.plugin_manager.register(api_rec)
         await api.stop(sid, "ops")
-        import anyio
-
         with anyio.fail_after(10):
-            while not engine_rec.stops:
-                await anyio.sleep(0.02)
+            await engine_rec.stopped.wait()
     assert engine_rec.stops == [(sid, "ops")]
     assert api_rec.stops == []
 

@@ -45,7 +45,9 @@ async def test_leaving_the_context_flushes_everything(database_url: str, prefix:
             sid = sessiontrack.new_session_id()
             sids.append(sid)
             tracker.plugin_manager.hook.sessiontrack_session_started(session_id=sid, chatbot_id="b")
-            tracker.plugin_manager.hook.sessiontrack_message(session_id=sid, direction="inbound", text="x")
+            tracker.plugin_manager.hook.sessiontrack_message(
+                session_id=sid, direction="inbound", text="x"
+            )
         # no flush: closing must commit it all
     async with sessiontrack.Tracker(database_url, prefix=prefix) as reopened:
         page = await reopened.sessions.list(limit=100)
@@ -83,12 +85,20 @@ async def test_same_message_id_is_stored_once(
 ) -> None:
     sid = start(pm)
     other = start(pm)
-    pm.hook.sessiontrack_message(session_id=sid, direction="inbound", text="hi", message_id="wamid.1")
-    pm.hook.sessiontrack_message(session_id=sid, direction="inbound", text="hi", message_id="wamid.1")
+    pm.hook.sessiontrack_message(
+        session_id=sid, direction="inbound", text="hi", message_id="wamid.1"
+    )
+    pm.hook.sessiontrack_message(
+        session_id=sid, direction="inbound", text="hi", message_id="wamid.1"
+    )
     await tracker.flush()  # a webhook retry arriving in a later batch
-    pm.hook.sessiontrack_message(session_id=sid, direction="inbound", text="hi", message_id="wamid.1")
+    pm.hook.sessiontrack_message(
+        session_id=sid, direction="inbound", text="hi", message_id="wamid.1"
+    )
     # the same channel id in another session is another message
-    pm.hook.sessiontrack_message(session_id=other, direction="inbound", text="hi", message_id="wamid.1")
+    pm.hook.sessiontrack_message(
+        session_id=other, direction="inbound", text="hi", message_id="wamid.1"
+    )
     await tracker.flush()
     assert [m.text for m in await tracker.sessions.messages(sid)] == ["hi"]
     assert (await tracker.sessions.get(sid)).message_count == 1
@@ -128,7 +138,9 @@ async def test_payload_and_variables_are_snapshots(
     sid = start(pm, variables=variables)
     variables["step"] = 99  # the engine mutates its dict after the call
     payload = {"buttons": ["a"]}
-    pm.hook.sessiontrack_message(session_id=sid, direction="outbound", type="interactive", payload=payload)
+    pm.hook.sessiontrack_message(
+        session_id=sid, direction="outbound", type="interactive", payload=payload
+    )
     payload["buttons"].append("b")
     pm.hook.sessiontrack_variables_changed(session_id=sid, variables={"name": "Ann"})
     await tracker.flush()
@@ -137,7 +149,9 @@ async def test_payload_and_variables_are_snapshots(
     assert detail.messages[0].payload == {"buttons": ["a"]}
 
 
-@pytest.mark.parametrize("tracker_options", [{"max_buffered": 10, "max_batch": 5, "overflow": "raise"}])
+@pytest.mark.parametrize(
+    "tracker_options", [{"max_buffered": 10, "max_batch": 5, "overflow": "raise"}]
+)
 async def test_overflow_raise_refuses_at_the_call_site_and_loses_nothing_accepted(
     pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
 ) -> None:
@@ -157,13 +171,17 @@ async def test_overflow_raise_refuses_at_the_call_site_and_loses_nothing_accepte
     assert {s.id for s in page.data} == set(accepted)
 
 
-@pytest.mark.parametrize("tracker_options", [{"max_buffered": 10, "max_batch": 5, "overflow": "drop"}])
+@pytest.mark.parametrize(
+    "tracker_options", [{"max_buffered": 10, "max_batch": 5, "overflow": "drop"}]
+)
 async def test_overflow_drop_counts_and_logs(
     pm: pluggy.PluginManager, tracker: sessiontrack.Tracker, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, "sessiontrack")
     for _ in range(25):
-        pm.hook.sessiontrack_session_started(session_id=sessiontrack.new_session_id(), chatbot_id="b")
+        pm.hook.sessiontrack_session_started(
+            session_id=sessiontrack.new_session_id(), chatbot_id="b"
+        )
     assert tracker.stats.dropped_overflow == 15
     assert "buffer full" in caplog.text
     await tracker.flush()
@@ -183,14 +201,22 @@ async def test_database_outage_is_retried_with_backoff_and_loses_nothing(
     await proxy.start()
     proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     try:
-        async with sessiontrack.Tracker(proxied, prefix=prefix, migrate=True, retry_initial=0.02,
-                                        retry_max=0.2, sweep_interval=None) as tracker:
+        async with sessiontrack.Tracker(
+            proxied,
+            prefix=prefix,
+            migrate=True,
+            retry_initial=0.02,
+            retry_max=0.2,
+            sweep_interval=None,
+        ) as tracker:
             pm = tracker.plugin_manager
             sids = [start(pm) for _ in range(20)]
             await tracker.flush()
             await proxy.cut()
             for sid in sids:
-                pm.hook.sessiontrack_message(session_id=sid, direction="inbound", text="during outage")
+                pm.hook.sessiontrack_message(
+                    session_id=sid, direction="inbound", text="during outage"
+                )
             with anyio.move_on_after(1):
                 await tracker.flush()  # cannot complete while the database is away
             assert tracker.stats.buffered == 20

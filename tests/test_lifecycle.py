@@ -16,7 +16,12 @@ pytestmark = pytest.mark.anyio
 FLOW_V1 = {
     "nodes": [
         {"id": "start", "type": "start", "position": {"x": 0, "y": 0}, "data": {"label": "Start"}},
-        {"id": "ask", "type": "question", "position": {"x": 0, "y": 100}, "data": {"label": "Ask name"}},
+        {
+            "id": "ask",
+            "type": "question",
+            "position": {"x": 0, "y": 100},
+            "data": {"label": "Ask name"},
+        },
     ],
     "edges": [{"id": "e1", "source": "start", "target": "ask"}],
 }
@@ -56,7 +61,10 @@ async def test_status_change_moves_current_node_and_resolves_its_label(
     await tracker.flush()
     summary = (await tracker.sessions.list()).data[0]
     assert (summary.status, summary.current_node_id, summary.current_node_label) == (
-        "waiting_input", "ask", "Ask name")
+        "waiting_input",
+        "ask",
+        "Ask name",
+    )
     assert summary.chatbot_name == "Bot"
 
 
@@ -66,8 +74,13 @@ async def test_each_session_keeps_the_flow_version_it_ran(
     pm.hook.sessiontrack_flow_registered(chatbot_id="bot", name="Bot", flow=FLOW_V1)
     old = start(pm)
     pm.hook.sessiontrack_node_executed(session_id=old, node_id="ask")
-    flow_v2 = {**FLOW_V1, "nodes": [*FLOW_V1["nodes"][:1],
-                                    {"id": "ask", "type": "question", "data": {"label": "Ask email"}}]}
+    flow_v2 = {
+        **FLOW_V1,
+        "nodes": [
+            *FLOW_V1["nodes"][:1],
+            {"id": "ask", "type": "question", "data": {"label": "Ask email"}},
+        ],
+    }
     pm.hook.sessiontrack_flow_registered(chatbot_id="bot", name="Bot 2", flow=flow_v2, version="v2")
     new = start(pm)
     pm.hook.sessiontrack_node_executed(session_id=new, node_id="ask")
@@ -93,18 +106,22 @@ async def test_idle_timeout_slides_forward_with_activity_and_explicit_expiry_doe
 ) -> None:
     t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     idle = start(pm, at=t0)
-    pm.hook.sessiontrack_message(session_id=idle, direction="inbound", text="hi",
-                                 at=t0 + timedelta(minutes=3))
+    pm.hook.sessiontrack_message(
+        session_id=idle, direction="inbound", text="hi", at=t0 + timedelta(minutes=3)
+    )
     fixed_at = t0 + timedelta(hours=2)
     fixed = start(pm, at=t0, expires_at=fixed_at)
-    pm.hook.sessiontrack_message(session_id=fixed, direction="inbound", text="hi",
-                                 at=t0 + timedelta(minutes=3))
+    pm.hook.sessiontrack_message(
+        session_id=fixed, direction="inbound", text="hi", at=t0 + timedelta(minutes=3)
+    )
     await tracker.flush()
     assert (await tracker.sessions.get(idle)).expires_at == t0 + timedelta(minutes=8)
     assert (await tracker.sessions.get(fixed)).expires_at == fixed_at
 
 
-@pytest.mark.parametrize("tracker_options", [{"idle_timeout": timedelta(seconds=1), "sweep_interval": 0.1}])
+@pytest.mark.parametrize(
+    "tracker_options", [{"idle_timeout": timedelta(seconds=1), "sweep_interval": 0.1}]
+)
 async def test_sweeper_expires_overdue_sessions_and_publishes_it(
     pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
 ) -> None:
@@ -131,11 +148,14 @@ async def test_purge_deletes_only_sessions_that_ended_before_the_cutoff(
     now = datetime.now(UTC)
     old = [start(pm, at=now - timedelta(days=40)) for _ in range(3)]
     for sid in old:
-        pm.hook.sessiontrack_message(session_id=sid, direction="inbound", text="x",
-                                     at=now - timedelta(days=40))
+        pm.hook.sessiontrack_message(
+            session_id=sid, direction="inbound", text="x", at=now - timedelta(days=40)
+        )
         pm.hook.sessiontrack_session_completed(session_id=sid, at=now - timedelta(days=39))
     recent = start(pm, at=now - timedelta(days=40))
-    pm.hook.sessiontrack_session_completed(session_id=recent, status="expired", at=now - timedelta(days=2))
+    pm.hook.sessiontrack_session_completed(
+        session_id=recent, status="expired", at=now - timedelta(days=2)
+    )
     still_active = start(pm, at=now - timedelta(days=90))
     await tracker.flush()
     progress: list[int] = []

@@ -9,13 +9,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import sessiontrack
-from sessiontrack.store import make_tables
-from sessiontrack.store import _migrate
+from sessiontrack.store import _migrate, make_tables
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_upgrade_from_0001_keeps_every_row_and_backfills(database_url: str, prefix: str) -> None:
+async def test_upgrade_from_0001_keeps_every_row_and_backfills(
+    database_url: str, prefix: str
+) -> None:
     engine = create_async_engine(database_url)
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     names = ["ÀNN Lee", "Bob", None]
@@ -26,32 +27,56 @@ async def test_upgrade_from_0001_keeps_every_row_and_backfills(database_url: str
             assert await conn.run_sync(_migrate.current, prefix) == "0001"
             # rows written the way revision 0001's code wrote them (no name_key, no counts)
             md = sa.MetaData()
-            await conn.run_sync(md.reflect, only=[f"{prefix}sessions", f"{prefix}events", f"{prefix}state"])
+            await conn.run_sync(
+                md.reflect, only=[f"{prefix}sessions", f"{prefix}events", f"{prefix}state"]
+            )
             sessions, events = md.tables[f"{prefix}sessions"], md.tables[f"{prefix}events"]
             seq = 0
             for i, sid in enumerate(ids):
                 status = ["running", "completed", "expired"][i % 3]
-                await conn.execute(sessions.insert().values(
-                    id=sid, chatbot_id=f"bot{i % 2}", status=status, customer_name=names[i % 3],
-                    customer_phone=f"+1{i}", variables={"i": i},
-                    metadata={}, started_at=(t0 + timedelta(minutes=i)).replace(tzinfo=None)
-                    if database_url.startswith("sqlite") else t0 + timedelta(minutes=i),
-                    updated_at=(t0 + timedelta(minutes=i)).replace(tzinfo=None)
-                    if database_url.startswith("sqlite") else t0 + timedelta(minutes=i),
-                    node_count=1, message_count=0))
+                await conn.execute(
+                    sessions.insert().values(
+                        id=sid,
+                        chatbot_id=f"bot{i % 2}",
+                        status=status,
+                        customer_name=names[i % 3],
+                        customer_phone=f"+1{i}",
+                        variables={"i": i},
+                        metadata={},
+                        started_at=(t0 + timedelta(minutes=i)).replace(tzinfo=None)
+                        if database_url.startswith("sqlite")
+                        else t0 + timedelta(minutes=i),
+                        updated_at=(t0 + timedelta(minutes=i)).replace(tzinfo=None)
+                        if database_url.startswith("sqlite")
+                        else t0 + timedelta(minutes=i),
+                        node_count=1,
+                        message_count=0,
+                    )
+                )
                 seq += 1
-                await conn.execute(events.insert().values(
-                    seq=seq, session_id=sid, chatbot_id=f"bot{i % 2}", kind="session_started",
-                    at=t0.replace(tzinfo=None) if database_url.startswith("sqlite") else t0, data={}))
+                await conn.execute(
+                    events.insert().values(
+                        seq=seq,
+                        session_id=sid,
+                        chatbot_id=f"bot{i % 2}",
+                        kind="session_started",
+                        at=t0.replace(tzinfo=None) if database_url.startswith("sqlite") else t0,
+                        data={},
+                    )
+                )
             await conn.execute(sa.text(f"UPDATE {prefix}state SET value = {seq}"))
-        async with sessiontrack.Tracker(database_url, prefix=prefix, migrate=True,
-                                        sweep_interval=None) as tracker:
+        async with sessiontrack.Tracker(
+            database_url, prefix=prefix, migrate=True, sweep_interval=None
+        ) as tracker:
             async with tracker.store.engine.connect() as conn:
                 assert await conn.run_sync(_migrate.current, prefix) == _migrate.HEAD
             stats = await tracker.sessions.stats()
             assert stats.total == 30
-            assert (stats.by_status["running"], stats.by_status["completed"],
-                    stats.by_status["expired"]) == (10, 10, 10)
+            assert (
+                stats.by_status["running"],
+                stats.by_status["completed"],
+                stats.by_status["expired"],
+            ) == (10, 10, 10)
             found = await tracker.sessions.list(search="àNN", limit=100)
             assert found.total == 10  # backfilled case-folded key
             detail = await tracker.sessions.get(ids[4])
@@ -64,7 +89,9 @@ async def test_upgrade_from_0001_keeps_every_row_and_backfills(database_url: str
         await engine.dispose()
 
 
-async def test_migrated_schema_matches_the_table_definitions(database_url: str, prefix: str) -> None:
+async def test_migrated_schema_matches_the_table_definitions(
+    database_url: str, prefix: str
+) -> None:
     engine = create_async_engine(database_url)
     try:
         async with engine.begin() as conn:
@@ -73,10 +100,12 @@ async def test_migrated_schema_matches_the_table_definitions(database_url: str, 
             def describe(sync_conn: sa.Connection) -> dict[str, tuple[set[str], set[str]]]:
                 insp = sa.inspect(sync_conn)
                 return {
-                    name: ({c["name"] for c in insp.get_columns(name)},
-                           {str(i["name"]) for i in insp.get_indexes(name)})
-                    for name in insp.get_table_names() if name.startswith(prefix)
-                    and not name.endswith("alembic_version")
+                    name: (
+                        {c["name"] for c in insp.get_columns(name)},
+                        {str(i["name"]) for i in insp.get_indexes(name)},
+                    )
+                    for name in insp.get_table_names()
+                    if name.startswith(prefix) and not name.endswith("alembic_version")
                 }
 
             actual = await conn.run_sync(describe)
@@ -103,14 +132,18 @@ async def test_postgres_is_not_migrated_behind_the_users_back(prefix: str) -> No
         await drop_prefixed_tables(POSTGRES_URL, prefix)
 
 
-async def test_host_tables_and_alembic_version_are_untouched(database_url: str, prefix: str) -> None:
+async def test_host_tables_and_alembic_version_are_untouched(
+    database_url: str, prefix: str
+) -> None:
     engine = create_async_engine(database_url)
     host_table = f"{prefix}host_orders".replace(prefix, "h" + prefix)
     try:
         async with engine.begin() as conn:
             await conn.execute(sa.text(f"CREATE TABLE {host_table} (id INTEGER PRIMARY KEY)"))
             await conn.execute(sa.text(f"INSERT INTO {host_table} VALUES (1)"))
-        async with sessiontrack.Tracker(database_url, prefix=prefix, migrate=True, sweep_interval=None):
+        async with sessiontrack.Tracker(
+            database_url, prefix=prefix, migrate=True, sweep_interval=None
+        ):
             pass
         async with engine.begin() as conn:
             assert await conn.scalar(sa.text(f"SELECT count(*) FROM {host_table}")) == 1

@@ -46,8 +46,12 @@ def build(pm: pluggy.PluginManager, n: int, seed: int) -> list[Known]:
         if i % 17 == 0 and out:  # equal start times exercise the id tie-breaker
             started = out[-1].started_at
         pm.hook.sessiontrack_session_started(
-            session_id=sid, chatbot_id=bot, conversation_id=conv,
-            contact={"phone": phone, "name": name}, at=started)
+            session_id=sid,
+            chatbot_id=bot,
+            conversation_id=conv,
+            contact={"phone": phone, "name": name},
+            at=started,
+        )
         updated = started
         status = "running"
         for _ in range(rng.randrange(4)):
@@ -67,12 +71,20 @@ def build(pm: pluggy.PluginManager, n: int, seed: int) -> list[Known]:
 
 
 def oracle(known: list[Known], q: dict[str, Any]) -> list[str]:
-    groups = {"all": None, "active": {"running", "waiting_input", "waiting_flow"}, "completed": set(TERMINAL)}
+    groups = {
+        "all": None,
+        "active": {"running", "waiting_input", "waiting_flow"},
+        "completed": set(TERMINAL),
+    }
     rows = []
     for k in known:
         if q.get("status") and k.status != q["status"]:
             continue
-        if q.get("filter") and groups[q["filter"]] is not None and k.status not in groups[q["filter"]]:
+        if (
+            q.get("filter")
+            and groups[q["filter"]] is not None
+            and k.status not in groups[q["filter"]]
+        ):
             continue
         if q.get("chatbot_id") and k.chatbot_id != q["chatbot_id"]:
             continue
@@ -138,7 +150,7 @@ async def test_random_filter_combinations_match_a_plain_python_oracle(
         assert got == expected, q
         if len(expected) > limit:  # offset paging agrees with the cursor
             by_offset = await tracker.sessions.list(**q, limit=limit, offset=limit)
-            assert [s.id for s in by_offset.data] == expected[limit:2 * limit]
+            assert [s.id for s in by_offset.data] == expected[limit : 2 * limit]
             assert by_offset.has_previous and by_offset.offset == limit
 
 
@@ -146,15 +158,23 @@ async def test_list_items_carry_counts_and_state(
     pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
 ) -> None:
     sid = sessiontrack.new_session_id()
-    pm.hook.sessiontrack_session_started(session_id=sid, chatbot_id="bot", conversation_id="c1",
-                                         contact={"phone": "+1", "name": "Ann"})
+    pm.hook.sessiontrack_session_started(
+        session_id=sid,
+        chatbot_id="bot",
+        conversation_id="c1",
+        contact={"phone": "+1", "name": "Ann"},
+    )
     for i in range(3):
         pm.hook.sessiontrack_node_executed(session_id=sid, node_id=f"n{i}", label=f"Node {i}")
         pm.hook.sessiontrack_message(session_id=sid, direction="outbound", text=str(i))
     await tracker.flush()
     (item,) = (await tracker.sessions.list()).data
     assert (item.node_count, item.message_count, item.current_node_id, item.current_node_label) == (
-        3, 3, "n2", "Node 2")
+        3,
+        3,
+        "n2",
+        "Node 2",
+    )
     assert item.is_active and item.completed_at is None
     assert [s.id for s in await tracker.sessions.active()] == [sid]
     assert (await tracker.sessions.completed()).total == 0
@@ -165,13 +185,20 @@ async def test_detail_and_messages_paging_backwards(
     pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
 ) -> None:
     sid = sessiontrack.new_session_id()
-    pm.hook.sessiontrack_session_started(session_id=sid, chatbot_id="bot", variables={"a": 1},
-                                         metadata={"channel": "whatsapp"})
+    pm.hook.sessiontrack_session_started(
+        session_id=sid, chatbot_id="bot", variables={"a": 1}, metadata={"channel": "whatsapp"}
+    )
     for i in range(25):
-        pm.hook.sessiontrack_message(session_id=sid, direction="inbound" if i % 2 else "outbound",
-                                     text=f"m{i}", node_id="ask", message_id=f"wamid.{i}")
-    pm.hook.sessiontrack_node_executed(session_id=sid, node_id="ask", node_type="question",
-                                       duration_ms=12.5, error="boom")
+        pm.hook.sessiontrack_message(
+            session_id=sid,
+            direction="inbound" if i % 2 else "outbound",
+            text=f"m{i}",
+            node_id="ask",
+            message_id=f"wamid.{i}",
+        )
+    pm.hook.sessiontrack_node_executed(
+        session_id=sid, node_id="ask", node_type="question", duration_ms=12.5, error="boom"
+    )
     pm.hook.sessiontrack_session_completed(session_id=sid, reason="flow_end")
     await tracker.flush()
     detail = await tracker.sessions.get(sid, message_limit=10)
@@ -191,7 +218,9 @@ async def test_stats(pm: pluggy.PluginManager, tracker: sessiontrack.Tracker) ->
     now = datetime.now(UTC)
     ids = [sessiontrack.new_session_id() for _ in range(5)]
     for sid in ids:
-        pm.hook.sessiontrack_session_started(session_id=sid, chatbot_id="bot", at=now - timedelta(days=3))
+        pm.hook.sessiontrack_session_started(
+            session_id=sid, chatbot_id="bot", at=now - timedelta(days=3)
+        )
     pm.hook.sessiontrack_session_completed(session_id=ids[0], at=now)
     pm.hook.sessiontrack_session_completed(session_id=ids[1], at=now - timedelta(days=2))
     pm.hook.sessiontrack_session_completed(session_id=ids[2], status="expired", at=now)
@@ -199,8 +228,14 @@ async def test_stats(pm: pluggy.PluginManager, tracker: sessiontrack.Tracker) ->
     await tracker.flush()
     stats = await tracker.sessions.stats(now=now)
     assert (stats.active, stats.completed_today, stats.total) == (2, 1, 5)
-    assert stats.by_status == {"running": 1, "waiting_input": 1, "waiting_flow": 0,
-                               "completed": 2, "expired": 1, "stopped": 0}
+    assert stats.by_status == {
+        "running": 1,
+        "waiting_input": 1,
+        "waiting_flow": 0,
+        "completed": 2,
+        "expired": 1,
+        "stopped": 0,
+    }
 
 
 async def test_principal_sees_only_its_chatbots(
@@ -225,17 +260,20 @@ async def test_principal_sees_only_its_chatbots(
         await tracker.stop(theirs, p)
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"status": "sleeping"}, "status"),
-    ({"filter": "some"}, "filter"),
-    ({"limit": 0}, "limit"),
-    ({"limit": 101}, "limit"),
-    ({"offset": -1}, "offset"),
-    ({"sort_by": "name"}, "sortBy"),
-    ({"sort_order": "UP"}, "sortOrder"),
-    ({"start_date": datetime(2026, 1, 1)}, "startDate"),
-    ({"cursor": "garbage!"}, "cursor"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"status": "sleeping"}, "status"),
+        ({"filter": "some"}, "filter"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 101}, "limit"),
+        ({"offset": -1}, "offset"),
+        ({"sort_by": "name"}, "sortBy"),
+        ({"sort_order": "UP"}, "sortOrder"),
+        ({"start_date": datetime(2026, 1, 1)}, "startDate"),
+        ({"cursor": "garbage!"}, "cursor"),
+    ],
+)
 async def test_bad_list_arguments_name_the_field(
     tracker: sessiontrack.Tracker, kwargs: dict[str, Any], field: str
 ) -> None:

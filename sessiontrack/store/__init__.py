@@ -4,4 +4,11 @@ from ._reads import SessionFilter
 from ._tables import DEFAULT_PREFIX, Tables, make_tables
 from .sqlalchemy import SQLAlchemyStore, mask_url
 
-__all__ = ["DEFAULT_PREFIX", "SQLAlchemyStore", "SessionFilter", "Tables", "make_tables", "mask_url"]
+__all__ = [
+    "DEFAULT_PREFIX",
+    "SQLAlchemyStore",
+    "SessionFilter",
+    "Tables",
+    "make_tables",
+    "mask_url",
+]

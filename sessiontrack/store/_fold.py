@@ -31,14 +31,40 @@ aware datetime or a POSIX timestamp (float) taken at the call."""
 
 FLOW_REGISTERED = "flow_registered"
 SESSION_COLUMNS = (
-    "id", "chatbot_id", "flow_version", "conversation_id", "customer_phone", "customer_name",
-    "name_key", "status", "current_node_id", "current_node_label", "variables", "metadata",
-    "started_at", "updated_at", "completed_at", "expires_at", "idle_timeout_s",
-    "completion_reason", "node_count", "message_count", "last_seq",
+    "id",
+    "chatbot_id",
+    "flow_version",
+    "conversation_id",
+    "customer_phone",
+    "customer_name",
+    "name_key",
+    "status",
+    "current_node_id",
+    "current_node_label",
+    "variables",
+    "metadata",
+    "started_at",
+    "updated_at",
+    "completed_at",
+    "expires_at",
+    "idle_timeout_s",
+    "completion_reason",
+    "node_count",
+    "message_count",
+    "last_seq",
 )
 MUTABLE_COLUMNS = (
-    "status", "current_node_id", "current_node_label", "variables", "updated_at",
-    "completed_at", "expires_at", "completion_reason", "node_count", "message_count", "last_seq",
+    "status",
+    "current_node_id",
+    "current_node_label",
+    "variables",
+    "updated_at",
+    "completed_at",
+    "expires_at",
+    "completion_reason",
+    "node_count",
+    "message_count",
+    "last_seq",
 )
 
 
@@ -166,15 +192,30 @@ class Folder:
         if st.idle_timeout_s is not None and st.status not in TERMINAL_STATUSES:
             st.expires_at = at + timedelta(seconds=st.idle_timeout_s)
         self._changed[sid] = st
-        res.event_rows.append({
-            "seq": seq, "session_id": sid, "chatbot_id": st.chatbot_id, "kind": kind, "at": at,
-            "flow_version": st.flow_version, "node_id": data.get("node_id"),
-            "message_id": data.get("message_id"), "data": data,
-        })
-        res.events.append(StoredEvent(
-            seq=seq, kind=kind, session_id=sid, chatbot_id=st.chatbot_id, at=at,
-            flow_version=st.flow_version, data=data,
-        ))
+        res.event_rows.append(
+            {
+                "seq": seq,
+                "session_id": sid,
+                "chatbot_id": st.chatbot_id,
+                "kind": kind,
+                "at": at,
+                "flow_version": st.flow_version,
+                "node_id": data.get("node_id"),
+                "message_id": data.get("message_id"),
+                "data": data,
+            }
+        )
+        res.events.append(
+            StoredEvent(
+                seq=seq,
+                kind=kind,
+                session_id=sid,
+                chatbot_id=st.chatbot_id,
+                at=at,
+                flow_version=st.flow_version,
+                data=data,
+            )
+        )
 
     def _start(self, sid: str, at: datetime, data: dict[str, Any]) -> SessionState:
         chatbot_id = data["chatbot_id"]
@@ -184,14 +225,28 @@ class Folder:
         variables = _loads(data.pop("variables", None))
         metadata = _loads(data.pop("metadata", None))
         st = SessionState(
-            id=sid, chatbot_id=chatbot_id, flow_version=bot.version if bot else None,
+            id=sid,
+            chatbot_id=chatbot_id,
+            flow_version=bot.version if bot else None,
             conversation_id=data.get("conversation_id"),
-            customer_phone=data.get("customer_phone"), customer_name=data.get("customer_name"),
-            name_key=name_key(data.get("customer_name")), status="running",
-            current_node_id=None, current_node_label=None, variables=variables,
-            metadata=metadata, started_at=at, updated_at=at, completed_at=None,
-            expires_at=expires_at, idle_timeout_s=idle, completion_reason=None,
-            node_count=0, message_count=0, last_seq=0, is_new=True,
+            customer_phone=data.get("customer_phone"),
+            customer_name=data.get("customer_name"),
+            name_key=name_key(data.get("customer_name")),
+            status="running",
+            current_node_id=None,
+            current_node_label=None,
+            variables=variables,
+            metadata=metadata,
+            started_at=at,
+            updated_at=at,
+            completed_at=None,
+            expires_at=expires_at,
+            idle_timeout_s=idle,
+            completion_reason=None,
+            node_count=0,
+            message_count=0,
+            last_seq=0,
+            is_new=True,
         )
         data["chatbot_name"] = bot.name if bot else None
         data["variables"] = variables

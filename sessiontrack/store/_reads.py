@@ -51,10 +51,20 @@ class ReadQueries:
     def _summary_columns(self) -> list[Any]:
         s, c = self.tables.sessions, self.tables.chatbots
         return [
-            s.c.id, s.c.conversation_id, s.c.chatbot_id, c.c.name.label("chatbot_name"),
-            s.c.customer_phone, s.c.customer_name, s.c.status, s.c.current_node_id,
-            s.c.current_node_label, s.c.started_at, s.c.updated_at, s.c.completed_at,
-            s.c.node_count, s.c.message_count,
+            s.c.id,
+            s.c.conversation_id,
+            s.c.chatbot_id,
+            c.c.name.label("chatbot_name"),
+            s.c.customer_phone,
+            s.c.customer_name,
+            s.c.status,
+            s.c.current_node_id,
+            s.c.current_node_label,
+            s.c.started_at,
+            s.c.updated_at,
+            s.c.completed_at,
+            s.c.node_count,
+            s.c.message_count,
         ]
 
     def _from(self) -> Any:
@@ -65,17 +75,27 @@ class ReadQueries:
         s = self.tables.sessions
         w: list[Any] = []
         if f.statuses is not None:
-            w.append(s.c.status.in_(sorted(f.statuses)) if len(f.statuses) != 1
-                     else s.c.status == next(iter(f.statuses)))
+            w.append(
+                s.c.status.in_(sorted(f.statuses))
+                if len(f.statuses) != 1
+                else s.c.status == next(iter(f.statuses))
+            )
         if f.chatbot_ids is not None:
-            w.append(s.c.chatbot_id.in_(sorted(f.chatbot_ids)) if len(f.chatbot_ids) != 1
-                     else s.c.chatbot_id == next(iter(f.chatbot_ids)))
+            w.append(
+                s.c.chatbot_id.in_(sorted(f.chatbot_ids))
+                if len(f.chatbot_ids) != 1
+                else s.c.chatbot_id == next(iter(f.chatbot_ids))
+            )
         if f.conversation_id is not None:
             w.append(s.c.conversation_id == f.conversation_id)
         if f.search:
             pattern = _like(f.search.casefold())
-            w.append(sa.or_(s.c.name_key.like(pattern, escape="\\"),
-                            s.c.customer_phone.like(pattern, escape="\\")))
+            w.append(
+                sa.or_(
+                    s.c.name_key.like(pattern, escape="\\"),
+                    s.c.customer_phone.like(pattern, escape="\\"),
+                )
+            )
         if f.start is not None:
             w.append(s.c.started_at >= f.start)
         if f.end is not None:
@@ -83,7 +103,13 @@ class ReadQueries:
         return w
 
     async def list_sessions(
-        self, f: SessionFilter, *, sort_by: str, descending: bool, limit: int, offset: int,
+        self,
+        f: SessionFilter,
+        *,
+        sort_by: str,
+        descending: bool,
+        limit: int,
+        offset: int,
         after: tuple[datetime, str] | None,
     ) -> tuple[list[SessionSummary], int, bool]:
         """One page (``limit`` rows after ``offset`` or after the keyset ``after``), the
@@ -94,16 +120,23 @@ class ReadQueries:
         if after is not None:
             where.append(self._keyset(f, sort_col, after, descending))
         order = [sort_col.desc(), s.c.id.desc()] if descending else [sort_col.asc(), s.c.id.asc()]
-        q = (sa.select(*self._summary_columns()).select_from(self._from()).where(*where)
-             .order_by(*order).limit(limit + 1).offset(offset))
+        q = (
+            sa.select(*self._summary_columns())
+            .select_from(self._from())
+            .where(*where)
+            .order_by(*order)
+            .limit(limit + 1)
+            .offset(offset)
+        )
         async with self.engine.connect() as conn:
             rows = (await conn.execute(q)).all()
             total = await self._total(conn, f)
         items = [SessionSummary(**r._asdict()) for r in rows[:limit]]
         return items, total, len(rows) > limit
 
-    def _keyset(self, f: SessionFilter, sort_col: Any, after: tuple[datetime, str],
-                descending: bool) -> Any:
+    def _keyset(
+        self, f: SessionFilter, sort_col: Any, after: tuple[datetime, str], descending: bool
+    ) -> Any:
         """Rows strictly past ``after`` in sort order.
 
         With one status and the start-time sort, the status joins the row comparison so
@@ -135,23 +168,36 @@ class ReadQueries:
     async def get_session(self, session_id: str, *, message_limit: int) -> SessionDetail | None:
         """A session with node executions, its newest ``message_limit`` messages and flow."""
         s, fl, c = self.tables.sessions, self.tables.flows, self.tables.chatbots
-        cols = [*self._summary_columns(), s.c.variables, s.c.metadata, s.c.flow_version,
-                s.c.expires_at, s.c.completion_reason]
+        cols = [
+            *self._summary_columns(),
+            s.c.variables,
+            s.c.metadata,
+            s.c.flow_version,
+            s.c.expires_at,
+            s.c.completion_reason,
+        ]
         async with self.engine.connect() as conn:
-            row = (await conn.execute(
-                sa.select(*cols).select_from(self._from()).where(s.c.id == session_id)
-            )).first()
+            row = (
+                await conn.execute(
+                    sa.select(*cols).select_from(self._from()).where(s.c.id == session_id)
+                )
+            ).first()
             if row is None:
                 return None
             version = row.flow_version
             if version is None:
                 version = await conn.scalar(
-                    sa.select(c.c.current_version).where(c.c.chatbot_id == row.chatbot_id))
+                    sa.select(c.c.current_version).where(c.c.chatbot_id == row.chatbot_id)
+                )
             flow = await conn.scalar(
-                sa.select(fl.c.flow).where(fl.c.chatbot_id == row.chatbot_id, fl.c.version == version))
+                sa.select(fl.c.flow).where(
+                    fl.c.chatbot_id == row.chatbot_id, fl.c.version == version
+                )
+            )
             executions = await self._node_executions(conn, session_id)
-            messages = await self._messages(conn, session_id, row.conversation_id,
-                                            limit=message_limit, before=None)
+            messages = await self._messages(
+                conn, session_id, row.conversation_id, limit=message_limit, before=None
+            )
         values = row._asdict()
         return SessionDetail(
             **values,
@@ -165,33 +211,55 @@ class ReadQueries:
         e = self.tables.events
         rows = await conn.execute(
             sa.select(e.c.node_id, e.c.at, e.c.data)
-            .where(e.c.session_id == session_id, e.c.kind == NODE_EXECUTED).order_by(e.c.seq)
+            .where(e.c.session_id == session_id, e.c.kind == NODE_EXECUTED)
+            .order_by(e.c.seq)
         )
         return [
-            NodeExecution(node_id=r.node_id, label=r.data.get("label"),
-                          type=r.data.get("node_type"), at=r.at,
-                          duration_ms=r.data.get("duration_ms"), error=r.data.get("error"))
+            NodeExecution(
+                node_id=r.node_id,
+                label=r.data.get("label"),
+                type=r.data.get("node_type"),
+                at=r.at,
+                duration_ms=r.data.get("duration_ms"),
+                error=r.data.get("error"),
+            )
             for r in rows
         ]
 
-    async def _messages(self, conn: AsyncConnection, session_id: str,
-                        conversation_id: str | None, *, limit: int | None,
-                        before: int | None) -> list[Message]:
+    async def _messages(
+        self,
+        conn: AsyncConnection,
+        session_id: str,
+        conversation_id: str | None,
+        *,
+        limit: int | None,
+        before: int | None,
+    ) -> list[Message]:
         e = self.tables.events
-        q = (sa.select(e.c.seq, e.c.at, e.c.node_id, e.c.message_id, e.c.data)
-             .where(e.c.session_id == session_id, e.c.kind == MESSAGE)
-             .order_by(e.c.seq.desc()))
+        q = (
+            sa.select(e.c.seq, e.c.at, e.c.node_id, e.c.message_id, e.c.data)
+            .where(e.c.session_id == session_id, e.c.kind == MESSAGE)
+            .order_by(e.c.seq.desc())
+        )
         if before is not None:
             q = q.where(e.c.seq < before)
         if limit is not None:
             q = q.limit(limit)
-        rows = (await conn.execute(q)).all()
+        rows = list((await conn.execute(q)).all())
         rows.reverse()
         return [
-            Message(id=r.seq, session_id=session_id, conversation_id=conversation_id,
-                    direction=r.data["direction"], type=r.data.get("type", "text"),
-                    text=r.data.get("text"), payload=r.data.get("payload"),
-                    node_id=r.node_id, timestamp=r.at, channel_message_id=r.message_id)
+            Message(
+                id=r.seq,
+                session_id=session_id,
+                conversation_id=conversation_id,
+                direction=r.data["direction"],
+                type=r.data.get("type", "text"),
+                text=r.data.get("text"),
+                payload=r.data.get("payload"),
+                node_id=r.node_id,
+                timestamp=r.at,
+                channel_message_id=r.message_id,
+            )
             for r in rows
         ]
 
@@ -199,23 +267,33 @@ class ReadQueries:
         """``(chatbot_id, status, conversation_id)`` of a session, or ``None``."""
         s = self.tables.sessions
         async with self.engine.connect() as conn:
-            row = (await conn.execute(
-                sa.select(s.c.chatbot_id, s.c.status, s.c.conversation_id).where(s.c.id == session_id)
-            )).first()
+            row = (
+                await conn.execute(
+                    sa.select(s.c.chatbot_id, s.c.status, s.c.conversation_id).where(
+                        s.c.id == session_id
+                    )
+                )
+            ).first()
         return (row.chatbot_id, row.status, row.conversation_id) if row else None
 
-    async def messages(self, session_id: str, conversation_id: str | None, *,
-                       limit: int | None, before: int | None) -> list[Message]:
+    async def messages(
+        self, session_id: str, conversation_id: str | None, *, limit: int | None, before: int | None
+    ) -> list[Message]:
         async with self.engine.connect() as conn:
-            return await self._messages(conn, session_id, conversation_id,
-                                        limit=limit, before=before)
+            return await self._messages(
+                conn, session_id, conversation_id, limit=limit, before=before
+            )
 
     async def stats(self, *, chatbot_ids: frozenset[str] | None, since: datetime) -> Stats:
         c, s = self.tables.counts, self.tables.sessions
         q = sa.select(c.c.status, sa.func.sum(c.c.n)).group_by(c.c.status)
-        today = (sa.select(sa.func.count()).select_from(s)
-                 .where(s.c.completed_at.is_not(None), s.c.completed_at >= since,
-                        s.c.status == "completed"))
+        today = (
+            sa.select(sa.func.count())
+            .select_from(s)
+            .where(
+                s.c.completed_at.is_not(None), s.c.completed_at >= since, s.c.status == "completed"
+            )
+        )
         if chatbot_ids is not None:
             q = q.where(c.c.chatbot_id.in_(sorted(chatbot_ids)))
             today = today.where(s.c.chatbot_id.in_(sorted(chatbot_ids)))

@@ -73,14 +73,16 @@ def make_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
     md = sa.MetaData()
     p = prefix
     chatbots = sa.Table(
-        f"{p}chatbots", md,
+        f"{p}chatbots",
+        md,
         sa.Column("chatbot_id", sa.String(200), primary_key=True),
         sa.Column("name", sa.String(500), nullable=False),
         sa.Column("current_version", sa.String(64), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
     )
     flows = sa.Table(
-        f"{p}flows", md,
+        f"{p}flows",
+        md,
         sa.Column("chatbot_id", sa.String(200), primary_key=True),
         sa.Column("version", sa.String(64), primary_key=True),
         sa.Column("flow", json_type(), nullable=False),
@@ -89,7 +91,8 @@ def make_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
     active = sa.text("completed_at IS NULL")
     done = sa.text("completed_at IS NOT NULL")
     sessions = sa.Table(
-        f"{p}sessions", md,
+        f"{p}sessions",
+        md,
         sa.Column("id", id_type(), primary_key=True),
         sa.Column("chatbot_id", sa.String(200), nullable=False),
         sa.Column("flow_version", sa.String(64)),
@@ -116,16 +119,23 @@ def make_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
         sa.Index(f"ix_{p}sessions_started", "started_at", "id"),
         sa.Index(f"ix_{p}sessions_updated", "updated_at", "id"),
         sa.Index(f"ix_{p}sessions_conversation", "conversation_id"),
-        sa.Index(f"ix_{p}sessions_completed", "completed_at",
-                 sqlite_where=done, postgresql_where=done),
-        sa.Index(f"ix_{p}sessions_expiry", "expires_at",
-                 sqlite_where=active, postgresql_where=active),
+        sa.Index(
+            f"ix_{p}sessions_completed", "completed_at", sqlite_where=done, postgresql_where=done
+        ),
+        sa.Index(
+            f"ix_{p}sessions_expiry", "expires_at", sqlite_where=active, postgresql_where=active
+        ),
     )
     has_mid = sa.text("message_id IS NOT NULL")
     events = sa.Table(
-        f"{p}events", md,
-        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-                  primary_key=True, autoincrement=False),
+        f"{p}events",
+        md,
+        sa.Column(
+            "seq",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=False,
+        ),
         sa.Column("session_id", id_type(), nullable=False),
         sa.Column("chatbot_id", sa.String(200), nullable=False),
         sa.Column("kind", sa.String(32), nullable=False),
@@ -135,17 +145,25 @@ def make_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
         sa.Column("message_id", sa.String(200)),
         sa.Column("data", json_type(), nullable=False),
         sa.Index(f"ix_{p}events_session_seq", "session_id", "seq"),
-        sa.Index(f"ux_{p}events_message", "message_id", "session_id", unique=True,
-                 sqlite_where=has_mid, postgresql_where=has_mid),
+        sa.Index(
+            f"ux_{p}events_message",
+            "message_id",
+            "session_id",
+            unique=True,
+            sqlite_where=has_mid,
+            postgresql_where=has_mid,
+        ),
     )
     counts = sa.Table(
-        f"{p}counts", md,
+        f"{p}counts",
+        md,
         sa.Column("chatbot_id", sa.String(200), primary_key=True),
         sa.Column("status", sa.String(20), primary_key=True),
         sa.Column("n", sa.BigInteger(), nullable=False),
     )
     state = sa.Table(
-        f"{p}state", md,
+        f"{p}state",
+        md,
         sa.Column("key", sa.String(64), primary_key=True),
         sa.Column("value", sa.BigInteger(), nullable=False),
     )

@@ -127,7 +127,9 @@ class SQLAlchemyStore(ReadQueries):
             sessions = await self._load_sessions(conn, ids)
             chatbot_ids = {d["chatbot_id"] for k, _, _, d in reports if k == "session_started"}
             chatbots = await self._load_chatbots(conn, chatbot_ids)
-            mids = [d["message_id"] for k, _, _, d in reports if k == "message" and d.get("message_id")]
+            mids = [
+                d["message_id"] for k, _, _, d in reports if k == "message" and d.get("message_id")
+            ]
             known = await self._known_messages(conn, mids)
             await self._prefetch_labels(conn, reports, sessions, chatbots)
             folder = Folder(sessions, chatbots, known, self._node_labels, last_seq, idle_timeout_s)
@@ -155,7 +157,9 @@ class SQLAlchemyStore(ReadQueries):
         out: dict[str, SessionState] = {}
         id_list = list(ids)
         for i in range(0, len(id_list), _IN_CHUNK):
-            rows = await conn.execute(sa.select(*cols).where(s.c.id.in_(id_list[i:i + _IN_CHUNK])))
+            rows = await conn.execute(
+                sa.select(*cols).where(s.c.id.in_(id_list[i : i + _IN_CHUNK]))
+            )
             for row in rows:
                 st = SessionState(**row._asdict())
                 out[st.id] = st
@@ -175,14 +179,19 @@ class SQLAlchemyStore(ReadQueries):
         known: set[tuple[str, str]] = set()
         for i in range(0, len(mids), _IN_CHUNK):
             rows = await conn.execute(
-                sa.select(e.c.message_id, e.c.session_id).where(e.c.message_id.in_(mids[i:i + _IN_CHUNK]))
+                sa.select(e.c.message_id, e.c.session_id).where(
+                    e.c.message_id.in_(mids[i : i + _IN_CHUNK])
+                )
             )
             known.update((r.message_id, r.session_id) for r in rows)
         return known
 
     async def _prefetch_labels(
-        self, conn: AsyncConnection, reports: Sequence[Report],
-        sessions: dict[str, SessionState], chatbots: dict[str, Chatbot],
+        self,
+        conn: AsyncConnection,
+        reports: Sequence[Report],
+        sessions: dict[str, SessionState],
+        chatbots: dict[str, Chatbot],
     ) -> None:
         for kind, _, _, d in reports:
             if kind == FLOW_REGISTERED:
@@ -203,35 +212,58 @@ class SQLAlchemyStore(ReadQueries):
     async def _write(self, conn: AsyncConnection, res: FoldResult) -> None:
         t = self.tables
         for flow in res.flows:
-            await self._upsert(conn, t.flows, {
-                "chatbot_id": flow["chatbot_id"], "version": flow["version"],
-                "flow": flow["flow"], "registered_at": flow["registered_at"],
-            }, ["chatbot_id", "version"], [])
-            await self._upsert(conn, t.chatbots, {
-                "chatbot_id": flow["chatbot_id"], "name": flow["name"],
-                "current_version": flow["version"], "updated_at": flow["registered_at"],
-            }, ["chatbot_id"], ["name", "current_version", "updated_at"])
+            await self._upsert(
+                conn,
+                t.flows,
+                {
+                    "chatbot_id": flow["chatbot_id"],
+                    "version": flow["version"],
+                    "flow": flow["flow"],
+                    "registered_at": flow["registered_at"],
+                },
+                ["chatbot_id", "version"],
+                [],
+            )
+            await self._upsert(
+                conn,
+                t.chatbots,
+                {
+                    "chatbot_id": flow["chatbot_id"],
+                    "name": flow["name"],
+                    "current_version": flow["version"],
+                    "updated_at": flow["registered_at"],
+                },
+                ["chatbot_id"],
+                ["name", "current_version", "updated_at"],
+            )
         if res.new_sessions:
             await conn.execute(t.sessions.insert(), [s.row() for s in res.new_sessions])
         if res.event_rows:
             await conn.execute(t.events.insert(), res.event_rows)
         if res.changed_sessions:
             s = t.sessions
-            stmt = s.update().where(s.c.id == sa.bindparam("b_id")).values(
-                {c: sa.bindparam(c) for c in MUTABLE_COLUMNS}
+            stmt = (
+                s.update()
+                .where(s.c.id == sa.bindparam("b_id"))
+                .values({c: sa.bindparam(c) for c in MUTABLE_COLUMNS})
             )
             rows = [{"b_id": st.id, **st.row(MUTABLE_COLUMNS)} for st in res.changed_sessions]
             await conn.execute(stmt, rows)
         deltas = [
             {"chatbot_id": cid, "status": status, "n": n}
-            for (cid, status), n in res.count_deltas.items() if n
+            for (cid, status), n in res.count_deltas.items()
+            if n
         ]
         if deltas:
             await self._add_counts(conn, deltas)
 
     async def _upsert(
-        self, conn: AsyncConnection, table: sa.Table, row: dict[str, Any],
-        keys: list[str], update: list[str],
+        self,
+        conn: AsyncConnection,
+        table: sa.Table,
+        row: dict[str, Any],
+        keys: list[str],
+        update: list[str],
     ) -> None:
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         stmt = insert(table).values(row)
@@ -259,13 +291,18 @@ class SQLAlchemyStore(ReadQueries):
         s = self.tables.sessions
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                sa.select(s.c.id).where(s.c.completed_at.is_(None), s.c.expires_at < now)
-                .order_by(s.c.expires_at).limit(limit)
+                sa.select(s.c.id)
+                .where(s.c.completed_at.is_(None), s.c.expires_at < now)
+                .order_by(s.c.expires_at)
+                .limit(limit)
             )
             return [r.id for r in rows]
 
     async def purge(
-        self, cutoff: datetime, *, batch_size: int = 1000,
+        self,
+        cutoff: datetime,
+        *,
+        batch_size: int = 1000,
         progress: Callable[[int], None] | None = None,
     ) -> int:
         """Delete terminal sessions completed before ``cutoff`` with their events.
@@ -279,11 +316,13 @@ class SQLAlchemyStore(ReadQueries):
         while True:
             async with self.engine.begin() as conn:
                 await self._lock_log(conn)
-                rows = (await conn.execute(
-                    sa.select(s.c.id, s.c.chatbot_id, s.c.status)
-                    .where(s.c.completed_at.is_not(None), s.c.completed_at < cutoff)
-                    .limit(batch_size)
-                )).all()
+                rows = (
+                    await conn.execute(
+                        sa.select(s.c.id, s.c.chatbot_id, s.c.status)
+                        .where(s.c.completed_at.is_not(None), s.c.completed_at < cutoff)
+                        .limit(batch_size)
+                    )
+                ).all()
                 if not rows:
                     return total
                 ids = [r.id for r in rows]
@@ -292,15 +331,19 @@ class SQLAlchemyStore(ReadQueries):
                 deltas: dict[tuple[str, str], int] = {}
                 for r in rows:
                     deltas[(r.chatbot_id, r.status)] = deltas.get((r.chatbot_id, r.status), 0) - 1
-                await self._add_counts(conn, [
-                    {"chatbot_id": k[0], "status": k[1], "n": n} for k, n in deltas.items()
-                ])
+                await self._add_counts(
+                    conn, [{"chatbot_id": k[0], "status": k[1], "n": n} for k, n in deltas.items()]
+                )
             total += len(rows)
             if progress is not None:
                 progress(total)
 
     async def events_after(
-        self, after: int, *, limit: int = 1000, session_id: str | None = None,
+        self,
+        after: int,
+        *,
+        limit: int = 1000,
+        session_id: str | None = None,
         until: int | None = None,
     ) -> list[StoredEvent]:
         """Committed events with ``seq > after`` (and ``<= until``), oldest first."""
@@ -313,9 +356,15 @@ class SQLAlchemyStore(ReadQueries):
         async with self.engine.connect() as conn:
             rows = await conn.execute(q)
             return [
-                StoredEvent(seq=r.seq, kind=r.kind, session_id=r.session_id,
-                            chatbot_id=r.chatbot_id, at=r.at, flow_version=r.flow_version,
-                            data=r.data)
+                StoredEvent(
+                    seq=r.seq,
+                    kind=r.kind,
+                    session_id=r.session_id,
+                    chatbot_id=r.chatbot_id,
+                    at=r.at,
+                    flow_version=r.flow_version,
+                    data=r.data,
+                )
                 for r in rows
             ]
 

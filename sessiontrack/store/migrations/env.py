@@ -13,7 +13,7 @@ context.configure(
     target_metadata=None,
     version_table=f"{prefix}alembic_version",
     render_as_batch=connection.dialect.name == "sqlite",
-    include_name=lambda name, type_, parent: type_ != "table" or name.startswith(prefix),
+    include_name=lambda name, type_, parent: type_ != "table" or (name or "").startswith(prefix),
 )
 with context.begin_transaction():
     context.run_migrations()

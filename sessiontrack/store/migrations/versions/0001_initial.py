@@ -64,14 +64,20 @@ def upgrade() -> None:
     op.create_index(f"ix_{p}sessions_conversation", s, ["conversation_id"])
     done = sa.text("completed_at IS NOT NULL")
     active = sa.text("completed_at IS NULL")
-    op.create_index(f"ix_{p}sessions_completed", s, ["completed_at"],
-                    sqlite_where=done, postgresql_where=done)
-    op.create_index(f"ix_{p}sessions_expiry", s, ["expires_at"],
-                    sqlite_where=active, postgresql_where=active)
+    op.create_index(
+        f"ix_{p}sessions_completed", s, ["completed_at"], sqlite_where=done, postgresql_where=done
+    )
+    op.create_index(
+        f"ix_{p}sessions_expiry", s, ["expires_at"], sqlite_where=active, postgresql_where=active
+    )
     op.create_table(
         f"{p}events",
-        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-                  primary_key=True, autoincrement=False),
+        sa.Column(
+            "seq",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=False,
+        ),
         sa.Column("session_id", id_type(), nullable=False),
         sa.Column("chatbot_id", sa.String(200), nullable=False),
         sa.Column("kind", sa.String(32), nullable=False),
@@ -84,8 +90,14 @@ def upgrade() -> None:
     e = f"{p}events"
     op.create_index(f"ix_{p}events_session_seq", e, ["session_id", "seq"])
     has_mid = sa.text("message_id IS NOT NULL")
-    op.create_index(f"ux_{p}events_message", e, ["message_id", "session_id"], unique=True,
-                    sqlite_where=has_mid, postgresql_where=has_mid)
+    op.create_index(
+        f"ux_{p}events_message",
+        e,
+        ["message_id", "session_id"],
+        unique=True,
+        sqlite_where=has_mid,
+        postgresql_where=has_mid,
+    )
     state = op.create_table(
         f"{p}state",
         sa.Column("key", sa.String(64), primary_key=True),

@@ -26,21 +26,30 @@ def upgrade() -> None:
     with op.batch_alter_table(f"{p}sessions") as batch:
         batch.add_column(sa.Column("name_key", sa.String(500)))
     sessions = sa.table(
-        f"{p}sessions", sa.column("id"), sa.column("customer_name"), sa.column("name_key"),
-        sa.column("chatbot_id"), sa.column("status"),
+        f"{p}sessions",
+        sa.column("id"),
+        sa.column("customer_name"),
+        sa.column("name_key"),
+        sa.column("chatbot_id"),
+        sa.column("status"),
     )
     conn = op.get_bind()
     last_id = None
     while True:
-        q = (sa.select(sessions.c.id, sessions.c.customer_name)
-             .where(sessions.c.customer_name.is_not(None)).order_by(sessions.c.id).limit(_BATCH))
+        q = (
+            sa.select(sessions.c.id, sessions.c.customer_name)
+            .where(sessions.c.customer_name.is_not(None))
+            .order_by(sessions.c.id)
+            .limit(_BATCH)
+        )
         if last_id is not None:
             q = q.where(sessions.c.id > last_id)
         rows = conn.execute(q).all()
         if not rows:
             break
         conn.execute(
-            sessions.update().where(sessions.c.id == sa.bindparam("b_id"))
+            sessions.update()
+            .where(sessions.c.id == sa.bindparam("b_id"))
             .values(name_key=sa.bindparam("key")),
             [{"b_id": r.id, "key": r.customer_name.casefold()} for r in rows],
         )
@@ -51,11 +60,14 @@ def upgrade() -> None:
         sa.Column("status", sa.String(20), primary_key=True),
         sa.Column("n", sa.BigInteger(), nullable=False),
     )
-    conn.execute(counts.insert().from_select(
-        ["chatbot_id", "status", "n"],
-        sa.select(sessions.c.chatbot_id, sessions.c.status, sa.func.count())
-        .group_by(sessions.c.chatbot_id, sessions.c.status),
-    ))
+    conn.execute(
+        counts.insert().from_select(
+            ["chatbot_id", "status", "n"],
+            sa.select(sessions.c.chatbot_id, sessions.c.status, sa.func.count()).group_by(
+                sessions.c.chatbot_id, sessions.c.status
+            ),
+        )
+    )
 
 
 def downgrade() -> None:
