@@ -1,0 +1,1 @@
+"""Example host applications for sessiontrack (not part of the installed package)."""
