@@ -1,0 +1,253 @@
+// The conversation log: messages grouped by sender, older pages loaded on scroll-up.
+//
+// Messages live in chunks of one API page each; chunks use `content-visibility: auto`, so
+// the browser lays out and paints only the chunks in view even with thousands loaded.
+
+import { api } from "./api.js";
+import { formatDay, formatTime, h } from "./dom.js";
+import { jsonTree } from "./json.js";
+
+const PAGE = 100;
+const NEAR_BOTTOM_PX = 96;
+const SENDERS = { inbound: "Customer", outbound: "Bot" };
+
+export class Conversation {
+  constructor(sessionId, messages, messageCount) {
+    this.sessionId = sessionId;
+    this.oldestId = messages.length ? messages[0].id : null;
+    this.loadedCount = messages.length;
+    this.total = Math.max(messageCount || 0, messages.length);
+    this.loading = false;
+    this.newestChunk = null;
+    this.lastDay = null;
+    this.seen = new Set(messages.map((m) => m.id));
+
+    this.status = h("div", { class: "conv-status", id: "conv-status" });
+    this.olderButton = h("button", { type: "button", class: "btn btn-small", id: "load-older" }, "Load older messages");
+    this.olderButton.addEventListener("click", () => this.loadOlder());
+    this.top = h("div", { class: "conv-top" }, this.olderButton, this.status);
+    this.chunks = h("div", { class: "conv-chunks" });
+    this.scroller = h("div", {
+      class: "conv-scroller", id: "conversation", role: "log", tabindex: "0",
+      "aria-label": "Conversation, newest at the bottom", "aria-live": "polite", "aria-relevant": "additions",
+    }, this.top, this.chunks);
+    this.jump = h("button", { type: "button", class: "btn btn-small jump-latest", hidden: true }, "↓ Latest messages");
+    this.jump.addEventListener("click", () => this.scrollToBottom());
+    this.el = h("div", { class: "conv" }, this.scroller, this.jump);
+
+    if (messages.length) this.appendChunk(messages);
+    else this.chunks.append(h("p", { class: "muted conv-empty" }, "No messages yet."));
+    this.updateTop();
+
+    this.observer = new IntersectionObserver((entries) => {
+      if (entries.some((e) => e.isIntersecting)) this.loadOlder();
+    }, { root: this.scroller, rootMargin: "400px 0px 0px 0px" });
+    this.observer.observe(this.top);
+    this.scroller.addEventListener("scroll", () => { if (this.nearBottom()) this.jump.hidden = true; }, { passive: true });
+    requestAnimationFrame(() => this.scrollToBottom());
+  }
+
+  get hasOlder() { return this.oldestId !== null && this.loadedCount < this.total; }
+
+  updateTop() {
+    this.olderButton.hidden = !this.hasOlder || this.loading;
+    this.status.textContent = this.loading ? "Loading older messages…"
+      : !this.hasOlder && this.loadedCount ? "Start of the conversation" : "";
+  }
+
+  nearBottom() {
+    const s = this.scroller;
+    return s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
+  }
+
+  scrollToBottom() {
+    this.scroller.scrollTop = this.scroller.scrollHeight;
+    this.jump.hidden = true;
+  }
+
+  async loadOlder() {
+    if (this.loading || !this.hasOlder) return;
+    this.loading = true;
+    this.updateTop();
+    try {
+      const older = await api(`${encodeURIComponent(this.sessionId)}/messages`, { params: { limit: PAGE, before: this.oldestId } });
+      const fresh = older.filter((m) => !this.seen.has(m.id));
+      if (!fresh.length) { this.total = this.loadedCount; return; }
+      const beforeHeight = this.scroller.scrollHeight;
+      const beforeTop = this.scroller.scrollTop;
+      this.prependChunk(fresh);
+      this.oldestId = fresh[0].id;
+      // Keep the message under the reader's eye where it was.
+      this.scroller.scrollTop = beforeTop + (this.scroller.scrollHeight - beforeHeight);
+    } catch (err) {
+      this.status.textContent = `Could not load older messages: ${err.message}`;
+      this.loading = false;
+      this.olderButton.hidden = false;
+      return;
+    } finally {
+      this.loading = false;
+    }
+    this.updateTop();
+  }
+
+  prependChunk(messages) {
+    for (const m of messages) this.seen.add(m.id);
+    this.loadedCount += messages.length;
+    const chunk = this.renderChunk(messages, null);
+    const first = this.chunks.querySelector(".chunk");
+    if (first) {
+      const lastDir = messages[messages.length - 1].direction;
+      const firstGroup = first.querySelector(".msg-group");
+      if (firstGroup && firstGroup.dataset.direction === lastDir) firstGroup.classList.add("continued");
+      const firstDay = first.querySelector(".day-sep");
+      if (firstDay && firstDay.dataset.day === chunk.dataset.lastDay) firstDay.remove();
+    }
+    this.chunks.prepend(chunk);
+  }
+
+  appendChunk(messages) {
+    this.chunks.querySelector(".conv-empty")?.remove();
+    const chunk = this.renderChunk(messages, this.newestChunk);
+    this.chunks.append(chunk);
+    this.newestChunk = chunk;
+  }
+
+  renderChunk(messages, previous) {
+    const chunk = h("div", { class: "chunk", style: `contain-intrinsic-size: auto ${messages.length * 64}px` });
+    let group = null;
+    let day = previous ? previous.dataset.lastDay : null;
+    for (const m of messages) {
+      const mDay = new Date(m.timestamp).toDateString();
+      if (mDay !== day) {
+        chunk.append(h("div", { class: "day-sep", role: "separator", dataset: { day: mDay } }, h("span", {}, formatDay(m.timestamp))));
+        day = mDay;
+        group = null;
+      }
+      if (!group || group.dataset.direction !== m.direction) {
+        group = this.renderGroup(m.direction);
+        chunk.append(group);
+      }
+      group.querySelector(".msg-list").append(renderMessage(m));
+    }
+    chunk.dataset.lastDay = day;
+    chunk.dataset.count = String(messages.length);
+    return chunk;
+  }
+
+  renderGroup(direction) {
+    return h("div", { class: `msg-group ${direction === "inbound" ? "inbound" : "outbound"}`, dataset: { direction } },
+      h("p", { class: "msg-sender" }, SENDERS[direction] || direction),
+      h("ul", { class: "msg-list" }));
+  }
+
+  /** A live message: add it at the bottom and follow it if the reader was at the bottom. */
+  append(m) {
+    if (this.seen.has(m.id)) return;
+    this.seen.add(m.id);
+    this.loadedCount += 1;
+    this.total = Math.max(this.total + 1, this.loadedCount);
+    if (this.oldestId === null) this.oldestId = m.id;
+    const follow = this.nearBottom();
+    const chunk = this.newestChunk;
+    if (!chunk || Number(chunk.dataset.count) >= PAGE) {
+      this.appendChunk([m]);
+    } else {
+      const mDay = new Date(m.timestamp).toDateString();
+      const groups = chunk.querySelectorAll(".msg-group");
+      let group = groups[groups.length - 1];
+      if (mDay !== chunk.dataset.lastDay) {
+        chunk.append(h("div", { class: "day-sep", role: "separator", dataset: { day: mDay } }, h("span", {}, formatDay(m.timestamp))));
+        chunk.dataset.lastDay = mDay;
+        group = null;
+      }
+      if (!group || group.dataset.direction !== m.direction || group !== chunk.lastElementChild) {
+        group = this.renderGroup(m.direction);
+        chunk.append(group);
+      }
+      group.querySelector(".msg-list").append(renderMessage(m));
+      chunk.dataset.count = String(Number(chunk.dataset.count) + 1);
+    }
+    if (follow) requestAnimationFrame(() => this.scrollToBottom());
+    else this.jump.hidden = false;
+  }
+
+  destroy() {
+    this.observer.disconnect();
+  }
+}
+
+function renderMessage(m) {
+  return h("li", { class: `msg msg-${m.type || "text"}`, dataset: { messageId: m.id, type: m.type || "text" } },
+    h("div", { class: "bubble" }, renderBody(m)),
+    h("p", { class: "msg-meta" },
+      h("time", { datetime: m.timestamp, title: new Date(m.timestamp).toLocaleString() }, formatTime(m.timestamp)),
+      m.type && m.type !== "text" ? h("span", { class: "msg-type" }, m.type) : null));
+}
+
+const titleOf = (x) => (typeof x === "string" ? x
+  : x?.title ?? x?.reply?.title ?? x?.label ?? x?.text ?? x?.name ?? x?.id ?? JSON.stringify(x));
+
+function renderBody(m) {
+  const p = m.payload && typeof m.payload === "object" ? m.payload : null;
+  const text = m.text ?? p?.text ?? p?.body?.text ?? (typeof p?.body === "string" ? p.body : null);
+  const parts = [];
+  if (p?.header) parts.push(h("p", { class: "msg-header" }, typeof p.header === "string" ? p.header : titleOf(p.header)));
+  if (text) parts.push(h("p", { class: "msg-text" }, text));
+  if (!p) return parts.length ? parts : h("p", { class: "msg-text muted" }, `(${m.type || "empty"} message)`);
+
+  let handled = Boolean(text);
+  const reply = p.button_reply ?? p.list_reply ?? p.reply ?? p.selected ?? p.choice;
+  if (reply !== undefined) {
+    parts.push(h("p", { class: "msg-choice" }, h("span", { class: "muted" }, "Chose "), h("strong", {}, titleOf(reply))));
+    handled = true;
+  }
+  const buttons = p.buttons ?? p.action?.buttons ?? p.options ?? p.quickReplies;
+  if (Array.isArray(buttons) && buttons.length) {
+    parts.push(h("ul", { class: "choices", "aria-label": "Buttons offered" }, buttons.map((b) => h("li", { class: "choice" }, titleOf(b)))));
+    handled = true;
+  }
+  const sections = p.sections ?? p.action?.sections ?? (Array.isArray(p.rows) ? [{ rows: p.rows }] : null);
+  if (Array.isArray(sections) && sections.length) {
+    if (p.button || p.action?.button) parts.push(h("p", { class: "muted list-button" }, `List: ${p.button || p.action.button}`));
+    for (const section of sections) {
+      parts.push(h("div", { class: "list-section" },
+        section.title ? h("p", { class: "list-title" }, section.title) : null,
+        h("ul", { class: "list-rows", "aria-label": section.title || "List options" }, (section.rows || []).map((r) => h("li", {},
+          h("span", {}, titleOf(r)), r.description ? h("span", { class: "muted" }, r.description) : null)))));
+    }
+    handled = true;
+  }
+  const fields = formFields(m.type, p);
+  if (fields) {
+    parts.push(h("dl", { class: "form-fields" }, fields.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, formatValue(v))])));
+    handled = true;
+  }
+  if (p.footer) parts.push(h("p", { class: "msg-footer muted" }, String(p.footer)));
+  if (!handled || (m.type !== "text" && Object.keys(p).length && !fields && !reply && !buttons && !sections)) {
+    parts.push(h("details", { class: "payload" }, h("summary", {}, "Payload"), jsonTree(p, { openDepth: 1 })));
+  }
+  return parts;
+}
+
+function formFields(type, p) {
+  const source = p.fields ?? p.answers ?? p.values ?? p.response ?? p.data ?? (type === "form" ? p : null);
+  if (!source || typeof source !== "object") return null;
+  if (Array.isArray(source)) {
+    return source.map((f) => (typeof f === "object" && f
+      ? [f.label ?? f.name ?? f.id ?? "field", f.value ?? f.answer ?? ""]
+      : ["", f]));
+  }
+  const skip = new Set(["text", "header", "footer", "body"]);
+  const entries = Object.entries(source).filter(([k]) => !skip.has(k));
+  return entries.length ? entries.map(([k, v]) => [humanize(k), v]) : null;
+}
+
+const humanize = (key) => key.replace(/[_-]+/g, " ").replace(/([a-z])([A-Z])/g, "$1 $2").replace(/^./, (c) => c.toUpperCase());
+
+function formatValue(v) {
+  if (v === null || v === undefined || v === "") return "—";
+  if (typeof v === "boolean") return v ? "Yes" : "No";
+  if (Array.isArray(v)) return v.map((x) => (typeof x === "object" ? JSON.stringify(x) : String(x))).join(", ");
+  if (typeof v === "object") return JSON.stringify(v);
+  return String(v);
+}

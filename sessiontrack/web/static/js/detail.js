@@ -1,0 +1,270 @@
+// The session detail: header with Stop, metadata, conversation, flow, timeline, variables.
+
+import { api } from "./api.js";
+import { Conversation } from "./conversation.js";
+import {
+  ACTIVE, formatDateTime, formatDuration, formatNumber, formatTime, h, statusBadge, timeEl,
+} from "./dom.js";
+import { FlowView } from "./flow.js";
+import { jsonTree, openPathsOf } from "./json.js";
+import { lastListHref } from "./list.js";
+import { LiveStream } from "./live.js";
+import { toast } from "./toast.js";
+
+export function mountDetail(main, id) {
+  return new DetailView(main, id);
+}
+
+class DetailView {
+  constructor(main, id) {
+    this.main = main;
+    this.id = id;
+    this.session = null;
+    this.parts = [];
+    this.main.replaceChildren(h("section", { class: "detail-view", "aria-busy": "true" },
+      backLink(), h("p", { class: "state" }, "Loading session…")));
+    this.load();
+  }
+
+  async load() {
+    try {
+      this.session = await api(encodeURIComponent(this.id));
+    } catch (err) {
+      this.renderError(err);
+      return;
+    }
+    if (this.destroyed) return;
+    this.render();
+    this.stream ??= new LiveStream({ sessionId: this.id }, (name, p) => this.onEvent(name, p), () => this.reload());
+  }
+
+  async reload() {
+    try {
+      const fresh = await api(encodeURIComponent(this.id));
+      if (this.destroyed) return;
+      this.session = fresh;
+      this.render();
+    } catch { /* keep what is shown; the stream keeps retrying */ }
+  }
+
+  renderError(err) {
+    const notFound = err.status === 404 || err.status === 400;
+    const retry = h("button", { type: "button", class: "btn" }, "Retry");
+    retry.addEventListener("click", () => this.load());
+    this.main.replaceChildren(h("section", { class: "detail-view" }, backLink(),
+      h("div", { class: "state state-error", role: "alert", id: "error-state" },
+        h("h1", {}, notFound ? "Session not found" : "Could not load the session"),
+        h("p", {}, notFound ? "It may have been purged, or the link is wrong." : err.message),
+        notFound ? null : retry)));
+  }
+
+  render() {
+    for (const part of this.parts) part.destroy();
+    const s = this.session;
+    const who = s.customerName || s.customerPhone || s.conversationId || "Unknown customer";
+    document.title = `${who} · session · sessiontrack`;
+
+    this.badgeSlot = h("span", { id: "detail-status" });
+    this.stopSlot = h("div", { class: "stop-slot" });
+    this.stopMessage = h("p", { class: "stop-message", role: "status", id: "stop-message" });
+    this.metaEl = h("dl", { class: "meta", id: "metadata" });
+    this.conversation = new Conversation(s.id, s.messages || [], s.messageCount);
+    this.flow = new FlowView(s.flowData);
+    this.timelineList = h("ol", { class: "timeline-list" });
+    this.timeline = h("div", { class: "timeline", id: "timeline", tabindex: "0", "aria-label": "Node timeline" }, this.timelineList);
+    this.variablesEl = h("div", { class: "variables", id: "variables" });
+    this.parts = [this.conversation, this.flow];
+
+    const panel = (id, title, ...body) => h("section", { class: `panel panel-${id}`, "aria-labelledby": `${id}-title` },
+      h("h2", { id: `${id}-title`, class: "panel-title" }, title), ...body);
+    this.main.replaceChildren(h("section", { class: "detail-view" },
+      backLink(),
+      h("div", { class: "detail-head" },
+        h("div", { class: "detail-title" }, h("h1", {}, who), this.badgeSlot),
+        this.stopSlot),
+      this.stopMessage,
+      this.metaEl,
+      h("div", { class: "detail-grid" },
+        panel("conversation", "Conversation", this.conversation.el),
+        panel("flow", "Flow", this.flow.el, this.flow.legend),
+        panel("timeline", "Node timeline", this.timeline),
+        panel("variables", "Variables", this.variablesEl))));
+    this.refreshHeader();
+    this.renderTimeline();
+    this.renderVariables();
+    this.flow.setExecution(s.nodeHistory || [], s.currentNodeId, ACTIVE.has(s.status));
+    requestAnimationFrame(() => this.flow.fit());
+  }
+
+  refreshHeader() {
+    const s = this.session;
+    this.badgeSlot.replaceChildren(statusBadge(s.status));
+    if (ACTIVE.has(s.status)) {
+      if (!this.stopSlot.querySelector("button")) {
+        const stop = h("button", { type: "button", class: "btn btn-danger", id: "stop-button" }, "Stop session");
+        stop.addEventListener("click", () => this.stop(stop));
+        this.stopSlot.replaceChildren(stop);
+      }
+    } else {
+      const hadFocus = this.stopSlot.contains(document.activeElement);
+      this.stopSlot.replaceChildren();
+      if (hadFocus) this.main.focus();
+    }
+    this.renderMeta();
+  }
+
+  renderMeta() {
+    const s = this.session;
+    const rows = [
+      ["Chatbot", s.chatbotName ? `${s.chatbotName} (${s.chatbotId})` : s.chatbotId],
+      ["Customer", s.customerName || "—"],
+      ["Phone", s.customerPhone || "—"],
+      ["Conversation", s.conversationId || "—"],
+      ["Started", timeEl(s.startedAt, formatDateTime(s.startedAt))],
+      ["Updated", timeEl(s.updatedAt, formatDateTime(s.updatedAt))],
+      ["Expires", ACTIVE.has(s.status) && s.expiresAt ? timeEl(s.expiresAt, formatDateTime(s.expiresAt)) : "—"],
+      ["Ended", timeEl(s.completedAt, formatDateTime(s.completedAt))],
+      ["Reason", s.completionReason || "—"],
+      ["Duration", formatDuration(s.startedAt, s.completedAt || (ACTIVE.has(s.status) ? null : s.updatedAt))],
+      ["Messages", formatNumber(s.messageCount)],
+      ["Nodes run", formatNumber(s.nodeCount)],
+      ["Current node", s.currentNodeLabel || s.currentNodeId || "—"],
+      ["Session id", h("code", {}, s.id)],
+    ];
+    this.metaEl.replaceChildren(...rows.map(([k, v]) => h("div", { class: "meta-item" }, h("dt", {}, k), h("dd", {}, v))));
+  }
+
+  renderTimeline() {
+    const s = this.session;
+    const execs = s.nodeExecutions || [];
+    const active = ACTIVE.has(s.status);
+    if (!execs.length) {
+      this.timelineList.replaceChildren(h("li", { class: "muted" }, "No nodes executed yet."));
+      return;
+    }
+    const items = execs.map((x, i) => {
+      const last = i === execs.length - 1;
+      const current = last && active;
+      return h("li", { class: `step${current ? " current" : ""}${x.error ? " failed" : ""}`, "aria-current": current ? "step" : null, dataset: { nodeId: x.nodeId } },
+        h("span", { class: "step-index", "aria-hidden": "true" }, String(i + 1)),
+        h("div", { class: "step-body" },
+          h("p", { class: "step-label" }, x.label || x.nodeId,
+            current ? h("span", { class: "badge badge-current" }, "Current") : null,
+            x.error ? h("span", { class: "badge status-stopped" }, "Error") : null),
+          h("p", { class: "step-meta muted" },
+            timeEl(x.at, formatTime(x.at)),
+            x.type ? ` · ${x.type}` : "",
+            x.durationMs != null ? ` · ${formatNumber(Math.round(x.durationMs))} ms` : ""),
+          x.error ? h("p", { class: "step-error" }, x.error) : null));
+    });
+    this.timelineList.replaceChildren(...items);
+    requestAnimationFrame(() => {
+      const target = this.timelineList.querySelector(".current") || this.timelineList.lastElementChild;
+      if (target) this.timeline.scrollTop = target.offsetTop - this.timeline.clientHeight / 2 + target.offsetHeight / 2;
+    });
+  }
+
+  renderVariables() {
+    const vars = this.session.variables || {};
+    const openPaths = this.variablesEl.firstChild ? openPathsOf(this.variablesEl) : null;
+    this.variablesEl.replaceChildren(Object.keys(vars).length
+      ? jsonTree(vars, { openDepth: 2, openPaths })
+      : h("p", { class: "muted" }, "No variables."));
+  }
+
+  onEvent(name, p) {
+    if (p.sessionId !== this.session?.id) return;
+    const s = this.session;
+    switch (name) {
+      case "session:node-executed":
+        s.nodeExecutions = [...(s.nodeExecutions || []), { nodeId: p.nodeId, label: p.nodeLabel, type: p.nodeType, at: p.at, durationMs: p.durationMs, error: p.error }];
+        s.nodeHistory = [...(s.nodeHistory || []), p.nodeId];
+        Object.assign(s, { currentNodeId: p.nodeId, currentNodeLabel: p.nodeLabel, updatedAt: p.at, nodeCount: p.nodeCount ?? s.nodeCount + 1 });
+        this.renderTimeline();
+        this.flow.setExecution(s.nodeHistory, s.currentNodeId, ACTIVE.has(s.status));
+        this.renderMeta();
+        break;
+      case "session:message-sent":
+        this.conversation.append({ id: p.messageId, sessionId: p.sessionId, direction: p.direction, type: p.type, text: p.text, payload: p.payload, nodeId: p.nodeId, timestamp: p.timestamp });
+        Object.assign(s, { messageCount: p.messageCount ?? s.messageCount + 1, updatedAt: p.timestamp });
+        this.renderMeta();
+        break;
+      case "session:status-changed":
+        Object.assign(s, { status: p.newStatus, updatedAt: p.updatedAt });
+        if (p.currentNodeId) Object.assign(s, { currentNodeId: p.currentNodeId, currentNodeLabel: p.currentNodeLabel });
+        this.statusChanged();
+        break;
+      case "session:variables-changed":
+        s.variables = { ...(s.variables || {}), ...(p.variables || {}) };
+        s.updatedAt = p.updatedAt;
+        this.renderVariables();
+        break;
+      case "session:completed":
+        Object.assign(s, { status: p.status || "completed", completedAt: p.completedAt, updatedAt: p.completedAt, completionReason: p.completionReason });
+        this.statusChanged();
+        break;
+      default:
+        break;
+    }
+  }
+
+  statusChanged() {
+    const s = this.session;
+    this.refreshHeader();
+    this.renderTimeline();
+    this.flow.setExecution(s.nodeHistory || [], s.currentNodeId, ACTIVE.has(s.status));
+  }
+
+  async stop(button) {
+    const s = this.session;
+    const who = s.customerName || s.customerPhone || "this customer";
+    if (!(await confirmDialog("Stop this session?", `The chatbot will not continue the session with ${who}.`, "Stop session"))) {
+      button.focus();
+      return;
+    }
+    button.disabled = true;
+    button.textContent = "Stopping…";
+    this.stopMessage.textContent = "";
+    try {
+      await api(`${encodeURIComponent(s.id)}/stop`, { method: "POST" });
+      Object.assign(s, { status: "stopped" });
+      this.statusChanged();
+      this.stopMessage.textContent = "Session stopped.";
+      toast({ kind: "completed", title: "Session stopped", text: who });
+      this.reload();
+    } catch (err) {
+      if (err.status === 409) {
+        this.stopMessage.textContent = "This session had already ended.";
+        this.reload();
+      } else {
+        this.stopMessage.textContent = `Could not stop the session: ${err.message}`;
+        button.disabled = false;
+        button.textContent = "Stop session";
+      }
+    }
+  }
+
+  destroy() {
+    this.destroyed = true;
+    for (const part of this.parts) part.destroy();
+    this.stream?.close();
+  }
+}
+
+function backLink() {
+  return h("a", { href: lastListHref, class: "back-link", id: "back-link" }, "← All sessions");
+}
+
+/** A modal confirmation using the page's <dialog>; resolves true when confirmed. */
+function confirmDialog(title, text, okLabel) {
+  const dialog = document.getElementById("confirm-dialog");
+  document.getElementById("confirm-title").textContent = title;
+  document.getElementById("confirm-text").textContent = text;
+  document.getElementById("confirm-ok").textContent = okLabel;
+  dialog.returnValue = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    dialog.showModal();
+    dialog.querySelector("button[value=cancel]").focus();
+  });
+}

@@ -1,0 +1,295 @@
+// The flow graph drawn as SVG from React Flow data, with the executed path highlighted,
+// fit to view, pan (drag, arrow keys) and zoom (wheel, buttons, +/- keys).
+
+import { h } from "./dom.js";
+
+const NODE_W = 172;
+const NODE_H = 48;
+const GAP_X = 56;
+const GAP_Y = 64;
+const MIN_ZOOM = 0.15;
+const MAX_ZOOM = 3;
+
+export class FlowView {
+  constructor(flowData) {
+    this.nodes = (flowData?.nodes || []).filter((n) => n && n.id != null);
+    this.edges = (flowData?.edges || []).filter((e) => e && e.source != null && e.target != null);
+    this.view = { x: 0, y: 0, k: 1 };
+    this.userMoved = false;
+    this.layout();
+
+    this.viewport = h("g", { class: "viewport" });
+    this.svg = h("svg", {
+      class: "flow-svg", id: "flow-svg", role: "group", tabindex: "0",
+      "aria-label": "Flow graph. Drag or use arrow keys to pan; wheel, plus or minus to zoom; 0 to fit.",
+    }, h("defs", {},
+      marker("arrow", "edge-arrow"), marker("arrow-exec", "edge-arrow exec")), this.viewport);
+    const button = (label, text, fn, id) => {
+      const b = h("button", { type: "button", class: "btn btn-icon", "aria-label": label, title: label, id }, text);
+      b.addEventListener("click", fn);
+      return b;
+    };
+    this.controls = h("div", { class: "flow-controls" },
+      button("Zoom in", "+", () => this.zoomBy(1.25), "flow-zoom-in"),
+      button("Zoom out", "−", () => this.zoomBy(0.8), "flow-zoom-out"),
+      button("Fit to view", "⤢", () => this.fit(), "flow-fit"));
+    this.legend = h("p", { class: "flow-legend" },
+      h("span", { class: "legend-item executed" }, "Executed"),
+      h("span", { class: "legend-item current" }, "Current"),
+      h("span", { class: "legend-item unexecuted" }, "Not reached"));
+    this.el = h("div", { class: "flow" }, this.svg, this.controls);
+    if (!this.nodes.length) {
+      this.el.replaceChildren(h("p", { class: "state muted" }, "This chatbot has no flow graph registered."));
+    }
+    this.draw();
+    this.bind();
+  }
+
+  layout() {
+    const pos = new Map();
+    const positioned = this.nodes.length && this.nodes.every((n) => Number.isFinite(n.position?.x) && Number.isFinite(n.position?.y));
+    if (positioned) {
+      for (const n of this.nodes) pos.set(String(n.id), { x: n.position.x, y: n.position.y, ...size(n) });
+    } else {
+      for (const [id, p] of layeredLayout(this.nodes, this.edges)) pos.set(id, { ...p, w: NODE_W, h: NODE_H });
+    }
+    this.pos = pos;
+    // Vertical flows connect bottom → top, horizontal ones right → left.
+    let dx = 0;
+    let dy = 0;
+    for (const e of this.edges) {
+      const a = pos.get(String(e.source));
+      const b = pos.get(String(e.target));
+      if (a && b) { dx += Math.abs(b.x - a.x); dy += Math.abs(b.y - a.y); }
+    }
+    this.vertical = dy >= dx;
+  }
+
+  draw() {
+    const edgeLayer = h("g", { class: "edges" });
+    const nodeLayer = h("g", { class: "nodes" });
+    this.edgeEls = [];
+    for (const e of this.edges) {
+      const a = this.pos.get(String(e.source));
+      const b = this.pos.get(String(e.target));
+      if (!a || !b) continue;
+      const path = h("path", { class: "edge", d: this.edgePath(a, b), "marker-end": "url(#arrow)" });
+      const g = h("g", { class: "edge-g", dataset: { source: String(e.source), target: String(e.target), edgeId: String(e.id ?? "") } }, path);
+      if (e.label) {
+        g.append(h("text", { class: "edge-label", x: (a.x + a.w / 2 + b.x + b.w / 2) / 2, y: (a.y + a.h / 2 + b.y + b.h / 2) / 2 }, String(e.label)));
+      }
+      edgeLayer.append(g);
+      this.edgeEls.push(g);
+    }
+    this.nodeEls = new Map();
+    for (const n of this.nodes) {
+      const p = this.pos.get(String(n.id));
+      const label = String(n.data?.label ?? n.id);
+      const type = n.type ? String(n.type) : "";
+      const g = h("g", { class: "node", transform: `translate(${p.x},${p.y})`, dataset: { nodeId: String(n.id) } },
+        h("title", {}, type ? `${label} (${type})` : label),
+        h("rect", { class: "node-box", width: p.w, height: p.h, rx: 10 }),
+        h("text", { class: "node-label", x: p.w / 2, y: type ? p.h / 2 - 3 : p.h / 2 + 5 }, truncate(label, Math.floor(p.w / 8))),
+        type ? h("text", { class: "node-type", x: p.w / 2, y: p.h / 2 + 13 }, truncate(type, Math.floor(p.w / 7))) : null,
+        h("g", { class: "visit-badge", transform: `translate(${p.w - 6},6)` }, h("circle", { r: 11 }), h("text", { y: 4 }, "")));
+      nodeLayer.append(g);
+      this.nodeEls.set(String(n.id), g);
+    }
+    this.viewport.replaceChildren(edgeLayer, nodeLayer);
+  }
+
+  edgePath(a, b) {
+    if (this.vertical) {
+      const sx = a.x + a.w / 2, sy = a.y + a.h, tx = b.x + b.w / 2, ty = b.y;
+      const k = Math.max(36, Math.abs(ty - sy) / 2);
+      return `M${sx},${sy} C${sx},${sy + k} ${tx},${ty - k} ${tx},${ty - 2}`;
+    }
+    const sx = a.x + a.w, sy = a.y + a.h / 2, tx = b.x, ty = b.y + b.h / 2;
+    const k = Math.max(36, Math.abs(tx - sx) / 2);
+    return `M${sx},${sy} C${sx + k},${sy} ${tx - k},${ty} ${tx - 2},${ty}`;
+  }
+
+  /** Highlight what ran: nodes in history, edges between consecutive history entries. */
+  setExecution(history, currentNodeId, active) {
+    const visits = new Map();
+    for (const id of history) visits.set(String(id), (visits.get(String(id)) || 0) + 1);
+    const pairs = new Set();
+    for (let i = 1; i < history.length; i++) pairs.add(`${history[i - 1]}\u0000${history[i]}`);
+    for (const [id, g] of this.nodeEls) {
+      const count = visits.get(id) || 0;
+      const current = active && String(currentNodeId) === id;
+      g.classList.toggle("executed", count > 0);
+      g.classList.toggle("unexecuted", count === 0 && !current);
+      g.classList.toggle("current", current);
+      g.classList.toggle("last", !active && String(currentNodeId) === id);
+      g.querySelector(".visit-badge text").textContent = count > 1 ? `×${count}` : "";
+      g.classList.toggle("revisited", count > 1);
+      const title = g.querySelector("title");
+      title.textContent = title.textContent.replace(/ — .*$/, "") +
+        (current ? " — current node" : count ? ` — executed ${count}×` : " — not reached");
+    }
+    for (const g of this.edgeEls) {
+      const exec = pairs.has(`${g.dataset.source}\u0000${g.dataset.target}`);
+      g.classList.toggle("executed", exec);
+      g.querySelector("path").setAttribute("marker-end", exec ? "url(#arrow-exec)" : "url(#arrow)");
+    }
+    // Executed edges on top of the others.
+    const layer = this.viewport.querySelector(".edges");
+    if (layer) for (const g of this.edgeEls) if (g.classList.contains("executed")) layer.append(g);
+    const executed = [...visits.keys()].filter((id) => this.nodeEls.has(id)).length;
+    this.svg.setAttribute("aria-label", `Flow graph: ${this.nodeEls.size} nodes, ${executed} executed. ` +
+      "Drag or use arrow keys to pan; wheel, plus or minus to zoom; 0 to fit.");
+  }
+
+  apply() {
+    const { x, y, k } = this.view;
+    this.viewport.setAttribute("transform", `translate(${x},${y}) scale(${k})`);
+  }
+
+  bounds() {
+    let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
+    for (const p of this.pos.values()) {
+      minX = Math.min(minX, p.x); minY = Math.min(minY, p.y);
+      maxX = Math.max(maxX, p.x + p.w); maxY = Math.max(maxY, p.y + p.h);
+    }
+    return { minX, minY, maxX, maxY };
+  }
+
+  fit() {
+    this.userMoved = false;
+    const rect = this.svg.getBoundingClientRect();
+    if (!rect.width || !rect.height || !this.pos.size) return;
+    const b = this.bounds();
+    const pad = 24;
+    const w = b.maxX - b.minX, hgt = b.maxY - b.minY;
+    const k = clamp(Math.min((rect.width - 2 * pad) / w, (rect.height - 2 * pad) / hgt), MIN_ZOOM, 1.4);
+    this.view = { k, x: (rect.width - w * k) / 2 - b.minX * k, y: (rect.height - hgt * k) / 2 - b.minY * k };
+    this.apply();
+  }
+
+  zoomBy(factor, cx, cy) {
+    const rect = this.svg.getBoundingClientRect();
+    cx ??= rect.width / 2;
+    cy ??= rect.height / 2;
+    const k = clamp(this.view.k * factor, MIN_ZOOM, MAX_ZOOM);
+    const f = k / this.view.k;
+    this.view = { k, x: cx - (cx - this.view.x) * f, y: cy - (cy - this.view.y) * f };
+    this.userMoved = true;
+    this.apply();
+  }
+
+  panBy(dx, dy) {
+    this.view = { ...this.view, x: this.view.x + dx, y: this.view.y + dy };
+    this.userMoved = true;
+    this.apply();
+  }
+
+  bind() {
+    let drag = null;
+    this.svg.addEventListener("pointerdown", (e) => {
+      if (e.button !== 0) return;
+      drag = { x: e.clientX, y: e.clientY, id: e.pointerId };
+      this.svg.setPointerCapture(e.pointerId);
+      this.svg.classList.add("dragging");
+    });
+    this.svg.addEventListener("pointermove", (e) => {
+      if (!drag || e.pointerId !== drag.id) return;
+      this.panBy(e.clientX - drag.x, e.clientY - drag.y);
+      drag.x = e.clientX;
+      drag.y = e.clientY;
+    });
+    const end = () => { drag = null; this.svg.classList.remove("dragging"); };
+    this.svg.addEventListener("pointerup", end);
+    this.svg.addEventListener("pointercancel", end);
+    this.svg.addEventListener("wheel", (e) => {
+      e.preventDefault();
+      const rect = this.svg.getBoundingClientRect();
+      this.zoomBy(Math.exp(-e.deltaY * 0.0015), e.clientX - rect.left, e.clientY - rect.top);
+    }, { passive: false });
+    this.svg.addEventListener("keydown", (e) => {
+      const step = 40;
+      const actions = {
+        ArrowLeft: () => this.panBy(step, 0), ArrowRight: () => this.panBy(-step, 0),
+        ArrowUp: () => this.panBy(0, step), ArrowDown: () => this.panBy(0, -step),
+        "+": () => this.zoomBy(1.25), "=": () => this.zoomBy(1.25), "-": () => this.zoomBy(0.8), "0": () => this.fit(),
+      };
+      if (actions[e.key]) { e.preventDefault(); actions[e.key](); }
+    });
+    this.resizeObserver = new ResizeObserver(() => { if (!this.userMoved) this.fit(); });
+    this.resizeObserver.observe(this.svg);
+  }
+
+  destroy() {
+    this.resizeObserver.disconnect();
+  }
+}
+
+function marker(id, cls) {
+  return h("marker", { id, viewBox: "0 0 10 10", refX: "9", refY: "5", markerWidth: "7", markerHeight: "7", orient: "auto-start-reverse" },
+    h("path", { d: "M0,0 L10,5 L0,10 z", class: cls }));
+}
+
+function size(n) {
+  const w = Number(n.width ?? n.measured?.width ?? n.style?.width) || NODE_W;
+  const hh = Number(n.height ?? n.measured?.height ?? n.style?.height) || NODE_H;
+  return { w, h: hh };
+}
+
+const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+const truncate = (s, n) => (s.length > n ? `${s.slice(0, Math.max(1, n - 1))}…` : s);
+
+/**
+ * A simple layered (top-down) layout: layer = longest path from a root over the graph
+ * without its back edges; nodes no root reaches go to a last layer.
+ */
+export function layeredLayout(nodes, edges) {
+  const ids = nodes.map((n) => String(n.id));
+  const out = new Map(ids.map((id) => [id, []]));
+  const indeg = new Map(ids.map((id) => [id, 0]));
+  for (const e of edges) {
+    const s = String(e.source), t = String(e.target);
+    if (out.has(s) && out.has(t)) { out.get(s).push(t); indeg.set(t, indeg.get(t) + 1); }
+  }
+  let roots = ids.filter((id) => indeg.get(id) === 0);
+  if (!roots.length && ids.length) roots = [ids[0]];
+  // DFS to drop back edges (cycles), giving a DAG.
+  const state = new Map();
+  const dag = new Map(ids.map((id) => [id, []]));
+  const order = [];
+  const visit = (start) => {
+    const stack = [[start, 0]];
+    state.set(start, 1);
+    while (stack.length) {
+      const top = stack[stack.length - 1];
+      const [id, i] = top;
+      const next = out.get(id)[i];
+      if (next === undefined) { state.set(id, 2); order.push(id); stack.pop(); continue; }
+      top[1] = i + 1;
+      if (state.get(next) === 1) continue;  // back edge
+      dag.get(id).push(next);
+      if (!state.has(next)) { state.set(next, 1); stack.push([next, 0]); }
+    }
+  };
+  for (const r of roots) if (!state.has(r)) visit(r);
+  const reached = new Set(state.keys());
+  const layer = new Map();
+  for (const id of order.reverse()) {  // topological order
+    if (!layer.has(id)) layer.set(id, 0);
+    for (const t of dag.get(id)) layer.set(t, Math.max(layer.get(t) ?? 0, layer.get(id) + 1));
+  }
+  const maxLayer = Math.max(-1, ...layer.values());
+  for (const id of ids) if (!reached.has(id)) layer.set(id, maxLayer + 1);
+  const rows = new Map();
+  for (const id of ids) {
+    const l = layer.get(id);
+    if (!rows.has(l)) rows.set(l, []);
+    rows.get(l).push(id);
+  }
+  const widest = Math.max(...[...rows.values()].map((r) => r.length));
+  const result = new Map();
+  for (const [l, row] of rows) {
+    const offset = ((widest - row.length) * (NODE_W + GAP_X)) / 2;
+    row.forEach((id, i) => result.set(id, { x: offset + i * (NODE_W + GAP_X), y: l * (NODE_H + GAP_Y) }));
+  }
+  return result;
+}

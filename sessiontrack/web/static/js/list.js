@@ -1,0 +1,358 @@
+// The sessions list: tabs, filters, search, sort, keyset pagination, stats, live updates.
+
+import { api } from "./api.js";
+import {
+  ACTIVE, debounce, formatDateTime, formatNumber, h, relativeTimeEl, statusBadge, throttle, timeEl,
+} from "./dom.js";
+import { LiveStream } from "./live.js";
+import { listHref, navigate, sessionHref } from "./router.js";
+import { toast } from "./toast.js";
+
+const PAGE_SIZE = 20;
+const TABS = [["active", "Active"], ["completed", "Completed"], ["all", "All"]];
+const SORTS = [
+  ["startedAt.DESC", "Newest first"],
+  ["startedAt.ASC", "Oldest first"],
+  ["updatedAt.DESC", "Recently updated"],
+  ["updatedAt.ASC", "Least recently updated"],
+];
+const MIN_REFRESH_MS = 1500;
+
+/** Remembers cursors per filter state, so "Previous" after "Next" is a keyset query too. */
+const cursorMemory = new Map();
+let chatbotsCache = null;
+export let lastListHref = "#/";
+
+function normalize(params) {
+  const tab = TABS.some(([t]) => t === params.tab) ? params.tab : "active";
+  const sort = SORTS.some(([s]) => s === params.sort) ? params.sort : SORTS[0][0];
+  const page = Math.max(1, Number.parseInt(params.page, 10) || 1);
+  return { tab, bot: params.bot || "", q: params.q || "", sort, page, cursor: params.cursor || "" };
+}
+
+const stateKey = (s) => JSON.stringify([s.tab, s.bot, s.q, s.sort]);
+
+function hrefFor(state, changes = {}) {
+  const s = { ...state, ...changes };
+  return listHref({
+    tab: s.tab === "active" ? "" : s.tab, bot: s.bot, q: s.q,
+    sort: s.sort === SORTS[0][0] ? "" : s.sort,
+    page: s.page > 1 ? s.page : "", cursor: s.page > 1 ? s.cursor : "",
+  });
+}
+
+export function mountList(main, params) {
+  const view = new ListView(main);
+  view.update(params);
+  return view;
+}
+
+class ListView {
+  constructor(main) {
+    this.main = main;
+    this.state = null;
+    this.rows = new Map();
+    this.loaded = false;
+    this.abort = null;
+    this.lastFetchMs = 0;
+    this.build();
+    this.refreshSoon = this.makeThrottle();
+    this.statsSoon = throttle(() => this.loadStats(), 3000);
+    this.stream = new LiveStream({}, (name, p) => this.onEvent(name, p), () => this.resync());
+    this.onVisible = () => { if (document.visibilityState === "visible" && this.dirty) this.resync(); };
+    document.addEventListener("visibilitychange", this.onVisible);
+  }
+
+  build() {
+    this.statEls = {
+      active: h("p", { class: "stat-value", id: "stat-active" }, "—"),
+      completedToday: h("p", { class: "stat-value", id: "stat-completed-today" }, "—"),
+      total: h("p", { class: "stat-value", id: "stat-total" }, "—"),
+    };
+    const card = (key, label, note) => h("div", { class: "stat" },
+      h("h2", { class: "stat-label" }, label), this.statEls[key], note ? h("p", { class: "stat-note" }, note) : null);
+    this.tabsNav = h("nav", { class: "tabs", "aria-label": "Session status" });
+    this.botSelect = h("select", { id: "chatbot-filter" }, h("option", { value: "" }, "All chatbots"));
+    this.searchInput = h("input", {
+      id: "search", type: "search", placeholder: "Name or phone", autocomplete: "off", spellcheck: "false",
+    });
+    this.sortSelect = h("select", { id: "sort" }, SORTS.map(([v, label]) => h("option", { value: v }, label)));
+    this.tbody = h("tbody");
+    this.table = h("table", { class: "sessions", id: "sessions-table" },
+      h("caption", { class: "sr-only" }, "Sessions"),
+      h("thead", {}, h("tr", {},
+        ["Customer", "Chatbot", "Status", "Current node", "Messages", "Nodes", "Started", "Updated"]
+          .map((t, i) => h("th", { scope: "col", class: i === 4 || i === 5 ? "num" : null }, t)))),
+      this.tbody);
+    this.message = h("div", { class: "list-message", id: "list-message" });
+    this.pager = h("nav", { class: "pager", "aria-label": "Pagination", id: "pager" });
+    this.region = h("div", { class: "table-region", "aria-busy": "true", id: "list-region" }, this.table, this.message);
+    this.main.replaceChildren(h("section", { class: "list-view", "aria-labelledby": "list-title" },
+      h("div", { class: "page-head" }, h("h1", { id: "list-title" }, "Sessions")),
+      h("div", { class: "stats", id: "stats" },
+        card("active", "Active now"),
+        card("completedToday", "Completed today", "since 00:00 UTC"),
+        card("total", "Total sessions")),
+      h("div", { class: "toolbar" },
+        this.tabsNav,
+        h("div", { class: "filters" },
+          h("div", { class: "field" }, h("label", { for: "chatbot-filter" }, "Chatbot"), this.botSelect),
+          h("div", { class: "field field-grow" }, h("label", { for: "search" }, "Search"), this.searchInput),
+          h("div", { class: "field" }, h("label", { for: "sort" }, "Sort"), this.sortSelect))),
+      this.region,
+      this.pager));
+
+    this.botSelect.addEventListener("change", () => this.go({ bot: this.botSelect.value, page: 1, cursor: "" }));
+    this.sortSelect.addEventListener("change", () => this.go({ sort: this.sortSelect.value, page: 1, cursor: "" }));
+    const search = debounce(() => this.go({ q: this.searchInput.value.trim(), page: 1, cursor: "" }, true), 350);
+    this.searchInput.addEventListener("input", search);
+    this.searchInput.addEventListener("keydown", (e) => { if (e.key === "Enter") { search.cancel(); this.go({ q: this.searchInput.value.trim(), page: 1, cursor: "" }); } });
+    this.loadChatbots();
+  }
+
+  makeThrottle() {
+    // Adaptive: under heavy traffic refetch at most every MIN_REFRESH_MS, or slower when the
+    // server takes long to answer, so a busy dashboard never queues requests.
+    let timer = null;
+    let last = 0;
+    const fn = () => {
+      if (timer) return;
+      if (document.visibilityState === "hidden") { this.dirty = true; return; }
+      const gap = Math.max(MIN_REFRESH_MS, this.lastFetchMs * 4);
+      const wait = Math.max(0, last + gap - Date.now());
+      timer = setTimeout(() => { timer = null; last = Date.now(); this.load({ quiet: true }); }, wait);
+    };
+    fn.cancel = () => { clearTimeout(timer); timer = null; };
+    return fn;
+  }
+
+  go(changes, replace = false) {
+    navigate(hrefFor(this.state, changes), { replace });
+  }
+
+  update(params) {
+    const next = normalize(params);
+    const prev = this.state;
+    this.state = next;
+    lastListHref = hrefFor(next);
+    if (prev && stateKey(prev) !== stateKey(next)) cursorMemory.delete(stateKey(prev));
+    if (next.cursor) this.cursors().set(next.page, next.cursor);
+    this.renderControls();
+    if (!prev || prev.bot !== next.bot) this.loadStats();
+    this.load({ quiet: false });
+  }
+
+  cursors() {
+    const key = stateKey(this.state);
+    if (!cursorMemory.has(key)) cursorMemory.set(key, new Map());
+    return cursorMemory.get(key);
+  }
+
+  renderControls() {
+    const s = this.state;
+    this.tabsNav.replaceChildren(...TABS.map(([tab, label]) => h("a", {
+      href: hrefFor(s, { tab, page: 1, cursor: "" }), class: "tab", id: `tab-${tab}`,
+      "aria-current": tab === s.tab ? "page" : null,
+    }, label)));
+    if (document.activeElement !== this.searchInput) this.searchInput.value = s.q;
+    this.sortSelect.value = s.sort;
+    this.selectBot();
+    document.title = `${TABS.find(([t]) => t === s.tab)[1]} sessions · sessiontrack`;
+  }
+
+  selectBot() {
+    const bot = this.state.bot;
+    if (bot && ![...this.botSelect.options].some((o) => o.value === bot)) {
+      this.botSelect.append(h("option", { value: bot }, bot));
+    }
+    this.botSelect.value = bot;
+  }
+
+  async loadChatbots() {
+    try {
+      chatbotsCache ??= await api("chatbots");
+      const options = chatbotsCache.map((b) => h("option", { value: b.id }, b.name || b.id));
+      this.botSelect.replaceChildren(h("option", { value: "" }, "All chatbots"), ...options);
+      this.selectBot();
+    } catch { /* the filter keeps working with ids from the URL */ }
+  }
+
+  async loadStats() {
+    try {
+      const stats = await api("stats", { params: { chatbotId: this.state.bot } });
+      for (const key of Object.keys(this.statEls)) this.statEls[key].textContent = formatNumber(stats[key]);
+    } catch { /* the cards keep their last values; the list shows the error */ }
+  }
+
+  query() {
+    const s = this.state;
+    const [sortBy, sortOrder] = s.sort.split(".");
+    const params = { filter: s.tab, chatbotId: s.bot, search: s.q, sortBy, sortOrder, limit: PAGE_SIZE };
+    if (s.page > 1 && s.cursor) params.cursor = s.cursor;
+    else params.offset = (s.page - 1) * PAGE_SIZE;
+    return params;
+  }
+
+  async load({ quiet }) {
+    this.dirty = false;
+    if (this.abort) this.abort.abort();
+    const abort = new AbortController();
+    this.abort = abort;
+    if (!quiet) this.region.setAttribute("aria-busy", "true");
+    const started = performance.now();
+    try {
+      const page = await api("", { params: this.query(), signal: abort.signal });
+      if (abort.signal.aborted) return;
+      this.lastFetchMs = performance.now() - started;
+      this.renderPage(page, quiet);
+    } catch (err) {
+      if (abort.signal.aborted || err.name === "AbortError") return;
+      this.renderError(err);
+    } finally {
+      if (this.abort === abort) { this.abort = null; this.region.setAttribute("aria-busy", "false"); }
+    }
+  }
+
+  renderPage(page, quiet) {
+    this.loaded = true;
+    const focusedId = document.activeElement?.closest?.("tr[data-session-id]")?.dataset.sessionId;
+    const before = new Set(this.rows.keys());
+    this.rows.clear();
+    const rows = page.data.map((session) => {
+      const row = this.renderRow(session);
+      if (quiet && !before.has(session.id)) row.classList.add("row-new");
+      this.rows.set(session.id, { row, session });
+      return row;
+    });
+    this.tbody.replaceChildren(...rows);
+    if (focusedId && this.rows.has(focusedId)) this.rows.get(focusedId).row.querySelector("a").focus();
+    this.table.hidden = rows.length === 0;
+    this.message.replaceChildren();
+    if (!rows.length) this.renderEmpty();
+    this.renderPager(page);
+  }
+
+  renderRow(s) {
+    const name = s.customerName || s.customerPhone || s.conversationId || "Unknown customer";
+    return h("tr", { dataset: { sessionId: s.id, status: s.status } },
+      h("td", { class: "cell-customer", "data-label": "Customer" },
+        h("a", { href: sessionHref(s.id), class: "row-link" }, name),
+        s.customerName && s.customerPhone ? h("span", { class: "muted phone" }, s.customerPhone) : null),
+      h("td", { "data-label": "Chatbot" }, s.chatbotName || s.chatbotId),
+      h("td", { "data-label": "Status", class: "cell-status" }, statusBadge(s.status)),
+      h("td", { "data-label": "Current node", class: "cell-node" }, s.currentNodeLabel || s.currentNodeId || "—"),
+      h("td", { "data-label": "Messages", class: "num cell-messages" }, formatNumber(s.messageCount)),
+      h("td", { "data-label": "Nodes", class: "num cell-nodes" }, formatNumber(s.nodeCount)),
+      h("td", { "data-label": "Started" }, timeEl(s.startedAt, formatDateTime(s.startedAt))),
+      h("td", { "data-label": "Updated", class: "cell-updated" }, relativeTimeEl(s.updatedAt)));
+  }
+
+  renderEmpty() {
+    const s = this.state;
+    let title = { active: "No active sessions right now", completed: "No completed sessions yet", all: "No sessions yet" }[s.tab];
+    let hint = s.tab === "active" ? "New sessions appear here as soon as they start." : "Sessions appear here as the chatbots run.";
+    let action = null;
+    if (s.page > 1) {
+      title = "This page is empty";
+      hint = "The sessions on it may have moved.";
+      action = h("a", { class: "btn", href: hrefFor(s, { page: 1, cursor: "" }) }, "Go to the first page");
+    } else if (s.q || s.bot) {
+      title = s.q ? `No sessions match “${s.q}”` : "No sessions for this chatbot";
+      hint = "Try another search or chatbot.";
+      action = h("a", { class: "btn", href: hrefFor(s, { q: "", bot: "", page: 1, cursor: "" }) }, "Clear filters");
+    }
+    this.message.replaceChildren(h("div", { class: "state state-empty", id: "empty-state" },
+      h("h2", {}, title), h("p", {}, hint), action));
+  }
+
+  renderError(err) {
+    const retry = h("button", { type: "button", class: "btn" }, "Retry");
+    retry.addEventListener("click", () => this.load({ quiet: false }));
+    const box = h("div", { class: "state state-error", role: "alert", id: "error-state" },
+      h("h2", {}, "Could not load sessions"), h("p", {}, err.message || String(err)), retry);
+    this.message.replaceChildren(box);
+    if (!this.loaded) this.table.hidden = true;
+  }
+
+  renderPager(page) {
+    const s = this.state;
+    const from = page.data.length ? (s.page - 1) * PAGE_SIZE + 1 : 0;
+    const to = (s.page - 1) * PAGE_SIZE + page.data.length;
+    const summary = h("p", { class: "pager-summary", id: "pager-summary" },
+      page.data.length ? `${formatNumber(from)}–${formatNumber(to)} of ${formatNumber(page.total)}` : `0 of ${formatNumber(page.total)}`);
+    const prevPage = s.page - 1;
+    const prevCursor = prevPage > 1 ? this.cursors().get(prevPage) || "" : "";
+    const prev = s.page > 1
+      ? h("a", { class: "btn", href: hrefFor(s, { page: prevPage, cursor: prevCursor }), rel: "prev", id: "page-prev" }, "← Previous")
+      : h("span", { class: "btn", "aria-disabled": "true", id: "page-prev" }, "← Previous");
+    let next;
+    if (page.hasNext) {
+      if (page.nextCursor) this.cursors().set(s.page + 1, page.nextCursor);
+      next = h("a", { class: "btn", href: hrefFor(s, { page: s.page + 1, cursor: page.nextCursor || "" }), rel: "next", id: "page-next" }, "Next →");
+    } else {
+      next = h("span", { class: "btn", "aria-disabled": "true", id: "page-next" }, "Next →");
+    }
+    this.pager.replaceChildren(summary, h("div", { class: "pager-buttons" }, prev,
+      h("span", { class: "pager-page", "aria-current": "page" }, `Page ${formatNumber(s.page)}`), next));
+  }
+
+  onEvent(name, p) {
+    const entry = this.rows.get(p.sessionId);
+    const who = p.customerName || p.customerPhone || "A customer";
+    switch (name) {
+      case "session:started":
+        toast({ kind: "started", title: `${who} started a session`, text: p.chatbotName || p.chatbotId, href: sessionHref(p.sessionId) });
+        this.refreshSoon();
+        this.statsSoon();
+        break;
+      case "session:status-changed":
+        if (entry) this.patchRow(entry, { status: p.newStatus, currentNodeId: p.currentNodeId, currentNodeLabel: p.currentNodeLabel, updatedAt: p.updatedAt });
+        if (ACTIVE.has(p.newStatus) !== ACTIVE.has(p.previousStatus) || this.state.sort.startsWith("updatedAt")) this.refreshSoon();
+        break;
+      case "session:node-executed":
+        if (entry) this.patchRow(entry, { currentNodeId: p.nodeId, currentNodeLabel: p.nodeLabel, nodeCount: p.nodeCount, updatedAt: p.at });
+        if (this.state.sort.startsWith("updatedAt")) this.refreshSoon();
+        break;
+      case "session:message-sent":
+        if (entry) this.patchRow(entry, { messageCount: p.messageCount, updatedAt: p.timestamp });
+        if (this.state.sort.startsWith("updatedAt")) this.refreshSoon();
+        break;
+      case "session:completed": {
+        const name2 = entry ? (entry.session.customerName || entry.session.customerPhone) : null;
+        const status = p.status || "completed";
+        toast({ kind: "completed", title: `${name2 || "A session"} ${status === "completed" ? "completed" : status}`, text: p.completionReason || "", href: sessionHref(p.sessionId) });
+        if (entry) this.patchRow(entry, { status, completedAt: p.completedAt, updatedAt: p.completedAt });
+        this.refreshSoon();
+        this.statsSoon();
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  patchRow(entry, changes) {
+    const fresh = Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined && v !== null));
+    const session = { ...entry.session, ...fresh };
+    const row = this.renderRow(session);
+    row.classList.add("row-updated");
+    const hadFocus = entry.row.contains(document.activeElement);
+    entry.row.replaceWith(row);
+    if (hadFocus) row.querySelector("a").focus();
+    entry.row = row;
+    entry.session = session;
+  }
+
+  resync() {
+    this.load({ quiet: true });
+    this.loadStats();
+  }
+
+  destroy() {
+    this.stream.close();
+    this.refreshSoon.cancel();
+    this.statsSoon.cancel();
+    if (this.abort) this.abort.abort();
+    document.removeEventListener("visibilitychange", this.onVisible);
+  }
+}
