@@ -122,6 +122,7 @@ class Tracker:
         self._retry = (retry_initial, retry_max)
         self._buffer: deque[Report] = deque()
         self._owned: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._wake = asyncio.Event()
@@ -186,8 +187,12 @@ class Tracker:
         with anyio.move_on_after(self._shutdown_timeout) as scope:
             await self._writer_done.wait()
         if scope.cancelled_caught:
-            log.error("sessiontrack shut down with %d reports not committed (database "
-                      "unreachable for %ss)", len(self._buffer), self._shutdown_timeout)
+            log.error(
+                "sessiontrack shut down with %d reports not committed (database "
+                "unreachable for %ss)",
+                len(self._buffer),
+                self._shutdown_timeout,
+            )
         stack, self._stack = self._stack, None
         await stack.aclose()
         self._closing = False
@@ -198,7 +203,8 @@ class Tracker:
             raise TrackerNotRunning(
                 "the tracker is not running: enter it with `async with tracker:` (or await "
                 "tracker.start()) first; a mounted sub-app gets no lifespan events, so the "
-                "host's own lifespan must do this")
+                "host's own lifespan must do this"
+            )
 
     # --- the public API -----------------------------------------------------------------
 
@@ -216,8 +222,13 @@ class Tracker:
         async with self._progress:
             await self._progress.wait_for(lambda: self.stats.committed >= target)
 
-    async def stop(self, session_id: str, principal: Principal | str | None = None, *,
-                   reason: str = "stopped_by_api") -> None:
+    async def stop(
+        self,
+        session_id: str,
+        principal: Principal | str | None = None,
+        *,
+        reason: str = "stopped_by_api",
+    ) -> None:
         """Stop an active session: it becomes ``stopped`` and the engine's process gets
         ``sessiontrack_stop_requested``. Returns once the stop is committed.
 
@@ -232,9 +243,19 @@ class Tracker:
         if head[1] in TERMINAL_STATUSES:
             raise SessionAlreadyTerminal(sid, head[1])
         who = principal.id if isinstance(principal, Principal) else principal
-        self._enqueue((ev.SESSION_COMPLETED, sid, time.time(), {
-            "status": "stopped", "reason": reason, "requested_by": who, "stop_requested": True,
-        }))
+        self._enqueue(
+            (
+                ev.SESSION_COMPLETED,
+                sid,
+                time.time(),
+                {
+                    "status": "stopped",
+                    "reason": reason,
+                    "requested_by": who,
+                    "stop_requested": True,
+                },
+            )
+        )
         await self.flush()
 
     async def purge(self, older_than: timedelta, **kwargs: Any) -> int:
@@ -243,8 +264,9 @@ class Tracker:
         return await self.store.purge(datetime.now(UTC) - older_than, **kwargs)
 
     @asynccontextmanager
-    async def subscribe(self, *, after: int | None = None, session_id: str | None = None,
-                        buffer: int = 1000) -> AsyncIterator[Subscription]:
+    async def subscribe(
+        self, *, after: int | None = None, session_id: str | None = None, buffer: int = 1000
+    ) -> AsyncIterator[Subscription]:
         """Iterate committed events (of all sessions, or one), in sequence order.
 
         ``after`` resumes after that sequence number (reading the log first), so a client
@@ -263,9 +285,14 @@ class Tracker:
             self.stats.dropped_overflow += 1
             if self._overflow == "raise":
                 raise BufferFull(self._max_buffered)
-            if self.stats.dropped_overflow in (1, 10, 100) or not self.stats.dropped_overflow % 1000:
-                log.warning("sessiontrack buffer full: %d reports dropped so far",
-                            self.stats.dropped_overflow)
+            if (
+                self.stats.dropped_overflow in (1, 10, 100)
+                or not self.stats.dropped_overflow % 1000
+            ):
+                log.warning(
+                    "sessiontrack buffer full: %d reports dropped so far",
+                    self.stats.dropped_overflow,
+                )
             return
         if threading.get_ident() == self._loop_thread:
             self._buffer.append(report)
@@ -286,8 +313,9 @@ class Tracker:
         return sid
 
     @hookimpl(tryfirst=True)
-    def sessiontrack_flow_registered(self, chatbot_id: str, name: str, flow: Mapping[str, Any],
-                                     version: str | None) -> None:
+    def sessiontrack_flow_registered(
+        self, chatbot_id: str, name: str, flow: Mapping[str, Any], version: str | None
+    ) -> None:
         h = "sessiontrack_flow_registered"
         graph = v.flow_graph(flow, h)
         data = {
@@ -300,9 +328,15 @@ class Tracker:
 
     @hookimpl(tryfirst=True)
     def sessiontrack_session_started(
-        self, session_id: str, chatbot_id: str, conversation_id: str | None,
-        contact: Mapping[str, Any] | None, variables: Mapping[str, Any] | None,
-        metadata: Mapping[str, Any] | None, at: datetime | None, expires_at: datetime | None,
+        self,
+        session_id: str,
+        chatbot_id: str,
+        conversation_id: str | None,
+        contact: Mapping[str, Any] | None,
+        variables: Mapping[str, Any] | None,
+        metadata: Mapping[str, Any] | None,
+        at: datetime | None,
+        expires_at: datetime | None,
     ) -> None:
         h = "sessiontrack_session_started"
         sid = self._sid(session_id, h)
@@ -325,13 +359,20 @@ class Tracker:
 
     @hookimpl(tryfirst=True)
     def sessiontrack_node_executed(
-        self, session_id: str, node_id: str, node_type: str | None, label: str | None,
-        at: datetime | None, duration_ms: float | None, error: str | None,
+        self,
+        session_id: str,
+        node_id: str,
+        node_type: str | None,
+        label: str | None,
+        at: datetime | None,
+        duration_ms: float | None,
+        error: str | None,
     ) -> None:
         h = "sessiontrack_node_executed"
         sid = self._sid(session_id, h)
-        if duration_ms is not None and (isinstance(duration_ms, bool)
-                                        or not isinstance(duration_ms, int | float)):
+        if duration_ms is not None and (
+            isinstance(duration_ms, bool) or not isinstance(duration_ms, int | float)
+        ):
             raise TypeError(f"{h}(): duration_ms must be a number")
         data = {
             "node_id": v.text(node_id, "node_id", h),
@@ -344,8 +385,14 @@ class Tracker:
 
     @hookimpl(tryfirst=True)
     def sessiontrack_message(
-        self, session_id: str, direction: str, type: str, text: str | None,
-        payload: Mapping[str, Any] | None, node_id: str | None, message_id: str | None,
+        self,
+        session_id: str,
+        direction: str,
+        type: str,
+        text: str | None,
+        payload: Mapping[str, Any] | None,
+        node_id: str | None,
+        message_id: str | None,
         at: datetime | None,
     ) -> None:
         h = "sessiontrack_message"
@@ -365,7 +412,11 @@ class Tracker:
 
     @hookimpl(tryfirst=True)
     def sessiontrack_status_changed(
-        self, session_id: str, status: str, node_id: str | None, reason: str | None,
+        self,
+        session_id: str,
+        status: str,
+        node_id: str | None,
+        reason: str | None,
         at: datetime | None,
     ) -> None:
         h = "sessiontrack_status_changed"
@@ -374,26 +425,33 @@ class Tracker:
             v.required(status, "status", h)
             raise ValueError(f"{h}(): unknown status {status!r}; one of {sorted(ALL_STATUSES)}")
         kind = ev.SESSION_COMPLETED if status in TERMINAL_STATUSES else ev.STATUS_CHANGED
-        data = {"status": status, "node_id": v.opt_text(node_id, "node_id", h),
-                "reason": v.opt_text(reason, "reason", h)}
+        data = {
+            "status": status,
+            "node_id": v.opt_text(node_id, "node_id", h),
+            "reason": v.opt_text(reason, "reason", h),
+        }
         self._enqueue((kind, sid, self._at(at, h), data))
 
     @hookimpl(tryfirst=True)
-    def sessiontrack_variables_changed(self, session_id: str, variables: Mapping[str, Any],
-                                       at: datetime | None) -> None:
+    def sessiontrack_variables_changed(
+        self, session_id: str, variables: Mapping[str, Any], at: datetime | None
+    ) -> None:
         h = "sessiontrack_variables_changed"
         sid = self._sid(session_id, h)
         data = {"variables": v.json_object(v.required(variables, "variables", h), "variables", h)}
         self._enqueue((ev.VARIABLES_CHANGED, sid, self._at(at, h), data))
 
     @hookimpl(tryfirst=True)
-    def sessiontrack_session_completed(self, session_id: str, status: str, reason: str | None,
-                                       at: datetime | None) -> None:
+    def sessiontrack_session_completed(
+        self, session_id: str, status: str, reason: str | None, at: datetime | None
+    ) -> None:
         h = "sessiontrack_session_completed"
         sid = self._sid(session_id, h)
         if status not in TERMINAL_STATUSES:
-            raise ValueError(f"{h}(): status must be terminal ({', '.join(sorted(TERMINAL_STATUSES))})"
-                             f", got {status!r}")
+            raise ValueError(
+                f"{h}(): status must be terminal ({', '.join(sorted(TERMINAL_STATUSES))})"
+                f", got {status!r}"
+            )
         data = {"status": status, "reason": v.opt_text(reason, "reason", h)}
         self._enqueue((ev.SESSION_COMPLETED, sid, self._at(at, h), data))
 
@@ -429,15 +487,23 @@ class Tracker:
             except Exception as exc:
                 if _is_transient(exc):
                     self.stats.retries += 1
-                    log.warning("sessiontrack: database unavailable (%s); %d reports buffered, "
-                                "retrying in %.2fs", type(exc).__name__, len(self._buffer), delay)
+                    log.warning(
+                        "sessiontrack: database unavailable (%s); %d reports buffered, "
+                        "retrying in %.2fs",
+                        type(exc).__name__,
+                        len(self._buffer),
+                        delay,
+                    )
                     await anyio.sleep(delay)
                     delay = min(delay * 2, max_delay)
                     continue
                 if len(batch) == 1:
                     self.stats.failed += 1
-                    log.error("sessiontrack: the database rejected a report, dropped: %r",
-                              batch[0], exc_info=True)
+                    log.error(
+                        "sessiontrack: the database rejected a report, dropped: %r",
+                        batch[0],
+                        exc_info=True,
+                    )
                     return
                 half = len(batch) // 2
                 await self._commit(batch[:half])
@@ -454,9 +520,13 @@ class Tracker:
             s.duplicates += res.duplicates
             s.orphans += res.orphans
             s.late += res.late
-            log.warning("sessiontrack: ignored %d duplicate, %d orphan (session never started) "
-                        "and %d late (session already ended) reports",
-                        res.duplicates, res.orphans, res.late)
+            log.warning(
+                "sessiontrack: ignored %d duplicate, %d orphan (session never started) "
+                "and %d late (session already ended) reports",
+                res.duplicates,
+                res.orphans,
+                res.late,
+            )
         if res.events:
             self._feed.deliver(res.events)
             await self.call_hook("sessiontrack_events_committed", events=res.events)
@@ -466,9 +536,15 @@ class Tracker:
             return
         self._owned.discard(event.session_id)
         if event.data.get("stop_requested"):
-            task = self.call_hook("sessiontrack_stop_requested", session_id=event.session_id,
-                                   principal=event.data.get("requested_by"))
-            asyncio.get_running_loop().create_task(task)
+            task = self.call_hook(
+                "sessiontrack_stop_requested",
+                session_id=event.session_id,
+                principal=event.data.get("requested_by"),
+            )
+            # keep a reference: the loop holds tasks only weakly
+            background = asyncio.get_running_loop().create_task(task)
+            self._background.add(background)
+            background.add_done_callback(self._background.discard)
 
     async def call_hook(self, hook: str, **kwargs: Any) -> None:
         """Call a tracker → host hook on ``plugin_manager``, awaiting async implementations;
@@ -490,8 +566,14 @@ class Tracker:
             try:
                 now = datetime.now(UTC)
                 for sid in await self.store.overdue_sessions(now):
-                    self._enqueue((ev.SESSION_COMPLETED, sid, now.timestamp(),
-                                   {"status": "expired", "reason": "timeout"}))
+                    self._enqueue(
+                        (
+                            ev.SESSION_COMPLETED,
+                            sid,
+                            now.timestamp(),
+                            {"status": "expired", "reason": "timeout", "if_overdue": True},
+                        )
+                    )
             except Exception as exc:
                 if not _is_transient(exc):
                     log.exception("sessiontrack sweeper failed")
@@ -540,7 +622,8 @@ def _is_transient(exc: BaseException) -> bool:
     """Errors that mean "the database is not reachable now", worth retrying."""
     if isinstance(exc, sa.exc.DBAPIError):
         return exc.connection_invalidated or isinstance(
-            exc, sa.exc.OperationalError | sa.exc.InterfaceError)
+            exc, sa.exc.OperationalError | sa.exc.InterfaceError
+        )
     return isinstance(exc, OSError | TimeoutError | ConnectionError)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -213,13 +214,15 @@ async def test_database_outage_is_retried_with_backoff_and_loses_nothing(
             sids = [start(pm) for _ in range(20)]
             await tracker.flush()
             await proxy.cut()
+            fixed_expiry = datetime.now(UTC) + timedelta(hours=3)
+            during = start(pm, expires_at=fixed_expiry, variables={"k": 1})
             for sid in sids:
                 pm.hook.sessiontrack_message(
                     session_id=sid, direction="inbound", text="during outage"
                 )
             with anyio.move_on_after(1):
                 await tracker.flush()  # cannot complete while the database is away
-            assert tracker.stats.buffered == 20
+            assert tracker.stats.buffered == 21
             assert tracker.stats.retries >= 2
             await proxy.restore()
             with anyio.fail_after(20):
@@ -227,8 +230,12 @@ async def test_database_outage_is_retried_with_backoff_and_loses_nothing(
             assert tracker.stats.buffered == 0
             stats = await tracker.sessions.stats()
             page = await tracker.sessions.list(limit=100)
-        assert stats.total == 20
-        assert all(s.message_count == 1 for s in page.data)
+            detail = await tracker.sessions.get(during)
+        assert stats.total == 21
+        assert sum(s.message_count == 1 for s in page.data) == 20
+        # the batch was folded again on every retry: it must land as reported
+        assert detail.expires_at == fixed_expiry and detail.variables == {"k": 1}
+        assert tracker.stats.failed == 0
         assert "database unavailable" in caplog.text
     finally:
         await proxy.cut()

@@ -167,6 +167,8 @@ class Folder:
         self.result.count_deltas[key] = self.result.count_deltas.get(key, 0) + delta
 
     def _report(self, kind: str, sid: str, at: datetime, data: dict[str, Any]) -> None:
+        # Fold a copy: a batch is folded again when its transaction is retried.
+        data = dict(data)
         res = self.result
         st = self.sessions.get(sid)
         if kind == ev.SESSION_STARTED:
@@ -303,6 +305,8 @@ class Folder:
         return True
 
     def _complete(self, st: SessionState, at: datetime, data: dict[str, Any]) -> bool:
+        if data.pop("if_overdue", False) and (st.expires_at is None or st.expires_at > at):
+            return False  # the sweeper saw it overdue, but activity queued since moved it on
         self._status(st, at, data)
         st.completed_at = at
         st.completion_reason = data.get("reason")
