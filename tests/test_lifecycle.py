@@ -174,3 +174,49 @@ async def test_purge_deletes_only_sessions_that_ended_before_the_cutoff(
 async def _drain(tracker: sessiontrack.Tracker):  # type: ignore[no-untyped-def]
     for event in await tracker.store.events_after(0, limit=10_000):
         yield event
+
+
+API_PROCESS = """
+import sys, anyio, sessiontrack
+
+async def main():
+    url, prefix, sid = sys.argv[1:]
+    async with sessiontrack.Tracker(url, prefix=prefix, sweep_interval=None) as api:
+        await api.stop(sid, sessiontrack.Principal(id="supervisor"))
+    print("stopped", flush=True)
+
+anyio.run(main)
+"""
+
+
+async def test_stop_from_another_process_reaches_the_engines_process(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker, database_url: str, prefix: str
+) -> None:
+    import subprocess
+    import sys
+
+    stops: list[tuple[str, str | None]] = []
+    stopped = anyio.Event()
+
+    class Engine:
+        @sessiontrack.hookimpl
+        async def sessiontrack_stop_requested(self, session_id: str, principal: str | None) -> None:
+            stops.append((session_id, principal))
+            stopped.set()
+
+    tracker.plugin_manager.register(Engine())
+    sid = start(pm)
+    await tracker.flush()
+    done = await anyio.run_process(
+        [sys.executable, "-c", API_PROCESS, database_url, prefix, sid],
+        stderr=subprocess.STDOUT,
+    )
+    assert done.stdout.decode().strip().endswith("stopped")
+    with anyio.fail_after(10):
+        await stopped.wait()
+    assert stops == [(sid, "supervisor")]
+    pm.hook.sessiontrack_node_executed(session_id=sid, node_id="after-stop")
+    await tracker.flush()
+    detail = await tracker.sessions.get(sid)
+    assert (detail.status, detail.node_history) == ("stopped", [])
+    assert tracker.stats.late == 1
