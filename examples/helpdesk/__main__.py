@@ -1,0 +1,105 @@
+"""``python -m examples.helpdesk``: the helpdesk host app with live simulated traffic."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from datetime import timedelta
+
+import anyio
+import uvicorn
+
+from .app import DEFAULT_DATABASE_URL, MOUNT, Helpdesk, create_helpdesk
+from .sender import RecordingSender
+from .simulator import Simulator
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m examples.helpdesk",
+        description="A WhatsApp helpdesk bot with sessiontrack mounted at "
+                    f"{MOUNT} and simulated customers.")
+    p.add_argument("--database-url", default=DEFAULT_DATABASE_URL,
+                   help="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db "
+                        f"(default: {DEFAULT_DATABASE_URL})")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--no-simulator", action="store_true", help="serve only; no simulated traffic")
+    p.add_argument("--customers", type=int, default=None,
+                   help="simulate this many customers, then stop simulating (default: no end)")
+    p.add_argument("--idle-timeout", type=float, default=45.0,
+                   help="seconds without activity before a session expires (default 45, short "
+                        "so that abandoned chats expire while you watch)")
+    return p.parse_args(argv)
+
+
+def async_url(url: str) -> str:
+    """Accept plain ``postgresql://`` and ``sqlite://`` URLs and add the async driver."""
+    for plain, driver in (("postgresql://", "postgresql+asyncpg://"),
+                          ("postgres://", "postgresql+asyncpg://"),
+                          ("sqlite://", "sqlite+aiosqlite://")):
+        if url.startswith(plain):
+            return driver + url.removeprefix(plain)
+    return url
+
+
+async def serve(helpdesk: Helpdesk, args: argparse.Namespace) -> None:
+    config = uvicorn.Config(helpdesk.app, host=args.host, port=args.port, log_level="warning",
+                            lifespan="on")
+    server = uvicorn.Server(config)
+    async with anyio.create_task_group() as tg:
+
+        async def run_server() -> None:
+            await server.serve()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(run_server)
+        while not server.started:
+            if server.should_exit:
+                return
+            await anyio.sleep(0.05)
+        local = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+        base = f"http://{local}:{args.port}"
+        print(f"helpdesk running on {base} ({helpdesk.tracker.store!r})")
+        print(f"  dashboard: {base}{MOUNT}/ui/")
+        print(f"  API:       {base}{MOUNT}/   webhook: {base}/webhook")
+        print("  Ctrl-C to stop", flush=True)
+        if not args.no_simulator:
+            assert isinstance(helpdesk.sender, RecordingSender)
+            simulator = Simulator(base, helpdesk.sender, app_secret=helpdesk.app_secret,
+                                  customers=args.customers, out=sys.stdout)
+            tg.start_soon(_simulate, simulator, server)
+
+
+async def _simulate(simulator: Simulator, server: uvicorn.Server) -> None:
+    """Run the simulator until it is done or the server starts shutting down."""
+    async with anyio.create_task_group() as tg:
+
+        async def stop_on_exit() -> None:
+            while True:
+                await anyio.sleep(0.1)
+                if server.should_exit:
+                    break
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(stop_on_exit)
+        await simulator.run()
+        tg.cancel_scope.cancel()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    helpdesk = create_helpdesk(async_url(args.database_url), tracker_options={
+        "idle_timeout": timedelta(seconds=args.idle_timeout),
+        "sweep_interval": min(5.0, args.idle_timeout / 4), "migrate": True})
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
+        anyio.run(serve, helpdesk, args)
+    print("\nhelpdesk stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
