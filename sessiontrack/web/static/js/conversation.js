@@ -43,7 +43,13 @@ export class Conversation {
       if (entries.some((e) => e.isIntersecting)) this.loadOlder();
     }, { root: this.scroller, rootMargin: "400px 0px 0px 0px" });
     this.observer.observe(this.top);
-    this.scroller.addEventListener("scroll", () => { if (this.nearBottom()) this.jump.hidden = true; }, { passive: true });
+    // Follow new messages only while the reader is at the bottom (decided on scroll, not
+    // on arrival: a burst of messages must not unstick the view).
+    this.stick = true;
+    this.scroller.addEventListener("scroll", () => {
+      this.stick = this.nearBottom();
+      if (this.stick) this.jump.hidden = true;
+    }, { passive: true });
     requestAnimationFrame(() => this.scrollToBottom());
   }
 
@@ -61,6 +67,7 @@ export class Conversation {
   }
 
   scrollToBottom() {
+    this.stick = true;
     this.scroller.scrollTop = this.scroller.scrollHeight;
     this.jump.hidden = true;
   }
@@ -147,7 +154,7 @@ export class Conversation {
     this.loadedCount += 1;
     this.total = Math.max(this.total + 1, this.loadedCount);
     if (this.oldestId === null) this.oldestId = m.id;
-    const follow = this.nearBottom();
+    const follow = this.stick;
     const chunk = this.newestChunk;
     if (!chunk || Number(chunk.dataset.count) >= PAGE) {
       this.appendChunk([m]);
@@ -186,59 +193,69 @@ function renderMessage(m) {
 
 const titleOf = (x) => (typeof x === "string" ? x
   : x?.title ?? x?.reply?.title ?? x?.label ?? x?.text ?? x?.name ?? x?.id ?? JSON.stringify(x));
+const isObject = (x) => x !== null && typeof x === "object" && !Array.isArray(x);
 
+/** Text, buttons, lists, forms and replies to them, readable; anything else as JSON. */
 function renderBody(m) {
-  const p = m.payload && typeof m.payload === "object" ? m.payload : null;
-  const text = m.text ?? p?.text ?? p?.body?.text ?? (typeof p?.body === "string" ? p.body : null);
+  const p = isObject(m.payload) && Object.keys(m.payload).length ? m.payload : null;
+  const inbound = m.direction === "inbound";
   const parts = [];
+  let structured = false;
+  const reply = p ? (p.button_reply ?? p.list_reply ?? p.reply ?? p.selected
+    ?? (inbound && p.title !== undefined ? p : undefined)) : undefined;
+  const text = m.text ?? p?.text ?? p?.body?.text ?? (typeof p?.body === "string" ? p.body : null);
   if (p?.header) parts.push(h("p", { class: "msg-header" }, typeof p.header === "string" ? p.header : titleOf(p.header)));
-  if (text) parts.push(h("p", { class: "msg-text" }, text));
-  if (!p) return parts.length ? parts : h("p", { class: "msg-text muted" }, `(${m.type || "empty"} message)`);
-
-  let handled = Boolean(text);
-  const reply = p.button_reply ?? p.list_reply ?? p.reply ?? p.selected ?? p.choice;
+  if (text && !(reply && titleOf(reply) === text)) parts.push(h("p", { class: "msg-text" }, text));
   if (reply !== undefined) {
-    parts.push(h("p", { class: "msg-choice" }, h("span", { class: "muted" }, "Chose "), h("strong", {}, titleOf(reply))));
-    handled = true;
+    parts.push(h("p", { class: "msg-choice" }, h("span", { class: "muted" }, "Chose "), h("span", { class: "choice" }, titleOf(reply))));
+    structured = true;
   }
-  const buttons = p.buttons ?? p.action?.buttons ?? p.options ?? p.quickReplies;
+  const buttons = p?.buttons ?? p?.action?.buttons ?? p?.options ?? p?.quickReplies;
   if (Array.isArray(buttons) && buttons.length) {
     parts.push(h("ul", { class: "choices", "aria-label": "Buttons offered" }, buttons.map((b) => h("li", { class: "choice" }, titleOf(b)))));
-    handled = true;
+    structured = true;
   }
-  const sections = p.sections ?? p.action?.sections ?? (Array.isArray(p.rows) ? [{ rows: p.rows }] : null);
+  const sections = p?.sections ?? p?.action?.sections ?? (Array.isArray(p?.rows) ? [{ rows: p.rows }] : null);
   if (Array.isArray(sections) && sections.length) {
-    if (p.button || p.action?.button) parts.push(h("p", { class: "muted list-button" }, `List: ${p.button || p.action.button}`));
-    for (const section of sections) {
-      parts.push(h("div", { class: "list-section" },
+    const button = p.button ?? p.action?.button;
+    parts.push(h("div", { class: "list-card" },
+      button ? h("p", { class: "list-button" }, h("span", { class: "choice" }, `☰ ${button}`)) : null,
+      sections.map((section) => h("div", { class: "list-section" },
         section.title ? h("p", { class: "list-title" }, section.title) : null,
         h("ul", { class: "list-rows", "aria-label": section.title || "List options" }, (section.rows || []).map((r) => h("li", {},
-          h("span", {}, titleOf(r)), r.description ? h("span", { class: "muted" }, r.description) : null)))));
+          h("span", {}, titleOf(r)), r.description ? h("span", { class: "muted" }, r.description) : null)))))));
+    structured = true;
+  }
+  if (p?.kind === "form" || (!inbound && m.type === "form")) {
+    const about = [p?.flow_id ?? p?.flowId, p?.screen].filter(Boolean).join(" · ");
+    parts.push(h("p", { class: "form-card" }, h("span", { class: "choice" }, `📋 ${p?.cta ?? p?.title ?? "Form"}`),
+      about ? h("span", { class: "muted" }, ` form ${about}`) : null));
+    structured = true;
+  } else {
+    const answers = p ? (p.response ?? p.answers ?? p.fields ?? p.values ?? (m.type === "form" ? p : undefined)) : undefined;
+    const fields = answers ? formFields(answers) : null;
+    if (fields) {
+      parts.push(h("p", { class: "muted form-caption" }, "Form answers"),
+        h("dl", { class: "form-fields" }, fields.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, formatValue(v))])));
+      structured = true;
     }
-    handled = true;
   }
-  const fields = formFields(m.type, p);
-  if (fields) {
-    parts.push(h("dl", { class: "form-fields" }, fields.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, formatValue(v))])));
-    handled = true;
+  if (p?.footer) parts.push(h("p", { class: "msg-footer muted" }, String(p.footer)));
+  if (p && !structured) {
+    parts.push(h("details", { class: "payload" }, h("summary", {}, "Details"), jsonTree(p, { openDepth: 1 })));
   }
-  if (p.footer) parts.push(h("p", { class: "msg-footer muted" }, String(p.footer)));
-  if (!handled || (m.type !== "text" && Object.keys(p).length && !fields && !reply && !buttons && !sections)) {
-    parts.push(h("details", { class: "payload" }, h("summary", {}, "Payload"), jsonTree(p, { openDepth: 1 })));
-  }
+  if (!parts.length) parts.push(h("p", { class: "msg-text muted" }, `(${m.type || "empty"} message)`));
   return parts;
 }
 
-function formFields(type, p) {
-  const source = p.fields ?? p.answers ?? p.values ?? p.response ?? p.data ?? (type === "form" ? p : null);
-  if (!source || typeof source !== "object") return null;
+function formFields(source) {
   if (Array.isArray(source)) {
-    return source.map((f) => (typeof f === "object" && f
-      ? [f.label ?? f.name ?? f.id ?? "field", f.value ?? f.answer ?? ""]
-      : ["", f]));
+    return source.length ? source.map((f) => (isObject(f)
+      ? [f.label ?? f.name ?? f.id ?? "Field", f.value ?? f.answer ?? ""]
+      : ["", f])) : null;
   }
-  const skip = new Set(["text", "header", "footer", "body"]);
-  const entries = Object.entries(source).filter(([k]) => !skip.has(k));
+  if (!isObject(source)) return null;
+  const entries = Object.entries(source).filter(([k]) => !["text", "header", "footer", "body", "kind"].includes(k));
   return entries.length ? entries.map(([k, v]) => [humanize(k), v]) : null;
 }
 

@@ -93,7 +93,7 @@ class DetailView {
     this.renderTimeline();
     this.renderVariables();
     this.flow.setExecution(s.nodeHistory || [], s.currentNodeId, ACTIVE.has(s.status));
-    requestAnimationFrame(() => this.flow.fit());
+    requestAnimationFrame(() => this.flow.initialView(s.currentNodeId));
   }
 
   refreshHeader() {

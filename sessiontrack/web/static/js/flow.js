@@ -9,6 +9,7 @@ const GAP_X = 56;
 const GAP_Y = 64;
 const MIN_ZOOM = 0.15;
 const MAX_ZOOM = 3;
+const READABLE_ZOOM = 0.7;
 
 export class FlowView {
   constructor(flowData) {
@@ -32,7 +33,7 @@ export class FlowView {
     this.controls = h("div", { class: "flow-controls" },
       button("Zoom in", "+", () => this.zoomBy(1.25), "flow-zoom-in"),
       button("Zoom out", "−", () => this.zoomBy(0.8), "flow-zoom-out"),
-      button("Fit to view", "⤢", () => this.fit(), "flow-fit"));
+      button("Fit to view", "⤢", () => { this.fitAll = true; this.fit(); }, "flow-fit"));
     this.legend = h("p", { class: "flow-legend" },
       h("span", { class: "legend-item executed" }, "Executed"),
       h("span", { class: "legend-item current" }, "Current"),
@@ -111,6 +112,7 @@ export class FlowView {
 
   /** Highlight what ran: nodes in history, edges between consecutive history entries. */
   setExecution(history, currentNodeId, active) {
+    this.focusId = currentNodeId ?? history[history.length - 1];
     const visits = new Map();
     for (const id of history) visits.set(String(id), (visits.get(String(id)) || 0) + 1);
     const pairs = new Set();
@@ -136,6 +138,7 @@ export class FlowView {
     // Executed edges on top of the others.
     const layer = this.viewport.querySelector(".edges");
     if (layer) for (const g of this.edgeEls) if (g.classList.contains("executed")) layer.append(g);
+    if (this.nodeEls.size && this.svg.isConnected) this.autoView();
     const executed = [...visits.keys()].filter((id) => this.nodeEls.has(id)).length;
     this.svg.setAttribute("aria-label", `Flow graph: ${this.nodeEls.size} nodes, ${executed} executed. ` +
       "Drag or use arrow keys to pan; wheel, plus or minus to zoom; 0 to fit.");
@@ -155,6 +158,29 @@ export class FlowView {
     return { minX, minY, maxX, maxY };
   }
 
+  /** Unless the reader moved the view: fit all (after "Fit"), or follow the current node. */
+  autoView() {
+    if (this.userMoved) return;
+    if (this.fitAll) this.fit();
+    else this.initialView(this.focusId);
+  }
+
+  /** The first view: everything if it stays readable, else the current node, readable. */
+  initialView(focusId) {
+    this.fit();
+    const p = this.pos.get(String(focusId));
+    if (!p || this.view.k >= READABLE_ZOOM) return;
+    const rect = this.svg.getBoundingClientRect();
+    const k = READABLE_ZOOM;
+    const b = this.bounds();
+    const pad = 24;
+    // Centre the node, but do not leave empty space where the graph could be shown.
+    const x = clamp(rect.width / 2 - (p.x + p.w / 2) * k, rect.width - pad - b.maxX * k, pad - b.minX * k);
+    const y = clamp(rect.height / 2 - (p.y + p.h / 2) * k, rect.height - pad - b.maxY * k, pad - b.minY * k);
+    this.view = { k, x, y };
+    this.apply();
+  }
+
   fit() {
     this.userMoved = false;
     const rect = this.svg.getBoundingClientRect();
@@ -168,6 +194,7 @@ export class FlowView {
   }
 
   zoomBy(factor, cx, cy) {
+    this.fitAll = false;
     const rect = this.svg.getBoundingClientRect();
     cx ??= rect.width / 2;
     cy ??= rect.height / 2;
@@ -179,6 +206,7 @@ export class FlowView {
   }
 
   panBy(dx, dy) {
+    this.fitAll = false;
     this.view = { ...this.view, x: this.view.x + dx, y: this.view.y + dy };
     this.userMoved = true;
     this.apply();
@@ -211,11 +239,12 @@ export class FlowView {
       const actions = {
         ArrowLeft: () => this.panBy(step, 0), ArrowRight: () => this.panBy(-step, 0),
         ArrowUp: () => this.panBy(0, step), ArrowDown: () => this.panBy(0, -step),
-        "+": () => this.zoomBy(1.25), "=": () => this.zoomBy(1.25), "-": () => this.zoomBy(0.8), "0": () => this.fit(),
+        "+": () => this.zoomBy(1.25), "=": () => this.zoomBy(1.25), "-": () => this.zoomBy(0.8),
+        "0": () => { this.fitAll = true; this.fit(); },
       };
       if (actions[e.key]) { e.preventDefault(); actions[e.key](); }
     });
-    this.resizeObserver = new ResizeObserver(() => { if (!this.userMoved) this.fit(); });
+    this.resizeObserver = new ResizeObserver(() => this.autoView());
     this.resizeObserver.observe(this.svg);
   }
 

@@ -47,7 +47,10 @@ export class LiveStream {
   connect(isRetry) {
     if (this.closed) return;
     setIndicator(isRetry ? "reconnecting" : "connecting");
-    const source = new EventSource(eventsUrl(this.params));
+    // A stream we open ourselves resumes through ?lastEventId= (the browser's own
+    // reconnects send the Last-Event-ID header, which the server prefers).
+    const params = this.lastSeq ? { ...this.params, lastEventId: this.lastSeq } : this.params;
+    const source = new EventSource(eventsUrl(params));
     this.source = source;
     source.addEventListener("open", () => {
       this.retryMs = 1000;
