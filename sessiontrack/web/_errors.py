@@ -1,0 +1,77 @@
+"""Turning failures into JSON answers, in one place."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..errors import InvalidParameter, SessionAlreadyTerminal, SessionNotFound
+from ._context import TrackerDown
+from .auth import NotAuthenticated
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, error: str, detail: list[dict[str, str]] | None = None,
+                   headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail or []}, status_code=status,
+                        headers=headers)
+
+
+def validation_details(exc: ValidationError, where: str = "") -> list[dict[str, str]]:
+    details = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or where or "request"
+        details.append({"field": loc, "message": err["msg"]})
+    return details
+
+
+async def on_validation(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ValidationError)
+    return error_response(400, "invalid parameter", validation_details(exc))
+
+
+async def on_invalid(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InvalidParameter)
+    return error_response(400, "invalid parameter", [{"field": exc.field, "message": exc.message}])
+
+
+async def on_not_found(_: Request, exc: Exception) -> Response:
+    return error_response(404, str(exc))
+
+
+async def on_terminal(_: Request, exc: Exception) -> Response:
+    return error_response(409, str(exc))
+
+
+async def on_unauthenticated(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, NotAuthenticated)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return error_response(exc.status, exc.message, headers=headers)
+
+
+async def on_tracker_down(_: Request, exc: Exception) -> Response:
+    return error_response(503, str(exc), headers={"Retry-After": "5"})
+
+
+async def on_http(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = {404: "not found", 405: "method not allowed"}.get(exc.status_code, exc.detail)
+    return error_response(exc.status_code, message, headers=exc.headers)
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    ValidationError: on_validation,
+    InvalidParameter: on_invalid,
+    SessionNotFound: on_not_found,
+    SessionAlreadyTerminal: on_terminal,
+    NotAuthenticated: on_unauthenticated,
+    TrackerDown: on_tracker_down,
+    HTTPException: on_http,
+}

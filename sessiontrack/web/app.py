@@ -1,0 +1,113 @@
+"""``create_app``: the mountable Starlette sub-app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import socketio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..tracker import Tracker
+from . import rest, sse
+from ._context import Context, context_of
+from ._errors import EXCEPTION_HANDLERS
+from .auth import Authenticator
+from .openapi import build_document, with_servers
+from .socket import Gateway
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+async def openapi_json(request: Request) -> Response:
+    doc = request.app.state.openapi
+    return JSONResponse(with_servers(doc, request.scope.get("root_path", "")))
+
+
+async def _ui_redirect(request: Request) -> Response:
+    # Relative, so it stays right behind proxies that rewrite the prefix.
+    return RedirectResponse("ui/", status_code=308)
+
+
+def create_app(
+    tracker: Tracker,
+    *,
+    authenticate: Authenticator | None = None,
+    cors_allowed_origins: str | Sequence[str] | None = None,
+    keepalive: float = 15.0,
+    sse_max_age: float | None = 300.0,
+    static_dir: str | Path | None = None,
+    debug: bool = False,
+) -> Starlette:
+    """The sub-app serving ``tracker``: REST API, ``/openapi.json``, SSE ``/events``,
+    Socket.IO namespace ``/sessions`` at ``<prefix>/socket.io`` and the dashboard at
+    ``/ui/``. Mount it under any prefix::
+
+        app.mount("/api/chatbot-sessions", create_app(tracker, authenticate=my_auth))
+
+    A mounted app receives no lifespan events: **the host enters the tracker in its own
+    lifespan** (``async with tracker:``). Until it does, every route answers 503 and logs
+    an error saying so.
+
+    :param authenticate: called with an :class:`~sessiontrack.web.AuthRequest` for every
+        request, SSE stream and socket connect; returns a ``Principal`` or ``None`` (401).
+        Without it only loopback clients are served (and a warning is logged).
+    :param cors_allowed_origins: origins allowed to open a Socket.IO connection from a
+        browser on another origin (``None``: same origin only; ``"*"``: any).
+    :param keepalive: seconds between SSE keep-alive comments on an idle stream.
+    :param sse_max_age: an SSE stream ends after this many seconds and the client
+        reconnects with ``Last-Event-ID`` (bounds how long a server shutdown waits);
+        ``None`` for never.
+    :param static_dir: serve another dashboard build at ``/ui/`` (default: the bundled one).
+
+    The Socket.IO gateway (who is online, subscriber counts) is ``app.state.gateway``.
+    """
+    if authenticate is None:
+        log.warning("sessiontrack web app created without an authenticator: only loopback "
+                    "clients (127.0.0.1, ::1) are served; pass authenticate= to serve others")
+    ctx = Context(tracker=tracker, authenticator=authenticate, keepalive=keepalive,
+                  sse_max_age=sse_max_age)
+    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=cors_allowed_origins
+                               if cors_allowed_origins is not None else [],
+                               logger=False, engineio_logger=False)
+    gateway = Gateway(ctx)
+    sio.register_namespace(gateway)
+    ctx.gateway = gateway
+    routes: list[BaseRoute] = [
+        Route("/", rest.list_sessions, methods=["GET"]),
+        Route("/active", rest.active_sessions, methods=["GET"]),
+        Route("/stats", rest.stats, methods=["GET"]),
+        Route("/chatbots", rest.chatbots, methods=["GET"]),
+        Route("/events", sse.events, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/chatbot/{chatbot_id}", rest.chatbot_sessions, methods=["GET"]),
+        Mount("/socket.io", app=socketio.ASGIApp(sio, socketio_path=None)),
+        Route("/ui", _ui_redirect, methods=["GET", "HEAD"]),
+        Mount("/ui", name="ui", app=StaticFiles(directory=static_dir or STATIC_DIR, html=True,
+                                                check_dir=False)),
+        Route("/{session_id}", rest.get_session, methods=["GET"]),
+        Route("/{session_id}/messages", rest.session_messages, methods=["GET"]),
+        Route("/{session_id}/stop", rest.stop_session, methods=["POST"]),
+    ]
+    app = Starlette(debug=debug, routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+    app.state.sessiontrack = ctx
+    app.state.gateway = gateway
+    app.state.sio = sio
+    app.state.openapi = build_document(secured=authenticate is not None)
+    return app
+
+
+def gateway_of(app: Any) -> Gateway:
+    """The Socket.IO gateway of an app made by :func:`create_app`."""
+    gateway: Gateway = app.state.gateway
+    return gateway
+
+
+__all__ = ["context_of", "create_app", "gateway_of"]

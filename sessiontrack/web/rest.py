@@ -1,0 +1,127 @@
+"""The REST endpoints: translate HTTP to the query service and back, nothing more."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .. import models
+from .._ids import normalize_session_id
+from ..errors import InvalidParameter
+from ..models import Principal
+from . import schemas
+from ._context import Context, context_of
+from .auth import mask_phone
+
+
+class _Json(JSONResponse):
+    media_type = "application/json"
+
+
+def _dump(model: BaseModel) -> Any:
+    return model.model_dump(mode="json", by_alias=True)
+
+
+def _masked(item: Any, principal: Principal) -> Any:
+    if Context.masks(principal) and item.customer_phone:
+        return dataclasses.replace(item, customer_phone=mask_phone(item.customer_phone))
+    return item
+
+
+def _session(item: models.SessionSummary, principal: Principal) -> Any:
+    return _dump(schemas.Session.model_validate(_masked(item, principal)))
+
+
+async def _begin(request: Request) -> tuple[Context, Principal]:
+    ctx = context_of(request)
+    ctx.require_tracker()
+    return ctx, await ctx.principal(request, "http")
+
+
+def _session_id(request: Request) -> str:
+    try:
+        return normalize_session_id(request.path_params["session_id"], "id")
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameter("id", str(exc)) from None
+
+
+def _list_kwargs(request: Request) -> dict[str, Any]:
+    q = schemas.ListQuery.model_validate(dict(request.query_params))
+    return {
+        "status": q.status, "filter": q.filter, "chatbot_id": q.chatbot_id,
+        "conversation_id": q.conversation_id, "search": q.search,
+        "start_date": q.start_date, "end_date": q.end_date, "sort_by": q.sort_by,
+        "sort_order": q.sort_order, "limit": q.limit, "offset": q.offset, "cursor": q.cursor,
+    }
+
+
+def _page(page: models.Page[models.SessionSummary], principal: Principal) -> dict[str, Any]:
+    return {
+        "data": [_session(s, principal) for s in page.data],
+        "total": page.total, "limit": page.limit, "offset": page.offset,
+        "hasNext": page.has_next, "hasPrevious": page.has_previous,
+        "nextCursor": page.next_cursor,
+    }
+
+
+async def list_sessions(request: Request) -> Response:
+    ctx, principal = await _begin(request)
+    page = await ctx.tracker.sessions.list(**_list_kwargs(request), principal=principal)
+    return _Json(_page(page, principal))
+
+
+async def chatbot_sessions(request: Request) -> Response:
+    ctx, principal = await _begin(request)
+    kwargs = _list_kwargs(request)
+    kwargs["chatbot_id"] = request.path_params["chatbot_id"]
+    page = await ctx.tracker.sessions.list(**kwargs, principal=principal)
+    return _Json(_page(page, principal))
+
+
+async def active_sessions(request: Request) -> Response:
+    ctx, principal = await _begin(request)
+    items = await ctx.tracker.sessions.active(principal=principal)
+    return _Json([_session(s, principal) for s in items])
+
+
+async def get_session(request: Request) -> Response:
+    ctx, principal = await _begin(request)
+    sid = _session_id(request)
+    detail = await ctx.tracker.sessions.get(sid, principal=principal)
+    await ctx.tracker.call_hook("sessiontrack_session_read", session_id=detail.id,
+                                principal=principal.id, what="detail")
+    return _Json(_dump(schemas.SessionDetail.model_validate(_masked(detail, principal))))
+
+
+async def session_messages(request: Request) -> Response:
+    ctx, principal = await _begin(request)
+    q = schemas.MessagesQuery.model_validate(dict(request.query_params))
+    sid = _session_id(request)
+    items = await ctx.tracker.sessions.messages(sid, limit=q.limit, before=q.before,
+                                                principal=principal)
+    await ctx.tracker.call_hook("sessiontrack_session_read", session_id=sid,
+                                principal=principal.id, what="messages")
+    return _Json([_dump(schemas.Message.model_validate(m)) for m in items])
+
+
+async def stop_session(request: Request) -> Response:
+    ctx, principal = await _begin(request)
+    sid = _session_id(request)
+    await ctx.tracker.stop(sid, principal)
+    return _Json({"sessionId": sid, "status": "stopped", "success": True})
+
+
+async def stats(request: Request) -> Response:
+    ctx, principal = await _begin(request)
+    s = await ctx.tracker.sessions.stats(principal=principal)
+    return _Json(_dump(schemas.Stats.model_validate(s)))
+
+
+async def chatbots(request: Request) -> Response:
+    ctx, principal = await _begin(request)
+    bots = await ctx.tracker.sessions.chatbots(principal=principal)
+    return _Json([{"id": b["chatbot_id"], "name": b["name"]} for b in bots])

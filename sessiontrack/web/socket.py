@@ -1,0 +1,224 @@
+"""The Socket.IO namespace ``/sessions`` and its gateway.
+
+Rooms: ``all`` (subscribers of every session, unrestricted principals), ``bot:<id>``
+(subscribers restricted to some chatbots join one room per chatbot) and ``session:<id>``
+(clients that joined one session). Each has a twin with a ``#m`` suffix for principals whose
+phone numbers are masked. Every event is emitted once to the union of the rooms it
+concerns, so a client in several of them receives it once.
+
+One pump task per process reads committed events from the tracker, in sequence order, and
+emits them; it runs while at least one client is connected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import socketio
+from starlette.requests import HTTPConnection
+
+from .._ids import normalize_session_id
+from ..errors import SessionNotFound, SessionTrackError
+from ..events import StoredEvent
+from ..models import Principal
+from ._context import Context, TrackerDown
+from ._wire import needs_masking, payload
+from .auth import AuthRequest, NotAuthenticated, bearer_token, resolve
+
+log = logging.getLogger(__name__)
+NAMESPACE = "/sessions"
+
+
+@dataclass
+class _Client:
+    principal: Principal
+    masked: bool
+    subscribed: bool = False
+    sessions: set[str] = field(default_factory=set)
+
+    def room(self, name: str) -> str:
+        return f"{name}#m" if self.masked else name
+
+
+class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
+    """The ``/sessions`` namespace: subscriptions, session rooms, and who is online."""
+
+    def __init__(self, ctx: Context, namespace: str = NAMESPACE) -> None:
+        super().__init__(namespace)
+        self._ctx = ctx
+        self._clients: dict[str, _Client] = {}
+        self._pump: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._handlers: dict[str, Callable[[str, Any], Awaitable[dict[str, Any]]]] = {
+            "sessions:subscribe": self._subscribe,
+            "sessions:unsubscribe": self._unsubscribe,
+            "session:join": self._join,
+            "session:leave": self._leave,
+        }
+
+    # --- helpers for the host -----------------------------------------------------------
+
+    def is_user_online(self, user_id: str) -> bool:
+        """Whether a client authenticated as this principal id is connected here."""
+        return any(c.principal.id == user_id for c in self._clients.values())
+
+    def online_users(self) -> list[str]:
+        """Principal ids with at least one connected client in this process."""
+        return sorted({c.principal.id for c in self._clients.values()})
+
+    def sessions_subscriber_count(self) -> int:
+        """Clients subscribed to all sessions."""
+        return sum(c.subscribed for c in self._clients.values())
+
+    def session_subscriber_count(self, session_id: str) -> int:
+        """Clients that joined this session's room."""
+        sid = session_id.lower()
+        return sum(sid in c.sessions for c in self._clients.values())
+
+    # --- connection ---------------------------------------------------------------------
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        conn = HTTPConnection(environ["asgi.scope"])
+        try:
+            self._ctx.require_tracker()
+        except TrackerDown as exc:
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"message": str(exc), "status": 503}) from None
+        token = auth.get("token") if isinstance(auth, dict) else None
+        request = AuthRequest(token=token if isinstance(token, str) else bearer_token(conn),
+                              connection=conn, transport="socket",
+                              auth=auth if isinstance(auth, dict) else None)
+        try:
+            principal = await resolve(self._ctx.authenticator, request)
+        except NotAuthenticated as exc:
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"message": exc.message, "status": exc.status}) from None
+        self._clients[sid] = _Client(principal, masked=Context.masks(principal))
+        await self._ensure_pump()
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self._clients.pop(sid, None)
+        if not self._clients and self._pump is not None:
+            self._pump.cancel()
+            self._pump = None
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        handler = self._handlers.get(event)
+        if handler is None:
+            return await super().trigger_event(event, *args)
+        sid = args[0]
+        data = args[1] if len(args) > 1 else None
+        answer = await handler(sid, data)
+        name = {"sessions:subscribe": "sessions:subscribed",
+                "sessions:unsubscribe": "sessions:unsubscribed",
+                "session:join": "session:joined", "session:leave": "session:left"}[event]
+        await self.emit(name, answer, to=sid)
+        return answer
+
+    # --- client → server ----------------------------------------------------------------
+
+    async def _subscribe(self, sid: str, _: Any) -> dict[str, Any]:
+        client = self._clients.get(sid)
+        if client is None:
+            return {"success": False, "error": "not connected"}
+        await self._ensure_pump()
+        for room in self._broadcast_rooms(client.principal):
+            await self.enter_room(sid, client.room(room))
+        client.subscribed = True
+        return {"success": True}
+
+    async def _unsubscribe(self, sid: str, _: Any) -> dict[str, Any]:
+        client = self._clients.get(sid)
+        if client is None:
+            return {"success": False, "error": "not connected"}
+        for room in self._broadcast_rooms(client.principal):
+            await self.leave_room(sid, client.room(room))
+        client.subscribed = False
+        return {"success": True}
+
+    async def _join(self, sid: str, data: Any) -> dict[str, Any]:
+        client = self._clients.get(sid)
+        raw = data.get("sessionId") if isinstance(data, dict) else data
+        try:
+            session_id = normalize_session_id(raw, "sessionId")
+        except (TypeError, ValueError) as exc:
+            return {"sessionId": raw if isinstance(raw, str) else None, "success": False,
+                    "error": str(exc)}
+        if client is None:
+            return {"sessionId": session_id, "success": False, "error": "not connected"}
+        try:
+            tracker = self._ctx.tracker
+            await tracker.sessions.messages(session_id, limit=1, principal=client.principal)
+        except SessionNotFound:
+            return {"sessionId": session_id, "success": False, "error": "session not found"}
+        except SessionTrackError as exc:
+            return {"sessionId": session_id, "success": False, "error": str(exc)}
+        await self._ensure_pump()
+        await self.enter_room(sid, client.room(f"session:{session_id}"))
+        client.sessions.add(session_id)
+        return {"sessionId": session_id, "success": True}
+
+    async def _leave(self, sid: str, data: Any) -> dict[str, Any]:
+        client = self._clients.get(sid)
+        raw = data.get("sessionId") if isinstance(data, dict) else data
+        try:
+            session_id = normalize_session_id(raw, "sessionId")
+        except (TypeError, ValueError) as exc:
+            return {"sessionId": raw if isinstance(raw, str) else None, "success": False,
+                    "error": str(exc)}
+        if client is None:
+            return {"sessionId": session_id, "success": False, "error": "not connected"}
+        await self.leave_room(sid, client.room(f"session:{session_id}"))
+        client.sessions.discard(session_id)
+        return {"sessionId": session_id, "success": True}
+
+    @staticmethod
+    def _broadcast_rooms(principal: Principal) -> list[str]:
+        if principal.chatbot_ids is None:
+            return ["all"]
+        return [f"bot:{b}" for b in sorted(principal.chatbot_ids)]
+
+    # --- server → client ----------------------------------------------------------------
+
+    async def _ensure_pump(self) -> None:
+        if self._pump is None or self._pump.done():
+            self._ready = asyncio.Event()
+            self._pump = asyncio.get_running_loop().create_task(self._run_pump())
+        await self._ready.wait()
+
+    async def _run_pump(self) -> None:
+        tracker = self._ctx.tracker
+        try:
+            async with tracker.subscribe(buffer=10_000) as sub:
+                self._ready.set()
+                async for event in sub:
+                    try:
+                        await self._broadcast(event)
+                    except Exception:
+                        log.exception("emitting event %s failed", event.seq)
+        except Exception:
+            log.exception("the sessiontrack socket pump stopped")
+        finally:
+            self._ready.set()
+
+    async def _broadcast(self, event: StoredEvent) -> None:
+        rooms = ["all", f"bot:{event.chatbot_id}", f"session:{event.session_id}"]
+        masked_rooms = [f"{r}#m" for r in rooms]
+        if needs_masking(event):
+            await self.emit(event.wire_name, payload(event, False), to=rooms)
+            await self.emit(event.wire_name, payload(event, True), to=masked_rooms)
+        else:
+            await self.emit(event.wire_name, payload(event, False), to=rooms + masked_rooms)
+
+    async def close(self) -> None:
+        """Stop the pump (the app does this when the last client leaves)."""
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+            self._pump = None

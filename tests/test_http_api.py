@@ -1,0 +1,305 @@
+"""The REST API of the sub-app (DESIGN.md §4), served by a real uvicorn under a prefix,
+on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from web_helpers.engine import Engine
+from web_helpers.fixtures import api, app_options, authenticate, engine, live_url, web_app
+from web_helpers.live import PREFIX, host_app, serve
+
+import sessiontrack
+from sessiontrack.web import create_app
+
+__all__ = ["api", "app_options", "authenticate", "engine", "live_url", "web_app"]
+pytestmark = pytest.mark.anyio
+
+SESSION_KEYS = {
+    "id", "conversationId", "chatbotId", "chatbotName", "customerPhone", "customerName",
+    "status", "currentNodeId", "currentNodeLabel", "startedAt", "updatedAt", "completedAt",
+    "nodeCount", "messageCount", "isActive",
+}
+DETAIL_KEYS = SESSION_KEYS | {
+    "nodeHistory", "nodeExecutions", "variables", "messages", "flowData", "expiresAt",
+    "completionReason", "flowVersion",
+}
+MESSAGE_KEYS = {"id", "sessionId", "conversationId", "direction", "type", "text", "payload",
+                "nodeId", "timestamp"}
+PAGE_KEYS = {"data", "total", "limit", "offset", "hasNext", "hasPrevious", "nextCursor"}
+
+
+def aware(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    assert parsed.tzinfo is not None, value
+    return parsed
+
+
+@pytest.fixture
+async def world(engine: Engine, tracker: sessiontrack.Tracker) -> dict[str, Any]:
+    """Two bots; three sessions of bot-a (one completed), one of bot-b."""
+    engine.register("bot-a", "Alpha Bot")
+    engine.register("bot-b", "Beta Bot")
+    done = engine.full_run("bot-a", phone="+5511900000001", name="Ana Souza")
+    waiting = engine.full_run("bot-a", finish=False, phone="+5511900000002", name="Bruno Lima")
+    running = engine.start("bot-a", phone="+5511900000003", name="Carla Dias")
+    other = engine.full_run("bot-b", finish=False, phone="+5511900000004", name="Davi Reis")
+    await tracker.flush()
+    return {"done": done, "waiting": waiting, "running": running, "other": other}
+
+
+async def test_list_shape_and_defaults(api: httpx.AsyncClient, world: dict[str, Any]) -> None:
+    r = await api.get("/")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert set(body) == PAGE_KEYS
+    assert body["total"] == 4 and body["limit"] == 20 and body["offset"] == 0
+    assert body["hasNext"] is False and body["hasPrevious"] is False
+    for item in body["data"]:
+        assert set(item) == SESSION_KEYS
+        aware(item["startedAt"])
+        aware(item["updatedAt"])
+    started = [aware(i["startedAt"]) for i in body["data"]]
+    assert started == sorted(started, reverse=True)
+    done = next(i for i in body["data"] if i["id"] == world["done"])
+    assert done["status"] == "completed" and done["isActive"] is False
+    aware(done["completedAt"])
+    assert done["chatbotName"] == "Alpha Bot" and done["customerName"] == "Ana Souza"
+    assert done["messageCount"] == 2 and done["nodeCount"] == 1
+
+
+FILTER_CASES = [
+    ({"filter": "active"}, {"waiting", "running", "other"}),
+    ({"filter": "completed"}, {"done"}),
+    ({"filter": "all"}, {"done", "waiting", "running", "other"}),
+    ({"status": "waiting_input"}, {"waiting", "other"}),
+    ({"status": "running,completed"}, {"running", "done"}),
+    ({"chatbotId": "bot-b"}, {"other"}),
+    ({"conversationId": "+5511900000002"}, {"waiting"}),
+    ({"search": "carla"}, {"running"}),
+    ({"search": "900000004"}, {"other"}),
+    ({"status": "waiting_input", "chatbotId": "bot-a"}, {"waiting"}),
+]
+
+
+async def test_list_filters(api: httpx.AsyncClient, world: dict[str, Any]) -> None:
+    for query, expected in FILTER_CASES:
+        r = await api.get("/", params=query)
+        assert r.status_code == 200, r.text
+        ids = {i["id"] for i in r.json()["data"]}
+        assert ids == {world[name] for name in expected}, query
+        assert r.json()["total"] == len(expected)
+
+
+async def test_sort_order_is_case_insensitive(api: httpx.AsyncClient,
+                                              world: dict[str, Any]) -> None:
+    for order in ["ASC", "asc", "Asc", "DESC", "desc"]:
+        r = await api.get("/", params={"sortOrder": order, "sortBy": "updatedAt"})
+        assert r.status_code == 200
+        updated = [aware(i["updatedAt"]) for i in r.json()["data"]]
+        assert len(updated) == 4
+        assert updated == sorted(updated, reverse=order.upper() == "DESC")
+
+
+async def test_pagination_offset_and_cursor(api: httpx.AsyncClient,
+                                            world: dict[str, Any]) -> None:
+    first = (await api.get("/", params={"limit": 3})).json()
+    assert len(first["data"]) == 3 and first["hasNext"] and not first["hasPrevious"]
+    second = (await api.get("/", params={"limit": 3, "offset": 3})).json()
+    assert len(second["data"]) == 1 and not second["hasNext"] and second["hasPrevious"]
+    by_cursor = (await api.get("/", params={"limit": 3, "cursor": first["nextCursor"]})).json()
+    assert [i["id"] for i in by_cursor["data"]] == [i["id"] for i in second["data"]]
+    everything = {i["id"] for i in first["data"] + second["data"]}
+    assert everything == set(world.values())
+
+
+async def test_date_range_needs_a_timezone(api: httpx.AsyncClient,
+                                           world: dict[str, Any]) -> None:
+    now = datetime.now(UTC)
+    inside = {"startDate": (now - timedelta(hours=1)).isoformat(),
+              "endDate": (now + timedelta(hours=1)).isoformat()}
+    assert (await api.get("/", params=inside)).json()["total"] == 4
+    later = {"startDate": (now + timedelta(hours=1)).isoformat().replace("+00:00", "Z")}
+    assert (await api.get("/", params=later)).json()["total"] == 0
+    offset = {"endDate": (now - timedelta(hours=1)).astimezone(
+        __import__("datetime").timezone(timedelta(hours=-3))).isoformat()}
+    assert (await api.get("/", params=offset)).json()["total"] == 0
+
+
+BAD_PARAMETERS = [
+    ("/", {"limit": "0"}, "limit"),
+    ("/", {"limit": "101"}, "limit"),
+    ("/", {"limit": "ten"}, "limit"),
+    ("/", {"offset": "-1"}, "offset"),
+    ("/", {"status": "sleeping"}, "status"),
+    ("/", {"filter": "some"}, "filter"),
+    ("/", {"sortBy": "name"}, "sortBy"),
+    ("/", {"sortOrder": "UP"}, "sortOrder"),
+    ("/", {"startDate": "2026-01-01T00:00:00"}, "startDate"),
+    ("/", {"endDate": "yesterday"}, "endDate"),
+    ("/", {"cursor": "bogus"}, "cursor"),
+    ("/chatbot/bot-a", {"limit": "500"}, "limit"),
+    ("/not-a-uuid", {}, "id"),
+    ("/not-a-uuid/messages", {}, "id"),
+    ("/01900000-0000-7000-8000-000000000000/messages", {"limit": "0"}, "limit"),
+    ("/01900000-0000-7000-8000-000000000000/messages", {"before": "x"}, "before"),
+    ("/events", {"sessionId": "nope"}, "sessionId"),
+    ("/events", {"lastEventId": "-5"}, "lastEventId"),
+]
+
+
+async def test_bad_parameters_are_400_naming_the_field(
+        api: httpx.AsyncClient, world: dict[str, Any]) -> None:
+    for path, params, field in BAD_PARAMETERS:
+        r = await api.get(path, params=params)
+        assert r.status_code == 400, (path, params, r.text)
+        body = r.json()
+        assert body["error"]
+        assert [d["field"] for d in body["detail"]] == [field], (path, params)
+    r = await api.get("/events", headers={"Last-Event-ID": "abc"})
+    assert r.status_code == 400 and r.json()["detail"][0]["field"] == "Last-Event-ID"
+
+
+async def test_bad_id_on_stop_is_400(api: httpx.AsyncClient) -> None:
+    r = await api.post("/123/stop")
+    assert r.status_code == 400 and r.json()["detail"][0]["field"] == "id"
+
+
+async def test_active_and_by_chatbot(api: httpx.AsyncClient, world: dict[str, Any]) -> None:
+    active = (await api.get("/active")).json()
+    assert isinstance(active, list)
+    assert {i["id"] for i in active} == {world["waiting"], world["running"], world["other"]}
+    assert all(set(i) == SESSION_KEYS and i["isActive"] for i in active)
+    page = (await api.get("/chatbot/bot-a", params={"filter": "active"})).json()
+    assert set(page) == PAGE_KEYS
+    assert {i["id"] for i in page["data"]} == {world["waiting"], world["running"]}
+    empty = (await api.get("/chatbot/no-such-bot")).json()
+    assert empty["data"] == [] and empty["total"] == 0
+
+
+async def test_detail(api: httpx.AsyncClient, world: dict[str, Any]) -> None:
+    r = await api.get(f"/{world['done']}")
+    assert r.status_code == 200
+    d = r.json()
+    assert set(d) == DETAIL_KEYS
+    assert d["nodeHistory"] == ["start"]
+    assert d["nodeExecutions"][0]["nodeId"] == "start"
+    assert d["nodeExecutions"][0]["durationMs"] == 1.5
+    assert d["variables"] == {"step": 0}
+    assert [m["text"] for m in d["messages"]] == ["What is your name?", "Ana"]
+    assert {n["id"] for n in d["flowData"]["nodes"]} == {"start", "ask", "end"}
+    assert d["completionReason"] == "flow_end"
+    upper = await api.get(f"/{world['done'].upper()}")
+    assert upper.status_code == 200 and upper.json()["id"] == world["done"]
+
+
+async def test_unknown_session_is_404(api: httpx.AsyncClient) -> None:
+    unknown = sessiontrack.new_session_id()
+    for method, path in [("GET", f"/{unknown}"), ("GET", f"/{unknown}/messages"),
+                         ("POST", f"/{unknown}/stop")]:
+        r = await api.request(method, path)
+        assert r.status_code == 404, (path, r.text)
+        assert "not found" in r.json()["error"]
+
+
+async def test_messages_page_backwards(api: httpx.AsyncClient, engine: Engine,
+                                       tracker: sessiontrack.Tracker) -> None:
+    engine.register("bot-a")
+    sid = engine.start("bot-a")
+    for i in range(7):
+        engine.message(sid, f"m{i}", direction="inbound" if i % 2 else "outbound")
+    await tracker.flush()
+    everything = (await api.get(f"/{sid}/messages")).json()
+    assert [m["text"] for m in everything] == [f"m{i}" for i in range(7)]
+    assert all(set(m) == MESSAGE_KEYS for m in everything)
+    newest = (await api.get(f"/{sid}/messages", params={"limit": 3})).json()
+    assert [m["text"] for m in newest] == ["m4", "m5", "m6"]
+    older = (await api.get(f"/{sid}/messages",
+                           params={"limit": 3, "before": newest[0]["id"]})).json()
+    assert [m["text"] for m in older] == ["m1", "m2", "m3"]
+
+
+async def test_stop(api: httpx.AsyncClient, world: dict[str, Any]) -> None:
+    sid = world["running"]
+    r = await api.post(f"/{sid}/stop")
+    assert r.status_code == 200
+    assert r.json() == {"sessionId": sid, "status": "stopped", "success": True}
+    detail = (await api.get(f"/{sid}")).json()
+    assert detail["status"] == "stopped" and detail["isActive"] is False
+    again = await api.post(f"/{sid}/stop")
+    assert again.status_code == 409
+    assert (await api.post(f"/{world['done']}/stop")).status_code == 409
+
+
+async def test_stats_and_chatbots(api: httpx.AsyncClient, world: dict[str, Any]) -> None:
+    stats = (await api.get("/stats")).json()
+    assert set(stats) == {"active", "completedToday", "total", "byStatus"}
+    assert stats["active"] == 3 and stats["completedToday"] == 1 and stats["total"] == 4
+    assert stats["byStatus"]["waiting_input"] == 2
+    bots = (await api.get("/chatbots")).json()
+    assert bots == [{"id": "bot-a", "name": "Alpha Bot"}, {"id": "bot-b", "name": "Beta Bot"}]
+
+
+async def test_unknown_route_is_json_404(api: httpx.AsyncClient) -> None:
+    r = await api.get("/a/b/c")
+    assert r.status_code == 404 and r.json() == {"error": "not found", "detail": []}
+    r = await api.delete("/stats")
+    assert r.status_code == 405
+
+
+async def test_audit_hook_for_reads(api: httpx.AsyncClient, world: dict[str, Any],
+                                    tracker: sessiontrack.Tracker) -> None:
+    reads: list[tuple[str, str | None, str]] = []
+
+    class Auditor:
+        @sessiontrack.hookimpl
+        async def sessiontrack_session_read(self, session_id: str, principal: str | None,
+                                            what: str) -> None:
+            reads.append((session_id, principal, what))
+
+    tracker.plugin_manager.register(Auditor())
+    await api.get(f"/{world['done']}")
+    await api.get(f"/{world['done']}/messages")
+    await api.get("/")
+    assert reads == [(world["done"], "local", "detail"), (world["done"], "local", "messages")]
+
+
+async def test_tracker_not_entered_is_503_and_logged(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tracker = sessiontrack.Tracker(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    app = create_app(tracker)
+    with caplog.at_level(logging.ERROR, logger="sessiontrack.web"):
+        async with serve(host_app(app)) as url, httpx.AsyncClient() as client:
+            r = await client.get(f"{url}{PREFIX}/")
+    assert r.status_code == 503
+    assert "lifespan" in r.json()["error"] and "async with tracker" in r.json()["error"]
+    assert any("not running" in rec.getMessage() for rec in caplog.records)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_serves_the_dashboard_directory(tracker: sessiontrack.Tracker,
+                                              tmp_path: Path) -> None:
+    static = tmp_path / "static"
+    (static / "assets").mkdir(parents=True)
+    (static / "index.html").write_text("<!doctype html><title>x</title>")
+    (static / "assets" / "app.js").write_text("console.log(1)")
+    (static / "assets" / "app.css").write_text("body{}")
+    app = create_app(tracker, static_dir=static)
+    async with serve(host_app(app)) as url, httpx.AsyncClient(base_url=url + PREFIX) as c:
+        index = await c.get("/ui/")
+        assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
+        assert "<title>x</title>" in index.text
+        js = await c.get("/ui/assets/app.js")
+        assert "javascript" in js.headers["content-type"]
+        css = await c.get("/ui/assets/app.css")
+        assert css.headers["content-type"].startswith("text/css")
+        assert (await c.get("/ui/missing.js")).status_code == 404
+        bare = await c.get("/ui", follow_redirects=False)
+        assert bare.status_code == 308
+        assert (await c.get("/ui", follow_redirects=True)).url.path == f"{PREFIX}/ui/"

@@ -1,0 +1,2 @@
+"""Helpers for the web layer's tests: a live uvicorn server, a host app, and an engine
+that drives sessions through the hooks."""

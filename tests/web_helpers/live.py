@@ -1,0 +1,51 @@
+"""A real uvicorn on 127.0.0.1 with a free port, serving a host app that mounts the
+sub-app under a prefix (as a host would)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.types import ASGIApp
+
+PREFIX = "/api/chatbot-sessions"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def host_app(sub_app: ASGIApp, prefix: str = PREFIX) -> Starlette:
+    """The host: its own app, with the sub-app mounted under ``prefix``."""
+    return Starlette(routes=[Mount(prefix, app=sub_app)])
+
+
+@asynccontextmanager
+async def serve(app: ASGIApp, **config: Any) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn in this event loop; yields ``http://127.0.0.1:PORT``."""
+    port = free_port()
+    options: dict[str, Any] = {"host": "127.0.0.1", "port": port, "lifespan": "off",
+                               "log_level": "warning", "timeout_graceful_shutdown": 2}
+    options.update(config)
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    task = asyncio.get_running_loop().create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("uvicorn exited before starting")
+                await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
