@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from ..events import WIRE_NAMES
 from . import schemas
 
 _REF = "#/components/schemas/{model}"
@@ -85,6 +86,20 @@ def _link(op_id: str, **parameters: str) -> dict[str, Any]:
     return {"operationId": op_id, "parameters": parameters}
 
 
+_SSE_EVENT = {
+    "type": "object",
+    "description": "One event of the stream",
+    "required": ["event", "id", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": sorted(WIRE_NAMES.values())},
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "retry": {"type": "integer"},
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {
+            "type": "object", "required": ["sessionId", "chatbotId", "seq"],
+            "properties": {"sessionId": {"type": "string", "format": "uuid"},
+                           "chatbotId": {"type": "string"}, "seq": {"type": "integer"}}}},
+    },
+}
 _SESSION_ID = {"name": "id", "in": "path", "required": True, "description": "A session id",
                "schema": {"type": "string", "format": "uuid", "pattern": schemas.UUID_PATTERN}}
 _CHATBOT_ID = {"name": "chatbotId", "in": "path", "required": True,
@@ -126,7 +141,7 @@ def _paths() -> dict[str, Any]:
             "streamEvents", "Live events as Server-Sent Events",
             {"description": "An endless event stream: `event:` is the socket event name, "
                             "`id:` the sequence number, `data:` the JSON payload",
-             "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+             "content": {"text/event-stream": {"schema": _SSE_EVENT}}},
             errors=(), params=[*_query_params(schemas.EventsQuery), {
                 "name": "Last-Event-ID", "in": "header", "required": False,
                 "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},

@@ -36,10 +36,14 @@ def _session(item: models.SessionSummary, principal: Principal) -> Any:
     return _dump(schemas.Session.model_validate(_masked(item, principal)))
 
 
-async def _begin(request: Request) -> tuple[Context, Principal]:
+async def _begin(request: Request, query: type[BaseModel] | None = schemas.NoQuery
+                 ) -> tuple[Context, Principal]:
     ctx = context_of(request)
     ctx.require_tracker()
-    return ctx, await ctx.principal(request, "http")
+    principal = await ctx.principal(request, "http")
+    if query is not None:
+        query.model_validate(dict(request.query_params))
+    return ctx, principal
 
 
 def _session_id(request: Request) -> str:
@@ -69,13 +73,13 @@ def _page(page: models.Page[models.SessionSummary], principal: Principal) -> dic
 
 
 async def list_sessions(request: Request) -> Response:
-    ctx, principal = await _begin(request)
+    ctx, principal = await _begin(request, None)
     page = await ctx.tracker.sessions.list(**_list_kwargs(request), principal=principal)
     return _Json(_page(page, principal))
 
 
 async def chatbot_sessions(request: Request) -> Response:
-    ctx, principal = await _begin(request)
+    ctx, principal = await _begin(request, None)
     kwargs = _list_kwargs(request)
     kwargs["chatbot_id"] = request.path_params["chatbot_id"]
     page = await ctx.tracker.sessions.list(**kwargs, principal=principal)
@@ -98,7 +102,7 @@ async def get_session(request: Request) -> Response:
 
 
 async def session_messages(request: Request) -> Response:
-    ctx, principal = await _begin(request)
+    ctx, principal = await _begin(request, None)
     q = schemas.MessagesQuery.model_validate(dict(request.query_params))
     sid = _session_id(request)
     items = await ctx.tracker.sessions.messages(sid, limit=q.limit, before=q.before,

@@ -34,7 +34,17 @@ class _Model(BaseModel):
 # --- requests ---------------------------------------------------------------------------
 
 
-class ListQuery(_Model):
+class _Query(_Model):
+    """Query parameters: an unknown one is a 400 naming it (a typo never goes unnoticed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoQuery(_Query):
+    """Routes that take no query parameters."""
+
+
+class ListQuery(_Query):
     """Query parameters of ``GET /`` and ``GET /chatbot/{chatbotId}``."""
 
     status: Annotated[str | None, Field(
@@ -65,7 +75,7 @@ class ListQuery(_Model):
         return value.upper() if isinstance(value, str) else value
 
 
-class MessagesQuery(_Model):
+class MessagesQuery(_Query):
     """Query parameters of ``GET /{id}/messages``."""
 
     limit: int | None = Field(None, ge=1, le=1000, description="At most this many, newest")
@@ -73,7 +83,7 @@ class MessagesQuery(_Model):
                                description="Only messages older than this message id")
 
 
-class EventsQuery(_Model):
+class EventsQuery(_Query):
     """Query parameters of ``GET /events``."""
 
     session_id: str | None = Field(None, pattern=UUID_PATTERN,
@@ -82,7 +92,8 @@ class EventsQuery(_Model):
         None, ge=0, le=2**63 - 1,
         description="Resume after this sequence number (like the Last-Event-ID header)")
     access_token: str | None = Field(
-        None, description="Credentials for clients that cannot set headers (EventSource)")
+        None, alias="access_token",
+        description="Credentials for clients that cannot set headers (EventSource)")
 
 
 # --- responses --------------------------------------------------------------------------

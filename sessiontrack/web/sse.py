@@ -29,7 +29,7 @@ _BATCH = 200
 
 def _last_event_id(request: Request, query: schemas.EventsQuery) -> int | None:
     header = request.headers.get("last-event-id")
-    if header is None or header == "":
+    if header is None:
         return query.last_event_id
     if not header.isdigit() or len(header) > 18:
         raise InvalidParameter("Last-Event-ID", "must be a sequence number this stream sent")

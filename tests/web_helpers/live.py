@@ -11,6 +11,8 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
 from starlette.types import ASGIApp
 
@@ -24,9 +26,18 @@ def free_port() -> int:
         return port
 
 
+async def _host_not_found(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": "not found", "detail": []}, status_code=404)
+
+
 def host_app(sub_app: ASGIApp, prefix: str = PREFIX) -> Starlette:
-    """The host: its own app, with the sub-app mounted under ``prefix``."""
-    return Starlette(routes=[Mount(prefix, app=sub_app)])
+    """The host: its own app, with the sub-app mounted under ``prefix``.
+
+    Paths the host's router cannot match (a newline in the path never reaches the mount)
+    get the host's 404: JSON here, like the sub-app's, so schemathesis sees one API.
+    """
+    return Starlette(routes=[Mount(prefix, app=sub_app)],
+                     exception_handlers={404: _host_not_found})
 
 
 @asynccontextmanager
