@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -60,3 +61,10 @@ async def serve(app: ASGIApp, **config: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 15)
+
+
+async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    """Poll ``predicate`` (state owned by another task) until it holds."""
+    with anyio.fail_after(within):
+        while not predicate():  # noqa: ASYNC110 - nothing to wait on but the state itself
+            await anyio.sleep(0.02)
