@@ -49,7 +49,12 @@ export class Conversation {
     this.scroller.addEventListener("scroll", () => {
       this.stick = this.nearBottom();
       if (this.stick) this.jump.hidden = true;
+      if (this.nearTop()) this.loadOlder();
     }, { passive: true });
+    // Content settles after first paint (chunks skipped by content-visibility get their
+    // real height when shown): stay at the bottom while the reader is there.
+    this.resizeObserver = new ResizeObserver(() => { if (this.stick) this.scrollToBottom(); });
+    this.resizeObserver.observe(this.chunks);
     requestAnimationFrame(() => this.scrollToBottom());
   }
 
@@ -59,6 +64,10 @@ export class Conversation {
     this.olderButton.hidden = !this.hasOlder || this.loading;
     this.status.textContent = this.loading ? "Loading older messages…"
       : !this.hasOlder && this.loadedCount ? "Start of the conversation" : "";
+  }
+
+  nearTop() {
+    return this.scroller.scrollTop < 400;
   }
 
   nearBottom() {
@@ -95,6 +104,8 @@ export class Conversation {
       this.loading = false;
     }
     this.updateTop();
+    // Still at the top (a short page, or the reader scrolled on): keep going.
+    if (this.nearTop() && this.scroller.scrollHeight > this.scroller.clientHeight) requestAnimationFrame(() => this.loadOlder());
   }
 
   prependChunk(messages) {
@@ -120,7 +131,11 @@ export class Conversation {
   }
 
   renderChunk(messages, previous) {
-    const chunk = h("div", { class: "chunk", style: `contain-intrinsic-size: auto ${messages.length * 64}px` });
+    // Until the browser renders a chunk it assumes this height: the average so far.
+    const rendered = this.chunks.querySelector(".chunk");
+    const perMessage = rendered && rendered.offsetHeight > 0
+      ? rendered.offsetHeight / Number(rendered.dataset.count) : 64;
+    const chunk = h("div", { class: "chunk", style: `contain-intrinsic-size: auto ${Math.round(messages.length * perMessage)}px` });
     let group = null;
     let day = previous ? previous.dataset.lastDay : null;
     for (const m of messages) {
@@ -180,6 +195,7 @@ export class Conversation {
 
   destroy() {
     this.observer.disconnect();
+    this.resizeObserver.disconnect();
   }
 }
 

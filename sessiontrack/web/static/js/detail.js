@@ -21,6 +21,8 @@ class DetailView {
     this.id = id;
     this.session = null;
     this.parts = [];
+    // Outlives re-renders: the outcome of a stop stays visible after the reload it causes.
+    this.stopMessage = h("p", { class: "stop-message", role: "status", id: "stop-message" });
     this.main.replaceChildren(h("section", { class: "detail-view", "aria-busy": "true" },
       backLink(), h("p", { class: "state" }, "Loading session…")));
     this.load();
@@ -66,7 +68,6 @@ class DetailView {
 
     this.badgeSlot = h("span", { id: "detail-status" });
     this.stopSlot = h("div", { class: "stop-slot" });
-    this.stopMessage = h("p", { class: "stop-message", role: "status", id: "stop-message" });
     this.metaEl = h("dl", { class: "meta", id: "metadata" });
     this.conversation = new Conversation(s.id, s.messages || [], s.messageCount);
     this.flow = new FlowView(s.flowData);
@@ -83,7 +84,8 @@ class DetailView {
         h("div", { class: "detail-title" }, h("h1", {}, who), this.badgeSlot),
         this.stopSlot),
       this.stopMessage,
-      this.metaEl,
+      h("details", { class: "meta-box", open: window.matchMedia("(min-width: 721px)").matches },
+        h("summary", {}, "Session details"), this.metaEl),
       h("div", { class: "detail-grid" },
         panel("conversation", "Conversation", this.conversation.el),
         panel("flow", "Flow", this.flow.el, this.flow.legend),

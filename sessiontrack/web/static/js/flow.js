@@ -175,8 +175,8 @@ export class FlowView {
     const b = this.bounds();
     const pad = 24;
     // Centre the node, but do not leave empty space where the graph could be shown.
-    const x = clamp(rect.width / 2 - (p.x + p.w / 2) * k, rect.width - pad - b.maxX * k, pad - b.minX * k);
-    const y = clamp(rect.height / 2 - (p.y + p.h / 2) * k, rect.height - pad - b.maxY * k, pad - b.minY * k);
+    const x = within(rect.width / 2 - (p.x + p.w / 2) * k, rect.width - pad - b.maxX * k, pad - b.minX * k);
+    const y = within(rect.height / 2 - (p.y + p.h / 2) * k, rect.height - pad - b.maxY * k, pad - b.minY * k);
     this.view = { k, x, y };
     this.apply();
   }
@@ -265,6 +265,8 @@ function size(n) {
 }
 
 const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+/** v kept in [lo, hi]; when the range is empty (the graph is smaller), its middle. */
+const within = (v, lo, hi) => (lo > hi ? (lo + hi) / 2 : clamp(v, lo, hi));
 const truncate = (s, n) => (s.length > n ? `${s.slice(0, Math.max(1, n - 1))}…` : s);
 
 /**

@@ -1,0 +1,419 @@
+"""The dashboard in a real browser: Debian's chromium driven by Playwright (async API)
+against the example host app (``python -m examples.helpdesk``) in its own process, with
+its traffic simulator running, on a database seeded with known history
+(tests/dashboard_helpers/seed.py).
+
+Locally the tests skip when /usr/bin/chromium is missing; under ``CI=true`` they fail.
+They save screenshots of both pages at desktop and phone sizes into docs/images/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from dashboard_helpers.seed import BILLING_SESSIONS, LONG_MESSAGES, ORDER_PATH
+from dashboard_helpers.server import PREFIX, helpdesk
+
+playwright_api = pytest.importorskip("playwright.async_api")
+async_playwright = playwright_api.async_playwright
+expect = playwright_api.expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.anyio]
+
+CHROMIUM = Path("/usr/bin/chromium")
+IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+TERMINAL = {"completed", "expired", "stopped"}
+LAUNCH_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"]
+
+expect.set_options(timeout=15_000)
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is missing (apt-get install -y chromium)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason}; CI=true: the browser tests must run")
+        pytest.skip(reason)
+    with helpdesk(tmp_path_factory.mktemp("dashboard")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def ui(base_url: str) -> str:
+    return f"{base_url}{PREFIX}/ui/"
+
+
+@pytest.fixture(scope="module")
+async def browser(base_url: str) -> AsyncIterator[Any]:
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        yield browser
+        await browser.close()
+
+
+async def new_page(browser: Any, viewport: dict[str, int] = DESKTOP, **options: Any) -> Any:
+    context = await browser.new_context(viewport=viewport, **options)
+    page = await context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    return page
+
+
+@pytest.fixture
+async def page(browser: Any) -> AsyncIterator[Any]:
+    page = await new_page(browser)
+    yield page
+    errors = page.errors
+    await page.context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def api(base_url: str, path: str = "", **params: Any) -> Any:
+    response = httpx.get(f"{base_url}{PREFIX}/{path}", params=params, timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def session_id(base_url: str, name: str) -> str:
+    found = api(base_url, search=name, limit=1)["data"]
+    assert found, f"no session for {name!r}"
+    return str(found[0]["id"])
+
+
+ROW_IDS = "rows => rows.map(r => r.dataset.sessionId)"
+ROWS = "#sessions-table tbody tr"
+
+
+# --- the list ---------------------------------------------------------------------------
+
+
+async def test_list_updates_live_while_the_simulator_runs(page: Any, ui: str,
+                                                          base_url: str) -> None:
+    await page.goto(ui + "#/?tab=all")
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    rows = page.locator(ROWS)
+    await expect(rows.first).to_be_visible()
+    before = set(await rows.evaluate_all(ROW_IDS))
+    counts = await page.locator(f"{ROWS} .cell-messages").all_inner_texts()
+    await expect(page.locator("#stat-total")).not_to_have_text("—")
+    total = int(re.sub(r"\D", "", await page.locator("#stat-total").inner_text()))
+    assert total >= 40  # the seeded sessions
+    await page.evaluate("window.__sameDocument = true")
+
+    # A session the simulator starts now appears at the top, with a toast, without reload.
+    await page.wait_for_function(
+        f"ids => [...document.querySelectorAll('{ROWS}')].some(r => !ids.includes(r.dataset.sessionId))",
+        arg=sorted(before), timeout=30_000)
+    await expect(page.locator(".toast-started").first).to_be_attached()
+    new_ids = set(await rows.evaluate_all(ROW_IDS)) - before
+    assert all(api(base_url, sid)["id"] == sid for sid in new_ids)
+    assert await page.evaluate("window.__sameDocument === true")
+    # Rows change in place as messages arrive.
+    await page.wait_for_function(
+        f"old => JSON.stringify([...document.querySelectorAll('{ROWS} .cell-messages')].map(c => c.textContent)) !== old",
+        arg=str(counts).replace("'", '"'), timeout=30_000)
+    # The statistics cards follow.
+    await page.wait_for_function(
+        "n => Number(document.getElementById('stat-total').textContent.replace(/\\D/g, '')) > n",
+        arg=total, timeout=15_000)
+
+
+async def test_completed_sessions_leave_the_active_tab(page: Any, ui: str,
+                                                       base_url: str) -> None:
+    await page.goto(ui)
+    await expect(page.locator("#tab-active")).to_have_attribute("aria-current", "page")
+    rows = page.locator(ROWS)
+    await expect(rows.first).to_be_visible()
+    statuses = await rows.evaluate_all("rows => rows.map(r => r.dataset.status)")
+    assert statuses and all(s in {"running", "waiting_input", "waiting_flow"} for s in statuses)
+    before = await rows.evaluate_all(ROW_IDS)
+    await page.evaluate("window.__sameDocument = true")
+    # The simulator finishes, hands off and stops sessions: one of them leaves this tab.
+    gone = await page.wait_for_function(
+        f"ids => ids.find(id => !document.querySelector(`{ROWS}[data-session-id='${{id}}']`))",
+        arg=before, timeout=60_000)
+    sid = await gone.json_value()
+    assert api(base_url, sid)["status"] in TERMINAL
+    assert await page.evaluate("window.__sameDocument === true")
+    await page.click("#tab-completed")
+    await expect(page).to_have_url(re.compile(r"tab=completed"))
+    phone = api(base_url, sid)["customerPhone"]
+    await page.fill("#search", phone)
+    await expect(page.locator(f"{ROWS}[data-session-id='{sid}']")).to_be_visible()
+
+
+async def test_filters_search_sort_and_keyset_pagination(page: Any, ui: str) -> None:
+    list_requests: list[str] = []
+    page.on("request", lambda r: list_requests.append(r.url) if PREFIX + "/?" in r.url
+            or r.url.endswith("/active") else None)
+    await page.goto(ui + "#/?tab=completed&sort=startedAt.ASC")
+    rows = page.locator(ROWS)
+    first_link = page.locator(f"{ROWS} .row-link").first
+    await expect(first_link).to_have_text("Seed Customer 01")
+    statuses = await rows.evaluate_all("rows => rows.map(r => r.dataset.status)")
+    assert len(statuses) == 20 and set(statuses) <= TERMINAL
+    summary = await page.locator("#pager-summary").inner_text()
+    assert re.fullmatch(r"1–20 of \d+", summary), summary
+    assert int(re.sub(r"\D", "", summary.split("of")[1])) >= 36
+
+    await page.click("#page-next")
+    await expect(first_link).to_have_text("Seed Customer 21")
+    assert re.search(r"page=2&cursor=[\w-]+", page.url), page.url
+    await expect(page.locator("#pager-summary")).to_contain_text("21–")
+    await page.click("#page-prev")
+    await expect(first_link).to_have_text("Seed Customer 01")
+
+    await page.select_option("#chatbot-filter", "billing")
+    await expect(rows).to_have_count(BILLING_SESSIONS)
+    assert set(await page.locator(f"{ROWS} td[data-label=Chatbot]").all_inner_texts()) == {
+        "Billing Bot"}
+    assert "bot=billing" in page.url
+    await page.select_option("#chatbot-filter", "")
+
+    await page.fill("#search", "Seed Customer 07")
+    await expect(rows).to_have_count(1)
+    await expect(first_link).to_have_text("Seed Customer 07")
+    await page.fill("#search", "+1999000001")
+    await expect(rows).to_have_count(10)  # +19990000010 … +19990000019
+    assert all(p.startswith("+1999000001")
+               for p in await page.locator(f"{ROWS} .phone").all_inner_texts())
+
+    # The URL holds the view: a reload (or a shared link) shows the same.
+    await expect(page).to_have_url(re.compile(r"q=%2B1999000001"))
+    await page.reload()
+    await expect(rows).to_have_count(10)
+    await expect(page.locator("#search")).to_have_value("+1999000001")
+    await expect(page.locator("#sort")).to_have_value("startedAt.ASC")
+    await expect(page.locator("#tab-completed")).to_have_attribute("aria-current", "page")
+
+    await page.fill("#search", "nobody-by-this-name")
+    await expect(page.locator("#empty-state")).to_contain_text("No sessions match")
+    await page.click("#empty-state a")
+    await expect(page.locator("#search")).to_have_value("")
+    await expect(rows).to_have_count(20)
+
+    # Never more than one page per request, never the unbounded /active list.
+    assert list_requests
+    for url in list_requests:
+        assert not url.endswith("/active"), url
+        limit = int(re.search(r"limit=(\d+)", url).group(1))  # type: ignore[union-attr]
+        assert limit <= 100, url
+
+
+# --- the detail -------------------------------------------------------------------------
+
+
+async def test_detail_draws_the_flow_with_the_executed_path(page: Any, ui: str) -> None:
+    await page.goto(ui + "#/?tab=completed&q=Seed%20Customer%2003")
+    await page.click(f"{ROWS} .row-link")
+    await expect(page).to_have_url(re.compile(r"#/sessions/[0-9a-f-]{36}$"))
+    nodes = page.locator("#flow-svg .node")
+    await expect(nodes).to_have_count(17)
+    executed = await page.locator("#flow-svg .node.executed").evaluate_all(
+        "els => els.map(e => e.dataset.nodeId)")
+    assert sorted(executed) == sorted(ORDER_PATH)
+    await expect(page.locator("#flow-svg .node.unexecuted")).to_have_count(17 - len(ORDER_PATH))
+    edges = await page.locator("#flow-svg .edge-g.executed").evaluate_all(
+        "els => els.map(e => [e.dataset.source, e.dataset.target])")
+    assert sorted(map(tuple, edges)) == sorted(zip(ORDER_PATH, ORDER_PATH[1:], strict=False))
+    await expect(page.locator("#flow-svg .node.current")).to_have_count(0)  # it ended
+    await expect(page.locator("#detail-status")).to_have_text("Completed")
+    await expect(page.locator("#stop-button")).to_have_count(0)
+    steps = page.locator("#timeline li")
+    await expect(steps).to_have_count(len(ORDER_PATH))
+    await expect(steps.last).to_contain_text("Goodbye")
+    await expect(page.locator("#conversation .msg")).to_have_count(2)
+    await expect(page.locator("#variables")).to_contain_text('"order_number"')
+    await expect(page.locator("#back-link")).to_have_attribute("href", re.compile("q=Seed"))
+
+
+async def test_detail_of_an_active_session_renders_interactive_messages(
+        browser: Any, ui: str, base_url: str) -> None:
+    sid = session_id(base_url, "Maria Garcia")
+    for reduced, animation in (("reduce", "none"), ("no-preference", "node-pulse")):
+        page = await new_page(browser, reduced_motion=reduced)
+        await page.goto(ui + f"#/sessions/{sid}")
+        current = page.locator("#flow-svg .node.current")
+        await expect(current).to_have_attribute("data-node-id", "support_form")
+        name = await current.locator(".node-box").evaluate("e => getComputedStyle(e).animationName")
+        assert name == animation, (reduced, name)
+        assert not page.errors
+        if reduced == "reduce":
+            await page.context.close()
+    await expect(page.locator("#stop-button")).to_be_visible()
+    await expect(page.locator("#timeline li[aria-current=step]")).to_contain_text("Ticket form")
+    conv = page.locator("#conversation")
+    await expect(conv.locator(".choices .choice")).to_have_text(
+        ["Order status", "Tech support", "Talk to an agent"])
+    await expect(conv.locator(".list-rows li")).to_have_count(2)
+    await expect(conv.locator(".msg-choice").first).to_contain_text("Tech support")
+    await expect(conv.locator(".form-card")).to_contain_text("Open form")
+    await expect(conv.locator(".form-fields")).to_contain_text("Charged twice for order A-1002")
+    await expect(conv.locator(".msg-group.inbound .msg-sender").first).to_have_text("Customer")
+    # Times are shown in the browser's time zone.
+    shown = await conv.locator("time").first.inner_text()
+    iso = await conv.locator("time").first.get_attribute("datetime")
+    local = await page.evaluate(
+        "iso => new Intl.DateTimeFormat(undefined, {hour: '2-digit', minute: '2-digit', "
+        "second: '2-digit'}).format(new Date(iso))", iso)
+    assert shown == local
+    await page.context.close()
+
+
+async def test_flow_without_positions_gets_a_layered_layout_and_pans_and_zooms(
+        page: Any, ui: str) -> None:
+    await page.goto(ui + "#/?tab=completed&bot=billing")
+    await page.click(f"{ROWS} .row-link >> nth=0")
+    nodes = page.locator("#flow-svg .node")
+    await expect(nodes).to_have_count(9)
+    place = await nodes.evaluate_all(
+        "els => Object.fromEntries(els.map(e => [e.dataset.nodeId, "
+        "e.getAttribute('transform').match(/-?[\\d.]+/g).map(Number)]))")
+    assert len({tuple(p) for p in place.values()}) == 9
+    for source, target in [("b_start", "b_greet"), ("b_greet", "b_ask"), ("b_ask", "b_lookup"),
+                           ("b_found", "b_show"), ("b_show", "b_pay"), ("b_pay", "b_end")]:
+        assert place[target][1] > place[source][1], (source, target)
+    await expect(page.locator("#flow-svg .node.revisited")).to_have_count(4)
+
+    viewport = page.locator("#flow-svg .viewport")
+
+    async def view() -> list[float]:
+        return [float(v) for v in re.findall(r"-?[\d.]+", await viewport.get_attribute("transform"))]
+
+    x0, y0, k0 = await view()
+    await page.click("#flow-zoom-in")
+    assert (await view())[2] > k0
+    box = await page.locator("#flow-svg").bounding_box()
+    await page.mouse.move(box["x"] + 200, box["y"] + 200)
+    await page.mouse.down()
+    await page.mouse.move(box["x"] + 260, box["y"] + 240, steps=4)
+    await page.mouse.up()
+    x1, y1, _ = await view()
+    assert (round(x1 - x0), round(y1 - y0)) != (0, 0)
+    await page.mouse.wheel(0, 400)
+    await page.click("#flow-fit")
+    for node_box in [await n.bounding_box() for n in await nodes.all()]:
+        assert box["x"] <= node_box["x"] and node_box["x"] + node_box["width"] <= box["x"] + box["width"]
+        assert box["y"] <= node_box["y"] and node_box["y"] + node_box["height"] <= box["y"] + box["height"]
+
+
+async def test_long_conversation_loads_older_messages_on_scroll_up(
+        page: Any, ui: str, base_url: str) -> None:
+    sid = session_id(base_url, "Long Talker")
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if "/messages" in r.url else None)
+    await page.goto(ui + f"#/sessions/{sid}")
+    conv = page.locator("#conversation")
+    messages = conv.locator(".msg")
+    await expect(messages).to_have_count(100)
+    await expect(messages.last).to_contain_text(f"Long message {LONG_MESSAGES}")
+    await page.wait_for_function(
+        "() => { const s = document.getElementById('conversation'); "
+        "return s.scrollHeight - s.scrollTop - s.clientHeight < 4; }")
+    chunk_style = await conv.locator(".chunk").first.evaluate(
+        "e => getComputedStyle(e).contentVisibility")
+    assert chunk_style == "auto"
+    loaded = 100
+    while loaded < LONG_MESSAGES:
+        await conv.evaluate("e => { e.scrollTop = 0; }")
+        await page.wait_for_function(
+            "n => document.querySelectorAll('#conversation .msg').length > n", arg=loaded)
+        loaded = await messages.count()
+        # The reader stays where they were: the view does not jump to the new top.
+        assert await conv.evaluate("e => e.scrollTop") > 0
+    assert loaded == LONG_MESSAGES
+    ids = await messages.evaluate_all("els => els.map(e => e.dataset.messageId)")
+    assert len(set(ids)) == LONG_MESSAGES
+    await expect(messages.first).to_contain_text("Long message 1")
+    await expect(page.locator("#conv-status")).to_have_text("Start of the conversation")
+    assert len(requests) == (LONG_MESSAGES - 100) // 100
+    assert all("before=" in url and "limit=100" in url for url in requests)
+    assert await conv.locator(".day-sep").count() >= 2
+
+
+# --- stopping ---------------------------------------------------------------------------
+
+
+async def test_stop_button_stops_the_session(page: Any, ui: str, base_url: str) -> None:
+    await page.goto(ui + "#/?q=Stella%20Stop")
+    await page.click(f"{ROWS} .row-link")
+    await expect(page.locator("#detail-status")).to_have_text("Waiting for input")
+    await page.click("#stop-button")
+    dialog = page.locator("#confirm-dialog")
+    await expect(dialog).to_be_visible()
+    await page.click("#confirm-dialog button[value=cancel]")
+    await expect(dialog).to_be_hidden()
+    await expect(page.locator("#detail-status")).to_have_text("Waiting for input")
+    await page.click("#stop-button")
+    await page.click("#confirm-ok")
+    await expect(page.locator("#detail-status")).to_have_text("Stopped")
+    await expect(page.locator("#stop-button")).to_have_count(0)
+    await expect(page.locator("#flow-svg .node.current")).to_have_count(0)
+    assert api(base_url, session_id(base_url, "Stella Stop"))["status"] == "stopped"
+
+
+async def test_stop_of_a_session_that_already_ended_says_so(page: Any, ui: str,
+                                                           base_url: str) -> None:
+    sid = session_id(base_url, "Rex Race")
+    # Cut the live stream so the page cannot learn of the stop before the click.
+    await page.route(re.compile(r".*/events(\?.*)?$"), lambda route: route.abort())
+    await page.goto(ui + f"#/sessions/{sid}")
+    await expect(page.locator("#stop-button")).to_be_visible()
+    httpx.post(f"{base_url}{PREFIX}/{sid}/stop", timeout=10).raise_for_status()
+    await page.click("#stop-button")
+    await page.click("#confirm-ok")
+    await expect(page.locator("#stop-message")).to_have_text("This session had already ended.")
+    await expect(page.locator("#detail-status")).to_have_text("Stopped")
+
+
+# --- people -----------------------------------------------------------------------------
+
+
+async def test_keyboard_reaches_and_opens_a_session(page: Any, ui: str) -> None:
+    await page.goto(ui + "#/?tab=completed")
+    await expect(page.locator(f"{ROWS} .row-link").first).to_be_visible()
+    for _ in range(40):
+        await page.keyboard.press("Tab")
+        if await page.evaluate("document.activeElement.classList.contains('row-link')"):
+            break
+    else:
+        pytest.fail("Tab never reached a session link")
+    outline = await page.evaluate(
+        "getComputedStyle(document.activeElement.closest('tr')).outlineStyle")
+    assert outline == "solid"
+    await page.keyboard.press("Enter")
+    await expect(page).to_have_url(re.compile(r"#/sessions/"))
+    await expect(page.locator("#flow-svg .node").first).to_be_attached()
+
+
+async def test_screenshots(browser: Any, ui: str, base_url: str) -> None:
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    sid = session_id(base_url, "Maria Garcia")
+    for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        page = await new_page(browser, viewport, reduced_motion="reduce")
+        await page.goto(ui + "#/?tab=all")
+        await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        await expect(page.locator(ROWS).first).to_be_visible()
+        await page.wait_for_timeout(1500)
+        await page.screenshot(path=str(IMAGES / f"list-{size}.png"))
+        await page.goto(ui + f"#/sessions/{sid}")
+        await expect(page.locator("#flow-svg .node.current")).to_be_visible()
+        await page.evaluate("document.getElementById('toasts').replaceChildren()")
+        await page.wait_for_timeout(500)
+        await page.screenshot(path=str(IMAGES / f"detail-{size}.png"),
+                              full_page=size == "desktop")
+        # Readable: nothing wider than the screen.
+        assert await page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+        assert not page.errors
+        await page.context.close()
+    for name in ("list-desktop", "detail-desktop", "list-phone", "detail-phone"):
+        assert (IMAGES / f"{name}.png").stat().st_size > 10_000
