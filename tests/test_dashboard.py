@@ -12,13 +12,19 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import AsyncIterator, Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pluggy
 import pytest
 from dashboard_helpers.seed import BILLING_SESSIONS, LONG_MESSAGES, ORDER_PATH
 from dashboard_helpers.server import PREFIX, helpdesk
+from web_helpers.live import host_app, serve
+
+import sessiontrack
+from sessiontrack.web import create_app
 
 playwright_api = pytest.importorskip("playwright.async_api")
 async_playwright = playwright_api.async_playwright
@@ -77,33 +83,37 @@ async def page(browser: Any) -> AsyncIterator[Any]:
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def api(base_url: str, path: str = "", **params: Any) -> Any:
-    response = httpx.get(f"{base_url}{PREFIX}/{path}", params=params, timeout=10)
+async def api(base_url: str, path: str = "", *, method: str = "GET", **params: Any) -> Any:
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.request(method, f"{base_url}{PREFIX}/{path}", params=params)
     response.raise_for_status()
     return response.json()
 
 
-def session_id(base_url: str, name: str) -> str:
-    found = api(base_url, search=name, limit=1)["data"]
+async def session_id(base_url: str, name: str) -> str:
+    found = (await api(base_url, search=name, limit=1))["data"]
     assert found, f"no session for {name!r}"
     return str(found[0]["id"])
 
 
 ROW_IDS = "rows => rows.map(r => r.dataset.sessionId)"
 ROWS = "#sessions-table tbody tr"
+MESSAGE_COUNTS = "cells => JSON.stringify(cells.map(c => c.textContent))"
+DASH = "\N{EN DASH}"  # the pager says "1<en dash>20 of 45"
 
 
 # --- the list ---------------------------------------------------------------------------
 
 
-async def test_list_updates_live_while_the_simulator_runs(page: Any, ui: str,
-                                                          base_url: str) -> None:
+async def test_list_updates_live_while_the_simulator_runs(
+    page: Any, ui: str, base_url: str
+) -> None:
     await page.goto(ui + "#/?tab=all")
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
     rows = page.locator(ROWS)
     await expect(rows.first).to_be_visible()
     before = set(await rows.evaluate_all(ROW_IDS))
-    counts = await page.locator(f"{ROWS} .cell-messages").all_inner_texts()
+    counts = await page.locator(f"{ROWS} .cell-messages").evaluate_all(MESSAGE_COUNTS)
     await expect(page.locator("#stat-total")).not_to_have_text("—")
     total = int(re.sub(r"\D", "", await page.locator("#stat-total").inner_text()))
     assert total >= 40  # the seeded sessions
@@ -111,24 +121,32 @@ async def test_list_updates_live_while_the_simulator_runs(page: Any, ui: str,
 
     # A session the simulator starts now appears at the top, with a toast, without reload.
     await page.wait_for_function(
-        f"ids => [...document.querySelectorAll('{ROWS}')].some(r => !ids.includes(r.dataset.sessionId))",
-        arg=sorted(before), timeout=30_000)
+        f"ids => [...document.querySelectorAll('{ROWS}')]"
+        ".some(r => !ids.includes(r.dataset.sessionId))",
+        arg=sorted(before),
+        timeout=30_000,
+    )
     await expect(page.locator(".toast-started").first).to_be_attached()
     new_ids = set(await rows.evaluate_all(ROW_IDS)) - before
-    assert all(api(base_url, sid)["id"] == sid for sid in new_ids)
+    for sid in new_ids:
+        assert (await api(base_url, sid))["id"] == sid
     assert await page.evaluate("window.__sameDocument === true")
     # Rows change in place as messages arrive.
     await page.wait_for_function(
-        f"old => JSON.stringify([...document.querySelectorAll('{ROWS} .cell-messages')].map(c => c.textContent)) !== old",
-        arg=str(counts).replace("'", '"'), timeout=30_000)
+        f"old => ({MESSAGE_COUNTS})([...document.querySelectorAll('{ROWS} .cell-messages')]) "
+        "!== old",
+        arg=counts,
+        timeout=30_000,
+    )
     # The statistics cards follow.
     await page.wait_for_function(
         "n => Number(document.getElementById('stat-total').textContent.replace(/\\D/g, '')) > n",
-        arg=total, timeout=15_000)
+        arg=total,
+        timeout=15_000,
+    )
 
 
-async def test_completed_sessions_leave_the_active_tab(page: Any, ui: str,
-                                                       base_url: str) -> None:
+async def test_completed_sessions_leave_the_active_tab(page: Any, ui: str, base_url: str) -> None:
     await page.goto(ui)
     await expect(page.locator("#tab-active")).to_have_attribute("aria-current", "page")
     rows = page.locator(ROWS)
@@ -140,21 +158,29 @@ async def test_completed_sessions_leave_the_active_tab(page: Any, ui: str,
     # The simulator finishes, hands off and stops sessions: one of them leaves this tab.
     gone = await page.wait_for_function(
         f"ids => ids.find(id => !document.querySelector(`{ROWS}[data-session-id='${{id}}']`))",
-        arg=before, timeout=60_000)
+        arg=before,
+        timeout=60_000,
+    )
     sid = await gone.json_value()
-    assert api(base_url, sid)["status"] in TERMINAL
+    assert (await api(base_url, sid))["status"] in TERMINAL
     assert await page.evaluate("window.__sameDocument === true")
     await page.click("#tab-completed")
     await expect(page).to_have_url(re.compile(r"tab=completed"))
-    phone = api(base_url, sid)["customerPhone"]
+    phone = (await api(base_url, sid))["customerPhone"]
     await page.fill("#search", phone)
     await expect(page.locator(f"{ROWS}[data-session-id='{sid}']")).to_be_visible()
 
 
 async def test_filters_search_sort_and_keyset_pagination(page: Any, ui: str) -> None:
     list_requests: list[str] = []
-    page.on("request", lambda r: list_requests.append(r.url) if PREFIX + "/?" in r.url
-            or r.url.endswith("/active") else None)
+    page.on(
+        "request",
+        lambda r: (
+            list_requests.append(r.url)
+            if PREFIX + "/?" in r.url or r.url.endswith("/active")
+            else None
+        ),
+    )
     await page.goto(ui + "#/?tab=completed&sort=startedAt.ASC")
     rows = page.locator(ROWS)
     first_link = page.locator(f"{ROWS} .row-link").first
@@ -162,20 +188,21 @@ async def test_filters_search_sort_and_keyset_pagination(page: Any, ui: str) -> 
     statuses = await rows.evaluate_all("rows => rows.map(r => r.dataset.status)")
     assert len(statuses) == 20 and set(statuses) <= TERMINAL
     summary = await page.locator("#pager-summary").inner_text()
-    assert re.fullmatch(r"1–20 of \d+", summary), summary
+    assert re.fullmatch(rf"1{DASH}20 of \d+", summary), summary
     assert int(re.sub(r"\D", "", summary.split("of")[1])) >= 36
 
     await page.click("#page-next")
     await expect(first_link).to_have_text("Seed Customer 21")
     assert re.search(r"page=2&cursor=[\w-]+", page.url), page.url
-    await expect(page.locator("#pager-summary")).to_contain_text("21–")
+    await expect(page.locator("#pager-summary")).to_contain_text(f"21{DASH}")
     await page.click("#page-prev")
     await expect(first_link).to_have_text("Seed Customer 01")
 
     await page.select_option("#chatbot-filter", "billing")
     await expect(rows).to_have_count(BILLING_SESSIONS)
     assert set(await page.locator(f"{ROWS} td[data-label=Chatbot]").all_inner_texts()) == {
-        "Billing Bot"}
+        "Billing Bot"
+    }
     assert "bot=billing" in page.url
     await page.select_option("#chatbot-filter", "")
 
@@ -184,8 +211,9 @@ async def test_filters_search_sort_and_keyset_pagination(page: Any, ui: str) -> 
     await expect(first_link).to_have_text("Seed Customer 07")
     await page.fill("#search", "+1999000001")
     await expect(rows).to_have_count(10)  # +19990000010 … +19990000019
-    assert all(p.startswith("+1999000001")
-               for p in await page.locator(f"{ROWS} .phone").all_inner_texts())
+    assert all(
+        p.startswith("+1999000001") for p in await page.locator(f"{ROWS} .phone").all_inner_texts()
+    )
 
     # The URL holds the view: a reload (or a shared link) shows the same.
     await expect(page).to_have_url(re.compile(r"q=%2B1999000001"))
@@ -219,12 +247,14 @@ async def test_detail_draws_the_flow_with_the_executed_path(page: Any, ui: str) 
     nodes = page.locator("#flow-svg .node")
     await expect(nodes).to_have_count(17)
     executed = await page.locator("#flow-svg .node.executed").evaluate_all(
-        "els => els.map(e => e.dataset.nodeId)")
+        "els => els.map(e => e.dataset.nodeId)"
+    )
     assert sorted(executed) == sorted(ORDER_PATH)
     await expect(page.locator("#flow-svg .node.unexecuted")).to_have_count(17 - len(ORDER_PATH))
     edges = await page.locator("#flow-svg .edge-g.executed").evaluate_all(
-        "els => els.map(e => [e.dataset.source, e.dataset.target])")
-    assert sorted(map(tuple, edges)) == sorted(zip(ORDER_PATH, ORDER_PATH[1:], strict=False))
+        "els => els.map(e => [e.dataset.source, e.dataset.target])"
+    )
+    assert sorted(map(tuple, edges)) == sorted(pairwise(ORDER_PATH))
     await expect(page.locator("#flow-svg .node.current")).to_have_count(0)  # it ended
     await expect(page.locator("#detail-status")).to_have_text("Completed")
     await expect(page.locator("#stop-button")).to_have_count(0)
@@ -237,8 +267,9 @@ async def test_detail_draws_the_flow_with_the_executed_path(page: Any, ui: str) 
 
 
 async def test_detail_of_an_active_session_renders_interactive_messages(
-        browser: Any, ui: str, base_url: str) -> None:
-    sid = session_id(base_url, "Maria Garcia")
+    browser: Any, ui: str, base_url: str
+) -> None:
+    sid = await session_id(base_url, "Maria Garcia")
     for reduced, animation in (("reduce", "none"), ("no-preference", "node-pulse")):
         page = await new_page(browser, reduced_motion=reduced)
         await page.goto(ui + f"#/sessions/{sid}")
@@ -253,7 +284,8 @@ async def test_detail_of_an_active_session_renders_interactive_messages(
     await expect(page.locator("#timeline li[aria-current=step]")).to_contain_text("Ticket form")
     conv = page.locator("#conversation")
     await expect(conv.locator(".choices .choice")).to_have_text(
-        ["Order status", "Tech support", "Talk to an agent"])
+        ["Order status", "Tech support", "Talk to an agent"]
+    )
     await expect(conv.locator(".list-rows li")).to_have_count(2)
     await expect(conv.locator(".msg-choice").first).to_contain_text("Tech support")
     await expect(conv.locator(".form-card")).to_contain_text("Open form")
@@ -264,30 +296,41 @@ async def test_detail_of_an_active_session_renders_interactive_messages(
     iso = await conv.locator("time").first.get_attribute("datetime")
     local = await page.evaluate(
         "iso => new Intl.DateTimeFormat(undefined, {hour: '2-digit', minute: '2-digit', "
-        "second: '2-digit'}).format(new Date(iso))", iso)
+        "second: '2-digit'}).format(new Date(iso))",
+        iso,
+    )
     assert shown == local
     await page.context.close()
 
 
 async def test_flow_without_positions_gets_a_layered_layout_and_pans_and_zooms(
-        page: Any, ui: str) -> None:
+    page: Any, ui: str
+) -> None:
     await page.goto(ui + "#/?tab=completed&bot=billing")
     await page.click(f"{ROWS} .row-link >> nth=0")
     nodes = page.locator("#flow-svg .node")
     await expect(nodes).to_have_count(9)
     place = await nodes.evaluate_all(
         "els => Object.fromEntries(els.map(e => [e.dataset.nodeId, "
-        "e.getAttribute('transform').match(/-?[\\d.]+/g).map(Number)]))")
+        "e.getAttribute('transform').match(/-?[\\d.]+/g).map(Number)]))"
+    )
     assert len({tuple(p) for p in place.values()}) == 9
-    for source, target in [("b_start", "b_greet"), ("b_greet", "b_ask"), ("b_ask", "b_lookup"),
-                           ("b_found", "b_show"), ("b_show", "b_pay"), ("b_pay", "b_end")]:
+    for source, target in [
+        ("b_start", "b_greet"),
+        ("b_greet", "b_ask"),
+        ("b_ask", "b_lookup"),
+        ("b_found", "b_show"),
+        ("b_show", "b_pay"),
+        ("b_pay", "b_end"),
+    ]:
         assert place[target][1] > place[source][1], (source, target)
     await expect(page.locator("#flow-svg .node.revisited")).to_have_count(4)
 
     viewport = page.locator("#flow-svg .viewport")
 
     async def view() -> list[float]:
-        return [float(v) for v in re.findall(r"-?[\d.]+", await viewport.get_attribute("transform"))]
+        transform = await viewport.get_attribute("transform")
+        return [float(v) for v in re.findall(r"-?[\d.]+", transform)]
 
     x0, y0, k0 = await view()
     await page.click("#flow-zoom-in")
@@ -301,14 +344,16 @@ async def test_flow_without_positions_gets_a_layered_layout_and_pans_and_zooms(
     assert (round(x1 - x0), round(y1 - y0)) != (0, 0)
     await page.mouse.wheel(0, 400)
     await page.click("#flow-fit")
-    for node_box in [await n.bounding_box() for n in await nodes.all()]:
-        assert box["x"] <= node_box["x"] and node_box["x"] + node_box["width"] <= box["x"] + box["width"]
-        assert box["y"] <= node_box["y"] and node_box["y"] + node_box["height"] <= box["y"] + box["height"]
+    for node in await nodes.all():
+        b = await node.bounding_box()
+        assert box["x"] <= b["x"] and b["x"] + b["width"] <= box["x"] + box["width"]
+        assert box["y"] <= b["y"] and b["y"] + b["height"] <= box["y"] + box["height"]
 
 
 async def test_long_conversation_loads_older_messages_on_scroll_up(
-        page: Any, ui: str, base_url: str) -> None:
-    sid = session_id(base_url, "Long Talker")
+    page: Any, ui: str, base_url: str
+) -> None:
+    sid = await session_id(base_url, "Long Talker")
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url) if "/messages" in r.url else None)
     await page.goto(ui + f"#/sessions/{sid}")
@@ -318,15 +363,18 @@ async def test_long_conversation_loads_older_messages_on_scroll_up(
     await expect(messages.last).to_contain_text(f"Long message {LONG_MESSAGES}")
     await page.wait_for_function(
         "() => { const s = document.getElementById('conversation'); "
-        "return s.scrollHeight - s.scrollTop - s.clientHeight < 4; }")
+        "return s.scrollHeight - s.scrollTop - s.clientHeight < 4; }"
+    )
     chunk_style = await conv.locator(".chunk").first.evaluate(
-        "e => getComputedStyle(e).contentVisibility")
+        "e => getComputedStyle(e).contentVisibility"
+    )
     assert chunk_style == "auto"
     loaded = 100
     while loaded < LONG_MESSAGES:
         await conv.evaluate("e => { e.scrollTop = 0; }")
         await page.wait_for_function(
-            "n => document.querySelectorAll('#conversation .msg').length > n", arg=loaded)
+            "n => document.querySelectorAll('#conversation .msg').length > n", arg=loaded
+        )
         loaded = await messages.count()
         # The reader stays where they were: the view does not jump to the new top.
         assert await conv.evaluate("e => e.scrollTop") > 0
@@ -358,17 +406,19 @@ async def test_stop_button_stops_the_session(page: Any, ui: str, base_url: str) 
     await expect(page.locator("#detail-status")).to_have_text("Stopped")
     await expect(page.locator("#stop-button")).to_have_count(0)
     await expect(page.locator("#flow-svg .node.current")).to_have_count(0)
-    assert api(base_url, session_id(base_url, "Stella Stop"))["status"] == "stopped"
+    stella = await session_id(base_url, "Stella Stop")
+    assert (await api(base_url, stella))["status"] == "stopped"
 
 
-async def test_stop_of_a_session_that_already_ended_says_so(page: Any, ui: str,
-                                                           base_url: str) -> None:
-    sid = session_id(base_url, "Rex Race")
+async def test_stop_of_a_session_that_already_ended_says_so(
+    page: Any, ui: str, base_url: str
+) -> None:
+    sid = await session_id(base_url, "Rex Race")
     # Cut the live stream so the page cannot learn of the stop before the click.
     await page.route(re.compile(r".*/events(\?.*)?$"), lambda route: route.abort())
     await page.goto(ui + f"#/sessions/{sid}")
     await expect(page.locator("#stop-button")).to_be_visible()
-    httpx.post(f"{base_url}{PREFIX}/{sid}/stop", timeout=10).raise_for_status()
+    await api(base_url, f"{sid}/stop", method="POST")
     await page.click("#stop-button")
     await page.click("#confirm-ok")
     await expect(page.locator("#stop-message")).to_have_text("This session had already ended.")
@@ -388,7 +438,8 @@ async def test_keyboard_reaches_and_opens_a_session(page: Any, ui: str) -> None:
     else:
         pytest.fail("Tab never reached a session link")
     outline = await page.evaluate(
-        "getComputedStyle(document.activeElement.closest('tr')).outlineStyle")
+        "getComputedStyle(document.activeElement.closest('tr')).outlineStyle"
+    )
     assert outline == "solid"
     await page.keyboard.press("Enter")
     await expect(page).to_have_url(re.compile(r"#/sessions/"))
@@ -397,7 +448,7 @@ async def test_keyboard_reaches_and_opens_a_session(page: Any, ui: str) -> None:
 
 async def test_screenshots(browser: Any, ui: str, base_url: str) -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
-    sid = session_id(base_url, "Maria Garcia")
+    sid = await session_id(base_url, "Maria Garcia")
     for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
         page = await new_page(browser, viewport, reduced_motion="reduce")
         await page.goto(ui + "#/?tab=all")
@@ -409,11 +460,80 @@ async def test_screenshots(browser: Any, ui: str, base_url: str) -> None:
         await expect(page.locator("#flow-svg .node.current")).to_be_visible()
         await page.evaluate("document.getElementById('toasts').replaceChildren()")
         await page.wait_for_timeout(500)
-        await page.screenshot(path=str(IMAGES / f"detail-{size}.png"),
-                              full_page=size == "desktop")
+        await page.screenshot(path=str(IMAGES / f"detail-{size}.png"), full_page=size == "desktop")
         # Readable: nothing wider than the screen.
         assert await page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
         assert not page.errors
         await page.context.close()
     for name in ("list-desktop", "detail-desktop", "list-phone", "detail-phone"):
         assert (IMAGES / f"{name}.png").stat().st_size > 10_000
+
+
+# --- another mount, with an authenticator -------------------------------------------------
+
+
+async def test_asks_for_a_token_once_under_any_prefix(browser: Any, tmp_path: Path) -> None:
+    def authenticate(request: Any) -> sessiontrack.Principal | None:
+        return sessiontrack.Principal(id="ops") if request.token == "s3cret" else None
+
+    pm = pluggy.PluginManager("sessiontrack")
+    pm.add_hookspecs(sessiontrack.hookspecs)
+    async with sessiontrack.Tracker(
+        f"sqlite+aiosqlite:///{tmp_path / 'ops.db'}",
+        plugin_manager=pm,
+        migrate=True,
+        poll_interval=0.05,
+    ) as tracker:
+        pm.hook.sessiontrack_flow_registered(
+            chatbot_id="ops",
+            name="Ops Bot",
+            flow={
+                "nodes": [{"id": "a", "data": {"label": "A"}}, {"id": "b", "data": {"label": "B"}}],
+                "edges": [{"id": "ab", "source": "a", "target": "b"}],
+            },
+        )
+
+        def start(name: str) -> str:
+            sid = sessiontrack.new_session_id()
+            pm.hook.sessiontrack_session_started(
+                session_id=sid, chatbot_id="ops", contact={"name": name, "phone": "+100"}
+            )
+            pm.hook.sessiontrack_node_executed(session_id=sid, node_id="a")
+            return sid
+
+        first = start("First Ops Customer")
+        await tracker.flush()
+        app = host_app(create_app(tracker, authenticate=authenticate), "/ops/desk/sessions")
+        async with serve(app) as base:
+            page = await new_page(browser)
+            await page.goto(f"{base}/ops/desk/sessions/ui/")
+            dialog = page.locator("#token-dialog")
+            await expect(dialog).to_be_visible()
+            await page.fill("#token-input", "wrong")
+            await page.press("#token-input", "Enter")
+            await expect(page.locator("#token-error")).to_be_visible()
+            await page.fill("#token-input", "s3cret")
+            await page.press("#token-input", "Enter")
+            await expect(dialog).to_be_hidden()
+            await expect(page.locator(f"{ROWS}[data-session-id='{first}']")).to_be_visible()
+            # The event stream authenticates with ?access_token= and delivers live.
+            await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+            second = start("Second Ops Customer")
+            await expect(page.locator(f"{ROWS}[data-session-id='{second}']")).to_be_visible()
+            assert await page.evaluate("sessionStorage.getItem('sessiontrack.token')") == "s3cret"
+
+            # Kept for the browser session: a reload or a detail page asks nothing.
+            await page.reload()
+            await page.click(f"{ROWS}[data-session-id='{first}'] .row-link")
+            await expect(page.locator("#flow-svg .node.current")).to_have_attribute(
+                "data-node-id", "a"
+            )
+            await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+            pm.hook.sessiontrack_node_executed(session_id=first, node_id="b")
+            await expect(page.locator("#flow-svg .edge-g.executed")).to_have_count(1)
+            await expect(page.locator("#flow-svg .node.current")).to_have_attribute(
+                "data-node-id", "b"
+            )
+            await expect(dialog).to_be_hidden()
+            assert not page.errors
+            await page.context.close()

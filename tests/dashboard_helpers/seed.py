@@ -29,8 +29,17 @@ if str(ROOT) not in sys.path:
 import sessiontrack  # noqa: E402
 from examples.helpdesk.app import create_helpdesk  # noqa: E402
 
-ORDER_PATH = ["start", "welcome", "menu", "ask_order", "lookup_order", "order_found",
-              "order_status", "anything_else", "goodbye"]
+ORDER_PATH = [
+    "start",
+    "welcome",
+    "menu",
+    "ask_order",
+    "lookup_order",
+    "order_found",
+    "order_status",
+    "anything_else",
+    "goodbye",
+]
 TICKET_PATH = ["start", "welcome", "menu", "support_topic", "support_form"]
 SEEDED_COMPLETED = 30
 LONG_MESSAGES = 2000
@@ -61,8 +70,20 @@ BILLING_FLOW: dict[str, Any] = {
         {"id": "e10", "source": "b_agent", "target": "b_end"},
     ],
 }
-BILLING_PATH = ["b_start", "b_greet", "b_ask", "b_lookup", "b_found", "b_show", "b_ask",
-                "b_lookup", "b_found", "b_show", "b_pay", "b_end"]
+BILLING_PATH = [
+    "b_start",
+    "b_greet",
+    "b_ask",
+    "b_lookup",
+    "b_found",
+    "b_show",
+    "b_ask",
+    "b_lookup",
+    "b_found",
+    "b_show",
+    "b_pay",
+    "b_end",
+]
 
 
 class Seeder:
@@ -72,23 +93,43 @@ class Seeder:
     def start(self, chatbot: str, name: str, phone: str, at: datetime) -> str:
         sid = sessiontrack.new_session_id()
         self.hook.sessiontrack_session_started(
-            session_id=sid, chatbot_id=chatbot, conversation_id=phone.lstrip("+"),
+            session_id=sid,
+            chatbot_id=chatbot,
+            conversation_id=phone.lstrip("+"),
             contact={"phone": phone, "name": name},
-            variables={"customer_name": name, "phone": phone}, at=at)
+            variables={"customer_name": name, "phone": phone},
+            at=at,
+        )
         return sid
 
     def walk(self, sid: str, path: list[str], at: datetime) -> datetime:
         for node in path:
             at += timedelta(seconds=2)
-            self.hook.sessiontrack_node_executed(session_id=sid, node_id=node, at=at,
-                                                 duration_ms=3.0)
+            self.hook.sessiontrack_node_executed(
+                session_id=sid, node_id=node, at=at, duration_ms=3.0
+            )
         return at
 
-    def say(self, sid: str, direction: str, text: str | None, at: datetime, *,
-            type: str = "text", payload: dict[str, Any] | None = None,
-            node: str | None = None) -> None:
-        self.hook.sessiontrack_message(session_id=sid, direction=direction, type=type,
-                                       text=text, payload=payload, node_id=node, at=at)
+    def say(
+        self,
+        sid: str,
+        direction: str,
+        text: str | None,
+        at: datetime,
+        *,
+        type: str = "text",
+        payload: dict[str, Any] | None = None,
+        node: str | None = None,
+    ) -> None:
+        self.hook.sessiontrack_message(
+            session_id=sid,
+            direction=direction,
+            type=type,
+            text=text,
+            payload=payload,
+            node_id=node,
+            at=at,
+        )
 
 
 async def seed(url: str) -> None:
@@ -97,8 +138,9 @@ async def seed(url: str) -> None:
     async with helpdesk.tracker as tracker:
         helpdesk.engine.register_flow()
         hook = helpdesk.engine.hook
-        hook.sessiontrack_flow_registered(chatbot_id="billing", name="Billing Bot",
-                                          flow=BILLING_FLOW)
+        hook.sessiontrack_flow_registered(
+            chatbot_id="billing", name="Billing Bot", flow=BILLING_FLOW
+        )
         s = Seeder(hook)
         for i in range(SEEDED_COMPLETED):
             at = now - timedelta(hours=6) + timedelta(minutes=5 * i)
@@ -106,11 +148,17 @@ async def seed(url: str) -> None:
             s.say(sid, "inbound", "hi", at)
             end = s.walk(sid, ORDER_PATH, at)
             s.say(sid, "outbound", "Order A-1001 is on its way.", end, node="order_status")
-            hook.sessiontrack_variables_changed(session_id=sid, variables={
-                "order_number": "A-1001", "order": {"number": "A-1001", "status": "on its way"}},
-                at=end)
-            hook.sessiontrack_session_completed(session_id=sid, reason="flow_end",
-                                                at=end + timedelta(seconds=1))
+            hook.sessiontrack_variables_changed(
+                session_id=sid,
+                variables={
+                    "order_number": "A-1001",
+                    "order": {"number": "A-1001", "status": "on its way"},
+                },
+                at=end,
+            )
+            hook.sessiontrack_session_completed(
+                session_id=sid, reason="flow_end", at=end + timedelta(seconds=1)
+            )
         for i in range(BILLING_SESSIONS):
             at = now - timedelta(hours=3) + timedelta(minutes=7 * i)
             sid = s.start("billing", f"Billing Customer {i + 1}", f"+1888000{i:04d}", at)
@@ -127,52 +175,126 @@ def seed_active(s: Seeder, now: datetime) -> None:
     s.say(sid, "inbound", "Hello, my invoice looks wrong", at)
     end = s.walk(sid, TICKET_PATH[:3], at)
     s.say(sid, "outbound", "Hi Maria Garcia! Welcome to Acme support.", end, node="welcome")
-    s.say(sid, "outbound", "How can I help you today?", end, type="interactive", node="menu",
-          payload={"kind": "buttons", "buttons": [
-              {"id": "order", "title": "Order status"}, {"id": "support", "title": "Tech support"},
-              {"id": "agent", "title": "Talk to an agent"}]})
-    s.say(sid, "inbound", "Tech support", end + timedelta(seconds=5), type="interactive",
-          payload={"id": "support", "title": "Tech support"})
+    s.say(
+        sid,
+        "outbound",
+        "How can I help you today?",
+        end,
+        type="interactive",
+        node="menu",
+        payload={
+            "kind": "buttons",
+            "buttons": [
+                {"id": "order", "title": "Order status"},
+                {"id": "support", "title": "Tech support"},
+                {"id": "agent", "title": "Talk to an agent"},
+            ],
+        },
+    )
+    s.say(
+        sid,
+        "inbound",
+        "Tech support",
+        end + timedelta(seconds=5),
+        type="interactive",
+        payload={"id": "support", "title": "Tech support"},
+    )
     end = s.walk(sid, TICKET_PATH[3:4], end + timedelta(seconds=5))
-    s.say(sid, "outbound", "Sorry you're having trouble. What is it about?", end,
-          type="interactive", node="support_topic", payload={
-              "kind": "list", "button": "Choose a topic", "sections": [{
-                  "title": "Common issues", "rows": [
-                      {"id": "login", "title": "Can't log in",
-                       "description": "Password, 2FA, locked account"},
-                      {"id": "billing", "title": "Billing",
-                       "description": "Charges, invoices, refunds"}]}]})
-    s.say(sid, "inbound", "Billing", end + timedelta(seconds=6), type="interactive",
-          payload={"id": "billing", "title": "Billing"})
+    s.say(
+        sid,
+        "outbound",
+        "Sorry you're having trouble. What is it about?",
+        end,
+        type="interactive",
+        node="support_topic",
+        payload={
+            "kind": "list",
+            "button": "Choose a topic",
+            "sections": [
+                {
+                    "title": "Common issues",
+                    "rows": [
+                        {
+                            "id": "login",
+                            "title": "Can't log in",
+                            "description": "Password, 2FA, locked account",
+                        },
+                        {
+                            "id": "billing",
+                            "title": "Billing",
+                            "description": "Charges, invoices, refunds",
+                        },
+                    ],
+                }
+            ],
+        },
+    )
+    s.say(
+        sid,
+        "inbound",
+        "Billing",
+        end + timedelta(seconds=6),
+        type="interactive",
+        payload={"id": "billing", "title": "Billing"},
+    )
     end = s.walk(sid, TICKET_PATH[4:], end + timedelta(seconds=6))
-    s.say(sid, "outbound", "Tell us a little more in this short form.", end, type="interactive",
-          node="support_form", payload={"kind": "form", "cta": "Open form",
-                                        "flow_id": "support_ticket_v1", "screen": "TICKET"})
-    s.say(sid, "inbound", None, end + timedelta(seconds=20), type="interactive",
-          payload={"response": {"summary": "Charged twice for order A-1002",
-                                "email": "maria@example.com", "urgent": False}})
-    s.hook.sessiontrack_variables_changed(session_id=sid, variables={
-        "menu_choice": "support", "topic": "billing",
-        "ticket": {"summary": "Charged twice for order A-1002", "urgent": False}})
-    s.hook.sessiontrack_status_changed(session_id=sid, status="waiting_flow",
-                                       node_id="support_form")
+    s.say(
+        sid,
+        "outbound",
+        "Tell us a little more in this short form.",
+        end,
+        type="interactive",
+        node="support_form",
+        payload={
+            "kind": "form",
+            "cta": "Open form",
+            "flow_id": "support_ticket_v1",
+            "screen": "TICKET",
+        },
+    )
+    s.say(
+        sid,
+        "inbound",
+        None,
+        end + timedelta(seconds=20),
+        type="interactive",
+        payload={
+            "response": {
+                "summary": "Charged twice for order A-1002",
+                "email": "maria@example.com",
+                "urgent": False,
+            }
+        },
+    )
+    s.hook.sessiontrack_variables_changed(
+        session_id=sid,
+        variables={
+            "menu_choice": "support",
+            "topic": "billing",
+            "ticket": {"summary": "Charged twice for order A-1002", "urgent": False},
+        },
+    )
+    s.hook.sessiontrack_status_changed(
+        session_id=sid, status="waiting_flow", node_id="support_form"
+    )
 
     for name, phone in (("Stella Stop", "+15550002001"), ("Rex Race", "+15550002002")):
         sid = s.start("helpdesk", name, phone, now)
         s.say(sid, "inbound", "hi", now)
         s.walk(sid, ORDER_PATH[:4], now)
-        s.hook.sessiontrack_status_changed(session_id=sid, status="waiting_input",
-                                           node_id="ask_order")
+        s.hook.sessiontrack_status_changed(
+            session_id=sid, status="waiting_input", node_id="ask_order"
+        )
 
     start = now - timedelta(days=1, hours=2)
     sid = s.start("helpdesk", "Long Talker", "+15550003000", start)
     s.walk(sid, ORDER_PATH[:4], start)
     step = (now - start - timedelta(minutes=1)) / LONG_MESSAGES
     for i in range(LONG_MESSAGES):
-        s.say(sid, "inbound" if i % 3 == 0 else "outbound", f"Long message {i + 1}",
-              start + step * i)
-    s.hook.sessiontrack_status_changed(session_id=sid, status="waiting_input",
-                                       node_id="ask_order")
+        s.say(
+            sid, "inbound" if i % 3 == 0 else "outbound", f"Long message {i + 1}", start + step * i
+        )
+    s.hook.sessiontrack_status_changed(session_id=sid, status="waiting_input", node_id="ask_order")
 
 
 if __name__ == "__main__":

@@ -31,11 +31,26 @@ def helpdesk(workdir: Path, *, simulator: bool = True) -> Iterator[str]:
     """Seed a database, run the example host app on it; yields the base URL."""
     url = f"sqlite+aiosqlite:///{workdir / 'helpdesk.db'}"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, str(ROOT / "tests/dashboard_helpers/seed.py"), url],
-                   cwd=ROOT, env=env, check=True, timeout=120, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "tests/dashboard_helpers/seed.py"), url],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
     port = free_port()
-    args = [sys.executable, "-m", "examples.helpdesk", "--port", str(port),
-            "--database-url", url, "--idle-timeout", "3600"]
+    args = [
+        sys.executable,
+        "-m",
+        "examples.helpdesk",
+        "--port",
+        str(port),
+        "--database-url",
+        url,
+        "--idle-timeout",
+        "3600",
+    ]
     if not simulator:
         args.append("--no-simulator")
     log = (workdir / "helpdesk.log").open("wb")

@@ -244,8 +244,8 @@ function renderBody(m) {
   }
   if (p?.kind === "form" || (!inbound && m.type === "form")) {
     const about = [p?.flow_id ?? p?.flowId, p?.screen].filter(Boolean).join(" · ");
-    parts.push(h("p", { class: "form-card" }, h("span", { class: "choice" }, `📋 ${p?.cta ?? p?.title ?? "Form"}`),
-      about ? h("span", { class: "muted" }, ` form ${about}`) : null));
+    parts.push(h("p", { class: "form-card" }, h("span", { class: "choice" }, `Form: ${p?.cta ?? p?.title ?? "open"}`),
+      about ? h("span", { class: "muted" }, about) : null));
     structured = true;
   } else {
     const answers = p ? (p.response ?? p.answers ?? p.fields ?? p.values ?? (m.type === "form" ? p : undefined)) : undefined;

@@ -2,7 +2,7 @@
 
 import { h } from "./dom.js";
 
-const MAX_VISIBLE = 4;
+const maxVisible = () => (window.matchMedia("(max-width: 720px)").matches ? 1 : 3);
 const LIFETIME_MS = 6000;
 const BURST_WINDOW_MS = 3000;
 const BURST_LIMIT = 3;
@@ -36,7 +36,7 @@ function flushSummary() {
 function show(kind, title, text, href) {
   const box = document.getElementById("toasts");
   if (!box) return;
-  while (box.children.length >= MAX_VISIBLE) box.firstElementChild.remove();
+  while (box.children.length >= maxVisible()) box.firstElementChild.remove();
   const close = h("button", { type: "button", class: "toast-close", "aria-label": "Dismiss notification" }, "×");
   const heading = href ? h("a", { href }, title) : h("strong", {}, title);
   const el = h("div", { class: `toast toast-${kind}` }, h("div", { class: "toast-body" }, heading, text ? h("p", {}, text) : null), close);
