@@ -73,7 +73,7 @@ class DetailView {
     this.flow = new FlowView(s.flowData);
     this.timelineList = h("ol", { class: "timeline-list" });
     this.timeline = h("div", { class: "timeline", id: "timeline", tabindex: "0", "aria-label": "Node timeline" }, this.timelineList);
-    this.variablesEl = h("div", { class: "variables", id: "variables" });
+    this.variablesEl = h("div", { class: "variables", id: "variables", tabindex: "0", "aria-label": "Session variables" });
     this.parts = [this.conversation, this.flow];
 
     const panel = (id, title, ...body) => h("section", { class: `panel panel-${id}`, "aria-labelledby": `${id}-title` },
@@ -174,6 +174,25 @@ class DetailView {
       : h("p", { class: "muted" }, "No variables."));
   }
 
+  /** Coalesce redraws: a burst of events repaints each part once per frame. */
+  schedule(part) {
+    this.pending ??= new Set();
+    if (!this.pending.size) {
+      requestAnimationFrame(() => {
+        const parts = this.pending;
+        this.pending = new Set();
+        if (this.destroyed) return;
+        const s = this.session;
+        if (parts.has("header")) this.refreshHeader();
+        else if (parts.has("meta")) this.renderMeta();
+        if (parts.has("timeline")) this.renderTimeline();
+        if (parts.has("flow")) this.flow.setExecution(s.nodeHistory || [], s.currentNodeId, ACTIVE.has(s.status));
+        if (parts.has("variables")) this.renderVariables();
+      });
+    }
+    this.pending.add(part);
+  }
+
   onEvent(name, p) {
     if (p.sessionId !== this.session?.id) return;
     const s = this.session;
@@ -182,14 +201,12 @@ class DetailView {
         s.nodeExecutions = [...(s.nodeExecutions || []), { nodeId: p.nodeId, label: p.nodeLabel, type: p.nodeType, at: p.at, durationMs: p.durationMs, error: p.error }];
         s.nodeHistory = [...(s.nodeHistory || []), p.nodeId];
         Object.assign(s, { currentNodeId: p.nodeId, currentNodeLabel: p.nodeLabel, updatedAt: p.at, nodeCount: p.nodeCount ?? s.nodeCount + 1 });
-        this.renderTimeline();
-        this.flow.setExecution(s.nodeHistory, s.currentNodeId, ACTIVE.has(s.status));
-        this.renderMeta();
+        ["timeline", "flow", "meta"].forEach((part) => this.schedule(part));
         break;
       case "session:message-sent":
         this.conversation.append({ id: p.messageId, sessionId: p.sessionId, direction: p.direction, type: p.type, text: p.text, payload: p.payload, nodeId: p.nodeId, timestamp: p.timestamp });
         Object.assign(s, { messageCount: p.messageCount ?? s.messageCount + 1, updatedAt: p.timestamp });
-        this.renderMeta();
+        this.schedule("meta");
         break;
       case "session:status-changed":
         Object.assign(s, { status: p.newStatus, updatedAt: p.updatedAt });
@@ -199,7 +216,7 @@ class DetailView {
       case "session:variables-changed":
         s.variables = { ...(s.variables || {}), ...(p.variables || {}) };
         s.updatedAt = p.updatedAt;
-        this.renderVariables();
+        this.schedule("variables");
         break;
       case "session:completed":
         Object.assign(s, { status: p.status || "completed", completedAt: p.completedAt, updatedAt: p.completedAt, completionReason: p.completionReason });
@@ -211,10 +228,7 @@ class DetailView {
   }
 
   statusChanged() {
-    const s = this.session;
-    this.refreshHeader();
-    this.renderTimeline();
-    this.flow.setExecution(s.nodeHistory || [], s.currentNodeId, ACTIVE.has(s.status));
+    ["header", "timeline", "flow"].forEach((part) => this.schedule(part));
   }
 
   async stop(button) {

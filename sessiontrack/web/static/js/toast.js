@@ -2,7 +2,7 @@
 
 import { h } from "./dom.js";
 
-const maxVisible = () => (window.matchMedia("(max-width: 720px)").matches ? 1 : 3);
+const maxVisible = () => (window.matchMedia("(max-width: 720px)").matches ? 1 : 2);
 const LIFETIME_MS = 6000;
 const BURST_WINDOW_MS = 3000;
 const BURST_LIMIT = 3;
