@@ -503,7 +503,8 @@ async def test_asks_for_a_token_once_under_any_prefix(browser: Any, tmp_path: Pa
 
         first = start("First Ops Customer")
         await tracker.flush()
-        app = host_app(create_app(tracker, authenticate=authenticate), "/ops/desk/sessions")
+        sub_app = create_app(tracker, authenticate=authenticate, sse_max_age=1.5)
+        app = host_app(sub_app, "/ops/desk/sessions")
         async with serve(app) as base:
             page = await new_page(browser)
             await page.goto(f"{base}/ops/desk/sessions/ui/")
@@ -535,5 +536,24 @@ async def test_asks_for_a_token_once_under_any_prefix(browser: Any, tmp_path: Pa
                 "data-node-id", "b"
             )
             await expect(dialog).to_be_hidden()
+
+            # The server ends streams after sse_max_age; while the browser waits to
+            # reconnect, an event is committed. The browser reconnects with Last-Event-ID
+            # and the stream resumes after it, so the event still arrives.
+            resumed: list[str] = []
+
+            async def on_request(request: Any) -> None:
+                if "/events?" in request.url:
+                    resumed.append(await request.header_value("last-event-id") or "")
+
+            page.on("request", on_request)
+            await expect(page.locator("#live")).to_have_attribute("data-state", "reconnecting")
+            pm.hook.sessiontrack_node_executed(session_id=first, node_id="a")
+            await tracker.flush()
+            await expect(page.locator("#timeline li")).to_have_count(3)
+            await expect(page.locator("#flow-svg .node.current")).to_have_attribute(
+                "data-node-id", "a"
+            )
+            assert any(v.isdigit() for v in resumed), resumed
             assert not page.errors
             await page.context.close()

@@ -41,7 +41,14 @@ export class LiveStream {
     this.closed = false;
     this.timer = null;
     this.source = null;
+    current = this;
     this.connect(false);
+  }
+
+  /** After the browser comes back online: show what the stream is actually doing. */
+  showState() {
+    if (this.closed || !this.source) return;
+    setIndicator(this.source.readyState === EventSource.OPEN ? "live" : "reconnecting");
   }
 
   connect(isRetry) {
@@ -90,9 +97,12 @@ export class LiveStream {
 
   close() {
     this.closed = true;
+    if (current === this) current = null;
     clearTimeout(this.timer);
     if (this.source) this.source.close();
   }
 }
 
+let current = null;
 window.addEventListener("offline", () => setIndicator("offline"));
+window.addEventListener("online", () => current?.showState());
