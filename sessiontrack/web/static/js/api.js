@@ -38,7 +38,8 @@ function askForToken(rejected) {
         tokenRequest = null;
         resolve(Boolean(token));
       }, { once: true });
-      dialog.addEventListener("cancel", (e) => { if (!input.value.trim()) e.preventDefault(); }, { once: true });
+      // Escape cancels: the request then fails with the API's 401 and the view offers Retry.
+      dialog.addEventListener("cancel", () => { input.value = ""; }, { once: true });
       dialog.showModal();
       input.focus();
     });
