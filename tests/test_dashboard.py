@@ -229,6 +229,11 @@ async def test_filters_search_sort_and_keyset_pagination(page: Any, ui: str) -> 
     await expect(page.locator("#search")).to_have_value("")
     await expect(rows).to_have_count(20)
 
+    # A shared link with a cursor the API refuses falls back to the same page by offset.
+    await page.goto(ui + "#/?tab=completed&sort=startedAt.ASC&page=2&cursor=not-a-cursor")
+    await expect(first_link).to_have_text("Seed Customer 21")
+    assert "cursor" not in page.url and "page=2" in page.url
+
     # Never more than one page per request, never the unbounded /active list.
     assert list_requests
     for url in list_requests:

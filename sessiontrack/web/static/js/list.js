@@ -120,7 +120,13 @@ class ListView {
       if (document.visibilityState === "hidden") { this.dirty = true; return; }
       const gap = Math.max(MIN_REFRESH_MS, this.lastFetchMs * 4);
       const wait = Math.max(0, last + gap - Date.now());
-      timer = setTimeout(() => { timer = null; last = Date.now(); this.load({ quiet: true }); }, wait);
+      timer = setTimeout(() => {
+        timer = null;
+        // Never abort a slow answer for a newer one (it would never finish): ask again after.
+        if (this.abort) { this.dirty = true; return; }
+        last = Date.now();
+        this.load({ quiet: true });
+      }, wait);
     };
     fn.cancel = () => { clearTimeout(timer); timer = null; };
     return fn;
@@ -207,9 +213,18 @@ class ListView {
       this.renderPage(page, quiet);
     } catch (err) {
       if (abort.signal.aborted || err.name === "AbortError") return;
+      if (err.status === 400 && this.state.cursor && err.body?.detail?.some?.((d) => d.field === "cursor")) {
+        // A stale or hand-edited cursor in a shared link: the same page by offset instead.
+        this.go({ cursor: "" }, true);
+        return;
+      }
       this.renderError(err);
     } finally {
-      if (this.abort === abort) { this.abort = null; this.region.setAttribute("aria-busy", "false"); }
+      if (this.abort === abort) {
+        this.abort = null;
+        this.region.setAttribute("aria-busy", "false");
+        if (this.dirty && document.visibilityState === "visible") this.refreshSoon();
+      }
     }
   }
 
