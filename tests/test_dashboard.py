@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -33,6 +35,8 @@ expect = playwright_api.expect
 pytestmark = [pytest.mark.browser, pytest.mark.anyio]
 
 CHROMIUM = Path("/usr/bin/chromium")
+HELPERS = Path(__file__).resolve().parent / "dashboard_helpers"
+AXE = HELPERS / "node_modules" / "axe-core" / "axe.min.js"
 IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
@@ -449,6 +453,53 @@ async def test_keyboard_reaches_and_opens_a_session(page: Any, ui: str) -> None:
     await page.keyboard.press("Enter")
     await expect(page).to_have_url(re.compile(r"#/sessions/"))
     await expect(page.locator("#flow-svg .node").first).to_be_attached()
+
+
+@pytest.fixture(scope="module")
+def axe_script() -> Path:
+    """axe-core (tests/dashboard_helpers/package.json), installed with ``npm ci`` if needed."""
+    if not AXE.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail("npm is needed for the accessibility audit (CI=true)")
+            pytest.skip("npm is missing: cannot install axe-core for the accessibility audit")
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=HELPERS,
+            check=True,
+            timeout=300,
+            capture_output=True,
+        )
+    return AXE
+
+
+async def test_pages_pass_an_accessibility_audit(
+    browser: Any, ui: str, base_url: str, axe_script: Path
+) -> None:
+    """axe-core's WCAG 2 A/AA rules (contrast, names, roles, labels) on both pages, both
+    sizes, with live updates and toasts on screen."""
+    sid = await session_id(base_url, "Maria Garcia")
+    for viewport in (DESKTOP, PHONE):
+        page = await new_page(browser, viewport)
+        for url, ready in (
+            (ui + "#/?tab=all", ROWS),
+            (ui + f"#/sessions/{sid}", "#flow-svg .node"),
+        ):
+            await page.goto(url)
+            await expect(page.locator(ready).first).to_be_attached()
+            await page.wait_for_timeout(500)
+            await page.add_script_tag(path=str(axe_script))
+            violations = await page.evaluate(
+                """async () => (await axe.run(document, {
+                    runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'],
+                    resultTypes: ['violations'],
+                })).violations.map(v => `${v.id}: ${v.help} (${v.nodes.map(
+                    n => n.target.join(' ')).slice(0, 3).join(', ')})`)"""
+            )
+            assert violations == [], (viewport, url, violations)
+        assert not page.errors
+        await page.context.close()
 
 
 async def test_screenshots(browser: Any, ui: str, base_url: str) -> None:
