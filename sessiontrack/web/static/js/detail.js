@@ -81,7 +81,8 @@ class DetailView {
     this.main.replaceChildren(h("section", { class: "detail-view" },
       backLink(),
       h("div", { class: "detail-head" },
-        h("div", { class: "detail-title" }, h("h1", {}, who), this.badgeSlot),
+        h("div", { class: "detail-title" }, h("h1", {}, who), this.badgeSlot,
+          h("p", { class: "session-id muted" }, "Session ", h("code", {}, s.id))),
         this.stopSlot),
       this.stopMessage,
       h("details", { class: "meta-box", open: window.matchMedia("(min-width: 721px)").matches },
@@ -118,7 +119,7 @@ class DetailView {
   renderMeta() {
     const s = this.session;
     const rows = [
-      ["Chatbot", s.chatbotName ? `${s.chatbotName} (${s.chatbotId})` : s.chatbotId],
+      ["Chatbot", h("span", { title: `id: ${s.chatbotId}` }, s.chatbotName || s.chatbotId)],
       ["Customer", s.customerName || "—"],
       ["Phone", s.customerPhone || "—"],
       ["Conversation", s.conversationId || "—"],
@@ -131,7 +132,6 @@ class DetailView {
       ["Messages", formatNumber(s.messageCount)],
       ["Nodes run", formatNumber(s.nodeCount)],
       ["Current node", s.currentNodeLabel || s.currentNodeId || "—"],
-      ["Session id", h("code", {}, s.id)],
     ];
     this.metaEl.replaceChildren(...rows.map(([k, v]) => h("div", { class: "meta-item" }, h("dt", {}, k), h("dd", {}, v))));
   }
