@@ -1,0 +1,1 @@
+"""Shared helpers of the example app's tests (tests/test_example_*.py)."""
