@@ -107,18 +107,36 @@ export function statusBadge(status) {
   return h("span", { class: `badge status-${status}`, dataset: { status } }, STATUS_LABELS[status] || status);
 }
 
-/** Calls fn at most once per `ms`, always running the last call (leading + trailing). */
-export function throttle(fn, ms) {
-  let last = 0;
+/**
+ * Rate-limits an async fn, adapting to its cost: runs never overlap, and the next run
+ * starts at least max(minMs, factor × the last run's duration) after the previous one.
+ */
+export function adaptiveThrottle(fn, minMs, factor = 4) {
   let timer = null;
-  const run = () => { last = Date.now(); timer = null; fn(); };
-  const wrapped = () => {
-    if (timer) return;
-    const wait = last + ms - Date.now();
-    if (wait <= 0) run();
-    else timer = setTimeout(run, wait);
+  let running = false;
+  let again = false;
+  let last = 0;
+  let cost = 0;
+  const run = async () => {
+    timer = null;
+    running = true;
+    last = Date.now();
+    const started = performance.now();
+    try {
+      await fn();
+    } finally {
+      cost = performance.now() - started;
+      running = false;
+      if (again) { again = false; wrapped(); }
+    }
   };
-  wrapped.cancel = () => { clearTimeout(timer); timer = null; };
+  const wrapped = () => {
+    if (running) { again = true; return; }
+    if (timer) return;
+    const gap = Math.max(minMs, cost * factor);
+    timer = setTimeout(run, Math.max(0, last + gap - Date.now()));
+  };
+  wrapped.cancel = () => { clearTimeout(timer); timer = null; again = false; };
   return wrapped;
 }
 

@@ -2,7 +2,7 @@
 
 import { api } from "./api.js";
 import {
-  ACTIVE, debounce, formatDateTime, formatNumber, h, relativeTimeEl, statusBadge, throttle, timeEl,
+  ACTIVE, adaptiveThrottle, debounce, formatDateTime, formatNumber, h, relativeTimeEl, statusBadge, timeEl,
 } from "./dom.js";
 import { LiveStream } from "./live.js";
 import { listHref, navigate, sessionHref } from "./router.js";
@@ -57,7 +57,7 @@ class ListView {
     this.lastFetchMs = 0;
     this.build();
     this.refreshSoon = this.makeThrottle();
-    this.statsSoon = throttle(() => this.loadStats(), 3000);
+    this.statsSoon = adaptiveThrottle(() => this.loadStats(), 3000);
     this.stream = new LiveStream({}, (name, p) => this.onEvent(name, p), () => this.resync());
     this.onVisible = () => { if (document.visibilityState === "visible" && this.dirty) this.resync(); };
     document.addEventListener("visibilitychange", this.onVisible);
