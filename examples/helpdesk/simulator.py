@@ -16,7 +16,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -206,6 +206,8 @@ class Simulator:
 
     :param customers: how many to play in all (``None``: until cancelled).
     :param concurrency: customers chatting at the same time at the most.
+    :param mix: plans to play in turn (default: picked at random with :data:`PLANS`'
+        weights).
     """
 
     def __init__(self, base_url: str, sender: RecordingSender, *, app_secret: str | None = None,
@@ -213,6 +215,7 @@ class Simulator:
                  arrival: tuple[float, float] = (0.3, 1.5), pause: tuple[float, float] = (0.8, 3.0),
                  stop_after: tuple[float, float] = (3.0, 8.0), redeliver: float = 0.05,
                  seed: int | None = None, out: TextIO | None = None,
+                 mix: Sequence[Plan] | None = None,
                  api_prefix: str = "/api/chatbot-sessions") -> None:
         self.base_url = base_url.rstrip("/")
         self.sender = sender
@@ -223,6 +226,7 @@ class Simulator:
         self.redeliver = redeliver
         self.rng = random.Random(seed)
         self.out = out
+        self.mix = list(mix or [])
         self.api = api_prefix
         self.tally = Tally()
         self.tracker_stats: dict[str, Any] = {}
@@ -242,7 +246,7 @@ class Simulator:
                         if self.customers is not None and n >= self.customers:
                             break
                         await limiter.acquire()
-                        players.start_soon(self._play, limiter)
+                        players.start_soon(self._play, limiter, self._plan(n))
                         await anyio.sleep(self.rng.uniform(*self.arrival))
                 progress.cancel()
                 if self.out is not None:
@@ -250,9 +254,13 @@ class Simulator:
                     self._print(final=True)
         return self.tally
 
-    async def _play(self, limiter: anyio.Semaphore) -> None:
-        plans, weights = zip(*PLANS, strict=True)
-        plan = self.rng.choices(plans, weights)[0]
+    def _plan(self, n: int) -> Plan:
+        if self.mix:
+            return self.mix[n % len(self.mix)]
+        plans = [plan for plan, _ in PLANS]
+        return self.rng.choices(plans, [weight for _, weight in PLANS])[0]
+
+    async def _play(self, limiter: anyio.Semaphore, plan: Plan) -> None:
         phone = f"1555{self.rng.randrange(10**7):07d}"
         customer = Customer(self, phone, self.rng.choice(NAMES))
         self.tally.started += 1
