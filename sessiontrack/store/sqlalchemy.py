@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,7 +26,7 @@ from ._fold import (
     SessionState,
 )
 from ._reads import ReadQueries
-from ._tables import DEFAULT_PREFIX, make_tables
+from ._tables import DEFAULT_PREFIX, UTCDateTime, make_tables
 
 log = logging.getLogger(__name__)
 _IN_CHUNK = 500  # ids per IN (...) list: well under every backend's parameter limit
@@ -39,6 +40,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _utc_text(value: datetime | None) -> str | None:
+    """What :class:`UTCDateTime` stores on SQLite (naive UTC text with microseconds), for
+    the writer's statements that bypass SQLAlchemy's per-row type processing."""
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: sessiontrack stores aware timestamps")
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def mask_url(url: str | sa.URL) -> str:
@@ -61,6 +78,7 @@ class SQLAlchemyStore(ReadQueries):
         self._url = url_or_engine if isinstance(url_or_engine, str) else None
         self._engine: AsyncEngine | None = None if self._own_engine else url_or_engine  # type: ignore[assignment]
         self._labels: dict[tuple[str, str | None], dict[str, str]] = {}
+        self._raw_sql: dict[str, str] = {}
 
     def __repr__(self) -> str:
         url = self._url or (self._engine.url if self._engine else "?")
@@ -123,6 +141,7 @@ class SQLAlchemyStore(ReadQueries):
         t = self.tables
         async with self.engine.begin() as conn:
             last_seq = await self._lock_log(conn)
+            await self._custom_plans(conn, True)
             ids = {sid for kind, sid, _, _ in reports if kind != FLOW_REGISTERED}
             sessions = await self._load_sessions(conn, ids)
             chatbot_ids = {d["chatbot_id"] for k, _, _, d in reports if k == "session_started"}
@@ -134,6 +153,7 @@ class SQLAlchemyStore(ReadQueries):
             await self._prefetch_labels(conn, reports, sessions, chatbots)
             folder = Folder(sessions, chatbots, known, self._node_labels, last_seq, idle_timeout_s)
             res = folder.fold(reports)
+            await self._custom_plans(conn, False)
             await self._write(conn, res)
             if res.events:
                 await conn.execute(
@@ -144,6 +164,19 @@ class SQLAlchemyStore(ReadQueries):
                         sa.select(sa.func.pg_notify(self.notify_channel, str(res.last_seq)))
                     )
         return res
+
+    async def _custom_plans(self, conn: AsyncConnection, on: bool) -> None:
+        """Plan the batch's lookups (``IN`` lists of ids) for their actual values.
+
+        asyncpg prepares statements, and PostgreSQL may settle on a generic plan while a
+        table is still small (a new installation, before autovacuum analyses it); that
+        plan keeps scanning the whole table as the log grows. Custom plans use the
+        table's current size. Writes go back to the default: planning each row of an
+        executemany would cost more than it saves.
+        """
+        if self.dialect == "postgresql":
+            mode = "force_custom_plan" if on else "auto"
+            await conn.exec_driver_sql(f"SET LOCAL plan_cache_mode = {mode}")
 
     async def _lock_log(self, conn: AsyncConnection) -> int:
         st = self.tables.state
@@ -238,17 +271,33 @@ class SQLAlchemyStore(ReadQueries):
             )
         if res.new_sessions:
             await conn.execute(t.sessions.insert(), [s.row() for s in res.new_sessions])
+        # The two statements that grow with the batch go to the driver with values already
+        # in its form (one executemany each), skipping SQLAlchemy's per-row processing.
         if res.event_rows:
-            await conn.execute(t.events.insert(), res.event_rows)
-        if res.changed_sessions:
-            s = t.sessions
-            stmt = (
-                s.update()
-                .where(s.c.id == sa.bindparam("b_id"))
-                .values({c: sa.bindparam(c) for c in MUTABLE_COLUMNS})
+            ts, dumps = self._bind_funcs()
+            await conn.exec_driver_sql(
+                self._events_insert_sql(),
+                [
+                    (
+                        r["seq"],
+                        r["session_id"],
+                        r["chatbot_id"],
+                        r["kind"],
+                        ts(r["at"]),
+                        r["flow_version"],
+                        r["node_id"],
+                        r["message_id"],
+                        dumps(r["data"]),
+                    )
+                    for r in res.event_rows
+                ],
             )
-            rows = [{"b_id": st.id, **st.row(MUTABLE_COLUMNS)} for st in res.changed_sessions]
-            await conn.execute(stmt, rows)
+        if res.changed_sessions:
+            sql, binders = self._sessions_update()
+            await conn.exec_driver_sql(
+                sql,
+                [(*[f(getattr(st, c)) for c, f in binders], st.id) for st in res.changed_sessions],
+            )
         deltas = [
             {"chatbot_id": cid, "status": status, "n": n}
             for (cid, status), n in res.count_deltas.items()
@@ -256,6 +305,60 @@ class SQLAlchemyStore(ReadQueries):
         ]
         if deltas:
             await self._add_counts(conn, deltas)
+
+    def _bind_funcs(self) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+        """Timestamp and JSON values as the driver takes them for UTCDateTime and JSON."""
+        return (_utc_text if self.dialect == "sqlite" else _same), json.dumps
+
+    def _marks(self, n: int) -> list[str]:
+        if self.engine.dialect.paramstyle == "qmark":
+            return ["?"] * n
+        return [f"${i}" for i in range(1, n + 1)]  # asyncpg: numeric_dollar
+
+    def _events_insert_sql(self) -> str:
+        sql = self._raw_sql.get("events")
+        if sql is None:
+            cols = (
+                "seq",
+                "session_id",
+                "chatbot_id",
+                "kind",
+                "at",
+                "flow_version",
+                "node_id",
+                "message_id",
+                "data",
+            )
+            q = self.engine.dialect.identifier_preparer.quote
+            sql = self._raw_sql["events"] = (
+                f"INSERT INTO {q(self.tables.events.name)} ({', '.join(map(q, cols))}) "
+                f"VALUES ({', '.join(self._marks(len(cols)))})"
+            )
+        return sql
+
+    def _sessions_update(self) -> tuple[str, list[tuple[str, Callable[[Any], Any]]]]:
+        s = self.tables.sessions
+        ts, dumps = self._bind_funcs()
+        binders = [
+            (
+                c,
+                ts
+                if isinstance(s.c[c].type, UTCDateTime)
+                else dumps
+                if isinstance(s.c[c].type, sa.JSON)
+                else _same,
+            )
+            for c in MUTABLE_COLUMNS
+        ]
+        sql = self._raw_sql.get("sessions")
+        if sql is None:
+            q = self.engine.dialect.identifier_preparer.quote
+            marks = self._marks(len(MUTABLE_COLUMNS) + 1)
+            sets = ", ".join(f"{q(c)} = {m}" for c, m in zip(MUTABLE_COLUMNS, marks, strict=False))
+            sql = self._raw_sql["sessions"] = (
+                f"UPDATE {q(s.name)} SET {sets} WHERE {q('id')} = {marks[-1]}"
+            )
+        return sql, binders
 
     async def _upsert(
         self,
