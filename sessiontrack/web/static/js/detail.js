@@ -25,6 +25,14 @@ class DetailView {
     this.stopMessage = h("p", { class: "stop-message", role: "status", id: "stop-message" });
     this.main.replaceChildren(h("section", { class: "detail-view", "aria-busy": "true" },
       backLink(), h("p", { class: "state" }, "Loading session…")));
+    this.start();
+  }
+
+  start() {
+    // Listen before reading, so nothing that happens in between is lost: events that
+    // arrive before the detail are applied after it (applying one twice is harmless).
+    this.early = [];
+    this.stream = new LiveStream({ sessionId: this.id }, (name, p) => this.onEvent(name, p), () => this.reload());
     this.load();
   }
 
@@ -32,12 +40,16 @@ class DetailView {
     try {
       this.session = await api(encodeURIComponent(this.id));
     } catch (err) {
+      if (this.destroyed) return;
+      this.stream.close();
       this.renderError(err);
       return;
     }
     if (this.destroyed) return;
     this.render();
-    this.stream ??= new LiveStream({ sessionId: this.id }, (name, p) => this.onEvent(name, p), () => this.reload());
+    const early = this.early;
+    this.early = null;
+    for (const [name, p] of early) this.onEvent(name, p);
   }
 
   async reload() {
@@ -52,7 +64,7 @@ class DetailView {
   renderError(err) {
     const notFound = err.status === 404 || err.status === 400;
     const retry = h("button", { type: "button", class: "btn" }, "Retry");
-    retry.addEventListener("click", () => this.load());
+    retry.addEventListener("click", () => this.start());
     this.main.replaceChildren(h("section", { class: "detail-view" }, backLink(),
       h("div", { class: "state state-error", role: "alert", id: "error-state" },
         h("h1", {}, notFound ? "Session not found" : "Could not load the session"),
@@ -194,10 +206,14 @@ class DetailView {
   }
 
   onEvent(name, p) {
+    if (this.early) { this.early.push([name, p]); return; }
     if (p.sessionId !== this.session?.id) return;
     const s = this.session;
+    // Terminal is final: an event from before the detail was read must not revive it.
+    if (!ACTIVE.has(s.status) && (name === "session:status-changed" || name === "session:node-executed")) return;
     switch (name) {
       case "session:node-executed":
+        if ((s.nodeExecutions || []).slice(-20).some((x) => x.nodeId === p.nodeId && Date.parse(x.at) === Date.parse(p.at))) break;
         s.nodeExecutions = [...(s.nodeExecutions || []), { nodeId: p.nodeId, label: p.nodeLabel, type: p.nodeType, at: p.at, durationMs: p.durationMs, error: p.error }];
         s.nodeHistory = [...(s.nodeHistory || []), p.nodeId];
         Object.assign(s, { currentNodeId: p.nodeId, currentNodeLabel: p.nodeLabel, updatedAt: p.at, nodeCount: p.nodeCount ?? s.nodeCount + 1 });

@@ -106,6 +106,7 @@ class ListView {
     this.sortSelect.addEventListener("change", () => this.go({ sort: this.sortSelect.value, page: 1, cursor: "" }));
     const search = debounce(() => this.go({ q: this.searchInput.value.trim(), page: 1, cursor: "" }, true), 350);
     this.searchInput.addEventListener("input", search);
+    this.searchDebounce = search;
     this.searchInput.addEventListener("keydown", (e) => { if (e.key === "Enter") { search.cancel(); this.go({ q: this.searchInput.value.trim(), page: 1, cursor: "" }); } });
     this.loadChatbots();
   }
@@ -364,6 +365,7 @@ class ListView {
   }
 
   destroy() {
+    this.searchDebounce.cancel();
     this.stream.close();
     this.refreshSoon.cancel();
     this.statsSoon.cancel();
