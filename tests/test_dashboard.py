@@ -611,5 +611,17 @@ async def test_asks_for_a_token_once_under_any_prefix(browser: Any, tmp_path: Pa
                 "data-node-id", "a"
             )
             assert any(v.isdigit() for v in resumed), resumed
+
+            # Messages, variables and the end arrive live too.
+            pm.hook.sessiontrack_message(
+                session_id=first, direction="outbound", text="Live hello", node_id="a"
+            )
+            pm.hook.sessiontrack_variables_changed(session_id=first, variables={"plan": "gold"})
+            await expect(page.locator("#conversation .msg").last).to_contain_text("Live hello")
+            await expect(page.locator("#variables")).to_contain_text('"plan": "gold"')
+            pm.hook.sessiontrack_session_completed(session_id=first, reason="done")
+            await expect(page.locator("#detail-status")).to_have_text("Completed")
+            await expect(page.locator("#stop-button")).to_have_count(0)
+            await expect(page.locator("#metadata")).to_contain_text("done")
             assert not page.errors
             await page.context.close()
