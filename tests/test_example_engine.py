@@ -5,22 +5,30 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
+import sys
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pluggy
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 import examples.helpdesk.engine as engine_module
 import sessiontrack
 from examples.helpdesk.app import FLOW_PATH, find_order
-from examples.helpdesk.engine import ActiveSession, FlowEngine, Inbound, SavedState
+from examples.helpdesk.engine import ActiveSession, FlowEngine, Inbound, Reply, SavedState
 from examples.helpdesk.flow import NODE_TYPES, Flow, FlowError, matches, render
-from examples.helpdesk.sender import RecordingSender
+from examples.helpdesk.sender import CloudApiSender, RecordingSender
 
 pytestmark = pytest.mark.anyio
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_the_engine_imports_only_the_hookspecs_of_sessiontrack() -> None:
@@ -179,3 +187,37 @@ async def test_a_failing_node_is_reported_and_ends_the_session(
     assert calls[2][1] == {"node_id": "look", "node_type": "setVariable",
                            "error": "RuntimeError: lookup service down"}
     assert calls[3][1] == {"status": "completed", "reason": "error"}
+
+
+def test_the_demo_needs_no_http_client_package() -> None:
+    """``pip install sessiontrack[all]`` has no httpx: the demo must run without it."""
+    code = ("import sys; sys.modules['httpx'] = None; import examples.helpdesk.__main__, "
+            "examples.helpdesk.simulator, examples.helpdesk.sender")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+async def test_the_cloud_api_sender_posts_message_bodies() -> None:
+    """Against a stand-in for the Graph API endpoint (a real ASGI app, in-process)."""
+    received: list[tuple[str, str | None, dict[str, Any]]] = []
+
+    async def messages(request: Request) -> JSONResponse:
+        received.append((request.url.path, request.headers.get("authorization"),
+                         await request.json()))
+        return JSONResponse({"messaging_product": "whatsapp", "contacts": [
+            {"input": "15551234567", "wa_id": "15551234567"}], "messages": [{"id": "wamid.X1"}]})
+
+    graph = Starlette(routes=[Route("/v21.0/{number}/messages", messages, methods=["POST"])])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=graph)) as client:
+        sender = CloudApiSender("106540352242922", "TOKEN", client=client,
+                                base_url="http://graph.test/v21.0")
+        reply = Reply("buttons", "Pick one", (("a", "Alpha"), ("b", "Beta")))
+        assert await sender.send("15551234567", reply) == "wamid.X1"
+        await sender.aclose()
+    [(path, auth, body)] = received
+    assert (path, auth) == ("/v21.0/106540352242922/messages", "Bearer TOKEN")
+    assert body == {
+        "messaging_product": "whatsapp", "recipient_type": "individual", "to": "15551234567",
+        "type": "interactive", "interactive": {
+            "type": "button", "body": {"text": "Pick one"},
+            "action": {"buttons": [{"type": "reply", "reply": {"id": "a", "title": "Alpha"}},
+                                   {"type": "reply", "reply": {"id": "b", "title": "Beta"}}]}}}

@@ -7,12 +7,13 @@ import logging
 import secrets
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from .engine import Reply
 from .whatsapp import message_body
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class CloudApiSender:
     """Sends through the WhatsApp Cloud API (``POST /{phone_number_id}/messages``).
 
     :param access_token: a system-user token with ``whatsapp_business_messaging``.
+
+    Needs ``httpx`` (``pip install httpx``); the demo's :class:`RecordingSender` does not.
     """
 
     def __init__(self, phone_number_id: str, access_token: str, *,
@@ -60,8 +63,12 @@ class CloudApiSender:
                  client: httpx.AsyncClient | None = None) -> None:
         self._url = f"{base_url.rstrip('/')}/{phone_number_id}/messages"
         self._headers = {"Authorization": f"Bearer {access_token}"}
-        self._client = client or httpx.AsyncClient(timeout=10)
         self._own_client = client is None
+        if client is None:
+            import httpx
+
+            client = httpx.AsyncClient(timeout=10)
+        self._client = client
 
     async def send(self, to: str, reply: Reply) -> str | None:
         response = await self._client.post(self._url, json=message_body(to, reply),

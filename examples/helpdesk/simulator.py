@@ -10,18 +10,21 @@ is delivered twice, as Meta does on retries.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
 import random
 import secrets
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import anyio
-import httpx
 
 from .sender import RecordingSender
 from .whatsapp import sign
@@ -112,6 +115,26 @@ class Customer:
 
 
 Plan = Callable[[Customer], Awaitable[str]]
+
+
+class HttpError(OSError):
+    """The helpdesk answered with an error status."""
+
+
+async def http(method: str, url: str, body: bytes | None = None,
+               headers: dict[str, str] | None = None) -> Any:
+    """One HTTP request with the standard library (in a worker thread, so the demo needs
+    no HTTP client package); returns the decoded JSON answer."""
+
+    def call() -> Any:
+        request = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raise HttpError(f"{method} {url}: {exc.code} {exc.read()[:200]!r}") from None
+
+    return await anyio.to_thread.run_sync(call)
 
 
 async def order_found(c: Customer) -> str:
@@ -230,28 +253,25 @@ class Simulator:
         self.api = api_prefix
         self.tally = Tally()
         self.tracker_stats: dict[str, Any] = {}
-        self._client: httpx.AsyncClient | None = None
 
     async def run(self) -> Tally:
         """Play customers (all of them, or until cancelled), then return the tally."""
         limiter = anyio.Semaphore(self.concurrency)
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as client:
-            self._client = client
-            progress = anyio.CancelScope()
-            async with anyio.create_task_group() as tg:
-                if self.out is not None:
-                    tg.start_soon(self._progress, progress)
-                async with anyio.create_task_group() as players:
-                    for n in itertools.count():
-                        if self.customers is not None and n >= self.customers:
-                            break
-                        await limiter.acquire()
-                        players.start_soon(self._play, limiter, self._plan(n))
-                        await anyio.sleep(self.rng.uniform(*self.arrival))
-                progress.cancel()
-                if self.out is not None:
-                    await self._refresh_stats()
-                    self._print(final=True)
+        progress = anyio.CancelScope()
+        async with anyio.create_task_group() as tg:
+            if self.out is not None:
+                tg.start_soon(self._progress, progress)
+            async with anyio.create_task_group() as players:
+                for n in itertools.count():
+                    if self.customers is not None and n >= self.customers:
+                        break
+                    await limiter.acquire()
+                    players.start_soon(self._play, limiter, self._plan(n))
+                    await anyio.sleep(self.rng.uniform(*self.arrival))
+            progress.cancel()
+            if self.out is not None:
+                await self._refresh_stats()
+                self._print(final=True)
         return self.tally
 
     def _plan(self, n: int) -> Plan:
@@ -267,7 +287,7 @@ class Simulator:
         self.tally.chatting += 1
         try:
             outcome = await plan(customer)
-        except (httpx.HTTPError, LookupError, KeyError) as exc:
+        except (OSError, LookupError, KeyError) as exc:
             log.warning("simulated customer %s failed: %r", phone, exc)
             outcome = "failed"
         finally:
@@ -278,31 +298,22 @@ class Simulator:
 
     async def deliver(self, body: bytes) -> None:
         """POST a notification to the webhook, signed when an app secret is set."""
-        assert self._client is not None
         headers = {"Content-Type": "application/json"}
         if self.app_secret:
             headers["X-Hub-Signature-256"] = sign(body, self.app_secret)
-        response = await self._client.post("/webhook", content=body, headers=headers)
-        response.raise_for_status()
+        await http("POST", f"{self.base_url}/webhook", body, headers)
         self.tally.messages += 1
 
     async def supervisor_stop(self, phone: str) -> None:
         """What a supervisor does on the dashboard: find the session and stop it."""
-        assert self._client is not None
-        found = await self._client.get(f"{self.api}/", params={
-            "conversationId": phone, "filter": "active", "limit": 1})
-        found.raise_for_status()
-        for session in found.json()["data"]:
-            (await self._client.post(f"{self.api}/{session['id']}/stop")).raise_for_status()
+        query = urllib.parse.urlencode({"conversationId": phone, "filter": "active", "limit": 1})
+        found = await http("GET", f"{self.base_url}{self.api}/?{query}")
+        for session in found["data"]:
+            await http("POST", f"{self.base_url}{self.api}/{session['id']}/stop")
 
     async def _refresh_stats(self) -> None:
-        assert self._client is not None
-        try:
-            response = await self._client.get(f"{self.api}/stats")
-            if response.status_code == 200:
-                self.tracker_stats = response.json()
-        except httpx.HTTPError:
-            pass
+        with contextlib.suppress(OSError, ValueError):
+            self.tracker_stats = await http("GET", f"{self.base_url}{self.api}/stats")
 
     async def _progress(self, scope: anyio.CancelScope) -> None:
         tty = bool(self.out and self.out.isatty())
