@@ -397,6 +397,24 @@ async def test_long_conversation_loads_older_messages_on_scroll_up(
     assert await conv.locator(".day-sep").count() >= 2
 
 
+async def test_error_and_not_found_states(page: Any, ui: str) -> None:
+    await page.goto(ui + "#/sessions/01a20000-0000-7000-8000-000000000000")
+    await expect(page.locator("#error-state")).to_contain_text("Session not found")
+    await page.goto(ui + "#/sessions/not-a-session-id")
+    await expect(page.locator("#error-state")).to_contain_text("Session not found")
+
+    # The network fails: the list says so and offers Retry, which works once it is back.
+    list_route = re.compile(r".*/api/chatbot-sessions/\?.*")
+    await page.route(list_route, lambda route: route.abort())
+    await page.goto(ui + "#/?tab=all")
+    await expect(page.locator("#error-state")).to_contain_text("Could not load sessions")
+    await expect(page.locator(ROWS)).to_have_count(0)
+    await page.unroute(list_route)
+    await page.click("#error-state button")
+    await expect(page.locator(ROWS).first).to_be_visible()
+    await expect(page.locator("#error-state")).to_have_count(0)
+
+
 # --- stopping ---------------------------------------------------------------------------
 
 
