@@ -292,6 +292,7 @@ class ListView {
 
   renderPager(page) {
     const s = this.state;
+    this.pager.hidden = !page.data.length && s.page === 1;
     const from = page.data.length ? (s.page - 1) * PAGE_SIZE + 1 : 0;
     const to = (s.page - 1) * PAGE_SIZE + page.data.length;
     const summary = h("p", { class: "pager-summary", id: "pager-summary" },
