@@ -5,14 +5,20 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import anyio
 import httpx
+import pluggy
 import pytest
+
+import sessiontrack
 
 pytestmark = pytest.mark.anyio
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -79,3 +85,74 @@ async def test_the_quickstart_bot(in_tmp: Path, capsys: pytest.CaptureFixture[st
             assert counts == {"completed": 1, "stopped": 1, "waiting_input": 1}
     assert (in_tmp / "bot.db").exists()
     sys.modules.pop("doc_bot", None)
+
+
+def test_the_tracker_thread_for_sync_hosts(in_tmp: Path) -> None:
+    """integrating.md's TrackerThread, used as printed, and from many threads at once."""
+    namespace: dict[str, Any] = {}
+    exec(python_block("integrating.md", "class TrackerThread"), namespace)
+    pm = pluggy.PluginManager("sessiontrack")
+    pm.add_hookspecs(sessiontrack.hookspecs)
+    stopped: list[tuple[str, str]] = []
+
+    class Engine:
+        @sessiontrack.hookimpl
+        def sessiontrack_stop_requested(self, session_id: str, principal: str | None) -> None:
+            stopped.append((session_id, threading.current_thread().name))
+
+    pm.register(Engine())
+    usage_pm = pluggy.PluginManager("sessiontrack")
+    usage_pm.add_hookspecs(sessiontrack.hookspecs)
+    tracker = sessiontrack.Tracker("sqlite+aiosqlite:///usage.db", plugin_manager=usage_pm)
+    usage = {"TrackerThread": namespace["TrackerThread"], "tracker": tracker, "pm": usage_pm,
+             "sessiontrack": sessiontrack}
+    exec(python_block("integrating.md", "background = TrackerThread(tracker)"), usage)
+    assert usage["page"].total == 1
+
+    tracker = sessiontrack.Tracker("sqlite+aiosqlite:///sync.db", plugin_manager=pm)
+    background = namespace["TrackerThread"](tracker)
+    background.start()
+
+    def customer(n: int) -> str:
+        sid = sessiontrack.new_session_id()
+        pm.hook.sessiontrack_session_started(session_id=sid, chatbot_id="bot",
+                                             conversation_id=f"c{n}")
+        for i in range(40):
+            pm.hook.sessiontrack_message(session_id=sid, direction="inbound", text=str(i))
+        return sid
+
+    with ThreadPoolExecutor(4) as pool:
+        sids = list(pool.map(customer, range(8)))
+    background.run(tracker.flush())
+    for sid in sids:
+        texts = [m.text for m in background.run(tracker.sessions.messages(sid))]
+        assert texts == [str(i) for i in range(40)]  # each thread's order is kept
+    background.run(tracker.stop(sids[0]))
+    deadline = time.monotonic() + 5
+    while not stopped:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert stopped[0][0] == sids[0]
+    assert stopped[0][1] != threading.current_thread().name  # on the tracker's thread
+    background.close()
+    assert not background._thread.is_alive()
+
+
+async def test_a_sync_engine_in_worker_threads_then_flush(in_tmp: Path) -> None:
+    """The reports a worker thread made before returning are covered by the next flush."""
+    async with sessiontrack.Tracker("sqlite+aiosqlite:///threads.db") as tracker:
+        hook = tracker.plugin_manager.hook
+
+        def sync_engine_handle(n: int) -> str:
+            sid = sessiontrack.new_session_id()
+            hook.sessiontrack_session_started(session_id=sid, chatbot_id="bot")
+            for i in range(25):
+                hook.sessiontrack_node_executed(session_id=sid, node_id=f"n{i}")
+            hook.sessiontrack_session_completed(session_id=sid)
+            return sid
+
+        sids = [await anyio.to_thread.run_sync(sync_engine_handle, n) for n in range(3)]
+        await tracker.flush()
+        for sid in sids:
+            detail = await tracker.sessions.get(sid)
+            assert (detail.status, detail.node_count) == ("completed", 25)
