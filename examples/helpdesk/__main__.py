@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 from datetime import timedelta
 
@@ -12,7 +13,8 @@ import anyio
 import uvicorn
 
 from .app import DEFAULT_DATABASE_URL, MOUNT, Helpdesk, create_helpdesk
-from .sender import RecordingSender
+from .engine import Sender
+from .sender import CloudApiSender, RecordingSender
 from .simulator import Simulator
 
 
@@ -20,7 +22,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m examples.helpdesk",
         description="A WhatsApp helpdesk bot with sessiontrack mounted at "
-                    f"{MOUNT} and simulated customers.")
+                    f"{MOUNT} and simulated customers.",
+        epilog="Environment: WHATSAPP_VERIFY_TOKEN (webhook verification), WHATSAPP_APP_SECRET "
+               "(X-Hub-Signature-256 checks), WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID "
+               "(reply through the Cloud API instead of recording replies; turns the "
+               "simulator off).")
     p.add_argument("--database-url", default=DEFAULT_DATABASE_URL,
                    help="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db "
                         f"(default: {DEFAULT_DATABASE_URL})")
@@ -92,7 +98,15 @@ async def _simulate(simulator: Simulator, server: uvicorn.Server) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    helpdesk = create_helpdesk(async_url(args.database_url), tracker_options={
+    sender: Sender | None = None
+    token = os.environ.get("WHATSAPP_ACCESS_TOKEN")
+    number = os.environ.get("WHATSAPP_PHONE_NUMBER_ID")
+    if token and number:  # a real WhatsApp Business number: reply through the Cloud API
+        sender = CloudApiSender(number, token)
+        if not args.no_simulator:
+            print("WHATSAPP_ACCESS_TOKEN is set: replies go to real customers, so no simulator")
+            args.no_simulator = True
+    helpdesk = create_helpdesk(async_url(args.database_url), sender=sender, tracker_options={
         "idle_timeout": timedelta(seconds=args.idle_timeout),
         "sweep_interval": min(5.0, args.idle_timeout / 4), "migrate": True})
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
