@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -456,26 +457,33 @@ class SQLAlchemyStore(ReadQueries):
             q = q.where(e.c.session_id == session_id)
         if until is not None:
             q = q.where(e.c.seq <= until)
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(q)
-            return [
-                StoredEvent(
-                    seq=r.seq,
-                    kind=r.kind,
-                    session_id=r.session_id,
-                    chatbot_id=r.chatbot_id,
-                    at=r.at,
-                    flow_version=r.flow_version,
-                    data=r.data,
-                )
-                for r in rows
-            ]
+        # Shielded (as last_seq): a read cancelled mid-query makes SQLAlchemy terminate its
+        # aiosqlite connection, and that close task can hang the event loop's shutdown.
+        with anyio.CancelScope(shield=True):
+            async with self.engine.connect() as conn:
+                rows = await conn.execute(q)
+                return [
+                    StoredEvent(
+                        seq=r.seq,
+                        kind=r.kind,
+                        session_id=r.session_id,
+                        chatbot_id=r.chatbot_id,
+                        at=r.at,
+                        flow_version=r.flow_version,
+                        data=r.data,
+                    )
+                    for r in rows
+                ]
 
     async def last_seq(self) -> int:
         st = self.tables.state
-        async with self.engine.connect() as conn:
-            value = await conn.scalar(sa.select(st.c.value).where(st.c.key == "last_seq"))
-            return int(value or 0)
+        # Shielded: the tracker's watcher polls this and is cancelled at shutdown; a query
+        # cancelled mid-flight makes SQLAlchemy terminate the aiosqlite connection, and that
+        # close task never finishes, hanging the event loop's shutdown.
+        with anyio.CancelScope(shield=True):
+            async with self.engine.connect() as conn:
+                value = await conn.scalar(sa.select(st.c.value).where(st.c.key == "last_seq"))
+                return int(value or 0)
 
 
 def flow_labels(flow: dict[str, Any]) -> dict[str, str]:
