@@ -25,7 +25,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 async def test_migrate_then_purge_with_progress_and_a_count(database_url: str, prefix: str) -> None:
     done = run("migrate", "--database-url", database_url, "--prefix", prefix)
     assert done.returncode == 0, done.stderr
-    assert "revision 0002" in done.stdout
+    assert "revision 0003" in done.stdout
     now = datetime.now(UTC)
     async with sessiontrack.Tracker(database_url, prefix=prefix, sweep_interval=None) as tracker:
         hook = tracker.plugin_manager.hook

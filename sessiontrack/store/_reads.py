@@ -35,6 +35,10 @@ class SessionFilter:
         return self.conversation_id is None and not self.search and not self.start and not self.end
 
 
+_BROAD_SHARE = 0.05
+"""A multi-status filter matching more than this share of sessions walks the sort index."""
+
+
 def _like(term: str) -> str:
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -71,14 +75,18 @@ class ReadQueries:
         s, c = self.tables.sessions, self.tables.chatbots
         return s.outerjoin(c, c.c.chatbot_id == s.c.chatbot_id)
 
-    def _where(self, f: SessionFilter) -> list[Any]:
+    def _where(self, f: SessionFilter, *, status_index: bool = True) -> list[Any]:
+        """The filter's conditions. ``status_index=False`` writes the status test so that
+        no index on ``status`` can serve it (``status || ''``), leaving the planner the
+        sort order's index: the right plan when the statuses match most rows."""
         s = self.tables.sessions
         w: list[Any] = []
         if f.statuses is not None:
+            status = s.c.status if status_index else s.c.status.concat("")
             w.append(
-                s.c.status.in_(sorted(f.statuses))
+                status.in_(sorted(f.statuses))
                 if len(f.statuses) != 1
-                else s.c.status == next(iter(f.statuses))
+                else status == next(iter(f.statuses))
             )
         if f.chatbot_ids is not None:
             w.append(
@@ -116,21 +124,35 @@ class ReadQueries:
         total matching, and whether more rows follow."""
         s = self.tables.sessions
         sort_col = s.c[sort_by]
-        where = self._where(f)
-        if after is not None:
-            where.append(self._keyset(f, sort_col, after, descending))
         order = [sort_col.desc(), s.c.id.desc()] if descending else [sort_col.asc(), s.c.id.asc()]
-        q = (
-            sa.select(*self._summary_columns())
-            .select_from(self._from())
-            .where(*where)
-            .order_by(*order)
-            .limit(limit + 1)
-            .offset(offset)
-        )
         async with self.engine.connect() as conn:
+            counts = await self._status_counts(conn, f.chatbot_ids)
+            matching = sum(n for st, n in counts.items() if f.statuses is None or st in f.statuses)
+            # Several statuses are read from the status index range by range and then
+            # sorted; when they match most sessions, walking the sort order's index and
+            # stopping after one page is far cheaper. The counters tell which case this is.
+            broad = (
+                f.statuses is not None
+                and len(f.statuses) > 1
+                and matching > _BROAD_SHARE * max(sum(counts.values()), 1)
+            )
+            where = self._where(f, status_index=not broad)
+            if after is not None:
+                where.append(self._keyset(f, sort_col, after, descending))
+            q = (
+                sa.select(*self._summary_columns())
+                .select_from(self._from())
+                .where(*where)
+                .order_by(*order)
+                .limit(limit + 1)
+                .offset(offset)
+            )
             rows = (await conn.execute(q)).all()
-            total = await self._total(conn, f)
+            if f.countable_from_counters:
+                total = matching
+            else:
+                count = sa.select(sa.func.count()).select_from(s).where(*self._where(f))
+                total = int(await conn.scalar(count) or 0)
         items = [SessionSummary(**r._asdict()) for r in rows[:limit]]
         return items, total, len(rows) > limit
 
@@ -152,18 +174,15 @@ class ReadQueries:
         rhs = sa.tuple_(*[sa.literal(v, type_=c.type) for v, c in zip(right, left, strict=True)])
         return lhs < rhs if descending else lhs > rhs
 
-    async def _total(self, conn: AsyncConnection, f: SessionFilter) -> int:
-        if f.countable_from_counters:
-            c = self.tables.counts
-            q = sa.select(sa.func.coalesce(sa.func.sum(c.c.n), 0))
-            if f.statuses is not None:
-                q = q.where(c.c.status.in_(sorted(f.statuses)))
-            if f.chatbot_ids is not None:
-                q = q.where(c.c.chatbot_id.in_(sorted(f.chatbot_ids)))
-        else:
-            s = self.tables.sessions
-            q = sa.select(sa.func.count()).select_from(s).where(*self._where(f))
-        return int(await conn.scalar(q) or 0)
+    async def _status_counts(
+        self, conn: AsyncConnection, chatbot_ids: frozenset[str] | None
+    ) -> dict[str, int]:
+        """Sessions per status (of some chatbots), from the counters table."""
+        c = self.tables.counts
+        q = sa.select(c.c.status, sa.func.sum(c.c.n)).group_by(c.c.status)
+        if chatbot_ids is not None:
+            q = q.where(c.c.chatbot_id.in_(sorted(chatbot_ids)))
+        return {status: int(n) for status, n in await conn.execute(q)}
 
     async def get_session(self, session_id: str, *, message_limit: int) -> SessionDetail | None:
         """A session with node executions, its newest ``message_limit`` messages and flow."""
@@ -285,22 +304,23 @@ class ReadQueries:
             )
 
     async def stats(self, *, chatbot_ids: frozenset[str] | None, since: datetime) -> Stats:
-        c, s = self.tables.counts, self.tables.sessions
-        q = sa.select(c.c.status, sa.func.sum(c.c.n)).group_by(c.c.status)
+        s = self.tables.sessions
+        # ``status || ''`` keeps the planner on the partial completed_at index: today's
+        # completions are few, the completed status is most of the table.
         today = (
             sa.select(sa.func.count())
             .select_from(s)
             .where(
-                s.c.completed_at.is_not(None), s.c.completed_at >= since, s.c.status == "completed"
+                s.c.completed_at.is_not(None),
+                s.c.completed_at >= since,
+                s.c.status.concat("") == "completed",
             )
         )
         if chatbot_ids is not None:
-            q = q.where(c.c.chatbot_id.in_(sorted(chatbot_ids)))
             today = today.where(s.c.chatbot_id.in_(sorted(chatbot_ids)))
         async with self.engine.connect() as conn:
             by_status = {st: 0 for st in sorted(ALL_STATUSES)}
-            for status, n in await conn.execute(q):
-                by_status[status] = int(n)
+            by_status.update(await self._status_counts(conn, chatbot_ids))
             completed_today = int(await conn.scalar(today) or 0)
         return Stats(
             active=sum(by_status[st] for st in ACTIVE_STATUSES),

@@ -116,6 +116,7 @@ def make_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
         sa.Column("last_seq", sa.BigInteger(), nullable=False, server_default="0"),
         sa.Index(f"ix_{p}sessions_status_started", "status", "started_at", "id"),
         sa.Index(f"ix_{p}sessions_chatbot_status", "chatbot_id", "status", "started_at"),
+        sa.Index(f"ix_{p}sessions_chatbot_started", "chatbot_id", "started_at", "id"),
         sa.Index(f"ix_{p}sessions_started", "started_at", "id"),
         sa.Index(f"ix_{p}sessions_updated", "updated_at", "id"),
         sa.Index(f"ix_{p}sessions_conversation", "conversation_id"),
