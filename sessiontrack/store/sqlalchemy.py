@@ -462,7 +462,7 @@ class SQLAlchemyStore(ReadQueries):
         with anyio.CancelScope(shield=True):
             async with self.engine.connect() as conn:
                 rows = await conn.execute(q)
-                return [
+                events = [
                     StoredEvent(
                         seq=r.seq,
                         kind=r.kind,
@@ -474,6 +474,7 @@ class SQLAlchemyStore(ReadQueries):
                     )
                     for r in rows
                 ]
+        return events
 
     async def last_seq(self) -> int:
         st = self.tables.state
@@ -483,7 +484,7 @@ class SQLAlchemyStore(ReadQueries):
         with anyio.CancelScope(shield=True):
             async with self.engine.connect() as conn:
                 value = await conn.scalar(sa.select(st.c.value).where(st.c.key == "last_seq"))
-                return int(value or 0)
+        return int(value or 0)
 
 
 def flow_labels(flow: dict[str, Any]) -> dict[str, str]:
