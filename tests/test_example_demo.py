@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import anyio
+import example_helpers  # noqa: F401  (puts the repository's root on sys.path)
 import httpx
 import pytest
 import uvicorn

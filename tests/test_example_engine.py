@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import example_helpers  # noqa: F401  (puts the repository's root on sys.path)
 import httpx
 import pluggy
 import pytest
@@ -66,8 +67,9 @@ def test_every_node_is_reachable_and_every_choice_leads_somewhere(graph: dict[st
     seen, todo = {flow.start.id}, deque([flow.start])
     while todo:
         node = todo.popleft()
-        handles = [i for i, _ in node.options()] or [
-            r["id"] for r in node.data.get("rules", [])] or [None]
+        handles: list[str | None] = [i for i, _ in node.options()]
+        handles += [r["id"] for r in node.data.get("rules", [])]
+        handles = handles or [None]
         if node.type == "condition":
             handles.append("else")
         for handle in handles:

@@ -10,9 +10,8 @@ from typing import Any
 
 import anyio
 import pytest
-
-from tests.example_helpers import payloads as wa
-from tests.example_helpers.harness import Harness, running_helpdesk
+from example_helpers import payloads as wa
+from example_helpers.harness import Harness, running_helpdesk
 
 pytestmark = pytest.mark.anyio
 

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from example_helpers import payloads as wa
+from example_helpers.harness import Harness, running_helpdesk
 
 from examples.helpdesk.app import MOUNT
 from examples.helpdesk.whatsapp import sign
-from tests.example_helpers import payloads as wa
-from tests.example_helpers.harness import Harness, running_helpdesk
 
 pytestmark = pytest.mark.anyio
 
