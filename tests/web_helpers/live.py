@@ -68,3 +68,15 @@ async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None
     with anyio.fail_after(within):
         while not predicate():  # noqa: ASYNC110 - nothing to wait on but the state itself
             await anyio.sleep(0.02)
+
+
+async def settle(tracker: Any) -> None:
+    """Flush, then wait until the tracker's feed has dispatched everything committed.
+
+    ``flush()`` returns at commit; on PostgreSQL the writer's own NOTIFY can make the feed
+    dispatch that batch a moment later, so a subscription opened right after ``flush()``
+    could still see it. Tests that assert "nothing before this point" settle first.
+    """
+    await tracker.flush()
+    head = await tracker.store.last_seq()
+    await wait_until(lambda: tracker._feed.cursor >= head)
