@@ -1,0 +1,208 @@
+"""DESIGN.md §6: the authenticator contract on REST, SSE and socket connect, tenants
+limited to some chatbots, phone masking, loopback-only without an authenticator, audit
+reads; on a live uvicorn, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import socketio
+from web_helpers.engine import Engine
+from web_helpers.fixtures import api, app_options, engine, live_url, web_app
+from web_helpers.live import PREFIX, host_app, serve, settle
+from web_helpers.sockets import socket_client
+from web_helpers.sse_client import sse_stream
+
+import sessiontrack
+from sessiontrack.web import AuthRequest, create_app
+
+__all__ = ["api", "app_options", "engine", "live_url", "web_app"]
+pytestmark = pytest.mark.anyio
+
+ADMIN = sessiontrack.Principal(id="admin")
+TENANT_A = sessiontrack.Principal(id="a-user", chatbot_ids=frozenset({"bot-a"}),
+                                  can_see_pii=False)
+TENANT_B = sessiontrack.Principal(id="b-user", chatbot_ids=frozenset({"bot-b"}))
+TOKENS = {"admin-token": ADMIN, "a-token": TENANT_A}
+SEEN: list[AuthRequest] = []
+
+
+async def check(request: AuthRequest) -> sessiontrack.Principal | None:
+    """Bearer tokens, or the host's own session cookie (what a host would plug in)."""
+    SEEN.append(request)
+    if request.token is not None:
+        return TOKENS.get(request.token)
+    if request.connection.cookies.get("host_session") == "b-cookie":
+        return TENANT_B
+    return None
+
+
+@pytest.fixture
+def authenticate() -> Any:
+    return check
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def world(engine: Engine, tracker: sessiontrack.Tracker) -> dict[str, str]:
+    engine.register("bot-a", "Alpha")
+    engine.register("bot-b", "Beta")
+    a = engine.full_run("bot-a", finish=False, phone="+5511911112222", name="Ana")
+    b = engine.full_run("bot-b", finish=False, phone="+5521933334444", name="Bia")
+    await settle(tracker)
+    return {"a": a, "b": b}
+
+
+async def test_no_or_bad_credentials_are_401_everywhere(
+        api: httpx.AsyncClient, world: dict[str, str]) -> None:
+    sid = world["a"]
+    routes = [("GET", "/"), ("GET", "/active"), ("GET", "/stats"), ("GET", "/chatbots"),
+              ("GET", "/chatbot/bot-a"), ("GET", f"/{sid}"), ("GET", f"/{sid}/messages"),
+              ("POST", f"/{sid}/stop"), ("GET", "/events")]
+    for headers in ({}, bearer("wrong"), {"Authorization": "Basic YTpi"}):
+        for method, path in routes:
+            r = await api.request(method, path, headers=headers)
+            assert r.status_code == 401, (method, path, headers, r.text)
+            assert r.headers["www-authenticate"] == "Bearer"
+            assert r.json()["error"]
+    assert (await api.get("/events", params={"access_token": "wrong"})).status_code == 401
+
+
+async def test_authenticator_sees_token_connection_and_transport(
+        api: httpx.AsyncClient, live_url: str, world: dict[str, str]) -> None:
+    SEEN.clear()
+    await api.get("/", headers=bearer("admin-token"))
+    async with sse_stream(api, params={"access_token": "admin-token"}):
+        pass
+    async with socket_client(live_url, auth={"token": "admin-token"}):
+        pass
+    kinds = [(r.transport, r.token) for r in SEEN]
+    assert kinds == [("http", "admin-token"), ("sse", "admin-token"), ("socket", "admin-token")]
+    assert SEEN[-1].auth == {"token": "admin-token"}
+    assert all(r.connection.client is not None for r in SEEN)
+
+
+async def test_tenant_sees_only_its_chatbots(api: httpx.AsyncClient,
+                                             world: dict[str, str]) -> None:
+    h = bearer("a-token")
+    page = (await api.get("/", headers=h)).json()
+    assert [s["id"] for s in page["data"]] == [world["a"]] and page["total"] == 1
+    assert [s["id"] for s in (await api.get("/active", headers=h)).json()] == [world["a"]]
+    assert (await api.get("/chatbot/bot-b", headers=h)).json()["total"] == 0
+    assert (await api.get("/", params={"chatbotId": "bot-b"}, headers=h)).json()["total"] == 0
+    assert (await api.get("/stats", headers=h)).json()["total"] == 1
+    assert (await api.get("/chatbots", headers=h)).json() == [{"id": "bot-a", "name": "Alpha"}]
+    other = world["b"]
+    for method, path in [("GET", f"/{other}"), ("GET", f"/{other}/messages"),
+                         ("POST", f"/{other}/stop")]:
+        r = await api.request(method, path, headers=h)
+        assert r.status_code == 404, (path, r.text)
+    unknown = await api.get(f"/{sessiontrack.new_session_id()}", headers=h)
+    assert unknown.json()["error"].replace(unknown.url.path.rsplit("/", 1)[1], "X") == \
+        (await api.get(f"/{other}", headers=h)).json()["error"].replace(other, "X")
+    assert (await api.get("/events", params={"sessionId": other}, headers=h)).status_code == 404
+    admin = await api.get(f"/{other}", headers=bearer("admin-token"))
+    assert admin.status_code == 200 and admin.json()["status"] == "waiting_input"
+
+
+async def test_host_session_cookie(api: httpx.AsyncClient, world: dict[str, str]) -> None:
+    api.cookies.set("host_session", "b-cookie")
+    try:
+        page = (await api.get("/")).json()
+        assert [s["id"] for s in page["data"]] == [world["b"]]
+        async with sse_stream(api):
+            pass
+    finally:
+        api.cookies.clear()
+
+
+async def test_phone_masking_without_pii_permission(api: httpx.AsyncClient,
+                                                    world: dict[str, str]) -> None:
+    mine = (await api.get(f"/{world['a']}", headers=bearer("a-token"))).json()
+    assert mine["customerPhone"] == "+*********2222"
+    listed = (await api.get("/", headers=bearer("a-token"))).json()["data"][0]
+    assert listed["customerPhone"] == "+*********2222"
+    full = (await api.get(f"/{world['a']}", headers=bearer("admin-token"))).json()
+    assert full["customerPhone"] == "+5511911112222"
+
+
+async def test_sockets_refuse_bad_credentials(live_url: str) -> None:
+    for kwargs in ({}, {"auth": {"token": "wrong"}}, {"headers": bearer("wrong")}):
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            async with socket_client(live_url, **kwargs):
+                pass
+    async with socket_client(live_url, headers=bearer("admin-token")) as probe:
+        assert await probe.call("sessions:subscribe") == {"success": True}
+
+
+async def test_tenant_broadcasts_joins_and_masking(
+        live_url: str, api: httpx.AsyncClient, engine: Engine, world: dict[str, str]) -> None:
+    async with socket_client(live_url, auth={"token": "a-token"}) as tenant, \
+            socket_client(live_url, auth={"token": "admin-token"}) as admin, \
+            sse_stream(api, params={"access_token": "a-token"}) as tenant_sse:
+        await tenant.call("sessions:subscribe")
+        await admin.call("sessions:subscribe")
+        refused = await tenant.call("session:join", {"sessionId": world["b"]})
+        assert refused == {"sessionId": world["b"], "success": False,
+                           "error": "session not found"}
+        b2 = engine.start("bot-b", phone="+5521955556666")
+        a2 = engine.start("bot-a", phone="+5511977778888")
+        engine.complete(b2)
+        engine.complete(a2)
+        await admin.wait_for(4)
+        got = await tenant.wait_for(2)
+        sse = await tenant_sse.take(2)
+        await anyio.sleep(0.3)
+    assert {d["sessionId"] for _, d in tenant.events()} == {a2}
+    assert [(n, d) for n, d in got] == [(e.event, e.data) for e in sse]
+    assert got[0][1]["customerPhone"] == "+*********8888"
+    phones = {d["sessionId"]: d.get("customerPhone") for n, d in admin.events()
+              if n == "session:started"}
+    assert phones == {b2: "+5521955556666", a2: "+5511977778888"}
+
+
+async def test_audit_records_the_principal(api: httpx.AsyncClient, world: dict[str, str],
+                                           tracker: sessiontrack.Tracker) -> None:
+    reads: list[tuple[str, str | None, str]] = []
+
+    class Auditor:
+        @sessiontrack.hookimpl
+        def sessiontrack_session_read(self, session_id: str, principal: str | None,
+                                      what: str) -> None:
+            reads.append((session_id, principal, what))
+
+    tracker.plugin_manager.register(Auditor())
+    await api.get(f"/{world['a']}", headers=bearer("a-token"))
+    await api.get(f"/{world['a']}/messages", headers=bearer("admin-token"))
+    await api.get(f"/{world['b']}", headers=bearer("a-token"))  # 404: nothing read
+    assert reads == [(world["a"], "a-user", "detail"), (world["a"], "admin", "messages")]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_without_authenticator_only_loopback(tracker: sessiontrack.Tracker,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="sessiontrack.web"):
+        app = create_app(tracker)
+    assert any("only loopback" in r.getMessage() and r.levelno == logging.WARNING
+               for r in caplog.records)
+    # Behind a local reverse proxy uvicorn takes the client from X-Forwarded-For.
+    async with serve(host_app(app), proxy_headers=True, forwarded_allow_ips="127.0.0.1") as url:
+        async with httpx.AsyncClient(base_url=url + PREFIX) as c:
+            assert (await c.get("/")).status_code == 200
+            remote = {"X-Forwarded-For": "203.0.113.7"}
+            for path in ("/", "/stats", "/events"):
+                r = await c.get(path, headers=remote)
+                assert r.status_code == 403 and "loopback" in r.json()["error"], path
+            assert (await c.get("/", headers={"X-Forwarded-For": "::1"})).status_code == 200
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            async with socket_client(url, headers={"X-Forwarded-For": "203.0.113.7"}):
+                pass
+        async with socket_client(url) as probe:
+            assert await probe.call("sessions:subscribe") == {"success": True}
