@@ -51,21 +51,25 @@ def async_url(url: str) -> str:
     return url
 
 
-async def serve(helpdesk: Helpdesk, args: argparse.Namespace) -> None:
+async def serve(helpdesk: Helpdesk, args: argparse.Namespace) -> bool:
+    """Serve until Ctrl-C; ``False`` if the server could not start."""
     config = uvicorn.Config(helpdesk.app, host=args.host, port=args.port, log_level="warning",
                             lifespan="on")
     server = uvicorn.Server(config)
+    started = False
     async with anyio.create_task_group() as tg:
 
         async def run_server() -> None:
-            await server.serve()
+            with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot start
+                await server.serve()
             tg.cancel_scope.cancel()
 
         tg.start_soon(run_server)
-        while not server.started:
-            if server.should_exit:
-                return
+        while True:  # until uvicorn listens (or gives up, which cancels this group)
             await anyio.sleep(0.05)
+            if server.started:
+                break
+        started = True
         local = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
         base = f"http://{local}:{args.port}"
         print(f"helpdesk running on {base} ({helpdesk.tracker.store!r})")
@@ -77,6 +81,7 @@ async def serve(helpdesk: Helpdesk, args: argparse.Namespace) -> None:
             simulator = Simulator(base, helpdesk.sender, app_secret=helpdesk.app_secret,
                                   customers=args.customers, out=sys.stdout)
             tg.start_soon(_simulate, simulator, server)
+    return started
 
 
 async def _simulate(simulator: Simulator, server: uvicorn.Server) -> None:
@@ -109,8 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     helpdesk = create_helpdesk(async_url(args.database_url), sender=sender, tracker_options={
         "idle_timeout": timedelta(seconds=args.idle_timeout),
         "sweep_interval": min(5.0, args.idle_timeout / 4), "migrate": True})
+    started = True
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
-        anyio.run(serve, helpdesk, args)
+        started = anyio.run(serve, helpdesk, args)
+    if not started:
+        print("helpdesk could not start: see the error above", file=sys.stderr)
+        return 1
     print("\nhelpdesk stopped")
     return 0
 
