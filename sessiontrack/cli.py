@@ -1,4 +1,4 @@
-"""The ``sessiontrack`` command: migrate, purge (and serve, with the web extra)."""
+"""The ``sessiontrack`` command: migrate, purge, and serve (with the web extra)."""
 
 from __future__ import annotations
 
@@ -97,6 +97,16 @@ async def _purge_cmd(args: argparse.Namespace) -> None:
         await store.close()
 
 
+async def _serve_cmd(args: argparse.Namespace) -> None:
+    try:
+        from .web.serve import serve
+    except ImportError as exc:
+        raise CommandError(f"{exc} (pip install 'sessiontrack[web]')") from None
+    mount = args.mount_path if args.mount_path in ("", "/") else "/" + args.mount_path.strip("/")
+    await serve(args.database_url, host=args.host, port=args.port, table_prefix=args.prefix,
+                mount_path="" if mount == "/" else mount, poll_interval=args.poll_interval)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sessiontrack", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -121,6 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(run=_purge_cmd)
+
+    s = sub.add_parser("serve", help="serve the REST API, live events and dashboard (uvicorn)",
+                       description="Serve the web app standalone. Without the environment "
+                       "variable SESSIONTRACK_API_TOKEN only loopback clients are served; with "
+                       "it, clients must send 'Authorization: Bearer <token>'.")
+    common(s)
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    s.add_argument("--mount-path", default="/",
+                   help="URL prefix to serve under, e.g. /api/chatbot-sessions (default /)")
+    s.add_argument("--poll-interval", type=float, default=0.5,
+                   help="seconds between checks for events other processes committed")
+    s.set_defaults(run=_serve_cmd)
     return parser
 
 
