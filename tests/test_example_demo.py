@@ -122,3 +122,18 @@ def test_python_m_examples_helpdesk(tmp_path: Path) -> None:
     assert proc.returncode == 0, out
     assert "helpdesk stopped" in out
     assert (tmp_path / "demo.db").exists()
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "examples.helpdesk", "--port", str(port), "--database-url",
+             f"sqlite:///{tmp_path / 'busy.db'}"],
+            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "address already in use" in done.stderr
+    assert "helpdesk could not start" in done.stderr
+    assert "Traceback" not in done.stderr
