@@ -224,6 +224,18 @@ async def test_several_messages_in_one_notification_run_in_order(hd: Harness) ->
     assert s["variables"]["order"]["status"] == "waiting for payment"
 
 
+async def test_a_template_quick_reply_button_picks_an_option(hd: Harness) -> None:
+    ann = hd.customer(ANN)
+    await ann.say("hi")
+    await ann.send(wa.quick_reply(ANN, "agent", "Talk to an agent"))
+    [s] = await ann.all_sessions()
+    detail = await hd.session(s["id"])
+    assert (detail["status"], detail["completionReason"]) == ("completed", "handoff")
+    tapped = [m for m in detail["messages"] if m["direction"] == "inbound"][-1]
+    assert (tapped["type"], tapped["text"], tapped["payload"]) == (
+        "button", "Talk to an agent", {"id": "agent", "title": "Talk to an agent"})
+
+
 async def test_contact_name_and_phone_come_from_the_notification(hd: Harness) -> None:
     await hd.customer("447700900123", "Zoë O'Brien").say("hello")
     await hd.customer("5511912345678", None).say("oi")

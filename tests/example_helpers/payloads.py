@@ -80,6 +80,12 @@ def nfm_reply(wa_id: str, response: dict[str, Any], mid: str | None = None) -> d
                 type="interactive")
 
 
+def quick_reply(wa_id: str, payload: str, text: str, mid: str | None = None) -> dict[str, Any]:
+    """A tap on a quick-reply button of a template message (``type: button``)."""
+    return _msg(wa_id, mid, context={"from": BUSINESS_NUMBER, "id": "wamid.HBgLMTU1NTEy"},
+                type="button", button={"payload": payload, "text": text})
+
+
 def image(wa_id: str, caption: str = "", mid: str | None = None) -> dict[str, Any]:
     return _msg(wa_id, mid, type="image", image={
         "caption": caption, "mime_type": "image/jpeg",
