@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -13,16 +14,20 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 import example_helpers  # noqa: F401  (puts the repository's root on sys.path)
 import httpx
 import pytest
+import socketio
 import uvicorn
+from example_helpers import payloads as wa
 
 from examples.helpdesk.app import MOUNT, Helpdesk, create_helpdesk
 from examples.helpdesk.sender import RecordingSender
 from examples.helpdesk.simulator import PLANS, Simulator
+from examples.helpdesk.whatsapp import sign
 
 pytestmark = pytest.mark.anyio
 REPO = Path(__file__).resolve().parent.parent
@@ -137,3 +142,36 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
     assert "address already in use" in done.stderr
     assert "helpdesk could not start" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_live_events_reach_a_socket_client_under_the_mount(
+        live: tuple[Helpdesk, str]) -> None:
+    """The dashboard's live feed works in the example: Socket.IO at the mount's path."""
+    _, base = live
+    client = socketio.AsyncClient(reconnection=False)
+    started: list[dict[str, Any]] = []
+    arrived = anyio.Event()
+
+    @client.on("session:started", namespace="/sessions")  # type: ignore[untyped-decorator]
+    async def on_started(data: dict[str, Any]) -> None:
+        started.append(data)
+        arrived.set()
+
+    await client.connect(base, socketio_path=f"{MOUNT}/socket.io", namespaces=["/sessions"],
+                         transports=["websocket"])
+    try:
+        ack = await client.call("sessions:subscribe", {}, namespace="/sessions", timeout=10)
+        assert ack["success"] is True
+        body = json.dumps(wa.messages("15557654321", "Live Lou", wa.text("15557654321", "hi")))
+        async with httpx.AsyncClient(base_url=base) as http:
+            response = await http.post("/webhook", content=body, headers={
+                "Content-Type": "application/json",
+                "X-Hub-Signature-256": sign(body.encode(), "demo-secret")})
+            assert response.status_code == 200
+        with anyio.fail_after(10):
+            await arrived.wait()
+    finally:
+        await client.disconnect()
+    assert started[0]["customerName"] == "Live Lou"
+    assert started[0]["conversationId"] == "15557654321"
+    assert started[0]["chatbotName"] == "Acme Help Desk"
