@@ -33,6 +33,9 @@ class Feed:
         self._catching_up = False
 
     async def start(self) -> None:
+        # Events belong to the running loop: a tracker may be started again on another.
+        self._dirty = anyio.Event()
+        self._catching_up = False
         self.cursor = await self._store.last_seq()
 
     def add_listener(self, listener: Callable[[StoredEvent], None]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -259,3 +260,24 @@ async def test_a_report_the_database_rejects_is_isolated_and_the_rest_commit(
         assert "rejected a report" in caplog.text
         with pytest.raises(sessiontrack.SessionNotFound):
             await tracker.sessions.get(bad)
+
+
+def test_a_tracker_can_be_started_again_on_a_new_event_loop(tmp_path: Path) -> None:
+    """A host that restarts its app (or a test runner) enters the same tracker twice."""
+    tracker = sessiontrack.Tracker(
+        f"sqlite+aiosqlite:///{tmp_path / 'again.db'}", poll_interval=0.05
+    )
+
+    async def one_run(n: int) -> int:
+        async with tracker:
+            sid = start(tracker.plugin_manager)
+            async with tracker.subscribe() as sub:
+                tracker.plugin_manager.hook.sessiontrack_node_executed(session_id=sid, node_id="x")
+                with anyio.fail_after(5):
+                    async for event in sub:
+                        if event.kind == "node_executed":
+                            break
+            return (await tracker.sessions.stats()).total
+
+    assert anyio.run(one_run, 1) == 1
+    assert anyio.run(one_run, 2) == 2
