@@ -149,6 +149,18 @@ class Subscription:
                 await self._wake.wait()
                 self._wake = anyio.Event()
 
+    def get_nowait(self) -> StoredEvent | None:
+        """The next event if one is already queued, else ``None`` (never waits or reads the
+        log): lets a consumer take a whole burst in one pass without a cancel scope."""
+        if self._reading_log:
+            return None
+        while self._queue:
+            event = self._queue.popleft()
+            if event.seq > self.last_seq:
+                self.last_seq = event.seq
+                return event
+        return None
+
     async def _read_log(self) -> None:
         until = self._feed.cursor
         events = await self._feed._store.events_after(
