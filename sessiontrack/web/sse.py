@@ -68,11 +68,8 @@ async def _stream(ctx: Context, tracker: Tracker, principal: Principal, after: i
                 yield b": keep-alive\n\n"
                 continue
             # Take what is already queued without waiting: one write for a burst.
-            while len(chunks) < _BATCH:
-                with anyio.move_on_after(0) as scope:
-                    chunks.append(await anext(it))
-                if scope.cancelled_caught:
-                    break
+            while len(chunks) < _BATCH and (more := sub.get_nowait()) is not None:
+                chunks.append(more)
             frames = [encoder.frame(e, masked) for e in chunks if principal.may_see(e.chatbot_id)]
             if frames:
                 yield b"".join(frames)
