@@ -161,15 +161,15 @@ class ReadQueries:
     ) -> Any:
         """Rows strictly past ``after`` in sort order.
 
-        With one status and the start-time sort, the status joins the row comparison so
-        the ``(status, started_at, id)`` index seeks straight to the position.
+        Only ``(sort column, id)`` is compared: next to an equality on the leading columns
+        (``status = ?``) both SQLite and PostgreSQL seek an index such as
+        ``(status, started_at, id)`` straight to the position. Putting the status into the
+        row comparison as well made both scan from the end of the status's range instead
+        (on 1M sessions, 100,000 rows deep: 20-60 ms instead of under 1 ms).
         """
         s = self.tables.sessions
         left: list[Any] = [sort_col, s.c.id]
         right: list[Any] = [after[0], after[1]]
-        if f.statuses is not None and len(f.statuses) == 1 and sort_col.name == "started_at":
-            left.insert(0, s.c.status)
-            right.insert(0, next(iter(f.statuses)))
         lhs = sa.tuple_(*left)
         rhs = sa.tuple_(*[sa.literal(v, type_=c.type) for v, c in zip(right, left, strict=True)])
         return lhs < rhs if descending else lhs > rhs
