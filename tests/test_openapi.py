@@ -14,7 +14,6 @@ import pluggy
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from web_helpers.engine import Engine
@@ -104,5 +103,3 @@ def test_schemathesis_stateful(schema: Any) -> None:
     machine.run(settings=settings(max_examples=40, stateful_step_count=6, deadline=None,
                                   database=None, suppress_health_check=list(HealthCheck)))
 
-
-_ = st  # keep hypothesis strategies importable for ad-hoc narrowing while debugging
