@@ -157,13 +157,16 @@ async def test_gateway_helpers(live_url: str, web_app: Starlette, engine: Engine
 
 
 @pytest.mark.node
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
 async def test_javascript_client(live_url: str, engine: Engine,
-                                 tracker: sessiontrack.Tracker) -> None:
+                                 tracker: sessiontrack.Tracker, transport: str) -> None:
     ensure_node_modules()
     engine.register("bot")
     joined = engine.start("bot")
     await settle(tracker)
-    async with node_client(live_url, "--subscribe", "--join", joined, "--until", "2") as proc:
+    extra = ["--polling"] if transport == "polling" else []
+    async with node_client(live_url, "--subscribe", "--join", joined, "--until", "2",
+                           *extra) as proc:
         setup = await read_json_lines(proc, until_ready=True)
         assert {"ack": "sessions:subscribe", "data": {"success": True}} in setup
         assert {"ack": "session:join", "data": {"sessionId": joined, "success": True}} in setup

@@ -1,7 +1,7 @@
 // A JavaScript socket.io-client driven by tests/test_socket.py.
 //
 //   node client.mjs <origin> <path> [--token T] [--join SESSION_ID] [--subscribe]
-//                  [--until N]
+//                  [--until N] [--polling]
 //
 // Connects to the /sessions namespace, subscribes and/or joins, prints one JSON line per
 // ack and per received event, prints {"ready": true} once set up, and exits after N
@@ -9,19 +9,21 @@
 import { io } from "socket.io-client";
 
 const [origin, path, ...rest] = process.argv.slice(2);
-const opt = { subscribe: false, join: [], until: 1, token: undefined };
+const opt = { subscribe: false, join: [], until: 1, token: undefined, polling: false };
 for (let i = 0; i < rest.length; i++) {
   const a = rest[i];
   if (a === "--subscribe") opt.subscribe = true;
   else if (a === "--join") opt.join.push(rest[++i]);
   else if (a === "--token") opt.token = rest[++i];
   else if (a === "--until") opt.until = Number(rest[++i]);
+  else if (a === "--polling") opt.polling = true;
 }
 
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 const socket = io(`${origin}/sessions`, {
   path,
-  transports: ["websocket"],
+  // --polling: the client's default, HTTP long-polling first, then the websocket upgrade.
+  transports: opt.polling ? ["polling", "websocket"] : ["websocket"],
   reconnection: false,
   auth: opt.token ? { token: opt.token } : {},
 });
