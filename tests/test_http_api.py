@@ -10,9 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+import socketio
 from web_helpers.engine import Engine
 from web_helpers.fixtures import api, app_options, authenticate, engine, live_url, web_app
 from web_helpers.live import PREFIX, host_app, serve
+from web_helpers.sockets import socket_client
 
 import sessiontrack
 from sessiontrack.web import create_app
@@ -277,6 +279,10 @@ async def test_tracker_not_entered_is_503_and_logged(
     with caplog.at_level(logging.ERROR, logger="sessiontrack.web"):
         async with serve(host_app(app)) as url, httpx.AsyncClient() as client:
             r = await client.get(f"{url}{PREFIX}/")
+            assert (await client.get(f"{url}{PREFIX}/events")).status_code == 503
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                async with socket_client(url):
+                    pass
     assert r.status_code == 503
     assert "lifespan" in r.json()["error"] and "async with tracker" in r.json()["error"]
     assert any("not running" in rec.getMessage() for rec in caplog.records)
