@@ -108,7 +108,6 @@ class Chatbot:
 @dataclass(slots=True)
 class FoldResult:
     events: list[StoredEvent] = field(default_factory=list)
-    event_rows: list[dict[str, Any]] = field(default_factory=list)
     new_sessions: list[SessionState] = field(default_factory=list)
     changed_sessions: list[SessionState] = field(default_factory=list)
     count_deltas: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -117,6 +116,25 @@ class FoldResult:
     orphans: int = 0
     late: int = 0
     last_seq: int = 0
+
+    @property
+    def event_rows(self) -> list[dict[str, Any]]:
+        """The event log rows of :attr:`events`, column → value (the writer builds its
+        statement's parameters from :attr:`events` directly)."""
+        return [
+            {
+                "seq": e.seq,
+                "session_id": e.session_id,
+                "chatbot_id": e.chatbot_id,
+                "kind": e.kind,
+                "at": e.at,
+                "flow_version": e.flow_version,
+                "node_id": e.data.get("node_id"),
+                "message_id": e.data.get("message_id"),
+                "data": e.data,
+            }
+            for e in self.events
+        ]
 
 
 def to_datetime(at: Any) -> datetime:
@@ -194,19 +212,6 @@ class Folder:
         if st.idle_timeout_s is not None and st.status not in TERMINAL_STATUSES:
             st.expires_at = at + timedelta(seconds=st.idle_timeout_s)
         self._changed[sid] = st
-        res.event_rows.append(
-            {
-                "seq": seq,
-                "session_id": sid,
-                "chatbot_id": st.chatbot_id,
-                "kind": kind,
-                "at": at,
-                "flow_version": st.flow_version,
-                "node_id": data.get("node_id"),
-                "message_id": data.get("message_id"),
-                "data": data,
-            }
-        )
         res.events.append(
             StoredEvent(
                 seq=seq,

@@ -274,23 +274,23 @@ class SQLAlchemyStore(ReadQueries):
             await conn.execute(t.sessions.insert(), [s.row() for s in res.new_sessions])
         # The two statements that grow with the batch go to the driver with values already
         # in its form (one executemany each), skipping SQLAlchemy's per-row processing.
-        if res.event_rows:
+        if res.events:
             ts, dumps = self._bind_funcs()
             await conn.exec_driver_sql(
                 self._events_insert_sql(),
                 [
                     (
-                        r["seq"],
-                        r["session_id"],
-                        r["chatbot_id"],
-                        r["kind"],
-                        ts(r["at"]),
-                        r["flow_version"],
-                        r["node_id"],
-                        r["message_id"],
-                        dumps(r["data"]),
+                        e.seq,
+                        e.session_id,
+                        e.chatbot_id,
+                        e.kind,
+                        ts(e.at),
+                        e.flow_version,
+                        e.data.get("node_id"),
+                        e.data.get("message_id"),
+                        dumps(e.data),
                     )
-                    for r in res.event_rows
+                    for e in res.events
                 ],
             )
         if res.changed_sessions:
