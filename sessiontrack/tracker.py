@@ -77,7 +77,10 @@ class Tracker:
         inactivity (``None``: never).
     :param sweep_interval: seconds between sweeps for overdue sessions (``None``: no sweeper
         in this process).
-    :param max_batch: reports per transaction at the most.
+    :param max_batch: reports per transaction at the most. The writer takes what is
+        buffered, so batches are this large only while reports arrive faster than the
+        database absorbs them; there, large batches cost less per report (each touched
+        session is loaded and updated once per batch).
     :param max_buffered: reports held in memory, not yet committed, at the most.
     :param overflow: past ``max_buffered``, ``"raise"`` raises :class:`BufferFull` at the
         call site; ``"drop"`` drops the report, counts it and logs a warning.
@@ -96,7 +99,7 @@ class Tracker:
         prefix: str = DEFAULT_PREFIX,
         idle_timeout: timedelta | None = timedelta(minutes=30),
         sweep_interval: float | None = 30.0,
-        max_batch: int = 2000,
+        max_batch: int = 10_000,
         max_buffered: int = 100_000,
         overflow: Literal["raise", "drop"] = "raise",
         migrate: bool | None = None,
