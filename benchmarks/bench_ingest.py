@@ -59,11 +59,19 @@ LAST = ["Lee", "Smith", "Okafor", "García", "Müller", "Nguyen", "Rossi", "Kowa
 def flows() -> list[dict[str, Any]]:
     out = []
     for bot in CHATBOTS:
-        nodes = [{"id": f"n{i}", "type": "message", "position": {"x": 0, "y": 80 * i},
-                  "data": {"label": f"Step {i}"}} for i in range(12)]
+        nodes = [
+            {
+                "id": f"n{i}",
+                "type": "message",
+                "position": {"x": 0, "y": 80 * i},
+                "data": {"label": f"Step {i}"},
+            }
+            for i in range(12)
+        ]
         edges = [{"id": f"e{i}", "source": f"n{i}", "target": f"n{i + 1}"} for i in range(11)]
-        out.append({"chatbot_id": bot, "name": bot.title(),
-                    "flow": {"nodes": nodes, "edges": edges}})
+        out.append(
+            {"chatbot_id": bot, "name": bot.title(), "flow": {"nodes": nodes, "edges": edges}}
+        )
     return out
 
 
@@ -73,29 +81,62 @@ def session_script(rng: random.Random) -> list[Call]:
     sid = sessiontrack.new_session_id()
     phone = f"+1555{rng.randrange(10**7):07d}"
     name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
-    calls: list[Call] = [("sessiontrack_session_started", {
-        "session_id": sid, "chatbot_id": rng.choice(CHATBOTS), "conversation_id": phone,
-        "contact": {"phone": phone, "name": name}, "variables": {"lang": "en", "channel": "wa"},
-    })]
+    calls: list[Call] = [
+        (
+            "sessiontrack_session_started",
+            {
+                "session_id": sid,
+                "chatbot_id": rng.choice(CHATBOTS),
+                "conversation_id": phone,
+                "contact": {"phone": phone, "name": name},
+                "variables": {"lang": "en", "channel": "wa"},
+            },
+        )
+    ]
     for i in range(10):
         node = f"n{i}"
-        calls.append(("sessiontrack_node_executed", {
-            "session_id": sid, "node_id": node, "node_type": "message",
-            "duration_ms": round(rng.uniform(0.2, 30.0), 2),
-        }))
+        calls.append(
+            (
+                "sessiontrack_node_executed",
+                {
+                    "session_id": sid,
+                    "node_id": node,
+                    "node_type": "message",
+                    "duration_ms": round(rng.uniform(0.2, 30.0), 2),
+                },
+            )
+        )
         if i % 2 == 0:
-            calls.append(("sessiontrack_message", {
-                "session_id": sid, "direction": "outbound", "text": f"Question {i} for {name}?",
-                "node_id": node,
-            }))
+            calls.append(
+                (
+                    "sessiontrack_message",
+                    {
+                        "session_id": sid,
+                        "direction": "outbound",
+                        "text": f"Question {i} for {name}?",
+                        "node_id": node,
+                    },
+                )
+            )
         else:
-            calls.append(("sessiontrack_message", {
-                "session_id": sid, "direction": "inbound", "text": f"answer {rng.random():.6f}",
-                "message_id": f"wamid.{rng.getrandbits(64):016x}",
-            }))
+            calls.append(
+                (
+                    "sessiontrack_message",
+                    {
+                        "session_id": sid,
+                        "direction": "inbound",
+                        "text": f"answer {rng.random():.6f}",
+                        "message_id": f"wamid.{rng.getrandbits(64):016x}",
+                    },
+                )
+            )
         if i in (3, 7):
-            calls.append(("sessiontrack_status_changed", {
-                "session_id": sid, "status": "waiting_input", "node_id": node}))
+            calls.append(
+                (
+                    "sessiontrack_status_changed",
+                    {"session_id": sid, "status": "waiting_input", "node_id": node},
+                )
+            )
             calls.append(("sessiontrack_status_changed", {"session_id": sid, "status": "running"}))
     calls.append(("sessiontrack_session_completed", {"session_id": sid, "reason": "flow_end"}))
     return calls
@@ -128,29 +169,56 @@ class NoOp:
     the bare cost of a pluggy call."""
 
     @sessiontrack.hookimpl
-    def sessiontrack_session_started(self, session_id: Any, chatbot_id: Any,
-                                     conversation_id: Any, contact: Any, variables: Any,
-                                     metadata: Any, at: Any, expires_at: Any) -> None:
+    def sessiontrack_session_started(
+        self,
+        session_id: Any,
+        chatbot_id: Any,
+        conversation_id: Any,
+        contact: Any,
+        variables: Any,
+        metadata: Any,
+        at: Any,
+        expires_at: Any,
+    ) -> None:
         pass
 
     @sessiontrack.hookimpl
-    def sessiontrack_node_executed(self, session_id: Any, node_id: Any, node_type: Any,
-                                   label: Any, at: Any, duration_ms: Any, error: Any) -> None:
+    def sessiontrack_node_executed(
+        self,
+        session_id: Any,
+        node_id: Any,
+        node_type: Any,
+        label: Any,
+        at: Any,
+        duration_ms: Any,
+        error: Any,
+    ) -> None:
         pass
 
     @sessiontrack.hookimpl
-    def sessiontrack_message(self, session_id: Any, direction: Any, type: Any, text: Any,
-                             payload: Any, node_id: Any, message_id: Any, at: Any) -> None:
+    def sessiontrack_message(
+        self,
+        session_id: Any,
+        direction: Any,
+        type: Any,
+        text: Any,
+        payload: Any,
+        node_id: Any,
+        message_id: Any,
+        at: Any,
+    ) -> None:
         pass
 
     @sessiontrack.hookimpl
-    def sessiontrack_status_changed(self, session_id: Any, status: Any, node_id: Any,
-                                    reason: Any, at: Any) -> None:
+    def sessiontrack_status_changed(
+        self, session_id: Any, status: Any, node_id: Any, reason: Any, at: Any
+    ) -> None:
         pass
 
     @sessiontrack.hookimpl
-    def sessiontrack_session_completed(self, session_id: Any, status: Any, reason: Any,
-                                       at: Any) -> None:
+    def sessiontrack_session_completed(
+        self, session_id: Any, status: Any, reason: Any, at: Any
+    ) -> None:
         pass
 
 
@@ -162,9 +230,14 @@ def noop_manager() -> pluggy.PluginManager:
 
 
 def hooks_of(pm: pluggy.PluginManager) -> dict[str, Callable[..., Any]]:
-    names = ["sessiontrack_session_started", "sessiontrack_node_executed",
-             "sessiontrack_message", "sessiontrack_status_changed",
-             "sessiontrack_session_completed", "sessiontrack_flow_registered"]
+    names = [
+        "sessiontrack_session_started",
+        "sessiontrack_node_executed",
+        "sessiontrack_message",
+        "sessiontrack_status_changed",
+        "sessiontrack_session_completed",
+        "sessiontrack_flow_registered",
+    ]
     return {n: getattr(pm.hook, n) for n in names}
 
 
@@ -202,8 +275,9 @@ async def new_tracker(url: str, **kwargs: Any) -> tuple[sessiontrack.Tracker, pl
     await drop_tables(url, PREFIX)
     pm = pluggy.PluginManager("sessiontrack")
     pm.add_hookspecs(sessiontrack.hookspecs)
-    tracker = sessiontrack.Tracker(url, plugin_manager=pm, prefix=PREFIX, migrate=True,
-                                   sweep_interval=None, **kwargs)
+    tracker = sessiontrack.Tracker(
+        url, plugin_manager=pm, prefix=PREFIX, migrate=True, sweep_interval=None, **kwargs
+    )
     await tracker.start()
     for f in flows():
         pm.hook.sessiontrack_flow_registered(**f)
@@ -225,7 +299,7 @@ async def hook_cost(url: str, calls: list[Call], chunk: int = 520) -> dict[str, 
     per_hook: dict[str, list[int]] = {}
     try:
         for start in range(0, len(calls), chunk):
-            part = calls[start:start + chunk]
+            part = calls[start : start + chunk]
             for name, kw in part:
                 h = bare[name]
                 t0 = clock()
@@ -247,8 +321,9 @@ async def hook_cost(url: str, calls: list[Call], chunk: int = 520) -> dict[str, 
         "bare_p99_us": percentile(t_bare, 99) / us,
         "tracker_median_us": median(t_tracked) / us,
         "tracker_p99_us": percentile(t_tracked, 99) / us,
-        "per_hook_median_us": {k.removeprefix("sessiontrack_"): median(v) / us
-                               for k, v in per_hook.items()},
+        "per_hook_median_us": {
+            k.removeprefix("sessiontrack_"): median(v) / us for k, v in per_hook.items()
+        },
         "calls": len(t_tracked),
     }
 
@@ -278,8 +353,12 @@ async def throughput(url: str, calls: list[Call], high_water: int) -> dict[str, 
         await tracker.aclose()
     if stored != len(calls) or problems:
         raise RuntimeError(f"stored {stored} of {len(calls)} reports ({stats})")
-    return {"events": stored, "seconds": elapsed, "events_per_s": stored / elapsed,
-            "batches": batches}
+    return {
+        "events": stored,
+        "seconds": elapsed,
+        "events_per_s": stored / elapsed,
+        "batches": batches,
+    }
 
 
 async def naive(url: str, calls: list[Call], workers: int, budget_s: float) -> dict[str, Any]:
@@ -288,10 +367,12 @@ async def naive(url: str, calls: list[Call], workers: int, budget_s: float) -> d
     engine: AsyncEngine = create_async_engine(url)
     if url.startswith("sqlite"):
         from sessiontrack.store.sqlalchemy import _sqlite_pragmas
+
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     md = sa.MetaData()
     table = sa.Table(
-        f"{PREFIX}naive_events", md,
+        f"{PREFIX}naive_events",
+        md,
         sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("session_id", sa.String(36), nullable=False, index=True),
         sa.Column("kind", sa.String(32), nullable=False),
@@ -313,8 +394,12 @@ async def naive(url: str, calls: list[Call], workers: int, budget_s: float) -> d
         nonlocal done
         while queue and time.perf_counter() < deadline:
             for name, kw in queue.pop():
-                row = {"session_id": kw["session_id"], "kind": name.removeprefix("sessiontrack_"),
-                       "at": datetime.now(UTC), "data": kw}
+                row = {
+                    "session_id": kw["session_id"],
+                    "kind": name.removeprefix("sessiontrack_"),
+                    "at": datetime.now(UTC),
+                    "data": kw,
+                }
                 async with engine.begin() as conn:
                     await conn.execute(insert, row)
                 done += 1
@@ -329,8 +414,7 @@ async def naive(url: str, calls: list[Call], workers: int, budget_s: float) -> d
     finally:
         await engine.dispose()
     assert stored == done
-    return {"events": done, "seconds": elapsed, "events_per_s": done / elapsed,
-            "workers": workers}
+    return {"events": done, "seconds": elapsed, "events_per_s": done / elapsed, "workers": workers}
 
 
 async def memory(url: str, n_sessions: int, max_buffered: int) -> dict[str, Any]:
@@ -355,14 +439,20 @@ async def memory(url: str, n_sessions: int, max_buffered: int) -> dict[str, Any]
                 await asyncio.sleep(0)
             if i in marks:
                 at_mark[marks[i]] = rss_mib()
-                progress(f"memory: {i:,}/{total:,} reports, buffered {stats.buffered:,}, "
-                         f"dropped {stats.dropped_overflow:,}, RSS {at_mark[marks[i]]:.0f} MiB")
+                progress(
+                    f"memory: {i:,}/{total:,} reports, buffered {stats.buffered:,}, "
+                    f"dropped {stats.dropped_overflow:,}, RSS {at_mark[marks[i]]:.0f} MiB"
+                )
         await tracker.flush()
         progress_done()
         result = {
-            "reports": total, "max_buffered": max_buffered, "peak_buffered": peak_buffered,
-            "dropped": stats.dropped_overflow, "committed": stats.committed,
-            "rss_base_mib": base, "rss_peak_mib": peak,
+            "reports": total,
+            "max_buffered": max_buffered,
+            "peak_buffered": peak_buffered,
+            "dropped": stats.dropped_overflow,
+            "committed": stats.committed,
+            "rss_base_mib": base,
+            "rss_peak_mib": peak,
             "rss_at_pct_mib": at_mark,
         }
     finally:
@@ -392,22 +482,35 @@ async def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             progress(f"durable throughput, run {r + 1}/{args.repeat}: {len(calls):,} reports")
             tp.append(await throughput(fresh_url(backend, pg), calls, args.high_water))
             progress_done()
-            print(f"  throughput run {r + 1}: {tp[-1]['events_per_s']:,.0f} events/s "
-                  f"({tp[-1]['events']:,} in {tp[-1]['seconds']:.2f} s, "
-                  f"{tp[-1]['batches']} batches)", flush=True)
+            print(
+                f"  throughput run {r + 1}: {tp[-1]['events_per_s']:,.0f} events/s "
+                f"({tp[-1]['events']:,} in {tp[-1]['seconds']:.2f} s, "
+                f"{tp[-1]['batches']} batches)",
+                flush=True,
+            )
         out["throughput_runs"] = tp
         nv = []
         for r in range(args.repeat):
             progress(f"naive baseline, run {r + 1}/{args.repeat}")
-            nv.append(await naive(fresh_url(backend, pg), calls[: args.naive_events],
-                                  args.naive_workers, args.naive_budget))
+            nv.append(
+                await naive(
+                    fresh_url(backend, pg),
+                    calls[: args.naive_events],
+                    args.naive_workers,
+                    args.naive_budget,
+                )
+            )
             progress_done()
-            print(f"  naive run {r + 1}: {nv[-1]['events_per_s']:,.0f} events/s "
-                  f"({nv[-1]['events']:,} in {nv[-1]['seconds']:.2f} s)", flush=True)
+            print(
+                f"  naive run {r + 1}: {nv[-1]['events_per_s']:,.0f} events/s "
+                f"({nv[-1]['events']:,} in {nv[-1]['seconds']:.2f} s)",
+                flush=True,
+            )
         out["naive_runs"] = nv
         progress("memory under overload")
-        out["memory"] = await memory(fresh_url(backend, pg), args.memory_sessions,
-                                     args.memory_max_buffered)
+        out["memory"] = await memory(
+            fresh_url(backend, pg), args.memory_sessions, args.memory_max_buffered
+        )
         progress_done()
     finally:
         await drop_tables(pg if backend == "postgresql" else "", PREFIX)
@@ -426,28 +529,46 @@ def summarize(backend: str, out: dict[str, Any]) -> None:
     naive_eps = median([x["events_per_s"] for x in out["naive_runs"]])
     m = out["memory"]
     out["summary"] = {
-        "hook_median_us": tr_med, "hook_p99_us": tr_p99, "bare_median_us": bare_med,
-        "bare_p99_us": bare_p99, "hook_vs_bare": ratio, "events_per_s": eps,
-        "naive_events_per_s": naive_eps, "vs_naive": eps / naive_eps,
+        "hook_median_us": tr_med,
+        "hook_p99_us": tr_p99,
+        "bare_median_us": bare_med,
+        "bare_p99_us": bare_p99,
+        "hook_vs_bare": ratio,
+        "events_per_s": eps,
+        "naive_events_per_s": naive_eps,
+        "vs_naive": eps / naive_eps,
     }
     print(f"\nresults on {backend} (medians of {len(c)} runs):")
-    print_table(["measure", "value", "target", "verdict"], [
-        ["hook call, tracker, median (µs)", tr_med, "≤ 5", verdict(tr_med, 5, at_most=True)],
-        ["hook call, tracker, p99 (µs)", tr_p99, "-", ""],
-        ["hook call, bare pluggy no-op, median (µs)", bare_med, "-", ""],
-        ["hook call, bare pluggy no-op, p99 (µs)", bare_p99, "-", ""],
-        ["tracker / bare (median)", ratio, "≤ 2", verdict(ratio, 2, at_most=True)],
-        ["durable events/s", eps, "≥ 50,000", verdict(eps, 50_000, at_most=False)],
-        ["naive events/s (INSERT+COMMIT each)", naive_eps, "-", ""],
-        ["tracker / naive", eps / naive_eps, "≥ 30", verdict(eps / naive_eps, 30, at_most=False)],
-    ])
-    print("  per-hook median (µs): " + ", ".join(
-        f"{k} {v:.2f}" for k, v in c[len(c) // 2]["per_hook_median_us"].items()))
+    print_table(
+        ["measure", "value", "target", "verdict"],
+        [
+            ["hook call, tracker, median (µs)", tr_med, "≤ 5", verdict(tr_med, 5, at_most=True)],
+            ["hook call, tracker, p99 (µs)", tr_p99, "-", ""],
+            ["hook call, bare pluggy no-op, median (µs)", bare_med, "-", ""],
+            ["hook call, bare pluggy no-op, p99 (µs)", bare_p99, "-", ""],
+            ["tracker / bare (median)", ratio, "≤ 2", verdict(ratio, 2, at_most=True)],
+            ["durable events/s", eps, "≥ 50,000", verdict(eps, 50_000, at_most=False)],
+            ["naive events/s (INSERT+COMMIT each)", naive_eps, "-", ""],
+            [
+                "tracker / naive",
+                eps / naive_eps,
+                "≥ 30",
+                verdict(eps / naive_eps, 30, at_most=False),
+            ],
+        ],
+    )
+    print(
+        "  per-hook median (µs): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in c[len(c) // 2]["per_hook_median_us"].items())
+    )
     pct = ", ".join(f"{k}% {v:.0f}" for k, v in m["rss_at_pct_mib"].items())
-    print(f"  memory, overflow='drop', max_buffered={m['max_buffered']:,}: "
-          f"{m['reports']:,} reports, peak buffered {m['peak_buffered']:,}, "
-          f"dropped {m['dropped']:,}; RSS base {m['rss_base_mib']:.0f} MiB, "
-          f"peak {m['rss_peak_mib']:.0f} MiB, after {pct} MiB\n", flush=True)
+    print(
+        f"  memory, overflow='drop', max_buffered={m['max_buffered']:,}: "
+        f"{m['reports']:,} reports, peak buffered {m['peak_buffered']:,}, "
+        f"dropped {m['dropped']:,}; RSS base {m['rss_base_mib']:.0f} MiB, "
+        f"peak {m['rss_peak_mib']:.0f} MiB, after {pct} MiB\n",
+        flush=True,
+    )
 
 
 async def main() -> None:
@@ -457,8 +578,12 @@ async def main() -> None:
     ap.add_argument("--sessions", type=int, default=10_000, help="sessions per throughput run")
     ap.add_argument("--concurrency", type=int, default=1_000, help="sessions in progress at once")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--high-water", type=int, default=50_000,
-                    help="buffered reports past which the engine awaits flush()")
+    ap.add_argument(
+        "--high-water",
+        type=int,
+        default=50_000,
+        help="buffered reports past which the engine awaits flush()",
+    )
     ap.add_argument("--cost-sessions", type=int, default=2_000)
     ap.add_argument("--naive-events", type=int, default=6_000)
     ap.add_argument("--naive-workers", type=int, default=1)

@@ -61,12 +61,69 @@ IDLE_S = 1800
 
 # --- the data set -------------------------------------------------------------------------
 
-FIRST = ["Ann", "Bob", "Chen", "Dana", "Eve", "Femi", "Gus", "Hana", "Ivan", "José", "Kai",
-         "Lea", "Maria", "Noah", "Olga", "Pedro", "Qi", "Rosa", "Sam", "Tariq", "Uma", "Vera",
-         "Wei", "Ximena", "Yusuf", "Zoe", "Aisha", "Bruno", "Carla", "Diego", "Elif", "Farah"]
-LAST = ["Lee", "Smith", "Okafor", "García", "Müller", "Nguyen", "Rossi", "Kowalski", "Silva",
-        "Johnson", "Kim", "Patel", "Cohen", "Dubois", "Ivanova", "Tanaka", "Hughes", "Moreau",
-        "Santos", "Yilmaz", "Brown", "Novak", "Jensen", "Ali", "Costa", "Schmidt", "Wang"]
+FIRST = [
+    "Ann",
+    "Bob",
+    "Chen",
+    "Dana",
+    "Eve",
+    "Femi",
+    "Gus",
+    "Hana",
+    "Ivan",
+    "José",
+    "Kai",
+    "Lea",
+    "Maria",
+    "Noah",
+    "Olga",
+    "Pedro",
+    "Qi",
+    "Rosa",
+    "Sam",
+    "Tariq",
+    "Uma",
+    "Vera",
+    "Wei",
+    "Ximena",
+    "Yusuf",
+    "Zoe",
+    "Aisha",
+    "Bruno",
+    "Carla",
+    "Diego",
+    "Elif",
+    "Farah",
+]
+LAST = [
+    "Lee",
+    "Smith",
+    "Okafor",
+    "García",
+    "Müller",
+    "Nguyen",
+    "Rossi",
+    "Kowalski",
+    "Silva",
+    "Johnson",
+    "Kim",
+    "Patel",
+    "Cohen",
+    "Dubois",
+    "Ivanova",
+    "Tanaka",
+    "Hughes",
+    "Moreau",
+    "Santos",
+    "Yilmaz",
+    "Brown",
+    "Novak",
+    "Jensen",
+    "Ali",
+    "Costa",
+    "Schmidt",
+    "Wang",
+]
 REASONS = {"completed": "flow_end", "expired": "timeout", "stopped": "stopped_by_api"}
 
 
@@ -87,12 +144,24 @@ class Spec:
 def chatbot_defs(spec: Spec) -> list[dict[str, Any]]:
     bots = []
     for i in range(spec.chatbots):
-        nodes = [{"id": f"n{j}", "type": "message" if j % 3 else "question",
-                  "position": {"x": 200 * (j % 4), "y": 120 * (j // 4)},
-                  "data": {"label": f"Step {j} of bot {i}"}} for j in range(30)]
+        nodes = [
+            {
+                "id": f"n{j}",
+                "type": "message" if j % 3 else "question",
+                "position": {"x": 200 * (j % 4), "y": 120 * (j // 4)},
+                "data": {"label": f"Step {j} of bot {i}"},
+            }
+            for j in range(30)
+        ]
         edges = [{"id": f"e{j}", "source": f"n{j}", "target": f"n{j + 1}"} for j in range(29)]
-        bots.append({"chatbot_id": f"bot-{i:02d}", "name": f"Support bot {i}",
-                     "version": f"v{i:02d}-0001", "flow": {"nodes": nodes, "edges": edges}})
+        bots.append(
+            {
+                "chatbot_id": f"bot-{i:02d}",
+                "name": f"Support bot {i}",
+                "version": f"v{i:02d}-0001",
+                "flow": {"nodes": nodes, "edges": edges},
+            }
+        )
     return bots
 
 
@@ -106,8 +175,32 @@ def plan(spec: Spec, rng: random.Random) -> tuple[list[float], list[int], list[s
     """
     now = spec.now.timestamp()
     span = spec.weeks * 7 * 86400
-    hours = [0.2, 0.1, 0.1, 0.1, 0.2, 0.4, 0.8, 1.5, 2.2, 2.6, 2.7, 2.6, 2.4, 2.5, 2.6, 2.5,
-             2.3, 2.0, 1.8, 1.6, 1.3, 1.0, 0.6, 0.3]
+    hours = [
+        0.2,
+        0.1,
+        0.1,
+        0.1,
+        0.2,
+        0.4,
+        0.8,
+        1.5,
+        2.2,
+        2.6,
+        2.7,
+        2.6,
+        2.4,
+        2.5,
+        2.6,
+        2.5,
+        2.3,
+        2.0,
+        1.8,
+        1.6,
+        1.3,
+        1.0,
+        0.6,
+        0.3,
+    ]
     cum = []
     acc = 0.0
     for h in hours:
@@ -126,8 +219,9 @@ def plan(spec: Spec, rng: random.Random) -> tuple[list[float], list[int], list[s
     for t in starts:
         age = now - t
         if age < 2700 and rng.random() < 0.7:
-            statuses.append(rng.choices(["running", "waiting_input", "waiting_flow"],
-                                        [0.4, 0.5, 0.1])[0])
+            statuses.append(
+                rng.choices(["running", "waiting_input", "waiting_flow"], [0.4, 0.5, 0.1])[0]
+            )
         else:
             statuses.append(rng.choices(["completed", "expired", "stopped"], [0.8, 0.17, 0.03])[0])
     lengths = [-1 if rng.random() < 0.01 else rng.randint(3, 15) for _ in range(spec.sessions)]
@@ -170,19 +264,47 @@ LONG_REPORTS = len(_script(10**6, True))
 def sid_for(t: float, rng: random.Random) -> str:
     """A UUIDv7 whose time is the session's start, like ``new_session_id()`` makes."""
     ms = int(t * 1000)
-    value = ((ms << 80) | (0x7 << 76) | (rng.getrandbits(12) << 64) | (0b10 << 62)
-             | rng.getrandbits(62))
+    value = (
+        (ms << 80) | (0x7 << 76) | (rng.getrandbits(12) << 64) | (0b10 << 62) | rng.getrandbits(62)
+    )
     return str(uuid.UUID(int=value))
 
 
 Row = tuple[Any, ...]
-SESSION_COLS = ["id", "chatbot_id", "flow_version", "conversation_id", "customer_phone",
-                "customer_name", "name_key", "status", "current_node_id", "current_node_label",
-                "variables", "metadata", "started_at", "updated_at", "completed_at",
-                "expires_at", "idle_timeout_s", "completion_reason", "node_count",
-                "message_count", "last_seq"]
-EVENT_COLS = ["seq", "session_id", "chatbot_id", "kind", "at", "flow_version", "node_id",
-              "message_id", "data"]
+SESSION_COLS = [
+    "id",
+    "chatbot_id",
+    "flow_version",
+    "conversation_id",
+    "customer_phone",
+    "customer_name",
+    "name_key",
+    "status",
+    "current_node_id",
+    "current_node_label",
+    "variables",
+    "metadata",
+    "started_at",
+    "updated_at",
+    "completed_at",
+    "expires_at",
+    "idle_timeout_s",
+    "completion_reason",
+    "node_count",
+    "message_count",
+    "last_seq",
+]
+EVENT_COLS = [
+    "seq",
+    "session_id",
+    "chatbot_id",
+    "kind",
+    "at",
+    "flow_version",
+    "node_id",
+    "message_id",
+    "data",
+]
 
 
 def generate(spec: Spec) -> Iterator[tuple[list[Row], list[Row]]]:
@@ -219,23 +341,34 @@ def generate(spec: Spec) -> Iterator[tuple[list[Row], list[Row]]]:
             node = None
             nodes = msgs = 0
             prev = "running"
-            variables = dumps({"lang": rng.choice(["en", "es", "pt", "de"]),
-                               "tier": rng.randrange(3)})
+            variables = dumps(
+                {"lang": rng.choice(["en", "es", "pt", "de"]), "tier": rng.randrange(3)}
+            )
             for k, off in zip(kinds, offsets, strict=True):
                 at = t0 + off
                 mid = None
                 if k == "session_started":
                     data: dict[str, Any] = {
-                        "chatbot_id": bot["chatbot_id"], "conversation_id": phone,
-                        "customer_phone": phone, "customer_name": name,
-                        "chatbot_name": bot["name"], "variables": json.loads(variables),
-                        "metadata": {}, "expires_at": None}
+                        "chatbot_id": bot["chatbot_id"],
+                        "conversation_id": phone,
+                        "customer_phone": phone,
+                        "customer_name": name,
+                        "chatbot_name": bot["name"],
+                        "variables": json.loads(variables),
+                        "metadata": {},
+                        "expires_at": None,
+                    }
                 elif k == "node_executed":
                     node = f"n{nodes % 30}"
                     nodes += 1
-                    data = {"node_id": node, "node_type": "message", "label": labels[b][node],
-                            "duration_ms": round(rng.uniform(0.5, 40), 2), "error": None,
-                            "node_count": nodes}
+                    data = {
+                        "node_id": node,
+                        "node_type": "message",
+                        "label": labels[b][node],
+                        "duration_ms": round(rng.uniform(0.5, 40), 2),
+                        "error": None,
+                        "node_count": nodes,
+                    }
                 elif k.startswith("message:"):
                     msgs += 1
                     direction = k[8:]
@@ -244,34 +377,91 @@ def generate(spec: Spec) -> Iterator[tuple[list[Row], list[Row]]]:
                         text = rng.choice(["yes", "no", "1", "2", "help", "thanks!", "my order"])
                     else:
                         text = f"{labels[b][node or 'n0']}: please choose an option"
-                    data = {"direction": direction, "type": "text", "text": text,
-                            "payload": None, "node_id": node if direction == "outbound" else None,
-                            "message_id": mid, "message_count": msgs}
+                    data = {
+                        "direction": direction,
+                        "type": "text",
+                        "text": text,
+                        "payload": None,
+                        "node_id": node if direction == "outbound" else None,
+                        "message_id": mid,
+                        "message_count": msgs,
+                    }
                 elif k.startswith("status:"):
                     new = k[7:]
-                    data = {"status": new, "node_id": node, "reason": None,
-                            "previous_status": prev, "node_label": labels[b].get(node or "")}
+                    data = {
+                        "status": new,
+                        "node_id": node,
+                        "reason": None,
+                        "previous_status": prev,
+                        "node_label": labels[b].get(node or ""),
+                    }
                     prev = new
                 else:  # end
-                    data = {"status": status, "reason": REASONS[status], "node_id": node,
-                            "previous_status": prev, "node_label": labels[b].get(node or ""),
-                            "conversation_id": phone, "total_nodes": nodes,
-                            "total_messages": msgs, "duration": round(off, 3)}
-                kind = ("message" if k.startswith("message:") else
-                        "status_changed" if k.startswith("status:") else
-                        "session_completed" if k == "end" else k)
-                events.append((at, len(sessions), [
-                    0, sid, bot["chatbot_id"], kind, at, bot["version"],
-                    data.get("node_id"), mid, dumps(data)]))
+                    data = {
+                        "status": status,
+                        "reason": REASONS[status],
+                        "node_id": node,
+                        "previous_status": prev,
+                        "node_label": labels[b].get(node or ""),
+                        "conversation_id": phone,
+                        "total_nodes": nodes,
+                        "total_messages": msgs,
+                        "duration": round(off, 3),
+                    }
+                kind = (
+                    "message"
+                    if k.startswith("message:")
+                    else "status_changed"
+                    if k.startswith("status:")
+                    else "session_completed"
+                    if k == "end"
+                    else k
+                )
+                events.append(
+                    (
+                        at,
+                        len(sessions),
+                        [
+                            0,
+                            sid,
+                            bot["chatbot_id"],
+                            kind,
+                            at,
+                            bot["version"],
+                            data.get("node_id"),
+                            mid,
+                            dumps(data),
+                        ],
+                    )
+                )
             last = t0 + offsets[-1]
             if active:
                 status = prev  # the last status event's (or running, from the start)
-            sessions.append([
-                sid, bot["chatbot_id"], bot["version"], phone, phone, name,
-                name.casefold() if name else None, status, node,
-                labels[b].get(node or ""), variables, "{}", t0, last,
-                None if active else last, last + IDLE_S if active else None,
-                IDLE_S, None if active else REASONS[status], nodes, msgs, 0])
+            sessions.append(
+                [
+                    sid,
+                    bot["chatbot_id"],
+                    bot["version"],
+                    phone,
+                    phone,
+                    name,
+                    name.casefold() if name else None,
+                    status,
+                    node,
+                    labels[b].get(node or ""),
+                    variables,
+                    "{}",
+                    t0,
+                    last,
+                    None if active else last,
+                    last + IDLE_S if active else None,
+                    IDLE_S,
+                    None if active else REASONS[status],
+                    nodes,
+                    msgs,
+                    0,
+                ]
+            )
         events.sort(key=lambda e: e[0])
         ev_rows = []
         for at, s_idx, row in events:
@@ -304,8 +494,9 @@ class Loader:
         self.spec = spec
         self.counts: Counter[tuple[str, str]] = Counter()
 
-    def feed(self, write: Callable[[list[Row], list[Row]], Awaitable[None] | None]
-             ) -> Iterator[Awaitable[None] | None]:
+    def feed(
+        self, write: Callable[[list[Row], list[Row]], Awaitable[None] | None]
+    ) -> Iterator[Awaitable[None] | None]:
         t0 = time.perf_counter()
         done_s = done_e = 0
         for s_rows, e_rows in generate(self.spec):
@@ -316,8 +507,10 @@ class Loader:
             done_e += len(e_rows)
             el = time.perf_counter() - t0
             eta = el / done_s * (self.spec.sessions - done_s)
-            progress(f"loading: {done_s:,}/{self.spec.sessions:,} sessions, {done_e:,} events, "
-                     f"{el:.0f} s, about {eta:.0f} s to go")
+            progress(
+                f"loading: {done_s:,}/{self.spec.sessions:,} sessions, {done_e:,} events, "
+                f"{el:.0f} s, about {eta:.0f} s to go"
+            )
         progress_done()
         print(f"  rows written in {time.perf_counter() - t0:.0f} s", flush=True)
 
@@ -365,8 +558,9 @@ async def load_sqlite(spec: Spec) -> float:
 
     def write(s_rows: list[Row], e_rows: list[Row]) -> None:
         db.execute("BEGIN")
-        db.executemany(s_sql, [(*s[:12], ts(s[12]), ts(s[13]), ts(s[14]), ts(s[15]), *s[16:])
-                               for s in s_rows])
+        db.executemany(
+            s_sql, [(*s[:12], ts(s[12]), ts(s[13]), ts(s[14]), ts(s[15]), *s[16:]) for s in s_rows]
+        )
         db.executemany(e_sql, [(*e[:4], ts(e[4]), *e[5:]) for e in e_rows])
         db.execute("COMMIT")
 
@@ -401,17 +595,21 @@ def _bots_rows(spec: Spec) -> tuple[list[Row], list[Row]]:
     return bots, flows
 
 
-def _finish_rows_sqlite(db: sqlite3.Connection, spec: Spec,
-                        counts: Counter[tuple[str, str]]) -> None:
+def _finish_rows_sqlite(
+    db: sqlite3.Connection, spec: Spec, counts: Counter[tuple[str, str]]
+) -> None:
     bots, flows = _bots_rows(spec)
     p = PREFIX
     fmt = "%Y-%m-%d %H:%M:%S.%f"
-    db.executemany(f"INSERT INTO {p}chatbots VALUES (?, ?, ?, ?)",
-                   [(*b[:3], b[3].strftime(fmt)) for b in bots])
-    db.executemany(f"INSERT INTO {p}flows VALUES (?, ?, ?, ?)",
-                   [(*f[:3], f[3].strftime(fmt)) for f in flows])
-    db.executemany(f"INSERT INTO {p}counts VALUES (?, ?, ?)",
-                   [(c, s, n) for (c, s), n in counts.items()])
+    db.executemany(
+        f"INSERT INTO {p}chatbots VALUES (?, ?, ?, ?)", [(*b[:3], b[3].strftime(fmt)) for b in bots]
+    )
+    db.executemany(
+        f"INSERT INTO {p}flows VALUES (?, ?, ?, ?)", [(*f[:3], f[3].strftime(fmt)) for f in flows]
+    )
+    db.executemany(
+        f"INSERT INTO {p}counts VALUES (?, ?, ?)", [(c, s, n) for (c, s), n in counts.items()]
+    )
     db.execute(f"UPDATE {p}state SET value = ? WHERE key = 'last_seq'", (spec.events,))
 
 
@@ -442,9 +640,11 @@ async def load_postgres(spec: Spec, url: str) -> float:
         await conn.copy_records_to_table(t.chatbots.name, records=bots)
         await conn.copy_records_to_table(t.flows.name, records=flows)
         await conn.copy_records_to_table(
-            t.counts.name, records=[(c, s, n) for (c, s), n in loader.counts.items()])
-        await conn.execute(f"UPDATE {PREFIX}state SET value = $1 WHERE key = 'last_seq'",
-                           spec.events)
+            t.counts.name, records=[(c, s, n) for (c, s), n in loader.counts.items()]
+        )
+        await conn.execute(
+            f"UPDATE {PREFIX}state SET value = $1 WHERE key = 'last_seq'", spec.events
+        )
         print("  building indexes ...", flush=True)
         t1 = time.perf_counter()
         await conn.execute("SET maintenance_work_mem = '1GB'")
@@ -455,8 +655,9 @@ async def load_postgres(spec: Spec, url: str) -> float:
             await conn.execute(ddl)
         await engine.dispose()
         progress_done()
-        print(f"  indexes built in {time.perf_counter() - t1:.0f} s; VACUUM ANALYZE ...",
-              flush=True)
+        print(
+            f"  indexes built in {time.perf_counter() - t1:.0f} s; VACUUM ANALYZE ...", flush=True
+        )
         for table in (t.sessions, t.events, t.counts, t.chatbots, t.flows):
             await conn.execute(f"VACUUM ANALYZE {table.name}")
         elapsed = time.perf_counter() - t0
@@ -501,8 +702,10 @@ async def cached_load(backend: str, spec: Spec, url: str, reload: bool) -> tuple
         finally:
             await conn.close()
         if row is not None and row["key"] == spec.key:
-            print(f"  reusing the {PREFIX}* tables (loaded in {row['load_seconds']:.0f} s)",
-                  flush=True)
+            print(
+                f"  reusing the {PREFIX}* tables (loaded in {row['load_seconds']:.0f} s)",
+                flush=True,
+            )
             return url, None
     print(f"  generating and loading the {PREFIX}* tables ...", flush=True)
     return url, await load_postgres(spec, url)
@@ -531,8 +734,12 @@ async def measure(url: str, spec: Spec, reps: int) -> dict[str, Any]:
         bots = [f"bot-{i:02d}" for i in range(spec.chatbots)]
         s = store.tables.sessions
         async with store.engine.connect() as conn:
-            long_ids = [r[0] for r in await conn.execute(
-                sa.select(s.c.id).where(s.c.message_count == 50).limit(200))]
+            long_ids = [
+                r[0]
+                for r in await conn.execute(
+                    sa.select(s.c.id).where(s.c.message_count == 50).limit(200)
+                )
+            ]
         rng = random.Random(1)
         rng.shuffle(long_ids)
 
@@ -562,7 +769,8 @@ async def measure(url: str, spec: Spec, reps: int) -> dict[str, Any]:
             return await q.list(search=["ann", "5511", "garcía"][i % 3], limit=20)
 
         out["first page search (substring, informative)"] = await timeit(
-            search, max(3, reps // 5), 1)
+            search, max(3, reps // 5), 1
+        )
 
         # The cursor of the page 100,000 rows deep, reached by walking the cursors.
         depth = min(100_000, spec.sessions // 10)
@@ -577,6 +785,7 @@ async def measure(url: str, spec: Spec, reps: int) -> dict[str, Any]:
             cursors[label] = cursor
         progress_done()
         for label, kwargs in (("status=completed", {"status": "completed"}), ("no filter", {})):
+
             async def by_cursor(_: int, kw: dict[str, Any] = kwargs, lb: str = label) -> Any:
                 page = await q.list(limit=20, cursor=cursors[lb], **kw)
                 assert len(page.data) == 20
@@ -590,7 +799,8 @@ async def measure(url: str, spec: Spec, reps: int) -> dict[str, Any]:
             progress(f"deep pages ({label})")
             out[f"page {depth:,} deep by cursor, {label}"] = await timeit(by_cursor, reps)
             out[f"page {depth:,} deep by offset, {label} (baseline)"] = await timeit(
-                by_offset, max(3, reps // 5), 1)
+                by_offset, max(3, reps // 5), 1
+            )
         c = await q.list(limit=20, cursor=cursors["status=completed"], status="completed")
         o = await q.list(limit=20, offset=depth, status="completed")
         assert [x.id for x in c.data] == [x.id for x in o.data], "cursor and offset disagree"
@@ -628,8 +838,15 @@ def report(backend: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
         p95 = median([r[name]["p95_ms"] for r in runs])
         target = TARGETS.get(name)
         summary[name] = {"median_ms": med, "p95_ms": p95, "target_ms": target}
-        rows.append([name, med, p95, f"≤ {target}" if target else "-",
-                     verdict(med, target, at_most=True) if target else ""])
+        rows.append(
+            [
+                name,
+                med,
+                p95,
+                f"≤ {target}" if target else "-",
+                verdict(med, target, at_most=True) if target else "",
+            ]
+        )
     print(f"\nresults on {backend} (ms; medians over {len(runs)} runs):")
     print_table(["query", "median", "p95", "target", "verdict"], rows)
     return summary
@@ -652,8 +869,10 @@ async def main() -> None:
     pg_version = await postgres_version(args.postgres_url) if "postgresql" in backends else None
     info = machine(pg_version)
     print_machine(info)
-    print(f"data set: {spec.sessions:,} sessions, {spec.events:,} events, "
-          f"{spec.chatbots} chatbots over {spec.weeks} weeks (generator {spec.key})\n")
+    print(
+        f"data set: {spec.sessions:,} sessions, {spec.events:,} events, "
+        f"{spec.chatbots} chatbots over {spec.weeks} weeks (generator {spec.key})\n"
+    )
     results: dict[str, Any] = {"machine": info, "args": vars(args)}
     for backend in backends:
         if backend == "postgresql" and pg_version is None:

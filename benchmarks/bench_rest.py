@@ -59,6 +59,7 @@ async def client_main(url: str, concurrency: int, duration: float, mix_name: str
 
     latencies: list[float] = []
     statuses: dict[int, int] = {}
+    errors: list[str] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url + MOUNT, limits=limits, timeout=60) as http:
         first = (await http.get("/", params={"limit": 20})).json()
@@ -72,7 +73,11 @@ async def client_main(url: str, concurrency: int, duration: float, mix_name: str
                 params = {"limit": "20", **mix[n % len(mix)]}
                 n += 1
                 t0 = time.perf_counter()
-                r = await http.get("/", params=params)
+                try:
+                    r = await http.get("/", params=params)
+                except httpx.TransportError as exc:
+                    errors.append(type(exc).__name__)
+                    continue
                 latencies.append((time.perf_counter() - t0) * 1000)
                 statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
 
@@ -80,6 +85,7 @@ async def client_main(url: str, concurrency: int, duration: float, mix_name: str
         await asyncio.gather(*(worker(i) for i in range(concurrency)))
         elapsed = time.perf_counter() - t0
     print(json.dumps({"requests": len(latencies), "elapsed": elapsed, "statuses": statuses,
+                      "transport_errors": errors,
                       "p50": percentile(latencies, 50), "p90": percentile(latencies, 90),
                       "p99": percentile(latencies, 99), "max": max(latencies)}), flush=True)
 
@@ -104,7 +110,7 @@ async def host_main(args: argparse.Namespace) -> dict[str, Any]:
             port = s.getsockname()[1]
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                                lifespan="off", log_level="warning",
-                                               backlog=2048))
+                                               backlog=2048, timeout_keep_alive=30))
         serving = asyncio.create_task(server.serve())
         while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
             await asyncio.sleep(0.01)
@@ -144,7 +150,8 @@ def main() -> None:
           f"{r['requests']:,} list requests in {r['elapsed']:.1f} s = "
           f"{r['requests'] / r['elapsed']:.0f} requests/s; latency p50 {r['p50']:.0f} ms, "
           f"p90 {r['p90']:.0f} ms, p99 {r['p99']:.0f} ms, max {r['max']:.0f} ms; "
-          f"statuses {r['statuses']}")
+          f"statuses {r['statuses']}; connection errors {len(r['transport_errors'])} "
+          f"{sorted(set(r['transport_errors']))}")
 
 
 if __name__ == "__main__":
