@@ -311,6 +311,8 @@ class Tracker:
         return time.time() if at is None else v.moment(at, "at", hook)
 
     def _sid(self, session_id: Any, hook: str) -> str:
+        if type(session_id) is str and session_id in self._owned:
+            return session_id  # already checked and canonical: skip the regex (hot path)
         sid = normalize_session_id(v.required(session_id, "session_id", hook))
         self._owned.add(sid)
         return sid
