@@ -31,12 +31,18 @@ class Feed:
         self._listeners: list[Callable[[StoredEvent], None]] = []
         self._dirty = anyio.Event()
         self._catching_up = False
+        self._waiters: list[tuple[int, anyio.Event]] = []
 
     async def start(self) -> None:
         # Events belong to the running loop: a tracker may be started again on another.
         self._dirty = anyio.Event()
         self._catching_up = False
+        self._waiters = []
         self.cursor = await self._store.last_seq()
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscriptions)
 
     def add_listener(self, listener: Callable[[StoredEvent], None]) -> None:
         """Call ``listener`` synchronously for every dispatched event (the tracker's own
@@ -77,8 +83,21 @@ class Feed:
             finally:
                 self._catching_up = False
 
+    async def wait_for(self, seq: int) -> None:
+        """Return once every event up to ``seq`` has been dispatched in this process."""
+        if self.cursor >= seq:
+            return
+        reached = anyio.Event()
+        self._waiters.append((seq, reached))
+        await reached.wait()
+
     def _dispatch(self, event: StoredEvent) -> None:
         self.cursor = event.seq
+        if self._waiters:
+            ready = [w for w in self._waiters if w[0] <= event.seq]
+            for w in ready:
+                self._waiters.remove(w)
+                w[1].set()
         for listener in self._listeners:
             try:
                 listener(event)

@@ -126,6 +126,7 @@ class Tracker:
         self._buffer: deque[Report] = deque()
         self._owned: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
+        self._committed_seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._wake = asyncio.Event()
@@ -218,12 +219,24 @@ class Tracker:
         self._require_running()
         return self._sessions
 
+    @property
+    def published_seq(self) -> int:
+        """The sequence number of the last event handed to this process's subscribers."""
+        return self._feed.cursor
+
+    @property
+    def subscriber_count(self) -> int:
+        """Open :meth:`subscribe` iterators in this process (SSE streams, socket pumps)."""
+        return self._feed.subscriber_count
+
     async def flush(self) -> None:
-        """Return once everything reported before this call is committed."""
+        """Return once everything reported before this call is committed, and handed to
+        this process's subscribers (a subscription opened afterwards starts after it)."""
         self._require_running()
         target = self.stats.enqueued
         async with self._progress:
             await self._progress.wait_for(lambda: self.stats.committed >= target)
+        await self._feed.wait_for(self._committed_seq)
 
     async def stop(
         self,
@@ -533,6 +546,7 @@ class Tracker:
                 res.late,
             )
         if res.events:
+            self._committed_seq = res.last_seq
             self._feed.deliver(res.events)
             await self.call_hook("sessiontrack_events_committed", events=res.events)
 

@@ -281,3 +281,20 @@ def test_a_tracker_can_be_started_again_on_a_new_event_loop(tmp_path: Path) -> N
 
     assert anyio.run(one_run, 1) == 1
     assert anyio.run(one_run, 2) == 2
+
+
+async def test_a_subscription_opened_after_flush_starts_after_what_was_flushed(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
+) -> None:
+    """flush() also waits until this process has published the batch (on PostgreSQL the
+    writer's own NOTIFY can route it through a read of the log)."""
+    sid = start(pm)
+    for i in range(20):
+        pm.hook.sessiontrack_node_executed(session_id=sid, node_id=f"before{i}")
+        await tracker.flush()
+        assert tracker.published_seq == await tracker.store.last_seq()
+        async with tracker.subscribe() as sub:
+            pm.hook.sessiontrack_node_executed(session_id=sid, node_id=f"after{i}")
+            with anyio.fail_after(5):
+                event = await sub.__anext__()
+        assert event.data["node_id"] == f"after{i}"

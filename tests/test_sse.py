@@ -110,11 +110,10 @@ async def test_keepalive_comments(api: httpx.AsyncClient) -> None:
 
 async def test_disconnects_are_cleaned_up(api: httpx.AsyncClient, engine: Engine,
                                           tracker: sessiontrack.Tracker) -> None:
-    feed = tracker._feed
-    before = len(feed._subscriptions)
+    before = tracker.subscriber_count
     async with sse_stream(api), sse_stream(api):
-        assert len(feed._subscriptions) == before + 2
-    await wait_until(lambda: len(feed._subscriptions) == before)
+        assert tracker.subscriber_count == before + 2
+    await wait_until(lambda: tracker.subscriber_count == before)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

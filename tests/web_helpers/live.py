@@ -71,12 +71,10 @@ async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None
 
 
 async def settle(tracker: Any) -> None:
-    """Flush, then wait until the tracker's feed has dispatched everything committed.
-
-    ``flush()`` returns at commit; on PostgreSQL the writer's own NOTIFY can make the feed
-    dispatch that batch a moment later, so a subscription opened right after ``flush()``
-    could still see it. Tests that assert "nothing before this point" settle first.
+    """Flush, then wait until this process has published everything in the log, including
+    what other processes committed. Tests that assert "nothing before this point" settle
+    first. (``flush()`` alone covers this process's own reports.)
     """
     await tracker.flush()
     head = await tracker.store.last_seq()
-    await wait_until(lambda: tracker._feed.cursor >= head)
+    await wait_until(lambda: tracker.published_seq >= head)
