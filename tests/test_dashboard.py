@@ -208,6 +208,7 @@ async def test_filters_search_sort_and_keyset_pagination(page: Any, ui: str) -> 
         "Billing Bot"
     }
     assert "bot=billing" in page.url
+    await expect(page.locator("#stat-total")).to_have_text(str(BILLING_SESSIONS))  # per chatbot
     await page.select_option("#chatbot-filter", "")
 
     await page.fill("#search", "Seed Customer 07")

@@ -244,6 +244,10 @@ async def test_stats_and_chatbots(api: httpx.AsyncClient, world: dict[str, Any])
     assert set(stats) == {"active", "completedToday", "total", "byStatus"}
     assert stats["active"] == 3 and stats["completedToday"] == 1 and stats["total"] == 4
     assert stats["byStatus"]["waiting_input"] == 2
+    one_bot = (await api.get("/stats", params={"chatbotId": "bot-b"})).json()
+    assert one_bot["total"] == 1 and one_bot["completedToday"] == 0
+    bad = await api.get("/stats", params={"chatbot": "bot-b"})
+    assert bad.status_code == 400 and bad.json()["detail"][0]["field"] == "chatbot"
     bots = (await api.get("/chatbots")).json()
     assert bots == [{"id": "bot-a", "name": "Alpha Bot"}, {"id": "bot-b", "name": "Beta Bot"}]
 

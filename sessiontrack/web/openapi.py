@@ -126,7 +126,7 @@ def _paths() -> dict[str, Any]:
                                _json(sessions, "Active sessions, most recently updated first"),
                                errors=(), links=_session_links("$response.body#/0/id"))},
         "/stats": {"get": _op("getStats", "Counts of sessions", _json("Stats", "Counts"),
-                              errors=())},
+                              errors=(), params=_query_params(schemas.StatsQuery))},
         "/chatbots": {"get": _op(
             "listChatbots", "Chatbots the principal may see",
             _json({"type": "array", "items": {"$ref": _REF.format(model="Chatbot")}},

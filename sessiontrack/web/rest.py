@@ -120,8 +120,9 @@ async def stop_session(request: Request) -> Response:
 
 
 async def stats(request: Request) -> Response:
-    ctx, principal = await _begin(request)
-    s = await ctx.tracker.sessions.stats(principal=principal)
+    ctx, principal = await _begin(request, None)
+    q = schemas.StatsQuery.model_validate(dict(request.query_params))
+    s = await ctx.tracker.sessions.stats(principal=principal, chatbot_id=q.chatbot_id)
     return _Json(_dump(schemas.Stats.model_validate(s)))
 
 

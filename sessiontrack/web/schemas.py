@@ -75,6 +75,12 @@ class ListQuery(_Query):
         return value.upper() if isinstance(value, str) else value
 
 
+class StatsQuery(_Query):
+    """Query parameters of ``GET /stats``."""
+
+    chatbot_id: str | None = Field(None, min_length=1, description="Only this chatbot")
+
+
 class MessagesQuery(_Query):
     """Query parameters of ``GET /{id}/messages``."""
 

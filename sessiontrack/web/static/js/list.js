@@ -145,7 +145,7 @@ class ListView {
     if (prev && stateKey(prev) !== stateKey(next)) cursorMemory.delete(stateKey(prev));
     if (next.cursor) this.cursors().set(next.page, next.cursor);
     this.renderControls();
-    if (!prev) this.loadStats();
+    if (!prev || prev.bot !== next.bot) this.loadStats();
     this.load({ quiet: false });
   }
 
@@ -186,7 +186,7 @@ class ListView {
 
   async loadStats() {
     try {
-      const stats = await api("stats");
+      const stats = await api("stats", { params: { chatbotId: this.state.bot } });
       for (const key of Object.keys(this.statEls)) this.statEls[key].textContent = formatNumber(stats[key]);
     } catch { /* the cards keep their last values; the list shows the error */ }
   }
