@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,19 +23,19 @@ import pluggy
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import _validate as v
 from . import events as ev
 from . import hookspecs
 from ._feed import Feed, Subscription
 from ._ids import normalize_session_id
+from ._reporting import ReportingHooks
 from .errors import BufferFull, SessionAlreadyTerminal, SessionNotFound, TrackerNotRunning
 from .events import StoredEvent
-from .hookspecs import REQUIRED, hookimpl
+from .hookspecs import REQUIRED
 from .models import Principal
 from .query import SessionQueries
-from .status import ALL_STATUSES, TERMINAL_STATUSES
+from .status import TERMINAL_STATUSES
 from .store import DEFAULT_PREFIX, SQLAlchemyStore
-from .store._fold import FLOW_REGISTERED, FoldResult, Report
+from .store._fold import FoldResult, Report
 
 log = logging.getLogger(__name__)
 _DIRECTIONS = frozenset({"inbound", "outbound"})
@@ -61,7 +61,7 @@ class TrackerStats:
         return self.enqueued - self.committed
 
 
-class Tracker:
+class Tracker(ReportingHooks):
     """Records sessions reported through the hooks and serves them back.
 
     Use it as an async context manager (or call :meth:`start` and :meth:`aclose`)::
@@ -318,160 +318,6 @@ class Tracker:
         else:
             assert self._loop is not None
             self._loop.call_soon_threadsafe(self._enqueue, report)
-
-    @staticmethod
-    def _at(at: Any, hook: str) -> Any:
-        return time.time() if at is None else v.moment(at, "at", hook)
-
-    def _sid(self, session_id: Any, hook: str) -> str:
-        if type(session_id) is str and session_id in self._owned:
-            return session_id  # already checked and canonical: skip the regex (hot path)
-        sid = normalize_session_id(v.required(session_id, "session_id", hook))
-        self._owned.add(sid)
-        return sid
-
-    @hookimpl(tryfirst=True)
-    def sessiontrack_flow_registered(
-        self, chatbot_id: str, name: str, flow: Mapping[str, Any], version: str | None
-    ) -> None:
-        h = "sessiontrack_flow_registered"
-        graph = v.flow_graph(flow, h)
-        data = {
-            "chatbot_id": v.text(chatbot_id, "chatbot_id", h),
-            "name": v.text(name, "name", h),
-            "flow": graph,
-            "version": v.text(version, "version", h, optional=True) or v.flow_version(graph),
-        }
-        self._enqueue((FLOW_REGISTERED, "", time.time(), data))
-
-    @hookimpl(tryfirst=True)
-    def sessiontrack_session_started(
-        self,
-        session_id: str,
-        chatbot_id: str,
-        conversation_id: str | None,
-        contact: Mapping[str, Any] | None,
-        variables: Mapping[str, Any] | None,
-        metadata: Mapping[str, Any] | None,
-        at: datetime | None,
-        expires_at: datetime | None,
-    ) -> None:
-        h = "sessiontrack_session_started"
-        sid = self._sid(session_id, h)
-        data: dict[str, Any] = {
-            "chatbot_id": v.text(chatbot_id, "chatbot_id", h),
-            "conversation_id": v.opt_text(conversation_id, "conversation_id", h),
-        }
-        if contact is not None:
-            if not isinstance(contact, Mapping):
-                raise TypeError(f"{h}(): contact must be a mapping with phone and name")
-            data["customer_phone"] = v.opt_text(contact.get("phone"), "contact['phone']", h)
-            data["customer_name"] = v.opt_text(contact.get("name"), "contact['name']", h)
-        if variables is not None:
-            data["variables"] = v.json_object(variables, "variables", h)
-        if metadata is not None:
-            data["metadata"] = v.json_object(metadata, "metadata", h)
-        if expires_at is not None:
-            data["expires_at"] = v.moment(expires_at, "expires_at", h)
-        self._enqueue((ev.SESSION_STARTED, sid, self._at(at, h), data))
-
-    @hookimpl(tryfirst=True)
-    def sessiontrack_node_executed(
-        self,
-        session_id: str,
-        node_id: str,
-        node_type: str | None,
-        label: str | None,
-        at: datetime | None,
-        duration_ms: float | None,
-        error: str | None,
-    ) -> None:
-        h = "sessiontrack_node_executed"
-        sid = self._sid(session_id, h)
-        if duration_ms is not None and (
-            isinstance(duration_ms, bool) or not isinstance(duration_ms, int | float)
-        ):
-            raise TypeError(f"{h}(): duration_ms must be a number")
-        data = {
-            "node_id": v.text(node_id, "node_id", h),
-            "node_type": v.opt_text(node_type, "node_type", h),
-            "label": v.opt_text(label, "label", h),
-            "duration_ms": duration_ms,
-            "error": v.opt_text(error, "error", h),
-        }
-        self._enqueue((ev.NODE_EXECUTED, sid, self._at(at, h), data))
-
-    @hookimpl(tryfirst=True)
-    def sessiontrack_message(
-        self,
-        session_id: str,
-        direction: str,
-        type: str,
-        text: str | None,
-        payload: Mapping[str, Any] | None,
-        node_id: str | None,
-        message_id: str | None,
-        at: datetime | None,
-    ) -> None:
-        h = "sessiontrack_message"
-        sid = self._sid(session_id, h)
-        if direction not in _DIRECTIONS:
-            v.required(direction, "direction", h)
-            raise ValueError(f"{h}(): direction must be 'inbound' or 'outbound', got {direction!r}")
-        data = {
-            "direction": direction,
-            "type": v.text(type, "type", h),
-            "text": v.opt_text(text, "text", h),
-            "payload": None if payload is None else v.json_object(payload, "payload", h),
-            "node_id": v.opt_text(node_id, "node_id", h),
-            "message_id": v.opt_text(message_id, "message_id", h),
-        }
-        self._enqueue((ev.MESSAGE, sid, self._at(at, h), data))
-
-    @hookimpl(tryfirst=True)
-    def sessiontrack_status_changed(
-        self,
-        session_id: str,
-        status: str,
-        node_id: str | None,
-        reason: str | None,
-        at: datetime | None,
-    ) -> None:
-        h = "sessiontrack_status_changed"
-        sid = self._sid(session_id, h)
-        if status not in ALL_STATUSES:
-            v.required(status, "status", h)
-            raise ValueError(f"{h}(): unknown status {status!r}; one of {sorted(ALL_STATUSES)}")
-        kind = ev.SESSION_COMPLETED if status in TERMINAL_STATUSES else ev.STATUS_CHANGED
-        data = {
-            "status": status,
-            "node_id": v.opt_text(node_id, "node_id", h),
-            "reason": v.opt_text(reason, "reason", h),
-        }
-        self._enqueue((kind, sid, self._at(at, h), data))
-
-    @hookimpl(tryfirst=True)
-    def sessiontrack_variables_changed(
-        self, session_id: str, variables: Mapping[str, Any], at: datetime | None
-    ) -> None:
-        h = "sessiontrack_variables_changed"
-        sid = self._sid(session_id, h)
-        data = {"variables": v.json_object(v.required(variables, "variables", h), "variables", h)}
-        self._enqueue((ev.VARIABLES_CHANGED, sid, self._at(at, h), data))
-
-    @hookimpl(tryfirst=True)
-    def sessiontrack_session_completed(
-        self, session_id: str, status: str, reason: str | None, at: datetime | None
-    ) -> None:
-        h = "sessiontrack_session_completed"
-        sid = self._sid(session_id, h)
-        if status not in TERMINAL_STATUSES:
-            raise ValueError(
-                f"{h}(): status must be terminal ({', '.join(sorted(TERMINAL_STATUSES))})"
-                f", got {status!r}"
-            )
-        data = {"status": status, "reason": v.opt_text(reason, "reason", h)}
-        self._enqueue((ev.SESSION_COMPLETED, sid, self._at(at, h), data))
 
     # --- the writer ---------------------------------------------------------------------
 
