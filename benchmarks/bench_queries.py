@@ -271,40 +271,9 @@ def sid_for(t: float, rng: random.Random) -> str:
 
 
 Row = tuple[Any, ...]
-SESSION_COLS = [
-    "id",
-    "chatbot_id",
-    "flow_version",
-    "conversation_id",
-    "customer_phone",
-    "customer_name",
-    "name_key",
-    "status",
-    "current_node_id",
-    "current_node_label",
-    "variables",
-    "metadata",
-    "started_at",
-    "updated_at",
-    "completed_at",
-    "expires_at",
-    "idle_timeout_s",
-    "completion_reason",
-    "node_count",
-    "message_count",
-    "last_seq",
-]
-EVENT_COLS = [
-    "seq",
-    "session_id",
-    "chatbot_id",
-    "kind",
-    "at",
-    "flow_version",
-    "node_id",
-    "message_id",
-    "data",
-]
+# Rows are generated in the tables' own column order.
+SESSION_COLS = [c.name for c in make_tables().sessions.columns]
+EVENT_COLS = [c.name for c in make_tables().events.columns]
 
 
 def generate(spec: Spec) -> Iterator[tuple[list[Row], list[Row]]]:

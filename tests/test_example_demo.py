@@ -23,6 +23,7 @@ import pytest
 import socketio
 import uvicorn
 from example_helpers import payloads as wa
+from web_helpers.live import free_port
 
 from examples.helpdesk.app import MOUNT, Helpdesk, create_helpdesk
 from examples.helpdesk.sender import RecordingSender
@@ -33,21 +34,25 @@ pytestmark = pytest.mark.anyio
 REPO = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def live(database_url: str, prefix: str) -> AsyncIterator[tuple[Helpdesk, str]]:
-    helpdesk = create_helpdesk(database_url, app_secret="demo-secret", tracker_options={
-        "prefix": prefix, "migrate": True, "poll_interval": 0.05,
-        "idle_timeout": timedelta(seconds=1.5), "sweep_interval": 0.2})
+    helpdesk = create_helpdesk(
+        database_url,
+        app_secret="demo-secret",
+        tracker_options={
+            "prefix": prefix,
+            "migrate": True,
+            "poll_interval": 0.05,
+            "idle_timeout": timedelta(seconds=1.5),
+            "sweep_interval": 0.2,
+        },
+    )
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(helpdesk.app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            helpdesk.app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        )
+    )
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve)
         with anyio.fail_after(10):
@@ -63,9 +68,19 @@ async def test_the_simulator_plays_every_kind_of_customer(live: tuple[Helpdesk, 
     helpdesk, base = live
     assert isinstance(helpdesk.sender, RecordingSender)
     plans = [plan for plan, _ in PLANS]
-    sim = Simulator(base, helpdesk.sender, app_secret="demo-secret", customers=2 * len(plans),
-                    concurrency=6, arrival=(0.0, 0.02), pause=(0.01, 0.05),
-                    stop_after=(0.1, 0.3), redeliver=0.3, seed=4, mix=plans)
+    sim = Simulator(
+        base,
+        helpdesk.sender,
+        app_secret="demo-secret",
+        customers=2 * len(plans),
+        concurrency=6,
+        arrival=(0.0, 0.02),
+        pause=(0.01, 0.05),
+        stop_after=(0.1, 0.3),
+        redeliver=0.3,
+        seed=4,
+        mix=plans,
+    )
     tally = await sim.run()
     assert tally.outcomes["failed"] == 0
     assert sum(tally.outcomes.values()) == tally.started == 2 * len(plans)
@@ -107,9 +122,25 @@ def test_python_m_examples_helpdesk(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("WHATSAPP_APP_SECRET", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "examples.helpdesk", "--port", str(port), "--database-url",
-         f"sqlite:///{tmp_path / 'demo.db'}", "--customers", "4", "--idle-timeout", "30"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "examples.helpdesk",
+            "--port",
+            str(port),
+            "--database-url",
+            f"sqlite:///{tmp_path / 'demo.db'}",
+            "--customers",
+            "4",
+            "--idle-timeout",
+            "30",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lines = _wait_for_line(proc, "dashboard:")
         assert any(f"http://127.0.0.1:{port}{MOUNT}/ui/" in line for line in lines)
@@ -135,9 +166,20 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         done = subprocess.run(
-            [sys.executable, "-m", "examples.helpdesk", "--port", str(port), "--database-url",
-             f"sqlite:///{tmp_path / 'busy.db'}"],
-            cwd=REPO, capture_output=True, text=True, timeout=60)
+            [
+                sys.executable,
+                "-m",
+                "examples.helpdesk",
+                "--port",
+                str(port),
+                "--database-url",
+                f"sqlite:///{tmp_path / 'busy.db'}",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert done.returncode == 1
     assert "address already in use" in done.stderr
     assert "helpdesk could not start" in done.stderr
@@ -145,7 +187,8 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
 
 
 async def test_live_events_reach_a_socket_client_under_the_mount(
-        live: tuple[Helpdesk, str]) -> None:
+    live: tuple[Helpdesk, str],
+) -> None:
     """The dashboard's live feed works in the example: Socket.IO at the mount's path."""
     _, base = live
     client = socketio.AsyncClient(reconnection=False)
@@ -157,16 +200,22 @@ async def test_live_events_reach_a_socket_client_under_the_mount(
         started.append(data)
         arrived.set()
 
-    await client.connect(base, socketio_path=f"{MOUNT}/socket.io", namespaces=["/sessions"],
-                         transports=["websocket"])
+    await client.connect(
+        base, socketio_path=f"{MOUNT}/socket.io", namespaces=["/sessions"], transports=["websocket"]
+    )
     try:
         ack = await client.call("sessions:subscribe", {}, namespace="/sessions", timeout=10)
         assert ack["success"] is True
         body = json.dumps(wa.messages("15557654321", "Live Lou", wa.text("15557654321", "hi")))
         async with httpx.AsyncClient(base_url=base) as http:
-            response = await http.post("/webhook", content=body, headers={
-                "Content-Type": "application/json",
-                "X-Hub-Signature-256": sign(body.encode(), "demo-secret")})
+            response = await http.post(
+                "/webhook",
+                content=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Hub-Signature-256": sign(body.encode(), "demo-secret"),
+                },
+            )
             assert response.status_code == 200
         with anyio.fail_after(10):
             await arrived.wait()

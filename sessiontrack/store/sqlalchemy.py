@@ -319,17 +319,8 @@ class SQLAlchemyStore(ReadQueries):
     def _events_insert_sql(self) -> str:
         sql = self._raw_sql.get("events")
         if sql is None:
-            cols = (
-                "seq",
-                "session_id",
-                "chatbot_id",
-                "kind",
-                "at",
-                "flow_version",
-                "node_id",
-                "message_id",
-                "data",
-            )
+            # the table's column order, which _write builds each row tuple in
+            cols = tuple(c.name for c in self.tables.events.columns)
             q = self.engine.dialect.identifier_preparer.quote
             sql = self._raw_sql["events"] = (
                 f"INSERT INTO {q(self.tables.events.name)} ({', '.join(map(q, cols))}) "

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,16 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from web_helpers.live import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "/api/chatbot-sessions"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextmanager
