@@ -67,7 +67,8 @@ class SessionQueries:
 
         ``status`` is one status or several; ``filter`` is a group (``all``, ``active``,
         ``completed`` — the last meaning any terminal status); both narrow the result.
-        ``search`` matches a case-insensitive substring of the customer's name or phone.
+        ``search`` matches a case-insensitive substring of the customer's name or phone
+        (the name only, for a principal without ``can_see_pii``).
         ``cursor`` (the ``next_cursor`` of the previous page) continues with a keyset query
         whose cost does not grow with depth; it must be used with the same sort.
         """
@@ -92,6 +93,8 @@ class SessionQueries:
             chatbot_ids=_chatbots(chatbot_id, principal),
             conversation_id=conversation_id or None,
             search=search.strip() or None if search else None,
+            # who may not see phone numbers may not find them digit by digit either
+            search_phones=principal is None or principal.can_see_pii,
             start=start_date,
             end=end_date,
         )

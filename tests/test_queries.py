@@ -293,3 +293,17 @@ async def test_cursor_from_another_sort_is_refused(
     with pytest.raises(InvalidParameter) as info:
         await tracker.sessions.get("nope")
     assert info.value.field == "id"
+
+
+async def test_search_does_not_match_phones_a_principal_may_not_see(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
+) -> None:
+    sid = sessiontrack.new_session_id()
+    pm.hook.sessiontrack_session_started(
+        session_id=sid, chatbot_id="bot", contact={"phone": "+15550001234", "name": "Ann"}
+    )
+    await tracker.flush()
+    no_pii = Principal(id="viewer", can_see_pii=False)
+    assert (await tracker.sessions.list(search="0001234")).total == 1
+    assert (await tracker.sessions.list(search="0001234", principal=no_pii)).total == 0
+    assert (await tracker.sessions.list(search="ann", principal=no_pii)).total == 1

@@ -142,6 +142,16 @@ async def test_sockets_refuse_bad_credentials(live_url: str) -> None:
         assert await probe.call("sessions:subscribe") == {"success": True}
 
 
+async def test_sockets_refuse_other_sites_even_with_the_hosts_cookie(live_url: str) -> None:
+    """Cross-site WebSocket hijacking: a page elsewhere rides the browser's cookie."""
+    cookie = {"Cookie": "host_session=b-cookie"}
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        async with socket_client(live_url, headers={**cookie, "Origin": "http://evil.example"}):
+            pass
+    async with socket_client(live_url, headers={**cookie, "Origin": live_url}) as same_site:
+        assert await same_site.call("sessions:subscribe") == {"success": True}
+
+
 async def test_tenant_broadcasts_joins_and_masking(
         live_url: str, api: httpx.AsyncClient, engine: Engine, world: dict[str, str]) -> None:
     async with socket_client(live_url, auth={"token": "a-token"}) as tenant, \
@@ -200,9 +210,22 @@ async def test_without_authenticator_only_loopback(tracker: sessiontrack.Tracker
             for path in ("/", "/stats", "/events"):
                 r = await c.get(path, headers=remote)
                 assert r.status_code == 403 and "loopback" in r.json()["error"], path
-            assert (await c.get("/", headers={"X-Forwarded-For": "::1"})).status_code == 200
+            # Anything that passed a proxy is not local, whatever it claims.
+            assert (await c.get("/", headers={"X-Forwarded-For": "::1"})).status_code == 403
+            # DNS rebinding: a foreign name for 127.0.0.1 is refused.
+            rebound = await c.get("/", headers={"Host": "evil.example"})
+            assert rebound.status_code == 403
+            # A page on another site posting a form here is refused; our own origin is not.
+            foreign = {"Origin": "http://evil.example"}
+            stop = await c.post(f"/{sessiontrack.new_session_id()}/stop", headers=foreign)
+            assert stop.status_code == 403
+            own = await c.get("/", headers={"Origin": url})
+            assert own.status_code == 200
         with pytest.raises(socketio.exceptions.ConnectionError):
             async with socket_client(url, headers={"X-Forwarded-For": "203.0.113.7"}):
+                pass
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            async with socket_client(url, headers={"Origin": "http://evil.example"}):
                 pass
         async with socket_client(url) as probe:
             assert await probe.call("sessions:subscribe") == {"success": True}

@@ -27,6 +27,7 @@ class SessionFilter:
     chatbot_ids: frozenset[str] | None = None
     conversation_id: str | None = None
     search: str | None = None
+    search_phones: bool = True
     start: datetime | None = None
     end: datetime | None = None
 
@@ -98,11 +99,11 @@ class ReadQueries:
             w.append(s.c.conversation_id == f.conversation_id)
         if f.search:
             pattern = _like(f.search.casefold())
+            by_name = s.c.name_key.like(pattern, escape="\\")
             w.append(
-                sa.or_(
-                    s.c.name_key.like(pattern, escape="\\"),
-                    s.c.customer_phone.like(pattern, escape="\\"),
-                )
+                sa.or_(by_name, s.c.customer_phone.like(pattern, escape="\\"))
+                if f.search_phones
+                else by_name
             )
         if f.start is not None:
             w.append(s.c.started_at >= f.start)

@@ -74,8 +74,8 @@ def create_app(
                     "clients (127.0.0.1, ::1) are served; pass authenticate= to serve others")
     ctx = Context(tracker=tracker, authenticator=authenticate, keepalive=keepalive,
                   sse_max_age=sse_max_age)
-    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=cors_allowed_origins
-                               if cors_allowed_origins is not None else [],
+    # None is Engine.IO's same-origin check; an empty list would switch the check off.
+    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=cors_allowed_origins,
                                logger=False, engineio_logger=False)
     gateway = Gateway(ctx)
     sio.register_namespace(gateway)

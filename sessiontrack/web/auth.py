@@ -70,14 +70,48 @@ def bearer_token(conn: HTTPConnection) -> str | None:
     return None
 
 
+_LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+_FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+
+
+def _local_name(host: str) -> bool:
+    """``host`` (a Host header's or an origin's host, port allowed) names this machine."""
+    host = host.strip().lower()
+    if host.startswith("["):  # [::1]:8000
+        host = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return host in _LOCAL_NAMES or host.endswith(".localhost")
+
+
 def is_loopback(conn: HTTPConnection) -> bool:
+    """Whether a request comes from this machine *and* was meant for it.
+
+    The peer address alone is not enough: a reverse proxy on the same host makes every
+    client look local (so a request that carries forwarding headers is not local), a page
+    on another site can reach 127.0.0.1 through DNS rebinding (so the Host header must
+    name this machine), and a page on another origin can post a form or open a WebSocket
+    here (so an Origin header, when present, must name this machine too).
+    """
     client = conn.client
     if client is None:
         return False
     try:
-        return ipaddress.ip_address(client.host.split("%")[0]).is_loopback
+        if not ipaddress.ip_address(client.host.split("%")[0]).is_loopback:
+            return False
     except ValueError:
         return False
+    headers = conn.headers
+    if any(name in headers for name in _FORWARDING_HEADERS):
+        return False
+    if not _local_name(headers.get("host", "")):
+        return False
+    origin = headers.get("origin")
+    if origin is not None:
+        host = origin.split("://", 1)[-1].split("/", 1)[0]
+        if origin == "null" or not _local_name(host):
+            return False
+    return True
 
 
 async def resolve(authenticator: Authenticator | None, request: AuthRequest) -> Principal:

@@ -2,7 +2,8 @@
 
 Rooms: ``all`` (subscribers of every session, unrestricted principals), ``bot:<id>``
 (subscribers restricted to some chatbots join one room per chatbot) and ``session:<id>``
-(clients that joined one session). Each has a twin with a ``#m`` suffix for principals whose
+(clients that joined one session). Each has a twin with a ``masked|`` prefix (which no
+chatbot id can forge: room names are ``all``, ``bot:…`` or ``session:…``) for principals whose
 phone numbers are masked. Every event is emitted once to the union of the rooms it
 concerns, so a client in several of them receives it once.
 
@@ -45,7 +46,7 @@ class _Client:
     sessions: set[str] = field(default_factory=set)
 
     def room(self, name: str) -> str:
-        return f"{name}#m" if self.masked else name
+        return f"masked|{name}" if self.masked else name
 
 
 class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
@@ -226,7 +227,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         send = self.server.eio.send_packet
         for event in events:
             rooms = ["all", f"bot:{event.chatbot_id}", f"session:{event.session_id}"]
-            masked_rooms = [f"{r}#m" for r in rooms]
+            masked_rooms = [f"masked|{r}" for r in rooms]
             if needs_masking(event):
                 groups = [(rooms, payload(event, False)), (masked_rooms, payload(event, True))]
             else:
