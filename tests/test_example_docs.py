@@ -50,7 +50,7 @@ async def test_the_quickstart_bot(in_tmp: Path, capsys: pytest.CaptureFixture[st
     bot = load(python_block("quickstart.md", "app = Starlette("), in_tmp / "bot.py")
     async with bot.app.router.lifespan_context(bot.app):
         transport = httpx.ASGITransport(app=bot.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bot.test") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
 
             async def say(user: str, text: str) -> dict[str, Any]:
                 response = await c.post("/chat", json={"user": user, "text": text})

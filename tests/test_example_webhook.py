@@ -106,6 +106,13 @@ async def test_a_bad_signature_is_401_and_changes_nothing(
     await nothing_recorded(signed)
 
 
+def test_a_signature_header_that_is_not_ascii_is_simply_wrong() -> None:
+    from examples.helpdesk.whatsapp import verify_signature
+
+    assert verify_signature(b"{}", "sha256=" + "é" * 64, SECRET) is False
+    assert verify_signature(b"{}", sign(b"{}", SECRET), SECRET) is True
+
+
 async def test_a_signature_over_other_bytes_is_401(signed: Harness) -> None:
     body = json.dumps(wa.messages(ANN, "Ann Lee", wa.text(ANN, "hi"))).encode()
     tampered = body.replace(b'"hi"', b'"ho"')
@@ -150,6 +157,12 @@ MALFORMED = {
                                   [*MSG, "interactive", "nfm_reply", "response_json"], "{oops"),
     "unknown interactive": _broken(wa.messages(ANN, "A", wa.button_reply(ANN, "x", "X")),
                                    [*MSG, "interactive", "type"], "carousel_reply"),
+    "change not an object": _broken(wa.messages(ANN, "A", wa.text(ANN, "hi")),
+                                    ["entry", 0, "changes", 0], "x"),
+    "contact not an object": _broken(wa.messages(ANN, "A", wa.text(ANN, "hi")),
+                                     ["entry", 0, "changes", 0, "value", "contacts"], ["x"]),
+    "button title not a string": _broken(wa.messages(ANN, "A", wa.button_reply(ANN, "x", "X")),
+                                         [*MSG, "interactive", "button_reply", "title"], [1]),
     # a good message followed by a bad one: nothing of either is handled
     "second message bad": wa.messages(ANN, "A", wa.text(ANN, "hi"), {"from": ANN, "type": "text"}),
 }

@@ -119,6 +119,9 @@ def create_helpdesk(
     pm.register(engine)
     verify_token = verify_token or os.environ.get("WHATSAPP_VERIFY_TOKEN") or None
     app_secret = app_secret or os.environ.get("WHATSAPP_APP_SECRET") or None
+    if app_secret is None:
+        log.warning("WHATSAPP_APP_SECRET is not set: the webhook accepts unsigned posts "
+                    "(fine for the local demo; set it before exposing /webhook)")
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -34,7 +34,8 @@ def verify_signature(body: bytes, header: str | None, app_secret: str) -> bool:
     if not header or not header.startswith("sha256="):
         return False
     expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header.removeprefix("sha256="))
+    given = header.removeprefix("sha256=").encode("latin-1", "replace")
+    return hmac.compare_digest(expected.encode(), given)  # bytes: any header text compares
 
 
 def sign(body: bytes, app_secret: str) -> str:
@@ -58,7 +59,7 @@ def parse_notification(body: bytes) -> list[Inbound]:
             value = _dict(change, "value")
             if change.get("field", "messages") != "messages":
                 continue
-            names = {c.get("wa_id"): _name(c) for c in _list(value, "contacts")}
+            names = {_str(_object(c), "wa_id"): _name(c) for c in _list(value, "contacts")}
             found.extend(_message(m, names) for m in _list(value, "messages"))
     return found
 
@@ -77,7 +78,7 @@ def _message(raw: Any, names: Mapping[Any, str | None]) -> Inbound:
     if kind == "button":  # a quick-reply button of a template message
         button = _dict(raw, "button")
         return Inbound(kind="choice", choice_id=_str(button, "payload"),
-                       text=button.get("text"), **base)
+                       text=_opt_str(button, "text"), **base)
     if kind == "interactive":
         return _interactive(_dict(raw, "interactive"), base)
     return Inbound(kind="unsupported", **base)
@@ -87,7 +88,7 @@ def _interactive(inter: dict[str, Any], base: dict[str, Any]) -> Inbound:
     itype = inter.get("type")
     if itype in ("button_reply", "list_reply"):
         reply = _dict(inter, itype)
-        return Inbound(kind="choice", choice_id=_str(reply, "id"), text=reply.get("title"),
+        return Inbound(kind="choice", choice_id=_str(reply, "id"), text=_opt_str(reply, "title"),
                        **base)
     if itype == "nfm_reply":
         reply = _dict(inter, "nfm_reply")
@@ -97,7 +98,7 @@ def _interactive(inter: dict[str, Any], base: dict[str, Any]) -> Inbound:
             raise MalformedPayload("nfm_reply.response_json is not JSON") from None
         if not isinstance(form, dict):
             raise MalformedPayload("nfm_reply.response_json must be a JSON object")
-        return Inbound(kind="form", form=form, text=reply.get("body"),
+        return Inbound(kind="form", form=form, text=_opt_str(reply, "body"),
                        **{**base, "channel_type": "form"})
     raise MalformedPayload(f"unknown interactive type {itype!r}")
 
@@ -117,8 +118,14 @@ def _list(obj: Any, key: str, *, required: bool = False) -> list[Any]:
     return value
 
 
-def _dict(obj: dict[str, Any], key: str) -> dict[str, Any]:
-    value = obj.get(key)
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise MalformedPayload("a contact must be an object")
+    return value
+
+
+def _dict(obj: Any, key: str) -> dict[str, Any]:
+    value = obj.get(key) if isinstance(obj, dict) else None
     if not isinstance(value, dict):
         raise MalformedPayload(f"'{key}' must be an object")
     return value
@@ -151,3 +158,10 @@ def message_body(to: str, reply: Reply) -> dict[str, Any]:
             "flow_action": "navigate",
             "flow_action_payload": {"screen": form.get("screen")}}})
     return {**head, "type": "interactive", "interactive": interactive}
+
+
+def _opt_str(obj: dict[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, str):
+        raise MalformedPayload(f"'{key}' must be a string")
+    return value

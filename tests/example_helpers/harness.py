@@ -132,5 +132,5 @@ async def running_helpdesk(database_url: str, prefix: str, *,
     helpdesk = create_helpdesk(database_url, tracker_options=options, **kwargs)
     async with helpdesk.app.router.lifespan_context(helpdesk.app):
         transport = httpx.ASGITransport(app=helpdesk.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://helpdesk.test") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
             yield Harness(helpdesk, c)
