@@ -32,12 +32,14 @@ class Feed:
         self._dirty = anyio.Event()
         self._catching_up = False
         self._waiters: list[tuple[int, anyio.Event]] = []
+        self.closed = False
 
     async def start(self) -> None:
         # Events belong to the running loop: a tracker may be started again on another.
         self._dirty = anyio.Event()
         self._catching_up = False
         self._waiters = []
+        self.closed = False
         self.cursor = await self._store.last_seq()
 
     @property
@@ -106,6 +108,12 @@ class Feed:
         for sub in self._subscriptions:
             sub.offer(event)
 
+    def close(self) -> None:
+        """End every subscription once it has delivered what it holds (tracker shutdown)."""
+        self.closed = True
+        for sub in self._subscriptions:
+            sub._wake.set()
+
     @asynccontextmanager
     async def subscribe(
         self, *, after: int | None = None, session_id: str | None = None, buffer: int = 1000
@@ -122,9 +130,9 @@ class Subscription:
     """An async iterator of committed events, in sequence order.
 
     Starts after ``after`` (reading older events from the log first) or, without it, with
-    the next event committed. If the consumer falls more than ``buffer`` events behind,
-    the subscription drops its queue and re-reads from the log: memory stays bounded and
-    nothing is lost.
+    the next event committed; ends when the tracker closes. If the consumer falls more than
+    ``buffer`` events behind, the subscription drops its queue and re-reads from the log:
+    memory stays bounded and nothing is lost.
     """
 
     def __init__(
@@ -165,6 +173,8 @@ class Subscription:
                     self.last_seq = event.seq
                     return event
             if not self._reading_log:
+                if self._feed.closed:
+                    raise StopAsyncIteration
                 await self._wake.wait()
                 self._wake = anyio.Event()
 

@@ -197,6 +197,9 @@ class Tracker(ReportingHooks):
                 len(self._buffer),
                 self._shutdown_timeout,
             )
+        with anyio.move_on_after(self._shutdown_timeout):
+            await self._feed.wait_for(self._committed_seq)  # published, then ended
+        self._feed.close()  # iterators end instead of outliving the tracker
         stack, self._stack = self._stack, None
         await stack.aclose()
         self._closing = False

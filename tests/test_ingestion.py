@@ -298,3 +298,34 @@ async def test_a_subscription_opened_after_flush_starts_after_what_was_flushed(
             with anyio.fail_after(5):
                 event = await sub.__anext__()
         assert event.data["node_id"] == f"after{i}"
+
+
+async def test_subscriptions_end_when_the_tracker_closes(database_url: str, prefix: str) -> None:
+    """Live consumers (SSE streams, the socket pump) get everything committed, then stop
+    instead of outliving the tracker."""
+    tracker = sessiontrack.Tracker(database_url, prefix=prefix, migrate=True, poll_interval=0.05)
+    running, subscribed, close_now, ended = (anyio.Event() for _ in range(4))
+    got: list[str] = []
+
+    async def run_tracker() -> None:
+        async with tracker:
+            running.set()
+            await close_now.wait()
+            start(tracker.plugin_manager)  # committed by the closing flush
+
+    async def consume() -> None:
+        async with tracker.subscribe() as sub:
+            subscribed.set()
+            async for event in sub:
+                got.append(event.kind)
+        ended.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_tracker)
+        with anyio.fail_after(10):
+            await running.wait()
+            tg.start_soon(consume)
+            await subscribed.wait()
+            close_now.set()
+            await ended.wait()
+    assert got == ["session_started"]

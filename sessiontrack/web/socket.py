@@ -200,9 +200,8 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         try:
             async with tracker.subscribe(buffer=10_000) as sub:
                 self._ready.set()
-                it = aiter(sub)
-                while True:
-                    batch = [await anext(it)]
+                async for first in sub:  # ends when the tracker closes
+                    batch = [first]
                     # Take what the feed already queued without waiting: one pass per burst.
                     while len(batch) < _BATCH and (more := sub.get_nowait()) is not None:
                         batch.append(more)

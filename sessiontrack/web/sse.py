@@ -63,7 +63,10 @@ async def _stream(ctx: Context, tracker: Tracker, principal: Principal, after: i
                 ctx.keepalive, max(deadline - time.monotonic(), 0.0))
             chunks = []
             with anyio.move_on_after(wait):
-                chunks.append(await anext(it))
+                try:
+                    chunks.append(await anext(it))
+                except StopAsyncIteration:  # the tracker closed
+                    return
             if not chunks:
                 yield b": keep-alive\n\n"
                 continue
