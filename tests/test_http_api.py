@@ -313,3 +313,14 @@ async def test_serves_the_dashboard_directory(tracker: sessiontrack.Tracker,
         bare = await c.get("/ui", follow_redirects=False)
         assert bare.status_code == 308
         assert (await c.get("/ui", follow_redirects=True)).url.path == f"{PREFIX}/ui/"
+
+
+async def test_a_response_that_breaks_its_schema_is_a_500_not_a_400(
+        api: httpx.AsyncClient, world: dict[str, Any], tracker: sessiontrack.Tracker) -> None:
+    """A bad row is the server's fault: the client must not be told its request was wrong."""
+    s = tracker.store.tables.sessions
+    async with tracker.store.engine.begin() as conn:
+        await conn.execute(s.update().where(s.c.id == world["done"]).values(status="bogus"))
+    r = await api.get(f"/{world['done']}")
+    assert r.status_code == 500 and r.json() == {"error": "internal error", "detail": []}
+    assert (await api.get("/", params={"limit": "0"})).status_code == 400

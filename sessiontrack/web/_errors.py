@@ -32,9 +32,25 @@ def validation_details(exc: ValidationError, where: str = "") -> list[dict[str, 
     return details
 
 
+def _query_models() -> set[str]:
+    from .schemas import _Query
+
+    pending, names = [_Query], set()
+    while pending:
+        cls = pending.pop()
+        names.add(cls.__name__)
+        pending.extend(cls.__subclasses__())
+    return names
+
+
 async def on_validation(_: Request, exc: Exception) -> Response:
+    """A request's parameters that fail their model are the client's 400; a response that
+    fails its model is our bug, a 500 (with the details in the log, not the answer)."""
     assert isinstance(exc, ValidationError)
-    return error_response(400, "invalid parameter", validation_details(exc))
+    if exc.title in _query_models():
+        return error_response(400, "invalid parameter", validation_details(exc))
+    log.error("a response failed its schema (%s): %s", exc.title, exc)
+    return error_response(500, "internal error")
 
 
 async def on_invalid(_: Request, exc: Exception) -> Response:
