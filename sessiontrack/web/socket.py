@@ -145,16 +145,26 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         client.subscribed = False
         return {"success": True}
 
-    async def _join(self, sid: str, data: Any) -> dict[str, Any]:
-        client = self._clients.get(sid)
+    def _session_request(
+        self, sid: str, data: Any
+    ) -> tuple[_Client, str] | dict[str, Any]:
+        """The client and the session id of a join/leave, or the refusal to answer with."""
         raw = data.get("sessionId") if isinstance(data, dict) else data
         try:
             session_id = normalize_session_id(raw, "sessionId")
         except (TypeError, ValueError) as exc:
             return {"sessionId": raw if isinstance(raw, str) else None, "success": False,
                     "error": str(exc)}
+        client = self._clients.get(sid)
         if client is None:
             return {"sessionId": session_id, "success": False, "error": "not connected"}
+        return client, session_id
+
+    async def _join(self, sid: str, data: Any) -> dict[str, Any]:
+        request = self._session_request(sid, data)
+        if isinstance(request, dict):
+            return request
+        client, session_id = request
         try:
             tracker = self._ctx.tracker
             await tracker.sessions.messages(session_id, limit=1, principal=client.principal)
@@ -168,15 +178,10 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         return {"sessionId": session_id, "success": True}
 
     async def _leave(self, sid: str, data: Any) -> dict[str, Any]:
-        client = self._clients.get(sid)
-        raw = data.get("sessionId") if isinstance(data, dict) else data
-        try:
-            session_id = normalize_session_id(raw, "sessionId")
-        except (TypeError, ValueError) as exc:
-            return {"sessionId": raw if isinstance(raw, str) else None, "success": False,
-                    "error": str(exc)}
-        if client is None:
-            return {"sessionId": session_id, "success": False, "error": "not connected"}
+        request = self._session_request(sid, data)
+        if isinstance(request, dict):
+            return request
+        client, session_id = request
         await self.leave_room(sid, client.room(f"session:{session_id}"))
         client.sessions.discard(session_id)
         return {"sessionId": session_id, "success": True}
