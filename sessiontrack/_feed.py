@@ -30,16 +30,22 @@ class Feed:
         self._subscriptions: set[Subscription] = set()
         self._listeners: list[Callable[[StoredEvent], None]] = []
         self._dirty = anyio.Event()
+        self._poked_to = 0
+        self._poked_blind = False
         self._catching_up = False
         self._waiters: list[tuple[int, anyio.Event]] = []
         self.closed = False
+        self.local_commit = anyio.Lock()
 
     async def start(self) -> None:
         # Events belong to the running loop: a tracker may be started again on another.
         self._dirty = anyio.Event()
+        self._poked_to = 0
+        self._poked_blind = False
         self._catching_up = False
         self._waiters = []
         self.closed = False
+        self.local_commit = anyio.Lock()
         self.cursor = await self._store.last_seq()
 
     @property
@@ -55,13 +61,22 @@ class Feed:
         """Dispatch events this process just committed, unless a gap needs reading first."""
         if self._catching_up or not events or events[0].seq != self.cursor + 1:
             if events and events[-1].seq > self.cursor:
-                self.poke()
+                self.poke(events[-1].seq)
             return
         for event in events:
             self._dispatch(event)
 
-    def poke(self) -> None:
-        """Something may have been committed elsewhere: read the log past the cursor."""
+    def poke(self, seq: int | None = None) -> None:
+        """The log may hold events past the cursor (up to ``seq``, when known): read them.
+
+        The writer of this process holds :attr:`local_commit` from its transaction until
+        it has delivered the batch; a wake-up for that very batch (its own NOTIFY, or a
+        poll of the log's head) waits for the delivery and then finds nothing to read.
+        """
+        if seq is None:
+            self._poked_blind = True
+        elif seq > self._poked_to:
+            self._poked_to = seq
         self._dirty.set()
 
     async def run(self) -> None:
@@ -69,6 +84,11 @@ class Feed:
         while True:
             await self._dirty.wait()
             self._dirty = anyio.Event()
+            async with self.local_commit:
+                pass  # a batch this process is committing is delivered, not read back
+            if not self._poked_blind and self._poked_to <= self.cursor:
+                continue
+            self._poked_blind = False
             self._catching_up = True
             try:
                 while True:
