@@ -82,6 +82,9 @@ class Tracker(ReportingHooks):
         database absorbs them; there, large batches cost less per report (each touched
         session is loaded and updated once per batch).
     :param max_buffered: reports held in memory, not yet committed, at the most.
+    :param high_water: above this many buffered reports, :meth:`drain` makes the engine
+        wait until the writer has brought the buffer down to a quarter of it (default:
+        half of ``max_buffered``).
     :param overflow: past ``max_buffered``, ``"raise"`` raises :class:`BufferFull` at the
         call site; ``"drop"`` drops the report, counts it and logs a warning.
     :param migrate: upgrade the tables at start (default: on SQLite yes, on PostgreSQL only
@@ -101,6 +104,7 @@ class Tracker(ReportingHooks):
         sweep_interval: float | None = 30.0,
         max_batch: int = 10_000,
         max_buffered: int = 100_000,
+        high_water: int | None = None,
         overflow: Literal["raise", "drop"] = "raise",
         migrate: bool | None = None,
         poll_interval: float = 0.5,
@@ -112,12 +116,17 @@ class Tracker(ReportingHooks):
             raise ValueError(f"overflow must be 'raise' or 'drop', got {overflow!r}")
         if max_batch < 1 or max_buffered < max_batch:
             raise ValueError("need 1 <= max_batch <= max_buffered")
+        if high_water is None:
+            high_water = max_buffered // 2
+        if not 1 <= high_water <= max_buffered:
+            raise ValueError("need 1 <= high_water <= max_buffered")
         self.store = SQLAlchemyStore(url_or_engine, prefix=prefix)
         self.stats = TrackerStats()
         self._idle_s = int(idle_timeout.total_seconds()) if idle_timeout is not None else None
         self._sweep_interval = sweep_interval
         self._max_batch = max_batch
         self._max_buffered = max_buffered
+        self._high_water = high_water
         self._overflow = overflow
         self._migrate = migrate
         self._poll_interval = poll_interval
@@ -241,6 +250,22 @@ class Tracker(ReportingHooks):
             await self._progress.wait_for(lambda: self.stats.committed >= target)
         await self._feed.wait_for(self._committed_seq)
 
+    async def drain(self) -> None:
+        """Back-pressure for an engine that reports faster than the database absorbs.
+
+        Returns at once while at most ``high_water`` reports are buffered; above that,
+        waits until the writer has brought the buffer down to a quarter of ``high_water``.
+        Like :meth:`asyncio.StreamWriter.drain`, an engine awaits it at its own await
+        points (between two inbound messages, say); unlike :meth:`flush` it does not wait
+        for durability, so the writer keeps a full batch to work on while the engine runs.
+        """
+        self._require_running()
+        if self.stats.buffered <= self._high_water:
+            return
+        low = self._high_water // 4
+        async with self._progress:
+            await self._progress.wait_for(lambda: self.stats.buffered <= low or self._closing)
+
     async def stop(
         self,
         session_id: str,
@@ -335,7 +360,8 @@ class Tracker(ReportingHooks):
                     continue
                 n = min(len(self._buffer), self._max_batch)
                 batch = [self._buffer[i] for i in range(n)]
-                await self._commit(batch)
+                async with self._feed.local_commit:
+                    await self._commit(batch)
                 for _ in range(n):
                     self._buffer.popleft()
                 self.stats.committed += n
@@ -457,8 +483,9 @@ class Tracker(ReportingHooks):
                 else:
                     while True:
                         await anyio.sleep(self._poll_interval)
-                        if await self.store.last_seq() > self._feed.cursor:
-                            self._feed.poke()
+                        head = await self.store.last_seq()
+                        if head > self._feed.cursor:
+                            self._feed.poke(head)
             except Exception as exc:
                 if not _is_transient(exc):
                     log.exception("sessiontrack log watcher failed")
@@ -471,8 +498,8 @@ class Tracker(ReportingHooks):
             driver = raw.driver_connection
             assert driver is not None
 
-            def notified(*_: Any) -> None:
-                self._feed.poke()
+            def notified(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+                self._feed.poke(int(payload) if payload.isdigit() else None)
 
             await driver.add_listener(self.store.notify_channel, notified)
             try:
@@ -486,12 +513,32 @@ class Tracker(ReportingHooks):
                     await driver.remove_listener(self.store.notify_channel, notified)
 
 
+_SQLITE_TRANSIENT = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_IOERR",
+    "SQLITE_CANTOPEN",
+    "SQLITE_FULL",
+    "SQLITE_NOMEM",
+    "SQLITE_PROTOCOL",
+    "SQLITE_READONLY",
+)
+
+
 def _is_transient(exc: BaseException) -> bool:
-    """Errors that mean "the database is not reachable now", worth retrying."""
+    """Errors that mean "the database is not reachable now", worth retrying.
+
+    SQLite raises ``OperationalError`` for a locked or unreadable file but also for a
+    statement it refuses (say, JSON nested deeper than it parses): its error code tells
+    the two apart, so a report SQLite refuses is isolated instead of retried forever.
+    """
     if isinstance(exc, sa.exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(
-            exc, sa.exc.OperationalError | sa.exc.InterfaceError
-        )
+        if exc.connection_invalidated:
+            return True
+        sqlite_error = getattr(exc.orig, "sqlite_errorname", None)
+        if isinstance(sqlite_error, str):
+            return sqlite_error.startswith(_SQLITE_TRANSIENT)
+        return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)
     return isinstance(exc, OSError | TimeoutError | ConnectionError)
 
 
