@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -16,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from ..errors import SchemaOutdated
 from ..events import StoredEvent
 from . import _migrate
+from ._bulk import BulkWriter, bulk_writer
 from ._fold import (
     FLOW_REGISTERED,
-    MUTABLE_COLUMNS,
     SESSION_COLUMNS,
     Chatbot,
     Folder,
@@ -27,7 +26,7 @@ from ._fold import (
     SessionState,
 )
 from ._reads import ReadQueries
-from ._tables import DEFAULT_PREFIX, UTCDateTime, make_tables
+from ._tables import DEFAULT_PREFIX, make_tables
 
 log = logging.getLogger(__name__)
 _IN_CHUNK = 500  # ids per IN (...) list: well under every backend's parameter limit
@@ -41,22 +40,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
-
-
-def _utc_text(value: datetime | None) -> str | None:
-    """What :class:`UTCDateTime` stores on SQLite (naive UTC text with microseconds), for
-    the writer's statements that bypass SQLAlchemy's per-row type processing."""
-    if value is None:
-        return None
-    if value.tzinfo is not UTC:
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: sessiontrack stores aware timestamps")
-        value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-def _same(value: Any) -> Any:
-    return value
 
 
 def mask_url(url: str | sa.URL) -> str:
@@ -79,7 +62,7 @@ class SQLAlchemyStore(ReadQueries):
         self._url = url_or_engine if isinstance(url_or_engine, str) else None
         self._engine: AsyncEngine | None = None if self._own_engine else url_or_engine  # type: ignore[assignment]
         self._labels: dict[tuple[str, str | None], dict[str, str]] = {}
-        self._raw_sql: dict[str, str] = {}
+        self._bulk_writer: BulkWriter | None = None
 
     def __repr__(self) -> str:
         url = self._url or (self._engine.url if self._engine else "?")
@@ -90,6 +73,12 @@ class SQLAlchemyStore(ReadQueries):
         if self._engine is None:
             raise RuntimeError("store is not open")
         return self._engine
+
+    @property
+    def _bulk(self) -> BulkWriter:
+        if self._bulk_writer is None:
+            self._bulk_writer = bulk_writer(self.tables, self.engine.dialect)
+        return self._bulk_writer
 
     @property
     def dialect(self) -> str:
@@ -142,7 +131,7 @@ class SQLAlchemyStore(ReadQueries):
         t = self.tables
         async with self.engine.begin() as conn:
             last_seq = await self._lock_log(conn)
-            await self._custom_plans(conn, True)
+            await self._lookup_plans(conn, True)
             ids = {sid for kind, sid, _, _ in reports if kind != FLOW_REGISTERED}
             sessions = await self._load_sessions(conn, ids)
             chatbot_ids = {d["chatbot_id"] for k, _, _, d in reports if k == "session_started"}
@@ -154,7 +143,7 @@ class SQLAlchemyStore(ReadQueries):
             await self._prefetch_labels(conn, reports, sessions, chatbots)
             folder = Folder(sessions, chatbots, known, self._node_labels, last_seq, idle_timeout_s)
             res = folder.fold(reports)
-            await self._custom_plans(conn, False)
+            await self._lookup_plans(conn, False)
             await self._write(conn, res)
             if res.events:
                 await conn.execute(
@@ -166,18 +155,23 @@ class SQLAlchemyStore(ReadQueries):
                     )
         return res
 
-    async def _custom_plans(self, conn: AsyncConnection, on: bool) -> None:
-        """Plan the batch's lookups (``IN`` lists of ids) for their actual values.
+    async def _lookup_plans(self, conn: AsyncConnection, on: bool) -> None:
+        """Make the batch's lookups (``IN`` lists of ids) use their indexes, always.
 
-        asyncpg prepares statements, and PostgreSQL may settle on a generic plan while a
-        table is still small (a new installation, before autovacuum analyses it); that
-        plan keeps scanning the whole table as the log grows. Custom plans use the
-        table's current size. Writes go back to the default: planning each row of an
-        executemany would cost more than it saves.
+        Every lookup of a batch is by primary key or by the message-id index. PostgreSQL
+        plans them from table statistics, which a new or fast-growing table lacks until
+        autovacuum analyses it (not within the first minute, and a minute of ingestion
+        is millions of rows): without statistics it chose to scan the whole log for the
+        message-id dedupe, a cost that grows with the log. asyncpg also prepares
+        statements, and a generic plan chosen while a table is small keeps scanning it
+        later; custom plans avoid that. The writes go back to the defaults.
         """
         if self.dialect == "postgresql":
-            mode = "force_custom_plan" if on else "auto"
-            await conn.exec_driver_sql(f"SET LOCAL plan_cache_mode = {mode}")
+            plans, seqscan = ("force_custom_plan", "off") if on else ("auto", "on")
+            await conn.exec_driver_sql(
+                f"SELECT set_config('plan_cache_mode', '{plans}', true), "
+                f"set_config('enable_seqscan', '{seqscan}', true)"
+            )
 
     async def _lock_log(self, conn: AsyncConnection) -> int:
         st = self.tables.state
@@ -186,6 +180,9 @@ class SQLAlchemyStore(ReadQueries):
         return int(value or 0)
 
     async def _load_sessions(self, conn: AsyncConnection, ids: set[str]) -> dict[str, SessionState]:
+        loaded = await self._bulk.load_sessions(conn, list(ids))
+        if loaded is not None:
+            return loaded
         s = self.tables.sessions
         cols = [s.c[name] for name in SESSION_COLUMNS]
         out: dict[str, SessionState] = {}
@@ -209,12 +206,18 @@ class SQLAlchemyStore(ReadQueries):
         return {r.chatbot_id: Chatbot(r.name, r.current_version) for r in rows}
 
     async def _known_messages(self, conn: AsyncConnection, mids: list[str]) -> set[tuple[str, str]]:
+        found = await self._bulk.known_messages(conn, mids)
+        if found is not None:
+            return found
         e = self.tables.events
         known: set[tuple[str, str]] = set()
         for i in range(0, len(mids), _IN_CHUNK):
             rows = await conn.execute(
                 sa.select(e.c.message_id, e.c.session_id).where(
-                    e.c.message_id.in_(mids[i : i + _IN_CHUNK])
+                    # said outright: PostgreSQL proves a partial index's predicate from an
+                    # IN list of at most 100 values by itself
+                    e.c.message_id.is_not(None),
+                    e.c.message_id.in_(mids[i : i + _IN_CHUNK]),
                 )
             )
             known.update((r.message_id, r.session_id) for r in rows)
@@ -270,87 +273,13 @@ class SQLAlchemyStore(ReadQueries):
                 ["chatbot_id"],
                 ["name", "current_version", "updated_at"],
             )
-        if res.new_sessions:
-            await conn.execute(t.sessions.insert(), [s.row() for s in res.new_sessions])
-        # The two statements that grow with the batch go to the driver with values already
-        # in its form (one executemany each), skipping SQLAlchemy's per-row processing.
         if res.events:
-            ts, dumps = self._bind_funcs()
-            await conn.exec_driver_sql(
-                self._events_insert_sql(),
-                [
-                    (
-                        e.seq,
-                        e.session_id,
-                        e.chatbot_id,
-                        e.kind,
-                        ts(e.at),
-                        e.flow_version,
-                        e.data.get("node_id"),
-                        e.data.get("message_id"),
-                        dumps(e.data),
-                    )
-                    for e in res.events
-                ],
-            )
-        if res.changed_sessions:
-            sql, binders = self._sessions_update()
-            await conn.exec_driver_sql(
-                sql,
-                [(*[f(getattr(st, c)) for c, f in binders], st.id) for st in res.changed_sessions],
-            )
-        deltas = [
-            {"chatbot_id": cid, "status": status, "n": n}
-            for (cid, status), n in res.count_deltas.items()
-            if n
-        ]
+            await self._bulk.events(conn, res.events)
+        if res.new_sessions or res.changed_sessions:
+            await self._bulk.sessions(conn, [*res.new_sessions, *res.changed_sessions])
+        deltas = [(cid, status, n) for (cid, status), n in res.count_deltas.items() if n]
         if deltas:
-            await self._add_counts(conn, deltas)
-
-    def _bind_funcs(self) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
-        """Timestamp and JSON values as the driver takes them for UTCDateTime and JSON."""
-        return (_utc_text if self.dialect == "sqlite" else _same), json.dumps
-
-    def _marks(self, n: int) -> list[str]:
-        if self.engine.dialect.paramstyle == "qmark":
-            return ["?"] * n
-        return [f"${i}" for i in range(1, n + 1)]  # asyncpg: numeric_dollar
-
-    def _events_insert_sql(self) -> str:
-        sql = self._raw_sql.get("events")
-        if sql is None:
-            # the table's column order, which _write builds each row tuple in
-            cols = tuple(c.name for c in self.tables.events.columns)
-            q = self.engine.dialect.identifier_preparer.quote
-            sql = self._raw_sql["events"] = (
-                f"INSERT INTO {q(self.tables.events.name)} ({', '.join(map(q, cols))}) "
-                f"VALUES ({', '.join(self._marks(len(cols)))})"
-            )
-        return sql
-
-    def _sessions_update(self) -> tuple[str, list[tuple[str, Callable[[Any], Any]]]]:
-        s = self.tables.sessions
-        ts, dumps = self._bind_funcs()
-        binders = [
-            (
-                c,
-                ts
-                if isinstance(s.c[c].type, UTCDateTime)
-                else dumps
-                if isinstance(s.c[c].type, sa.JSON)
-                else _same,
-            )
-            for c in MUTABLE_COLUMNS
-        ]
-        sql = self._raw_sql.get("sessions")
-        if sql is None:
-            q = self.engine.dialect.identifier_preparer.quote
-            marks = self._marks(len(MUTABLE_COLUMNS) + 1)
-            sets = ", ".join(f"{q(c)} = {m}" for c, m in zip(MUTABLE_COLUMNS, marks, strict=False))
-            sql = self._raw_sql["sessions"] = (
-                f"UPDATE {q(s.name)} SET {sets} WHERE {q('id')} = {marks[-1]}"
-            )
-        return sql, binders
+            await self._bulk.add_counts(conn, deltas)
 
     async def _upsert(
         self,
@@ -369,15 +298,6 @@ class SQLAlchemyStore(ReadQueries):
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=keys)
         await conn.execute(stmt)
-
-    async def _add_counts(self, conn: AsyncConnection, deltas: list[dict[str, Any]]) -> None:
-        c = self.tables.counts
-        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        stmt = insert(c)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["chatbot_id", "status"], set_={"n": c.c.n + stmt.excluded.n}
-        )
-        await conn.execute(stmt, deltas)
 
     # --- maintenance --------------------------------------------------------------------
 
@@ -426,9 +346,7 @@ class SQLAlchemyStore(ReadQueries):
                 deltas: dict[tuple[str, str], int] = {}
                 for r in rows:
                     deltas[(r.chatbot_id, r.status)] = deltas.get((r.chatbot_id, r.status), 0) - 1
-                await self._add_counts(
-                    conn, [{"chatbot_id": k[0], "status": k[1], "n": n} for k, n in deltas.items()]
-                )
+                await self._bulk.add_counts(conn, [(*k, n) for k, n in deltas.items()])
             total += len(rows)
             if progress is not None:
                 progress(total)

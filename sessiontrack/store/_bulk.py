@@ -1,0 +1,293 @@
+"""The writer's two statements that grow with a batch: one statement each, not one per row.
+
+A batch appends thousands of events and rewrites the row of every session it touches. Sent
+row by row (an ``executemany``), each row costs a round of driver work; on SQLite it also
+costs the GIL: the driver's thread releases it around every row's step and must win it
+back from the engine's thread, which keeps it for a whole switch interval (5 ms) while the
+engine is busy. So the writer sends each table's rows at once:
+
+- **SQLite**: the rows as one JSON array, one ``INSERT ... SELECT ... FROM json_each(?)``.
+  SQLite unpacks and inserts every row in C within a single step, without the GIL.
+- **PostgreSQL**: the events by binary ``COPY``; the sessions as one array per column,
+  one ``INSERT ... SELECT ... FROM unnest(...)``.
+
+Session rows, new or changed, go through one upsert (``ON CONFLICT (id) DO UPDATE`` of the
+mutable columns). Values arrive already in the form each column stores (:meth:`BulkWriter.
+value`), skipping SQLAlchemy's per-row type processing. Errors keep their usual form: the
+SQL statements run through SQLAlchemy, and the driver's COPY errors are re-raised as
+SQLAlchemy's own (:func:`driver_error`), so the writer tells an outage from a bad report
+in the same way for every statement.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..events import StoredEvent
+from ._fold import MUTABLE_COLUMNS, SESSION_COLUMNS, SessionState
+from ._tables import Tables, UTCDateTime
+
+EVENT_COLUMNS = (
+    "seq",
+    "session_id",
+    "chatbot_id",
+    "kind",
+    "at",
+    "flow_version",
+    "node_id",
+    "message_id",
+    "data",
+)
+
+
+def utc_text(value: datetime | None) -> str | None:
+    """What :class:`UTCDateTime` stores on SQLite: naive UTC text with microseconds."""
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: sessiontrack stores aware timestamps")
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:-6]  # without its "+00:00"
+
+
+def dumps(value: Any) -> str:
+    """JSON text of ``value``: orjson's (several times faster than the standard library's,
+    and as strict), or the standard library's for what orjson refuses but JSON allows
+    (integers past 64 bits)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: sessiontrack stores aware timestamps")
+    return value
+
+
+def _kinds(table: sa.Table, columns: Sequence[str]) -> list[str]:
+    out = []
+    for name in columns:
+        t = table.c[name].type
+        out.append("ts" if isinstance(t, UTCDateTime) else "json" if isinstance(t, sa.JSON) else "")
+    return out
+
+
+class BulkWriter:
+    """Writes the events and session rows of one folded batch (one subclass a dialect)."""
+
+    def __init__(self, tables: Tables, dialect: sa.Dialect) -> None:
+        self.tables = tables
+        self.dialect = dialect
+        self._q = dialect.identifier_preparer.quote
+        s, e = tables.sessions, tables.events
+        self._session_kinds = _kinds(s, SESSION_COLUMNS)
+        cols = ", ".join(map(self._q, SESSION_COLUMNS))
+        updates = ", ".join(f"{self._q(c)} = excluded.{self._q(c)}" for c in MUTABLE_COLUMNS)
+        self._sessions_sql = (
+            f"INSERT INTO {self._q(s.name)} ({cols}) {self._source(s, SESSION_COLUMNS)} "
+            f"ON CONFLICT ({self._q('id')}) DO UPDATE SET {updates}"
+        )
+        c = tables.counts
+        self._counts_sql = (
+            f"INSERT INTO {self._q(c.name)} (chatbot_id, status, n) "
+            f"{self._source(c, ('chatbot_id', 'status', 'n'))} "
+            f"ON CONFLICT (chatbot_id, status) DO UPDATE SET n = {self._q(c.name)}.n + excluded.n"
+        )
+        self._events_sql = (
+            f"INSERT INTO {self._q(e.name)} ({', '.join(map(self._q, EVENT_COLUMNS))}) "
+            f"{self._source(e, EVENT_COLUMNS)}"
+        )
+
+    def _source(self, table: sa.Table, columns: Sequence[str]) -> str:
+        """``SELECT ...`` producing the rows from the statement's parameters."""
+        raise NotImplementedError
+
+    ts: Callable[[datetime | None], Any]
+    dumps: Callable[[Any], Any]
+
+    def _session_rows(self, states: Sequence[SessionState]) -> list[list[Any]]:
+        ts, dumps = self.ts, self.dumps
+        convert = [ts if k == "ts" else dumps if k == "json" else None for k in self._session_kinds]
+        rows = []
+        for st in states:
+            row = [getattr(st, c) for c in SESSION_COLUMNS]
+            for i, f in enumerate(convert):
+                if f is not None:
+                    row[i] = f(row[i])
+            rows.append(row)
+        return rows
+
+    def _event_rows(self, events: Sequence[StoredEvent]) -> list[tuple[Any, ...]]:
+        ts, dumps = self.ts, self.dumps
+        return [
+            (
+                e.seq,
+                e.session_id,
+                e.chatbot_id,
+                e.kind,
+                ts(e.at),
+                e.flow_version,
+                e.data.get("node_id"),
+                e.data.get("message_id"),
+                dumps(e.data),
+            )
+            for e in events
+        ]
+
+    async def add_counts(
+        self, conn: AsyncConnection, deltas: Sequence[tuple[str, str, int]]
+    ) -> None:
+        """Add ``n`` to the session counter of each ``(chatbot_id, status, n)``."""
+        raise NotImplementedError
+
+    async def load_sessions(
+        self, conn: AsyncConnection, ids: Sequence[str]
+    ) -> dict[str, SessionState] | None:
+        """The sessions with these ids (``None``: the store's generic query does it)."""
+        return None
+
+    async def known_messages(
+        self, conn: AsyncConnection, mids: Sequence[str]
+    ) -> set[tuple[str, str]] | None:
+        """``(message_id, session_id)`` of these channel message ids already in the log
+        (``None``: the store's generic query does it)."""
+        return None
+
+    async def events(self, conn: AsyncConnection, events: Sequence[StoredEvent]) -> None:
+        raise NotImplementedError
+
+    async def sessions(self, conn: AsyncConnection, states: Sequence[SessionState]) -> None:
+        raise NotImplementedError
+
+
+class SQLiteBulk(BulkWriter):
+    """One JSON array parameter a statement, unpacked by ``json_each`` inside SQLite."""
+
+    ts = staticmethod(utc_text)
+
+    @staticmethod
+    def dumps(value: Any) -> Any:
+        return value  # nested in the batch's JSON array; the column gets its JSON text
+
+    def _source(self, table: sa.Table, columns: Sequence[str]) -> str:
+        # json_extract returns an object or array as its JSON text, a scalar as its value;
+        # WHERE true: SQLite needs it before an upsert's ON CONFLICT after a SELECT
+        picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(columns)))
+        return f"SELECT {picks} FROM json_each(?) WHERE true"
+
+    # Lookups come back as one JSON array in one row: fetching a row each would hand the
+    # GIL back and forth once a row.
+
+    async def load_sessions(
+        self, conn: AsyncConnection, ids: Sequence[str]
+    ) -> dict[str, SessionState] | None:
+        if not ids:
+            return {}
+        s = self.tables.sessions
+        picks = ", ".join(
+            f"json({self._q(c)})" if k == "json" else self._q(c)
+            for c, k in zip(SESSION_COLUMNS, self._session_kinds, strict=True)
+        )
+        sql = (
+            f"SELECT json_group_array(json_array({picks})) FROM {self._q(s.name)} "
+            f"WHERE {self._q('id')} IN (SELECT value FROM json_each(?))"
+        )
+        text = (await conn.exec_driver_sql(sql, (dumps(list(ids)),))).scalar_one()
+        ts = [i for i, k in enumerate(self._session_kinds) if k == "ts"]
+        out = {}
+        for row in orjson.loads(text):
+            for i in ts:
+                if row[i] is not None:
+                    row[i] = datetime.fromisoformat(row[i]).replace(tzinfo=UTC)
+            st = SessionState(*row)
+            out[st.id] = st
+        return out
+
+    async def known_messages(
+        self, conn: AsyncConnection, mids: Sequence[str]
+    ) -> set[tuple[str, str]] | None:
+        if not mids:
+            return set()
+        e = self.tables.events
+        sql = (
+            "SELECT json_group_array(json_array(message_id, session_id)) "
+            f"FROM {self._q(e.name)} WHERE message_id IS NOT NULL "
+            "AND message_id IN (SELECT value FROM json_each(?))"
+        )
+        text = (await conn.exec_driver_sql(sql, (dumps(list(mids)),))).scalar_one()
+        return {(m, s) for m, s in orjson.loads(text)}
+
+    async def events(self, conn: AsyncConnection, events: Sequence[StoredEvent]) -> None:
+        await conn.exec_driver_sql(self._events_sql, (dumps(self._event_rows(events)),))
+
+    async def sessions(self, conn: AsyncConnection, states: Sequence[SessionState]) -> None:
+        await conn.exec_driver_sql(self._sessions_sql, (dumps(self._session_rows(states)),))
+
+    async def add_counts(
+        self, conn: AsyncConnection, deltas: Sequence[tuple[str, str, int]]
+    ) -> None:
+        await conn.exec_driver_sql(self._counts_sql, (dumps(deltas),))
+
+
+class PostgresBulk(BulkWriter):
+    """Events by binary COPY; session rows as one array a column through ``unnest``."""
+
+    ts = staticmethod(aware)
+    dumps = staticmethod(dumps)
+
+    def _source(self, table: sa.Table, columns: Sequence[str]) -> str:
+        arrays, picks = [], []
+        for i, (name, kind) in enumerate(zip(columns, _kinds(table, columns), strict=True)):
+            sql_type = "text" if kind == "json" else table.c[name].type.compile(self.dialect)
+            arrays.append(f"${i + 1}::{sql_type}[]")
+            picks.append(f"c{i}::jsonb" if kind == "json" else f"c{i}")
+        names = ", ".join(f"c{i}" for i in range(len(columns)))
+        return f"SELECT {', '.join(picks)} FROM unnest({', '.join(arrays)}) AS u({names})"
+
+    async def events(self, conn: AsyncConnection, events: Sequence[StoredEvent]) -> None:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        try:
+            await driver.copy_records_to_table(
+                self.tables.events.name, records=self._event_rows(events), columns=EVENT_COLUMNS
+            )
+        except Exception as exc:
+            raise driver_error(exc, f"COPY {self.tables.events.name}", self.dialect) from exc
+
+    async def sessions(self, conn: AsyncConnection, states: Sequence[SessionState]) -> None:
+        columns = tuple(list(c) for c in zip(*self._session_rows(states), strict=True))
+        await conn.exec_driver_sql(self._sessions_sql, columns)
+
+    async def add_counts(
+        self, conn: AsyncConnection, deltas: Sequence[tuple[str, str, int]]
+    ) -> None:
+        columns = tuple(list(c) for c in zip(*deltas, strict=True))
+        await conn.exec_driver_sql(self._counts_sql, columns)
+
+
+def bulk_writer(tables: Tables, dialect: sa.Dialect) -> BulkWriter:
+    return (PostgresBulk if dialect.name == "postgresql" else SQLiteBulk)(tables, dialect)
+
+
+def driver_error(exc: Exception, statement: str, dialect: sa.Dialect) -> Exception:
+    """A driver exception raised outside SQLAlchemy, as SQLAlchemy would have raised it:
+    a :class:`sqlalchemy.exc.DBAPIError` carrying the driver's error as ``orig``, with
+    ``connection_invalidated`` set when the connection is gone."""
+    if isinstance(exc, sa.exc.SQLAlchemyError):
+        return exc
+    state = getattr(exc, "sqlstate", None) or ""
+    lost = state.startswith("08") or type(exc).__name__ in ("InterfaceError", "ConnectionError")
+    lost = lost or isinstance(exc, OSError | TimeoutError)
+    base = sa.exc.OperationalError if lost or state[:2] in ("53", "57", "40") else sa.exc.DBAPIError
+    return base(statement, None, exc, connection_invalidated=lost)
