@@ -35,6 +35,7 @@ from .models import Principal
 from .query import SessionQueries
 from .status import TERMINAL_STATUSES
 from .store import DEFAULT_PREFIX, SQLAlchemyStore
+from .store._bulk import transient_sqlstate
 from .store._fold import FoldResult, Report
 
 log = logging.getLogger(__name__)
@@ -538,6 +539,8 @@ def _is_transient(exc: BaseException) -> bool:
         sqlite_error = getattr(exc.orig, "sqlite_errorname", None)
         if isinstance(sqlite_error, str):
             return sqlite_error.startswith(_SQLITE_TRANSIENT)
+        if transient_sqlstate(getattr(exc.orig, "sqlstate", None)):
+            return True
         return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)
     return isinstance(exc, OSError | TimeoutError | ConnectionError)
 

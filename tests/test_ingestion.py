@@ -190,6 +190,91 @@ async def test_overflow_drop_counts_and_logs(
     assert (await tracker.sessions.stats()).total == 10
 
 
+@pytest.mark.parametrize(
+    "tracker_options", [{"max_buffered": 400, "max_batch": 20, "high_water": 200}]
+)
+async def test_drain_holds_the_engine_above_high_water_until_a_quarter_is_left(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
+) -> None:
+    sid = start(pm)
+    await tracker.drain()  # below the mark: returns without waiting for the writer
+    assert tracker.stats.buffered == 1
+    for i in range(350):  # no await: the writer cannot run, the buffer fills
+        pm.hook.sessiontrack_node_executed(session_id=sid, node_id=f"n{i}")
+    assert tracker.stats.buffered == 351
+    with anyio.fail_after(10):
+        await tracker.drain()
+    assert tracker.stats.buffered <= 50  # a quarter of high_water
+    await tracker.flush()
+    assert (await tracker.sessions.get(sid)).node_count == 350  # drain loses nothing
+
+
+async def test_a_report_the_database_refuses_in_the_event_log_is_isolated(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL's JSONB refuses a NUL character (\\u0000): the event log's COPY fails,
+    and the bisection must find that one report among its batch. SQLite stores it."""
+    caplog.set_level(logging.ERROR, "sessiontrack")
+    sids = [start(pm) for _ in range(3)]
+    for sid in sids:
+        pm.hook.sessiontrack_message(session_id=sid, direction="inbound", text="fine")
+    pm.hook.sessiontrack_message(session_id=sids[1], direction="inbound", text="nul \x00 here")
+    for sid in sids:
+        pm.hook.sessiontrack_message(session_id=sid, direction="outbound", text="after")
+    await tracker.flush()
+    counts = [(await tracker.sessions.get(sid)).message_count for sid in sids]
+    texts = [m.text for m in await tracker.sessions.messages(sids[1])]
+    if tracker.store.dialect == "postgresql":
+        assert counts == [2, 2, 2]
+        assert texts == ["fine", "after"]
+        assert tracker.stats.failed == 1
+        assert "rejected a report" in caplog.text
+    else:
+        assert counts == [2, 3, 2]
+        assert texts == ["fine", "nul \x00 here", "after"]
+        assert tracker.stats.failed == 0
+    assert tracker.stats.retries == 0  # refused, not mistaken for an outage
+
+
+def test_outages_and_refusals_are_told_apart_by_their_error_codes(tmp_path: Path) -> None:
+    import sqlite3
+
+    import asyncpg.exceptions as pg
+
+    from sessiontrack.store._bulk import driver_error
+    from sessiontrack.tracker import _is_transient
+
+    dialect = sa.create_engine("postgresql+asyncpg://").dialect
+
+    def via_copy(exc: Exception) -> bool:
+        return _is_transient(driver_error(exc, "COPY", dialect))
+
+    assert via_copy(pg.ConnectionDoesNotExistError("gone"))
+    assert via_copy(pg.AdminShutdownError("shutting down"))
+    assert via_copy(pg.DeadlockDetectedError("deadlock"))
+    assert via_copy(ConnectionResetError())
+    assert not via_copy(pg.UntranslatableCharacterError("\\u0000"))
+    assert not via_copy(pg.StringDataRightTruncationError("too long"))
+
+    def sqlite_error(sql: str, busy: bool = False) -> sa.exc.DBAPIError:
+        db = tmp_path / "codes.db"
+        first = sqlite3.connect(db, isolation_level=None, timeout=0)
+        second = sqlite3.connect(db, isolation_level=None, timeout=0)
+        try:
+            if busy:
+                first.execute("BEGIN EXCLUSIVE")
+            second.execute(sql)
+        except sqlite3.Error as exc:
+            return sa.exc.OperationalError(sql, None, exc)
+        finally:
+            first.close()
+            second.close()
+        raise AssertionError(f"{sql} did not fail")
+
+    assert _is_transient(sqlite_error("CREATE TABLE t (x)", busy=True))  # SQLITE_BUSY
+    assert not _is_transient(sqlite_error("SELECT json_extract('{bad', '$')"))  # SQLITE_ERROR
+
+
 @pytest.mark.postgresql
 async def test_database_outage_is_retried_with_backoff_and_loses_nothing(
     prefix: str, caplog: pytest.LogCaptureFixture

@@ -280,14 +280,23 @@ def bulk_writer(tables: Tables, dialect: sa.Dialect) -> BulkWriter:
     return (PostgresBulk if dialect.name == "postgresql" else SQLiteBulk)(tables, dialect)
 
 
+def transient_sqlstate(state: str | None) -> bool:
+    """A PostgreSQL error code meaning "not now" rather than "not this": connection
+    (08), insufficient resources (53), transaction rollback (40: serialization, deadlock)
+    and the server shutting down or not accepting connections yet (57P)."""
+    if not state:
+        return False
+    return state[:2] in ("08", "53", "40") or state[:3] == "57P"
+
+
 def driver_error(exc: Exception, statement: str, dialect: sa.Dialect) -> Exception:
     """A driver exception raised outside SQLAlchemy, as SQLAlchemy would have raised it:
     a :class:`sqlalchemy.exc.DBAPIError` carrying the driver's error as ``orig``, with
     ``connection_invalidated`` set when the connection is gone."""
     if isinstance(exc, sa.exc.SQLAlchemyError):
         return exc
-    state = getattr(exc, "sqlstate", None) or ""
-    lost = state.startswith("08") or type(exc).__name__ in ("InterfaceError", "ConnectionError")
-    lost = lost or isinstance(exc, OSError | TimeoutError)
-    base = sa.exc.OperationalError if lost or state[:2] in ("53", "57", "40") else sa.exc.DBAPIError
+    state = getattr(exc, "sqlstate", None)
+    lost = (state or "").startswith("08") or isinstance(exc, OSError | TimeoutError)
+    lost = lost or type(exc).__name__ == "InterfaceError"  # asyncpg: connection closed
+    base = sa.exc.OperationalError if lost or transient_sqlstate(state) else sa.exc.DBAPIError
     return base(statement, None, exc, connection_invalidated=lost)
