@@ -5,7 +5,7 @@ SQLite (a file) and PostgreSQL, and measured until durable (``await tracker.flus
 The same workload is written the naive way (one INSERT and COMMIT per event with
 SQLAlchemy) in the same run. See benchmarks/README.md and docs/benchmarks.md.
 
-    python benchmarks/bench_ingest.py                      # both backends, about 3 minutes
+    python benchmarks/bench_ingest.py                      # both backends, about 80 seconds
     python benchmarks/bench_ingest.py --backends sqlite --repeat 1
 """
 
