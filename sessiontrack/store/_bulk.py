@@ -12,8 +12,9 @@ engine is busy. So the writer sends each table's rows at once:
   one ``INSERT ... SELECT ... FROM unnest(...)``.
 
 Session rows, new or changed, go through one upsert (``ON CONFLICT (id) DO UPDATE`` of the
-mutable columns). Values arrive already in the form each column stores (:meth:`BulkWriter.
-value`), skipping SQLAlchemy's per-row type processing. Errors keep their usual form: the
+mutable columns). Values arrive already in the form each column stores (timestamps and
+JSON converted by each writer's ``ts`` and ``dumps``), skipping SQLAlchemy's per-row type
+processing. Errors keep their usual form: the
 SQL statements run through SQLAlchemy, and the driver's COPY errors are re-raised as
 SQLAlchemy's own (:func:`driver_error`), so the writer tells an outage from a bad report
 in the same way for every statement.
