@@ -59,6 +59,28 @@ def utc_text(value: datetime | None) -> str | None:
     return value.isoformat(" ", "microseconds")[:-6]  # without its "+00:00"
 
 
+class UTCText:
+    """:func:`utc_text`, formatting each second's "YYYY-MM-DD HH:MM:SS" once: the events
+    of a batch mostly share a handful of seconds, and ``isoformat`` costs more than the
+    rest of a row."""
+
+    def __init__(self) -> None:
+        self._second: tuple[tuple[int, ...], str] = ((), "")
+
+    def __call__(self, value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        if value.tzinfo is not UTC:
+            if value.tzinfo is None:
+                raise ValueError(f"naive datetime {value!r}: sessiontrack stores aware timestamps")
+            value = value.astimezone(UTC)
+        key = (value.second, value.minute, value.hour, value.day, value.month, value.year)
+        second = self._second
+        if key != second[0]:
+            second = self._second = (key, value.replace(microsecond=0, tzinfo=None).isoformat(" "))
+        return f"{second[1]}.{value.microsecond:06d}"
+
+
 def dumps(value: Any) -> str:
     """JSON text of ``value``: orjson's (several times faster than the standard library's,
     and as strict), or the standard library's for what orjson refuses but JSON allows
@@ -172,9 +194,26 @@ class BulkWriter:
 
 
 class SQLiteBulk(BulkWriter):
-    """One JSON array parameter a statement, unpacked by ``json_each`` inside SQLite."""
+    """One JSON array parameter a statement, unpacked by ``json_each`` inside SQLite.
 
-    ts = staticmethod(utc_text)
+    The statements go straight to aiosqlite (in the transaction SQLAlchemy opened): one
+    request to its thread each, where SQLAlchemy's cursor adapter makes two, and the
+    request is queued as soon as the statement's task first runs, so the database works
+    while the writer folds on (see ``SQLAlchemyStore._fold_and_append``).
+    """
+
+    async def _run(self, conn: AsyncConnection, sql: str, param: str) -> list[Any]:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        try:
+            return list(await driver.execute_fetchall(sql, (param,)))
+        except Exception as exc:
+            raise driver_error(exc, sql, self.dialect) from exc
+
+    def __init__(self, tables: Tables, dialect: sa.Dialect) -> None:
+        super().__init__(tables, dialect)
+        self.ts = UTCText()
 
     @staticmethod
     def dumps(value: Any) -> Any:
@@ -203,7 +242,7 @@ class SQLiteBulk(BulkWriter):
             f"SELECT json_group_array(json_array({picks})) FROM {self._q(s.name)} "
             f"WHERE {self._q('id')} IN (SELECT value FROM json_each(?))"
         )
-        text = (await conn.exec_driver_sql(sql, (dumps(list(ids)),))).scalar_one()
+        text = (await self._run(conn, sql, dumps(list(ids))))[0][0] or "[]"
         ts = [i for i, k in enumerate(self._session_kinds) if k == "ts"]
         out = {}
         for row in orjson.loads(text):
@@ -225,19 +264,19 @@ class SQLiteBulk(BulkWriter):
             f"FROM {self._q(e.name)} WHERE message_id IS NOT NULL "
             "AND message_id IN (SELECT value FROM json_each(?))"
         )
-        text = (await conn.exec_driver_sql(sql, (dumps(list(mids)),))).scalar_one()
+        text = (await self._run(conn, sql, dumps(list(mids))))[0][0] or "[]"
         return {(m, s) for m, s in orjson.loads(text)}
 
     async def events(self, conn: AsyncConnection, events: Sequence[StoredEvent]) -> None:
-        await conn.exec_driver_sql(self._events_sql, (dumps(self._event_rows(events)),))
+        await self._run(conn, self._events_sql, dumps(self._event_rows(events)))
 
     async def sessions(self, conn: AsyncConnection, states: Sequence[SessionState]) -> None:
-        await conn.exec_driver_sql(self._sessions_sql, (dumps(self._session_rows(states)),))
+        await self._run(conn, self._sessions_sql, dumps(self._session_rows(states)))
 
     async def add_counts(
         self, conn: AsyncConnection, deltas: Sequence[tuple[str, str, int]]
     ) -> None:
-        await conn.exec_driver_sql(self._counts_sql, (dumps(deltas),))
+        await self._run(conn, self._counts_sql, dumps(deltas))
 
 
 class PostgresBulk(BulkWriter):
@@ -296,6 +335,9 @@ def driver_error(exc: Exception, statement: str, dialect: sa.Dialect) -> Excepti
     ``connection_invalidated`` set when the connection is gone."""
     if isinstance(exc, sa.exc.SQLAlchemyError):
         return exc
+    if getattr(exc, "sqlite_errorname", None) is not None:  # sqlite3's own DB-API classes
+        cls = getattr(sa.exc, type(exc).__name__, sa.exc.DBAPIError)
+        return cls(statement, None, exc)
     state = getattr(exc, "sqlstate", None)
     lost = (state or "").startswith("08") or isinstance(exc, OSError | TimeoutError)
     lost = lost or type(exc).__name__ == "InterfaceError"  # asyncpg: connection closed

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -30,6 +32,7 @@ from ._tables import DEFAULT_PREFIX, make_tables
 
 log = logging.getLogger(__name__)
 _IN_CHUNK = 500  # ids per IN (...) list: well under every backend's parameter limit
+_FOLD_CHUNK = 2000  # reports folded before their events go to the log (see _fold_and_append)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -142,8 +145,8 @@ class SQLAlchemyStore(ReadQueries):
             known = await self._known_messages(conn, mids)
             await self._prefetch_labels(conn, reports, sessions, chatbots)
             folder = Folder(sessions, chatbots, known, self._node_labels, last_seq, idle_timeout_s)
-            res = folder.fold(reports)
             await self._lookup_plans(conn, False)
+            res = await self._fold_and_append(conn, folder, reports)
             await self._write(conn, res)
             if res.events:
                 await conn.execute(
@@ -153,6 +156,37 @@ class SQLAlchemyStore(ReadQueries):
                     await conn.execute(
                         sa.select(sa.func.pg_notify(self.notify_channel, str(res.last_seq)))
                     )
+        return res
+
+    async def _fold_and_append(
+        self, conn: AsyncConnection, folder: Folder, reports: Sequence[Report]
+    ) -> FoldResult:
+        """Fold ``reports`` a chunk at a time, appending each chunk's events to the log
+        while the next chunk is folded: the database's work on the log (SQLite's thread,
+        PostgreSQL's server) overlaps the fold's Python work instead of following it."""
+        res = folder.result
+        pending: asyncio.Future[None] | None = None
+        sent = 0
+        try:
+            for i in range(0, len(reports), _FOLD_CHUNK):
+                folder.fold(reports[i : i + _FOLD_CHUNK])
+                if pending is not None:
+                    await pending
+                    pending = None
+                if len(res.events) > sent:
+                    pending = asyncio.ensure_future(self._bulk.events(conn, res.events[sent:]))
+                    sent = len(res.events)
+                    await asyncio.sleep(0)  # the statement reaches the driver, then fold on
+                    # aiosqlite's thread needs the GIL to start the statement, and would
+                    # wait for it until the fold's switch interval (5 ms) ran out: yield it
+                    # once here; SQLite releases it again for the statement's whole step
+                    time.sleep(0)  # noqa: ASYNC251 (zero seconds: a GIL hand-over, no wait)
+            if pending is not None:
+                await pending
+                pending = None
+        finally:
+            if pending is not None:  # the fold failed: the statement ends before the rollback
+                await asyncio.wait([pending])
         return res
 
     async def _lookup_plans(self, conn: AsyncConnection, on: bool) -> None:
@@ -273,8 +307,6 @@ class SQLAlchemyStore(ReadQueries):
                 ["chatbot_id"],
                 ["name", "current_version", "updated_at"],
             )
-        if res.events:
-            await self._bulk.events(conn, res.events)
         if res.new_sessions or res.changed_sessions:
             await self._bulk.sessions(conn, [*res.new_sessions, *res.changed_sessions])
         deltas = [(cid, status, n) for (cid, status), n in res.count_deltas.items() if n]
