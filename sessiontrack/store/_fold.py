@@ -165,6 +165,7 @@ class Folder:
         self.idle_timeout_s = idle_timeout_s
         self.result = FoldResult(last_seq=last_seq)
         self._changed: dict[str, SessionState] = {}
+        self._idle_deltas: dict[int, timedelta] = {}
 
     def fold(self, reports: Iterable[Report]) -> FoldResult:
         for kind, sid, at, data in reports:
@@ -209,8 +210,12 @@ class Folder:
         st.last_seq = seq
         if at > st.updated_at:
             st.updated_at = at
-        if st.idle_timeout_s is not None and st.status not in TERMINAL_STATUSES:
-            st.expires_at = at + timedelta(seconds=st.idle_timeout_s)
+        idle = st.idle_timeout_s
+        if idle is not None and st.status not in TERMINAL_STATUSES:
+            delta = self._idle_deltas.get(idle)
+            if delta is None:
+                delta = self._idle_deltas[idle] = timedelta(seconds=idle)
+            st.expires_at = at + delta
         self._changed[sid] = st
         res.events.append(
             StoredEvent(
