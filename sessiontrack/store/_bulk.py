@@ -294,6 +294,53 @@ class PostgresBulk(BulkWriter):
         names = ", ".join(f"c{i}" for i in range(len(columns)))
         return f"SELECT {', '.join(picks)} FROM unnest({', '.join(arrays)}) AS u({names})"
 
+    # Lookups go to asyncpg directly: one round trip with an array of any length, and
+    # rows decoded by the driver instead of SQLAlchemy's row processing. They run with
+    # the transaction's index-only settings (SQLAlchemyStore._lookup_plans).
+
+    async def _fetch(self, conn: AsyncConnection, sql: str, values: list[str]) -> list[Any]:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        try:
+            return list(await driver.fetch(sql, values))
+        except Exception as exc:
+            raise driver_error(exc, sql, self.dialect) from exc
+
+    async def load_sessions(
+        self, conn: AsyncConnection, ids: Sequence[str]
+    ) -> dict[str, SessionState] | None:
+        if not ids:
+            return {}
+        picks = ", ".join(
+            f"{self._q(c)}::text" if k == "json" or c == "id" else self._q(c)
+            for c, k in zip(SESSION_COLUMNS, self._session_kinds, strict=True)
+        )
+        sql = (
+            f"SELECT {picks} FROM {self._q(self.tables.sessions.name)} "
+            f"WHERE {self._q('id')} = ANY($1::uuid[])"
+        )
+        json_at = [i for i, k in enumerate(self._session_kinds) if k == "json"]
+        out = {}
+        for record in await self._fetch(conn, sql, list(ids)):
+            row = list(record)
+            for i in json_at:
+                row[i] = orjson.loads(row[i])
+            st = SessionState(*row)
+            out[st.id] = st
+        return out
+
+    async def known_messages(
+        self, conn: AsyncConnection, mids: Sequence[str]
+    ) -> set[tuple[str, str]] | None:
+        if not mids:
+            return set()
+        sql = (
+            f"SELECT message_id, session_id::text FROM {self._q(self.tables.events.name)} "
+            "WHERE message_id IS NOT NULL AND message_id = ANY($1::text[])"
+        )
+        return {(r[0], r[1]) for r in await self._fetch(conn, sql, list(mids))}
+
     async def events(self, conn: AsyncConnection, events: Sequence[StoredEvent]) -> None:
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
