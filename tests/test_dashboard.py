@@ -406,14 +406,25 @@ async def test_error_and_not_found_states(page: Any, ui: str) -> None:
 
     # The network fails: the list says so and offers Retry, which works once it is back.
     list_route = re.compile(r".*/api/chatbot-sessions/\?.*")
-    await page.route(list_route, lambda route: route.abort())
+    network = {"down": True}
+
+    async def flaky(route: Any) -> None:
+        await (route.abort() if network["down"] else route.continue_())
+
+    await page.route(list_route, flaky)
     await page.goto(ui + "#/?tab=all")
     await expect(page.locator("#error-state")).to_contain_text("Could not load sessions")
     await expect(page.locator(ROWS)).to_have_count(0)
-    await page.unroute(list_route)
-    await page.click("#error-state button")
+    network["down"] = False
+    # Clicked in the page at once: live events also refresh the list (and so re-render
+    # the error box meanwhile), and once the network is back one of them may recover it
+    # before a click with Playwright's actionability waits would land.
+    assert await page.evaluate(
+        "() => { const b = document.querySelector('#error-state button'); b?.click(); return !!b; }"
+    )
     await expect(page.locator(ROWS).first).to_be_visible()
     await expect(page.locator("#error-state")).to_have_count(0)
+    await page.unroute(list_route)
 
 
 # --- stopping ---------------------------------------------------------------------------
