@@ -202,8 +202,8 @@ async def test_drain_holds_the_engine_above_high_water_until_a_quarter_is_left(
     assert tracker.stats.buffered == 1
     for i in range(350):  # no await: the writer cannot run, the buffer fills
         pm.hook.sessiontrack_node_executed(session_id=sid, node_id=f"n{i}")
-    assert tracker.stats.buffered == 351
-    with anyio.fail_after(10):
+    assert tracker.stats.buffered == 351  # a session started in the first batch and
+    with anyio.fail_after(10):  # changed in batches the writer folds ahead
         await tracker.drain()
     assert tracker.stats.buffered <= 50  # a quarter of high_water
     await tracker.flush()
@@ -289,16 +289,19 @@ async def test_batches_folded_ahead_stay_right_when_another_writer_comes_between
     async with stored as other:
         await tracker.flush()
         nodes = dict.fromkeys(sids, 0)
+        later = [start(pm) for _ in range(3)]  # sessions started mid-stream as well
+        nodes.update(dict.fromkeys(later, 0))
         for round_ in range(40):
-            for sid in sids:
+            for sid in [*sids, *later]:
                 pm.hook.sessiontrack_node_executed(session_id=sid, node_id=f"n{round_}")
                 nodes[sid] += 1
             if round_ == 20:
                 await anyio.lowlevel.checkpoint()  # let the writer start on what is queued
                 await other.stop(sids[0], "ops")
-            if round_ % 3 == 0:
+            if round_ % 10 == 9:  # the writer finds several batches queued
                 await anyio.lowlevel.checkpoint()
         await tracker.flush()
+        sids += later
         details = [await tracker.sessions.get(sid) for sid in sids]
         events = await tracker.store.events_after(0, limit=100_000)
     stopped = details[0]

@@ -65,13 +65,20 @@ class Carry:
 
     @classmethod
     def of(cls, folder: Folder) -> Carry:
-        # copies: the next fold must not change the rows this batch is about to write
         return cls(
-            {sid: copy.copy(st) for sid, st in folder.sessions.items()},
+            {sid: _carried(st) for sid, st in folder.sessions.items()},
             dict(folder.chatbots),
             set(folder.known_messages),
             folder.result.last_seq,
         )
+
+
+def _carried(state: SessionState) -> SessionState:
+    """A copy for the next batch's fold: that fold must not change the row this batch is
+    about to write, and for it the session exists already (an update, not an insert)."""
+    carried = copy.copy(state)
+    carried.is_new = False
+    return carried
 
 
 @dataclass(slots=True)
