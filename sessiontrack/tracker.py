@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import itertools
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,7 +37,6 @@ from .status import TERMINAL_STATUSES
 from .store import DEFAULT_PREFIX, SQLAlchemyStore
 from .store._bulk import transient_sqlstate
 from .store._fold import FoldResult, Report
-from .store.sqlalchemy import Carry, Prepared
 
 log = logging.getLogger(__name__)
 _DIRECTIONS = frozenset({"inbound", "outbound"})
@@ -58,8 +56,6 @@ class TrackerStats:
     dropped_overflow: int = 0
     failed: int = 0
     retries: int = 0
-    folded_ahead: int = 0
-    folded_again: int = 0
 
     @property
     def buffered(self) -> int:
@@ -355,7 +351,6 @@ class Tracker(ReportingHooks):
     # --- the writer ---------------------------------------------------------------------
 
     async def _writer(self) -> None:
-        ahead: Prepared | None = None
         try:
             while True:
                 if not self._buffer:
@@ -365,11 +360,9 @@ class Tracker(ReportingHooks):
                     await self._wake.wait()
                     continue
                 n = min(len(self._buffer), self._max_batch)
-                if ahead is not None and len(ahead.reports) <= len(self._buffer):
-                    n = len(ahead.reports)
-                batch = list(itertools.islice(self._buffer, n))
+                batch = [self._buffer[i] for i in range(n)]
                 async with self._feed.local_commit:
-                    ahead = await self._commit_and_fold_ahead(batch, ahead)
+                    await self._commit(batch)
                 for _ in range(n):
                     self._buffer.popleft()
                 self.stats.committed += n
@@ -378,68 +371,14 @@ class Tracker(ReportingHooks):
         finally:
             self._writer_done.set()
 
-    async def _commit_and_fold_ahead(
-        self, batch: list[Report], prepared: Prepared | None
-    ) -> Prepared | None:
-        """Commit ``batch`` and, while its writes are under way, fold the reports queued
-        behind it (the store checks that fold before using it: see
-        :meth:`SQLAlchemyStore.prepare`). The fold is Python work on this thread, the
-        writes are the database's work (SQLite's thread, PostgreSQL's server): done side
-        by side instead of one after the other."""
-        loop = asyncio.get_running_loop()
-        folded: asyncio.Future[Carry] = loop.create_future()
-
-        def on_folded(carry: Carry) -> None:
-            if not folded.done():
-                folded.set_result(carry)
-
-        commit = loop.create_task(self._commit(batch, prepared, on_folded))
-        ahead = None
-        try:
-            either: list[asyncio.Future[Any]] = [folded, commit]
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-            queued = len(self._buffer) - len(batch)
-            if folded.done() and not commit.done() and queued > 0 and not self._closing:
-                start = len(batch)
-                reports = list(
-                    itertools.islice(self._buffer, start, start + min(queued, self._max_batch))
-                )
-                try:
-                    ahead = await self.store.prepare(
-                        reports, idle_timeout_s=self._idle_s, carry=folded.result()
-                    )
-                except Exception:
-                    log.debug("sessiontrack: folding ahead failed", exc_info=True)
-            clean = await commit
-            if prepared is not None:
-                if prepared.used:
-                    self.stats.folded_ahead += 1
-                else:
-                    self.stats.folded_again += 1
-        except BaseException:
-            commit.cancel()
-            await asyncio.wait([commit])
-            raise
-        return ahead if clean else None
-
-    async def _commit(
-        self,
-        batch: list[Report],
-        prepared: Prepared | None = None,
-        on_folded: Callable[[Carry], None] | None = None,
-    ) -> bool:
+    async def _commit(self, batch: list[Report]) -> None:
         """Commit ``batch``, retrying while the database is unreachable; a report the
-        database rejects for itself is isolated by bisection, logged and counted.
-        Returns whether the batch committed in one go (no retry, no bisection)."""
+        database rejects for itself is isolated by bisection, logged and counted."""
         delay, max_delay = self._retry
-        clean = True
         while True:
             try:
-                res = await self.store.apply(
-                    batch, idle_timeout_s=self._idle_s, prepared=prepared, on_folded=on_folded
-                )
+                res = await self.store.apply(batch, idle_timeout_s=self._idle_s)
             except Exception as exc:
-                clean, prepared, on_folded = False, None, None  # fold again from the database
                 if _is_transient(exc):
                     self.stats.retries += 1
                     log.warning(
@@ -459,13 +398,13 @@ class Tracker(ReportingHooks):
                         batch[0],
                         exc_info=True,
                     )
-                    return False
+                    return
                 half = len(batch) // 2
                 await self._commit(batch[:half])
                 await self._commit(batch[half:])
-                return False
+                return
             await self._committed(res)
-            return clean
+            return
 
     async def _committed(self, res: FoldResult) -> None:
         s = self.stats

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 import pluggy
 import pytest
 import sqlalchemy as sa
@@ -202,8 +201,8 @@ async def test_drain_holds_the_engine_above_high_water_until_a_quarter_is_left(
     assert tracker.stats.buffered == 1
     for i in range(350):  # no await: the writer cannot run, the buffer fills
         pm.hook.sessiontrack_node_executed(session_id=sid, node_id=f"n{i}")
-    assert tracker.stats.buffered == 351  # a session started in the first batch and
-    with anyio.fail_after(10):  # changed in batches the writer folds ahead
+    assert tracker.stats.buffered == 351
+    with anyio.fail_after(10):
         await tracker.drain()
     assert tracker.stats.buffered <= 50  # a quarter of high_water
     await tracker.flush()
@@ -274,94 +273,6 @@ def test_outages_and_refusals_are_told_apart_by_their_error_codes(tmp_path: Path
 
     assert _is_transient(sqlite_error("CREATE TABLE t (x)", busy=True))  # SQLITE_BUSY
     assert not _is_transient(sqlite_error("SELECT json_extract('{bad', '$')"))  # SQLITE_ERROR
-
-
-@pytest.mark.parametrize("tracker_options", [{"max_batch": 40, "max_buffered": 5000}])
-async def test_batches_folded_ahead_stay_right_when_another_writer_comes_between(
-    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker, database_url: str, prefix: str
-) -> None:
-    """The writer folds the next batch while the current one is written, from what the
-    current one left behind. Another tracker on the same tables (another process, say)
-    that commits in between must make it fold again from the database: its stop must
-    win, and nothing may be counted twice or lost."""
-    sids = [start(pm) for _ in range(6)]
-    stored = sessiontrack.Tracker(database_url, prefix=prefix, sweep_interval=None)
-    async with stored as other:
-        await tracker.flush()
-        nodes = dict.fromkeys(sids, 0)
-        later = [start(pm) for _ in range(3)]  # sessions started mid-stream as well
-        nodes.update(dict.fromkeys(later, 0))
-        for round_ in range(40):
-            for sid in [*sids, *later]:
-                pm.hook.sessiontrack_node_executed(session_id=sid, node_id=f"n{round_}")
-                nodes[sid] += 1
-            if round_ == 20:
-                await anyio.lowlevel.checkpoint()  # let the writer start on what is queued
-                await other.stop(sids[0], "ops")
-            if round_ % 10 == 9:  # the writer finds several batches queued
-                await anyio.lowlevel.checkpoint()
-        await tracker.flush()
-        sids += later
-        details = [await tracker.sessions.get(sid) for sid in sids]
-        events = await tracker.store.events_after(0, limit=100_000)
-    stopped = details[0]
-    assert stopped.status == "stopped"
-    seqs = [e.seq for e in events]
-    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-    for sid, detail in zip(sids, details, strict=True):
-        mine = [e for e in events if e.session_id == sid]
-        executed = [e for e in mine if e.kind == "node_executed"]
-        # the projection agrees with the log, and the log with what was reported
-        assert detail.node_count == len(executed) == executed[-1].data["node_count"]
-        if sid != sids[0]:
-            assert detail.node_count == nodes[sid]
-            assert [e.data["node_id"] for e in executed] == [f"n{i}" for i in range(40)]
-    # reports for the stopped session after its stop are late: counted, not stored
-    assert tracker.stats.late == nodes[sids[0]] - stopped.node_count
-    assert tracker.stats.failed == 0
-    assert tracker.stats.folded_ahead > 0  # the path under test was taken
-
-
-async def test_a_batch_folded_ahead_is_folded_again_when_the_log_moved_meanwhile(
-    database_url: str, prefix: str
-) -> None:
-    from sessiontrack.store import SQLAlchemyStore
-
-    store = SQLAlchemyStore(database_url, prefix=prefix)
-    await store.open(migrate=True)
-    try:
-        sid = sessiontrack.new_session_id()
-        now = datetime.now(UTC).timestamp()
-
-        def node(node_id: str, at: float) -> tuple[str, str, float, dict[str, Any]]:
-            data = {"node_id": node_id, "node_type": None, "label": None, "duration_ms": None}
-            return ("node_executed", sid, at, {**data, "error": None})
-
-        carries: list[Any] = []
-        first = [("session_started", sid, now, {"chatbot_id": "b", "conversation_id": None})]
-        await store.apply(first, idle_timeout_s=None, on_folded=carries.append)
-        ahead = [node("a", now + 2)]
-        prepared = await store.prepare(ahead, idle_timeout_s=None, carry=carries[0])
-        assert [e.seq for e in prepared.result.events] == [2]
-        await store.apply([node("other", now + 1)], idle_timeout_s=None)  # another writer
-        res = await store.apply(ahead, idle_timeout_s=None, prepared=prepared)
-        assert not prepared.used
-        assert [(e.seq, e.data["node_count"]) for e in res.events] == [(3, 2)]
-        log = await store.events_after(0)
-        assert [(e.seq, e.data.get("node_id")) for e in log] == [(1, None), (2, "other"), (3, "a")]
-
-        # and with nobody in between, the fold made ahead is what gets written
-        carries.clear()
-        await store.apply([node("b", now + 3)], idle_timeout_s=None, on_folded=carries.append)
-        prepared = await store.prepare([node("c", now + 4)], idle_timeout_s=None, carry=carries[0])
-        res = await store.apply(prepared.reports, idle_timeout_s=None, prepared=prepared)
-        assert prepared.used and res is prepared.result
-        assert [(e.seq, e.data["node_count"]) for e in await store.events_after(3)] == [
-            (4, 3),
-            (5, 4),
-        ]
-    finally:
-        await store.close()
 
 
 @pytest.mark.postgresql

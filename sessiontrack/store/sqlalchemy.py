@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -50,52 +48,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def mask_url(url: str | sa.URL) -> str:
     """The URL with its password hidden, for logs and reprs."""
     return sa.make_url(url).render_as_string(hide_password=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Carry:
-    """What a folded batch leaves for folding the next one before it commits: copies of
-    the sessions it touched, the chatbots and channel message ids it knows, its last
-    sequence number."""
-
-    sessions: dict[str, SessionState]
-    chatbots: dict[str, Chatbot]
-    known: set[tuple[str, str]]
-    last_seq: int
-
-    @classmethod
-    def of(cls, folder: Folder) -> Carry:
-        return cls(
-            {sid: _carried(st) for sid, st in folder.sessions.items()},
-            dict(folder.chatbots),
-            set(folder.known_messages),
-            folder.result.last_seq,
-        )
-
-
-def _carried(state: SessionState) -> SessionState:
-    """A copy for the next batch's fold: that fold must not change the row this batch is
-    about to write, and for it the session exists already (an update, not an insert)."""
-    carried = copy.copy(state)
-    carried.is_new = False
-    return carried
-
-
-@dataclass(slots=True)
-class Prepared:
-    """A batch folded ahead (:meth:`SQLAlchemyStore.prepare`); ``used`` once
-    :meth:`SQLAlchemyStore.apply` has written it instead of folding again."""
-
-    result: FoldResult
-    base_seq: int
-    reports: Sequence[Report]
-    carry: Carry
-    used: bool = False
-
-    def matches(self, reports: Sequence[Report]) -> bool:
-        return len(reports) == len(self.reports) and all(
-            a is b for a, b in zip(reports, self.reports, strict=True)
-        )
 
 
 class SQLAlchemyStore(ReadQueries):
@@ -171,41 +123,30 @@ class SQLAlchemyStore(ReadQueries):
 
     # --- writes -------------------------------------------------------------------------
 
-    async def apply(
-        self,
-        reports: Sequence[Report],
-        *,
-        idle_timeout_s: int | None,
-        prepared: Prepared | None = None,
-        on_folded: Callable[[Carry], None] | None = None,
-    ) -> FoldResult:
+    async def apply(self, reports: Sequence[Report], *, idle_timeout_s: int | None) -> FoldResult:
         """Fold ``reports`` into the log and the projection in one transaction.
 
         The first statement takes the write lock (a row lock on PostgreSQL, the database
         lock on SQLite), so batches from several processes commit one after another and
         sequence numbers grow in commit order: a reader that has seen seq N never later
         finds a smaller one appear.
-
-        ``prepared`` is these reports folded ahead by :meth:`prepare`; it is used only if
-        the log is still where that fold assumed it (no other writer came in between),
-        else the batch is folded here. ``on_folded`` gets what the fold leaves for folding
-        the next batch, as soon as it exists.
         """
         t = self.tables
         async with self.engine.begin() as conn:
             last_seq = await self._lock_log(conn)
-            if prepared is not None and prepared.base_seq == last_seq and prepared.matches(reports):
-                res = prepared.result
-                prepared.used = True
-                if on_folded is not None:
-                    on_folded(prepared.carry)
-                if res.events:
-                    await self._bulk.events(conn, res.events)
-            else:
-                await self._lookup_plans(conn, True)
-                folder = await self._folder(conn, reports, last_seq, idle_timeout_s, None)
-                await self._lookup_plans(conn, False)
-                res = await self._fold_and_append(conn, folder, reports, on_folded)
+            await self._lookup_plans(conn, True)
+            ids = {sid for kind, sid, _, _ in reports if kind != FLOW_REGISTERED}
+            sessions = await self._load_sessions(conn, ids)
+            chatbot_ids = {d["chatbot_id"] for k, _, _, d in reports if k == "session_started"}
+            chatbots = await self._load_chatbots(conn, chatbot_ids)
+            mids = [
+                d["message_id"] for k, _, _, d in reports if k == "message" and d.get("message_id")
+            ]
+            known = await self._known_messages(conn, mids)
+            await self._prefetch_labels(conn, reports, sessions, chatbots)
+            folder = Folder(sessions, chatbots, known, self._node_labels, last_seq, idle_timeout_s)
+            await self._lookup_plans(conn, False)
+            res = await self._fold_and_append(conn, folder, reports)
             await self._write(conn, res)
             if res.events:
                 await conn.execute(
@@ -217,54 +158,8 @@ class SQLAlchemyStore(ReadQueries):
                     )
         return res
 
-    async def prepare(
-        self, reports: Sequence[Report], *, idle_timeout_s: int | None, carry: Carry
-    ) -> Prepared:
-        """Fold the next batch while the current one is still being written.
-
-        ``carry`` is what the current batch's fold left: its sessions, chatbots and message
-        ids as they will be once it commits. Everything else comes from a read on another
-        connection, which sees the log without the current batch, untouched by it. The
-        result holds only if nobody else writes before the next batch's transaction:
-        :meth:`apply` checks that against ``last_seq``.
-        """
-        async with self.engine.connect() as conn, conn.begin():
-            await self._lookup_plans(conn, True)
-            folder = await self._folder(conn, reports, carry.last_seq, idle_timeout_s, carry)
-        res = folder.fold(reports)
-        return Prepared(res, carry.last_seq, reports, Carry.of(folder))
-
-    async def _folder(
-        self,
-        conn: AsyncConnection,
-        reports: Sequence[Report],
-        last_seq: int,
-        idle_timeout_s: int | None,
-        carry: Carry | None,
-    ) -> Folder:
-        """A folder for ``reports`` with what they need loaded (beyond ``carry``)."""
-        ids = {sid for kind, sid, _, _ in reports if kind != FLOW_REGISTERED}
-        chatbot_ids = {d["chatbot_id"] for k, _, _, d in reports if k == "session_started"}
-        mids = [d["message_id"] for k, _, _, d in reports if k == "message" and d.get("message_id")]
-        if carry is not None:
-            ids -= carry.sessions.keys()
-            chatbot_ids -= carry.chatbots.keys()
-        sessions = await self._load_sessions(conn, ids)
-        chatbots = await self._load_chatbots(conn, chatbot_ids)
-        known = await self._known_messages(conn, mids)
-        if carry is not None:
-            sessions.update(carry.sessions)
-            chatbots.update(carry.chatbots)
-            known |= carry.known
-        await self._prefetch_labels(conn, reports, sessions, chatbots)
-        return Folder(sessions, chatbots, known, self._node_labels, last_seq, idle_timeout_s)
-
     async def _fold_and_append(
-        self,
-        conn: AsyncConnection,
-        folder: Folder,
-        reports: Sequence[Report],
-        on_folded: Callable[[Carry], None] | None = None,
+        self, conn: AsyncConnection, folder: Folder, reports: Sequence[Report]
     ) -> FoldResult:
         """Fold ``reports`` a chunk at a time, appending each chunk's events to the log
         while the next chunk is folded: the database's work on the log (SQLite's thread,
@@ -286,8 +181,6 @@ class SQLAlchemyStore(ReadQueries):
                     # wait for it until the fold's switch interval (5 ms) ran out: yield it
                     # once here; SQLite releases it again for the statement's whole step
                     time.sleep(0)  # noqa: ASYNC251 (zero seconds: a GIL hand-over, no wait)
-            if on_folded is not None:
-                on_folded(Carry.of(folder))
             if pending is not None:
                 await pending
                 pending = None
