@@ -23,7 +23,9 @@ in the same way for every statement.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -105,7 +107,7 @@ def _kinds(table: sa.Table, columns: Sequence[str]) -> list[str]:
     return out
 
 
-class BulkWriter:
+class BulkWriter(ABC):
     """Writes the events and session rows of one folded batch (one subclass a dialect)."""
 
     def __init__(self, tables: Tables, dialect: sa.Dialect) -> None:
@@ -131,9 +133,9 @@ class BulkWriter:
             f"{self._source(e, EVENT_COLUMNS)}"
         )
 
+    @abstractmethod
     def _source(self, table: sa.Table, columns: Sequence[str]) -> str:
         """``SELECT ...`` producing the rows from the statement's parameters."""
-        raise NotImplementedError
 
     ts: Callable[[datetime | None], Any]
     dumps: Callable[[Any], Any]
@@ -167,11 +169,11 @@ class BulkWriter:
             for e in events
         ]
 
+    @abstractmethod
     async def add_counts(
         self, conn: AsyncConnection, deltas: Sequence[tuple[str, str, int]]
     ) -> None:
         """Add ``n`` to the session counter of each ``(chatbot_id, status, n)``."""
-        raise NotImplementedError
 
     async def load_sessions(
         self, conn: AsyncConnection, ids: Sequence[str]
@@ -186,11 +188,13 @@ class BulkWriter:
         (``None``: the store's generic query does it)."""
         return None
 
+    @abstractmethod
     async def events(self, conn: AsyncConnection, events: Sequence[StoredEvent]) -> None:
-        raise NotImplementedError
+        """Append ``events`` to the log."""
 
+    @abstractmethod
     async def sessions(self, conn: AsyncConnection, states: Sequence[SessionState]) -> None:
-        raise NotImplementedError
+        """Insert or update the rows of ``states``."""
 
 
 class SQLiteBulk(BulkWriter):
@@ -203,13 +207,9 @@ class SQLiteBulk(BulkWriter):
     """
 
     async def _run(self, conn: AsyncConnection, sql: str, param: str) -> list[Any]:
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
-        try:
+        driver = await _driver(conn)
+        with _translated(sql, self.dialect):
             return list(await driver.execute_fetchall(sql, (param,)))
-        except Exception as exc:
-            raise driver_error(exc, sql, self.dialect) from exc
 
     def __init__(self, tables: Tables, dialect: sa.Dialect) -> None:
         super().__init__(tables, dialect)
@@ -299,13 +299,9 @@ class PostgresBulk(BulkWriter):
     # the transaction's index-only settings (SQLAlchemyStore._lookup_plans).
 
     async def _fetch(self, conn: AsyncConnection, sql: str, values: list[str]) -> list[Any]:
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
-        try:
+        driver = await _driver(conn)
+        with _translated(sql, self.dialect):
             return list(await driver.fetch(sql, values))
-        except Exception as exc:
-            raise driver_error(exc, sql, self.dialect) from exc
 
     async def load_sessions(
         self, conn: AsyncConnection, ids: Sequence[str]
@@ -342,15 +338,11 @@ class PostgresBulk(BulkWriter):
         return {(r[0], r[1]) for r in await self._fetch(conn, sql, list(mids))}
 
     async def events(self, conn: AsyncConnection, events: Sequence[StoredEvent]) -> None:
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
-        try:
+        driver = await _driver(conn)
+        with _translated(f"COPY {self.tables.events.name}", self.dialect):
             await driver.copy_records_to_table(
                 self.tables.events.name, records=self._event_rows(events), columns=EVENT_COLUMNS
             )
-        except Exception as exc:
-            raise driver_error(exc, f"COPY {self.tables.events.name}", self.dialect) from exc
 
     async def sessions(self, conn: AsyncConnection, states: Sequence[SessionState]) -> None:
         columns = tuple(list(c) for c in zip(*self._session_rows(states), strict=True))
@@ -365,6 +357,23 @@ class PostgresBulk(BulkWriter):
 
 def bulk_writer(tables: Tables, dialect: sa.Dialect) -> BulkWriter:
     return (PostgresBulk if dialect.name == "postgresql" else SQLiteBulk)(tables, dialect)
+
+
+async def _driver(conn: AsyncConnection) -> Any:
+    """The driver's own connection (aiosqlite's, asyncpg's), in ``conn``'s transaction."""
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    return driver
+
+
+@contextmanager
+def _translated(statement: str, dialect: sa.Dialect) -> Iterator[None]:
+    """Re-raise what the driver raises for ``statement`` as SQLAlchemy would have."""
+    try:
+        yield
+    except Exception as exc:
+        raise driver_error(exc, statement, dialect) from exc
 
 
 def transient_sqlstate(state: str | None) -> bool:
