@@ -175,18 +175,17 @@ class BulkWriter(ABC):
     ) -> None:
         """Add ``n`` to the session counter of each ``(chatbot_id, status, n)``."""
 
+    @abstractmethod
     async def load_sessions(
         self, conn: AsyncConnection, ids: Sequence[str]
-    ) -> dict[str, SessionState] | None:
-        """The sessions with these ids (``None``: the store's generic query does it)."""
-        return None
+    ) -> dict[str, SessionState]:
+        """The sessions with these ids, by id."""
 
+    @abstractmethod
     async def known_messages(
         self, conn: AsyncConnection, mids: Sequence[str]
-    ) -> set[tuple[str, str]] | None:
-        """``(message_id, session_id)`` of these channel message ids already in the log
-        (``None``: the store's generic query does it)."""
-        return None
+    ) -> set[tuple[str, str]]:
+        """``(message_id, session_id)`` of these channel message ids already in the log."""
 
     @abstractmethod
     async def events(self, conn: AsyncConnection, events: Sequence[StoredEvent]) -> None:
@@ -230,7 +229,7 @@ class SQLiteBulk(BulkWriter):
 
     async def load_sessions(
         self, conn: AsyncConnection, ids: Sequence[str]
-    ) -> dict[str, SessionState] | None:
+    ) -> dict[str, SessionState]:
         if not ids:
             return {}
         s = self.tables.sessions
@@ -255,7 +254,7 @@ class SQLiteBulk(BulkWriter):
 
     async def known_messages(
         self, conn: AsyncConnection, mids: Sequence[str]
-    ) -> set[tuple[str, str]] | None:
+    ) -> set[tuple[str, str]]:
         if not mids:
             return set()
         e = self.tables.events
@@ -305,7 +304,7 @@ class PostgresBulk(BulkWriter):
 
     async def load_sessions(
         self, conn: AsyncConnection, ids: Sequence[str]
-    ) -> dict[str, SessionState] | None:
+    ) -> dict[str, SessionState]:
         if not ids:
             return {}
         picks = ", ".join(
@@ -328,7 +327,7 @@ class PostgresBulk(BulkWriter):
 
     async def known_messages(
         self, conn: AsyncConnection, mids: Sequence[str]
-    ) -> set[tuple[str, str]] | None:
+    ) -> set[tuple[str, str]]:
         if not mids:
             return set()
         sql = (

@@ -20,7 +20,6 @@ from . import _migrate
 from ._bulk import BulkWriter, bulk_writer
 from ._fold import (
     FLOW_REGISTERED,
-    SESSION_COLUMNS,
     Chatbot,
     Folder,
     FoldResult,
@@ -31,7 +30,6 @@ from ._reads import ReadQueries
 from ._tables import DEFAULT_PREFIX, make_tables
 
 log = logging.getLogger(__name__)
-_IN_CHUNK = 500  # ids per IN (...) list: well under every backend's parameter limit
 _FOLD_CHUNK = 2000  # reports folded before their events go to the log (see _fold_and_append)
 
 
@@ -136,13 +134,13 @@ class SQLAlchemyStore(ReadQueries):
             last_seq = await self._lock_log(conn)
             await self._lookup_plans(conn, True)
             ids = {sid for kind, sid, _, _ in reports if kind != FLOW_REGISTERED}
-            sessions = await self._load_sessions(conn, ids)
+            sessions = await self._bulk.load_sessions(conn, list(ids))
             chatbot_ids = {d["chatbot_id"] for k, _, _, d in reports if k == "session_started"}
             chatbots = await self._load_chatbots(conn, chatbot_ids)
             mids = [
                 d["message_id"] for k, _, _, d in reports if k == "message" and d.get("message_id")
             ]
-            known = await self._known_messages(conn, mids)
+            known = await self._bulk.known_messages(conn, mids)
             await self._prefetch_labels(conn, reports, sessions, chatbots)
             folder = Folder(sessions, chatbots, known, self._node_labels, last_seq, idle_timeout_s)
             await self._lookup_plans(conn, False)
@@ -213,23 +211,6 @@ class SQLAlchemyStore(ReadQueries):
         value = await conn.scalar(sa.select(st.c.value).where(st.c.key == "last_seq"))
         return int(value or 0)
 
-    async def _load_sessions(self, conn: AsyncConnection, ids: set[str]) -> dict[str, SessionState]:
-        loaded = await self._bulk.load_sessions(conn, list(ids))
-        if loaded is not None:
-            return loaded
-        s = self.tables.sessions
-        cols = [s.c[name] for name in SESSION_COLUMNS]
-        out: dict[str, SessionState] = {}
-        id_list = list(ids)
-        for i in range(0, len(id_list), _IN_CHUNK):
-            rows = await conn.execute(
-                sa.select(*cols).where(s.c.id.in_(id_list[i : i + _IN_CHUNK]))
-            )
-            for row in rows:
-                st = SessionState(**row._asdict())
-                out[st.id] = st
-        return out
-
     async def _load_chatbots(self, conn: AsyncConnection, ids: set[str]) -> dict[str, Chatbot]:
         if not ids:
             return {}
@@ -238,24 +219,6 @@ class SQLAlchemyStore(ReadQueries):
             sa.select(c.c.chatbot_id, c.c.name, c.c.current_version).where(c.c.chatbot_id.in_(ids))
         )
         return {r.chatbot_id: Chatbot(r.name, r.current_version) for r in rows}
-
-    async def _known_messages(self, conn: AsyncConnection, mids: list[str]) -> set[tuple[str, str]]:
-        found = await self._bulk.known_messages(conn, mids)
-        if found is not None:
-            return found
-        e = self.tables.events
-        known: set[tuple[str, str]] = set()
-        for i in range(0, len(mids), _IN_CHUNK):
-            rows = await conn.execute(
-                sa.select(e.c.message_id, e.c.session_id).where(
-                    # said outright: PostgreSQL proves a partial index's predicate from an
-                    # IN list of at most 100 values by itself
-                    e.c.message_id.is_not(None),
-                    e.c.message_id.in_(mids[i : i + _IN_CHUNK]),
-                )
-            )
-            known.update((r.message_id, r.session_id) for r in rows)
-        return known
 
     async def _prefetch_labels(
         self,
