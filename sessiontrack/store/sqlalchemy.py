@@ -188,7 +188,7 @@ class SQLAlchemyStore(ReadQueries):
         return res
 
     async def _lookup_plans(self, conn: AsyncConnection, on: bool) -> None:
-        """Make the batch's lookups (``IN`` lists of ids) use their indexes, always.
+        """Make the batch's lookups (of many ids at once) use their indexes, always.
 
         Every lookup of a batch is by primary key or by the message-id index. PostgreSQL
         plans them from table statistics, which a new or fast-growing table lacks until
