@@ -78,10 +78,12 @@ class Tracker(ReportingHooks):
         inactivity (``None``: never).
     :param sweep_interval: seconds between sweeps for overdue sessions (``None``: no sweeper
         in this process).
-    :param max_batch: reports per transaction at the most. The writer takes what is
-        buffered, so batches are this large only while reports arrive faster than the
-        database absorbs them; there, large batches cost less per report (each touched
-        session is loaded and updated once per batch).
+    :param max_batch: reports per transaction at the most (default 50,000, or
+        ``max_buffered`` if smaller). The writer takes what is buffered, so batches are
+        this large only while reports arrive faster than the database absorbs them; there,
+        large batches cost less per report (each touched session is loaded and updated
+        once per batch, and each transaction's fixed costs are shared by more reports). A
+        smaller value holds the database's write lock for less time at once.
     :param max_buffered: reports held in memory, not yet committed, at the most.
     :param high_water: above this many buffered reports, :meth:`drain` makes the engine
         wait until the writer has brought the buffer down to a quarter of it (default:
@@ -103,7 +105,7 @@ class Tracker(ReportingHooks):
         prefix: str = DEFAULT_PREFIX,
         idle_timeout: timedelta | None = timedelta(minutes=30),
         sweep_interval: float | None = 30.0,
-        max_batch: int = 10_000,
+        max_batch: int | None = None,
         max_buffered: int = 100_000,
         high_water: int | None = None,
         overflow: Literal["raise", "drop"] = "raise",
@@ -115,6 +117,8 @@ class Tracker(ReportingHooks):
     ) -> None:
         if overflow not in ("raise", "drop"):
             raise ValueError(f"overflow must be 'raise' or 'drop', got {overflow!r}")
+        if max_batch is None:
+            max_batch = min(50_000, max_buffered)
         if max_batch < 1 or max_buffered < max_batch:
             raise ValueError("need 1 <= max_batch <= max_buffered")
         if high_water is None:
