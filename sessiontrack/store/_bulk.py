@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -93,6 +93,11 @@ def dumps(value: Any) -> str:
         return json.dumps(value)
 
 
+def _utc_datetime(text: str) -> datetime:
+    """A timestamp as SQLite stores it (naive UTC text), aware again."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
 def aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: sessiontrack stores aware timestamps")
@@ -139,6 +144,22 @@ class BulkWriter(ABC):
 
     ts: Callable[[datetime | None], Any]
     dumps: Callable[[Any], Any]
+
+    def _states(
+        self, rows: Iterable[Sequence[Any]], kind: str, convert: Callable[[Any], Any]
+    ) -> dict[str, SessionState]:
+        """Session states, by id, from rows of the session columns as the driver returned
+        them, converting the columns of ``kind`` ("ts" or "json")."""
+        at = [i for i, k in enumerate(self._session_kinds) if k == kind]
+        out = {}
+        for record in rows:
+            row = list(record)
+            for i in at:
+                if row[i] is not None:
+                    row[i] = convert(row[i])
+            st = SessionState(*row)
+            out[st.id] = st
+        return out
 
     def _session_rows(self, states: Sequence[SessionState]) -> list[list[Any]]:
         ts, dumps = self.ts, self.dumps
@@ -242,15 +263,7 @@ class SQLiteBulk(BulkWriter):
             f"WHERE {self._q('id')} IN (SELECT value FROM json_each(?))"
         )
         text = (await self._run(conn, sql, dumps(list(ids))))[0][0] or "[]"
-        ts = [i for i, k in enumerate(self._session_kinds) if k == "ts"]
-        out = {}
-        for row in orjson.loads(text):
-            for i in ts:
-                if row[i] is not None:
-                    row[i] = datetime.fromisoformat(row[i]).replace(tzinfo=UTC)
-            st = SessionState(*row)
-            out[st.id] = st
-        return out
+        return self._states(orjson.loads(text), "ts", _utc_datetime)
 
     async def known_messages(
         self, conn: AsyncConnection, mids: Sequence[str]
@@ -315,15 +328,7 @@ class PostgresBulk(BulkWriter):
             f"SELECT {picks} FROM {self._q(self.tables.sessions.name)} "
             f"WHERE {self._q('id')} = ANY($1::uuid[])"
         )
-        json_at = [i for i, k in enumerate(self._session_kinds) if k == "json"]
-        out = {}
-        for record in await self._fetch(conn, sql, list(ids)):
-            row = list(record)
-            for i in json_at:
-                row[i] = orjson.loads(row[i])
-            st = SessionState(*row)
-            out[st.id] = st
-        return out
+        return self._states(await self._fetch(conn, sql, list(ids)), "json", orjson.loads)
 
     async def known_messages(
         self, conn: AsyncConnection, mids: Sequence[str]
