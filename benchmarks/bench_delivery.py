@@ -37,9 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from _common import DATA_DIR, POSTGRES_URL, machine, percentile, postgres_version, print_machine
 
 PREFIX = "/api/chatbot-sessions"
-TIME_FIELDS = {"session:started": "startedAt", "session:node-executed": "at",
-               "session:message-sent": "timestamp", "session:status-changed": "updatedAt",
-               "session:completed": "completedAt", "session:variables-changed": "updatedAt"}
+TIME_FIELDS = {
+    "session:started": "startedAt",
+    "session:node-executed": "at",
+    "session:message-sent": "timestamp",
+    "session:status-changed": "updatedAt",
+    "session:completed": "completedAt",
+    "session:variables-changed": "updatedAt",
+}
 
 
 def hook_time(name: str, data: dict[str, Any]) -> float:
@@ -74,25 +79,34 @@ async def socket_client(url: str, tally: Tally, join: str | None, ready: list[in
             tally.add(event, data)
 
     client.on("*", on_any, namespace="/sessions")
-    await client.connect(url, socketio_path=f"{PREFIX}/socket.io", namespaces=["/sessions"],
-                         transports=["websocket"], wait_timeout=30)
+    await client.connect(
+        url,
+        socketio_path=f"{PREFIX}/socket.io",
+        namespaces=["/sessions"],
+        transports=["websocket"],
+        wait_timeout=30,
+    )
     if join is None:
         ack = await client.call("sessions:subscribe", None, namespace="/sessions", timeout=30)
     else:
-        ack = await client.call("session:join", {"sessionId": join}, namespace="/sessions",
-                                timeout=30)
+        ack = await client.call(
+            "session:join", {"sessionId": join}, namespace="/sessions", timeout=30
+        )
     assert ack["success"], ack
     ready.append(1)
     return client
 
 
-async def sse_client(url: str, tally: Tally, session: str | None, ready: list[int],
-                     stop: asyncio.Event) -> None:
+async def sse_client(
+    url: str, tally: Tally, session: str | None, ready: list[int], stop: asyncio.Event
+) -> None:
     import httpx
 
     params = {"sessionId": session} if session else {}
-    async with httpx.AsyncClient(base_url=url + PREFIX, timeout=None) as http, \
-            http.stream("GET", "/events", params=params) as response:
+    async with (
+        httpx.AsyncClient(base_url=url + PREFIX, timeout=None) as http,
+        http.stream("GET", "/events", params=params) as response,
+    ):
         name = data = None
         async for line in response.aiter_lines():
             if line == ": connected":
@@ -121,7 +135,7 @@ async def client_main(args: argparse.Namespace) -> None:
     for i in range(args.sockets_joined):
         tallies.append(Tally("socket", watch[i]))
         sockets.append(await socket_client(args.url, tallies[-1], watch[i], ready))
-    sse_sessions = [None] * args.sse_all + watch[args.sockets_joined:][:args.sse_session]
+    sse_sessions = [None] * args.sse_all + watch[args.sockets_joined :][: args.sse_session]
     for session in sse_sessions:
         tallies.append(Tally("sse", session or "all"))
         tasks.append(asyncio.create_task(sse_client(args.url, tallies[-1], session, ready, stop)))
@@ -134,25 +148,34 @@ async def client_main(args: argparse.Namespace) -> None:
     # Let every client catch up (bounded): what has not arrived by then counts as missing.
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and any(  # noqa: ASYNC110 - polling the tallies
-            t.scope == "all" and (not t.seqs or t.seqs[-1] < expect["last"]) for t in tallies):
+        t.scope == "all" and (not t.seqs or t.seqs[-1] < expect["last"]) for t in tallies
+    ):
         await asyncio.sleep(0.1)
     await asyncio.sleep(0.5)
     stop.set()
     out = []
     first, last = expect["first"], expect["last"]
     for t in tallies:
-        in_run = [(s, lat) for s, lat in zip(t.seqs, t.latencies, strict=True)
-                  if first <= s <= last]
+        in_run = [
+            (s, lat) for s, lat in zip(t.seqs, t.latencies, strict=True) if first <= s <= last
+        ]
         seqs = [s for s, _ in in_run]
         if t.scope == "all":
             lost = (last - first + 1) - len(set(seqs))
         else:
             counts = t.message_counts
             lost = expect["watch"].get(t.scope, 0) - len(set(counts))
-        out.append({"kind": t.kind, "scope": "all" if t.scope == "all" else "one",
-                    "received": len(seqs), "duplicates": len(seqs) - len(set(seqs)),
-                    "missing": lost, "ordered": seqs == sorted(seqs),
-                    "latencies": [round(lat, 2) for _, lat in in_run]})
+        out.append(
+            {
+                "kind": t.kind,
+                "scope": "all" if t.scope == "all" else "one",
+                "received": len(seqs),
+                "duplicates": len(seqs) - len(set(seqs)),
+                "missing": lost,
+                "ordered": seqs == sorted(seqs),
+                "latencies": [round(lat, 2) for _, lat in in_run],
+            }
+        )
     print(json.dumps(out), flush=True)
     for client in sockets:
         await client.disconnect()
@@ -186,16 +209,18 @@ async def load(pm: Any, rate: float, duration: float, watch: list[str]) -> dict[
                 continue
             if len(lifecycles) < 200:
                 sid = sessiontrack.new_session_id()
-                hook.sessiontrack_session_started(session_id=sid, chatbot_id="bench",
-                                                  contact={"phone": "+5511900000000"})
+                hook.sessiontrack_session_started(
+                    session_id=sid, chatbot_id="bench", contact={"phone": "+5511900000000"}
+                )
                 lifecycles.append((sid, 1))
                 continue
             sid, step = lifecycles.pop(0)
             if step in (1, 5):
                 hook.sessiontrack_node_executed(session_id=sid, node_id=f"n{step}")
             elif step in (2, 4, 6):
-                hook.sessiontrack_message(session_id=sid, direction="outbound" if step != 4
-                                          else "inbound", text="hello")
+                hook.sessiontrack_message(
+                    session_id=sid, direction="outbound" if step != 4 else "inbound", text="hello"
+                )
             elif step == 3:
                 hook.sessiontrack_status_changed(session_id=sid, status="waiting_input")
             else:
@@ -228,9 +253,21 @@ async def host_main(args: argparse.Namespace) -> dict[str, Any]:
     tracker = sessiontrack.Tracker(url, prefix=table_prefix, migrate=True, sweep_interval=None)
     async with tracker:
         pm = tracker.plugin_manager
-        pm.hook.sessiontrack_flow_registered(chatbot_id="bench", name="Bench", flow={
-            "nodes": [{"id": "n1", "type": "start", "position": {"x": 0, "y": 0},
-                       "data": {"label": "Start"}}], "edges": []})
+        pm.hook.sessiontrack_flow_registered(
+            chatbot_id="bench",
+            name="Bench",
+            flow={
+                "nodes": [
+                    {
+                        "id": "n1",
+                        "type": "start",
+                        "position": {"x": 0, "y": 0},
+                        "data": {"label": "Start"},
+                    }
+                ],
+                "edges": [],
+            },
+        )
         n_watch = args.sockets_joined + args.sse_session
         watch = [sessiontrack.new_session_id() for _ in range(n_watch)]
         for sid in watch:
@@ -240,17 +277,40 @@ async def host_main(args: argparse.Namespace) -> dict[str, Any]:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
-                                               log_level="warning", timeout_graceful_shutdown=2))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=port,
+                lifespan="off",
+                log_level="warning",
+                timeout_graceful_shutdown=2,
+            )
+        )
         serving = asyncio.create_task(server.serve())
         while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
             await asyncio.sleep(0.01)
         base = f"http://127.0.0.1:{port}"
         client = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--client", "--url", base, "--watch", ",".join(watch),
-            "--sockets-all", str(args.sockets_all), "--sockets-joined", str(args.sockets_joined),
-            "--sse-all", str(args.sse_all), "--sse-session", str(args.sse_session),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, limit=1 << 30)
+            sys.executable,
+            __file__,
+            "--client",
+            "--url",
+            base,
+            "--watch",
+            ",".join(watch),
+            "--sockets-all",
+            str(args.sockets_all),
+            "--sockets-joined",
+            str(args.sockets_joined),
+            "--sse-all",
+            str(args.sse_all),
+            "--sse-session",
+            str(args.sse_session),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            limit=1 << 30,
+        )
         assert client.stdout is not None and client.stdin is not None
         line = await asyncio.wait_for(client.stdout.readline(), 120)
         assert line.strip() == b"READY", line
@@ -262,17 +322,23 @@ async def host_main(args: argparse.Namespace) -> dict[str, Any]:
         ingest_s = time.perf_counter() - t0
         last = await tracker.store.last_seq()
         await asyncio.sleep(2)
-        client.stdin.write((json.dumps({"first": first, "last": last,
-                                        "watch": watch_counts}) + "\n").encode())
+        client.stdin.write(
+            (json.dumps({"first": first, "last": last, "watch": watch_counts}) + "\n").encode()
+        )
         await client.stdin.drain()
         results = json.loads(await asyncio.wait_for(client.stdout.readline(), 120))
         await client.wait()
         server.should_exit = True
         await serving
         events = last - first + 1
-        return {"url_backend": args.backend, "events": events, "ingest_s": ingest_s,
-                "rate": events / ingest_s, "batches": tracker.stats.batches - stats0[1],
-                "clients": results}
+        return {
+            "url_backend": args.backend,
+            "events": events,
+            "ingest_s": ingest_s,
+            "rate": events / ingest_s,
+            "batches": tracker.stats.batches - stats0[1],
+            "clients": results,
+        }
 
 
 def summarize(run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -283,13 +349,18 @@ def summarize(run: dict[str, Any]) -> list[dict[str, Any]]:
     for (kind, scope), cs in sorted(groups.items()):
         lat = [x for c in cs for x in c["latencies"]]
         what = "all sessions" if scope == "all" else "one session"
-        rows.append({"clients": f"{len(cs)} {kind} ({what})",
-                     "received": sum(c["received"] for c in cs),
-                     "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99),
-                     "max_ms": max(lat) if lat else float("nan"),
-                     "missing": sum(c["missing"] for c in cs),
-                     "duplicates": sum(c["duplicates"] for c in cs),
-                     "in_order": all(c["ordered"] for c in cs)})
+        rows.append(
+            {
+                "clients": f"{len(cs)} {kind} ({what})",
+                "received": sum(c["received"] for c in cs),
+                "p50_ms": percentile(lat, 50),
+                "p99_ms": percentile(lat, 99),
+                "max_ms": max(lat) if lat else float("nan"),
+                "missing": sum(c["missing"] for c in cs),
+                "duplicates": sum(c["duplicates"] for c in cs),
+                "in_order": all(c["ordered"] for c in cs),
+            }
+        )
     return rows
 
 
@@ -299,14 +370,24 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=POSTGRES_URL)
     parser.add_argument("--rate", type=float, default=2000)
     parser.add_argument("--duration", type=float, default=10)
-    parser.add_argument("--sockets-all", type=int, default=2,
-                        help="Socket.IO clients subscribed to all sessions (default 2)")
-    parser.add_argument("--sockets-joined", type=int, default=98,
-                        help="Socket.IO clients joined to one session each (default 98)")
-    parser.add_argument("--sse-all", type=int, default=2,
-                        help="SSE clients on all sessions (default 2)")
-    parser.add_argument("--sse-session", type=int, default=18,
-                        help="SSE clients on one session each (default 18)")
+    parser.add_argument(
+        "--sockets-all",
+        type=int,
+        default=2,
+        help="Socket.IO clients subscribed to all sessions (default 2)",
+    )
+    parser.add_argument(
+        "--sockets-joined",
+        type=int,
+        default=98,
+        help="Socket.IO clients joined to one session each (default 98)",
+    )
+    parser.add_argument(
+        "--sse-all", type=int, default=2, help="SSE clients on all sessions (default 2)"
+    )
+    parser.add_argument(
+        "--sse-session", type=int, default=18, help="SSE clients on one session each (default 18)"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -322,15 +403,28 @@ def main() -> None:
     print_machine(info)
     run = asyncio.run(host_main(args))
     rows = summarize(run)
-    print(f"backend {args.backend}: {run['events']} events in {run['ingest_s']:.1f} s "
-          f"({run['rate']:.0f} events/s ingested, {run['batches']} commits)")
+    print(
+        f"backend {args.backend}: {run['events']} events in {run['ingest_s']:.1f} s "
+        f"({run['rate']:.0f} events/s ingested, {run['batches']} commits)"
+    )
     for r in rows:
-        print(f"  {r['clients']:<34} received {r['received']:>8,}  p50 {r['p50_ms']:7.1f} ms  "
-              f"p99 {r['p99_ms']:7.1f} ms  max {r['max_ms']:7.1f} ms  missing {r['missing']}  "
-              f"dup {r['duplicates']}  ordered {r['in_order']}")
+        print(
+            f"  {r['clients']:<34} received {r['received']:>8,}  p50 {r['p50_ms']:7.1f} ms  "
+            f"p99 {r['p99_ms']:7.1f} ms  max {r['max_ms']:7.1f} ms  missing {r['missing']}  "
+            f"dup {r['duplicates']}  ordered {r['in_order']}"
+        )
     if args.json:
-        print(json.dumps({"machine": info, "backend": args.backend, "events": run["events"],
-                          "rate": run["rate"], "rows": rows}))
+        print(
+            json.dumps(
+                {
+                    "machine": info,
+                    "backend": args.backend,
+                    "events": run["events"],
+                    "rate": run["rate"],
+                    "rows": rows,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -84,10 +84,21 @@ async def client_main(url: str, concurrency: int, duration: float, mix_name: str
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(i) for i in range(concurrency)))
         elapsed = time.perf_counter() - t0
-    print(json.dumps({"requests": len(latencies), "elapsed": elapsed, "statuses": statuses,
-                      "transport_errors": errors,
-                      "p50": percentile(latencies, 50), "p90": percentile(latencies, 90),
-                      "p99": percentile(latencies, 99), "max": max(latencies)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "requests": len(latencies),
+                "elapsed": elapsed,
+                "statuses": statuses,
+                "transport_errors": errors,
+                "p50": percentile(latencies, 50),
+                "p90": percentile(latencies, 90),
+                "p99": percentile(latencies, 99),
+                "max": max(latencies),
+            }
+        ),
+        flush=True,
+    )
 
 
 async def host_main(args: argparse.Namespace) -> dict[str, Any]:
@@ -99,8 +110,9 @@ async def host_main(args: argparse.Namespace) -> dict[str, Any]:
     import sessiontrack
     from sessiontrack.web import create_app
 
-    url, _ = await cached_load(args.backend, Spec(sessions=1_000_000, events=10_000_000),
-                               args.postgres_url, False)
+    url, _ = await cached_load(
+        args.backend, Spec(sessions=1_000_000, events=10_000_000), args.postgres_url, False
+    )
     tracker = sessiontrack.Tracker(url, prefix=PREFIX, migrate=True, sweep_interval=None)
     async with tracker:
         total = (await tracker.sessions.list(limit=1)).total
@@ -108,17 +120,33 @@ async def host_main(args: argparse.Namespace) -> dict[str, Any]:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                               lifespan="off", log_level="warning",
-                                               backlog=2048, timeout_keep_alive=30))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=port,
+                lifespan="off",
+                log_level="warning",
+                backlog=2048,
+                timeout_keep_alive=30,
+            )
+        )
         serving = asyncio.create_task(server.serve())
         while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
             await asyncio.sleep(0.01)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--client", f"http://127.0.0.1:{port}",
-            "--concurrency", str(args.concurrency), "--duration", str(args.duration),
-            "--mix", args.mix,
-            stdout=subprocess.PIPE)
+            sys.executable,
+            __file__,
+            "--client",
+            f"http://127.0.0.1:{port}",
+            "--concurrency",
+            str(args.concurrency),
+            "--duration",
+            str(args.duration),
+            "--mix",
+            args.mix,
+            stdout=subprocess.PIPE,
+        )
         assert proc.stdout is not None
         result = json.loads(await proc.stdout.readline())
         await proc.wait()
@@ -134,8 +162,12 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=POSTGRES_URL)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--duration", type=float, default=15)
-    parser.add_argument("--mix", choices=sorted(QUERIES), default="lists",
-                        help="lists: the dashboard's lists (default); full: with search")
+    parser.add_argument(
+        "--mix",
+        choices=sorted(QUERIES),
+        default="lists",
+        help="lists: the dashboard's lists (default); full: with search",
+    )
     parser.add_argument("--client", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
@@ -145,13 +177,15 @@ def main() -> None:
     pg = asyncio.run(postgres_version(args.postgres_url)) if args.backend == "postgresql" else None
     print_machine(machine(pg))
     r = asyncio.run(host_main(args))
-    print(f"backend {args.backend}, mix {args.mix}: {r['sessions']:,} sessions, "
-          f"{args.concurrency} clients, "
-          f"{r['requests']:,} list requests in {r['elapsed']:.1f} s = "
-          f"{r['requests'] / r['elapsed']:.0f} requests/s; latency p50 {r['p50']:.0f} ms, "
-          f"p90 {r['p90']:.0f} ms, p99 {r['p99']:.0f} ms, max {r['max']:.0f} ms; "
-          f"statuses {r['statuses']}; connection errors {len(r['transport_errors'])} "
-          f"{sorted(set(r['transport_errors']))}")
+    print(
+        f"backend {args.backend}, mix {args.mix}: {r['sessions']:,} sessions, "
+        f"{args.concurrency} clients, "
+        f"{r['requests']:,} list requests in {r['elapsed']:.1f} s = "
+        f"{r['requests'] / r['elapsed']:.0f} requests/s; latency p50 {r['p50']:.0f} ms, "
+        f"p90 {r['p90']:.0f} ms, p99 {r['p99']:.0f} ms, max {r['max']:.0f} ms; "
+        f"statuses {r['statuses']}; connection errors {len(r['transport_errors'])} "
+        f"{sorted(set(r['transport_errors']))}"
+    )
 
 
 if __name__ == "__main__":

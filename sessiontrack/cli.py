@@ -103,8 +103,14 @@ async def _serve_cmd(args: argparse.Namespace) -> None:
     except ImportError as exc:
         raise CommandError(f"{exc} (pip install 'sessiontrack[web]')") from None
     mount = args.mount_path if args.mount_path in ("", "/") else "/" + args.mount_path.strip("/")
-    await serve(args.database_url, host=args.host, port=args.port, table_prefix=args.prefix,
-                mount_path="" if mount == "/" else mount, poll_interval=args.poll_interval)
+    await serve(
+        args.database_url,
+        host=args.host,
+        port=args.port,
+        table_prefix=args.prefix,
+        mount_path="" if mount == "/" else mount,
+        poll_interval=args.poll_interval,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,17 +138,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(run=_purge_cmd)
 
-    s = sub.add_parser("serve", help="serve the REST API, live events and dashboard (uvicorn)",
-                       description="Serve the web app standalone. Without the environment "
-                       "variable SESSIONTRACK_API_TOKEN only loopback clients are served; with "
-                       "it, clients must send 'Authorization: Bearer <token>'.")
+    s = sub.add_parser(
+        "serve",
+        help="serve the REST API, live events and dashboard (uvicorn)",
+        description="Serve the web app standalone. Without the environment "
+        "variable SESSIONTRACK_API_TOKEN only loopback clients are served; with "
+        "it, clients must send 'Authorization: Bearer <token>'.",
+    )
     common(s)
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    s.add_argument("--mount-path", default="/",
-                   help="URL prefix to serve under, e.g. /api/chatbot-sessions (default /)")
-    s.add_argument("--poll-interval", type=float, default=0.5,
-                   help="seconds between checks for events other processes committed")
+    s.add_argument(
+        "--mount-path",
+        default="/",
+        help="URL prefix to serve under, e.g. /api/chatbot-sessions (default /)",
+    )
+    s.add_argument(
+        "--poll-interval",
+        type=float,
+        default=0.5,
+        help="seconds between checks for events other processes committed",
+    )
     s.set_defaults(run=_serve_cmd)
     return parser
 

@@ -67,16 +67,17 @@ def check_rest_state(name: str, data: dict[str, Any], detail: dict[str, Any]) ->
         assert detail["messageCount"] >= data["messageCount"]
         assert data["messageId"] in {m["id"] for m in detail["messages"]}
     elif name == "session:status-changed":
-        assert detail["status"] == data["newStatus"] or \
-            moved_on > datetime.fromisoformat(data["updatedAt"])
+        assert detail["status"] == data["newStatus"] or moved_on > datetime.fromisoformat(
+            data["updatedAt"]
+        )
     elif name == "session:completed":
         assert detail["status"] == data["status"] and detail["isActive"] is False
         assert detail["messageCount"] == data["totalMessages"]
 
 
 async def test_every_event_once_in_order_and_never_ahead_of_rest(
-        live_url: str, api: httpx.AsyncClient, engine: Engine,
-        tracker: sessiontrack.Tracker) -> None:
+    live_url: str, api: httpx.AsyncClient, engine: Engine, tracker: sessiontrack.Tracker
+) -> None:
     engine.register("bot")
     await settle(tracker)
     start = await tracker.store.last_seq()
@@ -94,8 +95,12 @@ async def test_every_event_once_in_order_and_never_ahead_of_rest(
                 problems.append(f"{name} seq {data['seq']}: {exc}")
             checked.append(data["seq"])
 
-    async with socket_client(live_url) as probe, sse_stream(api) as stream, \
-            socket_client(live_url) as joiner, anyio.create_task_group() as tg:
+    async with (
+        socket_client(live_url) as probe,
+        sse_stream(api) as stream,
+        socket_client(live_url) as joiner,
+        anyio.create_task_group() as tg,
+    ):
         tg.start_soon(verify)
         await probe.call("sessions:subscribe")
         await joiner.call("sessions:subscribe")
@@ -114,8 +119,10 @@ async def test_every_event_once_in_order_and_never_ahead_of_rest(
             assert (await joiner.call("session:join", {"sessionId": sid}))["success"]
         await drive(engine, ids, random.Random(7))
         await tracker.flush()
-        want = [(e.seq, e.wire_name, e.session_id)
-                for e in await tracker.store.events_after(start, limit=100_000)]
+        want = [
+            (e.seq, e.wire_name, e.session_id)
+            for e in await tracker.store.events_after(start, limit=100_000)
+        ]
         expected_total = SESSIONS * 5 + SESSIONS - SESSIONS // 5
         assert len(want) == expected_total
         by_socket = await probe.wait_for(len(want), within=30)
@@ -134,8 +141,13 @@ async def test_every_event_once_in_order_and_never_ahead_of_rest(
         per_session.setdefault(sid, []).append(name)
     for i, sid in enumerate(ids):
         tail = ["session:completed"] if i % 5 else []
-        assert per_session[sid] == ["session:started", "session:node-executed",
-                                    "session:message-sent", "session:status-changed",
-                                    "session:message-sent", *tail]
+        assert per_session[sid] == [
+            "session:started",
+            "session:node-executed",
+            "session:message-sent",
+            "session:status-changed",
+            "session:message-sent",
+            *tail,
+        ]
     assert not problems, problems[:5]
     assert sorted(checked) == [w[0] for w in want]

@@ -4,7 +4,10 @@ its traffic simulator running, on a database seeded with known history
 (tests/dashboard_helpers/seed.py).
 
 Locally the tests skip when /usr/bin/chromium is missing; under ``CI=true`` they fail.
-They save screenshots of both pages at desktop and phone sizes into docs/images/.
+They save screenshots of both pages at desktop and phone sizes into a temporary folder, or
+into the folder that ``SESSIONTRACK_SCREENSHOTS`` names: ``scripts/screenshots`` sets it to
+docs/images/ to refresh the README's pictures (a plain test run leaves the checkout as it
+was).
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.anyio]
 CHROMIUM = Path("/usr/bin/chromium")
 HELPERS = Path(__file__).resolve().parent / "dashboard_helpers"
 AXE = HELPERS / "node_modules" / "axe-core" / "axe.min.js"
-IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 TERMINAL = {"completed", "expired", "stopped"}
@@ -532,8 +534,16 @@ async def test_pages_pass_an_accessibility_audit(
         await page.context.close()
 
 
-async def test_screenshots(browser: Any, ui: str, base_url: str) -> None:
-    IMAGES.mkdir(parents=True, exist_ok=True)
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    """Where screenshots go: ``SESSIONTRACK_SCREENSHOTS`` if set, else a temporary folder."""
+    chosen = os.environ.get("SESSIONTRACK_SCREENSHOTS")
+    folder = Path(chosen).resolve() if chosen else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+async def test_screenshots(browser: Any, ui: str, base_url: str, screenshots: Path) -> None:
     sid = await session_id(base_url, "Maria Garcia")
     for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
         page = await new_page(browser, viewport, reduced_motion="reduce")
@@ -541,18 +551,20 @@ async def test_screenshots(browser: Any, ui: str, base_url: str) -> None:
         await expect(page.locator("#live")).to_have_attribute("data-state", "live")
         await expect(page.locator(ROWS).first).to_be_visible()
         await page.wait_for_timeout(1500)
-        await page.screenshot(path=str(IMAGES / f"list-{size}.png"))
+        await page.screenshot(path=str(screenshots / f"list-{size}.png"))
         await page.goto(ui + f"#/sessions/{sid}")
         await expect(page.locator("#flow-svg .node.current")).to_be_visible()
         await page.evaluate("document.getElementById('toasts').replaceChildren()")
         await page.wait_for_timeout(500)
-        await page.screenshot(path=str(IMAGES / f"detail-{size}.png"), full_page=size == "desktop")
+        await page.screenshot(
+            path=str(screenshots / f"detail-{size}.png"), full_page=size == "desktop"
+        )
         # Readable: nothing wider than the screen.
         assert await page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
         assert not page.errors
         await page.context.close()
     for name in ("list-desktop", "detail-desktop", "list-phone", "detail-phone"):
-        assert (IMAGES / f"{name}.png").stat().st_size > 10_000
+        assert (screenshots / f"{name}.png").stat().st_size > 10_000
 
 
 # --- another mount, with an authenticator -------------------------------------------------

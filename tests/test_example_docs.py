@@ -67,8 +67,14 @@ async def test_the_quickstart_bot(in_tmp: Path, capsys: pytest.CaptureFixture[st
             assert detail["nodeHistory"] == ["greet", "echo", "echo", "echo"]
             assert detail["chatbotName"] == "Echo bot"
             assert [m["text"] for m in detail["messages"]] == [
-                "Hello!", "hi", "You said: hi", "how are you", "You said: how are you", "bye",
-                "Bye!"]
+                "Hello!",
+                "hi",
+                "You said: hi",
+                "how are you",
+                "You said: how are you",
+                "bye",
+                "Bye!",
+            ]
 
             bob = (await say("bob", "hello"))["sessionId"]
             assert bob != first["sessionId"]
@@ -104,8 +110,12 @@ def test_the_tracker_thread_for_sync_hosts(in_tmp: Path) -> None:
     usage_pm = pluggy.PluginManager("sessiontrack")
     usage_pm.add_hookspecs(sessiontrack.hookspecs)
     tracker = sessiontrack.Tracker("sqlite+aiosqlite:///usage.db", plugin_manager=usage_pm)
-    usage = {"TrackerThread": namespace["TrackerThread"], "tracker": tracker, "pm": usage_pm,
-             "sessiontrack": sessiontrack}
+    usage = {
+        "TrackerThread": namespace["TrackerThread"],
+        "tracker": tracker,
+        "pm": usage_pm,
+        "sessiontrack": sessiontrack,
+    }
     exec(python_block("integrating.md", "background = TrackerThread(tracker)"), usage)
     assert usage["page"].total == 1
 
@@ -115,8 +125,9 @@ def test_the_tracker_thread_for_sync_hosts(in_tmp: Path) -> None:
 
     def customer(n: int) -> str:
         sid = sessiontrack.new_session_id()
-        pm.hook.sessiontrack_session_started(session_id=sid, chatbot_id="bot",
-                                             conversation_id=f"c{n}")
+        pm.hook.sessiontrack_session_started(
+            session_id=sid, chatbot_id="bot", conversation_id=f"c{n}"
+        )
         for i in range(40):
             pm.hook.sessiontrack_message(session_id=sid, direction="inbound", text=str(i))
         return sid

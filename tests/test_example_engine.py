@@ -92,15 +92,27 @@ def test_reply_buttons_fit_whatsapp_limits(graph: dict[str, Any]) -> None:
             assert all(len(title) <= 24 for _, title in node.options())
 
 
-@pytest.mark.parametrize(("graph", "error"), [
-    ({"nodes": [], "edges": []}, "exactly one start node"),
-    ({"nodes": [{"id": "a", "type": "start"}, {"id": "b", "type": "start"}], "edges": []},
-     "exactly one start node"),
-    ({"nodes": [{"id": "a", "type": "start"}, {"id": "b", "type": "video"}], "edges": []},
-     "unknown type 'video'"),
-    ({"nodes": [{"id": "a", "type": "start"}],
-      "edges": [{"id": "e", "source": "a", "target": "zz"}]}, "joins unknown nodes"),
-])
+@pytest.mark.parametrize(
+    ("graph", "error"),
+    [
+        ({"nodes": [], "edges": []}, "exactly one start node"),
+        (
+            {"nodes": [{"id": "a", "type": "start"}, {"id": "b", "type": "start"}], "edges": []},
+            "exactly one start node",
+        ),
+        (
+            {"nodes": [{"id": "a", "type": "start"}, {"id": "b", "type": "video"}], "edges": []},
+            "unknown type 'video'",
+        ),
+        (
+            {
+                "nodes": [{"id": "a", "type": "start"}],
+                "edges": [{"id": "e", "source": "a", "target": "zz"}],
+            },
+            "joins unknown nodes",
+        ),
+    ],
+)
 def test_a_broken_flow_is_refused(graph: dict[str, Any], error: str) -> None:
     with pytest.raises(FlowError, match=error):
         Flow(graph)
@@ -164,15 +176,28 @@ def calls() -> Iterator[list[tuple[str, dict[str, Any]]]]:
 
 
 async def test_a_failing_node_is_reported_and_ends_the_session(
-        calls: list[tuple[str, dict[str, Any]]]) -> None:
+    calls: list[tuple[str, dict[str, Any]]],
+) -> None:
     """Any pluggy plugin sees the engine's reports; a node that raises is reported with its
     error and the session ends with reason ``error``."""
-    flow = Flow({"id": "bot", "nodes": [
-        {"id": "s", "type": "start", "data": {}},
-        {"id": "look", "type": "setVariable", "data": {"assign": {"x": {"lookup": "broken"}}}},
-        {"id": "never", "type": "end", "data": {}},
-    ], "edges": [{"id": "1", "source": "s", "target": "look"},
-                 {"id": "2", "source": "look", "target": "never"}]})
+    flow = Flow(
+        {
+            "id": "bot",
+            "nodes": [
+                {"id": "s", "type": "start", "data": {}},
+                {
+                    "id": "look",
+                    "type": "setVariable",
+                    "data": {"assign": {"x": {"lookup": "broken"}}},
+                },
+                {"id": "never", "type": "end", "data": {}},
+            ],
+            "edges": [
+                {"id": "1", "source": "s", "target": "look"},
+                {"id": "2", "source": "look", "target": "never"},
+            ],
+        }
+    )
 
     def broken(key: str) -> Any:
         raise RuntimeError("lookup service down")
@@ -180,21 +205,33 @@ async def test_a_failing_node_is_reported_and_ends_the_session(
     pm = pluggy.PluginManager("sessiontrack")
     pm.add_hookspecs(sessiontrack.hookspecs)
     pm.register(recorder_plugin(calls))
-    engine = FlowEngine(pm.hook, flow, RecordingSender(), MemoryLookup(),
-                        new_id=sessiontrack.new_session_id, lookups={"broken": broken})
+    engine = FlowEngine(
+        pm.hook,
+        flow,
+        RecordingSender(),
+        MemoryLookup(),
+        new_id=sessiontrack.new_session_id,
+        lookups={"broken": broken},
+    )
     pm.register(engine)
-    assert await engine.handle(Inbound(conversation_id="1", message_id="m1", kind="text",
-                                       text="hi"))
+    assert await engine.handle(
+        Inbound(conversation_id="1", message_id="m1", kind="text", text="hi")
+    )
     assert [c[0] for c in calls] == ["started", "node", "node", "completed"]
-    assert calls[2][1] == {"node_id": "look", "node_type": "setVariable",
-                           "error": "RuntimeError: lookup service down"}
+    assert calls[2][1] == {
+        "node_id": "look",
+        "node_type": "setVariable",
+        "error": "RuntimeError: lookup service down",
+    }
     assert calls[3][1] == {"status": "completed", "reason": "error"}
 
 
 def test_the_demo_needs_no_http_client_package() -> None:
     """``pip install sessiontrack[all]`` has no httpx: the demo must run without it."""
-    code = ("import sys; sys.modules['httpx'] = None; import examples.helpdesk.__main__, "
-            "examples.helpdesk.simulator, examples.helpdesk.sender")
+    code = (
+        "import sys; sys.modules['httpx'] = None; import examples.helpdesk.__main__, "
+        "examples.helpdesk.simulator, examples.helpdesk.sender"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 
 
@@ -203,23 +240,40 @@ async def test_the_cloud_api_sender_posts_message_bodies() -> None:
     received: list[tuple[str, str | None, dict[str, Any]]] = []
 
     async def messages(request: Request) -> JSONResponse:
-        received.append((request.url.path, request.headers.get("authorization"),
-                         await request.json()))
-        return JSONResponse({"messaging_product": "whatsapp", "contacts": [
-            {"input": "15551234567", "wa_id": "15551234567"}], "messages": [{"id": "wamid.X1"}]})
+        received.append(
+            (request.url.path, request.headers.get("authorization"), await request.json())
+        )
+        return JSONResponse(
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": "15551234567", "wa_id": "15551234567"}],
+                "messages": [{"id": "wamid.X1"}],
+            }
+        )
 
     graph = Starlette(routes=[Route("/v21.0/{number}/messages", messages, methods=["POST"])])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=graph)) as client:
-        sender = CloudApiSender("106540352242922", "TOKEN", client=client,
-                                base_url="http://graph.test/v21.0")
+        sender = CloudApiSender(
+            "106540352242922", "TOKEN", client=client, base_url="http://graph.test/v21.0"
+        )
         reply = Reply("buttons", "Pick one", (("a", "Alpha"), ("b", "Beta")))
         assert await sender.send("15551234567", reply) == "wamid.X1"
         await sender.aclose()
     [(path, auth, body)] = received
     assert (path, auth) == ("/v21.0/106540352242922/messages", "Bearer TOKEN")
     assert body == {
-        "messaging_product": "whatsapp", "recipient_type": "individual", "to": "15551234567",
-        "type": "interactive", "interactive": {
-            "type": "button", "body": {"text": "Pick one"},
-            "action": {"buttons": [{"type": "reply", "reply": {"id": "a", "title": "Alpha"}},
-                                   {"type": "reply", "reply": {"id": "b", "title": "Beta"}}]}}}
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": "15551234567",
+        "type": "interactive",
+        "interactive": {
+            "type": "button",
+            "body": {"text": "Pick one"},
+            "action": {
+                "buttons": [
+                    {"type": "reply", "reply": {"id": "a", "title": "Alpha"}},
+                    {"type": "reply", "reply": {"id": "b", "title": "Beta"}},
+                ]
+            },
+        },
+    }

@@ -59,17 +59,38 @@ async def test_order_found_branch(hd: Harness) -> None:
     assert done["completionReason"] == "flow_end"
     assert done["completedAt"] is not None
     assert done["nodeHistory"] == [
-        "start", "welcome", "menu", "ask_order", "lookup_order", "order_found",
-        "order_status", "anything_else", "goodbye"]
+        "start",
+        "welcome",
+        "menu",
+        "ask_order",
+        "lookup_order",
+        "order_found",
+        "order_status",
+        "anything_else",
+        "goodbye",
+    ]
     assert [e["type"] for e in done["nodeExecutions"]] == [
-        "start", "message", "buttons", "question", "setVariable", "condition", "message",
-        "buttons", "end"]
+        "start",
+        "message",
+        "buttons",
+        "question",
+        "setVariable",
+        "condition",
+        "message",
+        "buttons",
+        "end",
+    ]
     assert all(e["durationMs"] is not None and e["error"] is None for e in done["nodeExecutions"])
     assert done["variables"]["menu_choice"] == "order"
     assert done["variables"]["order_number"] == "a1001"
     assert done["variables"]["order"]["status"] == "on its way"
     assert texts(done, "inbound") == [
-        "hi", "Order status", "where is my parcel?", "a1001", "No, thanks"]
+        "hi",
+        "Order status",
+        "where is my parcel?",
+        "a1001",
+        "No, thanks",
+    ]
     assert texts(done, "outbound") == [
         "Hi Ann Lee! 👋 Welcome to Acme support.",
         "How can I help you today?",
@@ -88,7 +109,10 @@ async def test_order_found_branch(hd: Harness) -> None:
     assert [m["text"] for m in messages] == [m["text"] for m in done["messages"]]
     tapped = messages[3]
     assert (tapped["direction"], tapped["type"], tapped["nodeId"]) == (
-        "inbound", "interactive", "menu")
+        "inbound",
+        "interactive",
+        "menu",
+    )
     assert tapped["payload"] == {"id": "order", "title": "Order status"}
     menu = messages[2]
     assert menu["payload"]["kind"] == "buttons"
@@ -104,7 +128,8 @@ async def test_order_not_found_retry_then_agent(hd: Harness) -> None:
     assert at["currentNodeId"] == "order_not_found"
     assert at["variables"]["order"] is None
     assert bo.last()["interactive"]["body"]["text"] == (
-        "I couldn't find order B-9999. What would you like to do?")
+        "I couldn't find order B-9999. What would you like to do?"
+    )
     await bo.tap("retry")
     await bo.say("A-1002")
     await bo.tap("yes")  # anything else? yes: back to the menu
@@ -115,13 +140,26 @@ async def test_order_not_found_retry_then_agent(hd: Harness) -> None:
     done = await hd.session(summary["id"])
     assert (done["status"], done["completionReason"]) == ("completed", "handoff")
     assert done["nodeHistory"] == [
-        "start", "welcome", "menu", "ask_order", "lookup_order", "order_found",
-        "order_not_found", "ask_order", "lookup_order", "order_found", "order_status",
-        "anything_else", "menu", "agent_handoff"]
+        "start",
+        "welcome",
+        "menu",
+        "ask_order",
+        "lookup_order",
+        "order_found",
+        "order_not_found",
+        "ask_order",
+        "lookup_order",
+        "order_found",
+        "order_status",
+        "anything_else",
+        "menu",
+        "agent_handoff",
+    ]
     assert done["variables"]["handoff_queue"] == "support"
     assert done["variables"]["order"]["number"] == "A-1002"
     assert texts(done, "outbound")[-1] == (
-        "Connecting you to an agent. Someone will reply here shortly.")
+        "Connecting you to an agent. Someone will reply here shortly."
+    )
 
 
 async def test_order_not_found_back_to_menu_then_agent(hd: Harness) -> None:
@@ -149,26 +187,47 @@ async def test_support_ticket_with_form(hd: Harness) -> None:
     assert flow_message["type"] == "flow"
     assert flow_message["action"]["parameters"]["flow_token"] == at_form["id"]
 
-    await di.submit({"description": "Invoices page shows error 500", "severity": "normal",
-                     "email": "di@example.com"})
+    await di.submit(
+        {
+            "description": "Invoices page shows error 500",
+            "severity": "normal",
+            "email": "di@example.com",
+        }
+    )
     [s] = await di.all_sessions()
     done = await hd.session(s["id"])
     assert (done["status"], done["completionReason"]) == ("completed", "flow_end")
     assert done["nodeHistory"] == [
-        "start", "welcome", "menu", "support_topic", "support_form", "create_ticket", "urgent",
-        "ticket_created", "goodbye"]
+        "start",
+        "welcome",
+        "menu",
+        "support_topic",
+        "support_form",
+        "create_ticket",
+        "urgent",
+        "ticket_created",
+        "goodbye",
+    ]
     assert done["variables"]["topic"] == "bug"
-    assert done["variables"]["ticket"] == {"description": "Invoices page shows error 500",
-                                           "severity": "normal", "email": "di@example.com"}
+    assert done["variables"]["ticket"] == {
+        "description": "Invoices page shows error 500",
+        "severity": "normal",
+        "email": "di@example.com",
+    }
     ticket = done["variables"]["ticket_id"]
     assert ticket.startswith("T-")
-    assert f"Ticket {ticket} is open; we'll email di@example.com within a day." in texts(
-        done, "outbound")[-2]
+    assert (
+        f"Ticket {ticket} is open; we'll email di@example.com within a day."
+        in texts(done, "outbound")[-2]
+    )
     form_reply = next(m for m in done["messages"] if m["type"] == "form")
     assert form_reply["direction"] == "inbound"
     assert form_reply["payload"]["response"]["severity"] == "normal"
-    picked = next(m for m in done["messages"] if m["nodeId"] == "support_topic"
-                  and m["direction"] == "inbound")
+    picked = next(
+        m
+        for m in done["messages"]
+        if m["nodeId"] == "support_topic" and m["direction"] == "inbound"
+    )
     assert picked["payload"] == {"id": "bug", "title": "Something is broken"}
 
 
@@ -204,10 +263,15 @@ async def test_unexpected_input_asks_again(hd: Harness) -> None:
     await gu.send(wa.image(gu.wa_id, "my screen"))  # media where a choice is expected
     s = await gu.current()
     assert (s["status"], s["currentNodeId"]) == ("waiting_input", "menu")
-    assert texts(s, "outbound")[-2:] == ["Please tap one of the options below.",
-                                         "How can I help you today?"]
+    assert texts(s, "outbound")[-2:] == [
+        "Please tap one of the options below.",
+        "How can I help you today?",
+    ]
     assert [m["type"] for m in s["messages"] if m["direction"] == "inbound"] == [
-        "text", "text", "image"]
+        "text",
+        "text",
+        "image",
+    ]
     await gu.tap("support")
     await gu.pick("other")
     await gu.say("here is my problem")  # text instead of the form
@@ -277,7 +341,8 @@ async def test_many_customers_at_once(hd: Harness) -> None:
 
 
 async def test_abandoned_session_expires_and_next_message_starts_over(
-        database_url: str, prefix: str) -> None:
+    database_url: str, prefix: str
+) -> None:
     options = {"idle_timeout": timedelta(seconds=1), "sweep_interval": 0.2}
     async with running_helpdesk(database_url, prefix, tracker_options=options) as hd:
         jo = hd.customer("15552000009", "Jo Kim")
@@ -308,7 +373,9 @@ async def test_a_restart_continues_conversations(database_url: str, prefix: str)
         ki = hd.customer("15552000010", "Ki Lam")
         assert await ki.say("hi", mid=first_mid) == {"received": 1, "handled": 0}  # a retry
         assert await ki.send(wa.button_reply(ki.wa_id, "no", "No, thanks")) == {
-            "received": 1, "handled": 1}
+            "received": 1,
+            "handled": 1,
+        }
         [s] = await ki.all_sessions()
         assert s["id"] == sid
         done = await hd.session(sid)
@@ -316,4 +383,5 @@ async def test_a_restart_continues_conversations(database_url: str, prefix: str)
         assert done["nodeHistory"][-2:] == ["anything_else", "goodbye"]
         assert done["variables"]["order"]["number"] == "A-1003"
         assert texts(done, "outbound")[-1] == (
-            "Thanks for contacting Acme, Ki Lam. Have a great day! 👋")
+            "Thanks for contacting Acme, Ki Lam. Have a great day! 👋"
+        )

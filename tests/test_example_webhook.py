@@ -50,12 +50,15 @@ async def test_verification_echoes_the_challenge(hd: Harness) -> None:
     assert response.text == "1158201444"
 
 
-@pytest.mark.parametrize("params", [
-    {"hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1"},
-    {"hub.mode": "unsubscribe", "hub.verify_token": TOKEN, "hub.challenge": "1"},
-    {"hub.mode": "subscribe", "hub.challenge": "1"},
-    {},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1"},
+        {"hub.mode": "unsubscribe", "hub.verify_token": TOKEN, "hub.challenge": "1"},
+        {"hub.mode": "subscribe", "hub.challenge": "1"},
+        {},
+    ],
+)
 async def test_verification_refuses_a_wrong_token(hd: Harness, params: dict[str, str]) -> None:
     response = await hd.client.get("/webhook", params=params)
     assert response.status_code == 403
@@ -63,25 +66,29 @@ async def test_verification_refuses_a_wrong_token(hd: Harness, params: dict[str,
 
 
 async def test_token_and_secret_come_from_the_environment(
-        tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WHATSAPP_VERIFY_TOKEN", "from-env")
     monkeypatch.setenv("WHATSAPP_APP_SECRET", SECRET)
     url = f"sqlite+aiosqlite:///{tmp_path / 'env.db'}"
     async with running_helpdesk(url, prefix) as hd:
-        ok = await hd.client.get("/webhook", params={
-            "hub.mode": "subscribe", "hub.verify_token": "from-env", "hub.challenge": "42"})
+        ok = await hd.client.get(
+            "/webhook",
+            params={"hub.mode": "subscribe", "hub.verify_token": "from-env", "hub.challenge": "42"},
+        )
         assert (ok.status_code, ok.text) == (200, "42")
         note = wa.messages(ANN, "Ann Lee", wa.text(ANN, "hi"))
         assert (await hd.post(note)).status_code == 401
         assert (await hd.post(note, secret=SECRET)).status_code == 200
 
 
-async def test_without_a_verify_token_verification_is_refused(
-        tmp_path: Path, prefix: str) -> None:
+async def test_without_a_verify_token_verification_is_refused(tmp_path: Path, prefix: str) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'none.db'}"
     async with running_helpdesk(url, prefix) as hd:
-        response = await hd.client.get("/webhook", params={
-            "hub.mode": "subscribe", "hub.verify_token": "", "hub.challenge": "42"})
+        response = await hd.client.get(
+            "/webhook",
+            params={"hub.mode": "subscribe", "hub.verify_token": "", "hub.challenge": "42"},
+        )
         assert response.status_code == 403
 
 
@@ -92,16 +99,21 @@ async def test_a_signed_notification_is_accepted(signed: Harness) -> None:
     assert (s["status"], s["currentNodeId"]) == ("waiting_input", "menu")
 
 
-@pytest.mark.parametrize("signature", [
-    None,
-    "sha256=" + "0" * 64,
-    "sha1=0123456789abcdef0123456789abcdef01234567",
-    "garbage",
-])
+@pytest.mark.parametrize(
+    "signature",
+    [
+        None,
+        "sha256=" + "0" * 64,
+        "sha1=0123456789abcdef0123456789abcdef01234567",
+        "garbage",
+    ],
+)
 async def test_a_bad_signature_is_401_and_changes_nothing(
-        signed: Harness, signature: str | None) -> None:
-    response = await signed.post(wa.messages(ANN, "Ann Lee", wa.text(ANN, "hi")),
-                                 signature=signature)
+    signed: Harness, signature: str | None
+) -> None:
+    response = await signed.post(
+        wa.messages(ANN, "Ann Lee", wa.text(ANN, "hi")), signature=signature
+    )
     assert response.status_code == 401
     await nothing_recorded(signed)
 
@@ -139,30 +151,50 @@ MALFORMED = {
     "wrong object": _broken(wa.messages(ANN, "A", wa.text(ANN, "hi")), ["object"], "page"),
     "no entry": _broken(wa.messages(ANN, "A", wa.text(ANN, "hi")), ["entry"], KeyError),
     "entry not a list": _broken(wa.messages(ANN, "A", wa.text(ANN, "hi")), ["entry"], {}),
-    "changes missing": _broken(wa.messages(ANN, "A", wa.text(ANN, "hi")),
-                               ["entry", 0, "changes"], KeyError),
-    "value not an object": _broken(wa.messages(ANN, "A", wa.text(ANN, "hi")),
-                                   ["entry", 0, "changes", 0, "value"], "x"),
-    "messages not a list": _broken(wa.messages(ANN, "A", wa.text(ANN, "hi")),
-                                   MSG[:-1], {"id": "x"}),
-    "message without id": _broken(wa.messages(ANN, "A", wa.text(ANN, "hi")),
-                                  [*MSG, "id"], KeyError),
-    "message without from": _broken(wa.messages(ANN, "A", wa.text(ANN, "hi")),
-                                    [*MSG, "from"], KeyError),
-    "text without body": _broken(wa.messages(ANN, "A", wa.text(ANN, "hi")),
-                                 [*MSG, "text"], {}),
-    "button reply without id": _broken(wa.messages(ANN, "A", wa.button_reply(ANN, "x", "X")),
-                                       [*MSG, "interactive", "button_reply", "id"], KeyError),
-    "nfm_reply not json": _broken(wa.messages(ANN, "A", wa.nfm_reply(ANN, {})),
-                                  [*MSG, "interactive", "nfm_reply", "response_json"], "{oops"),
-    "unknown interactive": _broken(wa.messages(ANN, "A", wa.button_reply(ANN, "x", "X")),
-                                   [*MSG, "interactive", "type"], "carousel_reply"),
-    "change not an object": _broken(wa.messages(ANN, "A", wa.text(ANN, "hi")),
-                                    ["entry", 0, "changes", 0], "x"),
-    "contact not an object": _broken(wa.messages(ANN, "A", wa.text(ANN, "hi")),
-                                     ["entry", 0, "changes", 0, "value", "contacts"], ["x"]),
-    "button title not a string": _broken(wa.messages(ANN, "A", wa.button_reply(ANN, "x", "X")),
-                                         [*MSG, "interactive", "button_reply", "title"], [1]),
+    "changes missing": _broken(
+        wa.messages(ANN, "A", wa.text(ANN, "hi")), ["entry", 0, "changes"], KeyError
+    ),
+    "value not an object": _broken(
+        wa.messages(ANN, "A", wa.text(ANN, "hi")), ["entry", 0, "changes", 0, "value"], "x"
+    ),
+    "messages not a list": _broken(
+        wa.messages(ANN, "A", wa.text(ANN, "hi")), MSG[:-1], {"id": "x"}
+    ),
+    "message without id": _broken(
+        wa.messages(ANN, "A", wa.text(ANN, "hi")), [*MSG, "id"], KeyError
+    ),
+    "message without from": _broken(
+        wa.messages(ANN, "A", wa.text(ANN, "hi")), [*MSG, "from"], KeyError
+    ),
+    "text without body": _broken(wa.messages(ANN, "A", wa.text(ANN, "hi")), [*MSG, "text"], {}),
+    "button reply without id": _broken(
+        wa.messages(ANN, "A", wa.button_reply(ANN, "x", "X")),
+        [*MSG, "interactive", "button_reply", "id"],
+        KeyError,
+    ),
+    "nfm_reply not json": _broken(
+        wa.messages(ANN, "A", wa.nfm_reply(ANN, {})),
+        [*MSG, "interactive", "nfm_reply", "response_json"],
+        "{oops",
+    ),
+    "unknown interactive": _broken(
+        wa.messages(ANN, "A", wa.button_reply(ANN, "x", "X")),
+        [*MSG, "interactive", "type"],
+        "carousel_reply",
+    ),
+    "change not an object": _broken(
+        wa.messages(ANN, "A", wa.text(ANN, "hi")), ["entry", 0, "changes", 0], "x"
+    ),
+    "contact not an object": _broken(
+        wa.messages(ANN, "A", wa.text(ANN, "hi")),
+        ["entry", 0, "changes", 0, "value", "contacts"],
+        ["x"],
+    ),
+    "button title not a string": _broken(
+        wa.messages(ANN, "A", wa.button_reply(ANN, "x", "X")),
+        [*MSG, "interactive", "button_reply", "title"],
+        [1],
+    ),
     # a good message followed by a bad one: nothing of either is handled
     "second message bad": wa.messages(ANN, "A", wa.text(ANN, "hi"), {"from": ANN, "type": "text"}),
 }
@@ -170,7 +202,8 @@ MALFORMED = {
 
 @pytest.mark.parametrize("body", MALFORMED.values(), ids=MALFORMED.keys())
 async def test_a_malformed_notification_is_400_and_changes_nothing(
-        hd: Harness, body: dict[str, Any] | bytes) -> None:
+    hd: Harness, body: dict[str, Any] | bytes
+) -> None:
     response = await hd.post(body)
     assert response.status_code == 400
     assert response.json()["error"] == "malformed notification"
@@ -193,8 +226,15 @@ async def test_status_callbacks_are_ignored(hd: Harness) -> None:
 
 
 async def test_a_notification_without_messages_is_fine(hd: Harness) -> None:
-    note = wa.notification({"messaging_product": "whatsapp", "metadata": {
-        "display_phone_number": wa.BUSINESS_NUMBER, "phone_number_id": wa.PHONE_NUMBER_ID}})
+    note = wa.notification(
+        {
+            "messaging_product": "whatsapp",
+            "metadata": {
+                "display_phone_number": wa.BUSINESS_NUMBER,
+                "phone_number_id": wa.PHONE_NUMBER_ID,
+            },
+        }
+    )
     response = await hd.post(note)
     assert (response.status_code, response.json()) == (200, {"received": 0, "handled": 0})
     other_field = wa.messages(ANN, "Ann", wa.text(ANN, "hi"))
@@ -213,7 +253,9 @@ async def test_a_repeated_message_id_is_handled_once(hd: Harness) -> None:
     assert await ann.send(tap, tap) == {"received": 2, "handled": 1}  # twice in one batch
     s = await ann.current()
     assert [m["text"] for m in s["messages"] if m["direction"] == "inbound"] == [
-        "hi", "Order status"]
+        "hi",
+        "Order status",
+    ]
     assert s["currentNodeId"] == "ask_order"
     assert hd.sender.count == replies + 1  # the order-number question, once
 
@@ -229,8 +271,13 @@ async def test_a_retry_of_the_last_message_does_not_start_a_new_session(hd: Harn
 
 
 async def test_several_messages_in_one_notification_run_in_order(hd: Harness) -> None:
-    note = wa.messages(ANN, "Ann Lee", wa.text(ANN, "hi"),
-                       wa.button_reply(ANN, "order", "Order status"), wa.text(ANN, "A-1004"))
+    note = wa.messages(
+        ANN,
+        "Ann Lee",
+        wa.text(ANN, "hi"),
+        wa.button_reply(ANN, "order", "Order status"),
+        wa.text(ANN, "A-1004"),
+    )
     assert (await hd.post(note)).json() == {"received": 3, "handled": 3}
     s = await hd.customer(ANN).current()
     assert s["currentNodeId"] == "anything_else"
@@ -246,7 +293,10 @@ async def test_a_template_quick_reply_button_picks_an_option(hd: Harness) -> Non
     assert (detail["status"], detail["completionReason"]) == ("completed", "handoff")
     tapped = [m for m in detail["messages"] if m["direction"] == "inbound"][-1]
     assert (tapped["type"], tapped["text"], tapped["payload"]) == (
-        "button", "Talk to an agent", {"id": "agent", "title": "Talk to an agent"})
+        "button",
+        "Talk to an agent",
+        {"id": "agent", "title": "Talk to an agent"},
+    )
 
 
 async def test_contact_name_and_phone_come_from_the_notification(hd: Harness) -> None:

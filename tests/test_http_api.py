@@ -23,16 +23,43 @@ __all__ = ["api", "app_options", "authenticate", "engine", "live_url", "web_app"
 pytestmark = pytest.mark.anyio
 
 SESSION_KEYS = {
-    "id", "conversationId", "chatbotId", "chatbotName", "customerPhone", "customerName",
-    "status", "currentNodeId", "currentNodeLabel", "startedAt", "updatedAt", "completedAt",
-    "nodeCount", "messageCount", "isActive",
+    "id",
+    "conversationId",
+    "chatbotId",
+    "chatbotName",
+    "customerPhone",
+    "customerName",
+    "status",
+    "currentNodeId",
+    "currentNodeLabel",
+    "startedAt",
+    "updatedAt",
+    "completedAt",
+    "nodeCount",
+    "messageCount",
+    "isActive",
 }
 DETAIL_KEYS = SESSION_KEYS | {
-    "nodeHistory", "nodeExecutions", "variables", "messages", "flowData", "expiresAt",
-    "completionReason", "flowVersion",
+    "nodeHistory",
+    "nodeExecutions",
+    "variables",
+    "messages",
+    "flowData",
+    "expiresAt",
+    "completionReason",
+    "flowVersion",
 }
-MESSAGE_KEYS = {"id", "sessionId", "conversationId", "direction", "type", "text", "payload",
-                "nodeId", "timestamp"}
+MESSAGE_KEYS = {
+    "id",
+    "sessionId",
+    "conversationId",
+    "direction",
+    "type",
+    "text",
+    "payload",
+    "nodeId",
+    "timestamp",
+}
 PAGE_KEYS = {"data", "total", "limit", "offset", "hasNext", "hasPrevious", "nextCursor"}
 
 
@@ -99,8 +126,9 @@ async def test_list_filters(api: httpx.AsyncClient, world: dict[str, Any]) -> No
         assert r.json()["total"] == len(expected)
 
 
-async def test_sort_order_is_case_insensitive(api: httpx.AsyncClient,
-                                              world: dict[str, Any]) -> None:
+async def test_sort_order_is_case_insensitive(
+    api: httpx.AsyncClient, world: dict[str, Any]
+) -> None:
     for order in ["ASC", "asc", "Asc", "DESC", "desc"]:
         r = await api.get("/", params={"sortOrder": order, "sortBy": "updatedAt"})
         assert r.status_code == 200
@@ -109,8 +137,7 @@ async def test_sort_order_is_case_insensitive(api: httpx.AsyncClient,
         assert updated == sorted(updated, reverse=order.upper() == "DESC")
 
 
-async def test_pagination_offset_and_cursor(api: httpx.AsyncClient,
-                                            world: dict[str, Any]) -> None:
+async def test_pagination_offset_and_cursor(api: httpx.AsyncClient, world: dict[str, Any]) -> None:
     first = (await api.get("/", params={"limit": 3})).json()
     assert len(first["data"]) == 3 and first["hasNext"] and not first["hasPrevious"]
     second = (await api.get("/", params={"limit": 3, "offset": 3})).json()
@@ -121,16 +148,20 @@ async def test_pagination_offset_and_cursor(api: httpx.AsyncClient,
     assert everything == set(world.values())
 
 
-async def test_date_range_needs_a_timezone(api: httpx.AsyncClient,
-                                           world: dict[str, Any]) -> None:
+async def test_date_range_needs_a_timezone(api: httpx.AsyncClient, world: dict[str, Any]) -> None:
     now = datetime.now(UTC)
-    inside = {"startDate": (now - timedelta(hours=1)).isoformat(),
-              "endDate": (now + timedelta(hours=1)).isoformat()}
+    inside = {
+        "startDate": (now - timedelta(hours=1)).isoformat(),
+        "endDate": (now + timedelta(hours=1)).isoformat(),
+    }
     assert (await api.get("/", params=inside)).json()["total"] == 4
     later = {"startDate": (now + timedelta(hours=1)).isoformat().replace("+00:00", "Z")}
     assert (await api.get("/", params=later)).json()["total"] == 0
-    offset = {"endDate": (now - timedelta(hours=1)).astimezone(
-        __import__("datetime").timezone(timedelta(hours=-3))).isoformat()}
+    offset = {
+        "endDate": (now - timedelta(hours=1))
+        .astimezone(__import__("datetime").timezone(timedelta(hours=-3)))
+        .isoformat()
+    }
     assert (await api.get("/", params=offset)).json()["total"] == 0
 
 
@@ -157,7 +188,8 @@ BAD_PARAMETERS = [
 
 
 async def test_bad_parameters_are_400_naming_the_field(
-        api: httpx.AsyncClient, world: dict[str, Any]) -> None:
+    api: httpx.AsyncClient, world: dict[str, Any]
+) -> None:
     for path, params, field in BAD_PARAMETERS:
         r = await api.get(path, params=params)
         assert r.status_code == 400, (path, params, r.text)
@@ -203,15 +235,19 @@ async def test_detail(api: httpx.AsyncClient, world: dict[str, Any]) -> None:
 
 async def test_unknown_session_is_404(api: httpx.AsyncClient) -> None:
     unknown = sessiontrack.new_session_id()
-    for method, path in [("GET", f"/{unknown}"), ("GET", f"/{unknown}/messages"),
-                         ("POST", f"/{unknown}/stop")]:
+    for method, path in [
+        ("GET", f"/{unknown}"),
+        ("GET", f"/{unknown}/messages"),
+        ("POST", f"/{unknown}/stop"),
+    ]:
         r = await api.request(method, path)
         assert r.status_code == 404, (path, r.text)
         assert "not found" in r.json()["error"]
 
 
-async def test_messages_page_backwards(api: httpx.AsyncClient, engine: Engine,
-                                       tracker: sessiontrack.Tracker) -> None:
+async def test_messages_page_backwards(
+    api: httpx.AsyncClient, engine: Engine, tracker: sessiontrack.Tracker
+) -> None:
     engine.register("bot-a")
     sid = engine.start("bot-a")
     for i in range(7):
@@ -222,8 +258,9 @@ async def test_messages_page_backwards(api: httpx.AsyncClient, engine: Engine,
     assert all(set(m) == MESSAGE_KEYS for m in everything)
     newest = (await api.get(f"/{sid}/messages", params={"limit": 3})).json()
     assert [m["text"] for m in newest] == ["m4", "m5", "m6"]
-    older = (await api.get(f"/{sid}/messages",
-                           params={"limit": 3, "before": newest[0]["id"]})).json()
+    older = (
+        await api.get(f"/{sid}/messages", params={"limit": 3, "before": newest[0]["id"]})
+    ).json()
     assert [m["text"] for m in older] == ["m1", "m2", "m3"]
 
 
@@ -259,14 +296,16 @@ async def test_unknown_route_is_json_404(api: httpx.AsyncClient) -> None:
     assert r.status_code == 405
 
 
-async def test_audit_hook_for_reads(api: httpx.AsyncClient, world: dict[str, Any],
-                                    tracker: sessiontrack.Tracker) -> None:
+async def test_audit_hook_for_reads(
+    api: httpx.AsyncClient, world: dict[str, Any], tracker: sessiontrack.Tracker
+) -> None:
     reads: list[tuple[str, str | None, str]] = []
 
     class Auditor:
         @sessiontrack.hookimpl
-        async def sessiontrack_session_read(self, session_id: str, principal: str | None,
-                                            what: str) -> None:
+        async def sessiontrack_session_read(
+            self, session_id: str, principal: str | None, what: str
+        ) -> None:
             reads.append((session_id, principal, what))
 
     tracker.plugin_manager.register(Auditor())
@@ -277,7 +316,8 @@ async def test_audit_hook_for_reads(api: httpx.AsyncClient, world: dict[str, Any
 
 
 async def test_tracker_not_entered_is_503_and_logged(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     tracker = sessiontrack.Tracker(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
     app = create_app(tracker)
     with caplog.at_level(logging.ERROR, logger="sessiontrack.web"):
@@ -293,8 +333,9 @@ async def test_tracker_not_entered_is_503_and_logged(
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-async def test_serves_the_dashboard_directory(tracker: sessiontrack.Tracker,
-                                              tmp_path: Path) -> None:
+async def test_serves_the_dashboard_directory(
+    tracker: sessiontrack.Tracker, tmp_path: Path
+) -> None:
     static = tmp_path / "static"
     (static / "assets").mkdir(parents=True)
     (static / "index.html").write_text("<!doctype html><title>x</title>")
@@ -316,7 +357,8 @@ async def test_serves_the_dashboard_directory(tracker: sessiontrack.Tracker,
 
 
 async def test_a_response_that_breaks_its_schema_is_a_500_not_a_400(
-        api: httpx.AsyncClient, world: dict[str, Any], tracker: sessiontrack.Tracker) -> None:
+    api: httpx.AsyncClient, world: dict[str, Any], tracker: sessiontrack.Tracker
+) -> None:
     """A bad row is the server's fault: the client must not be told its request was wrong."""
     s = tracker.store.tables.sessions
     async with tracker.store.engine.begin() as conn:

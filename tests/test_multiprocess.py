@@ -29,8 +29,11 @@ async def expected(tracker: sessiontrack.Tracker, after: int) -> list[tuple[int,
     return [(e.seq, e.wire_name, e.session_id) for e in events]
 
 
-async def run_against(servers: list[str], engine: Engine, tracker: sessiontrack.Tracker,
-                      ) -> None:
+async def run_against(
+    servers: list[str],
+    engine: Engine,
+    tracker: sessiontrack.Tracker,
+) -> None:
     engine.register("bot")
     await settle(tracker)
     start = await tracker.store.last_seq()
@@ -57,36 +60,44 @@ async def run_against(servers: list[str], engine: Engine, tracker: sessiontrack.
         # A client may resume on another process with the last id the first one gave it.
         middle = want[total // 2][0]
         other = servers[-1]
-        async with httpx.AsyncClient(base_url=other + PREFIX) as http, \
-                sse_stream(http, headers={"Last-Event-ID": str(middle)}) as resumed:
+        async with (
+            httpx.AsyncClient(base_url=other + PREFIX) as http,
+            sse_stream(http, headers={"Last-Event-ID": str(middle)}) as resumed,
+        ):
             rest = await resumed.take(total - total // 2 - 1)
-        assert [e.id for e in rest] == [w[0] for w in want[total // 2 + 1:]]
+        assert [e.id for e in rest] == [w[0] for w in want[total // 2 + 1 :]]
 
 
 @pytest.mark.postgresql
 @pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgresql)])
 async def test_two_serve_processes_on_postgresql(
-        database_url: str, prefix: str, tracker: sessiontrack.Tracker, engine: Engine,
-        tmp_path: Path) -> None:
-    async with serve_process(database_url, prefix, tmp_path) as one, \
-            serve_process(database_url, prefix, tmp_path) as two:
+    database_url: str, prefix: str, tracker: sessiontrack.Tracker, engine: Engine, tmp_path: Path
+) -> None:
+    async with (
+        serve_process(database_url, prefix, tmp_path) as one,
+        serve_process(database_url, prefix, tmp_path) as two,
+    ):
         await run_against([one, two], engine, tracker)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-async def test_serve_process_polls_sqlite(database_url: str, prefix: str,
-                                          tracker: sessiontrack.Tracker, engine: Engine,
-                                          tmp_path: Path) -> None:
+async def test_serve_process_polls_sqlite(
+    database_url: str, prefix: str, tracker: sessiontrack.Tracker, engine: Engine, tmp_path: Path
+) -> None:
     async with serve_process(database_url, prefix, tmp_path) as one:
         await run_against([one], engine, tracker)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-async def test_serve_with_a_token(database_url: str, prefix: str,
-                                  tracker: sessiontrack.Tracker, tmp_path: Path) -> None:
-    async with serve_process(database_url, prefix, tmp_path,
-                             env={"SESSIONTRACK_API_TOKEN": "s3cret"}) as url, \
-            httpx.AsyncClient(base_url=url + PREFIX) as http:
+async def test_serve_with_a_token(
+    database_url: str, prefix: str, tracker: sessiontrack.Tracker, tmp_path: Path
+) -> None:
+    async with (
+        serve_process(
+            database_url, prefix, tmp_path, env={"SESSIONTRACK_API_TOKEN": "s3cret"}
+        ) as url,
+        httpx.AsyncClient(base_url=url + PREFIX) as http,
+    ):
         assert (await http.get("/")).status_code == 401
         ok = await http.get("/", headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200 and ok.json()["total"] == 0

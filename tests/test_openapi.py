@@ -39,16 +39,25 @@ async def populate(tracker: sessiontrack.Tracker) -> None:
     engine.register("bot-a", "Alpha")
     engine.register("bot-b", "Beta")
     for i in range(6):
-        engine.full_run("bot-a" if i % 2 else "bot-b", finish=i % 3 == 0,
-                        phone=f"+55119000000{i:02d}", name=f"Customer {i}")
+        engine.full_run(
+            "bot-a" if i % 2 else "bot-b",
+            finish=i % 3 == 0,
+            phone=f"+55119000000{i:02d}",
+            name=f"Customer {i}",
+        )
     await tracker.flush()
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     db: Path = tmp_path_factory.mktemp("openapi") / "sessions.db"
-    with threaded_server(f"sqlite+aiosqlite:///{db}", populate=populate,
-                         authenticate=authenticate, sse_max_age=0.2, keepalive=0.1) as url:
+    with threaded_server(
+        f"sqlite+aiosqlite:///{db}",
+        populate=populate,
+        authenticate=authenticate,
+        sse_max_age=0.2,
+        keepalive=0.1,
+    ) as url:
         yield url
 
 
@@ -64,11 +73,32 @@ def test_document_is_openapi_3_1_with_the_mount_prefix(live: str) -> None:
     validate(doc)
     assert doc["openapi"] == "3.1.0"
     assert doc["servers"] == [{"url": PREFIX}]
-    assert set(doc["paths"]) == {"/", "/active", "/stats", "/chatbots", "/chatbot/{chatbotId}",
-                                 "/events", "/{id}", "/{id}/messages", "/{id}/stop"}
+    assert set(doc["paths"]) == {
+        "/",
+        "/active",
+        "/stats",
+        "/chatbots",
+        "/chatbot/{chatbotId}",
+        "/events",
+        "/{id}",
+        "/{id}/messages",
+        "/{id}/stop",
+    }
     params = {p["name"] for p in doc["paths"]["/"]["get"]["parameters"]}
-    assert params == {"status", "filter", "chatbotId", "conversationId", "search", "limit",
-                      "offset", "sortBy", "sortOrder", "startDate", "endDate", "cursor"}
+    assert params == {
+        "status",
+        "filter",
+        "chatbotId",
+        "conversationId",
+        "search",
+        "limit",
+        "offset",
+        "sortBy",
+        "sortOrder",
+        "startDate",
+        "endDate",
+        "cursor",
+    }
     session = doc["components"]["schemas"]["Session"]
     assert set(session["required"]) == set(session["properties"])
     assert doc["security"] == [{"bearerAuth": []}]
@@ -85,9 +115,13 @@ def test_schemathesis_stateless(schema: Any, mode: GenerationMode) -> None:
     strategy = schema.as_strategy(generation_mode=mode)
 
     @given(case=strategy)
-    @settings(max_examples=250, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck),
-              phases=[hypothesis.Phase.generate, hypothesis.Phase.shrink])
+    @settings(
+        max_examples=250,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[hypothesis.Phase.generate, hypothesis.Phase.shrink],
+    )
     def run(case: Any) -> None:
         # An opaque cursor is valid only if this API made it: a random string is rightly
         # a 400, so "schema-valid data accepted" cannot hold for that one parameter.
@@ -100,6 +134,12 @@ def test_schemathesis_stateless(schema: Any, mode: GenerationMode) -> None:
 @pytest.mark.slow
 def test_schemathesis_stateful(schema: Any) -> None:
     machine = schema.as_state_machine()
-    machine.run(settings=settings(max_examples=40, stateful_step_count=6, deadline=None,
-                                  database=None, suppress_health_check=list(HealthCheck)))
-
+    machine.run(
+        settings=settings(
+            max_examples=40,
+            stateful_step_count=6,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )

@@ -24,8 +24,7 @@ __all__ = ["api", "app_options", "engine", "live_url", "web_app"]
 pytestmark = pytest.mark.anyio
 
 ADMIN = sessiontrack.Principal(id="admin")
-TENANT_A = sessiontrack.Principal(id="a-user", chatbot_ids=frozenset({"bot-a"}),
-                                  can_see_pii=False)
+TENANT_A = sessiontrack.Principal(id="a-user", chatbot_ids=frozenset({"bot-a"}), can_see_pii=False)
 TENANT_B = sessiontrack.Principal(id="b-user", chatbot_ids=frozenset({"bot-b"}))
 TOKENS = {"admin-token": ADMIN, "a-token": TENANT_A}
 SEEN: list[AuthRequest] = []
@@ -61,11 +60,20 @@ async def world(engine: Engine, tracker: sessiontrack.Tracker) -> dict[str, str]
 
 
 async def test_no_or_bad_credentials_are_401_everywhere(
-        api: httpx.AsyncClient, world: dict[str, str]) -> None:
+    api: httpx.AsyncClient, world: dict[str, str]
+) -> None:
     sid = world["a"]
-    routes = [("GET", "/"), ("GET", "/active"), ("GET", "/stats"), ("GET", "/chatbots"),
-              ("GET", "/chatbot/bot-a"), ("GET", f"/{sid}"), ("GET", f"/{sid}/messages"),
-              ("POST", f"/{sid}/stop"), ("GET", "/events")]
+    routes = [
+        ("GET", "/"),
+        ("GET", "/active"),
+        ("GET", "/stats"),
+        ("GET", "/chatbots"),
+        ("GET", "/chatbot/bot-a"),
+        ("GET", f"/{sid}"),
+        ("GET", f"/{sid}/messages"),
+        ("POST", f"/{sid}/stop"),
+        ("GET", "/events"),
+    ]
     for headers in ({}, bearer("wrong"), {"Authorization": "Basic YTpi"}):
         for method, path in routes:
             r = await api.request(method, path, headers=headers)
@@ -76,7 +84,8 @@ async def test_no_or_bad_credentials_are_401_everywhere(
 
 
 async def test_authenticator_sees_token_connection_and_transport(
-        api: httpx.AsyncClient, live_url: str, world: dict[str, str]) -> None:
+    api: httpx.AsyncClient, live_url: str, world: dict[str, str]
+) -> None:
     SEEN.clear()
     await api.get("/", headers=bearer("admin-token"))
     async with sse_stream(api, params={"access_token": "admin-token"}):
@@ -89,8 +98,7 @@ async def test_authenticator_sees_token_connection_and_transport(
     assert all(r.connection.client is not None for r in SEEN)
 
 
-async def test_tenant_sees_only_its_chatbots(api: httpx.AsyncClient,
-                                             world: dict[str, str]) -> None:
+async def test_tenant_sees_only_its_chatbots(api: httpx.AsyncClient, world: dict[str, str]) -> None:
     h = bearer("a-token")
     page = (await api.get("/", headers=h)).json()
     assert [s["id"] for s in page["data"]] == [world["a"]] and page["total"] == 1
@@ -100,13 +108,17 @@ async def test_tenant_sees_only_its_chatbots(api: httpx.AsyncClient,
     assert (await api.get("/stats", headers=h)).json()["total"] == 1
     assert (await api.get("/chatbots", headers=h)).json() == [{"id": "bot-a", "name": "Alpha"}]
     other = world["b"]
-    for method, path in [("GET", f"/{other}"), ("GET", f"/{other}/messages"),
-                         ("POST", f"/{other}/stop")]:
+    for method, path in [
+        ("GET", f"/{other}"),
+        ("GET", f"/{other}/messages"),
+        ("POST", f"/{other}/stop"),
+    ]:
         r = await api.request(method, path, headers=h)
         assert r.status_code == 404, (path, r.text)
     unknown = await api.get(f"/{sessiontrack.new_session_id()}", headers=h)
-    assert unknown.json()["error"].replace(unknown.url.path.rsplit("/", 1)[1], "X") == \
-        (await api.get(f"/{other}", headers=h)).json()["error"].replace(other, "X")
+    assert unknown.json()["error"].replace(unknown.url.path.rsplit("/", 1)[1], "X") == (
+        await api.get(f"/{other}", headers=h)
+    ).json()["error"].replace(other, "X")
     assert (await api.get("/events", params={"sessionId": other}, headers=h)).status_code == 404
     admin = await api.get(f"/{other}", headers=bearer("admin-token"))
     assert admin.status_code == 200 and admin.json()["status"] == "waiting_input"
@@ -123,8 +135,9 @@ async def test_host_session_cookie(api: httpx.AsyncClient, world: dict[str, str]
         api.cookies.clear()
 
 
-async def test_phone_masking_without_pii_permission(api: httpx.AsyncClient,
-                                                    world: dict[str, str]) -> None:
+async def test_phone_masking_without_pii_permission(
+    api: httpx.AsyncClient, world: dict[str, str]
+) -> None:
     mine = (await api.get(f"/{world['a']}", headers=bearer("a-token"))).json()
     assert mine["customerPhone"] == "+*********2222"
     listed = (await api.get("/", headers=bearer("a-token"))).json()["data"][0]
@@ -153,15 +166,17 @@ async def test_sockets_refuse_other_sites_even_with_the_hosts_cookie(live_url: s
 
 
 async def test_tenant_broadcasts_joins_and_masking(
-        live_url: str, api: httpx.AsyncClient, engine: Engine, world: dict[str, str]) -> None:
-    async with socket_client(live_url, auth={"token": "a-token"}) as tenant, \
-            socket_client(live_url, auth={"token": "admin-token"}) as admin, \
-            sse_stream(api, params={"access_token": "a-token"}) as tenant_sse:
+    live_url: str, api: httpx.AsyncClient, engine: Engine, world: dict[str, str]
+) -> None:
+    async with (
+        socket_client(live_url, auth={"token": "a-token"}) as tenant,
+        socket_client(live_url, auth={"token": "admin-token"}) as admin,
+        sse_stream(api, params={"access_token": "a-token"}) as tenant_sse,
+    ):
         await tenant.call("sessions:subscribe")
         await admin.call("sessions:subscribe")
         refused = await tenant.call("session:join", {"sessionId": world["b"]})
-        assert refused == {"sessionId": world["b"], "success": False,
-                           "error": "session not found"}
+        assert refused == {"sessionId": world["b"], "success": False, "error": "session not found"}
         b2 = engine.start("bot-b", phone="+5521955556666")
         a2 = engine.start("bot-a", phone="+5511977778888")
         engine.complete(b2)
@@ -173,19 +188,22 @@ async def test_tenant_broadcasts_joins_and_masking(
     assert {d["sessionId"] for _, d in tenant.events()} == {a2}
     assert [(n, d) for n, d in got] == [(e.event, e.data) for e in sse]
     assert got[0][1]["customerPhone"] == "+*********8888"
-    phones = {d["sessionId"]: d.get("customerPhone") for n, d in admin.events()
-              if n == "session:started"}
+    phones = {
+        d["sessionId"]: d.get("customerPhone") for n, d in admin.events() if n == "session:started"
+    }
     assert phones == {b2: "+5521955556666", a2: "+5511977778888"}
 
 
-async def test_audit_records_the_principal(api: httpx.AsyncClient, world: dict[str, str],
-                                           tracker: sessiontrack.Tracker) -> None:
+async def test_audit_records_the_principal(
+    api: httpx.AsyncClient, world: dict[str, str], tracker: sessiontrack.Tracker
+) -> None:
     reads: list[tuple[str, str | None, str]] = []
 
     class Auditor:
         @sessiontrack.hookimpl
-        def sessiontrack_session_read(self, session_id: str, principal: str | None,
-                                      what: str) -> None:
+        def sessiontrack_session_read(
+            self, session_id: str, principal: str | None, what: str
+        ) -> None:
             reads.append((session_id, principal, what))
 
     tracker.plugin_manager.register(Auditor())
@@ -196,12 +214,14 @@ async def test_audit_records_the_principal(api: httpx.AsyncClient, world: dict[s
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-async def test_without_authenticator_only_loopback(tracker: sessiontrack.Tracker,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+async def test_without_authenticator_only_loopback(
+    tracker: sessiontrack.Tracker, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING, logger="sessiontrack.web"):
         app = create_app(tracker)
-    assert any("only loopback" in r.getMessage() and r.levelno == logging.WARNING
-               for r in caplog.records)
+    assert any(
+        "only loopback" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records
+    )
     # Behind a local reverse proxy uvicorn takes the client from X-Forwarded-For.
     async with serve(host_app(app), proxy_headers=True, forwarded_allow_ips="127.0.0.1") as url:
         async with httpx.AsyncClient(base_url=url + PREFIX) as c:

@@ -21,8 +21,14 @@ from sessiontrack.web import gateway_of
 __all__ = ["api", "app_options", "authenticate", "engine", "live_url", "web_app"]
 pytestmark = pytest.mark.anyio
 
-RUN = ["session:started", "session:node-executed", "session:message-sent",
-       "session:status-changed", "session:message-sent", "session:completed"]
+RUN = [
+    "session:started",
+    "session:node-executed",
+    "session:message-sent",
+    "session:status-changed",
+    "session:message-sent",
+    "session:completed",
+]
 
 
 async def test_subscribe_acks_and_answers(live_url: str) -> None:
@@ -30,12 +36,15 @@ async def test_subscribe_acks_and_answers(live_url: str) -> None:
         assert await probe.call("sessions:subscribe") == {"success": True}
         assert await probe.call("sessions:unsubscribe") == {"success": True}
         await probe.wait_for(2, prefix="sessions:")
-        assert probe.events("sessions:") == [("sessions:subscribed", {"success": True}),
-                                             ("sessions:unsubscribed", {"success": True})]
+        assert probe.events("sessions:") == [
+            ("sessions:subscribed", {"success": True}),
+            ("sessions:unsubscribed", {"success": True}),
+        ]
 
 
 async def test_subscriber_receives_every_event_with_contract_payloads(
-        live_url: str, engine: Engine, tracker: sessiontrack.Tracker) -> None:
+    live_url: str, engine: Engine, tracker: sessiontrack.Tracker
+) -> None:
     engine.register("bot", "The Bot")
     await settle(tracker)
     async with socket_client(live_url) as probe:
@@ -44,25 +53,52 @@ async def test_subscriber_receives_every_event_with_contract_payloads(
         got = await probe.wait_for(len(RUN))
     assert [name for name, _ in got] == RUN
     started, node, sent, status, _, completed = (data for _, data in got)
-    assert {"sessionId", "conversationId", "chatbotId", "chatbotName", "customerPhone",
-            "customerName", "startedAt"} <= set(started)
+    assert {
+        "sessionId",
+        "conversationId",
+        "chatbotId",
+        "chatbotName",
+        "customerPhone",
+        "customerName",
+        "startedAt",
+    } <= set(started)
     assert started["sessionId"] == sid and started["chatbotName"] == "The Bot"
     assert {"sessionId", "nodeId", "nodeLabel", "nodeType", "at", "nodeCount"} <= set(node)
     assert node["nodeLabel"] == "Start" and node["nodeCount"] == 1
-    assert {"sessionId", "messageId", "direction", "type", "text", "timestamp",
-            "messageCount"} <= set(sent)
+    assert {
+        "sessionId",
+        "messageId",
+        "direction",
+        "type",
+        "text",
+        "timestamp",
+        "messageCount",
+    } <= set(sent)
     assert sent["text"] == "What is your name?" and sent["messageCount"] == 1
-    assert {"sessionId", "previousStatus", "newStatus", "currentNodeId", "currentNodeLabel",
-            "updatedAt"} <= set(status)
+    assert {
+        "sessionId",
+        "previousStatus",
+        "newStatus",
+        "currentNodeId",
+        "currentNodeLabel",
+        "updatedAt",
+    } <= set(status)
     assert status["previousStatus"] == "running" and status["newStatus"] == "waiting_input"
-    assert {"sessionId", "conversationId", "completedAt", "completionReason", "totalNodes",
-            "totalMessages", "duration"} <= set(completed)
+    assert {
+        "sessionId",
+        "conversationId",
+        "completedAt",
+        "completionReason",
+        "totalNodes",
+        "totalMessages",
+        "duration",
+    } <= set(completed)
     assert completed["totalMessages"] == 2 and completed["duration"] >= 0
 
 
-async def test_socket_and_sse_payloads_are_equal(live_url: str, api: httpx.AsyncClient,
-                                                 engine: Engine,
-                                                 tracker: sessiontrack.Tracker) -> None:
+async def test_socket_and_sse_payloads_are_equal(
+    live_url: str, api: httpx.AsyncClient, engine: Engine, tracker: sessiontrack.Tracker
+) -> None:
     engine.register("bot")
     await settle(tracker)
     async with socket_client(live_url) as probe, sse_stream(api) as stream:
@@ -73,8 +109,9 @@ async def test_socket_and_sse_payloads_are_equal(live_url: str, api: httpx.Async
     assert by_socket == [(e.event, e.data) for e in by_sse]
 
 
-async def test_join_only_that_session(live_url: str, engine: Engine,
-                                      tracker: sessiontrack.Tracker) -> None:
+async def test_join_only_that_session(
+    live_url: str, engine: Engine, tracker: sessiontrack.Tracker
+) -> None:
     engine.register("bot")
     watched = engine.start("bot")
     await settle(tracker)
@@ -105,7 +142,8 @@ async def test_join_refusals(live_url: str) -> None:
 
 
 async def test_subscribed_and_joined_client_gets_each_event_once(
-        live_url: str, engine: Engine, tracker: sessiontrack.Tracker) -> None:
+    live_url: str, engine: Engine, tracker: sessiontrack.Tracker
+) -> None:
     engine.register("bot")
     sid = engine.start("bot")
     await settle(tracker)
@@ -121,8 +159,9 @@ async def test_subscribed_and_joined_client_gets_each_event_once(
         assert names == ["session:node-executed", "session:message-sent", "session:completed"]
 
 
-async def test_unsubscribed_client_gets_nothing_more(live_url: str, engine: Engine,
-                                                     tracker: sessiontrack.Tracker) -> None:
+async def test_unsubscribed_client_gets_nothing_more(
+    live_url: str, engine: Engine, tracker: sessiontrack.Tracker
+) -> None:
     engine.register("bot")
     await settle(tracker)
     async with socket_client(live_url) as quiet, socket_client(live_url) as loud:
@@ -135,8 +174,9 @@ async def test_unsubscribed_client_gets_nothing_more(live_url: str, engine: Engi
         assert quiet.events() == []
 
 
-async def test_gateway_helpers(live_url: str, web_app: Starlette, engine: Engine,
-                               tracker: sessiontrack.Tracker) -> None:
+async def test_gateway_helpers(
+    live_url: str, web_app: Starlette, engine: Engine, tracker: sessiontrack.Tracker
+) -> None:
     gateway = gateway_of(web_app)
     engine.register("bot")
     sid = engine.start("bot")
@@ -158,15 +198,17 @@ async def test_gateway_helpers(live_url: str, web_app: Starlette, engine: Engine
 
 @pytest.mark.node
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
-async def test_javascript_client(live_url: str, engine: Engine,
-                                 tracker: sessiontrack.Tracker, transport: str) -> None:
+async def test_javascript_client(
+    live_url: str, engine: Engine, tracker: sessiontrack.Tracker, transport: str
+) -> None:
     ensure_node_modules()
     engine.register("bot")
     joined = engine.start("bot")
     await settle(tracker)
     extra = ["--polling"] if transport == "polling" else []
-    async with node_client(live_url, "--subscribe", "--join", joined, "--until", "2",
-                           *extra) as proc:
+    async with node_client(
+        live_url, "--subscribe", "--join", joined, "--until", "2", *extra
+    ) as proc:
         setup = await read_json_lines(proc, until_ready=True)
         assert {"ack": "sessions:subscribe", "data": {"success": True}} in setup
         assert {"ack": "session:join", "data": {"sessionId": joined, "success": True}} in setup
@@ -175,10 +217,16 @@ async def test_javascript_client(live_url: str, engine: Engine,
         engine.complete(joined)
         lines = await read_json_lines(proc)
         assert await proc.wait() == 0
-    events: list[tuple[str, Any]] = [(x["event"], x["data"]) for x in setup + lines
-                                     if "event" in x and x["event"].startswith("session:")
-                                     and x["event"] not in ("session:joined", "session:left")]
+    events: list[tuple[str, Any]] = [
+        (x["event"], x["data"])
+        for x in setup + lines
+        if "event" in x
+        and x["event"].startswith("session:")
+        and x["event"] not in ("session:joined", "session:left")
+    ]
     assert [n for n, d in events if d["sessionId"] == other] == RUN
     assert [n for n, d in events if d["sessionId"] == joined] == [
-        "session:message-sent", "session:completed"]
+        "session:message-sent",
+        "session:completed",
+    ]
     assert {"event": "sessions:subscribed", "data": {"success": True}} in setup + lines

@@ -19,8 +19,14 @@ import sessiontrack
 __all__ = ["api", "authenticate", "engine", "live_url", "web_app"]
 pytestmark = pytest.mark.anyio
 
-RUN = ["session:started", "session:node-executed", "session:message-sent",
-       "session:status-changed", "session:message-sent", "session:completed"]
+RUN = [
+    "session:started",
+    "session:node-executed",
+    "session:message-sent",
+    "session:status-changed",
+    "session:message-sent",
+    "session:completed",
+]
 
 
 @pytest.fixture
@@ -38,8 +44,9 @@ async def committed(tracker: sessiontrack.Tracker, after: int) -> list[sessiontr
     return events
 
 
-async def test_stream_of_all_sessions(api: httpx.AsyncClient, engine: Engine,
-                                      tracker: sessiontrack.Tracker) -> None:
+async def test_stream_of_all_sessions(
+    api: httpx.AsyncClient, engine: Engine, tracker: sessiontrack.Tracker
+) -> None:
     engine.register("bot")
     await settle(tracker)
     async with sse_stream(api) as stream:
@@ -51,14 +58,16 @@ async def test_stream_of_all_sessions(api: httpx.AsyncClient, engine: Engine,
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     reference = await committed(tracker, after=ids[0] - 1)
     assert [(e.id, e.event, e.data) for e in got] == [
-        (r.seq, r.wire_name, r.to_wire()) for r in reference]
+        (r.seq, r.wire_name, r.to_wire()) for r in reference
+    ]
     started = got[0].data
     assert started["chatbotId"] == "bot" and started["customerName"] == "Ana Souza"
     assert got[-1].data["completionReason"] == "flow_end"
 
 
-async def test_filter_by_session(api: httpx.AsyncClient, engine: Engine,
-                                 tracker: sessiontrack.Tracker) -> None:
+async def test_filter_by_session(
+    api: httpx.AsyncClient, engine: Engine, tracker: sessiontrack.Tracker
+) -> None:
     engine.register("bot")
     watched = engine.start("bot")
     await settle(tracker)
@@ -77,7 +86,8 @@ async def test_unknown_session_is_404(api: httpx.AsyncClient) -> None:
 
 
 async def test_last_event_id_resumes_without_loss_or_duplicates(
-        api: httpx.AsyncClient, engine: Engine, tracker: sessiontrack.Tracker) -> None:
+    api: httpx.AsyncClient, engine: Engine, tracker: sessiontrack.Tracker
+) -> None:
     engine.register("bot")
     await settle(tracker)
     async with sse_stream(api) as stream:
@@ -108,8 +118,9 @@ async def test_keepalive_comments(api: httpx.AsyncClient) -> None:
     assert stream.comments.count("keep-alive") >= 2
 
 
-async def test_disconnects_are_cleaned_up(api: httpx.AsyncClient, engine: Engine,
-                                          tracker: sessiontrack.Tracker) -> None:
+async def test_disconnects_are_cleaned_up(
+    api: httpx.AsyncClient, engine: Engine, tracker: sessiontrack.Tracker
+) -> None:
     before = tracker.subscriber_count
     async with sse_stream(api), sse_stream(api):
         assert tracker.subscriber_count == before + 2

@@ -22,30 +22,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m examples.helpdesk",
         description="A WhatsApp helpdesk bot with sessiontrack mounted at "
-                    f"{MOUNT} and simulated customers.",
+        f"{MOUNT} and simulated customers.",
         epilog="Environment: WHATSAPP_VERIFY_TOKEN (webhook verification), WHATSAPP_APP_SECRET "
-               "(X-Hub-Signature-256 checks), WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID "
-               "(reply through the Cloud API instead of recording replies; turns the "
-               "simulator off).")
-    p.add_argument("--database-url", default=DEFAULT_DATABASE_URL,
-                   help="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db "
-                        f"(default: {DEFAULT_DATABASE_URL})")
+        "(X-Hub-Signature-256 checks), WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID "
+        "(reply through the Cloud API instead of recording replies; turns the "
+        "simulator off).",
+    )
+    p.add_argument(
+        "--database-url",
+        default=DEFAULT_DATABASE_URL,
+        help="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db "
+        f"(default: {DEFAULT_DATABASE_URL})",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--no-simulator", action="store_true", help="serve only; no simulated traffic")
-    p.add_argument("--customers", type=int, default=None,
-                   help="simulate this many customers, then stop simulating (default: no end)")
-    p.add_argument("--idle-timeout", type=float, default=45.0,
-                   help="seconds without activity before a session expires (default 45, short "
-                        "so that abandoned chats expire while you watch)")
+    p.add_argument(
+        "--customers",
+        type=int,
+        default=None,
+        help="simulate this many customers, then stop simulating (default: no end)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=45.0,
+        help="seconds without activity before a session expires (default 45, short "
+        "so that abandoned chats expire while you watch)",
+    )
     return p.parse_args(argv)
 
 
 def async_url(url: str) -> str:
     """Accept plain ``postgresql://`` and ``sqlite://`` URLs and add the async driver."""
-    for plain, driver in (("postgresql://", "postgresql+asyncpg://"),
-                          ("postgres://", "postgresql+asyncpg://"),
-                          ("sqlite://", "sqlite+aiosqlite://")):
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
         if url.startswith(plain):
             return driver + url.removeprefix(plain)
     return url
@@ -53,8 +67,9 @@ def async_url(url: str) -> str:
 
 async def serve(helpdesk: Helpdesk, args: argparse.Namespace) -> bool:
     """Serve until Ctrl-C; ``False`` if the server could not start."""
-    config = uvicorn.Config(helpdesk.app, host=args.host, port=args.port, log_level="warning",
-                            lifespan="on")
+    config = uvicorn.Config(
+        helpdesk.app, host=args.host, port=args.port, log_level="warning", lifespan="on"
+    )
     server = uvicorn.Server(config)
     started = False
     async with anyio.create_task_group() as tg:
@@ -78,8 +93,13 @@ async def serve(helpdesk: Helpdesk, args: argparse.Namespace) -> bool:
         print("  Ctrl-C to stop", flush=True)
         if not args.no_simulator:
             assert isinstance(helpdesk.sender, RecordingSender)
-            simulator = Simulator(base, helpdesk.sender, app_secret=helpdesk.app_secret,
-                                  customers=args.customers, out=sys.stdout)
+            simulator = Simulator(
+                base,
+                helpdesk.sender,
+                app_secret=helpdesk.app_secret,
+                customers=args.customers,
+                out=sys.stdout,
+            )
             tg.start_soon(_simulate, simulator, server)
     return started
 
@@ -111,9 +131,15 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_simulator:
             print("WHATSAPP_ACCESS_TOKEN is set: replies go to real customers, so no simulator")
             args.no_simulator = True
-    helpdesk = create_helpdesk(async_url(args.database_url), sender=sender, tracker_options={
-        "idle_timeout": timedelta(seconds=args.idle_timeout),
-        "sweep_interval": min(5.0, args.idle_timeout / 4), "migrate": True})
+    helpdesk = create_helpdesk(
+        async_url(args.database_url),
+        sender=sender,
+        tracker_options={
+            "idle_timeout": timedelta(seconds=args.idle_timeout),
+            "sweep_interval": min(5.0, args.idle_timeout / 4),
+            "migrate": True,
+        },
+    )
     started = True
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
         started = anyio.run(serve, helpdesk, args)

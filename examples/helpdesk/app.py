@@ -57,7 +57,8 @@ class TrackerSessions:
     async def find_active(self, chatbot_id: str, conversation_id: str) -> ActiveSession | None:
         await self.tracker.flush()  # everything this process reported is visible
         page = await self.tracker.sessions.list(
-            chatbot_id=chatbot_id, conversation_id=conversation_id, filter="active", limit=1)
+            chatbot_id=chatbot_id, conversation_id=conversation_id, filter="active", limit=1
+        )
         if not page.data:
             return None
         s = page.data[0]
@@ -113,15 +114,22 @@ def create_helpdesk(
     options: dict[str, Any] = {"idle_timeout": timedelta(minutes=30), **(tracker_options or {})}
     tracker = sessiontrack.Tracker(database_url, plugin_manager=pm, **options)
     sender = sender or RecordingSender()
-    engine = FlowEngine(pm.hook, flow or Flow.load(FLOW_PATH), sender, TrackerSessions(tracker),
-                        new_id=sessiontrack.new_session_id,
-                        lookups={"orders": find_order, "new_ticket": new_ticket})
+    engine = FlowEngine(
+        pm.hook,
+        flow or Flow.load(FLOW_PATH),
+        sender,
+        TrackerSessions(tracker),
+        new_id=sessiontrack.new_session_id,
+        lookups={"orders": find_order, "new_ticket": new_ticket},
+    )
     pm.register(engine)
     verify_token = verify_token or os.environ.get("WHATSAPP_VERIFY_TOKEN") or None
     app_secret = app_secret or os.environ.get("WHATSAPP_APP_SECRET") or None
     if app_secret is None:
-        log.warning("WHATSAPP_APP_SECRET is not set: the webhook accepts unsigned posts "
-                    "(fine for the local demo; set it before exposing /webhook)")
+        log.warning(
+            "WHATSAPP_APP_SECRET is not set: the webhook accepts unsigned posts "
+            "(fine for the local demo; set it before exposing /webhook)"
+        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -133,21 +141,27 @@ def create_helpdesk(
     async def verify(request: Request) -> Response:
         q = request.query_params
         token, challenge = q.get("hub.verify_token") or "", q.get("hub.challenge")
-        if (q.get("hub.mode") == "subscribe" and verify_token and challenge
-                and hmac.compare_digest(token.encode(), verify_token.encode())):
+        if (
+            q.get("hub.mode") == "subscribe"
+            and verify_token
+            and challenge
+            and hmac.compare_digest(token.encode(), verify_token.encode())
+        ):
             return PlainTextResponse(challenge)
         return PlainTextResponse("verification failed", status_code=403)
 
     async def receive(request: Request) -> Response:
         body = await request.body()
         if app_secret and not verify_signature(
-                body, request.headers.get("x-hub-signature-256"), app_secret):
+            body, request.headers.get("x-hub-signature-256"), app_secret
+        ):
             return JSONResponse({"error": "invalid X-Hub-Signature-256"}, status_code=401)
         try:
             messages = parse_notification(body)
         except MalformedPayload as exc:
-            return JSONResponse({"error": "malformed notification", "detail": str(exc)},
-                                status_code=400)
+            return JSONResponse(
+                {"error": "malformed notification", "detail": str(exc)}, status_code=400
+            )
         handled = 0
         for msg in messages:
             handled += await engine.handle(msg)
@@ -157,10 +171,13 @@ def create_helpdesk(
     async def home(request: Request) -> Response:
         return RedirectResponse(f"{MOUNT}/ui/")
 
-    app = Starlette(lifespan=lifespan, routes=[
-        Route("/", home),
-        Route("/webhook", verify, methods=["GET"]),
-        Route("/webhook", receive, methods=["POST"]),
-        Mount(MOUNT, app=create_app(tracker)),
-    ])
+    app = Starlette(
+        lifespan=lifespan,
+        routes=[
+            Route("/", home),
+            Route("/webhook", verify, methods=["GET"]),
+            Route("/webhook", receive, methods=["POST"]),
+            Mount(MOUNT, app=create_app(tracker)),
+        ],
+    )
     return Helpdesk(app, tracker, engine, sender, verify_token, app_secret)

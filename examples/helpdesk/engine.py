@@ -124,9 +124,17 @@ class FlowEngine:
     :param new_id: makes session ids (``sessiontrack.new_session_id`` or ``uuid4``).
     """
 
-    def __init__(self, hook: pluggy.HookRelay, flow: Flow, sender: Sender,
-                 lookup: SessionLookup, *, new_id: Callable[[], str],
-                 lookups: Mapping[str, Lookup] | None = None, cache_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        hook: pluggy.HookRelay,
+        flow: Flow,
+        sender: Sender,
+        lookup: SessionLookup,
+        *,
+        new_id: Callable[[], str],
+        lookups: Mapping[str, Lookup] | None = None,
+        cache_size: int = 10_000,
+    ) -> None:
         self.hook = hook
         self.flow = flow
         self.sender = sender
@@ -141,8 +149,11 @@ class FlowEngine:
 
     def register_flow(self) -> None:
         self.hook.sessiontrack_flow_registered(
-            chatbot_id=self.flow.id, name=self.flow.name, flow=self.flow.graph,
-            version=self.flow.version)
+            chatbot_id=self.flow.id,
+            name=self.flow.name,
+            flow=self.flow.graph,
+            version=self.flow.version,
+        )
 
     # --- tracker → engine ---------------------------------------------------------------
 
@@ -196,11 +207,21 @@ class FlowEngine:
         cached = self._cache.pop(conversation_id, None)
         if active is None or active.id in self._stopped:
             return None
-        if (cached is None or cached.session_id != active.id or cached.status != active.status
-                or cached.node_id != active.node_id):
+        if (
+            cached is None
+            or cached.session_id != active.id
+            or cached.status != active.status
+            or cached.node_id != active.node_id
+        ):
             saved = await self.lookup.restore(active.id)
-            cached = _Conversation(active.id, conversation_id, active.status, active.node_id,
-                                   saved.variables, saved.message_ids)
+            cached = _Conversation(
+                active.id,
+                conversation_id,
+                active.status,
+                active.node_id,
+                saved.variables,
+                saved.message_ids,
+            )
         self._cache[conversation_id] = cached
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -210,9 +231,13 @@ class FlowEngine:
         sid = self._new_id()
         variables = {"customer_name": msg.name or "there", "phone": msg.phone}
         self.hook.sessiontrack_session_started(
-            session_id=sid, chatbot_id=self.flow.id, conversation_id=msg.conversation_id,
-            contact={"phone": msg.phone, "name": msg.name}, variables=variables,
-            metadata={"channel": "whatsapp"})
+            session_id=sid,
+            chatbot_id=self.flow.id,
+            conversation_id=msg.conversation_id,
+            contact={"phone": msg.phone, "name": msg.name},
+            variables=variables,
+            metadata={"channel": "whatsapp"},
+        )
         conv = _Conversation(sid, msg.conversation_id, "running", None, variables)
         self._cache[msg.conversation_id] = conv
         return conv
@@ -224,8 +249,14 @@ class FlowEngine:
         elif msg.kind == "form":
             payload = {"response": dict(msg.form or {})}
         self.hook.sessiontrack_message(
-            session_id=conv.session_id, direction="inbound", type=msg.channel_type,
-            text=msg.text, payload=payload, node_id=conv.node_id, message_id=msg.message_id)
+            session_id=conv.session_id,
+            direction="inbound",
+            type=msg.channel_type,
+            text=msg.text,
+            payload=payload,
+            node_id=conv.node_id,
+            message_id=msg.message_id,
+        )
 
     async def _answer(self, conv: _Conversation, msg: Inbound) -> None:
         """Feed a reply to the node the session waits at, then run on."""
@@ -236,8 +267,16 @@ class FlowEngine:
             return
         accepted, handle = self._accept(conv, node, msg)
         if not accepted:
-            await self._say(conv, node, Reply("text", render(
-                node.data.get("invalidText", "Sorry, I didn't get that."), conv.variables)))
+            await self._say(
+                conv,
+                node,
+                Reply(
+                    "text",
+                    render(
+                        node.data.get("invalidText", "Sorry, I didn't get that."), conv.variables
+                    ),
+                ),
+            )
             await self._say(conv, node, self._prompt(conv, node))
             return
         self._status(conv, "running", node)
@@ -255,9 +294,16 @@ class FlowEngine:
         if node.type == "question":
             value = (msg.text or "").strip()
             pattern = node.data.get("pattern")
-            if msg.kind != "text" or not value or (
-                    pattern and not matches({"variable": "v", "operator": "matches",
-                                             "value": pattern}, {"v": value})):
+            if (
+                msg.kind != "text"
+                or not value
+                or (
+                    pattern
+                    and not matches(
+                        {"variable": "v", "operator": "matches", "value": pattern}, {"v": value}
+                    )
+                )
+            ):
                 return False, None
         elif node.type in ("buttons", "list"):
             value = handle = _choose(node, msg)
@@ -289,9 +335,14 @@ class FlowEngine:
                 handle = None
             conv.node_id = node.id
             self.hook.sessiontrack_node_executed(
-                session_id=conv.session_id, node_id=node.id, node_type=node.type,
-                label=node.label, at=at, duration_ms=(time.perf_counter() - started) * 1000,
-                error=error)
+                session_id=conv.session_id,
+                node_id=node.id,
+                node_type=node.type,
+                label=node.label,
+                at=at,
+                duration_ms=(time.perf_counter() - started) * 1000,
+                error=error,
+            )
             if error is not None:
                 self._end(conv, node, "error")
                 return
@@ -329,12 +380,23 @@ class FlowEngine:
         if node.type == "buttons":
             return Reply("buttons", text, tuple(node.options()))
         if node.type == "list":
-            return Reply("list", text, sections=tuple(node.data.get("sections", [])),
-                         action=node.data.get("button", "Choose"))
+            return Reply(
+                "list",
+                text,
+                sections=tuple(node.data.get("sections", [])),
+                action=node.data.get("button", "Choose"),
+            )
         if node.type == "form":
-            return Reply("form", text, action=node.data.get("cta", "Open form"), form={
-                "flow_id": node.data.get("flowId"), "screen": node.data.get("screen"),
-                "flow_token": conv.session_id})
+            return Reply(
+                "form",
+                text,
+                action=node.data.get("cta", "Open form"),
+                form={
+                    "flow_id": node.data.get("flowId"),
+                    "screen": node.data.get("screen"),
+                    "flow_token": conv.session_id,
+                },
+            )
         return Reply("text", text)
 
     async def _value(self, spec: Any, conv: _Conversation) -> Any:
@@ -350,9 +412,14 @@ class FlowEngine:
     async def _say(self, conv: _Conversation, node: Node, reply: Reply) -> None:
         message_id = await self.sender.send(conv.conversation_id, reply)
         self.hook.sessiontrack_message(
-            session_id=conv.session_id, direction="outbound",
-            type="text" if reply.kind == "text" else "interactive", text=reply.text,
-            payload=reply.payload(), node_id=node.id, message_id=message_id)
+            session_id=conv.session_id,
+            direction="outbound",
+            type="text" if reply.kind == "text" else "interactive",
+            text=reply.text,
+            payload=reply.payload(),
+            node_id=node.id,
+            message_id=message_id,
+        )
 
     def _set(self, conv: _Conversation, values: dict[str, Any]) -> None:
         conv.variables.update(values)
@@ -360,8 +427,9 @@ class FlowEngine:
 
     def _status(self, conv: _Conversation, status: str, node: Node) -> None:
         conv.status = status
-        self.hook.sessiontrack_status_changed(session_id=conv.session_id, status=status,
-                                              node_id=node.id)
+        self.hook.sessiontrack_status_changed(
+            session_id=conv.session_id, status=status, node_id=node.id
+        )
 
     def _end(self, conv: _Conversation, node: Node, reason: str) -> None:
         self.hook.sessiontrack_session_completed(session_id=conv.session_id, reason=reason)
@@ -388,6 +456,13 @@ def _remember(seen: OrderedDict[str, None], key: str, size: int) -> None:
         seen.popitem(last=False)
 
 
-__all__ = ["ActiveSession", "FlowEngine", "Inbound", "Lookup", "Reply", "SavedState",
-           "Sender", "SessionLookup"]
-
+__all__ = [
+    "ActiveSession",
+    "FlowEngine",
+    "Inbound",
+    "Lookup",
+    "Reply",
+    "SavedState",
+    "Sender",
+    "SessionLookup",
+]

@@ -17,14 +17,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-NODE_TYPES = frozenset({
-    "start", "message", "question", "buttons", "list", "condition", "setVariable", "form",
-    "handoff", "end",
-})
+NODE_TYPES = frozenset(
+    {
+        "start",
+        "message",
+        "question",
+        "buttons",
+        "list",
+        "condition",
+        "setVariable",
+        "form",
+        "handoff",
+        "end",
+    }
+)
 """Node types the engine executes."""
 
-WAITING_TYPES = {"question": "waiting_input", "buttons": "waiting_input",
-                 "list": "waiting_input", "form": "waiting_flow"}
+WAITING_TYPES = {
+    "question": "waiting_input",
+    "buttons": "waiting_input",
+    "list": "waiting_input",
+    "form": "waiting_flow",
+}
 """Node types that wait for the customer, and the session status while they wait."""
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
@@ -51,8 +65,11 @@ class Node:
         if self.type == "buttons":
             return [(b["id"], b["title"]) for b in self.data.get("buttons", [])]
         if self.type == "list":
-            return [(r["id"], r["title"]) for s in self.data.get("sections", [])
-                    for r in s.get("rows", [])]
+            return [
+                (r["id"], r["title"])
+                for s in self.data.get("sections", [])
+                for r in s.get("rows", [])
+            ]
         return []
 
 

@@ -58,9 +58,14 @@ class CloudApiSender:
     Needs ``httpx`` (``pip install httpx``); the demo's :class:`RecordingSender` does not.
     """
 
-    def __init__(self, phone_number_id: str, access_token: str, *,
-                 base_url: str = "https://graph.facebook.com/v21.0",
-                 client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        phone_number_id: str,
+        access_token: str,
+        *,
+        base_url: str = "https://graph.facebook.com/v21.0",
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
         self._url = f"{base_url.rstrip('/')}/{phone_number_id}/messages"
         self._headers = {"Authorization": f"Bearer {access_token}"}
         self._own_client = client is None
@@ -71,8 +76,9 @@ class CloudApiSender:
         self._client = client
 
     async def send(self, to: str, reply: Reply) -> str | None:
-        response = await self._client.post(self._url, json=message_body(to, reply),
-                                           headers=self._headers)
+        response = await self._client.post(
+            self._url, json=message_body(to, reply), headers=self._headers
+        )
         response.raise_for_status()
         messages = response.json().get("messages") or [{}]
         mid = messages[0].get("id")

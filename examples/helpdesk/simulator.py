@@ -31,10 +31,32 @@ from .whatsapp import sign
 
 log = logging.getLogger(__name__)
 
-NAMES = ["Ann Lee", "Bruno Díaz", "Chen Wei", "Dana Novak", "Emeka Obi", "Fatima Zahra",
-         "Gustav Berg", "Hana Sato", "Ivan Petrov", "Julia Costa", "Kofi Mensah", "Lena Vogel",
-         "Mateo Rossi", "Nadia Haddad", "Omar Farouk", "Priya Nair", "Quinn Murphy",
-         "Rosa Lima", "Sven Olsen", "Tariq Aziz", "Uma Iyer", "Victor Hugo", "Wen Li", None]
+NAMES = [
+    "Ann Lee",
+    "Bruno Díaz",
+    "Chen Wei",
+    "Dana Novak",
+    "Emeka Obi",
+    "Fatima Zahra",
+    "Gustav Berg",
+    "Hana Sato",
+    "Ivan Petrov",
+    "Julia Costa",
+    "Kofi Mensah",
+    "Lena Vogel",
+    "Mateo Rossi",
+    "Nadia Haddad",
+    "Omar Farouk",
+    "Priya Nair",
+    "Quinn Murphy",
+    "Rosa Lima",
+    "Sven Olsen",
+    "Tariq Aziz",
+    "Uma Iyer",
+    "Victor Hugo",
+    "Wen Li",
+    None,
+]
 OUTCOMES = ("finished", "agent", "abandoned", "stopped", "failed")
 
 
@@ -74,17 +96,32 @@ class Customer:
         else:
             raise LookupError(f"{self.phone}: nothing to tap in {body.get('type')!r}")
         reply = {"id": option_id, "title": titles[option_id]}
-        await self._send({"type": "interactive", "context": self._context(),
-                          "interactive": {"type": kind, kind: reply}})
+        await self._send(
+            {
+                "type": "interactive",
+                "context": self._context(),
+                "interactive": {"type": kind, kind: reply},
+            }
+        )
 
     async def fill_form(self, answers: dict[str, Any]) -> None:
         """Complete the WhatsApp Flow the bot sent last (an ``nfm_reply``)."""
         params = self._last_body()["interactive"]["action"]["parameters"]
         response = {"flow_token": params["flow_token"], **answers}
-        await self._send({"type": "interactive", "context": self._context(), "interactive": {
-            "type": "nfm_reply",
-            "nfm_reply": {"name": "flow", "body": "Sent", "response_json": json.dumps(response)},
-        }})
+        await self._send(
+            {
+                "type": "interactive",
+                "context": self._context(),
+                "interactive": {
+                    "type": "nfm_reply",
+                    "nfm_reply": {
+                        "name": "flow",
+                        "body": "Sent",
+                        "response_json": json.dumps(response),
+                    },
+                },
+            }
+        )
 
     def _last_body(self) -> dict[str, Any]:
         last = self.sim.sender.last(self.phone)
@@ -97,17 +134,37 @@ class Customer:
         return {"from": "15550001111", "id": last.id if last else ""}
 
     async def _send(self, message: dict[str, Any]) -> None:
-        message = {"from": self.phone, "id": f"wamid.{secrets.token_urlsafe(18)}",
-                   "timestamp": str(int(time.time())), **message}
+        message = {
+            "from": self.phone,
+            "id": f"wamid.{secrets.token_urlsafe(18)}",
+            "timestamp": str(int(time.time())),
+            **message,
+        }
         contact: dict[str, Any] = {"wa_id": self.phone}
         if self.name:
             contact["profile"] = {"name": self.name}
-        note = {"object": "whatsapp_business_account", "entry": [{"id": "102290129340398",
-                "changes": [{"field": "messages", "value": {
-                    "messaging_product": "whatsapp",
-                    "metadata": {"display_phone_number": "15550001111",
-                                 "phone_number_id": "106540352242922"},
-                    "contacts": [contact], "messages": [message]}}]}]}
+        note = {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "102290129340398",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {
+                                    "display_phone_number": "15550001111",
+                                    "phone_number_id": "106540352242922",
+                                },
+                                "contacts": [contact],
+                                "messages": [message],
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
         await self.sim.deliver(json.dumps(note).encode())
         if self.sim.rng.random() < self.sim.redeliver:
             await self.sim.deliver(json.dumps(note).encode())
@@ -121,8 +178,9 @@ class HttpError(OSError):
     """The helpdesk answered with an error status."""
 
 
-async def http(method: str, url: str, body: bytes | None = None,
-               headers: dict[str, str] | None = None) -> Any:
+async def http(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> Any:
     """One HTTP request with the standard library (in a worker thread, so the demo needs
     no HTTP client package); returns the decoded JSON answer."""
 
@@ -180,8 +238,13 @@ async def support_ticket(c: Customer) -> str:
     await c.tap(rng.choice(["login", "billing", "bug", "other"]))
     await c.pause(low=2.0)  # filling in a form takes a while
     severity = rng.choice(["low", "normal", "high"])
-    await c.fill_form({"description": "The app shows an error when I open my invoices.",
-                       "severity": severity, "email": f"customer{c.phone[-4:]}@example.com"})
+    await c.fill_form(
+        {
+            "description": "The app shows an error when I open my invoices.",
+            "severity": severity,
+            "email": f"customer{c.phone[-4:]}@example.com",
+        }
+    )
     if severity == "high":
         return "agent"
     return "finished"
@@ -219,8 +282,12 @@ async def gets_stopped(c: Customer) -> str:
 
 
 PLANS: list[tuple[Plan, float]] = [
-    (order_found, 0.22), (order_not_found, 0.12), (support_ticket, 0.2),
-    (straight_to_agent, 0.12), (walks_away, 0.2), (gets_stopped, 0.14),
+    (order_found, 0.22),
+    (order_not_found, 0.12),
+    (support_ticket, 0.2),
+    (straight_to_agent, 0.12),
+    (walks_away, 0.2),
+    (gets_stopped, 0.14),
 ]
 
 
@@ -233,13 +300,23 @@ class Simulator:
         weights).
     """
 
-    def __init__(self, base_url: str, sender: RecordingSender, *, app_secret: str | None = None,
-                 customers: int | None = None, concurrency: int = 10,
-                 arrival: tuple[float, float] = (0.3, 1.5), pause: tuple[float, float] = (0.8, 3.0),
-                 stop_after: tuple[float, float] = (3.0, 8.0), redeliver: float = 0.05,
-                 seed: int | None = None, out: TextIO | None = None,
-                 mix: Sequence[Plan] | None = None,
-                 api_prefix: str = "/api/chatbot-sessions") -> None:
+    def __init__(
+        self,
+        base_url: str,
+        sender: RecordingSender,
+        *,
+        app_secret: str | None = None,
+        customers: int | None = None,
+        concurrency: int = 10,
+        arrival: tuple[float, float] = (0.3, 1.5),
+        pause: tuple[float, float] = (0.8, 3.0),
+        stop_after: tuple[float, float] = (3.0, 8.0),
+        redeliver: float = 0.05,
+        seed: int | None = None,
+        out: TextIO | None = None,
+        mix: Sequence[Plan] | None = None,
+        api_prefix: str = "/api/chatbot-sessions",
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.sender = sender
         self.app_secret = app_secret
@@ -328,12 +405,14 @@ class Simulator:
         if self.out is None:
             return
         t, by = self.tally, self.tracker_stats.get("byStatus", {})
-        line = (f"customers {t.started} · chatting {t.chatting} · finished "
-                f"{t.outcomes['finished']} · agent {t.outcomes['agent']} · walked away "
-                f"{t.outcomes['abandoned']} · stopped {t.outcomes['stopped']} · messages "
-                f"{t.messages} | sessions: active {self.tracker_stats.get('active', '?')}, "
-                f"completed {by.get('completed', 0)}, expired {by.get('expired', 0)}, "
-                f"stopped {by.get('stopped', 0)}")
+        line = (
+            f"customers {t.started} · chatting {t.chatting} · finished "
+            f"{t.outcomes['finished']} · agent {t.outcomes['agent']} · walked away "
+            f"{t.outcomes['abandoned']} · stopped {t.outcomes['stopped']} · messages "
+            f"{t.messages} | sessions: active {self.tracker_stats.get('active', '?')}, "
+            f"completed {by.get('completed', 0)}, expired {by.get('expired', 0)}, "
+            f"stopped {by.get('stopped', 0)}"
+        )
         if self.out.isatty() and not final:
             self.out.write("\r\x1b[2K" + line)
         else:

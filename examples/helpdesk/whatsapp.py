@@ -68,17 +68,28 @@ def _message(raw: Any, names: Mapping[Any, str | None]) -> Inbound:
     if not isinstance(raw, dict):
         raise MalformedPayload("a message must be an object")
     sender, mid, kind = raw.get("from"), raw.get("id"), raw.get("type")
-    if not (isinstance(sender, str) and sender and isinstance(mid, str) and mid
-            and isinstance(kind, str)):
+    if not (
+        isinstance(sender, str)
+        and sender
+        and isinstance(mid, str)
+        and mid
+        and isinstance(kind, str)
+    ):
         raise MalformedPayload("a message needs string 'from', 'id' and 'type'")
-    base: dict[str, Any] = {"conversation_id": sender, "message_id": mid, "phone": "+" + sender,
-                            "name": names.get(sender), "channel_type": kind}
+    base: dict[str, Any] = {
+        "conversation_id": sender,
+        "message_id": mid,
+        "phone": "+" + sender,
+        "name": names.get(sender),
+        "channel_type": kind,
+    }
     if kind == "text":
         return Inbound(kind="text", text=_str(_dict(raw, "text"), "body"), **base)
     if kind == "button":  # a quick-reply button of a template message
         button = _dict(raw, "button")
-        return Inbound(kind="choice", choice_id=_str(button, "payload"),
-                       text=_opt_str(button, "text"), **base)
+        return Inbound(
+            kind="choice", choice_id=_str(button, "payload"), text=_opt_str(button, "text"), **base
+        )
     if kind == "interactive":
         return _interactive(_dict(raw, "interactive"), base)
     return Inbound(kind="unsupported", **base)
@@ -88,8 +99,9 @@ def _interactive(inter: dict[str, Any], base: dict[str, Any]) -> Inbound:
     itype = inter.get("type")
     if itype in ("button_reply", "list_reply"):
         reply = _dict(inter, itype)
-        return Inbound(kind="choice", choice_id=_str(reply, "id"), text=_opt_str(reply, "title"),
-                       **base)
+        return Inbound(
+            kind="choice", choice_id=_str(reply, "id"), text=_opt_str(reply, "title"), **base
+        )
     if itype == "nfm_reply":
         reply = _dict(inter, "nfm_reply")
         try:
@@ -98,8 +110,9 @@ def _interactive(inter: dict[str, Any], base: dict[str, Any]) -> Inbound:
             raise MalformedPayload("nfm_reply.response_json is not JSON") from None
         if not isinstance(form, dict):
             raise MalformedPayload("nfm_reply.response_json must be a JSON object")
-        return Inbound(kind="form", form=form, text=_opt_str(reply, "body"),
-                       **{**base, "channel_type": "form"})
+        return Inbound(
+            kind="form", form=form, text=_opt_str(reply, "body"), **{**base, "channel_type": "form"}
+        )
     raise MalformedPayload(f"unknown interactive type {itype!r}")
 
 
@@ -145,18 +158,34 @@ def message_body(to: str, reply: Reply) -> dict[str, Any]:
         return {**head, "type": "text", "text": {"preview_url": False, "body": reply.text}}
     interactive: dict[str, Any] = {"body": {"text": reply.text}}
     if reply.kind == "buttons":
-        interactive.update(type="button", action={"buttons": [
-            {"type": "reply", "reply": {"id": i, "title": t[:20]}} for i, t in reply.choices]})
+        interactive.update(
+            type="button",
+            action={
+                "buttons": [
+                    {"type": "reply", "reply": {"id": i, "title": t[:20]}} for i, t in reply.choices
+                ]
+            },
+        )
     elif reply.kind == "list":
-        interactive.update(type="list", action={"button": reply.action,
-                                                "sections": list(reply.sections)})
+        interactive.update(
+            type="list", action={"button": reply.action, "sections": list(reply.sections)}
+        )
     else:
         form = dict(reply.form or {})
-        interactive.update(type="flow", action={"name": "flow", "parameters": {
-            "flow_message_version": "3", "flow_token": form.get("flow_token"),
-            "flow_id": form.get("flow_id"), "flow_cta": reply.action,
-            "flow_action": "navigate",
-            "flow_action_payload": {"screen": form.get("screen")}}})
+        interactive.update(
+            type="flow",
+            action={
+                "name": "flow",
+                "parameters": {
+                    "flow_message_version": "3",
+                    "flow_token": form.get("flow_token"),
+                    "flow_id": form.get("flow_id"),
+                    "flow_cta": reply.action,
+                    "flow_action": "navigate",
+                    "flow_action_payload": {"screen": form.get("screen")},
+                },
+            },
+        )
     return {**head, "type": "interactive", "interactive": interactive}
 
 

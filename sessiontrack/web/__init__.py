@@ -12,7 +12,8 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(
         f"sessiontrack.web needs the web extra ({exc.name} is missing): "
-        "pip install 'sessiontrack[web]'") from exc
+        "pip install 'sessiontrack[web]'"
+    ) from exc
 
 from .app import create_app, gateway_of
 from .auth import LOCAL_PRINCIPAL, Authenticator, AuthRequest, mask_phone

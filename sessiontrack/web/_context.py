@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 NOT_RUNNING = (
     "the sessiontrack tracker is not running: a mounted sub-app gets no lifespan events, so "
-    "enter the tracker in the host's lifespan (`async with tracker:`) before serving")
+    "enter the tracker in the host's lifespan (`async with tracker:`) before serving"
+)
 
 
 class TrackerDown(Exception):
@@ -46,10 +47,12 @@ class Context:
         self._warned_down = False
         return self.tracker
 
-    async def principal(self, conn: HTTPConnection, transport: Transport,
-                        token: str | None = None) -> Principal:
-        request = AuthRequest(token=token or bearer_token(conn), connection=conn,
-                              transport=transport)
+    async def principal(
+        self, conn: HTTPConnection, transport: Transport, token: str | None = None
+    ) -> Principal:
+        request = AuthRequest(
+            token=token or bearer_token(conn), connection=conn, transport=transport
+        )
         return await resolve(self.authenticator, request)
 
     @staticmethod

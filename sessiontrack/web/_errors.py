@@ -18,10 +18,15 @@ from .auth import NotAuthenticated
 log = logging.getLogger(__name__)
 
 
-def error_response(status: int, error: str, detail: list[dict[str, str]] | None = None,
-                   headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail or []}, status_code=status,
-                        headers=headers)
+def error_response(
+    status: int,
+    error: str,
+    detail: list[dict[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": error, "detail": detail or []}, status_code=status, headers=headers
+    )
 
 
 def validation_details(exc: ValidationError, where: str = "") -> list[dict[str, str]]:

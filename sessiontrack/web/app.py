@@ -70,13 +70,20 @@ def create_app(
     The Socket.IO gateway (who is online, subscriber counts) is ``app.state.gateway``.
     """
     if authenticate is None:
-        log.warning("sessiontrack web app created without an authenticator: only loopback "
-                    "clients (127.0.0.1, ::1) are served; pass authenticate= to serve others")
-    ctx = Context(tracker=tracker, authenticator=authenticate, keepalive=keepalive,
-                  sse_max_age=sse_max_age)
+        log.warning(
+            "sessiontrack web app created without an authenticator: only loopback "
+            "clients (127.0.0.1, ::1) are served; pass authenticate= to serve others"
+        )
+    ctx = Context(
+        tracker=tracker, authenticator=authenticate, keepalive=keepalive, sse_max_age=sse_max_age
+    )
     # None is Engine.IO's same-origin check; an empty list would switch the check off.
-    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=cors_allowed_origins,
-                               logger=False, engineio_logger=False)
+    sio = socketio.AsyncServer(
+        async_mode="asgi",
+        cors_allowed_origins=cors_allowed_origins,
+        logger=False,
+        engineio_logger=False,
+    )
     gateway = Gateway(ctx)
     sio.register_namespace(gateway)
     ctx.gateway = gateway
@@ -90,8 +97,11 @@ def create_app(
         Route("/chatbot/{chatbot_id}", rest.chatbot_sessions, methods=["GET"]),
         Mount("/socket.io", app=socketio.ASGIApp(sio, socketio_path=None)),
         Route("/ui", _ui_redirect, methods=["GET", "HEAD"]),
-        Mount("/ui", name="ui", app=StaticFiles(directory=static_dir or STATIC_DIR, html=True,
-                                                check_dir=False)),
+        Mount(
+            "/ui",
+            name="ui",
+            app=StaticFiles(directory=static_dir or STATIC_DIR, html=True, check_dir=False),
+        ),
         Route("/{session_id}", rest.get_session, methods=["GET"]),
         Route("/{session_id}/messages", rest.session_messages, methods=["GET"]),
         Route("/{session_id}/stop", rest.stop_session, methods=["POST"]),

@@ -121,7 +121,9 @@ async def resolve(authenticator: Authenticator | None, request: AuthRequest) -> 
             return LOCAL_PRINCIPAL
         raise NotAuthenticated(
             "no authenticator is configured, so only loopback clients are served "
-            "(pass authenticate= to create_app)", status=403)
+            "(pass authenticate= to create_app)",
+            status=403,
+        )
     result = authenticator(request)
     if inspect.isawaitable(result):
         result = await result

@@ -20,13 +20,18 @@ _ERRORS = {
     "404": "Unknown session, or one the principal may not see",
     "503": "The tracker is not running (the host must enter it in its lifespan)",
 }
-_SORT_ORDER = {"type": "string", "pattern": "^([Aa][Ss][Cc]|[Dd][Ee][Ss][Cc])$",
-               "default": "DESC", "description": "ASC or DESC, any case"}
+_SORT_ORDER = {
+    "type": "string",
+    "pattern": "^([Aa][Ss][Cc]|[Dd][Ee][Ss][Cc])$",
+    "default": "DESC",
+    "description": "ASC or DESC, any case",
+}
 
 
 def _components() -> dict[str, Any]:
-    _, top = models_json_schema([(m, "serialization") for m in schemas.RESPONSE_MODELS],
-                                by_alias=True, ref_template=_REF)
+    _, top = models_json_schema(
+        [(m, "serialization") for m in schemas.RESPONSE_MODELS], by_alias=True, ref_template=_REF
+    )
     defs: dict[str, Any] = top.get("$defs", {})
     return defs
 
@@ -50,8 +55,7 @@ def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
     params = []
     for name, prop in props.items():
         schema = _SORT_ORDER if name == "sortOrder" else _without_null(prop)
-        param: dict[str, Any] = {"name": name, "in": "query", "required": False,
-                                 "schema": schema}
+        param: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": schema}
         if "description" in schema:
             param["description"] = schema.pop("description")
         params.append(param)
@@ -59,21 +63,29 @@ def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 
 def _json(ref_or_schema: str | dict[str, Any], description: str) -> dict[str, Any]:
-    schema = {"$ref": _REF.format(model=ref_or_schema)} if isinstance(ref_or_schema, str) \
+    schema = (
+        {"$ref": _REF.format(model=ref_or_schema)}
+        if isinstance(ref_or_schema, str)
         else ref_or_schema
+    )
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _op(op_id: str, summary: str, ok: dict[str, Any], *, errors: tuple[str, ...],
-        params: list[dict[str, Any]] | None = None,
-        links: dict[str, Any] | None = None) -> dict[str, Any]:
+def _op(
+    op_id: str,
+    summary: str,
+    ok: dict[str, Any],
+    *,
+    errors: tuple[str, ...],
+    params: list[dict[str, Any]] | None = None,
+    links: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": ok}
     if links:
         ok["links"] = links
     for code in ("400", "401", "403", "404", "503", *errors):
         if code == "409":
-            responses[code] = {"description": "The session has already ended",
-                               "content": _ERROR}
+            responses[code] = {"description": "The session has already ended", "content": _ERROR}
         else:
             responses[code] = {"description": _ERRORS[code], "content": _ERROR}
     op: dict[str, Any] = {"operationId": op_id, "summary": summary, "responses": responses}
@@ -94,16 +106,34 @@ _SSE_EVENT = {
         "event": {"type": "string", "enum": sorted(WIRE_NAMES.values())},
         "id": {"type": "string", "pattern": "^[0-9]+$"},
         "retry": {"type": "integer"},
-        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": {
-            "type": "object", "required": ["sessionId", "chatbotId", "seq"],
-            "properties": {"sessionId": {"type": "string", "format": "uuid"},
-                           "chatbotId": {"type": "string"}, "seq": {"type": "integer"}}}},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "type": "object",
+                "required": ["sessionId", "chatbotId", "seq"],
+                "properties": {
+                    "sessionId": {"type": "string", "format": "uuid"},
+                    "chatbotId": {"type": "string"},
+                    "seq": {"type": "integer"},
+                },
+            },
+        },
     },
 }
-_SESSION_ID = {"name": "id", "in": "path", "required": True, "description": "A session id",
-               "schema": {"type": "string", "format": "uuid", "pattern": schemas.UUID_PATTERN}}
-_CHATBOT_ID = {"name": "chatbotId", "in": "path", "required": True,
-               "schema": {"type": "string", "minLength": 1, "pattern": "^[^/]+$"}}
+_SESSION_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "A session id",
+    "schema": {"type": "string", "format": "uuid", "pattern": schemas.UUID_PATTERN},
+}
+_CHATBOT_ID = {
+    "name": "chatbotId",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "pattern": "^[^/]+$"},
+}
 
 
 def _session_links(pointer: str) -> dict[str, Any]:
@@ -119,60 +149,130 @@ def _paths() -> dict[str, Any]:
     by_bot_params = [_CHATBOT_ID, *(p for p in list_params if p["name"] != "chatbotId")]
     sessions = {"type": "array", "items": {"$ref": _REF.format(model="Session")}}
     return {
-        "/": {"get": _op("listSessions", "Sessions, paginated and filtered",
-                         _json("SessionPage", "A page of sessions"), errors=(),
-                         params=list_params, links=_session_links("$response.body#/data/0/id"))},
-        "/active": {"get": _op("listActiveSessions", "Active sessions",
-                               _json(sessions, "Active sessions, most recently updated first"),
-                               errors=(), links=_session_links("$response.body#/0/id"))},
-        "/stats": {"get": _op("getStats", "Counts of sessions", _json("Stats", "Counts"),
-                              errors=(), params=_query_params(schemas.StatsQuery))},
-        "/chatbots": {"get": _op(
-            "listChatbots", "Chatbots the principal may see",
-            _json({"type": "array", "items": {"$ref": _REF.format(model="Chatbot")}},
-                  "Chatbots, by name"),
-            errors=(), links={"ListChatbotSessions": _link(
-                "listChatbotSessions", chatbotId="$response.body#/0/id")})},
-        "/chatbot/{chatbotId}": {"get": _op(
-            "listChatbotSessions", "Sessions of one chatbot",
-            _json("SessionPage", "A page of sessions"), errors=(), params=by_bot_params,
-            links=_session_links("$response.body#/data/0/id"))},
-        "/events": {"get": _op(
-            "streamEvents", "Live events as Server-Sent Events",
-            {"description": "An endless event stream: `event:` is the socket event name, "
-                            "`id:` the sequence number, `data:` the JSON payload",
-             "content": {"text/event-stream": {"schema": _SSE_EVENT}}},
-            errors=(), params=[*_query_params(schemas.EventsQuery), {
-                "name": "Last-Event-ID", "in": "header", "required": False,
-                "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
-                "description": "Resume after this sequence number"}])},
-        "/{id}": {"get": _op("getSession", "A session's detail",
-                             _json("SessionDetail", "The session"), errors=(),
-                             params=[_SESSION_ID])},
-        "/{id}/messages": {"get": _op(
-            "getSessionMessages", "A session's messages, oldest first",
-            _json({"type": "array", "items": {"$ref": _REF.format(model="Message")}},
-                  "Messages"),
-            errors=(), params=[_SESSION_ID, *_query_params(schemas.MessagesQuery)])},
-        "/{id}/stop": {"post": _op("stopSession", "Stop an active session",
-                                   _json("StopResult", "Stopped"), errors=("409",),
-                                   params=[_SESSION_ID])},
+        "/": {
+            "get": _op(
+                "listSessions",
+                "Sessions, paginated and filtered",
+                _json("SessionPage", "A page of sessions"),
+                errors=(),
+                params=list_params,
+                links=_session_links("$response.body#/data/0/id"),
+            )
+        },
+        "/active": {
+            "get": _op(
+                "listActiveSessions",
+                "Active sessions",
+                _json(sessions, "Active sessions, most recently updated first"),
+                errors=(),
+                links=_session_links("$response.body#/0/id"),
+            )
+        },
+        "/stats": {
+            "get": _op(
+                "getStats",
+                "Counts of sessions",
+                _json("Stats", "Counts"),
+                errors=(),
+                params=_query_params(schemas.StatsQuery),
+            )
+        },
+        "/chatbots": {
+            "get": _op(
+                "listChatbots",
+                "Chatbots the principal may see",
+                _json(
+                    {"type": "array", "items": {"$ref": _REF.format(model="Chatbot")}},
+                    "Chatbots, by name",
+                ),
+                errors=(),
+                links={
+                    "ListChatbotSessions": _link(
+                        "listChatbotSessions", chatbotId="$response.body#/0/id"
+                    )
+                },
+            )
+        },
+        "/chatbot/{chatbotId}": {
+            "get": _op(
+                "listChatbotSessions",
+                "Sessions of one chatbot",
+                _json("SessionPage", "A page of sessions"),
+                errors=(),
+                params=by_bot_params,
+                links=_session_links("$response.body#/data/0/id"),
+            )
+        },
+        "/events": {
+            "get": _op(
+                "streamEvents",
+                "Live events as Server-Sent Events",
+                {
+                    "description": "An endless event stream: `event:` is the socket event name, "
+                    "`id:` the sequence number, `data:` the JSON payload",
+                    "content": {"text/event-stream": {"schema": _SSE_EVENT}},
+                },
+                errors=(),
+                params=[
+                    *_query_params(schemas.EventsQuery),
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                        "description": "Resume after this sequence number",
+                    },
+                ],
+            )
+        },
+        "/{id}": {
+            "get": _op(
+                "getSession",
+                "A session's detail",
+                _json("SessionDetail", "The session"),
+                errors=(),
+                params=[_SESSION_ID],
+            )
+        },
+        "/{id}/messages": {
+            "get": _op(
+                "getSessionMessages",
+                "A session's messages, oldest first",
+                _json(
+                    {"type": "array", "items": {"$ref": _REF.format(model="Message")}}, "Messages"
+                ),
+                errors=(),
+                params=[_SESSION_ID, *_query_params(schemas.MessagesQuery)],
+            )
+        },
+        "/{id}/stop": {
+            "post": _op(
+                "stopSession",
+                "Stop an active session",
+                _json("StopResult", "Stopped"),
+                errors=("409",),
+                params=[_SESSION_ID],
+            )
+        },
     }
 
 
-def build_document(*, secured: bool, title: str = "sessiontrack",
-                   version: str = "0.1.0") -> dict[str, Any]:
+def build_document(
+    *, secured: bool, title: str = "sessiontrack", version: str = "0.1.0"
+) -> dict[str, Any]:
     """The document without ``servers`` (set per request from the mount's root path)."""
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
-        "info": {"title": title, "version": version,
-                 "description": "Chatbot sessions: history, statistics and live events."},
+        "info": {
+            "title": title,
+            "version": version,
+            "description": "Chatbot sessions: history, statistics and live events.",
+        },
         "paths": _paths(),
         "components": {"schemas": _components()},
     }
     if secured:
-        doc["components"]["securitySchemes"] = {
-            "bearerAuth": {"type": "http", "scheme": "bearer"}}
+        doc["components"]["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer"}}
         doc["security"] = [{"bearerAuth": []}]
     return doc
 

@@ -36,8 +36,9 @@ def _session(item: models.SessionSummary, principal: Principal) -> Any:
     return _dump(schemas.Session.model_validate(_masked(item, principal)))
 
 
-async def _begin(request: Request, query: type[BaseModel] | None = schemas.NoQuery
-                 ) -> tuple[Context, Principal]:
+async def _begin(
+    request: Request, query: type[BaseModel] | None = schemas.NoQuery
+) -> tuple[Context, Principal]:
     ctx = context_of(request)
     ctx.require_tracker()
     principal = await ctx.principal(request, "http")
@@ -56,18 +57,29 @@ def _session_id(request: Request) -> str:
 def _list_kwargs(request: Request) -> dict[str, Any]:
     q = schemas.ListQuery.model_validate(dict(request.query_params))
     return {
-        "status": q.status, "filter": q.filter, "chatbot_id": q.chatbot_id,
-        "conversation_id": q.conversation_id, "search": q.search,
-        "start_date": q.start_date, "end_date": q.end_date, "sort_by": q.sort_by,
-        "sort_order": q.sort_order, "limit": q.limit, "offset": q.offset, "cursor": q.cursor,
+        "status": q.status,
+        "filter": q.filter,
+        "chatbot_id": q.chatbot_id,
+        "conversation_id": q.conversation_id,
+        "search": q.search,
+        "start_date": q.start_date,
+        "end_date": q.end_date,
+        "sort_by": q.sort_by,
+        "sort_order": q.sort_order,
+        "limit": q.limit,
+        "offset": q.offset,
+        "cursor": q.cursor,
     }
 
 
 def _page(page: models.Page[models.SessionSummary], principal: Principal) -> dict[str, Any]:
     return {
         "data": [_session(s, principal) for s in page.data],
-        "total": page.total, "limit": page.limit, "offset": page.offset,
-        "hasNext": page.has_next, "hasPrevious": page.has_previous,
+        "total": page.total,
+        "limit": page.limit,
+        "offset": page.offset,
+        "hasNext": page.has_next,
+        "hasPrevious": page.has_previous,
         "nextCursor": page.next_cursor,
     }
 
@@ -96,8 +108,9 @@ async def get_session(request: Request) -> Response:
     ctx, principal = await _begin(request)
     sid = _session_id(request)
     detail = await ctx.tracker.sessions.get(sid, principal=principal)
-    await ctx.tracker.call_hook("sessiontrack_session_read", session_id=detail.id,
-                                principal=principal.id, what="detail")
+    await ctx.tracker.call_hook(
+        "sessiontrack_session_read", session_id=detail.id, principal=principal.id, what="detail"
+    )
     return _Json(_dump(schemas.SessionDetail.model_validate(_masked(detail, principal))))
 
 
@@ -105,10 +118,12 @@ async def session_messages(request: Request) -> Response:
     ctx, principal = await _begin(request, None)
     q = schemas.MessagesQuery.model_validate(dict(request.query_params))
     sid = _session_id(request)
-    items = await ctx.tracker.sessions.messages(sid, limit=q.limit, before=q.before,
-                                                principal=principal)
-    await ctx.tracker.call_hook("sessiontrack_session_read", session_id=sid,
-                                principal=principal.id, what="messages")
+    items = await ctx.tracker.sessions.messages(
+        sid, limit=q.limit, before=q.before, principal=principal
+    )
+    await ctx.tracker.call_hook(
+        "sessiontrack_session_read", session_id=sid, principal=principal.id, what="messages"
+    )
     return _Json([_dump(schemas.Message.model_validate(m)) for m in items])
 
 

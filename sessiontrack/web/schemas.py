@@ -27,8 +27,13 @@ Status = Literal["running", "waiting_input", "waiting_flow", "completed", "expir
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True,
-                              from_attributes=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        from_attributes=True,
+        extra="ignore",
+        frozen=True,
+    )
 
 
 # --- requests ---------------------------------------------------------------------------
@@ -47,27 +52,35 @@ class NoQuery(_Query):
 class ListQuery(_Query):
     """Query parameters of ``GET /`` and ``GET /chatbot/{chatbotId}``."""
 
-    status: Annotated[str | None, Field(
-        pattern=STATUS_PATTERN,
-        description="One status or several, comma-separated")] = None
+    status: Annotated[
+        str | None,
+        Field(pattern=STATUS_PATTERN, description="One status or several, comma-separated"),
+    ] = None
     filter: Literal["all", "active", "completed"] | None = Field(
-        None, description="Status group: completed means any terminal status")
+        None, description="Status group: completed means any terminal status"
+    )
     chatbot_id: str | None = Field(None, min_length=1)
     conversation_id: str | None = Field(None, min_length=1)
     search: str | None = Field(
-        None, max_length=200, description="Substring of the customer's name or phone")
+        None, max_length=200, description="Substring of the customer's name or phone"
+    )
     limit: int = Field(20, ge=1, le=100)
     offset: int = Field(0, ge=0, le=2**31)
     sort_by: Literal["startedAt", "updatedAt"] = "startedAt"
-    sort_order: Annotated[Literal["ASC", "DESC"], Field(
-        description="ASC or DESC, any case")] = "DESC"
+    sort_order: Annotated[Literal["ASC", "DESC"], Field(description="ASC or DESC, any case")] = (
+        "DESC"
+    )
     start_date: AwareDatetime | None = Field(
-        None, description="ISO 8601 with a timezone; sessions started at or after it")
+        None, description="ISO 8601 with a timezone; sessions started at or after it"
+    )
     end_date: AwareDatetime | None = Field(
-        None, description="ISO 8601 with a timezone; sessions started at or before it")
+        None, description="ISO 8601 with a timezone; sessions started at or before it"
+    )
     cursor: str | None = Field(
-        None, min_length=1,
-        description="nextCursor of the previous page: keyset paging, same sort required")
+        None,
+        min_length=1,
+        description="nextCursor of the previous page: keyset paging, same sort required",
+    )
 
     @field_validator("sort_order", mode="before")
     @classmethod
@@ -85,21 +98,28 @@ class MessagesQuery(_Query):
     """Query parameters of ``GET /{id}/messages``."""
 
     limit: int | None = Field(None, ge=1, le=1000, description="At most this many, newest")
-    before: int | None = Field(None, ge=1, le=2**63 - 1,
-                               description="Only messages older than this message id")
+    before: int | None = Field(
+        None, ge=1, le=2**63 - 1, description="Only messages older than this message id"
+    )
 
 
 class EventsQuery(_Query):
     """Query parameters of ``GET /events``."""
 
-    session_id: str | None = Field(None, pattern=UUID_PATTERN,
-                                   description="Only this session's events")
+    session_id: str | None = Field(
+        None, pattern=UUID_PATTERN, description="Only this session's events"
+    )
     last_event_id: int | None = Field(
-        None, ge=0, le=2**63 - 1,
-        description="Resume after this sequence number (like the Last-Event-ID header)")
+        None,
+        ge=0,
+        le=2**63 - 1,
+        description="Resume after this sequence number (like the Last-Event-ID header)",
+    )
     access_token: str | None = Field(
-        None, alias="access_token",
-        description="Credentials for clients that cannot set headers (EventSource)")
+        None,
+        alias="access_token",
+        description="Credentials for clients that cannot set headers (EventSource)",
+    )
 
 
 # --- responses --------------------------------------------------------------------------
@@ -174,7 +194,8 @@ class SessionPage(_Model):
     has_next: bool
     has_previous: bool
     next_cursor: str | None = Field(
-        None, description="Pass as cursor for the next page (cost independent of depth)")
+        None, description="Pass as cursor for the next page (cost independent of depth)"
+    )
 
 
 class Stats(_Model):
@@ -206,5 +227,12 @@ class Error(_Model):
 
 
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
-    Session, SessionDetail, SessionPage, Message, Stats, Chatbot, StopResult, Error,
+    Session,
+    SessionDetail,
+    SessionPage,
+    Message,
+    Stats,
+    Chatbot,
+    StopResult,
+    Error,
 )

@@ -34,12 +34,19 @@ def token_authenticator(token: str) -> Authenticator:
     return check
 
 
-def build(database_url: str, *, table_prefix: str, mount_path: str = "",
-          poll_interval: float = 0.5, **app_options: Any) -> Starlette:
+def build(
+    database_url: str,
+    *,
+    table_prefix: str,
+    mount_path: str = "",
+    poll_interval: float = 0.5,
+    **app_options: Any,
+) -> Starlette:
     """The standalone host app: enters the tracker in its lifespan and mounts the sub-app
     at ``mount_path`` (``""``: at the root)."""
-    tracker = Tracker(database_url, prefix=table_prefix, sweep_interval=None,
-                      poll_interval=poll_interval)
+    tracker = Tracker(
+        database_url, prefix=table_prefix, sweep_interval=None, poll_interval=poll_interval
+    )
     token = os.environ.get(TOKEN_ENV)
     authenticate = token_authenticator(token) if token else None
     sub_app = create_app(tracker, authenticate=authenticate, **app_options)
@@ -53,10 +60,25 @@ def build(database_url: str, *, table_prefix: str, mount_path: str = "",
     return Starlette(routes=[Mount(path, app=sub_app)], lifespan=lifespan)
 
 
-async def serve(database_url: str, *, host: str, port: int, table_prefix: str,
-                mount_path: str = "", poll_interval: float = 0.5) -> None:
-    app = build(database_url, table_prefix=table_prefix, mount_path=mount_path,
-                poll_interval=poll_interval)
-    config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_level="info",
-                            timeout_graceful_shutdown=3, proxy_headers=True)
+async def serve(
+    database_url: str,
+    *,
+    host: str,
+    port: int,
+    table_prefix: str,
+    mount_path: str = "",
+    poll_interval: float = 0.5,
+) -> None:
+    app = build(
+        database_url, table_prefix=table_prefix, mount_path=mount_path, poll_interval=poll_interval
+    )
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        log_level="info",
+        timeout_graceful_shutdown=3,
+        proxy_headers=True,
+    )
     await uvicorn.Server(config).serve()

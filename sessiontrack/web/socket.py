@@ -92,16 +92,21 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             self._ctx.require_tracker()
         except TrackerDown as exc:
             raise socketio.exceptions.ConnectionRefusedError(
-                {"message": str(exc), "status": 503}) from None
+                {"message": str(exc), "status": 503}
+            ) from None
         token = auth.get("token") if isinstance(auth, dict) else None
-        request = AuthRequest(token=token if isinstance(token, str) else bearer_token(conn),
-                              connection=conn, transport="socket",
-                              auth=auth if isinstance(auth, dict) else None)
+        request = AuthRequest(
+            token=token if isinstance(token, str) else bearer_token(conn),
+            connection=conn,
+            transport="socket",
+            auth=auth if isinstance(auth, dict) else None,
+        )
         try:
             principal = await resolve(self._ctx.authenticator, request)
         except NotAuthenticated as exc:
             raise socketio.exceptions.ConnectionRefusedError(
-                {"message": exc.message, "status": exc.status}) from None
+                {"message": exc.message, "status": exc.status}
+            ) from None
         self._clients[sid] = _Client(principal, masked=Context.masks(principal))
         await self._ensure_pump()
 
@@ -118,9 +123,12 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         sid = args[0]
         data = args[1] if len(args) > 1 else None
         answer = await handler(sid, data)
-        name = {"sessions:subscribe": "sessions:subscribed",
-                "sessions:unsubscribe": "sessions:unsubscribed",
-                "session:join": "session:joined", "session:leave": "session:left"}[event]
+        name = {
+            "sessions:subscribe": "sessions:subscribed",
+            "sessions:unsubscribe": "sessions:unsubscribed",
+            "session:join": "session:joined",
+            "session:leave": "session:left",
+        }[event]
         await self.emit(name, answer, to=sid)
         return answer
 
@@ -145,16 +153,17 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         client.subscribed = False
         return {"success": True}
 
-    def _session_request(
-        self, sid: str, data: Any
-    ) -> tuple[_Client, str] | dict[str, Any]:
+    def _session_request(self, sid: str, data: Any) -> tuple[_Client, str] | dict[str, Any]:
         """The client and the session id of a join/leave, or the refusal to answer with."""
         raw = data.get("sessionId") if isinstance(data, dict) else data
         try:
             session_id = normalize_session_id(raw, "sessionId")
         except (TypeError, ValueError) as exc:
-            return {"sessionId": raw if isinstance(raw, str) else None, "success": False,
-                    "error": str(exc)}
+            return {
+                "sessionId": raw if isinstance(raw, str) else None,
+                "success": False,
+                "error": str(exc),
+            }
         client = self._clients.get(sid)
         if client is None:
             return {"sessionId": session_id, "success": False, "error": "not connected"}
@@ -213,8 +222,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
                     try:
                         await self._broadcast(batch)
                     except Exception:
-                        log.exception("emitting events %s..%s failed", batch[0].seq,
-                                      batch[-1].seq)
+                        log.exception("emitting events %s..%s failed", batch[0].seq, batch[-1].seq)
         except Exception:
             log.exception("the sessiontrack socket pump stopped")
         finally:
@@ -237,12 +245,14 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             else:
                 groups = [(rooms + masked_rooms, payload(event, False))]
             for targets, data in groups:
-                recipients = [eio_sid for _, eio_sid in
-                              manager.get_participants(self.namespace, targets)]
+                recipients = [
+                    eio_sid for _, eio_sid in manager.get_participants(self.namespace, targets)
+                ]
                 if not recipients:
                     continue
-                pkt = self.server.packet_class(sio_packet.EVENT, namespace=self.namespace,
-                                               data=[event.wire_name, data])
+                pkt = self.server.packet_class(
+                    sio_packet.EVENT, namespace=self.namespace, data=[event.wire_name, data]
+                )
                 encoded = pkt.encode()
                 for part in encoded if isinstance(encoded, list) else [encoded]:
                     eio_pkt = eio_packet.Packet(eio_packet.MESSAGE, part)

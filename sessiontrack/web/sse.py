@@ -46,12 +46,16 @@ async def events(request: Request) -> Response:
     if session_id is not None:
         await tracker.sessions.messages(session_id, limit=1, principal=principal)
     stream = _stream(ctx, tracker, principal, after, session_id)
-    return StreamingResponse(stream, media_type="text/event-stream", headers={
-        "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
-async def _stream(ctx: Context, tracker: Tracker, principal: Principal, after: int | None,
-                  session_id: str | None) -> AsyncIterator[bytes]:
+async def _stream(
+    ctx: Context, tracker: Tracker, principal: Principal, after: int | None, session_id: str | None
+) -> AsyncIterator[bytes]:
     masked = ctx.masks(principal)
     encoder: SSEEncoder = ctx.sse_encoder
     deadline = None if ctx.sse_max_age is None else time.monotonic() + ctx.sse_max_age
@@ -59,8 +63,11 @@ async def _stream(ctx: Context, tracker: Tracker, principal: Principal, after: i
         yield b"retry: 2000\n: connected\n\n"
         it = aiter(sub)
         while tracker.running and (deadline is None or time.monotonic() < deadline):
-            wait = ctx.keepalive if deadline is None else min(
-                ctx.keepalive, max(deadline - time.monotonic(), 0.0))
+            wait = (
+                ctx.keepalive
+                if deadline is None
+                else min(ctx.keepalive, max(deadline - time.monotonic(), 0.0))
+            )
             chunks = []
             with anyio.move_on_after(wait):
                 try:

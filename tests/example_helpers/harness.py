@@ -32,8 +32,13 @@ class Harness:
         assert isinstance(self.helpdesk.sender, RecordingSender)
         return self.helpdesk.sender
 
-    async def post(self, note: Mapping[str, Any] | bytes, *, secret: str | None = None,
-                   signature: str | None = None) -> httpx.Response:
+    async def post(
+        self,
+        note: Mapping[str, Any] | bytes,
+        *,
+        secret: str | None = None,
+        signature: str | None = None,
+    ) -> httpx.Response:
         body = note if isinstance(note, bytes) else json.dumps(note).encode()
         headers = {"Content-Type": "application/json"}
         if secret is not None:
@@ -97,8 +102,9 @@ class Customer:
         """Pick a row of the list the bot sent last."""
         sections = self.last()["interactive"]["action"]["sections"]
         row = next(r for s in sections for r in s["rows"] if r["id"] == row_id)
-        return await self.send(wa.list_reply(self.wa_id, row_id, row["title"],
-                                             row.get("description", "")))
+        return await self.send(
+            wa.list_reply(self.wa_id, row_id, row["title"], row.get("description", ""))
+        )
 
     async def submit(self, answers: dict[str, Any], token: str | None = None) -> dict[str, Any]:
         """Complete the WhatsApp Flow the bot sent last."""
@@ -123,12 +129,15 @@ class Customer:
 
 
 @asynccontextmanager
-async def running_helpdesk(database_url: str, prefix: str, *,
-                           tracker_options: Mapping[str, Any] | None = None,
-                           **kwargs: Any) -> AsyncIterator[Harness]:
+async def running_helpdesk(
+    database_url: str,
+    prefix: str,
+    *,
+    tracker_options: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> AsyncIterator[Harness]:
     """The helpdesk on ``database_url`` (tables under ``prefix``), lifespan entered."""
-    options = {"prefix": prefix, "migrate": True, "poll_interval": 0.05,
-               **(tracker_options or {})}
+    options = {"prefix": prefix, "migrate": True, "poll_interval": 0.05, **(tracker_options or {})}
     helpdesk = create_helpdesk(database_url, tracker_options=options, **kwargs)
     async with helpdesk.app.router.lifespan_context(helpdesk.app):
         transport = httpx.ASGITransport(app=helpdesk.app)

@@ -31,8 +31,9 @@ def app_options() -> dict[str, Any]:
 
 
 @pytest.fixture
-def web_app(tracker: sessiontrack.Tracker, authenticate: Any,
-            app_options: dict[str, Any]) -> Starlette:
+def web_app(
+    tracker: sessiontrack.Tracker, authenticate: Any, app_options: dict[str, Any]
+) -> Starlette:
     return create_app(tracker, authenticate=authenticate, **app_options)
 
 

@@ -37,16 +37,20 @@ def host_app(sub_app: ASGIApp, prefix: str = PREFIX) -> Starlette:
     Paths the host's router cannot match (a newline in the path never reaches the mount)
     get the host's 404: JSON here, like the sub-app's, so schemathesis sees one API.
     """
-    return Starlette(routes=[Mount(prefix, app=sub_app)],
-                     exception_handlers={404: _host_not_found})
+    return Starlette(routes=[Mount(prefix, app=sub_app)], exception_handlers={404: _host_not_found})
 
 
 @asynccontextmanager
 async def serve(app: ASGIApp, **config: Any) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn in this event loop; yields ``http://127.0.0.1:PORT``."""
     port = free_port()
-    options: dict[str, Any] = {"host": "127.0.0.1", "port": port, "lifespan": "off",
-                               "log_level": "warning", "timeout_graceful_shutdown": 2}
+    options: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "lifespan": "off",
+        "log_level": "warning",
+        "timeout_graceful_shutdown": 2,
+    }
     options.update(config)
     server = uvicorn.Server(uvicorn.Config(app, **options))
     task = asyncio.get_running_loop().create_task(server.serve())

@@ -17,18 +17,37 @@ from .live import PREFIX, free_port
 
 
 @asynccontextmanager
-async def serve_process(database_url: str, table_prefix: str, log_dir: Path, *,
-                        env: dict[str, str] | None = None) -> AsyncIterator[str]:
+async def serve_process(
+    database_url: str, table_prefix: str, log_dir: Path, *, env: dict[str, str] | None = None
+) -> AsyncIterator[str]:
     """Run ``sessiontrack serve`` on a free port; yields its root URL once it answers."""
     port = free_port()
-    cmd = [sys.executable, "-m", "sessiontrack.cli", "-v", "serve", "--database-url",
-           database_url, "--prefix", table_prefix, "--port", str(port), "--mount-path",
-           PREFIX, "--poll-interval", "0.1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sessiontrack.cli",
+        "-v",
+        "serve",
+        "--database-url",
+        database_url,
+        "--prefix",
+        table_prefix,
+        "--port",
+        str(port),
+        "--mount-path",
+        PREFIX,
+        "--poll-interval",
+        "0.1",
+    ]
     log_path = log_dir / f"serve-{port}.log"
     # Opening a log file and forking are quick; the process must outlive this call.
     with open(log_path, "wb") as log:  # noqa: ASYNC230
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,  # noqa: ASYNC220
-                                env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(  # noqa: ASYNC220
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
         try:
             url = f"http://127.0.0.1:{port}"
             async with httpx.AsyncClient(base_url=url + PREFIX) as client:
@@ -50,8 +69,9 @@ async def serve_process(database_url: str, table_prefix: str, log_dir: Path, *,
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-                raise AssertionError(f"serve did not stop on SIGTERM: {log_path.read_text()}"
-                                     ) from None
+                raise AssertionError(
+                    f"serve did not stop on SIGTERM: {log_path.read_text()}"
+                ) from None
     # uvicorn re-raises the signal it handled once it has shut down cleanly.
     assert code in (0, -signal.SIGTERM), log_path.read_text()
     assert "Application shutdown complete" in log_path.read_text()

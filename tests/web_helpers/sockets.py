@@ -36,8 +36,9 @@ class Probe:
     async def call(self, event: str, data: Any = None) -> Any:
         return await self.client.call(event, data, namespace=NAMESPACE, timeout=10)
 
-    async def wait_for(self, count: int, within: float = 10, prefix: str = "session:"
-                       ) -> list[tuple[str, Any]]:
+    async def wait_for(
+        self, count: int, within: float = 10, prefix: str = "session:"
+    ) -> list[tuple[str, Any]]:
         with anyio.fail_after(within):
             while len(self.events(prefix)) < count:
                 await self._changed.wait()
@@ -50,8 +51,9 @@ class Probe:
 
 
 @asynccontextmanager
-async def socket_client(url: str, *, prefix: str = PREFIX, auth: Any = None,
-                        headers: dict[str, str] | None = None) -> AsyncIterator[Probe]:
+async def socket_client(
+    url: str, *, prefix: str = PREFIX, auth: Any = None, headers: dict[str, str] | None = None
+) -> AsyncIterator[Probe]:
     client = socketio.AsyncClient(reconnection=False)
     probe = Probe(client)
 
@@ -59,9 +61,15 @@ async def socket_client(url: str, *, prefix: str = PREFIX, auth: Any = None,
         probe.on_event(event, data)
 
     client.on("*", catch_all, namespace=NAMESPACE)
-    await client.connect(url, socketio_path=f"{prefix}/socket.io", namespaces=[NAMESPACE],
-                         transports=["websocket"], auth=auth, headers=headers or {},
-                         wait_timeout=10)
+    await client.connect(
+        url,
+        socketio_path=f"{prefix}/socket.io",
+        namespaces=[NAMESPACE],
+        transports=["websocket"],
+        auth=auth,
+        headers=headers or {},
+        wait_timeout=10,
+    )
     try:
         yield probe
     finally:
@@ -75,21 +83,33 @@ def ensure_node_modules() -> None:
     npm = shutil.which("npm")
     if npm is None:
         raise RuntimeError("npm is needed for the JavaScript client tests")
-    subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, check=True,
-                   timeout=300, capture_output=True)
+    subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund"],
+        cwd=JS_DIR,
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
 
 
 @asynccontextmanager
-async def node_client(url: str, *args: str, prefix: str = PREFIX
-                      ) -> AsyncIterator[asyncio.subprocess.Process]:
+async def node_client(
+    url: str, *args: str, prefix: str = PREFIX
+) -> AsyncIterator[asyncio.subprocess.Process]:
     """Run tests/js/client.mjs; yields the process once it printed ``{"ready": true}``."""
     node = shutil.which("node")
     if node is None:
         raise RuntimeError("node is needed for the JavaScript client tests")
     proc = await asyncio.create_subprocess_exec(
-        node, str(JS_DIR / "client.mjs"), url, f"{prefix}/socket.io", *args,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
+        node,
+        str(JS_DIR / "client.mjs"),
+        url,
+        f"{prefix}/socket.io",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         yield proc
     finally:
@@ -98,8 +118,9 @@ async def node_client(url: str, *args: str, prefix: str = PREFIX
         await proc.wait()
 
 
-async def read_json_lines(proc: asyncio.subprocess.Process, *, until_ready: bool = False,
-                          within: float = 20) -> list[dict[str, Any]]:
+async def read_json_lines(
+    proc: asyncio.subprocess.Process, *, until_ready: bool = False, within: float = 20
+) -> list[dict[str, Any]]:
     """Lines the node client printed: up to ``{"ready": true}``, or until it exits."""
     assert proc.stdout is not None
     lines: list[dict[str, Any]] = []

@@ -63,17 +63,18 @@ class SSEReader:
         events = []
         with anyio.fail_after(within):
             while (frame := await self._frame()) is not None:
-                events.append(SSEEvent(frame["event"], int(frame["id"]),
-                                       json.loads(frame["data"])))
+                events.append(SSEEvent(frame["event"], int(frame["id"]), json.loads(frame["data"])))
         return events
 
 
 @asynccontextmanager
-async def sse_stream(client: httpx.AsyncClient, path: str = "/events",
-                     **kwargs: Any) -> AsyncIterator[SSEReader]:
+async def sse_stream(
+    client: httpx.AsyncClient, path: str = "/events", **kwargs: Any
+) -> AsyncIterator[SSEReader]:
     """Open the stream and return once the server says the subscription is live."""
-    async with client.stream("GET", path, timeout=httpx.Timeout(30, read=None),
-                             **kwargs) as response:
+    async with client.stream(
+        "GET", path, timeout=httpx.Timeout(30, read=None), **kwargs
+    ) as response:
         assert response.status_code == 200, (await response.aread()).decode()
         assert response.headers["content-type"].startswith("text/event-stream")
         reader = SSEReader(response)

@@ -18,8 +18,9 @@ Populate = Callable[[sessiontrack.Tracker], Awaitable[None]]
 
 
 @contextmanager
-def threaded_server(url: str, *, populate: Populate | None = None,
-                    **app_options: Any) -> Iterator[str]:
+def threaded_server(
+    url: str, *, populate: Populate | None = None, **app_options: Any
+) -> Iterator[str]:
     """Yield the base URL (``http://127.0.0.1:PORT`` + PREFIX) of a running server."""
     ready = threading.Event()
     box: dict[str, Any] = {}
@@ -28,8 +29,9 @@ def threaded_server(url: str, *, populate: Populate | None = None,
     async def main() -> None:
         stop.append(asyncio.Event())
         tracker_options = app_options.pop("tracker_options", {})
-        async with sessiontrack.Tracker(url, migrate=True, poll_interval=0.05,
-                                        **tracker_options) as tracker:
+        async with sessiontrack.Tracker(
+            url, migrate=True, poll_interval=0.05, **tracker_options
+        ) as tracker:
             if populate is not None:
                 await populate(tracker)
             app = host_app(create_app(tracker, **app_options))
