@@ -241,8 +241,10 @@ def test_outages_and_refusals_are_told_apart_by_their_error_codes(tmp_path: Path
 
     import asyncpg.exceptions as pg
 
+    from sessiontrack.store import SQLAlchemyStore
     from sessiontrack.store._bulk import driver_error
-    from sessiontrack.tracker import _is_transient
+
+    _is_transient = SQLAlchemyStore("sqlite+aiosqlite://").is_transient  # the store decides
 
     dialect = sa.create_engine("postgresql+asyncpg://").dialect
 
