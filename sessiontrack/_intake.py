@@ -13,6 +13,7 @@ import asyncio
 import logging
 import threading
 from collections import deque
+from threading import get_ident
 
 from ._stats import TrackerStats
 from .errors import BufferFull, TrackerNotRunning
@@ -51,7 +52,7 @@ class Intake:
     def open(self) -> None:
         """Accept reports; the writer runs on the current event loop."""
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
+        self._loop_thread = get_ident()
         self.wake = asyncio.Event()
         with self._lock:
             self._refusal = None
@@ -76,7 +77,7 @@ class Intake:
     def put(self, report: Report) -> None:
         """Accept ``report`` or raise, in the calling thread (the hook implementations'
         hand-over; the engine's hot path)."""
-        on_loop = threading.get_ident() == self._loop_thread
+        on_loop = get_ident() == self._loop_thread
         schedule = False
         with self._lock:
             if self._refusal is not None:
