@@ -245,14 +245,20 @@ class Tracker(ReportingHooks):
                 self.stats,
             )
             return
-        outage = self._writer.outage
+        outage, hooked = self._writer.outage, self._dispatcher.queued_events
+        if outage:
+            why = f"database unavailable: {outage}"
+        elif hooked:
+            why = f"sessiontrack_events_committed had not returned for {hooked} events"
+        else:
+            why = "the writer was still committing"
         log.error(
             "sessiontrack tracker stopped after its shutdown_timeout (%ss): %d reports "
             "committed while closing, %d not committed (%s)",
             self._shutdown_timeout,
             committed,
             self._intake.pending,
-            f"database unavailable: {outage}" if outage else "the writer was still committing",
+            why,
         )
 
     def _require_running(self) -> None:

@@ -146,3 +146,20 @@ async def test_a_slow_hook_does_not_hold_up_the_next_commit(
         hook.open.set()
         await tracker.flush()  # flush also waits for the hook
     assert hook.seen == list(range(first, first + 6))
+
+
+async def test_a_hook_that_never_returns_does_not_hold_shutdown_past_its_timeout(
+    database_url: str, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, "sessiontrack")
+    tracker = sessiontrack.Tracker(database_url, prefix=prefix, migrate=True, shutdown_timeout=0.5)
+    hook = Gated()  # never opened
+    tracker.plugin_manager.register(hook)
+    with anyio.fail_after(20):
+        async with tracker:
+            sid = sessiontrack.new_session_id()
+            tracker.plugin_manager.hook.sessiontrack_session_started(session_id=sid, chatbot_id="b")
+            await hook.entered.wait()
+    (line,) = [r.getMessage() for r in caplog.records if "shutdown_timeout" in r.message]
+    assert "0 not committed" in line
+    assert "sessiontrack_events_committed had not returned for 1 events" in line
