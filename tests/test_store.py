@@ -65,3 +65,33 @@ def test_the_store_refuses_what_the_database_refuses_and_retries_an_outage() -> 
     assert store.is_transient(sa.exc.OperationalError("SELECT 1", None, OSError()))
     assert not store.is_transient(ValueError("bad report"))
     assert not store.is_transient(sa.exc.IntegrityError("INSERT", None, Exception()))
+
+
+def test_the_tracker_and_its_parts_know_only_the_interfaces() -> None:
+    """The shape of sessiontrack.abc, kept: no driver, no SQLAlchemy, no concrete store
+    imported at run time (``if TYPE_CHECKING:`` imports for annotations are fine)."""
+    import ast
+    from pathlib import Path
+
+    def runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+        out: list[ast.AST] = []
+        for node in ast.iter_child_nodes(tree):
+            if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+                continue
+            out += [node, *runtime_nodes(node)]
+        return out
+
+    package = Path(sessiontrack.__file__).parent
+    parts = ["tracker", "_intake", "_writer", "_dispatch", "_stops", "_sweeper", "_host"]
+    parts += ["_feed", "query", "abc"]
+    for name in parts:
+        tree = ast.parse((package / f"{name}.py").read_text())
+        imported = set()
+        for node in runtime_nodes(tree):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                imported.add(node.module.split(".")[0])
+            elif isinstance(node, ast.ImportFrom):
+                imported |= {a.name for a in node.names}
+        assert not imported & {"sqlalchemy", "asyncpg", "aiosqlite", "SQLAlchemyStore"}, name
