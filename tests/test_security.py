@@ -4,21 +4,25 @@ reads; on a live uvicorn, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import anyio
 import httpx
 import pytest
 import socketio
 from web_helpers.engine import Engine
 from web_helpers.fixtures import api, app_options, engine, live_url, web_app
-from web_helpers.live import PREFIX, host_app, serve, settle
+from web_helpers.live import PREFIX, host_app, serve, settle, wait_until
 from web_helpers.sockets import socket_client
 from web_helpers.sse_client import sse_stream
 
 import sessiontrack
-from sessiontrack.web import AuthRequest, create_app
+from sessiontrack.web import AuthRequest, create_app, gateway_of
 
 __all__ = ["api", "app_options", "engine", "live_url", "web_app"]
 pytestmark = pytest.mark.anyio
@@ -249,3 +253,103 @@ async def test_without_authenticator_only_loopback(
                 pass
         async with socket_client(url) as probe:
             assert await probe.call("sessions:subscribe") == {"success": True}
+
+
+# --- issue 10: a socket's principal is fixed at its connect ----------------------------
+
+FORGED_HANDSHAKE = {
+    "asgi.scope": {"type": "http", "headers": [], "client": ["127.0.0.1", 1], "path": "/"}
+}
+
+
+async def test_a_client_cannot_send_connect_to_change_its_principal(
+    live_url: str, web_app: Any, world: dict[str, str]
+) -> None:
+    """A raw EVENT packet named ``connect``, with another token and a forged ASGI scope,
+    would run ``on_connect`` again (python-socketio maps event names to ``on_<name>``)."""
+    gateway = gateway_of(web_app)
+    async with socket_client(live_url, auth={"token": "a-token"}) as tenant:
+        # AsyncClient puts whatever it is given on the wire: ["connect", {scope}, {auth}].
+        answer = await tenant.call("connect", (FORGED_HANDSHAKE, {"token": "admin-token"}))
+        assert answer == {"success": False, "error": "'connect' is a reserved event name"}
+        refused = await tenant.call("session:join", {"sessionId": world["b"]})
+        assert refused == {"sessionId": world["b"], "success": False, "error": "session not found"}
+        assert gateway.online_users() == ["a-user"]
+        own = await tenant.call("session:join", {"sessionId": world["a"]})
+        assert own == {"sessionId": world["a"], "success": True}
+
+
+@pytest.mark.parametrize(
+    "event", ["disconnect", "connect_error", "__disconnect_final", "__init__", "emit", "close"]
+)
+async def test_reserved_and_unknown_event_names_are_refused(
+    live_url: str, web_app: Any, world: dict[str, str], event: str
+) -> None:
+    """``disconnect`` sent by a client would drop its bookkeeping while it stays in its
+    rooms; no other name may reach a method of the namespace either."""
+    gateway = gateway_of(web_app)
+    async with socket_client(live_url, auth={"token": "a-token"}) as tenant:
+        assert await tenant.call("session:join", {"sessionId": world["a"]}) == {
+            "sessionId": world["a"],
+            "success": True,
+        }
+        answer = await tenant.call(event, "client disconnect")
+        assert answer["success"] is False and repr(event) in answer["error"]
+        assert gateway.online_users() == ["a-user"]
+        assert gateway.session_subscriber_count(world["a"]) == 1
+        assert await tenant.call("sessions:subscribe") == {"success": True}
+    await wait_until(lambda: gateway.online_users() == [])
+
+
+class RawSocket:
+    """Engine.IO v4 over a WebSocket, frames as text: what a hand-written attacker sends."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+
+    async def send(self, frame: str) -> None:
+        await self.ws.send_str(frame)
+
+    async def receive(self) -> str:
+        with anyio.fail_after(10):
+            while True:
+                frame = await self.ws.receive_str()
+                if frame == "2":  # Engine.IO ping
+                    await self.ws.send_str("3")
+                    continue
+                return frame
+
+
+@asynccontextmanager
+async def raw_socket(url: str) -> AsyncIterator[RawSocket]:
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        raw = RawSocket(ws)
+        assert (await raw.receive()).startswith("0{")  # Engine.IO open
+        yield raw
+
+
+async def test_a_raw_connect_frame_over_a_websocket_is_refused(
+    live_url: str, web_app: Any, world: dict[str, str]
+) -> None:
+    """The same forgery written as Engine.IO/Socket.IO frames by hand."""
+    gateway = gateway_of(web_app)
+    ws_url = live_url.replace("http", "ws") + f"{PREFIX}/socket.io/?EIO=4&transport=websocket"
+    async with raw_socket(ws_url) as ws:
+        await ws.send('40/sessions,{"token":"a-token"}')
+        assert (await ws.receive()).startswith("40/sessions,")
+        forged = json.dumps(["connect", FORGED_HANDSHAKE, {"token": "admin-token"}])
+        await ws.send(f"42/sessions,1{forged}")
+        assert json.loads((await ws.receive()).removeprefix("43/sessions,1")) == [
+            {"success": False, "error": "'connect' is a reserved event name"}
+        ]
+        join = json.dumps(["session:join", {"sessionId": world["b"]}])
+        await ws.send(f"42/sessions,2{join}")
+        answers = [await ws.receive(), await ws.receive()]
+        ack = next(a for a in answers if a.startswith("43/sessions,2"))
+        assert json.loads(ack.removeprefix("43/sessions,2"))[0]["success"] is False
+        assert gateway.online_users() == ["a-user"]
+        for odd in ([["session:join"], {"sessionId": world["b"]}], [7], [None]):
+            await ws.send(f"42/sessions,3{json.dumps(odd)}")
+            ack = json.loads((await ws.receive()).removeprefix("43/sessions,3"))
+            assert ack[0]["success"] is False, odd
+        assert gateway.online_users() == ["a-user"]

@@ -36,6 +36,11 @@ from .auth import AuthRequest, NotAuthenticated, bearer_token, resolve
 log = logging.getLogger(__name__)
 NAMESPACE = "/sessions"
 _BATCH = 500
+RESERVED_EVENTS = frozenset(
+    {*socketio.AsyncServer.reserved_events, *socketio.AsyncClient.reserved_events}
+)
+"""Event names a client may never send: python-socketio's reserved names (``connect``,
+``disconnect``, ``connect_error``, ...), which it would dispatch to the connection handlers."""
 
 
 @dataclass
@@ -87,6 +92,12 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
     # --- connection ---------------------------------------------------------------------
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        # The principal is fixed here, once: never replace one, and read the handshake
+        # from the server's own record, not from an argument a client could have sent.
+        if sid in self._clients or environ is not self._handshake(sid):
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"message": "already connected", "status": 400}
+            )
         conn = HTTPConnection(environ["asgi.scope"])
         try:
             self._ctx.require_tracker()
@@ -116,21 +127,46 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             self._pump.cancel()
             self._pump = None
 
-    async def trigger_event(self, event: str, *args: Any) -> Any:
-        handler = self._handlers.get(event)
+    def _handshake(self, sid: str) -> Any:
+        return self.server.get_environ(sid, namespace=self.namespace)
+
+    def _from_server(self, sid: str) -> bool:
+        """Whether a reserved event comes from the server itself, not from a client.
+
+        python-socketio dispatches a client's EVENT packet named ``connect`` or
+        ``disconnect`` to ``on_connect``/``on_disconnect`` like its own calls. It only
+        delivers client events to connected sockets, while its own ``connect`` and
+        ``disconnect`` run while the socket is pending (not yet, or no longer, connected).
+        """
+        return not self.server.manager.is_connected(sid, self.namespace)
+
+    async def trigger_event(self, event: Any, *args: Any) -> Any:
+        sid: str = args[0]
+        name = event if isinstance(event, str) else None  # a client may send any JSON
+        if name in RESERVED_EVENTS and self._from_server(sid):
+            return await super().trigger_event(name, *args)
+        handler = self._handlers.get(name) if name is not None else None
         if handler is None:
-            return await super().trigger_event(event, *args)
-        sid = args[0]
+            return self._refuse(sid, event)
         data = args[1] if len(args) > 1 else None
         answer = await handler(sid, data)
-        name = {
+        reply = {
             "sessions:subscribe": "sessions:subscribed",
             "sessions:unsubscribe": "sessions:unsubscribed",
             "session:join": "session:joined",
             "session:leave": "session:left",
-        }[event]
-        await self.emit(name, answer, to=sid)
+        }[name]
+        await self.emit(reply, answer, to=sid)
         return answer
+
+    @staticmethod
+    def _refuse(sid: str, event: Any) -> dict[str, Any]:
+        # Only the events of the contract reach a handler: no name maps to a method.
+        if isinstance(event, str) and event in RESERVED_EVENTS:
+            log.warning("socket %s sent the reserved event %r: refused", sid, event)
+            return {"success": False, "error": f"{event!r} is a reserved event name"}
+        log.info("socket %s sent the unknown event %r: refused", sid, event)
+        return {"success": False, "error": f"{event!r} is not an event of this namespace"}
 
     # --- client → server ----------------------------------------------------------------
 
