@@ -146,7 +146,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         if name in RESERVED_EVENTS and self._from_server(sid):
             return await super().trigger_event(name, *args)
         handler = self._handlers.get(name) if name is not None else None
-        if handler is None:
+        if name is None or handler is None:
             return self._refuse(sid, event)
         data = args[1] if len(args) > 1 else None
         answer = await handler(sid, data)
