@@ -4,8 +4,10 @@ reads; on a live uvicorn, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +17,8 @@ import anyio
 import httpx
 import pytest
 import socketio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from web_helpers.engine import Engine
 from web_helpers.fixtures import api, app_options, engine, live_url, web_app
 from web_helpers.live import PREFIX, host_app, serve, settle, wait_until
@@ -23,6 +27,7 @@ from web_helpers.sse_client import sse_stream
 
 import sessiontrack
 from sessiontrack.web import AuthRequest, create_app, gateway_of
+from sessiontrack.web.auth import FORWARDING_HEADERS, is_local_host, is_local_origin
 
 __all__ = ["api", "app_options", "engine", "live_url", "web_app"]
 pytestmark = pytest.mark.anyio
@@ -353,3 +358,125 @@ async def test_a_raw_connect_frame_over_a_websocket_is_refused(
             ack = json.loads((await ws.receive()).removeprefix("43/sessions,3"))
             assert ack[0]["success"] is False, odd
         assert gateway.online_users() == ["a-user"]
+
+
+# --- issue 10: what counts as local -----------------------------------------------------
+
+LOCAL_NAMES = ["localhost", "LocalHost", "app.localhost", "a-1.b.localhost", "127.0.0.1"]
+LOCAL_NAMES += ["127.255.0.9", "[::1]", "[0:0:0:0:0:0:0:1]"]
+
+
+def local_forms() -> st.SearchStrategy[str]:
+    port = st.integers(1, 65535).map(lambda p: f":{p}")
+    return st.builds(
+        lambda name, p: name + p, st.sampled_from(LOCAL_NAMES), st.one_of(st.just(""), port)
+    )
+
+
+def reference_is_local(value: str) -> bool:
+    """An independent statement of the exact local forms, for the property below."""
+    name, port = value, None
+    if re.fullmatch(r"(\[[^\]]*\]|[^:]*):[0-9]{1,5}", value, re.ASCII):
+        name, port = value.rsplit(":", 1)
+    if port is not None and not 1 <= int(port) <= 65535:
+        return False
+    name = name.lower()
+    if name.startswith("[") and name.endswith("]"):
+        try:
+            return (
+                name.isascii()
+                and "%" not in name
+                and ipaddress.IPv6Address(name[1:-1]) == (ipaddress.IPv6Address("::1"))
+            )
+        except ValueError:
+            return False
+    if re.fullmatch(r"127(\.(0|[1-9][0-9]{0,2})){3}", name, re.ASCII):
+        return all(int(part) < 256 for part in name.split("."))
+    label = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+    return re.fullmatch(rf"({label}\.)*localhost", name, re.ASCII) is not None
+
+
+NEAR_MISSES = st.text(alphabet="localhst127.0:[]f9%@/ -LX", max_size=24)
+
+
+@given(st.one_of(st.text(), NEAR_MISSES, local_forms()))
+@settings(max_examples=1000)
+def test_the_host_parser_never_crashes_and_is_local_only_for_the_exact_forms(
+    value: str,
+) -> None:
+    assert is_local_host(value) == reference_is_local(value)
+    assert isinstance(is_local_origin(value), bool)
+
+
+@given(local_forms())
+def test_every_local_form_is_local(value: str) -> None:
+    assert is_local_host(value)
+    assert is_local_origin(f"http://{value}") and is_local_origin(f"HTTPS://{value}")
+
+
+@given(
+    local_forms(),
+    st.sampled_from(["@evil.com", "/x", " ", "\t", "\n", ":", ".", "%lo", "#", "?", "\\", "\x00"]),
+    st.booleans(),
+)
+def test_anything_around_a_local_form_is_not_local(value: str, junk: str, before: bool) -> None:
+    forged = junk + value if before else value + junk
+    assert not is_local_host(forged)
+    assert not is_local_origin(f"http://{forged}")
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "localhost:80@evil.com",
+        "evil.com@localhost",
+        "localhost:0",
+        "localhost:65536",
+        "localhost:99999",
+        "localhost:",
+        "localhost:80:80",
+        "localhost:+80",
+        "localhost:٨٠",  # Arabic-Indic digits
+        "localhost.",
+        "localhost.evil.com",
+        "evil-localhost",
+        "127.1",
+        "127.0.0.01",
+        "127.0.0.1.nip.io",
+        "[::1%lo]",
+        "[::ffff:127.0.0.1]",
+        "::1",
+        "[::1",
+        "localhost/",
+        "local host",
+        "",
+    ],
+)
+def test_hosts_that_are_not_local(host: str) -> None:
+    assert not is_local_host(host)
+
+
+@pytest.mark.parametrize("origin", ["null", "file://", "ws://localhost", "http://localhost/x"])
+def test_origins_that_are_not_local(origin: str) -> None:
+    assert not is_local_origin(origin)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_loopback_refuses_forged_hosts_and_every_forwarding_header(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    """On a real uvicorn: the Host header is the client's own text, sent as is."""
+    app = create_app(tracker)
+    headers = sorted(FORWARDING_HEADERS | {"x-forwarded-host", "x-forwarded-proto"})
+    headers += ["x-forwarded-port", "X-Forwarded-Server", "X-Forwarded-Prefix"]
+    async with serve(host_app(app)) as url, httpx.AsyncClient(base_url=url + PREFIX) as c:
+        assert (await c.get("/")).status_code == 200
+        for name in headers:
+            r = await c.get("/", headers={name: "203.0.113.7"})
+            assert r.status_code == 403, name
+        for host in ["localhost:80@evil.com", "localhost:8000/x", "localhost:0", "[::1%lo]"]:
+            r = await c.get("/", headers={"Host": host})
+            assert r.status_code == 403, host
+        assert (await c.get("/", headers={"Host": "LOCALHOST:8000"})).status_code == 200
+        origin = await c.get("/", headers={"Origin": "http://localhost:80@evil.com"})
+        assert origin.status_code == 403
