@@ -158,8 +158,7 @@ def is_local_origin(origin: str) -> bool:
 
 def _forwarded(conn: HTTPConnection) -> bool:
     return any(
-        name in FORWARDING_HEADERS or name.startswith("x-forwarded-")
-        for name in conn.headers
+        name in FORWARDING_HEADERS or name.startswith("x-forwarded-") for name in conn.headers
     )
 
 
