@@ -4,12 +4,14 @@ reads; on a live uvicorn, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -480,3 +482,113 @@ async def test_loopback_refuses_forged_hosts_and_every_forwarding_header(
         assert (await c.get("/", headers={"Host": "LOCALHOST:8000"})).status_code == 200
         origin = await c.get("/", headers={"Origin": "http://localhost:80@evil.com"})
         assert origin.status_code == 403
+
+
+# --- issue 10: request bodies are limited before they are read -------------------------
+
+
+@dataclass
+class RawAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    closed: bool
+
+
+async def raw_request(url: str, head: str, chunks: Sequence[bytes] = ()) -> RawAnswer:
+    """Send a request head and some body bytes by hand, then read the answer without
+    sending anything more: an answer proves the server did not wait for the rest."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head.replace("\n", "\r\n").encode() + b"\r\n")
+        for chunk in chunks:
+            writer.write(chunk)
+        await writer.drain()
+        with anyio.fail_after(10):
+            status_line = await reader.readline()
+            headers: dict[str, str] = {}
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode().partition(":")
+                headers[name.strip().lower()] = value.strip()
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            closed = await reader.read(1) == b""
+        return RawAnswer(int(status_line.split()[1]), headers, body, closed)
+    finally:
+        writer.close()
+
+
+def chunked(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def stop_head(url: str, session_id: str, *lines: str) -> str:
+    return "\n".join(
+        [
+            f"POST {PREFIX}/{session_id}/stop HTTP/1.1",
+            f"Host: {url.removeprefix('http://')}",
+            "Authorization: Bearer admin-token",
+            *lines,
+            "",
+        ]
+    )
+
+
+async def still_running(api: httpx.AsyncClient, session_id: str) -> bool:
+    detail = (await api.get(f"/{session_id}", headers=bearer("admin-token"))).json()
+    return bool(detail["status"] == "waiting_input")
+
+
+async def test_a_declared_body_over_the_limit_is_refused_unread(
+    live_url: str, api: httpx.AsyncClient, world: dict[str, str]
+) -> None:
+    sid = world["a"]
+    # 200 MB announced, not one byte sent: only an answer given without reading can come.
+    answer = await raw_request(live_url, stop_head(live_url, sid, "Content-Length: 200000000"))
+    assert answer.status == 413 and answer.closed
+    assert json.loads(answer.body)["error"] == "the request body is larger than 65536 bytes"
+    for bad in ("Content-Length: 1e3", "Content-Length: -1", "Content-Length: ٣"):
+        assert (await raw_request(live_url, stop_head(live_url, sid, bad))).status == 400
+    assert await still_running(api, sid)
+
+
+async def test_a_chunked_body_is_refused_once_it_passes_the_limit(
+    live_url: str, api: httpx.AsyncClient, world: dict[str, str]
+) -> None:
+    sid = world["a"]
+    head = stop_head(live_url, sid, "Transfer-Encoding: chunked")
+    # 80 KiB in chunks and no final chunk: the server must stop reading and answer.
+    answer = await raw_request(live_url, head, [chunked(b"x" * 8192)] * 10)
+    assert answer.status == 413 and answer.closed
+    assert await still_running(api, sid)
+    # Within the limit, chunked or not, the stop goes through (the body is ignored).
+    small = await raw_request(live_url, head, [chunked(b"{}"), b"0\r\n\r\n"])
+    assert small.status == 200 and json.loads(small.body)["success"] is True
+    assert not await still_running(api, sid)
+
+
+async def test_socket_polling_posts_are_limited_too(live_url: str) -> None:
+    head = "\n".join(
+        [
+            f"POST {PREFIX}/socket.io/?EIO=4&transport=polling&sid=x HTTP/1.1",
+            f"Host: {live_url.removeprefix('http://')}",
+            "Transfer-Encoding: chunked",
+            "",
+        ]
+    )
+    answer = await raw_request(live_url, head, [chunked(b"4" * 8192)] * 10)
+    assert answer.status == 413
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_max_body_is_an_option_of_create_app(tracker: sessiontrack.Tracker) -> None:
+    app = create_app(tracker, authenticate=check, max_body=2048)
+    async with serve(host_app(app)) as url:
+        sid = sessiontrack.new_session_id()
+        head = stop_head(url, sid, "Content-Length: 2049")
+        assert (await raw_request(url, head)).status == 413
+        head = stop_head(url, sid, "Content-Length: 2048")
+        assert (await raw_request(url, head, [b"x" * 2048])).status == 404  # read, then routed
+    for bad in (-1, 10, 1.5, True, "64k"):
+        with pytest.raises(ValueError, match="max_body"):
+            create_app(tracker, max_body=bad)  # type: ignore[arg-type]
