@@ -558,3 +558,67 @@ async def test_max_body_is_an_option_of_create_app(tracker: sessiontrack.Tracker
     for bad in (-1, 10, 1.5, True, "64k"):
         with pytest.raises(ValueError, match="max_body"):
             create_app(tracker, max_body=bad)  # type: ignore[arg-type]
+
+
+# --- issue 10: one set of credentials per request ---------------------------------------
+
+
+async def test_a_request_presents_one_token_or_is_400(
+    api: httpx.AsyncClient, live_url: str, world: dict[str, str]
+) -> None:
+    """Two tokens are refused rather than one chosen: which one counts would depend on who
+    reads the request (a proxy, this app, the authenticator)."""
+    twice = [("Authorization", "Bearer a-token"), ("Authorization", "Bearer admin-token")]
+    for path in ("/", "/events", f"/{world['b']}"):
+        r = await api.get(path, headers=twice)
+        assert r.status_code == 400 and r.json()["detail"][0]["field"] == "Authorization", path
+    r = await api.get("/events?access_token=a-token&access_token=admin-token")
+    assert r.status_code == 400 and r.json()["detail"][0]["field"] == "access_token"
+    r = await api.get("/events", params={"access_token": "a-token"}, headers=bearer("admin-token"))
+    assert r.status_code == 400 and r.json()["detail"][0]["field"] == "access_token"
+    same = {"access_token": "a-token"}
+    async with sse_stream(api, params=same, headers=bearer("a-token")):
+        pass
+
+
+async def connect_error(url: str, **kwargs: Any) -> Any:
+    """The ``connect_error`` payload a refused connect gets."""
+    client = socketio.AsyncClient(reconnection=False)
+    errors: list[Any] = []
+    client.on("connect_error", errors.append, namespace=kwargs.pop("namespace", "/sessions"))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(
+            url,
+            socketio_path=f"{PREFIX}/socket.io",
+            transports=["websocket"],
+            wait_timeout=10,
+            **kwargs,
+        )
+    await client.disconnect()
+    return errors[0] if errors else None
+
+
+@pytest.mark.parametrize(
+    ("auth", "headers", "field"),
+    [
+        (["a-token"], {}, "auth"),
+        ("a-token", {}, "auth"),
+        ({"token": 7}, bearer("admin-token"), "auth.token"),
+        ({"token": ["admin-token"]}, {}, "auth.token"),
+        ({"token": "a-token"}, bearer("admin-token"), "auth.token"),
+    ],
+)
+async def test_a_socket_auth_payload_of_another_shape_is_refused(
+    live_url: str, auth: Any, headers: dict[str, str], field: str
+) -> None:
+    error = await connect_error(live_url, auth=auth, headers=headers, namespaces=["/sessions"])
+    assert error["data"] == {"status": 400} and error["message"].startswith(f"{field}:"), error
+
+
+async def test_only_the_sessions_namespace_accepts_sockets(live_url: str) -> None:
+    """The default namespace "/" would keep a socket connected without authentication."""
+    assert await connect_error(live_url, namespaces=["/"], namespace="/") is not None
+    refused = await connect_error(live_url, auth={"token": "wrong"}, namespaces=["/sessions"])
+    assert refused == {"message": "missing or invalid credentials", "data": {"status": 401}}
+    async with socket_client(live_url, auth={"token": "a-token"}, headers=bearer("a-token")):
+        pass

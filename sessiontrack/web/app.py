@@ -22,7 +22,7 @@ from ._errors import EXCEPTION_HANDLERS
 from .auth import Authenticator
 from .bodylimit import DEFAULT_MAX_BODY, BodyLimit, checked_max_body
 from .openapi import build_document, with_servers
-from .socket import Gateway
+from .socket import NAMESPACE, Gateway
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -96,6 +96,7 @@ def create_app(
         logger=False,
         engineio_logger=False,
         max_http_buffer_size=max_body,
+        namespaces=[NAMESPACE],  # not the default "/": no socket stays unauthenticated
     )
     gateway = Gateway(ctx)
     sio.register_namespace(gateway)

@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeAlias
 
 from starlette.requests import HTTPConnection
 
+from ..errors import InvalidParameter
 from ..models import Principal
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,33 @@ class NotAuthenticated(Exception):
         super().__init__(message)
         self.message = message
         self.status = status
+
+
+def presented_token(
+    conn: HTTPConnection, other: str | None = None, field: str = "access_token"
+) -> str | None:
+    """The one bearer token a request presents: ``other`` (the SSE ``access_token``, the
+    socket ``auth.token``) or ``Authorization: Bearer``. Two different tokens, or the
+    header sent twice, are a 400 naming ``field``: which one counts would otherwise depend
+    on who reads the request (this app, a proxy, the authenticator).
+    """
+    if len(conn.headers.getlist("authorization")) > 1:
+        raise InvalidParameter("Authorization", "must be sent at most once")
+    header = bearer_token(conn)
+    if other and header is not None and other != header:
+        raise InvalidParameter(field, "differs from the Authorization header's token: send one")
+    return other or header
+
+
+def socket_token(conn: HTTPConnection, auth: Any) -> str | None:
+    """The token of a Socket.IO connect: ``auth`` must be an object (or absent) and its
+    ``token`` a string (or absent); a payload of another shape is refused, not ignored."""
+    if auth is not None and not isinstance(auth, dict):
+        raise InvalidParameter("auth", "must be an object such as {token: '...'}")
+    token = auth.get("token") if auth else None
+    if token is not None and not isinstance(token, str):
+        raise InvalidParameter("auth.token", "must be a string")
+    return presented_token(conn, token, "auth.token")
 
 
 def bearer_token(conn: HTTPConnection) -> str | None:

@@ -26,12 +26,12 @@ from socketio import packet as sio_packet
 from starlette.requests import HTTPConnection
 
 from .._ids import normalize_session_id
-from ..errors import SessionNotFound, SessionTrackError
+from ..errors import InvalidParameter, SessionNotFound, SessionTrackError
 from ..events import StoredEvent
 from ..models import Principal
 from ._context import Context, TrackerDown
 from ._wire import needs_masking, payload
-from .auth import AuthRequest, NotAuthenticated, bearer_token, resolve
+from .auth import AuthRequest, NotAuthenticated, resolve, socket_token
 
 log = logging.getLogger(__name__)
 NAMESPACE = "/sessions"
@@ -41,6 +41,13 @@ RESERVED_EVENTS = frozenset(
 )
 """Event names a client may never send: python-socketio's reserved names (``connect``,
 ``disconnect``, ``connect_error``, ...), which it would dispatch to the connection handlers."""
+
+
+def _refused(message: str, status: int) -> Exception:
+    """What a refused connect raises: the client's ``connect_error`` gets ``message`` and
+    ``data: {status}`` (JavaScript: ``err.message``, ``err.data.status``)."""
+    refusal: Exception = socketio.exceptions.ConnectionRefusedError(message, {"status": status})
+    return refusal
 
 
 @dataclass
@@ -92,34 +99,31 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
     # --- connection ---------------------------------------------------------------------
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        # The principal is fixed here, once: never replace one, and read the handshake
-        # from the server's own record, not from an argument a client could have sent.
+        principal = await self._authenticate(sid, environ, auth)
+        self._clients[sid] = _Client(principal, masked=Context.masks(principal))
+        await self._ensure_pump()
+
+    async def _authenticate(self, sid: str, environ: dict[str, Any], auth: Any) -> Principal:
+        """The principal of a connecting socket, or raise the refusal to send it.
+
+        It is fixed here, once: a socket that has one never gets another, and the handshake
+        is the server's own record of it, never an argument a client could have sent.
+        """
         if sid in self._clients or environ is not self._handshake(sid):
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"message": "already connected", "status": 400}
-            )
+            raise _refused("already connected", 400)
         conn = HTTPConnection(environ["asgi.scope"])
         try:
             self._ctx.require_tracker()
+            token = socket_token(conn, auth)
         except TrackerDown as exc:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"message": str(exc), "status": 503}
-            ) from None
-        token = auth.get("token") if isinstance(auth, dict) else None
-        request = AuthRequest(
-            token=token if isinstance(token, str) else bearer_token(conn),
-            connection=conn,
-            transport="socket",
-            auth=auth if isinstance(auth, dict) else None,
-        )
+            raise _refused(str(exc), 503) from None
+        except InvalidParameter as exc:
+            raise _refused(str(exc), 400) from None
+        request = AuthRequest(token=token, connection=conn, transport="socket", auth=auth)
         try:
-            principal = await resolve(self._ctx.authenticator, request)
+            return await resolve(self._ctx.authenticator, request)
         except NotAuthenticated as exc:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"message": exc.message, "status": exc.status}
-            ) from None
-        self._clients[sid] = _Client(principal, masked=Context.masks(principal))
-        await self._ensure_pump()
+            raise _refused(exc.message, exc.status) from None
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._clients.pop(sid, None)
