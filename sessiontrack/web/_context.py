@@ -8,11 +8,17 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
-from ..errors import InvalidParameter
 from ..models import Principal
 from ..tracker import Tracker
 from ._wire import SSEEncoder
-from .auth import Authenticator, AuthRequest, Transport, presented_token, resolve
+from .auth import (
+    Authenticator,
+    AuthRequest,
+    NotAuthenticated,
+    Transport,
+    presented_token,
+    resolve,
+)
 
 if TYPE_CHECKING:
     from .socket import Gateway
@@ -52,7 +58,7 @@ class Context:
         self, conn: HTTPConnection, transport: Transport, token: str | None = None
     ) -> Principal:
         if transport == "sse" and len(conn.query_params.getlist("access_token")) > 1:
-            raise InvalidParameter("access_token", "must be given at most once")
+            raise NotAuthenticated("access_token: must be given at most once")
         request = AuthRequest(
             token=presented_token(conn, token), connection=conn, transport=transport
         )

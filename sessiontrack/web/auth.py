@@ -69,14 +69,14 @@ def presented_token(
 ) -> str | None:
     """The one bearer token a request presents: ``other`` (the SSE ``access_token``, the
     socket ``auth.token``) or ``Authorization: Bearer``. Two different tokens, or the
-    header sent twice, are a 400 naming ``field``: which one counts would otherwise depend
-    on who reads the request (this app, a proxy, the authenticator).
+    header sent twice, are invalid credentials (401, naming ``field``): which one counts
+    would otherwise depend on who reads the request (this app, a proxy, the authenticator).
     """
     if len(conn.headers.getlist("authorization")) > 1:
-        raise InvalidParameter("Authorization", "must be sent at most once")
+        raise NotAuthenticated("Authorization: must be sent at most once")
     header = bearer_token(conn)
     if other and header is not None and other != header:
-        raise InvalidParameter(field, "differs from the Authorization header's token: send one")
+        raise NotAuthenticated(f"{field}: differs from the Authorization header's token")
     return other or header
 
 

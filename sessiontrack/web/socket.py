@@ -119,6 +119,8 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             raise _refused(str(exc), 503) from None
         except InvalidParameter as exc:
             raise _refused(str(exc), 400) from None
+        except NotAuthenticated as exc:
+            raise _refused(exc.message, exc.status) from None
         request = AuthRequest(token=token, connection=conn, transport="socket", auth=auth)
         try:
             return await resolve(self._ctx.authenticator, request)
