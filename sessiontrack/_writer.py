@@ -2,7 +2,10 @@
 
 It takes what the intake holds (up to ``max_batch`` reports), applies it to the store in
 one transaction, retrying with backoff while the store says the database is unreachable,
-and isolates a report the database refuses by bisecting the batch. After each commit it
+and isolates a report the database refuses by bisecting the batch. A failure while the
+batch was committing is ambiguous (the commit may have taken effect, its answer lost with
+the connection): the writer asks the store whether that attempt committed before applying
+the batch again, so a batch is stored exactly once. After each commit it
 hands the events to the feed (under the feed's commit lock, so a wake-up for this very
 batch is not read back) and then, outside that lock, to the ``events_committed``
 dispatcher.
@@ -11,7 +14,9 @@ dispatcher.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import uuid
 from collections.abc import Callable
 
 import anyio
@@ -19,7 +24,7 @@ import anyio
 from ._dispatch import CommittedDispatcher
 from ._intake import Intake
 from ._stats import TrackerStats
-from .abc import Feed, Store
+from .abc import BatchAttempt, Feed, Store
 from .store._fold import Dropped, FoldResult, Report
 
 log = logging.getLogger(__name__)
@@ -51,6 +56,9 @@ class BatchWriter:
         self._idle_s = idle_timeout_s
         self._retry = retry
         self._on_result = on_result
+        self.writer_id = uuid.uuid4().hex  # names this writer's attempts in the store
+        self._attempts = itertools.count(1)
+        self._applied = False  # whether the store holds a row for this writer
         self.committed_seq = 0  # the last sequence number this writer committed
         self.outage: str | None = None  # why the last attempt failed, while it is retried
         self.progress = asyncio.Condition()
@@ -64,6 +72,7 @@ class BatchWriter:
                 batch = intake.take(self.max_batch)
                 if not batch:
                     if intake.closed:
+                        await self._forget()
                         return
                     intake.wake.clear()
                     await intake.wake.wait()
@@ -88,7 +97,7 @@ class BatchWriter:
         delay, max_delay = self._retry
         while True:
             try:
-                res = await self._store.apply(batch, idle_timeout_s=self._idle_s)
+                res = await self._apply(batch)
             except Exception as exc:
                 if self._store.is_transient(exc):
                     self.outage = type(exc).__name__
@@ -122,6 +131,64 @@ class BatchWriter:
             self.outage = None
             self._committed(res)
             return res
+
+    async def _apply(self, batch: list[Report]) -> FoldResult:
+        """One attempt at ``batch``; if it failed after the commit was sent and the store
+        says the commit took effect, its result, as if the answer had arrived."""
+        attempt = BatchAttempt(self.writer_id, next(self._attempts))
+        self._applied = True
+        try:
+            return await self._store.apply(batch, idle_timeout_s=self._idle_s, attempt=attempt)
+        except Exception as exc:
+            if attempt.result is None or not await self._took_effect(attempt, exc):
+                raise
+            return attempt.result
+
+    async def _took_effect(self, attempt: BatchAttempt, exc: Exception) -> bool:
+        """Ask the store, until it can answer, whether ``attempt`` committed. Not knowing
+        is never guessed either way: applying the batch again could store it twice, and
+        dropping it could lose it."""
+        delay, max_delay = self._retry
+        log.warning(
+            "sessiontrack: the connection failed while committing a batch (%s); asking "
+            "the database whether it committed",
+            type(exc).__name__,
+        )
+        while True:
+            try:
+                committed = await self._store.attempt_committed(attempt)
+            except Exception as check_exc:
+                self.outage = type(check_exc).__name__
+                transient = self._store.is_transient(check_exc)
+                log.log(
+                    logging.WARNING if transient else logging.ERROR,
+                    "sessiontrack: database unavailable (%s); %d reports buffered, asking "
+                    "again in %.2fs whether the last batch committed",
+                    type(check_exc).__name__,
+                    self._intake.pending,
+                    delay,
+                    exc_info=not transient,
+                )
+                await anyio.sleep(delay)
+                delay = min(delay * 2, max_delay)
+                continue
+            if committed:
+                self.stats.retries += 1  # a retry that found the work already done
+                log.warning("sessiontrack: that batch had committed; it is not applied again")
+            return committed
+
+    async def _forget(self) -> None:
+        if not self._applied:
+            return
+        try:
+            await self._store.forget_writer(self.writer_id)
+        except Exception:
+            # one small row left behind, harmless (docs/durability.md)
+            log.warning(
+                "sessiontrack: could not delete the writer's row batch:%s",
+                self.writer_id,
+                exc_info=True,
+            )
 
     def _committed(self, res: FoldResult) -> None:
         s = self.stats

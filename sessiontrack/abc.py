@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,23 @@ if TYPE_CHECKING:  # type-only: importing the store package would import SQLAlch
     from .store._fold import FoldResult, Report
     from .store._reads import SessionFilter
 
-__all__ = ["Feed", "Store", "Subscription"]
+__all__ = ["BatchAttempt", "Feed", "Store", "Subscription"]
+
+
+@dataclass
+class BatchAttempt:
+    """One :meth:`Store.apply` of a batch by one writer, named so that it can be asked
+    about after the connection failed while it was committing.
+
+    ``number`` grows with every attempt of the writer ``writer_id`` (retries included), so
+    a store that records the last number it committed for a writer can tell whether *this*
+    attempt committed. ``result`` is set by the store once the batch is folded and its
+    transaction is about to commit; while it is ``None`` nothing was committed.
+    """
+
+    writer_id: str
+    number: int
+    result: FoldResult | None = None
 
 
 class Store(metaclass=ABCMeta):
@@ -51,7 +68,13 @@ class Store(metaclass=ABCMeta):
     # --- writing ------------------------------------------------------------------------
 
     @abstractmethod
-    async def apply(self, reports: Sequence[Report], *, idle_timeout_s: int | None) -> FoldResult:
+    async def apply(
+        self,
+        reports: Sequence[Report],
+        *,
+        idle_timeout_s: int | None,
+        attempt: BatchAttempt | None = None,
+    ) -> FoldResult:
         """Fold ``reports`` into the log and the projection in **one** transaction.
 
         Either everything commits (the result lists the appended events, in sequence
@@ -59,7 +82,32 @@ class Store(metaclass=ABCMeta):
         nothing does and the backend's error is raised. The same batch may be applied
         again after a failure: it must fold to the same result. After the commit,
         every other process watching the store (:meth:`watch`) is woken.
+
+        With ``attempt``, the transaction also records ``attempt.number`` as the last
+        attempt of ``attempt.writer_id`` to commit (one small statement), and
+        ``attempt.result`` is set just before the commit is sent. An error raised after
+        that may have come after the commit took effect (the connection broke before the
+        answer arrived): ask :meth:`attempt_committed` before applying the batch again.
         """
+
+    @abstractmethod
+    async def attempt_committed(self, attempt: BatchAttempt) -> bool:
+        """Whether ``attempt`` committed: call it after :meth:`apply` raised with
+        ``attempt.result`` set, before the batch is applied again.
+
+        It waits for the log's write lock, so a transaction of that attempt still
+        running in the database (its connection broken, the server not yet aware) has
+        committed or rolled back by the time it answers; the answer is final. ``True``:
+        the batch is stored, ``attempt.result`` is its result, and the store has done
+        what it does after a commit. ``False``: nothing of it was stored. May raise the
+        backend's errors (ask :meth:`is_transient`); asking again is safe.
+        """
+
+    @abstractmethod
+    async def forget_writer(self, writer_id: str) -> None:
+        """Delete what :meth:`apply` recorded for ``writer_id``: call it once that writer
+        has stopped for good (a writer that never comes back leaves one small row, which
+        nothing reads but :meth:`attempt_committed`)."""
 
     @abstractmethod
     def is_transient(self, exc: BaseException) -> bool:

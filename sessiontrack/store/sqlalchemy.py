@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from ..abc import Store
+from ..abc import BatchAttempt, Store
 from ..errors import SchemaOutdated
 from ..events import StoredEvent
 from . import _migrate, _watch
@@ -44,6 +44,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _attempt_key(writer_id: str) -> str:
+    """The ``state`` key recording a writer's last committed attempt (see ``apply``)."""
+    return f"batch:{writer_id}"
 
 
 def mask_url(url: str | sa.URL) -> str:
@@ -143,13 +148,20 @@ class SQLAlchemyStore(ReadQueries, Store):
 
     # --- writes -------------------------------------------------------------------------
 
-    async def apply(self, reports: Sequence[Report], *, idle_timeout_s: int | None) -> FoldResult:
+    async def apply(
+        self,
+        reports: Sequence[Report],
+        *,
+        idle_timeout_s: int | None,
+        attempt: BatchAttempt | None = None,
+    ) -> FoldResult:
         """Fold ``reports`` into the log and the projection in one transaction.
 
         The first statement takes the write lock (a row lock on PostgreSQL, the database
         lock on SQLite), so batches from several processes commit one after another and
         sequence numbers grow in commit order: a reader that has seen seq N never later
-        finds a smaller one appear.
+        finds a smaller one appear. With ``attempt``, the ``state`` row
+        ``batch:<writer id>`` takes the attempt's number in the same transaction.
         """
         t = self.tables
         async with self.engine.begin() as conn:
@@ -176,9 +188,38 @@ class SQLAlchemyStore(ReadQueries, Store):
                     await conn.execute(
                         sa.select(sa.func.pg_notify(self.notify_channel, str(res.last_seq)))
                     )
-        # committed: only now may the batch's flow graphs label later batches' nodes
-        self._labels.update(res.flow_labels)
+            if attempt is not None:
+                key = _attempt_key(attempt.writer_id)
+                await self._upsert(
+                    conn, t.state, {"key": key, "value": attempt.number}, ["key"], ["value"]
+                )
+                attempt.result = res  # from here on, a failure may follow the commit
+        self._after_commit(res)
         return res
+
+    def _after_commit(self, res: FoldResult) -> None:
+        # only now may the batch's flow graphs label later batches' nodes
+        self._labels.update(res.flow_labels)
+
+    async def attempt_committed(self, attempt: BatchAttempt) -> bool:
+        st = self.tables.state
+        async with self.engine.begin() as conn:
+            # the lock orders this read after the attempt's own transaction, if it is
+            # still open in the database, so the answer cannot change afterwards
+            await self._lock_log(conn)
+            number = await conn.scalar(
+                sa.select(st.c.value).where(st.c.key == _attempt_key(attempt.writer_id))
+            )
+        res = attempt.result
+        if res is None or number != attempt.number:
+            return False
+        self._after_commit(res)
+        return True
+
+    async def forget_writer(self, writer_id: str) -> None:
+        st = self.tables.state
+        async with self.engine.begin() as conn:
+            await conn.execute(st.delete().where(st.c.key == _attempt_key(writer_id)))
 
     async def _fold_and_append(
         self, conn: AsyncConnection, folder: Folder, reports: Sequence[Report]
