@@ -14,9 +14,21 @@ from typing import Any
 
 from . import _validate as v
 from . import events as ev
-from . import limits as lim
 from ._ids import normalize_session_id
 from .hookspecs import hookimpl
+from .limits import (
+    CHATBOT_ID,
+    CHATBOT_NAME,
+    CONVERSATION_ID,
+    CUSTOMER_NAME,
+    CUSTOMER_PHONE,
+    FLOW_VERSION,
+    MESSAGE_ID,
+    NODE_ID,
+    NODE_LABEL,
+    REASON,
+    TEXT,
+)
 from .status import ALL_STATUSES, TERMINAL_STATUSES
 from .store._fold import FLOW_REGISTERED, Report
 
@@ -49,10 +61,10 @@ class ReportingHooks:
     ) -> None:
         h = "sessiontrack_flow_registered"
         graph = v.flow_graph(flow, h)
-        version = v.text(version, "version", h, lim.FLOW_VERSION, optional=True)
+        version = v.text(version, "version", h, FLOW_VERSION, optional=True)
         data = {
-            "chatbot_id": v.text(chatbot_id, "chatbot_id", h, lim.CHATBOT_ID),
-            "name": v.text(name, "name", h, lim.CHATBOT_NAME),
+            "chatbot_id": v.text(chatbot_id, "chatbot_id", h, CHATBOT_ID),
+            "name": v.text(name, "name", h, CHATBOT_NAME),
             "flow": graph,
             "version": version or v.flow_version(graph),
         }
@@ -73,18 +85,16 @@ class ReportingHooks:
         h = "sessiontrack_session_started"
         sid = self._sid(session_id, h)
         data: dict[str, Any] = {
-            "chatbot_id": v.text(chatbot_id, "chatbot_id", h, lim.CHATBOT_ID),
-            "conversation_id": v.opt_text(
-                conversation_id, "conversation_id", h, lim.CONVERSATION_ID
-            ),
+            "chatbot_id": v.text(chatbot_id, "chatbot_id", h, CHATBOT_ID),
+            "conversation_id": v.opt_text(conversation_id, "conversation_id", h, CONVERSATION_ID),
         }
         if contact is not None:
             if not isinstance(contact, Mapping):
                 raise TypeError(f"{h}(): contact must be a mapping with phone and name")
             phone, name = contact.get("phone"), contact.get("name")
-            data["customer_phone"] = v.opt_text(phone, "contact['phone']", h, lim.CUSTOMER_PHONE)
-            name = data["customer_name"] = v.opt_text(name, "contact['name']", h, lim.CUSTOMER_NAME)
-            v.casefolded(name, "contact['name']", h, lim.CUSTOMER_NAME)
+            data["customer_phone"] = v.opt_text(phone, "contact['phone']", h, CUSTOMER_PHONE)
+            name = data["customer_name"] = v.opt_text(name, "contact['name']", h, CUSTOMER_NAME)
+            v.casefolded(name, "contact['name']", h, CUSTOMER_NAME)
         if variables is not None:
             data["variables"] = v.json_object(variables, "variables", h)
         if metadata is not None:
@@ -107,11 +117,11 @@ class ReportingHooks:
         h = "sessiontrack_node_executed"
         sid = self._sid(session_id, h)
         data = {
-            "node_id": v.text(node_id, "node_id", h, lim.NODE_ID),
-            "node_type": v.opt_text(node_type, "node_type", h, lim.TEXT),
-            "label": v.opt_text(label, "label", h, lim.NODE_LABEL),
+            "node_id": v.text(node_id, "node_id", h, NODE_ID),
+            "node_type": v.opt_text(node_type, "node_type", h, TEXT),
+            "label": v.opt_text(label, "label", h, NODE_LABEL),
             "duration_ms": v.duration(duration_ms, "duration_ms", h),
-            "error": v.opt_text(error, "error", h, lim.TEXT),
+            "error": v.opt_text(error, "error", h, TEXT),
         }
         self._enqueue((ev.NODE_EXECUTED, sid, self._at(at, h), data))
 
@@ -130,12 +140,14 @@ class ReportingHooks:
         h = "sessiontrack_message"
         sid = self._sid(session_id, h)
         data = {
-            "direction": v.choice(direction, _DIRECTIONS, "direction", h),
-            "type": v.text(type, "type", h, lim.TEXT),
-            "text": v.opt_text(text, "text", h, lim.TEXT),
+            "direction": direction  # (``type`` is an argument here, not the builtin)
+            if direction.__class__ is str and direction in _DIRECTIONS
+            else v.choice(direction, _DIRECTIONS, "direction", h),
+            "type": v.text(type, "type", h, TEXT),
+            "text": v.opt_text(text, "text", h, TEXT),
             "payload": None if payload is None else v.json_object(payload, "payload", h),
-            "node_id": v.opt_text(node_id, "node_id", h, lim.NODE_ID),
-            "message_id": v.opt_text(message_id, "message_id", h, lim.MESSAGE_ID),
+            "node_id": v.opt_text(node_id, "node_id", h, NODE_ID),
+            "message_id": v.opt_text(message_id, "message_id", h, MESSAGE_ID),
         }
         self._enqueue((ev.MESSAGE, sid, self._at(at, h), data))
 
@@ -150,12 +162,13 @@ class ReportingHooks:
     ) -> None:
         h = "sessiontrack_status_changed"
         sid = self._sid(session_id, h)
-        status = v.choice(status, _STATUSES, "status", h)
+        if type(status) is not str or status not in _STATUSES:
+            status = v.choice(status, _STATUSES, "status", h)
         kind = ev.SESSION_COMPLETED if status in TERMINAL_STATUSES else ev.STATUS_CHANGED
         data = {
             "status": status,
-            "node_id": v.opt_text(node_id, "node_id", h, lim.NODE_ID),
-            "reason": v.opt_text(reason, "reason", h, lim.REASON),
+            "node_id": v.opt_text(node_id, "node_id", h, NODE_ID),
+            "reason": v.opt_text(reason, "reason", h, REASON),
         }
         self._enqueue((kind, sid, self._at(at, h), data))
 
@@ -174,6 +187,7 @@ class ReportingHooks:
     ) -> None:
         h = "sessiontrack_session_completed"
         sid = self._sid(session_id, h)
-        status = v.choice(status, _TERMINAL, "terminal status", h)
-        data = {"status": status, "reason": v.opt_text(reason, "reason", h, lim.REASON)}
+        if type(status) is not str or status not in _TERMINAL:
+            status = v.choice(status, _TERMINAL, "terminal status", h)
+        data = {"status": status, "reason": v.opt_text(reason, "reason", h, REASON)}
         self._enqueue((ev.SESSION_COMPLETED, sid, self._at(at, h), data))

@@ -246,9 +246,10 @@ class _Walk:
                 return float(value)
             self.fail(path, f"is {value!r}: JSON has no NaN or infinity")
         try:
-            return json.loads(orjson.dumps(value, option=_ORJSON))  # UUID, Enum
+            converted = json.loads(orjson.dumps(value, option=_ORJSON))  # UUID, Enum
         except TypeError:
             self.fail(path, f"is not JSON-serialisable: {type(value).__name__}", TypeError)
+        return self.plain(converted, path, depth)  # an Enum's value is checked like any
 
     def key(self, key: Any, path: tuple[Any, ...]) -> str:
         if not isinstance(key, str):

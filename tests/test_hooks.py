@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 import inspect
 import json
 import re
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -558,6 +560,11 @@ async def test_times_are_stored_in_utc(
     assert (await tracker.sessions.get(sid)).started_at.isoformat() == "2026-03-01T06:14:53+00:00"
 
 
+class _Kind(enum.Enum):
+    ONE = 1
+    NUL = "a\x00"
+
+
 def test_str_subclasses_and_mappings_are_copied_as_plain_values() -> None:
     from types import MappingProxyType
 
@@ -568,6 +575,12 @@ def test_str_subclasses_and_mappings_are_copied_as_plain_values() -> None:
     assert _validate.json_object(MappingProxyType({Sub("k"): (Sub("v"), 1.5)}), "payload", h) == (
         '{"k":["v",1.5]}'
     )
+    # JSON forms are checked like any value: an Enum member's NUL is still a NUL
+    assert _validate.json_object({"u": uuid.UUID(int=1), "e": _Kind.ONE}, "payload", h) == (
+        '{"u":"00000000-0000-0000-0000-000000000001","e":1}'
+    )
+    with pytest.raises(ValueError, match=re.escape("payload['e'] has a string with a NUL")):
+        _validate.json_object({"e": _Kind.NUL}, "payload", h)
     # a literal backslash-u-0000, the word null and 100 brackets inside strings are fine
     text = "\\u0000 null " + "[{" * 60
     assert _validate.json_object({"t": text}, "payload", h) == json.dumps(
@@ -602,8 +615,6 @@ async def test_positional_call_is_refused(pm: pluggy.PluginManager) -> None:
 async def test_uuid_objects_and_uppercase_ids_are_normalised(
     pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
 ) -> None:
-    import uuid
-
     raw = uuid.uuid4()
     pm.hook.sessiontrack_session_started(session_id=raw, chatbot_id="bot")
     pm.hook.sessiontrack_node_executed(session_id=str(raw).upper(), node_id="a")
