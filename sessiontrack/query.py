@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Iterable
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from ._ids import normalize_session_id
@@ -33,6 +34,7 @@ SORT_FIELDS = {
     "updated_at": "updated_at",
 }
 MAX_LIMIT = 100
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # Aliases: inside the class, ``list`` names the query method, not the builtin.
 SummaryList = list[SessionSummary]
@@ -84,9 +86,11 @@ class SessionQueries:
             raise InvalidParameter("limit", f"must be an integer from 1 to {MAX_LIMIT}")
         if not isinstance(offset, int) or offset < 0:
             raise InvalidParameter("offset", "must be a non-negative integer")
-        for name, value in (("startDate", start_date), ("endDate", end_date)):
-            if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
-                raise InvalidParameter(name, "must be a timezone-aware datetime")
+        start_date = _utc(start_date, "startDate")
+        end_date = _utc(end_date, "endDate")
+        conversation_id = _text(conversation_id, "conversationId")
+        search = _text(search, "search")
+        cursor = _text(cursor, "cursor")
         after = _decode_cursor(cursor, sort_col, order) if cursor else None
         f = SessionFilter(
             statuses=_statuses(status, filter),
@@ -218,7 +222,37 @@ def _statuses(status: str | Iterable[str] | None, group: str | None) -> frozense
     return chosen
 
 
+def _text(value: str | None, field: str) -> str | None:
+    """A text argument the database can compare: PostgreSQL refuses NUL, and no driver can
+    encode a lone surrogate, so both are the caller's error rather than the server's."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidParameter(field, f"must be a string, got {type(value).__name__}")
+    if "\x00" in value:
+        raise InvalidParameter(field, "must not contain NUL characters")
+    if _SURROGATE.search(value):
+        raise InvalidParameter(field, "must be valid Unicode (no lone surrogates)")
+    return value
+
+
+def _utc(value: datetime | None, field: str) -> datetime | None:
+    """An aware datetime in UTC; the extremes of ``datetime`` overflow on the way
+    (``0001-01-01T00:00+14:00`` is in year 0), which no stored time can match anyway."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise InvalidParameter(field, "must be a timezone-aware datetime")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidParameter(
+            field, f"{value.isoformat()} is outside the years 1 to 9999 once converted to UTC"
+        ) from None
+
+
 def _chatbots(chatbot_id: str | None, principal: Principal | None) -> frozenset[str] | None:
+    chatbot_id = _text(chatbot_id, "chatbotId")
     allowed = principal.chatbot_ids if principal is not None else None
     if chatbot_id:
         return frozenset({chatbot_id}) & allowed if allowed is not None else frozenset({chatbot_id})
@@ -237,6 +271,10 @@ def _decode_cursor(cursor: str, sort_col: str, order: str) -> tuple[datetime, st
         col, cur_order, value, sid = json.loads(raw)
         when = datetime.fromisoformat(value)
         sid = normalize_session_id(sid)
+        # We write UTC times: a naive one would be read as local time, a shifted one
+        # could overflow on conversion.
+        if when.utcoffset() != timedelta(0):
+            raise ValueError(value)
     except (ValueError, TypeError, binascii.Error):
         raise InvalidParameter("cursor", "is not a cursor this API returned") from None
     if (col, cur_order) != (sort_col, order):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -37,13 +38,13 @@ def _session(item: models.SessionSummary, principal: Principal) -> Any:
 
 
 async def _begin(
-    request: Request, query: type[BaseModel] | None = schemas.NoQuery
+    request: Request, query: type[schemas.Query] | None = schemas.NoQuery
 ) -> tuple[Context, Principal]:
     ctx = context_of(request)
     ctx.require_tracker()
     principal = await ctx.principal(request, "http")
     if query is not None:
-        query.model_validate(dict(request.query_params))
+        query.from_query_string(request.scope["query_string"])
     return ctx, principal
 
 
@@ -54,8 +55,20 @@ def _session_id(request: Request) -> str:
         raise InvalidParameter("id", str(exc)) from None
 
 
+def _strict_segment(request: Request, name: str) -> str:
+    """A path parameter decoded as strict UTF-8: servers turn invalid bytes into U+FFFD,
+    which would quietly look up another name; surrogateescape keeps them for the query
+    service to refuse. The parameter is the last segment of the route."""
+    value: str = request.path_params[name]
+    raw = request.scope.get("raw_path")
+    if "\ufffd" in value and raw:
+        segment = raw.partition(b"?")[0].rsplit(b"/", 1)[-1]
+        value = unquote_to_bytes(segment).decode("utf-8", "surrogateescape")
+    return value
+
+
 def _list_kwargs(request: Request) -> dict[str, Any]:
-    q = schemas.ListQuery.model_validate(dict(request.query_params))
+    q = schemas.ListQuery.from_query_string(request.scope["query_string"])
     return {
         "status": q.status,
         "filter": q.filter,
@@ -93,7 +106,7 @@ async def list_sessions(request: Request) -> Response:
 async def chatbot_sessions(request: Request) -> Response:
     ctx, principal = await _begin(request, None)
     kwargs = _list_kwargs(request)
-    kwargs["chatbot_id"] = request.path_params["chatbot_id"]
+    kwargs["chatbot_id"] = _strict_segment(request, "chatbot_id")
     page = await ctx.tracker.sessions.list(**kwargs, principal=principal)
     return _Json(_page(page, principal))
 
@@ -116,7 +129,7 @@ async def get_session(request: Request) -> Response:
 
 async def session_messages(request: Request) -> Response:
     ctx, principal = await _begin(request, None)
-    q = schemas.MessagesQuery.model_validate(dict(request.query_params))
+    q = schemas.MessagesQuery.from_query_string(request.scope["query_string"])
     sid = _session_id(request)
     items = await ctx.tracker.sessions.messages(
         sid, limit=q.limit, before=q.before, principal=principal
@@ -136,7 +149,7 @@ async def stop_session(request: Request) -> Response:
 
 async def stats(request: Request) -> Response:
     ctx, principal = await _begin(request, None)
-    q = schemas.StatsQuery.model_validate(dict(request.query_params))
+    q = schemas.StatsQuery.from_query_string(request.scope["query_string"])
     s = await ctx.tracker.sessions.stats(principal=principal, chatbot_id=q.chatbot_id)
     return _Json(_dump(schemas.Stats.model_validate(s)))
 

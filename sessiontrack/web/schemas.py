@@ -6,8 +6,10 @@ Python attributes are snake_case; the JSON is camelCase (``alias_generator``).
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import unquote_to_bytes
 
 from pydantic import (
     AwareDatetime,
@@ -18,10 +20,14 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from ..errors import InvalidParameter
+
 STATUS_VALUES = ("running", "waiting_input", "waiting_flow", "completed", "expired", "stopped")
 _ONE_STATUS = "|".join(STATUS_VALUES)
 STATUS_PATTERN = rf"^({_ONE_STATUS})(,({_ONE_STATUS}))*$"
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 Status = Literal["running", "waiting_input", "waiting_flow", "completed", "expired", "stopped"]
 
@@ -39,17 +45,50 @@ class _Model(BaseModel):
 # --- requests ---------------------------------------------------------------------------
 
 
-class _Query(_Model):
+class Query(_Model):
     """Query parameters: an unknown one is a 400 naming it (a typo never goes unnoticed)."""
 
     model_config = ConfigDict(extra="forbid")
 
+    @classmethod
+    def from_query_string(cls, raw: bytes) -> Self:
+        """Validate a raw query string, percent-decoded as strict UTF-8: bytes that are not
+        UTF-8 (a lone surrogate's encoding, say) become a 400 naming the parameter instead
+        of the silent U+FFFD that servers substitute."""
+        return cls.model_validate(_parse_query(raw))
 
-class NoQuery(_Query):
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                raise ValueError("must be valid UTF-8 text")
+            if "\x00" in value:
+                raise ValueError("must not contain NUL characters")
+        return value
+
+
+def _decode(part: bytes) -> str:
+    # surrogateescape keeps invalid bytes visible (as lone surrogates) for _plain_text
+    return unquote_to_bytes(part.replace(b"+", b" ")).decode("utf-8", "surrogateescape")
+
+
+def _parse_query(raw: bytes) -> dict[str, str]:
+    query = {}
+    for name, _, value in (p.partition(b"=") for p in raw.split(b"&") if p):
+        key = _decode(name)
+        if _SURROGATE.search(key):  # pydantic cannot even report such a key
+            shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise InvalidParameter(shown, "is not a parameter name (not UTF-8)")
+        query[key] = _decode(value)
+    return query
+
+
+class NoQuery(Query):
     """Routes that take no query parameters."""
 
 
-class ListQuery(_Query):
+class ListQuery(Query):
     """Query parameters of ``GET /`` and ``GET /chatbot/{chatbotId}``."""
 
     status: Annotated[
@@ -88,13 +127,13 @@ class ListQuery(_Query):
         return value.upper() if isinstance(value, str) else value
 
 
-class StatsQuery(_Query):
+class StatsQuery(Query):
     """Query parameters of ``GET /stats``."""
 
     chatbot_id: str | None = Field(None, min_length=1, description="Only this chatbot")
 
 
-class MessagesQuery(_Query):
+class MessagesQuery(Query):
     """Query parameters of ``GET /{id}/messages``."""
 
     limit: int | None = Field(None, ge=1, le=1000, description="At most this many, newest")
@@ -103,7 +142,7 @@ class MessagesQuery(_Query):
     )
 
 
-class EventsQuery(_Query):
+class EventsQuery(Query):
     """Query parameters of ``GET /events``."""
 
     session_id: str | None = Field(
