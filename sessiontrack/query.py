@@ -222,17 +222,24 @@ def _statuses(status: str | Iterable[str] | None, group: str | None) -> frozense
     return chosen
 
 
+def unfit_text(value: str) -> str | None:
+    """Why a database cannot compare ``value``, or ``None``: PostgreSQL refuses NUL, and
+    no driver can encode a lone surrogate (nor can HTTP carry one)."""
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    if _SURROGATE.search(value):
+        return "must be valid UTF-8 text (no lone surrogates)"
+    return None
+
+
 def _text(value: str | None, field: str) -> str | None:
-    """A text argument the database can compare: PostgreSQL refuses NUL, and no driver can
-    encode a lone surrogate, so both are the caller's error rather than the server's."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise InvalidParameter(field, f"must be a string, got {type(value).__name__}")
-    if "\x00" in value:
-        raise InvalidParameter(field, "must not contain NUL characters")
-    if _SURROGATE.search(value):
-        raise InvalidParameter(field, "must be valid Unicode (no lone surrogates)")
+    problem = unfit_text(value)
+    if problem:
+        raise InvalidParameter(field, problem)
     return value
 
 

@@ -621,3 +621,25 @@ def test_fuzzed_last_event_id_headers_are_never_a_server_error(fuzz_get: Any) ->
             assert r.status_code == 400 and r.json()["detail"][0]["field"] == "Last-Event-ID"
 
     run()
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"leaf": "x"}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("depth", [300, 600])
+async def test_a_deep_document_does_not_break_the_detail(
+    inproc: httpx.AsyncClient, tracker: sessiontrack.Tracker, depth: int
+) -> None:
+    """pydantic's serializer stops at 255 levels; stored JSON is served as stored."""
+    page = (await inproc.get("/")).json()
+    sid = page["data"][0]["id"]
+    s = tracker.store.tables.sessions
+    async with tracker.store.engine.begin() as conn:
+        await conn.execute(s.update().where(s.c.id == sid).values(variables=_nested(depth)))
+    r = await inproc.get(f"/{sid}")
+    assert r.status_code == 200, r.text
+    assert r.json()["variables"] == _nested(depth)
