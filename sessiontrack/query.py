@@ -74,7 +74,7 @@ class SessionQueries:
         ``cursor`` (the ``next_cursor`` of the previous page) continues with a keyset query
         whose cost does not grow with depth; it must be used with the same sort.
         """
-        sort_col = SORT_FIELDS.get(sort_by)
+        sort_col = SORT_FIELDS.get(sort_by) if isinstance(sort_by, str) else None
         if sort_col is None:
             raise InvalidParameter(
                 "sortBy", f"must be one of startedAt, updatedAt, got {sort_by!r}"
