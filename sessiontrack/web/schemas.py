@@ -29,7 +29,7 @@ from pydantic.alias_generators import to_camel
 from .. import models
 from ..errors import InvalidParameter
 from ..models import MESSAGE_DIRECTIONS
-from ..query import unfit_text
+from ..query import FILTER_GROUPS, SORT_FIELDS, unfit_text
 from ..status import STATUS_VALUES
 
 _ONE_STATUS = "|".join(STATUS_VALUES)
@@ -39,6 +39,8 @@ UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0
 # Built at run time from the core's tuples, so a status is defined once (in status.py).
 Status: Any = Literal.__getitem__(STATUS_VALUES)
 Direction: Any = Literal.__getitem__(MESSAGE_DIRECTIONS)
+Filter: Any = Literal.__getitem__(tuple(FILTER_GROUPS))
+SortBy: Any = Literal.__getitem__(tuple(k for k in SORT_FIELDS if k == to_camel(k)))
 
 
 class _Model(BaseModel):
@@ -103,7 +105,7 @@ class ListQuery(Query):
         str | None,
         Field(pattern=STATUS_PATTERN, description="One status or several, comma-separated"),
     ] = None
-    filter: Literal["all", "active", "completed"] | None = Field(
+    filter: Filter | None = Field(
         None, description="Status group: completed means any terminal status"
     )
     chatbot_id: str | None = Field(None, min_length=1)
@@ -113,7 +115,7 @@ class ListQuery(Query):
     )
     limit: int = Field(20, ge=1, le=100)
     offset: int = Field(0, ge=0, le=2**31)
-    sort_by: Literal["startedAt", "updatedAt"] = "startedAt"
+    sort_by: SortBy = "startedAt"
     sort_order: Annotated[Literal["ASC", "DESC"], Field(description="ASC or DESC, any case")] = (
         "DESC"
     )
