@@ -617,3 +617,18 @@ async def test_a_deep_document_does_not_break_the_detail(
     r = await inproc.get(f"/{sid}")
     assert r.status_code == 200, r.text
     assert r.json()["variables"] == _nested(depth)
+
+
+async def test_values_longer_than_any_column_match_nothing(inproc: httpx.AsyncClient) -> None:
+    long = "x" * 5000
+    for path, params in [
+        ("/", {"chatbotId": long}),
+        ("/", {"conversationId": long}),
+        (f"/chatbot/{long}", {}),
+        ("/stats", {"chatbotId": long}),
+    ]:
+        r = await inproc.get(path, params=params)
+        assert r.status_code == 200, (path, r.text)
+        assert r.json()["total"] == 0
+    r = await inproc.get("/", params={"search": "x" * 201})
+    assert r.status_code == 400 and r.json()["detail"][0]["field"] == "search"
