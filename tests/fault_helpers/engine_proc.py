@@ -29,7 +29,6 @@ async def run(args: argparse.Namespace) -> None:
         progress: dict[str, int] = {}  # session -> reports made
         bots: dict[str, str] = {}
         done = 0
-        os.write(fd, b"")  # the file exists once the tracker runs
         print("ready", flush=True)
         while args.checkpoints is None or done < args.checkpoints:
             touched: dict[str, int] = {}

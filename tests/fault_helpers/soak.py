@@ -156,19 +156,36 @@ class _Clients:
         return out
 
 
-async def _connect(
-    stack: AsyncExitStack, base: str, long_sids: list[str], sockets: int, sse: int
-) -> _Clients:
-    clients = _Clients()
-    for i in range(sockets):
-        probe = await stack.enter_async_context(socket_client(base))
-        follows = long_sids[i % len(long_sids)] if i % 4 == 3 else None
+async def _socket(base: str, follows: str | None, clients: _Clients, stop: anyio.Event) -> None:
+    """One Socket.IO client, connected and subscribed until ``stop``."""
+    async with socket_client(base) as probe:
         if follows is None:
             answer = await probe.call("sessions:subscribe")
         else:
             answer = await probe.call("session:join", {"sessionId": follows})
         assert answer["success"], answer
         clients.sockets.append((follows, probe))
+        await stop.wait()
+
+
+async def _connected(clients: _Clients, n: int) -> None:
+    await wait_until(lambda: len(clients.sockets) >= n, within=60)
+
+
+async def _connect(
+    stack: AsyncExitStack, base: str, long_sids: list[str], sockets: int, sse: int
+) -> _Clients:
+    """Connect the clients, a few at a time (connecting 200 one by one takes long on a
+    busy machine); they disconnect when ``stack`` closes."""
+    clients, stop = _Clients(), anyio.Event()
+    tg = await stack.enter_async_context(anyio.create_task_group())
+    stack.callback(stop.set)  # runs first: the task group then waits for the disconnects
+    for i in range(sockets):
+        follows = long_sids[i % len(long_sids)] if i % 4 == 3 else None
+        tg.start_soon(_socket, base, follows, clients, stop)
+        if i % 20 == 19:
+            await _connected(clients, i + 1)
+    await _connected(clients, sockets)
     http = await stack.enter_async_context(
         httpx.AsyncClient(base_url=base + PREFIX, limits=httpx.Limits(max_connections=sse + 5))
     )
