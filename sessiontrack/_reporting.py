@@ -29,10 +29,11 @@ from .limits import (
     REASON,
     TEXT,
 )
+from .models import MESSAGE_DIRECTIONS
 from .status import ALL_STATUSES, TERMINAL_STATUSES
 from .store._fold import FLOW_REGISTERED, Report
 
-_DIRECTIONS = {"inbound": "inbound", "outbound": "outbound"}
+_DIRECTIONS = {d: d for d in MESSAGE_DIRECTIONS}
 _STATUSES = {s: s for s in ALL_STATUSES}
 _TERMINAL = {s: s for s in TERMINAL_STATUSES}
 
