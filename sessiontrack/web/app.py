@@ -20,7 +20,7 @@ from ._context import Context, context_of
 from ._errors import EXCEPTION_HANDLERS
 from .auth import Authenticator
 from .openapi import build_document, with_servers
-from .socket import Gateway
+from .socket import QUEUE_LIMIT, Gateway
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -43,6 +43,7 @@ def create_app(
     cors_allowed_origins: str | Sequence[str] | None = None,
     keepalive: float = 15.0,
     sse_max_age: float | None = 300.0,
+    socket_queue_limit: int = QUEUE_LIMIT,
     static_dir: str | Path | None = None,
     debug: bool = False,
 ) -> Starlette:
@@ -65,6 +66,8 @@ def create_app(
     :param sse_max_age: an SSE stream ends after this many seconds and the client
         reconnects with ``Last-Event-ID`` (bounds how long a server shutdown waits);
         ``None`` for never.
+    :param socket_queue_limit: packets a Socket.IO connection may have queued; a client
+        past it is told where to resume (``sessions:overflow``) and disconnected.
     :param static_dir: serve another dashboard build at ``/ui/`` (default: the bundled one).
 
     The Socket.IO gateway (who is online, subscriber counts) is ``app.state.gateway``.
@@ -84,7 +87,7 @@ def create_app(
         logger=False,
         engineio_logger=False,
     )
-    gateway = Gateway(ctx)
+    gateway = Gateway(ctx, queue_limit=socket_queue_limit)
     sio.register_namespace(gateway)
     ctx.gateway = gateway
     routes: list[BaseRoute] = [
