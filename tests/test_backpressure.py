@@ -81,7 +81,7 @@ async def test_stalled_sse_reader_misses_nothing(
 ) -> None:
     await settle(tracker)
     start = tracker.published_seq
-    small = [(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)]
+    small = [(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)]
     transport = httpx.AsyncHTTPTransport(socket_options=small)
     async with (
         httpx.AsyncClient(transport=transport, base_url=live_url + PREFIX, timeout=30) as client,
