@@ -25,7 +25,12 @@ from tests.web_helpers.live import PREFIX, settle
 from tests.web_helpers.processes import serve_process
 from tests.web_helpers.raw_socket import RawSocket, raw_socket
 from tests.web_helpers.sockets import NAMESPACE as NS
-from tests.web_helpers.sockets import socket_client
+from tests.web_helpers.sockets import (
+    ensure_node_modules,
+    node_client,
+    read_json_lines,
+    socket_client,
+)
 from tests.web_helpers.sse_client import SSEReader
 
 __all__ = ["api", "app_options", "authenticate", "engine", "live_url", "web_app"]
@@ -57,6 +62,10 @@ async def log_after(tracker: sessiontrack.Tracker, after: int) -> list[int]:
         if len(page) < 5000:
             return seqs
         after = page[-1].seq
+
+
+async def events_after(tracker: sessiontrack.Tracker, notice: dict[str, Any]) -> list[Any]:
+    return await tracker.store.events_after(notice["lastSeq"], limit=100_000)
 
 
 async def test_subscription_that_falls_behind_catches_up_from_the_log(
@@ -135,6 +144,20 @@ async def test_stalled_socket_reader_is_cut_with_a_reason_and_resumes_exactly(
         await anyio.sleep(0.2)  # room for a duplicate to show up
         assert [d["seq"] for _, d in probe.events()] == missing + after_resume
         assert len(events) == len(missing) + len(after_resume)
+
+    # The JavaScript client resumes the same way.
+    ensure_node_modules()
+    completions = sum(e.kind == "session_completed" for e in await events_after(tracker, notice))
+    args = ["--subscribe", "--after", str(notice["lastSeq"]), "--until", str(completions + 1)]
+    async with node_client(live_url, *args) as proc:
+        lines = await read_json_lines(proc, until_ready=True, within=60)
+        engine.complete(engine.start("bot-a"))  # and one more, live
+        await tracker.flush()
+        lines += await read_json_lines(proc, within=30)
+    [ack] = [line["data"] for line in lines if line.get("ack") == "sessions:subscribe"]
+    assert ack == {"success": True, "replayed": len(missing) + len(after_resume)}
+    seqs = [line["data"]["seq"] for line in lines if line.get("event", "").startswith("session:")]
+    assert seqs == missing + after_resume + await log_after(tracker, after_resume[-1])
 
 
 async def test_join_with_after_replays_one_session(

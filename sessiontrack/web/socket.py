@@ -270,8 +270,9 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
                 after = events[-1].seq if events else after
                 if len(events) < _REPLAY_PAGE:
                     break
-            for room in rooms:
-                await self.enter_room(sid, room)
+            if sid in self._clients and not client.cut:  # it may have left meanwhile
+                for room in rooms:
+                    await self.enter_room(sid, room)
         return replayed
 
     async def _send_replayed(
