@@ -11,7 +11,7 @@ the table gives it once the clients are connected, at its peak and at the end, a
 peak's difference from the run without slow clients of the same invocation. The socket
 clients cut off by their send-queue bound are counted from the server's log.
 
-    python benchmarks/bench_slow_clients.py                       # PostgreSQL, 20 s each
+    python benchmarks/bench_slow_clients.py                       # PostgreSQL, 30 s each
     python benchmarks/bench_slow_clients.py --backend sqlite --counts 0 20 50
     python benchmarks/bench_slow_clients.py --duration 60 --sse 50
 """
@@ -219,7 +219,7 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[0, 20, 50, 100, 200])
     parser.add_argument("--sse", type=int, default=10, help="stalled SSE streams per run")
     parser.add_argument("--rate", type=float, default=2000)
-    parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--text-bytes", type=int, default=500)
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
