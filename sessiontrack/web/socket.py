@@ -56,6 +56,7 @@ class _Client:
     subscribed: bool = False
     sessions: set[str] = field(default_factory=set)
     cut: bool = False  # told to resume: sent nothing more
+    replayed_to: int | None = None  # while a replay runs: the last seq it has sent
 
     def room(self, name: str) -> str:
         return f"masked|{name}" if self.masked else name
@@ -253,26 +254,32 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         """
         store = self._ctx.tracker.store
         replayed = 0
-        while True:
-            events = await store.events_after(
-                after, limit=_REPLAY_PAGE, session_id=session_id, until=self._sent_to
-            )
-            replayed += await self._send_replayed(sid, client, events, session_id)
-            after = events[-1].seq if events else after
-            if len(events) < _REPLAY_PAGE or not await self._wait_drained(sid, client):
-                break
-        async with self._sending:
+        client.replayed_to = after
+        try:
             while True:
                 events = await store.events_after(
                     after, limit=_REPLAY_PAGE, session_id=session_id, until=self._sent_to
                 )
                 replayed += await self._send_replayed(sid, client, events, session_id)
-                after = events[-1].seq if events else after
+                after = client.replayed_to = events[-1].seq if events else after
                 if len(events) < _REPLAY_PAGE:
                     break
-            if sid in self._clients and not client.cut:  # it may have left meanwhile
-                for room in rooms:
-                    await self.enter_room(sid, room)
+                if not await self._wait_drained(sid, client):
+                    return replayed  # it left, or was cut off: it resumes again
+            async with self._sending:
+                while True:
+                    events = await store.events_after(
+                        after, limit=_REPLAY_PAGE, session_id=session_id, until=self._sent_to
+                    )
+                    replayed += await self._send_replayed(sid, client, events, session_id)
+                    after = events[-1].seq if events else after
+                    if len(events) < _REPLAY_PAGE:
+                        break
+                if sid in self._clients and not client.cut:  # it may have left meanwhile
+                    for room in rooms:
+                        await self.enter_room(sid, room)
+        finally:
+            client.replayed_to = None
         return replayed
 
     async def _send_replayed(
@@ -380,13 +387,18 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         it calls :meth:`on_disconnect`, which may cancel the pump that is calling this.
         """
         client.cut = True
+        last = seq - 1
+        if client.replayed_to is not None:
+            # Cut during a replay: resume from where the replay got to (events of other
+            # rooms after it come again; their seq tells the client it has them).
+            last = min(last, client.replayed_to)
         log.warning(
             "socket client %s let %s events queue up: disconnecting it; it resumes after seq %s",
             sid,
             self.queue_limit,
-            seq - 1,
+            last,
         )
-        notice = {"reason": "send queue full", "lastSeq": seq - 1, "limit": self.queue_limit}
+        notice = {"reason": "send queue full", "lastSeq": last, "limit": self.queue_limit}
         await self.emit(OVERFLOW_EVENT, notice, to=sid)
         task = asyncio.get_running_loop().create_task(
             self.server.disconnect(sid, namespace=self.namespace)
