@@ -253,27 +253,30 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         every event is sent exactly once: by the replay up to ``_sent_to``, live after it.
         """
         store = self._ctx.tracker.store
+        # Half the bound per page, sent once the queue is down to a quarter: the client's
+        # own replay never fills its queue.
+        page = max(1, min(_REPLAY_PAGE, self.queue_limit // 2))
         replayed = 0
         client.replayed_to = after
         try:
             while True:
                 events = await store.events_after(
-                    after, limit=_REPLAY_PAGE, session_id=session_id, until=self._sent_to
+                    after, limit=page, session_id=session_id, until=self._sent_to
                 )
                 replayed += await self._send_replayed(sid, client, events, session_id)
                 after = client.replayed_to = events[-1].seq if events else after
-                if len(events) < _REPLAY_PAGE:
+                if len(events) < page:
                     break
                 if not await self._wait_drained(sid, client):
                     return replayed  # it left, or was cut off: it resumes again
             async with self._sending:
                 while True:
                     events = await store.events_after(
-                        after, limit=_REPLAY_PAGE, session_id=session_id, until=self._sent_to
+                        after, limit=page, session_id=session_id, until=self._sent_to
                     )
                     replayed += await self._send_replayed(sid, client, events, session_id)
                     after = events[-1].seq if events else after
-                    if len(events) < _REPLAY_PAGE:
+                    if len(events) < page:
                         break
                 if sid in self._clients and not client.cut:  # it may have left meanwhile
                     for room in rooms:
@@ -296,14 +299,14 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         return sent
 
     async def _wait_drained(self, sid: str, client: _Client) -> bool:
-        """Let a resuming client take its queue down to half the bound before the next
-        page (it paces the replay instead of overflowing); False once it is gone."""
+        """Let a resuming client take its queue down to a quarter of the bound before the
+        next page (it paces the replay instead of overflowing); False once it is gone."""
         eio_sid = self.server.manager.eio_sid_from_sid(sid, self.namespace)
         while sid in self._clients and not client.cut:
             socket = self.server.eio.sockets.get(eio_sid)
             if socket is None or socket.closed:
                 return False
-            if socket.queue.qsize() <= self.queue_limit // 2:
+            if socket.queue.qsize() <= self.queue_limit // 4:
                 return True
             await asyncio.sleep(0.05)
         return False
