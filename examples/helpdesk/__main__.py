@@ -12,6 +12,8 @@ from datetime import timedelta
 import anyio
 import uvicorn
 
+from sessiontrack.store import normalize_url
+
 from .app import DEFAULT_DATABASE_URL, MOUNT, Helpdesk, create_helpdesk
 from .engine import Sender
 from .sender import CloudApiSender, RecordingSender
@@ -31,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--database-url",
         default=DEFAULT_DATABASE_URL,
-        help="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db "
+        help="database URL, e.g. postgresql://user@host/db or sqlite:///file.db "
         f"(default: {DEFAULT_DATABASE_URL})",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -51,18 +53,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "so that abandoned chats expire while you watch)",
     )
     return p.parse_args(argv)
-
-
-def async_url(url: str) -> str:
-    """Accept plain ``postgresql://`` and ``sqlite://`` URLs and add the async driver."""
-    for plain, driver in (
-        ("postgresql://", "postgresql+asyncpg://"),
-        ("postgres://", "postgresql+asyncpg://"),
-        ("sqlite://", "sqlite+aiosqlite://"),
-    ):
-        if url.startswith(plain):
-            return driver + url.removeprefix(plain)
-    return url
 
 
 async def serve(helpdesk: Helpdesk, args: argparse.Namespace) -> bool:
@@ -131,8 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_simulator:
             print("WHATSAPP_ACCESS_TOKEN is set: replies go to real customers, so no simulator")
             args.no_simulator = True
+    try:  # the URL forms every sessiontrack entry point accepts
+        database_url = normalize_url(args.database_url)
+    except (ValueError, ModuleNotFoundError) as exc:
+        print(f"helpdesk: error: {exc}", file=sys.stderr)
+        return 2
     helpdesk = create_helpdesk(
-        async_url(args.database_url),
+        database_url,
         sender=sender,
         tracker_options={
             "idle_timeout": timedelta(seconds=args.idle_timeout),

@@ -2,6 +2,7 @@
 
 from ._reads import SessionFilter
 from ._tables import DEFAULT_PREFIX, Tables, make_tables
+from ._urls import normalize_url
 from .sqlalchemy import SQLAlchemyStore, mask_url
 
 __all__ = [
@@ -11,4 +12,5 @@ __all__ = [
     "Tables",
     "make_tables",
     "mask_url",
+    "normalize_url",
 ]
