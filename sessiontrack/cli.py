@@ -10,6 +10,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import anyio
 import sqlalchemy as sa
@@ -47,6 +48,25 @@ def check_url(url: str) -> str:
         return normalize_url(url)
     except (ValueError, ModuleNotFoundError) as exc:
         raise CommandError(str(exc)) from None
+
+
+def check_sqlite_folder(url: str) -> None:
+    """Refuse a SQLite file whose directory does not exist, before any driver starts: SQLite
+    would not create it, and an aiosqlite connection that fails to open can still be
+    finishing in its thread when the command exits, printing a traceback of its own."""
+    parsed = sa.make_url(url)
+    name = parsed.database or ""
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or name in ("", ":memory:")
+        or name.startswith("file:")
+    ):
+        return
+    folder = Path(name).expanduser().absolute().parent
+    if not folder.is_dir():
+        raise CommandError(
+            f"cannot reach the database at {mask_url(url)}: its directory {folder} does not exist"
+        )
 
 
 def connection_problem(exc: BaseException) -> str | None:
@@ -135,8 +155,12 @@ async def _serve_cmd(args: argparse.Namespace) -> None:
     tracker = tracker_for(
         args.database_url, table_prefix=args.prefix, poll_interval=args.poll_interval
     )
-    with database_errors(args.database_url):  # before uvicorn starts: one line, no traceback
-        await tracker.start()
+    try:
+        with database_errors(args.database_url):  # before uvicorn: one line, no traceback
+            await tracker.start()
+    except BaseException:
+        await tracker.store.close()  # a failed start leaves the engine (and its thread) open
+        raise
     try:
         await serve_tracker(
             tracker, host=args.host, port=args.port, mount_path="" if mount == "/" else mount
@@ -204,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if hasattr(args, "database_url"):
             args.database_url = check_url(args.database_url)
+            check_sqlite_folder(args.database_url)
         anyio.run(args.run, args)
     except CommandError as exc:
         print(f"sessiontrack: error: {exc}", file=sys.stderr)
