@@ -281,18 +281,33 @@ def _example_running_line(url: str) -> str:
         proc.communicate(timeout=30)
 
 
-@pytest.mark.parametrize("url", ["mysql://u:hunter2@h/db", "nonsense"])
-def test_the_example_refuses_other_urls_in_one_line(url: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "examples.helpdesk", "--database-url", url],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2
-    [line] = done.stderr.strip().splitlines()
-    assert line.startswith("helpdesk: error: ") and "use sqlite:///file.db" in line
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://u:hunter2@h/db", "use sqlite:///file.db"),
+        ("nonsense", "use sqlite:///file.db"),
+        (
+            "sqlite:////no/such/dir/helpdesk.db",
+            "cannot reach the database at sqlite+aiosqlite:////no/such/dir/helpdesk.db: "
+            "its directory /no/such/dir does not exist",
+        ),
+        pytest.param(
+            UNREACHABLE["wrong user"].render_as_string(hide_password=False),
+            f"cannot reach the database at {UNREACHABLE['wrong user'].render_as_string()}: "
+            'role "nobody_at_all" does not exist',
+            marks=pytest.mark.postgresql,
+        ),
+    ],
+)
+async def test_the_example_refuses_a_url_or_database_in_one_line(url: str, message: str) -> None:
+    if url.startswith("postgresql"):
+        await require_postgres()
+    argv = [sys.executable, "-m", "examples.helpdesk", "--no-simulator", "--database-url", url]
+    done = await anyio.run_process(argv, cwd=REPO, check=False)
+    stderr = done.stderr.decode()
+    assert done.returncode == 2, stderr
+    [line] = stderr.strip().splitlines()
+    assert line.startswith("helpdesk: error: ") and message in line, line
     assert "hunter2" not in line
 
 

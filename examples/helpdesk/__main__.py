@@ -12,7 +12,8 @@ from datetime import timedelta
 import anyio
 import uvicorn
 
-from sessiontrack.store import normalize_url
+from sessiontrack.cli import CommandError, check_sqlite_folder, database_errors
+from sessiontrack.store import SQLAlchemyStore, normalize_url
 
 from .app import DEFAULT_DATABASE_URL, MOUNT, Helpdesk, create_helpdesk
 from .engine import Sender
@@ -53,6 +54,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "so that abandoned chats expire while you watch)",
     )
     return p.parse_args(argv)
+
+
+async def open_database(url: str) -> None:
+    """Create or upgrade the tables before uvicorn starts: a database that cannot be
+    reached is then one line (a :class:`CommandError`), not a failed lifespan's traceback."""
+    store = SQLAlchemyStore(url)
+    try:
+        with database_errors(url):
+            await store.open(migrate=True)
+    finally:
+        await store.close()
 
 
 async def serve(helpdesk: Helpdesk, args: argparse.Namespace) -> bool:
@@ -121,9 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_simulator:
             print("WHATSAPP_ACCESS_TOKEN is set: replies go to real customers, so no simulator")
             args.no_simulator = True
-    try:  # the URL forms every sessiontrack entry point accepts
+    try:  # the URL forms every sessiontrack entry point accepts, and one line if unreachable
         database_url = normalize_url(args.database_url)
-    except (ValueError, ModuleNotFoundError) as exc:
+        check_sqlite_folder(database_url)
+        anyio.run(open_database, database_url)
+    except (ValueError, ModuleNotFoundError, CommandError) as exc:
         print(f"helpdesk: error: {exc}", file=sys.stderr)
         return 2
     helpdesk = create_helpdesk(
