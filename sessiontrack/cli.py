@@ -16,8 +16,7 @@ import anyio
 import sqlalchemy as sa
 
 from .errors import SchemaOutdated
-from .store import SQLAlchemyStore, _migrate, mask_url
-from .store._urls import normalize_url
+from .store import SQLAlchemyStore, _migrate, mask_url, normalize_url
 
 log = logging.getLogger("sessiontrack")
 _DURATION = re.compile(r"^(\d+)([dhm])$")
@@ -43,7 +42,7 @@ def parse_duration(text: str) -> timedelta:
 
 
 def check_url(url: str) -> str:
-    """The URL in the form every entry point runs it with (see ``store/_urls.py``)."""
+    """The URL in the form every entry point runs it with (``store.normalize_url``)."""
     try:
         return normalize_url(url)
     except (ValueError, ModuleNotFoundError) as exc:
