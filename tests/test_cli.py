@@ -296,6 +296,7 @@ def _example_running_line(url: str) -> str:
             f"cannot reach the database at {UNREACHABLE['wrong user'].render_as_string()}: "
             'role "nobody_at_all" does not exist',
             marks=pytest.mark.postgresql,
+            id="wrong user",
         ),
     ],
 )
