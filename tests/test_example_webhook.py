@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from example_helpers import payloads as wa
 from example_helpers.harness import Harness, running_helpdesk
+from web_helpers.live import serve
+from web_helpers.raw_http import chunked, raw_request
 
-from examples.helpdesk.app import MOUNT
+from examples.helpdesk.app import MOUNT, WEBHOOK_MAX_BODY
 from examples.helpdesk.whatsapp import sign
 
 pytestmark = pytest.mark.anyio
@@ -318,3 +320,59 @@ async def test_root_redirects_to_the_dashboard(hd: Harness) -> None:
     assert (await hd.client.get(f"{MOUNT}/ui/")).status_code == 200
     chatbots = await hd.api("/chatbots")
     assert {"id": "helpdesk", "name": "Acme Help Desk"} in chatbots
+
+
+# --- issue 10: a notification's size is limited before it is read ----------------------
+
+
+def webhook_head(url: str, *lines: str) -> str:
+    return "\n".join(
+        [
+            "POST /webhook HTTP/1.1",
+            f"Host: {url.removeprefix('http://')}",
+            "Content-Type: application/json",
+            f"X-Hub-Signature-256: {sign(b'{}', SECRET)}",
+            *lines,
+            "",
+        ]
+    )
+
+
+async def test_a_huge_declared_body_is_413_before_it_is_read(signed: Harness) -> None:
+    async with serve(signed.helpdesk.app) as url:
+        for length in (200_000_000, WEBHOOK_MAX_BODY + 1):
+            # Nothing but the head is sent: only an answer given without reading can come.
+            answer = await raw_request(url, webhook_head(url, f"Content-Length: {length}"))
+            assert answer.status == 413 and answer.closed, length
+    await nothing_recorded(signed)
+
+
+async def test_a_chunked_body_is_413_once_it_passes_the_limit(signed: Harness) -> None:
+    async with serve(signed.helpdesk.app) as url:
+        head = webhook_head(url, "Transfer-Encoding: chunked")
+        piece = b" " * (1024 * 1024)
+        over = [chunked(piece)] * 3 + [chunked(b" ")]  # the limit and one byte; never ended
+        answer = await raw_request(url, head, over)
+        assert answer.status == 413 and answer.closed
+    await nothing_recorded(signed)
+
+
+async def test_a_chunked_signed_notification_within_the_limit_is_handled(signed: Harness) -> None:
+    body = json.dumps(wa.messages(ANN, "Ann Lee", wa.text(ANN, "hi"))).encode()
+    async with serve(signed.helpdesk.app) as url:
+        head = "\n".join(
+            [
+                "POST /webhook HTTP/1.1",
+                f"Host: {url.removeprefix('http://')}",
+                "Content-Type: application/json",
+                f"X-Hub-Signature-256: {sign(body, SECRET)}",
+                "Transfer-Encoding: chunked",
+                "",
+            ]
+        )
+        halves = [chunked(body[:10]), chunked(body[10:]), b"0\r\n\r\n"]
+        answer = await raw_request(url, head, halves)
+        assert answer.status == 200, answer.body
+        assert json.loads(answer.body) == {"received": 1, "handled": 1}
+    [session] = await signed.sessions()
+    assert session["conversationId"] == ANN

@@ -4,21 +4,31 @@ reads; on a live uvicorn, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import anyio
 import httpx
 import pytest
 import socketio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from web_helpers.engine import Engine
 from web_helpers.fixtures import api, app_options, engine, live_url, web_app
-from web_helpers.live import PREFIX, host_app, serve, settle
+from web_helpers.live import PREFIX, host_app, serve, settle, wait_until
+from web_helpers.raw_http import chunked, raw_request
 from web_helpers.sockets import socket_client
 from web_helpers.sse_client import sse_stream
 
 import sessiontrack
-from sessiontrack.web import AuthRequest, create_app
+from sessiontrack.web import AuthRequest, create_app, gateway_of
+from sessiontrack.web.auth import FORWARDING_HEADERS, is_local_host, is_local_origin
 
 __all__ = ["api", "app_options", "engine", "live_url", "web_app"]
 pytestmark = pytest.mark.anyio
@@ -249,3 +259,368 @@ async def test_without_authenticator_only_loopback(
                 pass
         async with socket_client(url) as probe:
             assert await probe.call("sessions:subscribe") == {"success": True}
+
+
+# --- issue 10: a socket's principal is fixed at its connect ----------------------------
+
+FORGED_HANDSHAKE = {
+    "asgi.scope": {"type": "http", "headers": [], "client": ["127.0.0.1", 1], "path": "/"}
+}
+
+
+async def test_a_client_cannot_send_connect_to_change_its_principal(
+    live_url: str, web_app: Any, world: dict[str, str]
+) -> None:
+    """A raw EVENT packet named ``connect``, with another token and a forged ASGI scope,
+    would run ``on_connect`` again (python-socketio maps event names to ``on_<name>``)."""
+    gateway = gateway_of(web_app)
+    async with socket_client(live_url, auth={"token": "a-token"}) as tenant:
+        # AsyncClient puts whatever it is given on the wire: ["connect", {scope}, {auth}].
+        answer = await tenant.call("connect", (FORGED_HANDSHAKE, {"token": "admin-token"}))
+        assert answer == {"success": False, "error": "'connect' is a reserved event name"}
+        refused = await tenant.call("session:join", {"sessionId": world["b"]})
+        assert refused == {"sessionId": world["b"], "success": False, "error": "session not found"}
+        assert gateway.online_users() == ["a-user"]
+        own = await tenant.call("session:join", {"sessionId": world["a"]})
+        assert own == {"sessionId": world["a"], "success": True}
+
+
+@pytest.mark.parametrize(
+    "event", ["disconnect", "connect_error", "__disconnect_final", "__init__", "emit", "close"]
+)
+async def test_reserved_and_unknown_event_names_are_refused(
+    live_url: str, web_app: Any, world: dict[str, str], event: str
+) -> None:
+    """``disconnect`` sent by a client would drop its bookkeeping while it stays in its
+    rooms; no other name may reach a method of the namespace either."""
+    gateway = gateway_of(web_app)
+    async with socket_client(live_url, auth={"token": "a-token"}) as tenant:
+        assert await tenant.call("session:join", {"sessionId": world["a"]}) == {
+            "sessionId": world["a"],
+            "success": True,
+        }
+        answer = await tenant.call(event, "client disconnect")
+        assert answer["success"] is False and repr(event) in answer["error"]
+        assert gateway.online_users() == ["a-user"]
+        assert gateway.session_subscriber_count(world["a"]) == 1
+        assert await tenant.call("sessions:subscribe") == {"success": True}
+    await wait_until(lambda: gateway.online_users() == [])
+
+
+class RawSocket:
+    """Engine.IO v4 over a WebSocket, frames as text: what a hand-written attacker sends."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+
+    async def send(self, frame: str) -> None:
+        await self.ws.send_str(frame)
+
+    async def receive(self) -> str:
+        with anyio.fail_after(10):
+            while True:
+                frame = await self.ws.receive_str()
+                if frame == "2":  # Engine.IO ping
+                    await self.ws.send_str("3")
+                    continue
+                return frame
+
+
+@asynccontextmanager
+async def raw_socket(url: str) -> AsyncIterator[RawSocket]:
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        raw = RawSocket(ws)
+        assert (await raw.receive()).startswith("0{")  # Engine.IO open
+        yield raw
+
+
+async def test_a_raw_connect_frame_over_a_websocket_is_refused(
+    live_url: str, web_app: Any, world: dict[str, str]
+) -> None:
+    """The same forgery written as Engine.IO/Socket.IO frames by hand."""
+    gateway = gateway_of(web_app)
+    ws_url = live_url.replace("http", "ws") + f"{PREFIX}/socket.io/?EIO=4&transport=websocket"
+    async with raw_socket(ws_url) as ws:
+        await ws.send('40/sessions,{"token":"a-token"}')
+        assert (await ws.receive()).startswith("40/sessions,")
+        forged = json.dumps(["connect", FORGED_HANDSHAKE, {"token": "admin-token"}])
+        await ws.send(f"42/sessions,1{forged}")
+        assert json.loads((await ws.receive()).removeprefix("43/sessions,1")) == [
+            {"success": False, "error": "'connect' is a reserved event name"}
+        ]
+        join = json.dumps(["session:join", {"sessionId": world["b"]}])
+        await ws.send(f"42/sessions,2{join}")
+        answers = [await ws.receive(), await ws.receive()]
+        ack = next(a for a in answers if a.startswith("43/sessions,2"))
+        assert json.loads(ack.removeprefix("43/sessions,2"))[0]["success"] is False
+        assert gateway.online_users() == ["a-user"]
+        for odd in ([["session:join"], {"sessionId": world["b"]}], [7], [None]):
+            await ws.send(f"42/sessions,3{json.dumps(odd)}")
+            ack = json.loads((await ws.receive()).removeprefix("43/sessions,3"))
+            assert ack[0]["success"] is False, odd
+        assert gateway.online_users() == ["a-user"]
+
+
+# --- issue 10: what counts as local -----------------------------------------------------
+
+LOCAL_NAMES = ["localhost", "LocalHost", "app.localhost", "a-1.b.localhost", "127.0.0.1"]
+LOCAL_NAMES += ["127.255.0.9", "[::1]", "[0:0:0:0:0:0:0:1]"]
+
+
+def local_forms() -> st.SearchStrategy[str]:
+    port = st.integers(1, 65535).map(lambda p: f":{p}")
+    return st.builds(
+        lambda name, p: name + p, st.sampled_from(LOCAL_NAMES), st.one_of(st.just(""), port)
+    )
+
+
+def reference_is_local(value: str) -> bool:
+    """An independent statement of the exact local forms, for the property below."""
+    name, port = value, None
+    if re.fullmatch(r"(\[[^\]]*\]|[^:]*):[0-9]{1,5}", value, re.ASCII):
+        name, port = value.rsplit(":", 1)
+    if port is not None and not 1 <= int(port) <= 65535:
+        return False
+    name = name.lower()
+    if name.startswith("[") and name.endswith("]"):
+        try:
+            return (
+                name.isascii()
+                and "%" not in name
+                and ipaddress.IPv6Address(name[1:-1]) == (ipaddress.IPv6Address("::1"))
+            )
+        except ValueError:
+            return False
+    if re.fullmatch(r"127(\.(0|[1-9][0-9]{0,2})){3}", name, re.ASCII):
+        return all(int(part) < 256 for part in name.split("."))
+    label = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+    return re.fullmatch(rf"({label}\.)*localhost", name, re.ASCII) is not None
+
+
+NEAR_MISSES = st.text(alphabet="localhst127.0:[]f9%@/ -LX", max_size=24)
+
+
+@given(st.one_of(st.text(), NEAR_MISSES, local_forms()))
+@settings(max_examples=1000)
+def test_the_host_parser_never_crashes_and_is_local_only_for_the_exact_forms(
+    value: str,
+) -> None:
+    assert is_local_host(value) == reference_is_local(value)
+    assert isinstance(is_local_origin(value), bool)
+
+
+@given(local_forms())
+def test_every_local_form_is_local(value: str) -> None:
+    assert is_local_host(value)
+    assert is_local_origin(f"http://{value}") and is_local_origin(f"HTTPS://{value}")
+
+
+@given(
+    local_forms(),
+    st.sampled_from(["@evil.com", "/x", " ", "\t", "\n", ":", ".", "%lo", "#", "?", "\\", "\x00"]),
+    st.booleans(),
+)
+def test_anything_around_a_local_form_is_not_local(value: str, junk: str, before: bool) -> None:
+    forged = junk + value if before else value + junk
+    assert not is_local_host(forged)
+    assert not is_local_origin(f"http://{forged}")
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "localhost:80@evil.com",
+        "evil.com@localhost",
+        "localhost:0",
+        "localhost:65536",
+        "localhost:99999",
+        "localhost:",
+        "localhost:80:80",
+        "localhost:+80",
+        "localhost:٨٠",  # Arabic-Indic digits
+        "localhost.",
+        "localhost.evil.com",
+        "evil-localhost",
+        "127.1",
+        "127.0.0.01",
+        "127.0.0.1.nip.io",
+        "[::1%lo]",
+        "[::ffff:127.0.0.1]",
+        "::1",
+        "[::1",
+        "localhost/",
+        "local host",
+        "",
+    ],
+)
+def test_hosts_that_are_not_local(host: str) -> None:
+    assert not is_local_host(host)
+
+
+@pytest.mark.parametrize("origin", ["null", "file://", "ws://localhost", "http://localhost/x"])
+def test_origins_that_are_not_local(origin: str) -> None:
+    assert not is_local_origin(origin)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_loopback_refuses_forged_hosts_and_every_forwarding_header(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    """On a real uvicorn: the Host header is the client's own text, sent as is."""
+    app = create_app(tracker)
+    headers = sorted(FORWARDING_HEADERS | {"x-forwarded-host", "x-forwarded-proto"})
+    headers += ["x-forwarded-port", "X-Forwarded-Server", "X-Forwarded-Prefix"]
+    async with serve(host_app(app)) as url, httpx.AsyncClient(base_url=url + PREFIX) as c:
+        assert (await c.get("/")).status_code == 200
+        for name in headers:
+            r = await c.get("/", headers={name: "203.0.113.7"})
+            assert r.status_code == 403, name
+        for host in ["localhost:80@evil.com", "localhost:8000/x", "localhost:0", "[::1%lo]"]:
+            r = await c.get("/", headers={"Host": host})
+            assert r.status_code == 403, host
+        assert (await c.get("/", headers={"Host": "LOCALHOST:8000"})).status_code == 200
+        origin = await c.get("/", headers={"Origin": "http://localhost:80@evil.com"})
+        assert origin.status_code == 403
+
+
+# --- issue 10: request bodies are limited before they are read -------------------------
+
+
+def stop_head(url: str, session_id: str, *lines: str) -> str:
+    return "\n".join(
+        [
+            f"POST {PREFIX}/{session_id}/stop HTTP/1.1",
+            f"Host: {url.removeprefix('http://')}",
+            "Authorization: Bearer admin-token",
+            *lines,
+            "",
+        ]
+    )
+
+
+async def still_running(api: httpx.AsyncClient, session_id: str) -> bool:
+    detail = (await api.get(f"/{session_id}", headers=bearer("admin-token"))).json()
+    return bool(detail["status"] == "waiting_input")
+
+
+async def test_a_declared_body_over_the_limit_is_refused_unread(
+    live_url: str, api: httpx.AsyncClient, world: dict[str, str]
+) -> None:
+    sid = world["a"]
+    # 200 MB announced, not one byte sent: only an answer given without reading can come.
+    answer = await raw_request(live_url, stop_head(live_url, sid, "Content-Length: 200000000"))
+    assert answer.status == 413 and answer.closed
+    assert json.loads(answer.body)["error"] == "the request body is larger than 65536 bytes"
+    for bad in ("Content-Length: 1e3", "Content-Length: -1", "Content-Length: ٣"):
+        assert (await raw_request(live_url, stop_head(live_url, sid, bad))).status == 400
+    assert await still_running(api, sid)
+
+
+async def test_a_chunked_body_is_refused_once_it_passes_the_limit(
+    live_url: str, api: httpx.AsyncClient, world: dict[str, str]
+) -> None:
+    sid = world["a"]
+    head = stop_head(live_url, sid, "Transfer-Encoding: chunked")
+    # One byte over the limit in chunks and no final chunk: the server must stop reading
+    # and answer. (Not more: bytes the server never reads would turn its close into a
+    # reset that can swallow the answer.)
+    answer = await raw_request(live_url, head, [chunked(b"x" * 8192)] * 8 + [chunked(b"x")])
+    assert answer.status == 413 and answer.closed
+    assert await still_running(api, sid)
+    # Within the limit, chunked or not, the stop goes through (the body is ignored).
+    small = await raw_request(live_url, head, [chunked(b"{}"), b"0\r\n\r\n"])
+    assert small.status == 200 and json.loads(small.body)["success"] is True
+    assert not await still_running(api, sid)
+
+
+async def test_socket_polling_posts_are_limited_too(live_url: str) -> None:
+    head = "\n".join(
+        [
+            f"POST {PREFIX}/socket.io/?EIO=4&transport=polling&sid=x HTTP/1.1",
+            f"Host: {live_url.removeprefix('http://')}",
+            "Transfer-Encoding: chunked",
+            "",
+        ]
+    )
+    answer = await raw_request(live_url, head, [chunked(b"4" * 8192)] * 8 + [chunked(b"4")])
+    assert answer.status == 413
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_max_body_is_an_option_of_create_app(tracker: sessiontrack.Tracker) -> None:
+    app = create_app(tracker, authenticate=check, max_body=2048)
+    async with serve(host_app(app)) as url:
+        sid = sessiontrack.new_session_id()
+        head = stop_head(url, sid, "Content-Length: 2049")
+        assert (await raw_request(url, head)).status == 413
+        head = stop_head(url, sid, "Content-Length: 2048")
+        assert (await raw_request(url, head, [b"x" * 2048])).status == 404  # read, then routed
+    for bad in (-1, 10, 1.5, True, "64k"):
+        with pytest.raises(ValueError, match="max_body"):
+            create_app(tracker, max_body=bad)  # type: ignore[arg-type]
+
+
+# --- issue 10: one set of credentials per request ---------------------------------------
+
+
+async def test_a_request_presents_one_token_or_is_401(
+    api: httpx.AsyncClient, live_url: str, world: dict[str, str]
+) -> None:
+    """Two tokens are refused rather than one chosen: which one counts would depend on who
+    reads the request (a proxy, this app, the authenticator)."""
+    twice = [("Authorization", "Bearer a-token"), ("Authorization", "Bearer admin-token")]
+    for path in ("/", "/events", f"/{world['b']}"):
+        r = await api.get(path, headers=twice)
+        assert r.status_code == 401, path
+        assert r.json()["error"] == "Authorization: must be sent at most once"
+    r = await api.get("/events?access_token=a-token&access_token=admin-token")
+    assert (r.status_code, r.json()["error"]) == (401, "access_token: must be given at most once")
+    r = await api.get("/events", params={"access_token": "a-token"}, headers=bearer("admin-token"))
+    assert r.status_code == 401 and r.json()["error"].startswith("access_token: differs")
+    same = {"access_token": "a-token"}
+    async with sse_stream(api, params=same, headers=bearer("a-token")):
+        pass
+
+
+async def connect_error(url: str, **kwargs: Any) -> Any:
+    """The ``connect_error`` payload a refused connect gets."""
+    client = socketio.AsyncClient(reconnection=False)
+    errors: list[Any] = []
+    client.on("connect_error", errors.append, namespace=kwargs.pop("namespace", "/sessions"))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(
+            url,
+            socketio_path=f"{PREFIX}/socket.io",
+            transports=["websocket"],
+            wait_timeout=10,
+            **kwargs,
+        )
+    await client.disconnect()
+    return errors[0] if errors else None
+
+
+@pytest.mark.parametrize(
+    ("auth", "headers", "field", "status"),
+    [
+        (["a-token"], {}, "auth", 400),
+        ("a-token", {}, "auth", 400),
+        ({"token": 7}, bearer("admin-token"), "auth.token", 400),
+        ({"token": ["admin-token"]}, {}, "auth.token", 400),
+        ({"token": "a-token"}, bearer("admin-token"), "auth.token", 401),
+    ],
+)
+async def test_a_socket_auth_payload_of_another_shape_is_refused(
+    live_url: str, auth: Any, headers: dict[str, str], field: str, status: int
+) -> None:
+    error = await connect_error(live_url, auth=auth, headers=headers, namespaces=["/sessions"])
+    assert error["data"] == {"status": status}, error
+    assert error["message"].startswith(f"{field}:"), error
+
+
+async def test_only_the_sessions_namespace_accepts_sockets(live_url: str) -> None:
+    """The default namespace "/" would keep a socket connected without authentication."""
+    assert await connect_error(live_url, namespaces=["/"], namespace="/") is not None
+    refused = await connect_error(live_url, auth={"token": "wrong"}, namespaces=["/sessions"])
+    assert refused == {"message": "missing or invalid credentials", "data": {"status": 401}}
+    async with socket_client(live_url, auth={"token": "a-token"}, headers=bearer("a-token")):
+        pass

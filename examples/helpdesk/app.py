@@ -21,12 +21,13 @@ from typing import Any
 
 import pluggy
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
 import sessiontrack
-from sessiontrack.web import create_app
+from sessiontrack.web import BodyLimit, create_app
 
 from .engine import ActiveSession, FlowEngine, SavedState, Sender
 from .flow import Flow
@@ -38,6 +39,10 @@ log = logging.getLogger(__name__)
 FLOW_PATH = Path(__file__).with_name("flow.json")
 MOUNT = "/api/chatbot-sessions"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///helpdesk.db"
+WEBHOOK_MAX_BODY = 3 * 1024 * 1024
+"""Meta documents webhook notifications of up to 3 MB: anything larger is refused with 413
+before it is read (a declared ``Content-Length``) or once it passes the limit (chunked),
+so an unsigned flood never sits in memory waiting for its signature check."""
 
 ORDERS: dict[str, dict[str, str]] = {
     "A-1001": {"status": "on its way", "detail": "It should arrive tomorrow."},
@@ -105,10 +110,12 @@ def create_helpdesk(
     app_secret: str | None = None,
     flow: Flow | None = None,
     tracker_options: Mapping[str, Any] | None = None,
+    webhook_max_body: int = WEBHOOK_MAX_BODY,
 ) -> Helpdesk:
     """Build the host app. ``verify_token`` and ``app_secret`` default to the environment
     variables ``WHATSAPP_VERIFY_TOKEN`` and ``WHATSAPP_APP_SECRET``; ``tracker_options`` go
-    to :class:`sessiontrack.Tracker` (the demo uses a short ``idle_timeout``)."""
+    to :class:`sessiontrack.Tracker` (the demo uses a short ``idle_timeout``);
+    ``webhook_max_body`` bounds a notification's size in bytes (413 above it)."""
     pm = pluggy.PluginManager("sessiontrack")
     pm.add_hookspecs(sessiontrack.hookspecs)
     options: dict[str, Any] = {"idle_timeout": timedelta(minutes=30), **(tracker_options or {})}
@@ -151,7 +158,7 @@ def create_helpdesk(
         return PlainTextResponse("verification failed", status_code=403)
 
     async def receive(request: Request) -> Response:
-        body = await request.body()
+        body = await request.body()  # at most webhook_max_body: BodyLimit read it already
         if app_secret and not verify_signature(
             body, request.headers.get("x-hub-signature-256"), app_secret
         ):
@@ -176,7 +183,12 @@ def create_helpdesk(
         routes=[
             Route("/", home),
             Route("/webhook", verify, methods=["GET"]),
-            Route("/webhook", receive, methods=["POST"]),
+            Route(
+                "/webhook",
+                receive,
+                methods=["POST"],
+                middleware=[Middleware(BodyLimit, max_body=webhook_max_body)],
+            ),
             Mount(MOUNT, app=create_app(tracker)),
         ],
     )

@@ -17,6 +17,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 
 from .app import create_app, gateway_of
 from .auth import LOCAL_PRINCIPAL, Authenticator, AuthRequest, mask_phone
+from .bodylimit import BodyLimit
 from .socket import NAMESPACE, Gateway
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "NAMESPACE",
     "AuthRequest",
     "Authenticator",
+    "BodyLimit",
     "Gateway",
     "create_app",
     "gateway_of",

@@ -11,7 +11,14 @@ from starlette.requests import HTTPConnection
 from ..models import Principal
 from ..tracker import Tracker
 from ._wire import SSEEncoder
-from .auth import Authenticator, AuthRequest, Transport, bearer_token, resolve
+from .auth import (
+    Authenticator,
+    AuthRequest,
+    NotAuthenticated,
+    Transport,
+    presented_token,
+    resolve,
+)
 
 if TYPE_CHECKING:
     from .socket import Gateway
@@ -50,8 +57,10 @@ class Context:
     async def principal(
         self, conn: HTTPConnection, transport: Transport, token: str | None = None
     ) -> Principal:
+        if transport == "sse" and len(conn.query_params.getlist("access_token")) > 1:
+            raise NotAuthenticated("access_token: must be given at most once")
         request = AuthRequest(
-            token=token or bearer_token(conn), connection=conn, transport=transport
+            token=presented_token(conn, token), connection=conn, transport=transport
         )
         return await resolve(self.authenticator, request)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import socketio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -19,8 +20,9 @@ from . import rest, sse
 from ._context import Context, context_of
 from ._errors import EXCEPTION_HANDLERS
 from .auth import Authenticator
+from .bodylimit import DEFAULT_MAX_BODY, BodyLimit, checked_max_body
 from .openapi import build_document, with_servers
-from .socket import Gateway
+from .socket import NAMESPACE, Gateway
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -43,6 +45,7 @@ def create_app(
     cors_allowed_origins: str | Sequence[str] | None = None,
     keepalive: float = 15.0,
     sse_max_age: float | None = 300.0,
+    max_body: int = DEFAULT_MAX_BODY,
     static_dir: str | Path | None = None,
     debug: bool = False,
 ) -> Starlette:
@@ -65,10 +68,19 @@ def create_app(
     :param sse_max_age: an SSE stream ends after this many seconds and the client
         reconnects with ``Last-Event-ID`` (bounds how long a server shutdown waits);
         ``None`` for never.
+    :param max_body: the largest request body, Socket.IO polling post or WebSocket
+        message a client may send, in bytes (default 64 KiB, at least 1 KiB; the
+        sub-app's own POSTs take no body). A larger declared ``Content-Length`` is
+        refused with 413 before the body is read; a chunked body is refused with 413
+        once it passes the limit.
     :param static_dir: serve another dashboard build at ``/ui/`` (default: the bundled one).
 
     The Socket.IO gateway (who is online, subscriber counts) is ``app.state.gateway``.
     """
+    if checked_max_body(max_body) < 1024:
+        raise ValueError(
+            f"max_body must be at least 1024 bytes (room for Socket.IO), got {max_body}"
+        )
     if authenticate is None:
         log.warning(
             "sessiontrack web app created without an authenticator: only loopback "
@@ -83,6 +95,8 @@ def create_app(
         cors_allowed_origins=cors_allowed_origins,
         logger=False,
         engineio_logger=False,
+        max_http_buffer_size=max_body,
+        namespaces=[NAMESPACE],  # not the default "/": no socket stays unauthenticated
     )
     gateway = Gateway(ctx)
     sio.register_namespace(gateway)
@@ -106,7 +120,12 @@ def create_app(
         Route("/{session_id}/messages", rest.session_messages, methods=["GET"]),
         Route("/{session_id}/stop", rest.stop_session, methods=["POST"]),
     ]
-    app = Starlette(debug=debug, routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+    app = Starlette(
+        debug=debug,
+        routes=routes,
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[Middleware(BodyLimit, max_body=max_body)],
+    )
     app.state.sessiontrack = ctx
     app.state.gateway = gateway
     app.state.sio = sio

@@ -26,16 +26,28 @@ from socketio import packet as sio_packet
 from starlette.requests import HTTPConnection
 
 from .._ids import normalize_session_id
-from ..errors import SessionNotFound, SessionTrackError
+from ..errors import InvalidParameter, SessionNotFound, SessionTrackError
 from ..events import StoredEvent
 from ..models import Principal
 from ._context import Context, TrackerDown
 from ._wire import needs_masking, payload
-from .auth import AuthRequest, NotAuthenticated, bearer_token, resolve
+from .auth import AuthRequest, NotAuthenticated, resolve, socket_token
 
 log = logging.getLogger(__name__)
 NAMESPACE = "/sessions"
 _BATCH = 500
+RESERVED_EVENTS = frozenset(
+    {*socketio.AsyncServer.reserved_events, *socketio.AsyncClient.reserved_events}
+)
+"""Event names a client may never send: python-socketio's reserved names (``connect``,
+``disconnect``, ``connect_error``, ...), which it would dispatch to the connection handlers."""
+
+
+def _refused(message: str, status: int) -> Exception:
+    """What a refused connect raises: the client's ``connect_error`` gets ``message`` and
+    ``data: {status}`` (JavaScript: ``err.message``, ``err.data.status``)."""
+    refusal: Exception = socketio.exceptions.ConnectionRefusedError(message, {"status": status})
+    return refusal
 
 
 @dataclass
@@ -87,28 +99,33 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
     # --- connection ---------------------------------------------------------------------
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        principal = await self._authenticate(sid, environ, auth)
+        self._clients[sid] = _Client(principal, masked=Context.masks(principal))
+        await self._ensure_pump()
+
+    async def _authenticate(self, sid: str, environ: dict[str, Any], auth: Any) -> Principal:
+        """The principal of a connecting socket, or raise the refusal to send it.
+
+        It is fixed here, once: a socket that has one never gets another, and the handshake
+        is the server's own record of it, never an argument a client could have sent.
+        """
+        if sid in self._clients or environ is not self._handshake(sid):
+            raise _refused("already connected", 400)
         conn = HTTPConnection(environ["asgi.scope"])
         try:
             self._ctx.require_tracker()
+            token = socket_token(conn, auth)
         except TrackerDown as exc:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"message": str(exc), "status": 503}
-            ) from None
-        token = auth.get("token") if isinstance(auth, dict) else None
-        request = AuthRequest(
-            token=token if isinstance(token, str) else bearer_token(conn),
-            connection=conn,
-            transport="socket",
-            auth=auth if isinstance(auth, dict) else None,
-        )
-        try:
-            principal = await resolve(self._ctx.authenticator, request)
+            raise _refused(str(exc), 503) from None
+        except InvalidParameter as exc:
+            raise _refused(str(exc), 400) from None
         except NotAuthenticated as exc:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"message": exc.message, "status": exc.status}
-            ) from None
-        self._clients[sid] = _Client(principal, masked=Context.masks(principal))
-        await self._ensure_pump()
+            raise _refused(exc.message, exc.status) from None
+        request = AuthRequest(token=token, connection=conn, transport="socket", auth=auth)
+        try:
+            return await resolve(self._ctx.authenticator, request)
+        except NotAuthenticated as exc:
+            raise _refused(exc.message, exc.status) from None
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._clients.pop(sid, None)
@@ -116,21 +133,46 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             self._pump.cancel()
             self._pump = None
 
-    async def trigger_event(self, event: str, *args: Any) -> Any:
-        handler = self._handlers.get(event)
-        if handler is None:
-            return await super().trigger_event(event, *args)
-        sid = args[0]
+    def _handshake(self, sid: str) -> Any:
+        return self.server.get_environ(sid, namespace=self.namespace)
+
+    def _from_server(self, sid: str) -> bool:
+        """Whether a reserved event comes from the server itself, not from a client.
+
+        python-socketio dispatches a client's EVENT packet named ``connect`` or
+        ``disconnect`` to ``on_connect``/``on_disconnect`` like its own calls. It only
+        delivers client events to connected sockets, while its own ``connect`` and
+        ``disconnect`` run while the socket is pending (not yet, or no longer, connected).
+        """
+        return not self.server.manager.is_connected(sid, self.namespace)
+
+    async def trigger_event(self, event: Any, *args: Any) -> Any:
+        sid: str = args[0]
+        name = event if isinstance(event, str) else None  # a client may send any JSON
+        if name in RESERVED_EVENTS and self._from_server(sid):
+            return await super().trigger_event(name, *args)
+        handler = self._handlers.get(name) if name is not None else None
+        if name is None or handler is None:
+            return self._refuse(sid, event)
         data = args[1] if len(args) > 1 else None
         answer = await handler(sid, data)
-        name = {
+        reply = {
             "sessions:subscribe": "sessions:subscribed",
             "sessions:unsubscribe": "sessions:unsubscribed",
             "session:join": "session:joined",
             "session:leave": "session:left",
-        }[event]
-        await self.emit(name, answer, to=sid)
+        }[name]
+        await self.emit(reply, answer, to=sid)
         return answer
+
+    @staticmethod
+    def _refuse(sid: str, event: Any) -> dict[str, Any]:
+        # Only the events of the contract reach a handler: no name maps to a method.
+        if isinstance(event, str) and event in RESERVED_EVENTS:
+            log.warning("socket %s sent the reserved event %r: refused", sid, event)
+            return {"success": False, "error": f"{event!r} is a reserved event name"}
+        log.info("socket %s sent the unknown event %r: refused", sid, event)
+        return {"success": False, "error": f"{event!r} is not an event of this namespace"}
 
     # --- client → server ----------------------------------------------------------------
 
