@@ -12,19 +12,21 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import anyio
 
+from . import abc
 from .events import StoredEvent
-from .store import SQLAlchemyStore
 
 log = logging.getLogger(__name__)
 _PAGE = 500
 
 
-class Feed:
-    def __init__(self, store: SQLAlchemyStore) -> None:
+class Feed(abc.Feed):
+    """The in-process feed of a tracker (see :class:`sessiontrack.abc.Feed`)."""
+
+    def __init__(self, store: abc.Store) -> None:
         self._store = store
         self.cursor = 0
         self._subscriptions: set[Subscription] = set()
@@ -51,6 +53,9 @@ class Feed:
     @property
     def subscriber_count(self) -> int:
         return len(self._subscriptions)
+
+    def committing(self) -> AbstractAsyncContextManager[object]:
+        return self.local_commit
 
     def add_listener(self, listener: Callable[[StoredEvent], None]) -> None:
         """Call ``listener`` synchronously for every dispatched event (the tracker's own
@@ -146,7 +151,7 @@ class Feed:
             self._subscriptions.discard(sub)
 
 
-class Subscription:
+class Subscription(abc.Subscription):
     """An async iterator of committed events, in sequence order.
 
     Starts after ``after`` (reading older events from the log first) or, without it, with

@@ -16,10 +16,11 @@ from datetime import UTC, datetime, time
 from typing import Any
 
 from ._ids import normalize_session_id
+from .abc import Store
 from .errors import InvalidParameter, SessionNotFound
 from .models import Message, Page, Principal, SessionDetail, SessionSummary, Stats
 from .status import ACTIVE_STATUSES, ALL_STATUSES, TERMINAL_STATUSES
-from .store import SessionFilter, SQLAlchemyStore
+from .store import SessionFilter
 
 FILTER_GROUPS: dict[str, frozenset[str] | None] = {
     "all": None,
@@ -43,7 +44,7 @@ ChatbotList = list[dict[str, Any]]
 class SessionQueries:
     """Reads sessions, messages and statistics from a store."""
 
-    def __init__(self, store: SQLAlchemyStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
 
     async def list(

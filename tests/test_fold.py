@@ -83,3 +83,72 @@ def test_utc_text_caches_the_second_and_formats_like_isoformat() -> None:
         previous = moment
     with pytest.raises(ValueError, match="naive"):
         fast(datetime(2026, 1, 1))
+
+
+def test_a_report_stamped_earlier_never_moves_expiry_back() -> None:
+    started: Report = ("session_started", SID, T0, {"chatbot_id": "b"})
+    late_node: Report = ("node_executed", SID, T0 + timedelta(seconds=30), {"node_id": "a"})
+    early_msg: Report = (
+        "message",
+        SID,
+        T0 + timedelta(seconds=10),  # the engine's clock, or a report from another worker
+        {"direction": "inbound", "type": "text"},
+    )
+    (state,) = fold([started, late_node, early_msg], idle=60).new_sessions
+    assert state.expires_at == T0 + timedelta(seconds=90)
+    assert state.updated_at == T0 + timedelta(seconds=30)
+
+
+def test_orphans_and_late_reports_are_listed_with_session_and_hook() -> None:
+    other = "01a20d22-0000-7000-8000-000000000002"
+    reports: list[Report] = [
+        ("node_executed", other, T0, {"node_id": "a"}),
+        ("session_started", SID, T0, {"chatbot_id": "b"}),
+        ("session_completed", SID, T0, {"status": "completed", "reason": None}),
+        ("message", SID, T0, {"direction": "outbound", "type": "text"}),
+        ("session_completed", SID, T0, {"status": "expired", "node_id": None, "reason": None}),
+        (
+            "session_completed",
+            SID,
+            T0,
+            {"status": "stopped", "stop_requested": True, "stop_id": "x"},
+        ),
+    ]
+    res = fold(reports)
+    assert (res.orphans, res.late) == (1, 3)
+    assert [(d.reason, d.session_id, d.hook, d.status, d.stop_id) for d in res.dropped] == [
+        ("orphan", other, "sessiontrack_node_executed", None, None),
+        ("late", SID, "sessiontrack_message", "completed", None),
+        ("late", SID, "sessiontrack_status_changed", "completed", None),
+        ("late", SID, "Tracker.stop", "completed", "x"),
+    ]
+
+
+def test_a_flow_registered_in_the_batch_labels_the_nodes_after_it_and_not_before() -> None:
+    def flow(label: str) -> Report:
+        graph = {"nodes": [{"id": "a", "data": {"label": label}}], "edges": []}
+        return (
+            "flow_registered",
+            "",
+            T0,
+            {"chatbot_id": "b", "name": "B", "flow": graph, "version": "v"},
+        )
+
+    committed = {("b", "v"): {"a": "Committed"}}
+    folder = Folder(
+        {}, {}, set(), lambda c, v: committed.get((c, v), {}), last_seq=0, idle_timeout_s=None
+    )
+    res = folder.fold(
+        [
+            flow("Committed"),
+            ("session_started", SID, T0, {"chatbot_id": "b"}),
+            ("node_executed", SID, T0, {"node_id": "a"}),
+            flow("Grown"),  # the same version again: its graph replaces the old one
+            ("node_executed", SID, T0, {"node_id": "a"}),
+        ]
+    )
+    assert [e.data["label"] for e in res.events if e.kind == "node_executed"] == [
+        "Committed",
+        "Grown",
+    ]
+    assert res.flow_labels == {("b", "v"): {"a": "Grown"}}  # cached by the store at commit

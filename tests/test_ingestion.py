@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pluggy
 import pytest
 import sqlalchemy as sa
@@ -241,8 +242,10 @@ def test_outages_and_refusals_are_told_apart_by_their_error_codes(tmp_path: Path
 
     import asyncpg.exceptions as pg
 
+    from sessiontrack.store import SQLAlchemyStore
     from sessiontrack.store._bulk import driver_error
-    from sessiontrack.tracker import _is_transient
+
+    _is_transient = SQLAlchemyStore("sqlite+aiosqlite://").is_transient  # the store decides
 
     dialect = sa.create_engine("postgresql+asyncpg://").dialect
 
@@ -414,3 +417,79 @@ async def test_subscriptions_end_when_the_tracker_closes(database_url: str, pref
             close_now.set()
             await ended.wait()
     assert got == ["session_started"]
+
+
+async def test_an_engine_still_reporting_while_the_tracker_closes_gets_tracker_not_running(
+    database_url: str, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A live engine does not hold shutdown up: from the moment closing begins its calls
+    raise, what it reported before is committed, and the log says how much."""
+    caplog.set_level(logging.INFO, "sessiontrack")
+    tracker = sessiontrack.Tracker(database_url, prefix=prefix, migrate=True)
+    accepted: list[str] = []
+    refused: list[BaseException] = []
+    busy = anyio.Event()
+
+    async def engine(pm: pluggy.PluginManager, sid: str) -> None:
+        for i in range(10**9):
+            try:
+                pm.hook.sessiontrack_node_executed(session_id=sid, node_id=f"n{i}")
+            except sessiontrack.TrackerNotRunning as exc:
+                refused.append(exc)
+                return
+            accepted.append(f"n{i}")
+            if i == 200:
+                busy.set()
+            await anyio.lowlevel.checkpoint()
+
+    with anyio.fail_after(20):  # a hang guard: the old shutdown waited its full 30 s
+        async with anyio.create_task_group() as tg, tracker:
+            sid = start(tracker.plugin_manager)
+            tg.start_soon(engine, tracker.plugin_manager, sid)
+            await busy.wait()
+    assert refused and "closing" in str(refused[0])
+    assert not tracker.running
+    async with sessiontrack.Tracker(database_url, prefix=prefix) as reopened:
+        assert (await reopened.sessions.get(sid)).node_history == accepted
+    closing = [r.getMessage() for r in caplog.records if "committed while closing" in r.message]
+    assert ", 0 not committed" in closing[0]  # [1] is the reopened tracker's
+    assert "unavailable" not in caplog.text
+
+
+@pytest.mark.postgresql
+async def test_shutdown_during_an_outage_ends_at_shutdown_timeout_with_exact_counts(
+    prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await require_postgres()
+    caplog.set_level(logging.INFO, "sessiontrack")
+    url = sa.make_url(POSTGRES_URL)
+    proxy = Proxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    try:
+        tracker = sessiontrack.Tracker(
+            proxied,
+            prefix=prefix,
+            migrate=True,
+            retry_initial=0.02,
+            retry_max=0.1,
+            sweep_interval=None,
+            shutdown_timeout=1.0,
+        )
+        with anyio.fail_after(20):
+            async with tracker:
+                pm = tracker.plugin_manager
+                sids = [start(pm) for _ in range(5)]
+                await tracker.flush()
+                await proxy.cut()
+                for sid in sids:
+                    pm.hook.sessiontrack_node_executed(session_id=sid, node_id="lost")
+                await anyio.sleep(0.3)  # the writer fails and retries meanwhile
+        (line,) = [r.getMessage() for r in caplog.records if "committed while closing" in r.message]
+        assert "0 reports committed while closing, 5 not committed" in line
+        assert "database unavailable" in line
+    finally:
+        await proxy.cut()
+        from tests.conftest import drop_prefixed_tables
+
+        await drop_prefixed_tables(POSTGRES_URL, prefix)

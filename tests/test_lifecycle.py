@@ -220,3 +220,70 @@ async def test_stop_from_another_process_reaches_the_engines_process(
     detail = await tracker.sessions.get(sid)
     assert (detail.status, detail.node_history) == ("stopped", [])
     assert tracker.stats.late == 1
+
+
+def _graph(label: str) -> dict[str, Any]:
+    return {"nodes": [{"id": "ask", "type": "question", "data": {"label": label}}], "edges": []}
+
+
+async def test_registering_a_version_again_replaces_its_graph(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
+) -> None:
+    """Adapters add edges they first see at run time to the version they registered."""
+    pm.hook.sessiontrack_flow_registered(
+        chatbot_id="bot", name="Bot", flow=_graph("Ask"), version="v7"
+    )
+    await tracker.flush()
+    grown = {**_graph("Ask again"), "edges": [{"id": "e", "source": "ask", "target": "ask"}]}
+    pm.hook.sessiontrack_flow_registered(chatbot_id="bot", name="Bot", flow=grown, version="v7")
+    await tracker.flush()
+    sid = start(pm)
+    pm.hook.sessiontrack_node_executed(session_id=sid, node_id="ask")
+    await tracker.flush()
+    detail = await tracker.sessions.get(sid)
+    assert (detail.flow_version, detail.flow_data) == ("v7", grown)
+    assert detail.node_executions[0].label == "Ask again"
+
+
+async def test_a_rolled_back_batch_leaves_no_flow_labels_behind(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
+) -> None:
+    pm.hook.sessiontrack_flow_registered(
+        chatbot_id="bot", name="Bot", flow=_graph("Real"), version="v1"
+    )
+    await tracker.flush()
+    ghost = {"chatbot_id": "bot", "name": "Bot", "flow": _graph("Ghost"), "version": "v1"}
+    broken = {"chatbot_id": "bot", "variables": "{not json"}  # the fold fails: rollback
+    with pytest.raises(ValueError):
+        await tracker.store.apply(
+            [
+                ("flow_registered", "", datetime.now(UTC), ghost),
+                ("session_started", sessiontrack.new_session_id(), datetime.now(UTC), broken),
+            ],
+            idle_timeout_s=None,
+        )
+    sid = start(pm)
+    pm.hook.sessiontrack_node_executed(session_id=sid, node_id="ask")
+    await tracker.flush()
+    detail = await tracker.sessions.get(sid)
+    assert detail.flow_data == _graph("Real")
+    assert detail.node_executions[0].label == "Real"
+
+
+async def test_orphan_and_late_warnings_name_the_session_and_the_hook(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.WARNING, "sessiontrack")
+    never = sessiontrack.new_session_id()
+    pm.hook.sessiontrack_message(session_id=never, direction="inbound", text="hi")
+    sid = start(pm)
+    pm.hook.sessiontrack_session_completed(session_id=sid)
+    pm.hook.sessiontrack_variables_changed(session_id=sid, variables={"a": 1})
+    await tracker.flush()
+    assert f"orphan sessiontrack_message for session {never}" in caplog.text
+    assert (
+        f"late sessiontrack_variables_changed for session {sid} (already completed)" in caplog.text
+    )
+    assert (tracker.stats.orphans, tracker.stats.late) == (1, 1)

@@ -1,15 +1,31 @@
 """Storage: the SQLAlchemy Core store for SQLite and PostgreSQL, and its migrations."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from ._reads import SessionFilter
 from ._tables import DEFAULT_PREFIX, Tables, make_tables
 from ._urls import normalize_url
 from .sqlalchemy import SQLAlchemyStore, mask_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from ..abc import Store
+
+
+def create_store(url_or_engine: str | AsyncEngine, *, prefix: str = DEFAULT_PREFIX) -> Store:
+    """The store for a database URL or an existing ``AsyncEngine`` (never disposed)."""
+    return SQLAlchemyStore(url_or_engine, prefix=prefix)
+
 
 __all__ = [
     "DEFAULT_PREFIX",
     "SQLAlchemyStore",
     "SessionFilter",
     "Tables",
+    "create_store",
     "make_tables",
     "mask_url",
     "normalize_url",

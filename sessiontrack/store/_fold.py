@@ -10,7 +10,11 @@ result in one transaction. Every lifecycle rule lives here:
 - a terminal status ends the session: ``completed_at``, reason and duration are set.
 
 Duplicates, orphans and late reports are dropped, counted and logged by the caller; they
-never stop a batch.
+never stop a batch. Orphans and late reports are also listed (:class:`Dropped`), so the
+log can name the session and the hook.
+
+Registering a version that exists again replaces its graph (adapters add edges they first
+see at run time to the same version); sessions keep the version name they ran.
 """
 
 from __future__ import annotations
@@ -105,9 +109,34 @@ class Chatbot:
     version: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """An orphan or late report: which rule dropped it, for which session, from where."""
+
+    reason: str  # "orphan" or "late"
+    session_id: str
+    hook: str
+    status: str | None  # the session's status when the report arrived (None: no session)
+    stop_id: str | None = None  # set for a report of Tracker.stop()
+
+
+def hook_name(kind: str, data: dict[str, Any]) -> str:
+    """The hook (or tracker part) a report came from, for log lines."""
+    if kind == ev.SESSION_COMPLETED:
+        if data.get("stop_requested"):
+            return "Tracker.stop"
+        if "if_overdue" in data:
+            return "the expiry sweeper"
+        if "node_id" in data:  # only a terminal status_changed carries one
+            return "sessiontrack_status_changed"
+    return f"sessiontrack_{kind}"
+
+
 @dataclass(slots=True)
 class FoldResult:
     events: list[StoredEvent] = field(default_factory=list)
+    dropped: list[Dropped] = field(default_factory=list)
+    flow_labels: dict[tuple[str, str | None], dict[str, str]] = field(default_factory=dict)
     new_sessions: list[SessionState] = field(default_factory=list)
     changed_sessions: list[SessionState] = field(default_factory=list)
     count_deltas: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -180,6 +209,9 @@ class Folder:
     def _flow(self, data: dict[str, Any], at: datetime) -> None:
         self.chatbots[data["chatbot_id"]] = Chatbot(data["name"], data["version"])
         self.result.flows.append({**data, "registered_at": at})
+        # later reports of this batch label their nodes from this graph; the store caches
+        # these labels only once the batch has committed
+        self.result.flow_labels[(data["chatbot_id"], data["version"])] = flow_labels(data["flow"])
 
     def _count(self, chatbot_id: str, status: str, delta: int) -> None:
         key = (chatbot_id, status)
@@ -198,9 +230,12 @@ class Folder:
             self._count(st.chatbot_id, st.status, 1)
         elif st is None:
             res.orphans += 1
+            res.dropped.append(Dropped("orphan", sid, hook_name(kind, data), None))
             return
         elif st.status in TERMINAL_STATUSES:
             res.late += 1
+            stop_id = data.get("stop_id")
+            res.dropped.append(Dropped("late", sid, hook_name(kind, data), st.status, stop_id))
             return
         else:
             fold = _FOLDS[kind]
@@ -215,7 +250,10 @@ class Folder:
             delta = self._idle_deltas.get(idle)
             if delta is None:
                 delta = self._idle_deltas[idle] = timedelta(seconds=idle)
-            st.expires_at = at + delta
+            expires_at = at + delta
+            # a report stamped earlier than one already folded never pulls expiry back
+            if st.expires_at is None or expires_at > st.expires_at:
+                st.expires_at = expires_at
         self._changed[sid] = st
         res.events.append(
             StoredEvent(
@@ -269,7 +307,10 @@ class Folder:
         return st
 
     def _label(self, st: SessionState, node_id: str) -> str | None:
-        return self.labels(st.chatbot_id, st.flow_version).get(node_id)
+        key = (st.chatbot_id, st.flow_version)
+        registered = self.result.flow_labels.get(key)
+        labels = registered if registered is not None else self.labels(*key)
+        return labels.get(node_id)
 
     def _node(self, st: SessionState, at: datetime, data: dict[str, Any]) -> bool:
         node_id = data["node_id"]
@@ -315,6 +356,7 @@ class Folder:
         return True
 
     def _complete(self, st: SessionState, at: datetime, data: dict[str, Any]) -> bool:
+        data.pop("stop_id", None)  # the stop's own token, not part of the event
         if data.pop("if_overdue", False) and (st.expires_at is None or st.expires_at > at):
             return False  # the sweeper saw it overdue, but activity queued since moved it on
         self._status(st, at, data)
@@ -325,6 +367,16 @@ class Folder:
         data["total_messages"] = st.message_count
         data["duration"] = round((at - st.started_at).total_seconds(), 3)
         return True
+
+
+def flow_labels(flow: dict[str, Any]) -> dict[str, str]:
+    """Node id → label of a React Flow graph."""
+    labels: dict[str, str] = {}
+    for node in flow.get("nodes", ()):
+        label = (node.get("data") or {}).get("label")
+        if isinstance(label, str) and "id" in node:
+            labels[str(node["id"])] = label
+    return labels
 
 
 def _loads(value: Any) -> dict[str, Any]:

@@ -14,10 +14,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from ..abc import Store
 from ..errors import SchemaOutdated
 from ..events import StoredEvent
-from . import _migrate
+from . import _migrate, _watch
 from ._bulk import BulkWriter, bulk_writer
+from ._errors import is_transient
 from ._fold import (
     FLOW_REGISTERED,
     Chatbot,
@@ -25,6 +27,7 @@ from ._fold import (
     FoldResult,
     Report,
     SessionState,
+    flow_labels,
 )
 from ._reads import ReadQueries
 from ._tables import DEFAULT_PREFIX, make_tables
@@ -49,7 +52,7 @@ def mask_url(url: str | sa.URL) -> str:
     return sa.make_url(url).render_as_string(hide_password=True)
 
 
-class SQLAlchemyStore(ReadQueries):
+class SQLAlchemyStore(ReadQueries, Store):
     """Stores events and the session projection with SQLAlchemy's async engine.
 
     :param url_or_engine: a database URL (``sqlite+aiosqlite:///file.db``,
@@ -120,6 +123,25 @@ class SQLAlchemyStore(ReadQueries):
             await self._engine.dispose()
             self._engine = None
 
+    def is_transient(self, exc: BaseException) -> bool:
+        return is_transient(exc)
+
+    async def watch(
+        self,
+        wake: Callable[[int | None], None],
+        *,
+        poll_interval: float,
+        retry_initial: float = 0.05,
+        retry_max: float = 5.0,
+    ) -> None:
+        await _watch.watch(
+            self,
+            wake,
+            poll_interval=poll_interval,
+            retry_initial=retry_initial,
+            retry_max=retry_max,
+        )
+
     # --- writes -------------------------------------------------------------------------
 
     async def apply(self, reports: Sequence[Report], *, idle_timeout_s: int | None) -> FoldResult:
@@ -142,7 +164,7 @@ class SQLAlchemyStore(ReadQueries):
                 d["message_id"] for k, _, _, d in reports if k == "message" and d.get("message_id")
             ]
             known = await self._bulk.known_messages(conn, mids)
-            await self._prefetch_labels(conn, reports, sessions, chatbots)
+            await self._prefetch_labels(conn, sessions, chatbots)
             folder = Folder(sessions, chatbots, known, self._node_labels, last_seq, idle_timeout_s)
             await self._lookup_plans(conn, False)
             res = await self._fold_and_append(conn, folder, reports)
@@ -155,6 +177,8 @@ class SQLAlchemyStore(ReadQueries):
                     await conn.execute(
                         sa.select(sa.func.pg_notify(self.notify_channel, str(res.last_seq)))
                     )
+        # committed: only now may the batch's flow graphs label later batches' nodes
+        self._labels.update(res.flow_labels)
         return res
 
     async def _fold_and_append(
@@ -224,13 +248,11 @@ class SQLAlchemyStore(ReadQueries):
     async def _prefetch_labels(
         self,
         conn: AsyncConnection,
-        reports: Sequence[Report],
         sessions: dict[str, SessionState],
         chatbots: dict[str, Chatbot],
     ) -> None:
-        for kind, _, _, d in reports:
-            if kind == FLOW_REGISTERED:
-                self._labels[(d["chatbot_id"], d["version"])] = flow_labels(d["flow"])
+        # Flows registered in this batch label its later nodes through the fold itself
+        # (FoldResult.flow_labels); what is read here is committed, so it may be cached.
         wanted = {(s.chatbot_id, s.flow_version) for s in sessions.values()}
         wanted |= {(cid, b.version) for cid, b in chatbots.items()}
         missing = [k for k in wanted if k not in self._labels and k[1] is not None]
@@ -257,7 +279,7 @@ class SQLAlchemyStore(ReadQueries):
                     "registered_at": flow["registered_at"],
                 },
                 ["chatbot_id", "version"],
-                [],
+                ["flow"],  # the same version registered again: its graph grew or changed
             )
             await self._upsert(
                 conn,
@@ -390,13 +412,3 @@ class SQLAlchemyStore(ReadQueries):
             async with self.engine.connect() as conn:
                 value = await conn.scalar(sa.select(st.c.value).where(st.c.key == "last_seq"))
         return int(value or 0)
-
-
-def flow_labels(flow: dict[str, Any]) -> dict[str, str]:
-    """Node id → label of a React Flow graph."""
-    labels: dict[str, str] = {}
-    for node in flow.get("nodes", ()):
-        label = (node.get("data") or {}).get("label")
-        if isinstance(label, str) and "id" in node:
-            labels[str(node["id"])] = label
-    return labels

@@ -1,0 +1,245 @@
+"""The interfaces the tracker, the query service and the live feed are written against.
+
+As in APScheduler 4's ``abc.py``: abstract classes whose method docstrings are the
+contract (what is returned, in which order, what is raised). The tracker and its parts
+take these types, never a concrete backend, and never import a database driver; the one
+backend today is :class:`sessiontrack.store.SQLAlchemyStore` (SQLite and PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # type-only: importing the store package would import SQLAlchemy
+    from .events import StoredEvent
+    from .models import Message, SessionDetail, SessionSummary, Stats
+    from .store._fold import FoldResult, Report
+    from .store._reads import SessionFilter
+
+__all__ = ["Feed", "Store", "Subscription"]
+
+
+class Store(metaclass=ABCMeta):
+    """Where reports become events: an append-only log plus the session projection.
+
+    Sequence numbers start at 1, have no gaps within one store and grow in commit order
+    across every process writing to it: a reader that has seen ``seq`` N never later finds
+    a smaller one appear. Every method may raise the backend's own errors; the tracker
+    asks :meth:`is_transient` which of them mean "not now" (retry) rather than "not this".
+    """
+
+    @property
+    @abstractmethod
+    def dialect(self) -> str:
+        """The backend's name (``"sqlite"``, ``"postgresql"``); only for messages and
+        tests, never to choose behaviour outside the store."""
+
+    @abstractmethod
+    async def open(self, *, migrate: bool | None = None) -> None:
+        """Connect and make sure the schema is current (``migrate=None``: the backend's
+        default). :raises SchemaOutdated: the schema is behind and ``migrate`` is false."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release what :meth:`open` acquired; never closes a resource the caller passed
+        in (an existing engine)."""
+
+    # --- writing ------------------------------------------------------------------------
+
+    @abstractmethod
+    async def apply(self, reports: Sequence[Report], *, idle_timeout_s: int | None) -> FoldResult:
+        """Fold ``reports`` into the log and the projection in **one** transaction.
+
+        Either everything commits (the result lists the appended events, in sequence
+        order, and every report it dropped as a duplicate, orphan or late report) or
+        nothing does and the backend's error is raised. The same batch may be applied
+        again after a failure: it must fold to the same result. After the commit,
+        every other process watching the store (:meth:`watch`) is woken.
+        """
+
+    @abstractmethod
+    def is_transient(self, exc: BaseException) -> bool:
+        """Whether ``exc``, raised by a method of this store, means the database is not
+        reachable now (worth retrying the same work later) rather than refusing this work
+        for what it contains."""
+
+    @abstractmethod
+    async def watch(
+        self,
+        wake: Callable[[int | None], None],
+        *,
+        poll_interval: float,
+        retry_initial: float = 0.05,
+        retry_max: float = 5.0,
+    ) -> None:
+        """Call ``wake(seq)`` whenever the log may hold events committed elsewhere, up to
+        ``seq`` when known (``None``: read to find out). Runs until cancelled, never
+        returns and never raises: transient errors are retried with backoff from
+        ``retry_initial`` to ``retry_max`` seconds, others are logged and retried too.
+        A wake-up may be spurious or may repeat; the reader decides by sequence number.
+        ``poll_interval`` is the longest a commit elsewhere may go unnoticed where the
+        backend cannot push (SQLite)."""
+
+    # --- the log ------------------------------------------------------------------------
+
+    @abstractmethod
+    async def events_after(
+        self,
+        after: int,
+        *,
+        limit: int = 1000,
+        session_id: str | None = None,
+        until: int | None = None,
+    ) -> list[StoredEvent]:
+        """Committed events with ``after < seq <= until`` (of one session, if given),
+        oldest first, at most ``limit``."""
+
+    @abstractmethod
+    async def last_seq(self) -> int:
+        """The newest committed sequence number (0 for an empty log)."""
+
+    # --- sessions -----------------------------------------------------------------------
+
+    @abstractmethod
+    async def session_head(self, session_id: str) -> tuple[str, str, str | None] | None:
+        """``(chatbot_id, status, conversation_id)`` of a committed session, or ``None``."""
+
+    @abstractmethod
+    async def overdue_sessions(self, now: datetime, limit: int = 1000) -> list[str]:
+        """Ids of active sessions whose ``expires_at`` is before ``now``, soonest first."""
+
+    @abstractmethod
+    async def purge(
+        self,
+        cutoff: datetime,
+        *,
+        batch_size: int = 1000,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Delete terminal sessions completed before ``cutoff``, with their events, in
+        transactions of ``batch_size`` sessions; returns how many were deleted. Active
+        sessions are never deleted."""
+
+    @abstractmethod
+    async def list_sessions(
+        self,
+        f: SessionFilter,
+        *,
+        sort_by: str,
+        descending: bool,
+        limit: int,
+        offset: int,
+        after: tuple[datetime, str] | None,
+    ) -> tuple[list[SessionSummary], int, bool]:
+        """One page (``limit`` rows after ``offset``, or after the keyset ``after``), the
+        total matching, and whether more rows follow."""
+
+    @abstractmethod
+    async def get_session(self, session_id: str, *, message_limit: int) -> SessionDetail | None:
+        """A session with its node executions, its newest ``message_limit`` messages and
+        the flow graph of the version it ran, or ``None``."""
+
+    @abstractmethod
+    async def messages(
+        self, session_id: str, conversation_id: str | None, *, limit: int | None, before: int | None
+    ) -> list[Message]:
+        """A session's messages, oldest first; ``limit`` and ``before`` (a message id)
+        page backwards from the newest."""
+
+    @abstractmethod
+    async def stats(self, *, chatbot_ids: frozenset[str] | None, since: datetime) -> Stats:
+        """Counts by status (of these chatbots, or all) and completions since ``since``."""
+
+    @abstractmethod
+    async def chatbots(self) -> list[dict[str, Any]]:
+        """Every registered chatbot: ``{chatbot_id, name, current_version, updated_at}``,
+        by name."""
+
+
+class Subscription(metaclass=ABCMeta):
+    """An async iterator of committed events, in strictly increasing sequence order.
+
+    It never yields an event before its transaction committed and never yields one twice.
+    A subscriber that falls behind does not make the process hold more than a bounded
+    number of events for it: it catches up from the log by sequence number. Iteration ends
+    when the feed closes, after what was committed before the close has been yielded.
+    """
+
+    last_seq: int
+    """The sequence number of the last event yielded (where a resume would start)."""
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    @abstractmethod
+    async def __anext__(self) -> StoredEvent:
+        """The next event; waits for one. :raises StopAsyncIteration: the feed closed."""
+
+    @abstractmethod
+    def get_nowait(self) -> StoredEvent | None:
+        """The next event if one is already held in memory, else ``None``; never waits."""
+
+
+class Feed(metaclass=ABCMeta):
+    """Hands committed events to in-process subscribers, in sequence order, exactly once.
+
+    The local writer hands over each batch it committed (:meth:`deliver`); commits of
+    other processes arrive as wake-ups (:meth:`poke`) and are read from the log. Either
+    way every event reaches every subscriber, in order, after its commit.
+    """
+
+    cursor: int
+    """The sequence number of the last event dispatched in this process."""
+
+    @property
+    @abstractmethod
+    def subscriber_count(self) -> int:
+        """Open subscriptions."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Begin at the log's current head (on the running event loop)."""
+
+    @abstractmethod
+    async def run(self) -> None:
+        """Read and dispatch whatever the wake-ups announce; runs until cancelled."""
+
+    @abstractmethod
+    def add_listener(self, listener: Callable[[StoredEvent], None]) -> None:
+        """Call ``listener`` synchronously for every dispatched event, before any
+        subscriber sees it; a listener that raises is logged and skipped."""
+
+    @abstractmethod
+    def committing(self) -> AbstractAsyncContextManager[object]:
+        """Held by the local writer from its transaction until it has delivered the batch:
+        a wake-up for that very batch (its own NOTIFY, a poll of the log's head) waits for
+        the delivery instead of reading the batch back."""
+
+    @abstractmethod
+    def deliver(self, events: Sequence[StoredEvent]) -> None:
+        """Dispatch events this process just committed (in sequence order); if they do not
+        follow the cursor, the gap is read from the log first."""
+
+    @abstractmethod
+    def poke(self, seq: int | None = None) -> None:
+        """The log may hold events past the cursor (up to ``seq``, when known)."""
+
+    @abstractmethod
+    async def wait_for(self, seq: int) -> None:
+        """Return once every event up to ``seq`` has been dispatched in this process."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """End every subscription once it has yielded what was dispatched."""
+
+    @abstractmethod
+    def subscribe(
+        self, *, after: int | None = None, session_id: str | None = None, buffer: int = 1000
+    ) -> AbstractAsyncContextManager[Subscription]:
+        """A subscription to events after ``after`` (reading the log first) or, without
+        it, from the next event dispatched; only those of ``session_id`` if given.
+        ``buffer`` bounds the events held in memory for it."""
