@@ -16,10 +16,26 @@ from . import _validate as v
 from . import events as ev
 from ._ids import normalize_session_id
 from .hookspecs import hookimpl
+from .limits import (
+    CHATBOT_ID,
+    CHATBOT_NAME,
+    CONVERSATION_ID,
+    CUSTOMER_NAME,
+    CUSTOMER_PHONE,
+    FLOW_VERSION,
+    MESSAGE_ID,
+    NODE_ID,
+    NODE_LABEL,
+    REASON,
+    TEXT,
+)
+from .models import MESSAGE_DIRECTIONS
 from .status import ALL_STATUSES, TERMINAL_STATUSES
 from .store._fold import FLOW_REGISTERED, Report
 
-_DIRECTIONS = frozenset({"inbound", "outbound"})
+_DIRECTIONS = {d: d for d in MESSAGE_DIRECTIONS}
+_STATUSES = {s: s for s in ALL_STATUSES}
+_TERMINAL = {s: s for s in TERMINAL_STATUSES}
 
 
 class ReportingHooks:
@@ -46,11 +62,12 @@ class ReportingHooks:
     ) -> None:
         h = "sessiontrack_flow_registered"
         graph = v.flow_graph(flow, h)
+        version = v.text(version, "version", h, FLOW_VERSION, optional=True)
         data = {
-            "chatbot_id": v.text(chatbot_id, "chatbot_id", h),
-            "name": v.text(name, "name", h),
+            "chatbot_id": v.text(chatbot_id, "chatbot_id", h, CHATBOT_ID),
+            "name": v.text(name, "name", h, CHATBOT_NAME),
             "flow": graph,
-            "version": v.text(version, "version", h, optional=True) or v.flow_version(graph),
+            "version": version or v.flow_version(graph),
         }
         self._enqueue((FLOW_REGISTERED, "", time.time(), data))
 
@@ -69,14 +86,16 @@ class ReportingHooks:
         h = "sessiontrack_session_started"
         sid = self._sid(session_id, h)
         data: dict[str, Any] = {
-            "chatbot_id": v.text(chatbot_id, "chatbot_id", h),
-            "conversation_id": v.opt_text(conversation_id, "conversation_id", h),
+            "chatbot_id": v.text(chatbot_id, "chatbot_id", h, CHATBOT_ID),
+            "conversation_id": v.opt_text(conversation_id, "conversation_id", h, CONVERSATION_ID),
         }
         if contact is not None:
             if not isinstance(contact, Mapping):
                 raise TypeError(f"{h}(): contact must be a mapping with phone and name")
-            data["customer_phone"] = v.opt_text(contact.get("phone"), "contact['phone']", h)
-            data["customer_name"] = v.opt_text(contact.get("name"), "contact['name']", h)
+            phone, name = contact.get("phone"), contact.get("name")
+            data["customer_phone"] = v.opt_text(phone, "contact['phone']", h, CUSTOMER_PHONE)
+            name = data["customer_name"] = v.opt_text(name, "contact['name']", h, CUSTOMER_NAME)
+            v.casefolded(name, "contact['name']", h, CUSTOMER_NAME)
         if variables is not None:
             data["variables"] = v.json_object(variables, "variables", h)
         if metadata is not None:
@@ -98,16 +117,12 @@ class ReportingHooks:
     ) -> None:
         h = "sessiontrack_node_executed"
         sid = self._sid(session_id, h)
-        if duration_ms is not None and (
-            isinstance(duration_ms, bool) or not isinstance(duration_ms, int | float)
-        ):
-            raise TypeError(f"{h}(): duration_ms must be a number")
         data = {
-            "node_id": v.text(node_id, "node_id", h),
-            "node_type": v.opt_text(node_type, "node_type", h),
-            "label": v.opt_text(label, "label", h),
-            "duration_ms": duration_ms,
-            "error": v.opt_text(error, "error", h),
+            "node_id": v.text(node_id, "node_id", h, NODE_ID),
+            "node_type": v.opt_text(node_type, "node_type", h, TEXT),
+            "label": v.opt_text(label, "label", h, NODE_LABEL),
+            "duration_ms": v.duration(duration_ms, "duration_ms", h),
+            "error": v.opt_text(error, "error", h, TEXT),
         }
         self._enqueue((ev.NODE_EXECUTED, sid, self._at(at, h), data))
 
@@ -125,16 +140,15 @@ class ReportingHooks:
     ) -> None:
         h = "sessiontrack_message"
         sid = self._sid(session_id, h)
-        if direction not in _DIRECTIONS:
-            v.required(direction, "direction", h)
-            raise ValueError(f"{h}(): direction must be 'inbound' or 'outbound', got {direction!r}")
         data = {
-            "direction": direction,
-            "type": v.text(type, "type", h),
-            "text": v.opt_text(text, "text", h),
+            "direction": direction  # (``type`` is an argument here, not the builtin)
+            if direction.__class__ is str and direction in _DIRECTIONS
+            else v.choice(direction, _DIRECTIONS, "direction", h),
+            "type": v.text(type, "type", h, TEXT),
+            "text": v.opt_text(text, "text", h, TEXT),
             "payload": None if payload is None else v.json_object(payload, "payload", h),
-            "node_id": v.opt_text(node_id, "node_id", h),
-            "message_id": v.opt_text(message_id, "message_id", h),
+            "node_id": v.opt_text(node_id, "node_id", h, NODE_ID),
+            "message_id": v.opt_text(message_id, "message_id", h, MESSAGE_ID),
         }
         self._enqueue((ev.MESSAGE, sid, self._at(at, h), data))
 
@@ -149,14 +163,13 @@ class ReportingHooks:
     ) -> None:
         h = "sessiontrack_status_changed"
         sid = self._sid(session_id, h)
-        if status not in ALL_STATUSES:
-            v.required(status, "status", h)
-            raise ValueError(f"{h}(): unknown status {status!r}; one of {sorted(ALL_STATUSES)}")
+        if type(status) is not str or status not in _STATUSES:
+            status = v.choice(status, _STATUSES, "status", h)
         kind = ev.SESSION_COMPLETED if status in TERMINAL_STATUSES else ev.STATUS_CHANGED
         data = {
             "status": status,
-            "node_id": v.opt_text(node_id, "node_id", h),
-            "reason": v.opt_text(reason, "reason", h),
+            "node_id": v.opt_text(node_id, "node_id", h, NODE_ID),
+            "reason": v.opt_text(reason, "reason", h, REASON),
         }
         self._enqueue((kind, sid, self._at(at, h), data))
 
@@ -175,10 +188,7 @@ class ReportingHooks:
     ) -> None:
         h = "sessiontrack_session_completed"
         sid = self._sid(session_id, h)
-        if status not in TERMINAL_STATUSES:
-            raise ValueError(
-                f"{h}(): status must be terminal ({', '.join(sorted(TERMINAL_STATUSES))})"
-                f", got {status!r}"
-            )
-        data = {"status": status, "reason": v.opt_text(reason, "reason", h)}
+        if type(status) is not str or status not in _TERMINAL:
+            status = v.choice(status, _TERMINAL, "terminal status", h)
+        data = {"status": status, "reason": v.opt_text(reason, "reason", h, REASON)}
         self._enqueue((ev.SESSION_COMPLETED, sid, self._at(at, h), data))

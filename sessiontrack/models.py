@@ -1,6 +1,8 @@
 """What the query service returns: plain, typed, read-only values.
 
-Field names are Python's (snake_case); the HTTP layer renders them in camelCase.
+Field names are Python's (snake_case); the HTTP layer renders them in camelCase. These
+dataclasses are the single definition of the wire models: ``sessiontrack.web.schemas``
+builds its pydantic response models from their fields (the core needs no pydantic).
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from typing import Any, Generic, TypeVar
 from .status import ACTIVE_STATUSES
 
 T = TypeVar("T")
+
+MESSAGE_DIRECTIONS: tuple[str, ...] = ("inbound", "outbound")
+"""The directions a :class:`Message` can have."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Iterable
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from ._ids import normalize_session_id
@@ -34,6 +35,7 @@ SORT_FIELDS = {
     "updated_at": "updated_at",
 }
 MAX_LIMIT = 100
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # Aliases: inside the class, ``list`` names the query method, not the builtin.
 SummaryList = list[SessionSummary]
@@ -73,7 +75,7 @@ class SessionQueries:
         ``cursor`` (the ``next_cursor`` of the previous page) continues with a keyset query
         whose cost does not grow with depth; it must be used with the same sort.
         """
-        sort_col = SORT_FIELDS.get(sort_by)
+        sort_col = SORT_FIELDS.get(sort_by) if isinstance(sort_by, str) else None
         if sort_col is None:
             raise InvalidParameter(
                 "sortBy", f"must be one of startedAt, updatedAt, got {sort_by!r}"
@@ -85,9 +87,11 @@ class SessionQueries:
             raise InvalidParameter("limit", f"must be an integer from 1 to {MAX_LIMIT}")
         if not isinstance(offset, int) or offset < 0:
             raise InvalidParameter("offset", "must be a non-negative integer")
-        for name, value in (("startDate", start_date), ("endDate", end_date)):
-            if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
-                raise InvalidParameter(name, "must be a timezone-aware datetime")
+        start_date = _utc(start_date, "startDate")
+        end_date = _utc(end_date, "endDate")
+        conversation_id = _text(conversation_id, "conversationId")
+        search = _text(search, "search")
+        cursor = _text(cursor, "cursor")
         after = _decode_cursor(cursor, sort_col, order) if cursor else None
         f = SessionFilter(
             statuses=_statuses(status, filter),
@@ -219,7 +223,44 @@ def _statuses(status: str | Iterable[str] | None, group: str | None) -> frozense
     return chosen
 
 
+def unfit_text(value: str) -> str | None:
+    """Why a database cannot compare ``value``, or ``None``: PostgreSQL refuses NUL, and
+    no driver can encode a lone surrogate (nor can HTTP carry one)."""
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    if _SURROGATE.search(value):
+        return "must be valid UTF-8 text (no lone surrogates)"
+    return None
+
+
+def _text(value: str | None, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidParameter(field, f"must be a string, got {type(value).__name__}")
+    problem = unfit_text(value)
+    if problem:
+        raise InvalidParameter(field, problem)
+    return value
+
+
+def _utc(value: datetime | None, field: str) -> datetime | None:
+    """An aware datetime in UTC; the extremes of ``datetime`` overflow on the way
+    (``0001-01-01T00:00+14:00`` is in year 0), which no stored time can match anyway."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise InvalidParameter(field, "must be a timezone-aware datetime")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidParameter(
+            field, f"{value.isoformat()} is outside the years 1 to 9999 once converted to UTC"
+        ) from None
+
+
 def _chatbots(chatbot_id: str | None, principal: Principal | None) -> frozenset[str] | None:
+    chatbot_id = _text(chatbot_id, "chatbotId")
     allowed = principal.chatbot_ids if principal is not None else None
     if chatbot_id:
         return frozenset({chatbot_id}) & allowed if allowed is not None else frozenset({chatbot_id})
@@ -238,6 +279,10 @@ def _decode_cursor(cursor: str, sort_col: str, order: str) -> tuple[datetime, st
         col, cur_order, value, sid = json.loads(raw)
         when = datetime.fromisoformat(value)
         sid = normalize_session_id(sid)
+        # We write UTC times: a naive one would be read as local time, a shifted one
+        # could overflow on conversion.
+        if when.utcoffset() != timedelta(0):
+            raise ValueError(value)
     except (ValueError, TypeError, binascii.Error):
         raise InvalidParameter("cursor", "is not a cursor this API returned") from None
     if (col, cur_order) != (sort_col, order):

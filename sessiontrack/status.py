@@ -28,6 +28,12 @@ class Status(StrEnum):
         return self in TERMINAL_STATUSES
 
 
-ACTIVE_STATUSES: frozenset[str] = frozenset({"running", "waiting_input", "waiting_flow"})
-TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "expired", "stopped"})
-ALL_STATUSES: frozenset[str] = ACTIVE_STATUSES | TERMINAL_STATUSES
+# Everything else about statuses (these sets, the HTTP API's enum and patterns, the
+# OpenAPI document) is derived from the class above: add a status there, and only there.
+STATUS_VALUES: tuple[str, ...] = tuple(s.value for s in Status)
+"""Every status, in declaration order (the order the HTTP API documents them in)."""
+ACTIVE_STATUSES: frozenset[str] = frozenset(
+    s.value for s in (Status.RUNNING, Status.WAITING_INPUT, Status.WAITING_FLOW)
+)
+ALL_STATUSES: frozenset[str] = frozenset(STATUS_VALUES)
+TERMINAL_STATUSES: frozenset[str] = ALL_STATUSES - ACTIVE_STATUSES

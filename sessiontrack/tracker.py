@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger(__name__)
+_MIN_IDLE = timedelta(seconds=1)
+_MAX_IDLE = timedelta(days=3653)
 
 
 class Tracker(ReportingHooks):
@@ -57,7 +59,8 @@ class Tracker(ReportingHooks):
         Every other manager the tracker is registered on (``pm.register(tracker)``) gets
         these calls too.
     :param idle_timeout: sessions without an explicit ``expires_at`` expire after this much
-        inactivity (``None``: never).
+        inactivity (``None``: never); from one second to ten years, so that an expiry
+        computed from any accepted time stays within the range the database stores.
     :param sweep_interval: seconds between sweeps for overdue sessions (``None``: no sweeper
         in this process).
     :param max_batch: reports per transaction at the most (default 50,000, or
@@ -114,6 +117,8 @@ class Tracker(ReportingHooks):
             raise ValueError("need 1 <= high_water <= max_buffered")
         if max_committed_queue < 1:
             raise ValueError("need max_committed_queue >= 1")
+        if idle_timeout is not None and not _MIN_IDLE <= idle_timeout <= _MAX_IDLE:
+            raise ValueError(f"idle_timeout must be from 1 second to 10 years, got {idle_timeout}")
         if isinstance(url_or_engine, Store):
             self.store: Store = url_or_engine
         else:

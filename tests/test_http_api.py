@@ -3,14 +3,24 @@ on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_from_bytes
 
 import httpx
+import pluggy
 import pytest
 import socketio
+from anyio.from_thread import start_blocking_portal
+from conftest import POSTGRES_URL, drop_prefixed_tables, require_postgres
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from web_helpers.engine import Engine
 from web_helpers.fixtures import api, app_options, authenticate, engine, live_url, web_app
 from web_helpers.live import PREFIX, host_app, serve
@@ -366,3 +376,259 @@ async def test_a_response_that_breaks_its_schema_is_a_500_not_a_400(
     r = await api.get(f"/{world['done']}")
     assert r.status_code == 500 and r.json() == {"error": "internal error", "detail": []}
     assert (await api.get("/", params={"limit": "0"})).status_code == 400
+
+
+# --- input that must never be a 5xx (in-process, both backends) --------------------------
+
+
+def _cursor(when: str, sid: str = "01900000-0000-7000-8000-000000000000") -> str:
+    raw = json.dumps(["started_at", "DESC", when, sid]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def fuzz_principal(request: Any) -> sessiontrack.Principal:
+    return sessiontrack.Principal(id="fuzzer")
+
+
+@pytest.fixture
+async def inproc(tracker: sessiontrack.Tracker, engine: Engine) -> AsyncIterator[httpx.AsyncClient]:
+    """The sub-app called in-process, with one session stored."""
+    engine.register("bot-a", "Alpha Bot")
+    engine.full_run("bot-a")
+    await tracker.flush()
+    app = create_app(tracker, authenticate=fuzz_principal)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+HOSTILE_INPUT = [
+    *(("/", f"{name}=a%00b", name) for name in ["search", "chatbotId", "conversationId"]),
+    ("/", "cursor=%00", "cursor"),
+    ("/stats", "chatbotId=%00", "chatbotId"),
+    ("/chatbot/a%00b", "", "chatbotId"),
+    ("/chatbot/bot-a", "search=%00", "search"),
+    ("/events", "access_token=%00", "access_token"),
+    # a lone surrogate as its (invalid) UTF-8 bytes, and other bytes that are not UTF-8
+    *(("/", f"{name}=%ED%A0%80", name) for name in ["search", "chatbotId", "conversationId"]),
+    ("/", "search=%FF", "search"),
+    ("/", "cursor=%ED%B2%80", "cursor"),
+    ("/chatbot/%ED%A0%80", "", "chatbotId"),
+    ("/chatbot/%C3", "", "chatbotId"),
+    ("/", "se%FFarch=x", "se\\xffarch"),
+    # datetimes whose conversion to UTC leaves datetime's range
+    ("/", "startDate=0001-01-01T00:00:00%2B14:00", "startDate"),
+    ("/", "endDate=0001-01-01T00:00:00%2B14:00", "endDate"),
+    ("/", "startDate=9999-12-31T23:00:00-14:00", "startDate"),
+    ("/", "endDate=9999-12-31T23:59:59.999999-00:01", "endDate"),
+    ("/chatbot/bot-a", "startDate=0001-01-01T00:00:00%2B01:00", "startDate"),
+    # crafted cursors: naive, out of range once in UTC, not a list, a bad id
+    ("/", "cursor=" + _cursor("2026-01-01T00:00:00"), "cursor"),
+    ("/", "cursor=" + _cursor("0001-01-01T00:00:00+14:00"), "cursor"),
+    ("/", "cursor=" + _cursor("9999-12-31T23:00:00-14:00"), "cursor"),
+    ("/", "cursor=" + _cursor("2026-01-01T00:00:00+02:00"), "cursor"),
+    ("/", "cursor=" + _cursor("2026-01-01T00:00:00+00:00", "x\x00"), "cursor"),
+    ("/", "cursor=" + base64.urlsafe_b64encode(b"42").decode(), "cursor"),
+    ("/", "cursor=" + base64.urlsafe_b64encode(b'{"a":1,"b":2,"c":3,"d":4}').decode(), "cursor"),
+    ("/", "cursor=" + base64.urlsafe_b64encode(b"\xff\xfe").decode(), "cursor"),
+    ("/", "cursor=%C3%A9", "cursor"),
+    # odd Unicode digits where a number belongs
+    ("/events", "lastEventId=%C2%B2", "lastEventId"),
+    ("/events", "lastEventId=%D9%A3", "lastEventId"),
+    ("/events", "lastEventId=%EF%BC%91", "lastEventId"),
+    ("/", "limit=%C2%B2", "limit"),
+    ("/", "offset=%E2%85%A0", "offset"),
+    ("/01900000-0000-7000-8000-000000000000/messages", "before=%C2%B3", "before"),
+    ("/01900000-0000-7000-8000-000000000000/messages", "limit=%EF%BC%95", "limit"),
+]
+
+
+async def test_hostile_input_is_400_naming_the_field(inproc: httpx.AsyncClient) -> None:
+    wrong = []
+    for path, query, field in HOSTILE_INPUT:
+        r = await inproc.get(f"{path}?{query}" if query else path)
+        body = r.json()
+        fields = [d["field"] for d in body.get("detail", [])]
+        if (r.status_code, body.get("error"), fields) != (400, "invalid parameter", [field]):
+            wrong.append((path, query, r.status_code, r.text))
+        assert all(d["message"] for d in body["detail"])
+    assert wrong == []
+
+
+@pytest.mark.parametrize(
+    "header", ["²".encode("latin-1"), "³".encode("latin-1"), "٣".encode(), b"1" * 19, b"-1", b"1.0"]
+)
+async def test_odd_last_event_ids_are_400(inproc: httpx.AsyncClient, header: bytes) -> None:
+    r = await inproc.get("/events", headers={"Last-Event-ID": header})
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"] == [
+        {"field": "Last-Event-ID", "message": "must be a sequence number this stream sent"}
+    ]
+
+
+async def test_the_edges_of_the_date_range_still_work(inproc: httpx.AsyncClient) -> None:
+    """The widest dates that do fit in UTC are valid filters, not errors."""
+    for query in [
+        {"startDate": "0001-01-01T00:00:00+00:00", "endDate": "9999-12-31T23:59:59+00:00"},
+        {"startDate": "0001-01-01T14:00:00+14:00", "endDate": "9999-12-31T09:59:59-14:00"},
+    ]:
+        r = await inproc.get("/", params=query)
+        assert r.status_code == 200, r.text
+        assert r.json()["total"] == 1
+    r = await inproc.get("/", params={"startDate": "9999-12-31T23:59:59+00:00"})
+    assert r.status_code == 200 and r.json()["total"] == 0
+
+
+# --- fuzzing every text parameter (hypothesis, in-process, both backends) ----------------
+
+TEXT_PARAMETERS = [
+    ("/", "search"),
+    ("/", "chatbotId"),
+    ("/", "conversationId"),
+    ("/", "cursor"),
+    ("/stats", "chatbotId"),
+    ("/chatbot/bot-a", "search"),
+    ("/events", "lastEventId"),
+    ("/", "startDate"),
+    ("/", "limit"),
+]
+
+
+@pytest.fixture
+def fuzz_get(backend: str, tmp_path: Path, prefix: str) -> Iterator[Any]:
+    """A blocking ``get(url)`` into the sub-app in-process, for hypothesis (which cannot
+    drive an async test): the tracker and the client live in a portal's event loop."""
+    with start_blocking_portal() as portal:
+        if backend == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path / 'fuzz.db'}"
+        else:
+            portal.call(require_postgres)
+            url = POSTGRES_URL
+        try:
+            tracker = sessiontrack.Tracker(url, prefix=prefix, migrate=True)
+            with portal.wrap_async_context_manager(tracker):
+                pm = pluggy.PluginManager("sessiontrack")
+                pm.add_hookspecs(sessiontrack.hookspecs)
+                pm.register(tracker)
+                Engine(pm).register("bot-a", "Alpha")
+                Engine(pm).full_run("bot-a", name="Zoë \u00e9\U0001f600")
+                portal.call(tracker.flush)
+                # streams end at once, so a valid /events request is a 200 like the others
+                app = create_app(
+                    tracker, authenticate=fuzz_principal, sse_max_age=0.01, keepalive=0.01
+                )
+                client = httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url="http://test"
+                )
+                with portal.wrap_async_context_manager(client):
+                    yield lambda url, **kw: portal.call(partial(client.get, url, **kw))
+        finally:
+            if backend != "sqlite":
+                portal.call(drop_prefixed_tables, POSTGRES_URL, prefix)
+
+
+def _assert_client_error_or_ok(r: httpx.Response, name: str) -> None:
+    assert r.status_code in (200, 400), (r.status_code, r.text)
+    if r.status_code == 400:
+        fields = [d["field"] for d in r.json()["detail"]]
+        assert fields == [name], r.text
+
+
+def _percent(value: str | bytes) -> str:
+    raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
+    return quote_from_bytes(raw, safe="")
+
+
+ANY_TEXT = st.text(st.characters(codec=None), max_size=40) | st.binary(max_size=20)
+
+
+def test_fuzzed_query_parameters_are_never_a_server_error(fuzz_get: Any) -> None:
+    @given(where=st.sampled_from(TEXT_PARAMETERS), value=ANY_TEXT)
+    @settings(max_examples=120, deadline=None, database=None)
+    def run(where: tuple[str, str], value: str | bytes) -> None:
+        path, name = where
+        _assert_client_error_or_ok(fuzz_get(f"{path}?{name}={_percent(value)}"), name)
+
+    run()
+
+
+def test_fuzzed_path_parameters_are_never_a_server_error(fuzz_get: Any) -> None:
+    @given(
+        path=st.sampled_from(["/chatbot/{}", "/{}", "/{}/messages"]),
+        value=st.text(st.characters(codec=None), min_size=1, max_size=40),
+    )
+    @settings(max_examples=60, deadline=None, database=None)
+    def run(path: str, value: str) -> None:
+        r = fuzz_get(path.format(_percent(value)))
+        if "/" in value:  # %2F is decoded before routing: another path, or a redirect
+            assert r.status_code < 500, r.text
+            return
+        assert r.status_code in (200, 400, 404), (r.status_code, r.text)
+        if r.status_code == 400:
+            assert [d["field"] for d in r.json()["detail"]] in (["chatbotId"], ["id"])
+
+    run()
+
+
+def test_fuzzed_dates_are_never_a_server_error(fuzz_get: Any) -> None:
+    minutes = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(lambda m: timedelta(minutes=m))
+    aware = st.builds(lambda when, off: when.replace(tzinfo=timezone(off)), st.datetimes(), minutes)
+
+    @given(name=st.sampled_from(["startDate", "endDate"]), when=aware)
+    @settings(max_examples=60, deadline=None, database=None)
+    def run(name: str, when: datetime) -> None:
+        _assert_client_error_or_ok(fuzz_get("/", params={name: when.isoformat()}), name)
+
+    run()
+
+
+def test_fuzzed_last_event_id_headers_are_never_a_server_error(fuzz_get: Any) -> None:
+    latin1 = st.characters(min_codepoint=0x21, max_codepoint=0xFF)
+
+    @given(value=st.text(latin1, min_size=1, max_size=20) | st.from_regex(r"\A[0-9]{1,19}\Z"))
+    @settings(max_examples=40, deadline=None, database=None)
+    def run(value: str) -> None:
+        r = fuzz_get("/events", headers={"Last-Event-ID": value.encode("latin-1")})
+        if value.isascii() and value.isdigit() and len(value) <= 18:
+            assert r.status_code == 200, r.text
+        else:
+            assert r.status_code == 400 and r.json()["detail"][0]["field"] == "Last-Event-ID"
+
+    run()
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"leaf": "x"}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("depth", [300, 600])
+async def test_a_deep_document_does_not_break_the_detail(
+    inproc: httpx.AsyncClient, tracker: sessiontrack.Tracker, depth: int
+) -> None:
+    """pydantic's serializer stops at 255 levels; stored JSON is served as stored."""
+    page = (await inproc.get("/")).json()
+    sid = page["data"][0]["id"]
+    s = tracker.store.tables.sessions
+    async with tracker.store.engine.begin() as conn:
+        await conn.execute(s.update().where(s.c.id == sid).values(variables=_nested(depth)))
+    r = await inproc.get(f"/{sid}")
+    assert r.status_code == 200, r.text
+    assert r.json()["variables"] == _nested(depth)
+
+
+async def test_values_longer_than_any_column_match_nothing(inproc: httpx.AsyncClient) -> None:
+    long = "x" * 5000
+    for path, params in [
+        ("/", {"chatbotId": long}),
+        ("/", {"conversationId": long}),
+        (f"/chatbot/{long}", {}),
+        ("/stats", {"chatbotId": long}),
+    ]:
+        r = await inproc.get(path, params=params)
+        assert r.status_code == 200, (path, r.text)
+        assert r.json()["total"] == 0
+    r = await inproc.get("/", params={"search": "x" * 201})
+    assert r.status_code == 400 and r.json()["detail"][0]["field"] == "search"

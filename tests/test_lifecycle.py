@@ -287,3 +287,12 @@ async def test_orphan_and_late_warnings_name_the_session_and_the_hook(
         f"late sessiontrack_variables_changed for session {sid} (already completed)" in caplog.text
     )
     assert (tracker.stats.orphans, tracker.stats.late) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "idle_timeout", [timedelta(0), timedelta(milliseconds=500), timedelta(days=3654)]
+)
+def test_an_idle_timeout_out_of_range_is_refused_at_construction(idle_timeout: timedelta) -> None:
+    # An expiry is an accepted time plus the timeout: it must stay a storable time.
+    with pytest.raises(ValueError, match="idle_timeout"):
+        sessiontrack.Tracker("sqlite+aiosqlite:///unused.db", idle_timeout=idle_timeout)

@@ -1,10 +1,19 @@
 """/openapi.json: generated from the pydantic models, valid OpenAPI 3.1, and schemathesis
-finds no server error and no answer that breaks it, against a live uvicorn (stateless
-positive and negative cases on every operation, and stateful runs following the links)."""
+finds no server error and no answer that breaks it, against a live uvicorn on SQLite and on
+PostgreSQL (stateless positive and negative cases on every operation, and stateful runs
+following the links), with data seeded through the hooks."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import inspect
+import json
+import re
+import typing
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +22,9 @@ import hypothesis
 import pluggy
 import pytest
 import schemathesis
+from conftest import POSTGRES_URL, drop_prefixed_tables, require_postgres
 from hypothesis import HealthCheck, given, settings
+from pydantic.alias_generators import to_camel
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from web_helpers.engine import Engine
@@ -21,6 +32,17 @@ from web_helpers.live import PREFIX
 from web_helpers.threaded import threaded_server
 
 import sessiontrack
+from sessiontrack import models
+from sessiontrack.query import SessionQueries
+from sessiontrack.status import (
+    ACTIVE_STATUSES,
+    ALL_STATUSES,
+    STATUS_VALUES,
+    TERMINAL_STATUSES,
+    Status,
+)
+from sessiontrack.web import schemas
+from sessiontrack.web.openapi import build_document
 
 TOKEN = "schemathesis-token"
 PRINCIPAL = sessiontrack.Principal(id="fuzzer")
@@ -48,17 +70,32 @@ async def populate(tracker: sessiontrack.Tracker) -> None:
     await tracker.flush()
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    db: Path = tmp_path_factory.mktemp("openapi") / "sessions.db"
-    with threaded_server(
-        f"sqlite+aiosqlite:///{db}",
-        populate=populate,
-        authenticate=authenticate,
-        sse_max_age=0.2,
-        keepalive=0.1,
-    ) as url:
-        yield url
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+)
+def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A live server on each backend, seeded through the hooks; PostgreSQL gets a table
+    prefix of its own, dropped afterwards."""
+    prefix = f"st{uuid.uuid4().hex[:10]}_"
+    if request.param == "sqlite":
+        db: Path = tmp_path_factory.mktemp("openapi") / "sessions.db"
+        url = f"sqlite+aiosqlite:///{db}"
+    else:
+        asyncio.run(require_postgres())
+        url = POSTGRES_URL
+    try:
+        with threaded_server(
+            url,
+            populate=populate,
+            authenticate=authenticate,
+            sse_max_age=0.2,
+            keepalive=0.1,
+            tracker_options={"prefix": prefix},
+        ) as base:
+            yield base
+    finally:
+        if request.param != "sqlite":
+            asyncio.run(drop_prefixed_tables(url, prefix))
 
 
 @pytest.fixture(scope="module")
@@ -142,4 +179,145 @@ def test_schemathesis_stateful(schema: Any) -> None:
             database=None,
             suppress_health_check=list(HealthCheck),
         )
+    )
+
+
+# --- one source of truth: the wire models are the dataclasses, the statuses status.py's ---
+
+WIRE_ONLY = {"Chatbot", "StopResult", "Error"}
+"""Response models with no dataclass behind them (answers built by the web layer)."""
+
+
+def test_every_wire_model_is_derived_from_its_dataclass() -> None:
+    derived = {d.model.__name__: d for d in schemas.DERIVED}
+    served = {m.__name__ for m in schemas.RESPONSE_MODELS}
+    assert served - set(derived) == WIRE_ONLY
+    core = {
+        obj
+        for obj in vars(models).values()
+        if dataclasses.is_dataclass(obj) and obj.__module__ == models.__name__
+    }
+    assert core - {d.source for d in schemas.DERIVED} == {models.Principal}
+
+
+@pytest.mark.parametrize("derivation", schemas.DERIVED, ids=lambda d: d.model.__name__)
+def test_a_field_is_on_the_wire_exactly_when_it_is_in_the_dataclass(derivation: Any) -> None:
+    """A field added to a dataclass reaches the wire, and the wire has no field of its own:
+    the only differences are the declared ``hidden`` fields and ``computed`` properties,
+    and each of those must name something that exists."""
+    fields = {f.name for f in dataclasses.fields(derivation.source)}
+    assert derivation.hidden <= fields, "hidden names a field the dataclass lacks"
+    for name in derivation.computed:
+        assert isinstance(getattr(derivation.source, name, None), property), name
+        assert name not in fields
+    assert set(derivation.model.model_fields) == (fields - derivation.hidden) | derivation.computed
+
+
+def _sample_detail() -> models.SessionDetail:
+    when = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+    sid = sessiontrack.new_session_id()
+    message = models.Message(
+        id=7,
+        session_id=sid,
+        conversation_id="c",
+        direction="inbound",
+        type="text",
+        text="hi",
+        payload={"k": 1},
+        node_id="n",
+        timestamp=when,
+        channel_message_id="wamid.1",
+    )
+    execution = models.NodeExecution(
+        node_id="n", label="N", type="question", at=when, duration_ms=1.5, error=None
+    )
+    return models.SessionDetail(
+        id=sid,
+        conversation_id="c",
+        chatbot_id="bot",
+        chatbot_name="Bot",
+        customer_phone="+1555",
+        customer_name="Ann",
+        status="waiting_input",
+        current_node_id="n",
+        current_node_label="N",
+        started_at=when,
+        updated_at=when,
+        completed_at=None,
+        node_count=1,
+        message_count=1,
+        node_history=["n"],
+        node_executions=[execution],
+        variables={"v": [1, 2]},
+        metadata={"secret": "x"},
+        messages=[message],
+        flow_version="v1",
+    )
+
+
+def _camel_keys(source: type, hidden: frozenset[str], computed: frozenset[str]) -> set[str]:
+    names = {f.name for f in dataclasses.fields(source)} - hidden | computed
+    return {to_camel(n) for n in names}
+
+
+def test_an_answer_renders_every_dataclass_field_in_camel_case() -> None:
+    by_source = {d.source: d for d in schemas.DERIVED}
+    detail = _sample_detail()
+    d = by_source[models.SessionDetail]
+    body = schemas.SessionDetail.model_validate(detail).model_dump(mode="json", by_alias=True)
+    assert set(body) == _camel_keys(models.SessionDetail, d.hidden, d.computed)
+    assert body["isActive"] is True and body["status"] == "waiting_input"
+    m = by_source[models.Message]
+    assert set(body["messages"][0]) == _camel_keys(models.Message, m.hidden, m.computed)
+    assert body["nodeExecutions"][0]["durationMs"] == 1.5
+    page = models.Page(
+        data=[detail], total=1, limit=20, offset=0, has_next=False, has_previous=False
+    )
+    rendered = schemas.SessionPage.model_validate(page).model_dump(mode="json", by_alias=True)
+    assert set(rendered) == _camel_keys(models.Page, frozenset(), frozenset())
+    s = by_source[models.SessionSummary]
+    assert set(rendered["data"][0]) == _camel_keys(models.SessionSummary, s.hidden, s.computed)
+
+
+def test_statuses_come_from_status_py() -> None:
+    values = [s.value for s in Status]
+    assert list(STATUS_VALUES) == values
+    assert ACTIVE_STATUSES | TERMINAL_STATUSES == ALL_STATUSES == set(values)
+    assert not ACTIVE_STATUSES & TERMINAL_STATUSES
+    assert all(Status(v).is_active == (v in ACTIVE_STATUSES) for v in values)
+    assert list(typing.get_args(schemas.Status)) == values
+    doc = build_document(secured=False)
+    assert doc["components"]["schemas"]["Session"]["properties"]["status"]["enum"] == values
+    status_param = next(p for p in doc["paths"]["/"]["get"]["parameters"] if p["name"] == "status")
+    pattern = re.compile(status_param["schema"]["pattern"])
+    assert all(pattern.match(v) for v in values) and pattern.match(",".join(values))
+    assert not pattern.match("sleeping")
+
+
+def test_list_parameters_are_the_query_services_arguments() -> None:
+    """The REST layer passes ListQuery's fields on by name: none may be missing there."""
+    arguments = inspect.signature(SessionQueries.list).parameters
+    assert set(schemas.ListQuery.model_fields) <= set(arguments)
+
+
+@pytest.mark.parametrize("depth", [254, 600])
+def test_free_form_json_renders_at_any_depth_and_in_field_order(depth: int) -> None:
+    deep: dict[str, Any] = {}
+    for _ in range(depth):
+        deep = {"a": deep}
+    plain = _sample_detail()
+    message = dataclasses.replace(plain.messages[0], payload=deep)
+    detail = dataclasses.replace(
+        plain,
+        variables=deep,
+        messages=[message],
+        flow_data={"nodes": [{"id": "n", "data": deep}], "edges": [], "not": "served"},
+    )
+    body = schemas.dump(schemas.SessionDetail.model_validate(detail))
+    assert body["variables"] == deep and body["messages"][0]["payload"] == deep
+    assert body["flowData"] == {"nodes": [{"id": "n", "data": deep}], "edges": []}
+    assert schemas.dump(schemas.Message.model_validate(message))["payload"] == deep
+    reference = schemas.SessionDetail.model_validate(plain)
+    assert json.dumps(schemas.dump(reference)) == json.dumps(
+        reference.model_dump(mode="json", by_alias=True)
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pluggy
@@ -307,3 +307,31 @@ async def test_search_does_not_match_phones_a_principal_may_not_see(
     assert (await tracker.sessions.list(search="0001234")).total == 1
     assert (await tracker.sessions.list(search="0001234", principal=no_pii)).total == 0
     assert (await tracker.sessions.list(search="ann", principal=no_pii)).total == 1
+
+
+async def test_the_query_service_refuses_what_the_database_cannot_compare(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    """The checks of the HTTP layer guard Python callers of ``tracker.sessions`` too: NUL
+    and lone surrogates (PostgreSQL and every driver refuse them), dates that leave
+    datetime's range once in UTC, and arguments of the wrong type."""
+    q = tracker.sessions
+    far_east, far_west = timezone(timedelta(hours=5)), timezone(-timedelta(hours=2))
+    cases: list[tuple[Any, str]] = [
+        (lambda: q.list(search="a\x00"), "search"),
+        (lambda: q.list(chatbot_id="\ud800"), "chatbotId"),
+        (lambda: q.list(conversation_id="\x00"), "conversationId"),
+        (lambda: q.list(cursor="\udcff"), "cursor"),
+        (lambda: q.list(search=5), "search"),
+        (lambda: q.list(sort_by=["startedAt"]), "sortBy"),
+        (lambda: q.stats(chatbot_id="\x00"), "chatbotId"),
+        (lambda: q.active(chatbot_id="b\x00"), "chatbotId"),
+        (lambda: q.by_chatbot("\udfff"), "chatbotId"),
+        (lambda: q.list(start_date=datetime(1, 1, 1, tzinfo=far_east)), "startDate"),
+        (lambda: q.list(end_date=datetime(9999, 12, 31, 23, tzinfo=far_west)), "endDate"),
+        (lambda: q.list(end_date=datetime(2026, 1, 1)), "endDate"),
+    ]
+    for call, field in cases:
+        with pytest.raises(InvalidParameter) as raised:
+            await call()
+        assert raised.value.field == field

@@ -24,9 +24,18 @@ def error_response(
     detail: list[dict[str, str]] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": error, "detail": detail or []}, status_code=status, headers=headers
-    )
+    body = {"error": _printable(error), "detail": [_safe(d) for d in detail or []]}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _printable(text: str) -> str:
+    # A refused parameter's name may hold lone surrogates (from bytes that are not
+    # UTF-8): escape them, or encoding the answer itself would fail.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _safe(detail: dict[str, str]) -> dict[str, str]:
+    return {key: _printable(value) for key, value in detail.items()}
 
 
 def validation_details(exc: ValidationError, where: str = "") -> list[dict[str, str]]:
@@ -38,9 +47,9 @@ def validation_details(exc: ValidationError, where: str = "") -> list[dict[str, 
 
 
 def _query_models() -> set[str]:
-    from .schemas import _Query
+    from .schemas import Query
 
-    pending, names = [_Query], set()
+    pending, names = [Query], set()
     while pending:
         cls = pending.pop()
         names.add(cls.__name__)

@@ -11,6 +11,9 @@ from ..events import StoredEvent
 from .auth import mask_phone
 
 _CACHE_SIZE = 4096
+# JSON leaves these unescaped, and SSE readers that split lines as str.splitlines() does
+# (httpx's aiter_lines, for one) would cut a frame at them: escape them as JSON allows.
+_LINE_BREAKS = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
 
 
 def payload(event: StoredEvent, masked: bool) -> dict[str, Any]:
@@ -37,6 +40,8 @@ class SSEEncoder:
         if hit is not None:
             return hit
         data = json.dumps(payload(event, masked), separators=(",", ":"), ensure_ascii=False)
+        if not data.isascii():
+            data = data.translate(_LINE_BREAKS)
         frame = f"event: {event.wire_name}\nid: {event.seq}\ndata: {data}\n\n".encode()
         self._cache[key] = frame
         if len(self._cache) > _CACHE_SIZE:

@@ -50,11 +50,17 @@ def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+_NO_NUL = "^[^\\u0000]*$"
+"""Free text parameters refuse NUL (PostgreSQL cannot compare it): say so."""
+
+
 def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
     props = model.model_json_schema(by_alias=True, mode="validation")["properties"]
     params = []
     for name, prop in props.items():
         schema = _SORT_ORDER if name == "sortOrder" else _without_null(prop)
+        if schema.get("type") == "string" and not {"pattern", "format", "enum"} & set(schema):
+            schema["pattern"] = _NO_NUL
         param: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": schema}
         if "description" in schema:
             param["description"] = schema.pop("description")
@@ -132,7 +138,7 @@ _CHATBOT_ID = {
     "name": "chatbotId",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "minLength": 1, "pattern": "^[^/]+$"},
+    "schema": {"type": "string", "minLength": 1, "pattern": "^[^/\\u0000]+$"},
 }
 
 

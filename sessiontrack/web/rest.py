@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -23,7 +24,7 @@ class _Json(JSONResponse):
 
 
 def _dump(model: BaseModel) -> Any:
-    return model.model_dump(mode="json", by_alias=True)
+    return schemas.dump(model)
 
 
 def _masked(item: Any, principal: Principal) -> Any:
@@ -33,17 +34,21 @@ def _masked(item: Any, principal: Principal) -> Any:
 
 
 def _session(item: models.SessionSummary, principal: Principal) -> Any:
-    return _dump(schemas.Session.model_validate(_masked(item, principal)))
+    return _model(schemas.Session, _masked(item, principal))
+
+
+def _model(model: Any, item: Any) -> Any:
+    return _dump(model.model_validate(item))
 
 
 async def _begin(
-    request: Request, query: type[BaseModel] | None = schemas.NoQuery
+    request: Request, query: type[schemas.Query] | None = schemas.NoQuery
 ) -> tuple[Context, Principal]:
     ctx = context_of(request)
     ctx.require_tracker()
     principal = await ctx.principal(request, "http")
     if query is not None:
-        query.model_validate(dict(request.query_params))
+        query.from_query_string(request.scope["query_string"])
     return ctx, principal
 
 
@@ -54,34 +59,26 @@ def _session_id(request: Request) -> str:
         raise InvalidParameter("id", str(exc)) from None
 
 
+def _strict_segment(request: Request, name: str) -> str:
+    """A path parameter decoded as strict UTF-8: servers turn invalid bytes into U+FFFD,
+    which would quietly look up another name; surrogateescape keeps them for the query
+    service to refuse. The parameter is the last segment of the route."""
+    value: str = request.path_params[name]
+    raw = request.scope.get("raw_path")
+    if "\ufffd" in value and raw:
+        segment = raw.partition(b"?")[0].rsplit(b"/", 1)[-1]
+        value = unquote_to_bytes(segment).decode("utf-8", "surrogateescape")
+    return value
+
+
 def _list_kwargs(request: Request) -> dict[str, Any]:
-    q = schemas.ListQuery.model_validate(dict(request.query_params))
-    return {
-        "status": q.status,
-        "filter": q.filter,
-        "chatbot_id": q.chatbot_id,
-        "conversation_id": q.conversation_id,
-        "search": q.search,
-        "start_date": q.start_date,
-        "end_date": q.end_date,
-        "sort_by": q.sort_by,
-        "sort_order": q.sort_order,
-        "limit": q.limit,
-        "offset": q.offset,
-        "cursor": q.cursor,
-    }
+    # ListQuery's fields are named as SessionQueries.list's arguments (a test checks it)
+    return dict(schemas.ListQuery.from_query_string(request.scope["query_string"]))
 
 
-def _page(page: models.Page[models.SessionSummary], principal: Principal) -> dict[str, Any]:
-    return {
-        "data": [_session(s, principal) for s in page.data],
-        "total": page.total,
-        "limit": page.limit,
-        "offset": page.offset,
-        "hasNext": page.has_next,
-        "hasPrevious": page.has_previous,
-        "nextCursor": page.next_cursor,
-    }
+def _page(page: models.Page[models.SessionSummary], principal: Principal) -> Any:
+    masked = dataclasses.replace(page, data=[_masked(s, principal) for s in page.data])
+    return _dump(schemas.SessionPage.model_validate(masked))
 
 
 async def list_sessions(request: Request) -> Response:
@@ -93,7 +90,7 @@ async def list_sessions(request: Request) -> Response:
 async def chatbot_sessions(request: Request) -> Response:
     ctx, principal = await _begin(request, None)
     kwargs = _list_kwargs(request)
-    kwargs["chatbot_id"] = request.path_params["chatbot_id"]
+    kwargs["chatbot_id"] = _strict_segment(request, "chatbot_id")
     page = await ctx.tracker.sessions.list(**kwargs, principal=principal)
     return _Json(_page(page, principal))
 
@@ -111,12 +108,12 @@ async def get_session(request: Request) -> Response:
     await ctx.tracker.call_hook(
         "sessiontrack_session_read", session_id=detail.id, principal=principal.id, what="detail"
     )
-    return _Json(_dump(schemas.SessionDetail.model_validate(_masked(detail, principal))))
+    return _Json(_model(schemas.SessionDetail, _masked(detail, principal)))
 
 
 async def session_messages(request: Request) -> Response:
     ctx, principal = await _begin(request, None)
-    q = schemas.MessagesQuery.model_validate(dict(request.query_params))
+    q = schemas.MessagesQuery.from_query_string(request.scope["query_string"])
     sid = _session_id(request)
     items = await ctx.tracker.sessions.messages(
         sid, limit=q.limit, before=q.before, principal=principal
@@ -124,24 +121,28 @@ async def session_messages(request: Request) -> Response:
     await ctx.tracker.call_hook(
         "sessiontrack_session_read", session_id=sid, principal=principal.id, what="messages"
     )
-    return _Json([_dump(schemas.Message.model_validate(m)) for m in items])
+    return _Json([_model(schemas.Message, m) for m in items])
 
 
 async def stop_session(request: Request) -> Response:
     ctx, principal = await _begin(request)
     sid = _session_id(request)
     await ctx.tracker.stop(sid, principal)
-    return _Json({"sessionId": sid, "status": "stopped", "success": True})
+    return _Json(
+        _model(schemas.StopResult, {"sessionId": sid, "status": "stopped", "success": True})
+    )
 
 
 async def stats(request: Request) -> Response:
     ctx, principal = await _begin(request, None)
-    q = schemas.StatsQuery.model_validate(dict(request.query_params))
+    q = schemas.StatsQuery.from_query_string(request.scope["query_string"])
     s = await ctx.tracker.sessions.stats(principal=principal, chatbot_id=q.chatbot_id)
-    return _Json(_dump(schemas.Stats.model_validate(s)))
+    return _Json(_model(schemas.Stats, s))
 
 
 async def chatbots(request: Request) -> Response:
     ctx, principal = await _begin(request)
     bots = await ctx.tracker.sessions.chatbots(principal=principal)
-    return _Json([{"id": b["chatbot_id"], "name": b["name"]} for b in bots])
+    return _Json(
+        [_model(schemas.Chatbot, {"id": b["chatbot_id"], "name": b["name"]}) for b in bots]
+    )

@@ -1,14 +1,22 @@
 """The HTTP API's pydantic models: one set for validating requests, rendering responses
 and generating the OpenAPI document.
 
-Python attributes are snake_case; the JSON is camelCase (``alias_generator``).
+The response models are built from the dataclasses of :mod:`sessiontrack.models` and the
+statuses of :mod:`sessiontrack.status`, so neither is written twice. Python attributes
+are snake_case; the JSON is camelCase (``alias_generator``).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+import dataclasses
+import functools
+import types
+import typing
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import unquote_to_bytes
 
+import pydantic
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -18,12 +26,21 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-STATUS_VALUES = ("running", "waiting_input", "waiting_flow", "completed", "expired", "stopped")
+from .. import models
+from ..errors import InvalidParameter
+from ..models import MESSAGE_DIRECTIONS
+from ..query import FILTER_GROUPS, SORT_FIELDS, unfit_text
+from ..status import STATUS_VALUES
+
 _ONE_STATUS = "|".join(STATUS_VALUES)
 STATUS_PATTERN = rf"^({_ONE_STATUS})(,({_ONE_STATUS}))*$"
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
-Status = Literal["running", "waiting_input", "waiting_flow", "completed", "expired", "stopped"]
+# Built at run time from the core's tuples, so a status is defined once (in status.py).
+Status: Any = Literal.__getitem__(STATUS_VALUES)
+Direction: Any = Literal.__getitem__(MESSAGE_DIRECTIONS)
+Filter: Any = Literal.__getitem__(tuple(FILTER_GROUPS))
+SortBy: Any = Literal.__getitem__(tuple(k for k in SORT_FIELDS if k == to_camel(k)))
 
 
 class _Model(BaseModel):
@@ -39,24 +56,56 @@ class _Model(BaseModel):
 # --- requests ---------------------------------------------------------------------------
 
 
-class _Query(_Model):
+class Query(_Model):
     """Query parameters: an unknown one is a 400 naming it (a typo never goes unnoticed)."""
 
     model_config = ConfigDict(extra="forbid")
 
+    @classmethod
+    def from_query_string(cls, raw: bytes) -> Self:
+        """Validate a raw query string, percent-decoded as strict UTF-8: bytes that are not
+        UTF-8 (a lone surrogate's encoding, say) become a 400 naming the parameter instead
+        of the silent U+FFFD that servers substitute."""
+        return cls.model_validate(_parse_query(raw))
 
-class NoQuery(_Query):
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_text(cls, value: Any) -> Any:
+        problem = unfit_text(value) if isinstance(value, str) else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+def _decode(part: bytes) -> str:
+    # surrogateescape keeps invalid bytes visible (as lone surrogates) for _plain_text
+    return unquote_to_bytes(part.replace(b"+", b" ")).decode("utf-8", "surrogateescape")
+
+
+def _parse_query(raw: bytes) -> dict[str, str]:
+    query = {}
+    for name, _, value in (p.partition(b"=") for p in raw.split(b"&") if p):
+        key = _decode(name)
+        problem = unfit_text(key)
+        if problem:  # pydantic cannot even report a key with a lone surrogate
+            shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise InvalidParameter(shown, f"is not a parameter name: it {problem}")
+        query[key] = _decode(value)
+    return query
+
+
+class NoQuery(Query):
     """Routes that take no query parameters."""
 
 
-class ListQuery(_Query):
+class ListQuery(Query):
     """Query parameters of ``GET /`` and ``GET /chatbot/{chatbotId}``."""
 
     status: Annotated[
         str | None,
         Field(pattern=STATUS_PATTERN, description="One status or several, comma-separated"),
     ] = None
-    filter: Literal["all", "active", "completed"] | None = Field(
+    filter: Filter | None = Field(
         None, description="Status group: completed means any terminal status"
     )
     chatbot_id: str | None = Field(None, min_length=1)
@@ -66,15 +115,19 @@ class ListQuery(_Query):
     )
     limit: int = Field(20, ge=1, le=100)
     offset: int = Field(0, ge=0, le=2**31)
-    sort_by: Literal["startedAt", "updatedAt"] = "startedAt"
+    sort_by: SortBy = "startedAt"
     sort_order: Annotated[Literal["ASC", "DESC"], Field(description="ASC or DESC, any case")] = (
         "DESC"
     )
     start_date: AwareDatetime | None = Field(
-        None, description="ISO 8601 with a timezone; sessions started at or after it"
+        None,
+        description="ISO 8601 with a timezone, within years 1-9999 in UTC; "
+        "sessions started at or after it",
     )
     end_date: AwareDatetime | None = Field(
-        None, description="ISO 8601 with a timezone; sessions started at or before it"
+        None,
+        description="ISO 8601 with a timezone, within years 1-9999 in UTC; "
+        "sessions started at or before it",
     )
     cursor: str | None = Field(
         None,
@@ -88,13 +141,13 @@ class ListQuery(_Query):
         return value.upper() if isinstance(value, str) else value
 
 
-class StatsQuery(_Query):
+class StatsQuery(Query):
     """Query parameters of ``GET /stats``."""
 
     chatbot_id: str | None = Field(None, min_length=1, description="Only this chatbot")
 
 
-class MessagesQuery(_Query):
+class MessagesQuery(Query):
     """Query parameters of ``GET /{id}/messages``."""
 
     limit: int | None = Field(None, ge=1, le=1000, description="At most this many, newest")
@@ -103,7 +156,7 @@ class MessagesQuery(_Query):
     )
 
 
-class EventsQuery(_Query):
+class EventsQuery(Query):
     """Query parameters of ``GET /events``."""
 
     session_id: str | None = Field(
@@ -122,50 +175,72 @@ class EventsQuery(_Query):
     )
 
 
-# --- responses --------------------------------------------------------------------------
+# --- responses: derived from the dataclasses of sessiontrack.models --------------------
 
 
-class Session(_Model):
-    """A session as it appears in lists."""
+@dataclasses.dataclass(frozen=True)
+class Derived:
+    """How a response model was made from a dataclass: every dataclass field is on the
+    wire except ``hidden``; ``computed`` are dataclass properties added to it."""
 
-    id: str
-    conversation_id: str | None
-    chatbot_id: str
-    chatbot_name: str | None
-    customer_phone: str | None
-    customer_name: str | None
-    status: Status
-    current_node_id: str | None
-    current_node_label: str | None
-    started_at: datetime
-    updated_at: datetime
-    completed_at: datetime | None
-    node_count: int
-    message_count: int
-    is_active: bool
+    source: type
+    model: type[BaseModel]
+    hidden: frozenset[str]
+    computed: frozenset[str]
 
 
-class NodeExecution(_Model):
-    node_id: str
-    label: str | None
-    type: str | None
-    at: datetime
-    duration_ms: float | None
-    error: str | None
+DERIVED: list[Derived] = []
 
 
-class Message(_Model):
-    """A message; ``id`` is its event sequence number (use it as ``before``)."""
+def _derive(
+    source: type,
+    name: str,
+    *,
+    doc: str | None = None,
+    base: type[_Model] = _Model,
+    narrow: Mapping[str, Any] | None = None,
+    hidden: frozenset[str] = frozenset(),
+    computed: Mapping[str, Any] | None = None,
+) -> Any:
+    """A response model with one required field per field of dataclass ``source`` that
+    ``base`` lacks, typed as the dataclass types it unless ``narrow`` says otherwise (an enum
+    for a status, the wire model of a nested dataclass). ``narrow`` values are a type or a
+    ``(type, FieldInfo)`` pair. Typed ``Any``: mypy cannot see fields made at run time."""
+    hints = typing.get_type_hints(source)
+    narrow = narrow or {}
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(source):
+        if f.name in hidden or f.name in base.model_fields:
+            continue
+        wanted = narrow.get(f.name, hints[f.name])
+        fields[f.name] = wanted if isinstance(wanted, tuple) else (wanted, ...)
+    fields.update({k: (v, ...) for k, v in (computed or {}).items()})
+    model = pydantic.create_model(name, __base__=base, __doc__=doc, __module__=__name__, **fields)
+    inherited = [d.computed for d in DERIVED if d.model is base]
+    DERIVED.append(Derived(source, model, hidden, frozenset(computed or ()).union(*inherited)))
+    return model
 
-    id: int
-    session_id: str
-    conversation_id: str | None
-    direction: Literal["inbound", "outbound"]
-    type: str
-    text: str | None
-    payload: dict[str, Any] | None
-    node_id: str | None
-    timestamp: datetime
+
+def _list_of(model: Any) -> Any:
+    return types.GenericAlias(list, (model,))  # list[model], for a model made at run time
+
+
+Session = _derive(
+    models.SessionSummary,
+    "Session",
+    doc="A session as it appears in lists.",
+    narrow={"status": Status},
+    computed={"is_active": bool},
+)
+NodeExecution = _derive(models.NodeExecution, "NodeExecution")
+Message = _derive(
+    models.Message,
+    "Message",
+    doc="A message; ``id`` is its event sequence number (use it as ``before``).",
+    narrow={"direction": Direction},
+    # the channel's own id is for engines correlating deliveries, not for dashboards
+    hidden=frozenset({"channel_message_id"}),
+)
 
 
 class FlowData(_Model):
@@ -173,36 +248,31 @@ class FlowData(_Model):
     edges: list[dict[str, Any]]
 
 
-class SessionDetail(Session):
-    """A session with its history, variables, newest messages and the flow it ran."""
-
-    node_history: list[str]
-    node_executions: list[NodeExecution]
-    variables: dict[str, Any]
-    messages: list[Message]
-    flow_data: FlowData
-    flow_version: str | None
-    expires_at: datetime | None
-    completion_reason: str | None
-
-
-class SessionPage(_Model):
-    data: list[Session]
-    total: int
-    limit: int
-    offset: int
-    has_next: bool
-    has_previous: bool
-    next_cursor: str | None = Field(
-        None, description="Pass as cursor for the next page (cost independent of depth)"
-    )
-
-
-class Stats(_Model):
-    active: int
-    completed_today: int
-    total: int
-    by_status: dict[str, int]
+SessionDetail = _derive(
+    models.SessionDetail,
+    "SessionDetail",
+    doc="A session with its history, variables, newest messages and the flow it ran.",
+    base=Session,
+    narrow={
+        "node_executions": _list_of(NodeExecution),
+        "messages": _list_of(Message),
+        "flow_data": FlowData,
+    },
+    # the engine's metadata is free-form and may hold anything: not served
+    hidden=frozenset({"metadata"}),
+)
+SessionPage = _derive(
+    models.Page,
+    "SessionPage",
+    narrow={
+        "data": _list_of(Session),
+        "next_cursor": (
+            str | None,
+            Field(None, description="Pass as cursor for the next page (cost independent of depth)"),
+        ),
+    },
+)
+Stats = _derive(models.Stats, "Stats")
 
 
 class Chatbot(_Model):
@@ -224,6 +294,63 @@ class ErrorDetail(_Model):
 class Error(_Model):
     error: str
     detail: list[ErrorDetail] = Field(default_factory=list)
+
+
+# --- rendering ----------------------------------------------------------------------------
+
+_FREE_FORM: tuple[Any, ...] = (dict[str, Any], dict[str, Any] | None, list[dict[str, Any]])
+"""Field types holding the engine's own JSON (variables, payloads, flow graphs)."""
+
+
+def dump(model: BaseModel) -> Any:
+    """The JSON of an answer. Free-form JSON is copied as stored rather than walked by
+    pydantic, whose serializer gives up at 255 levels: nothing the hooks accepted may
+    make a read fail."""
+    spec = _free_form(type(model))
+    body = model.model_dump(mode="json", by_alias=True, exclude=spec or None)
+    return _put_back(model, body, spec) if spec else body
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+@functools.cache
+def _free_form(cls: type[BaseModel]) -> dict[str, Any]:
+    """Where free-form fields sit in ``cls``, as a pydantic ``exclude`` specification."""
+    spec: dict[str, Any] = {}
+    for name, field in cls.model_fields.items():
+        annotation: Any = field.annotation
+        args = typing.get_args(annotation)
+        if annotation in _FREE_FORM:
+            spec[name] = True
+        elif _is_model(annotation) and (inner := _free_form(annotation)):
+            spec[name] = inner
+        elif (
+            typing.get_origin(annotation) is list
+            and _is_model(args[0])
+            and (inner := _free_form(args[0]))
+        ):
+            spec[name] = {"__all__": inner}
+    return spec
+
+
+def _put_back(model: BaseModel, body: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with the excluded fields back in place, in the model's field order."""
+    out: dict[str, Any] = {}
+    for name, field in type(model).model_fields.items():
+        key = field.alias or name
+        inner, value = spec.get(name), getattr(model, name)
+        if inner is None:
+            out[key] = body[key]
+        elif inner is True:
+            out[key] = value
+        elif "__all__" in inner:
+            items = zip(value, body[key], strict=True)
+            out[key] = [_put_back(v, b, inner["__all__"]) for v, b in items]
+        else:
+            out[key] = _put_back(value, body[key], inner)
+    return out
 
 
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (

@@ -31,7 +31,8 @@ def _last_event_id(request: Request, query: schemas.EventsQuery) -> int | None:
     header = request.headers.get("last-event-id")
     if header is None:
         return query.last_event_id
-    if not header.isdigit() or len(header) > 18:
+    # isdigit() alone admits "²" and other Unicode digits, which int() then refuses.
+    if not (header.isascii() and header.isdigit()) or len(header) > 18:
         raise InvalidParameter("Last-Event-ID", "must be a sequence number this stream sent")
     return int(header)
 
@@ -39,7 +40,7 @@ def _last_event_id(request: Request, query: schemas.EventsQuery) -> int | None:
 async def events(request: Request) -> Response:
     ctx = context_of(request)
     tracker = ctx.require_tracker()
-    query = schemas.EventsQuery.model_validate(dict(request.query_params))
+    query = schemas.EventsQuery.from_query_string(request.scope["query_string"])
     principal = await ctx.principal(request, "sse", token=query.access_token)
     after = _last_event_id(request, query)
     session_id = query.session_id.lower() if query.session_id else None
