@@ -155,31 +155,41 @@ class Subscription(abc.Subscription):
     """An async iterator of committed events, in sequence order.
 
     Starts after ``after`` (reading older events from the log first) or, without it, with
-    the next event committed; ends when the tracker closes. If the consumer falls more than
-    ``buffer`` events behind, the subscription drops its queue and re-reads from the log:
-    memory stays bounded and nothing is lost.
+    the next event committed; ends when the tracker closes. It holds at most ``buffer``
+    events (or one page of the log, whichever is larger): a consumer that falls further
+    behind stops receiving live events, finishes what is queued, then reads the rest from
+    the log by sequence number until it is level with the feed again. Nothing is lost or
+    repeated and the order is kept; only the queue's memory is bounded.
     """
 
     def __init__(
         self, feed: Feed, *, after: int | None, session_id: str | None, buffer: int
     ) -> None:
+        if buffer < 1:
+            raise ValueError(f"buffer must be at least 1, got {buffer!r}")
         self._feed = feed
         self.session_id = session_id
         self._buffer = buffer
         self.last_seq = feed.cursor if after is None else after
+        # Every event up to _queued_to is delivered or in the queue; the log holds the rest.
         self._queued_to = self.last_seq
         self._queue: deque[StoredEvent] = deque()
-        self._reading_log = after is not None and after < feed.cursor
+        self._behind = after is not None and after < feed.cursor
         self._wake = anyio.Event()
 
+    @property
+    def behind(self) -> bool:
+        """Whether the next events come from the log (the consumer fell behind)."""
+        return self._behind
+
     def offer(self, event: StoredEvent) -> None:
-        if self._reading_log or event.seq <= self._queued_to:
+        if self._behind or event.seq <= self._queued_to:
             return
         if self.session_id is not None and event.session_id != self.session_id:
             return
         if len(self._queue) >= self._buffer:
-            self._queue.clear()
-            self._reading_log = True
+            # Keep what is queued and where it ends: the log read resumes right after it.
+            self._behind = True
         else:
             self._queue.append(event)
             self._queued_to = event.seq
@@ -190,24 +200,20 @@ class Subscription(abc.Subscription):
 
     async def __anext__(self) -> StoredEvent:
         while True:
-            if self._reading_log:
+            event = self.get_nowait()
+            if event is not None:
+                return event
+            if self._behind:
                 await self._read_log()
-            while self._queue:
-                event = self._queue.popleft()
-                if event.seq > self.last_seq:
-                    self.last_seq = event.seq
-                    return event
-            if not self._reading_log:
-                if self._feed.closed:
-                    raise StopAsyncIteration
-                await self._wake.wait()
-                self._wake = anyio.Event()
+                continue
+            if self._feed.closed:
+                raise StopAsyncIteration
+            await self._wake.wait()
+            self._wake = anyio.Event()
 
     def get_nowait(self) -> StoredEvent | None:
         """The next event if one is already queued, else ``None`` (never waits or reads the
         log): lets a consumer take a whole burst in one pass without a cancel scope."""
-        if self._reading_log:
-            return None
         while self._queue:
             event = self._queue.popleft()
             if event.seq > self.last_seq:
@@ -227,4 +233,4 @@ class Subscription(abc.Subscription):
             # Read up to the feed's cursor, and nothing was dispatched meanwhile: live
             # events take over from here.
             self._queued_to = max(self._queued_to, until)
-            self._reading_log = False
+            self._behind = False

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import re
+import sqlite3
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import anyio
 import sqlalchemy as sa
 
-from .store import SQLAlchemyStore, _migrate, mask_url
+from .errors import SchemaOutdated
+from .store import SQLAlchemyStore, _migrate, mask_url, normalize_url
 
 log = logging.getLogger("sessiontrack")
 _DURATION = re.compile(r"^(\d+)([dhm])$")
@@ -38,28 +42,72 @@ def parse_duration(text: str) -> timedelta:
 
 
 def check_url(url: str) -> str:
+    """The URL in the form every entry point runs it with (``store.normalize_url``)."""
     try:
-        parsed = sa.make_url(url)
-    except sa.exc.ArgumentError:
+        return normalize_url(url)
+    except (ValueError, ModuleNotFoundError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+def check_sqlite_folder(url: str) -> None:
+    """Refuse a SQLite file whose directory does not exist, before any driver starts: SQLite
+    would not create it, and an aiosqlite connection that fails to open can still be
+    finishing in its thread when the command exits, printing a traceback of its own."""
+    parsed = sa.make_url(url)
+    name = parsed.database or ""
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or name in ("", ":memory:")
+        or name.startswith("file:")
+    ):
+        return
+    folder = Path(name).expanduser().absolute().parent
+    if not folder.is_dir():
         raise CommandError(
-            f"not a database URL: {url!r} (e.g. sqlite+aiosqlite:///sessions.db "
-            "or postgresql+asyncpg://user@host/db)"
-        ) from None
-    if parsed.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
-        raise CommandError(
-            f"unsupported driver {parsed.drivername!r}: use sqlite+aiosqlite or postgresql+asyncpg"
+            f"cannot reach the database at {mask_url(url)}: its directory {folder} does not exist"
         )
-    return url
+
+
+def connection_problem(exc: BaseException) -> str | None:
+    """One line saying why the database could not be reached or logged into, or ``None``
+    for an error that is not about reaching it (a bug, whose traceback must show)."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        exc = exc.orig or exc  # the driver's own words, without SQLAlchemy's footer
+    elif not isinstance(exc, OSError | sqlite3.Error) and not _is_asyncpg_error(exc):
+        return None
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if "unable to open database file" in text:
+        text += " (does its directory exist, and may this user write there?)"
+    return text
+
+
+def _is_asyncpg_error(exc: BaseException) -> bool:
+    asyncpg = sys.modules.get("asyncpg")  # imported by the store only when it is used
+    return asyncpg is not None and isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError)
+
+
+@contextlib.contextmanager
+def database_errors(url: str) -> Iterator[None]:
+    """Turn a failure to open the database at ``url`` into one line, password masked."""
+    try:
+        yield
+    except SchemaOutdated as exc:
+        raise CommandError(str(exc)) from None
+    except Exception as exc:
+        reason = connection_problem(exc)
+        if reason is None:
+            raise
+        log.info("opening %s failed", mask_url(url), exc_info=True)  # the traceback with -v
+        verb = "use" if getattr(exc, "statement", None) else "reach"
+        raise CommandError(f"cannot {verb} the database at {mask_url(url)}: {reason}") from None
 
 
 async def _open(url: str, prefix: str, *, migrate: bool) -> SQLAlchemyStore:
     store = SQLAlchemyStore(url, prefix=prefix)
     try:
-        await store.open(migrate=migrate)
-    except (OSError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-        await store.close()
-        raise CommandError(f"cannot reach the database at {mask_url(url)}: {exc}") from None
-    except Exception:
+        with database_errors(url):
+            await store.open(migrate=migrate)
+    except BaseException:
         await store.close()
         raise
     return store
@@ -99,18 +147,25 @@ async def _purge_cmd(args: argparse.Namespace) -> None:
 
 async def _serve_cmd(args: argparse.Namespace) -> None:
     try:
-        from .web.serve import serve
+        from .web.serve import serve_tracker, tracker_for
     except ImportError as exc:
-        raise CommandError(f"{exc} (pip install 'sessiontrack[web]')") from None
+        raise CommandError(f'{exc} (pip install "sessiontrack[web]")') from None
     mount = args.mount_path if args.mount_path in ("", "/") else "/" + args.mount_path.strip("/")
-    await serve(
-        args.database_url,
-        host=args.host,
-        port=args.port,
-        table_prefix=args.prefix,
-        mount_path="" if mount == "/" else mount,
-        poll_interval=args.poll_interval,
+    tracker = tracker_for(
+        args.database_url, table_prefix=args.prefix, poll_interval=args.poll_interval
     )
+    try:
+        with database_errors(args.database_url):  # before uvicorn: one line, no traceback
+            await tracker.start()
+    except BaseException:
+        await tracker.store.close()  # a failed start leaves the engine (and its thread) open
+        raise
+    try:
+        await serve_tracker(
+            tracker, host=args.host, port=args.port, mount_path="" if mount == "/" else mount
+        )
+    finally:
+        await tracker.aclose()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--database-url",
             required=True,
             type=str,
-            help="e.g. postgresql+asyncpg://user@host/db or sqlite+aiosqlite:///sessions.db",
+            help="postgresql://user@host/db (asyncpg) or sqlite:///sessions.db (aiosqlite)",
         )
         p.add_argument("--prefix", default="sessiontrack_", help="table name prefix")
 
@@ -171,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if hasattr(args, "database_url"):
-            check_url(args.database_url)
+            args.database_url = check_url(args.database_url)
+            check_sqlite_folder(args.database_url)
         anyio.run(args.run, args)
     except CommandError as exc:
         print(f"sessiontrack: error: {exc}", file=sys.stderr)

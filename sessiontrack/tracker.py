@@ -195,8 +195,8 @@ class Tracker(ReportingHooks):
         if self._stack is not None:
             raise RuntimeError("tracker already started")
         async with AsyncExitStack() as stack:
+            stack.push_async_callback(self.store.close)  # also when opening fails midway
             await self.store.open(migrate=self._migrate)
-            stack.push_async_callback(self.store.close)
             await self._feed.start()
             self._writer = self._new_writer()  # its conditions belong to this loop
             self._stops.start()

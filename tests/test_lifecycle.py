@@ -296,3 +296,12 @@ def test_an_idle_timeout_out_of_range_is_refused_at_construction(idle_timeout: t
     # An expiry is an accepted time plus the timeout: it must stay a storable time.
     with pytest.raises(ValueError, match="idle_timeout"):
         sessiontrack.Tracker("sqlite+aiosqlite:///unused.db", idle_timeout=idle_timeout)
+
+
+async def test_a_start_that_cannot_open_the_database_leaves_nothing_open() -> None:
+    # A closed port on this machine: refused at once, no server needed.
+    tracker = sessiontrack.Tracker("postgresql://postgres@127.0.0.1:9/test")
+    with pytest.raises(OSError):
+        await tracker.start()
+    assert not tracker.running
+    assert getattr(tracker.store, "_engine", None) is None  # disposed, not leaked

@@ -12,6 +12,9 @@ from datetime import timedelta
 import anyio
 import uvicorn
 
+from sessiontrack.cli import CommandError, check_sqlite_folder, database_errors
+from sessiontrack.store import SQLAlchemyStore, normalize_url
+
 from .app import DEFAULT_DATABASE_URL, MOUNT, Helpdesk, create_helpdesk
 from .engine import Sender
 from .sender import CloudApiSender, RecordingSender
@@ -31,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--database-url",
         default=DEFAULT_DATABASE_URL,
-        help="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db "
+        help="database URL, e.g. postgresql://user@host/db or sqlite:///file.db "
         f"(default: {DEFAULT_DATABASE_URL})",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -53,16 +56,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def async_url(url: str) -> str:
-    """Accept plain ``postgresql://`` and ``sqlite://`` URLs and add the async driver."""
-    for plain, driver in (
-        ("postgresql://", "postgresql+asyncpg://"),
-        ("postgres://", "postgresql+asyncpg://"),
-        ("sqlite://", "sqlite+aiosqlite://"),
-    ):
-        if url.startswith(plain):
-            return driver + url.removeprefix(plain)
-    return url
+async def open_database(url: str) -> None:
+    """Create or upgrade the tables before uvicorn starts: a database that cannot be
+    reached is then one line (a :class:`CommandError`), not a failed lifespan's traceback."""
+    store = SQLAlchemyStore(url)
+    try:
+        with database_errors(url):
+            await store.open(migrate=True)
+    finally:
+        await store.close()
 
 
 async def serve(helpdesk: Helpdesk, args: argparse.Namespace) -> bool:
@@ -131,8 +133,15 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_simulator:
             print("WHATSAPP_ACCESS_TOKEN is set: replies go to real customers, so no simulator")
             args.no_simulator = True
+    try:  # the URL forms every sessiontrack entry point accepts, and one line if unreachable
+        database_url = normalize_url(args.database_url)
+        check_sqlite_folder(database_url)
+        anyio.run(open_database, database_url)
+    except (ValueError, ModuleNotFoundError, CommandError) as exc:
+        print(f"helpdesk: error: {exc}", file=sys.stderr)
+        return 2
     helpdesk = create_helpdesk(
-        async_url(args.database_url),
+        database_url,
         sender=sender,
         tracker_options={
             "idle_timeout": timedelta(seconds=args.idle_timeout),

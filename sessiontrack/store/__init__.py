@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from ._reads import SessionFilter
 from ._tables import DEFAULT_PREFIX, Tables, make_tables
+from ._urls import normalize_url
 from .sqlalchemy import SQLAlchemyStore, mask_url
 
 if TYPE_CHECKING:
@@ -27,4 +28,5 @@ __all__ = [
     "create_store",
     "make_tables",
     "mask_url",
+    "normalize_url",
 ]

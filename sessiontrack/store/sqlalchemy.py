@@ -32,6 +32,7 @@ from ._fold import (
 )
 from ._reads import ReadQueries
 from ._tables import DEFAULT_PREFIX, make_tables
+from ._urls import normalize_url
 
 log = logging.getLogger(__name__)
 _FOLD_CHUNK = 2000  # reports folded before their events go to the log (see _fold_and_append)
@@ -69,7 +70,7 @@ class SQLAlchemyStore(ReadQueries, Store):
     def __init__(self, url_or_engine: str | AsyncEngine, *, prefix: str = DEFAULT_PREFIX) -> None:
         self.tables = make_tables(prefix)
         self._own_engine = not isinstance(url_or_engine, AsyncEngine)
-        self._url = url_or_engine if isinstance(url_or_engine, str) else None
+        self._url = normalize_url(url_or_engine) if isinstance(url_or_engine, str) else None
         self._engine: AsyncEngine | None = None if self._own_engine else url_or_engine  # type: ignore[assignment]
         self._labels: dict[tuple[str, str | None], dict[str, str]] = {}
         self._bulk_writer: BulkWriter | None = None

@@ -22,7 +22,7 @@ from ._errors import EXCEPTION_HANDLERS
 from .auth import Authenticator
 from .bodylimit import DEFAULT_MAX_BODY, BodyLimit, checked_max_body
 from .openapi import build_document, with_servers
-from .socket import NAMESPACE, Gateway
+from .socket import NAMESPACE, QUEUE_LIMIT, Gateway
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -46,6 +46,7 @@ def create_app(
     keepalive: float = 15.0,
     sse_max_age: float | None = 300.0,
     max_body: int = DEFAULT_MAX_BODY,
+    socket_queue_limit: int = QUEUE_LIMIT,
     static_dir: str | Path | None = None,
     debug: bool = False,
 ) -> Starlette:
@@ -73,6 +74,8 @@ def create_app(
         sub-app's own POSTs take no body). A larger declared ``Content-Length`` is
         refused with 413 before the body is read; a chunked body is refused with 413
         once it passes the limit.
+    :param socket_queue_limit: packets a Socket.IO connection may have queued; a client
+        past it is told where to resume (``sessions:overflow``) and disconnected.
     :param static_dir: serve another dashboard build at ``/ui/`` (default: the bundled one).
 
     The Socket.IO gateway (who is online, subscriber counts) is ``app.state.gateway``.
@@ -98,7 +101,7 @@ def create_app(
         max_http_buffer_size=max_body,
         namespaces=[NAMESPACE],  # not the default "/": no socket stays unauthenticated
     )
-    gateway = Gateway(ctx)
+    gateway = Gateway(ctx, queue_limit=socket_queue_limit)
     sio.register_namespace(gateway)
     ctx.gateway = gateway
     routes: list[BaseRoute] = [

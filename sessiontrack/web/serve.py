@@ -34,19 +34,19 @@ def token_authenticator(token: str) -> Authenticator:
     return check
 
 
-def build(
-    database_url: str,
-    *,
-    table_prefix: str,
-    mount_path: str = "",
-    poll_interval: float = 0.5,
-    **app_options: Any,
-) -> Starlette:
-    """The standalone host app: enters the tracker in its lifespan and mounts the sub-app
-    at ``mount_path`` (``""``: at the root)."""
-    tracker = Tracker(
+def tracker_for(database_url: str, *, table_prefix: str, poll_interval: float = 0.5) -> Tracker:
+    """The standalone server's tracker: it reads and stops, and leaves expiry to the
+    engines' trackers (``sweep_interval=None``)."""
+    return Tracker(
         database_url, prefix=table_prefix, sweep_interval=None, poll_interval=poll_interval
     )
+
+
+def host_app(
+    tracker: Tracker, *, mount_path: str = "", enter_tracker: bool = True, **app_options: Any
+) -> Starlette:
+    """The standalone host app: the sub-app mounted at ``mount_path`` (``""``: at the root),
+    entering ``tracker`` in its lifespan unless ``enter_tracker=False`` (the caller runs it)."""
     token = os.environ.get(TOKEN_ENV)
     authenticate = token_authenticator(token) if token else None
     sub_app = create_app(tracker, authenticate=authenticate, **app_options)
@@ -57,7 +57,39 @@ def build(
             yield
 
     path = mount_path.rstrip("/")
-    return Starlette(routes=[Mount(path, app=sub_app)], lifespan=lifespan)
+    return Starlette(
+        routes=[Mount(path, app=sub_app)], lifespan=lifespan if enter_tracker else None
+    )
+
+
+def build(
+    database_url: str,
+    *,
+    table_prefix: str,
+    mount_path: str = "",
+    poll_interval: float = 0.5,
+    **app_options: Any,
+) -> Starlette:
+    """The standalone host app, entering its own tracker in its lifespan."""
+    tracker = tracker_for(database_url, table_prefix=table_prefix, poll_interval=poll_interval)
+    return host_app(tracker, mount_path=mount_path, **app_options)
+
+
+async def serve_tracker(
+    tracker: Tracker, *, host: str, port: int, mount_path: str = "", **app_options: Any
+) -> None:
+    """Serve a tracker that is already running until uvicorn is told to stop."""
+    app = host_app(tracker, mount_path=mount_path, enter_tracker=False, **app_options)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        log_level="info",
+        timeout_graceful_shutdown=3,
+        proxy_headers=True,
+    )
+    await uvicorn.Server(config).serve()
 
 
 async def serve(
@@ -69,16 +101,9 @@ async def serve(
     mount_path: str = "",
     poll_interval: float = 0.5,
 ) -> None:
-    app = build(
-        database_url, table_prefix=table_prefix, mount_path=mount_path, poll_interval=poll_interval
-    )
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        lifespan="on",
-        log_level="info",
-        timeout_graceful_shutdown=3,
-        proxy_headers=True,
-    )
-    await uvicorn.Server(config).serve()
+    """Open the database, then serve. The tracker starts before uvicorn does, so a
+    database it cannot reach raises here, to the caller, instead of failing uvicorn's
+    lifespan (whose traceback would be all the user sees)."""
+    tracker = tracker_for(database_url, table_prefix=table_prefix, poll_interval=poll_interval)
+    async with tracker:
+        await serve_tracker(tracker, host=host, port=port, mount_path=mount_path)

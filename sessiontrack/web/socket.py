@@ -9,6 +9,13 @@ concerns, so a client in several of them receives it once.
 
 One pump task per process reads committed events from the tracker, in sequence order, and
 emits them; it runs while at least one client is connected.
+
+Each connection's send queue is bounded (``queue_limit`` packets in Engine.IO's queue): a
+client that lets it fill up receives ``sessions:overflow {reason, lastSeq, limit}`` after
+the last event it gets, and is then disconnected from the namespace. It resumes with
+``sessions:subscribe {after: lastSeq}`` (and ``session:join {sessionId, after}``), which
+replay the missed events from the log before live delivery takes over, with no gap and no
+duplicate (see docs/realtime.md).
 """
 
 from __future__ import annotations
@@ -35,7 +42,11 @@ from .auth import AuthRequest, NotAuthenticated, resolve, socket_token
 
 log = logging.getLogger(__name__)
 NAMESPACE = "/sessions"
+QUEUE_LIMIT = 1000
+"""Default bound of a connection's send queue, in packets (one packet per event)."""
+OVERFLOW_EVENT = "sessions:overflow"
 _BATCH = 500
+_REPLAY_PAGE = 500
 RESERVED_EVENTS = frozenset(
     {*socketio.AsyncServer.reserved_events, *socketio.AsyncClient.reserved_events}
 )
@@ -56,6 +67,8 @@ class _Client:
     masked: bool
     subscribed: bool = False
     sessions: set[str] = field(default_factory=set)
+    cut: bool = False  # told to resume: sent nothing more
+    replayed_to: int | None = None  # while a replay runs: the last seq it has sent
 
     def room(self, name: str) -> str:
         return f"masked|{name}" if self.masked else name
@@ -64,12 +77,22 @@ class _Client:
 class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
     """The ``/sessions`` namespace: subscriptions, session rooms, and who is online."""
 
-    def __init__(self, ctx: Context, namespace: str = NAMESPACE) -> None:
+    def __init__(
+        self, ctx: Context, namespace: str = NAMESPACE, *, queue_limit: int = QUEUE_LIMIT
+    ) -> None:
         super().__init__(namespace)
+        if queue_limit < 1:
+            raise ValueError(f"queue_limit must be at least 1, got {queue_limit!r}")
         self._ctx = ctx
+        self.queue_limit = queue_limit
         self._clients: dict[str, _Client] = {}
         self._pump: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        # Held by the pump while it emits a batch, and by a replay while it hands over to
+        # live delivery: _sent_to is the last sequence number every room has been sent.
+        self._sending = asyncio.Lock()
+        self._sent_to = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._handlers: dict[str, Callable[[str, Any], Awaitable[dict[str, Any]]]] = {
             "sessions:subscribe": self._subscribe,
             "sessions:unsubscribe": self._unsubscribe,
@@ -176,15 +199,23 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
 
     # --- client → server ----------------------------------------------------------------
 
-    async def _subscribe(self, sid: str, _: Any) -> dict[str, Any]:
+    async def _subscribe(self, sid: str, data: Any) -> dict[str, Any]:
         client = self._clients.get(sid)
         if client is None:
             return {"success": False, "error": "not connected"}
+        after = _after(data)
+        if isinstance(after, str):
+            return {"success": False, "error": after}
         await self._ensure_pump()
-        for room in self._broadcast_rooms(client.principal):
-            await self.enter_room(sid, client.room(room))
+        rooms = [client.room(r) for r in self._broadcast_rooms(client.principal)]
+        if client.subscribed or after is None:
+            for room in rooms:
+                await self.enter_room(sid, room)
+            client.subscribed = True
+            return {"success": True}
+        replayed = await self._replay(sid, client, after, None, rooms)
         client.subscribed = True
-        return {"success": True}
+        return {"success": True, "replayed": replayed}
 
     async def _unsubscribe(self, sid: str, _: Any) -> dict[str, Any]:
         client = self._clients.get(sid)
@@ -223,10 +254,18 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             return {"sessionId": session_id, "success": False, "error": "session not found"}
         except SessionTrackError as exc:
             return {"sessionId": session_id, "success": False, "error": str(exc)}
+        after = _after(data)
+        if isinstance(after, str):
+            return {"sessionId": session_id, "success": False, "error": after}
         await self._ensure_pump()
-        await self.enter_room(sid, client.room(f"session:{session_id}"))
+        room = client.room(f"session:{session_id}")
+        if session_id in client.sessions or after is None:
+            await self.enter_room(sid, room)
+            client.sessions.add(session_id)
+            return {"sessionId": session_id, "success": True}
+        replayed = await self._replay(sid, client, after, session_id, [room])
         client.sessions.add(session_id)
-        return {"sessionId": session_id, "success": True}
+        return {"sessionId": session_id, "success": True, "replayed": replayed}
 
     async def _leave(self, sid: str, data: Any) -> dict[str, Any]:
         request = self._session_request(sid, data)
@@ -243,6 +282,77 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             return ["all"]
         return [f"bot:{b}" for b in sorted(principal.chatbot_ids)]
 
+    # --- resume: replay from the log, then hand over to live delivery ------------------
+
+    async def _replay(
+        self, sid: str, client: _Client, after: int, session_id: str | None, rooms: list[str]
+    ) -> int:
+        """Send the client's events after ``after`` from the log, then enter ``rooms``.
+
+        Most pages are read while the pump runs on (a long replay must not hold up the
+        other clients), each up to what the pump has already sent; the last stretch is
+        read holding the pump's lock, and the rooms are entered before it is released, so
+        every event is sent exactly once: by the replay up to ``_sent_to``, live after it.
+        """
+        store = self._ctx.tracker.store
+        # Half the bound per page, sent once the queue is down to a quarter: the client's
+        # own replay never fills its queue.
+        page = max(1, min(_REPLAY_PAGE, self.queue_limit // 2))
+        replayed = 0
+        client.replayed_to = after
+        try:
+            while True:
+                events = await store.events_after(
+                    after, limit=page, session_id=session_id, until=self._sent_to
+                )
+                replayed += await self._send_replayed(sid, client, events, session_id)
+                after = client.replayed_to = events[-1].seq if events else after
+                if len(events) < page:
+                    break
+                if not await self._wait_drained(sid, client):
+                    return replayed  # it left, or was cut off: it resumes again
+            async with self._sending:
+                while True:
+                    events = await store.events_after(
+                        after, limit=page, session_id=session_id, until=self._sent_to
+                    )
+                    replayed += await self._send_replayed(sid, client, events, session_id)
+                    after = events[-1].seq if events else after
+                    if len(events) < page:
+                        break
+                if sid in self._clients and not client.cut:  # it may have left meanwhile
+                    for room in rooms:
+                        await self.enter_room(sid, room)
+        finally:
+            client.replayed_to = None
+        return replayed
+
+    async def _send_replayed(
+        self, sid: str, client: _Client, events: list[StoredEvent], session_id: str | None
+    ) -> int:
+        sent = 0
+        for event in events:
+            if not client.principal.may_see(event.chatbot_id):
+                continue
+            if session_id is not None and client.subscribed:
+                continue  # the subscription (resumed first) carries this session's events
+            await self.emit(event.wire_name, payload(event, client.masked), to=sid)
+            sent += 1
+        return sent
+
+    async def _wait_drained(self, sid: str, client: _Client) -> bool:
+        """Let a resuming client take its queue down to a quarter of the bound before the
+        next page (it paces the replay instead of overflowing); False once it is gone."""
+        eio_sid = self.server.manager.eio_sid_from_sid(sid, self.namespace)
+        while sid in self._clients and not client.cut:
+            socket = self.server.eio.sockets.get(eio_sid)
+            if socket is None or socket.closed:
+                return False
+            if socket.queue.qsize() <= self.queue_limit // 4:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
     # --- server → client ----------------------------------------------------------------
 
     async def _ensure_pump(self) -> None:
@@ -255,16 +365,21 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         tracker = self._ctx.tracker
         try:
             async with tracker.subscribe(buffer=10_000) as sub:
+                self._sent_to = sub.last_seq
                 self._ready.set()
                 async for first in sub:  # ends when the tracker closes
                     batch = [first]
                     # Take what the feed already queued without waiting: one pass per burst.
                     while len(batch) < _BATCH and (more := sub.get_nowait()) is not None:
                         batch.append(more)
-                    try:
-                        await self._broadcast(batch)
-                    except Exception:
-                        log.exception("emitting events %s..%s failed", batch[0].seq, batch[-1].seq)
+                    async with self._sending:
+                        try:
+                            await self._broadcast(batch)
+                        except Exception:
+                            log.exception(
+                                "emitting events %s..%s failed", batch[0].seq, batch[-1].seq
+                            )
+                        self._sent_to = batch[-1].seq
         except Exception:
             log.exception("the sessiontrack socket pump stopped")
         finally:
@@ -276,9 +391,12 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         Like ``AsyncServer.emit`` to a list of rooms (recipients de-duplicated, the packet
         encoded once), but sending in order without a task per recipient and event: at
         thousands of events per second that overhead, not the sockets, was the bottleneck.
+        A recipient whose send queue is full is cut off instead (see :meth:`_cut`).
         """
         manager = self.server.manager
         send = self.server.eio.send_packet
+        sockets = self.server.eio.sockets
+        limit = self.queue_limit
         for event in events:
             rooms = ["all", f"bot:{event.chatbot_id}", f"session:{event.session_id}"]
             masked_rooms = [f"masked|{r}" for r in rooms]
@@ -287,9 +405,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             else:
                 groups = [(rooms + masked_rooms, payload(event, False))]
             for targets, data in groups:
-                recipients = [
-                    eio_sid for _, eio_sid in manager.get_participants(self.namespace, targets)
-                ]
+                recipients = list(manager.get_participants(self.namespace, targets))
                 if not recipients:
                     continue
                 pkt = self.server.packet_class(
@@ -298,8 +414,42 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
                 encoded = pkt.encode()
                 for part in encoded if isinstance(encoded, list) else [encoded]:
                     eio_pkt = eio_packet.Packet(eio_packet.MESSAGE, part)
-                    for eio_sid in recipients:
+                    for sid, eio_sid in recipients:
+                        client = self._clients.get(sid)
+                        if client is None or client.cut:
+                            continue
+                        socket = sockets.get(eio_sid)
+                        if socket is not None and socket.queue.qsize() >= limit:
+                            await self._cut(sid, client, event.seq)
+                            continue
                         await send(eio_sid, eio_pkt)
+
+    async def _cut(self, sid: str, client: _Client, seq: int) -> None:
+        """Tell a client whose queue is full where to resume, then disconnect it.
+
+        The notice goes after everything already queued, so the client receives every
+        event of its rooms up to ``lastSeq`` first. The disconnect runs in its own task:
+        it calls :meth:`on_disconnect`, which may cancel the pump that is calling this.
+        """
+        client.cut = True
+        last = seq - 1
+        if client.replayed_to is not None:
+            # Cut during a replay: resume from where the replay got to (events of other
+            # rooms after it come again; their seq tells the client it has them).
+            last = min(last, client.replayed_to)
+        log.warning(
+            "socket client %s let %s events queue up: disconnecting it; it resumes after seq %s",
+            sid,
+            self.queue_limit,
+            last,
+        )
+        notice = {"reason": "send queue full", "lastSeq": last, "limit": self.queue_limit}
+        await self.emit(OVERFLOW_EVENT, notice, to=sid)
+        task = asyncio.get_running_loop().create_task(
+            self.server.disconnect(sid, namespace=self.namespace)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
         """Stop the pump (the app does this when the last client leaves)."""
@@ -308,3 +458,13 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
             self._pump = None
+
+
+def _after(data: Any) -> int | str | None:
+    """The ``after`` of a subscribe or join (``None`` if absent), or the error to answer."""
+    after = data.get("after") if isinstance(data, dict) else None
+    if after is None:
+        return None
+    if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < 2**63:
+        return "after must be a sequence number (an integer >= 0) this server sent"
+    return after

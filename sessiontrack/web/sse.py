@@ -6,6 +6,10 @@ Each frame carries ``event:`` (the socket event name), ``id:`` (the sequence num
 repeated. The stream opens with a ``retry:`` line and a ``: connected`` comment once the
 subscription is live, sends ``: keep-alive`` comments when idle, and ends by itself after
 ``sse_max_age`` seconds (clients reconnect and resume) so server shutdowns never wait long.
+
+A reader that stops reading holds a bounded amount: the subscription's queue (it then
+catches up from the log, losing nothing), one write of at most ``_BATCH`` frames, and the
+transport's buffer (uvicorn pauses the stream at its high-water mark).
 """
 
 from __future__ import annotations
