@@ -34,15 +34,9 @@ def seed() -> int:
     return value
 
 
-def assert_nothing_lost(counts: Counts, *, duplicates_known: bool = False) -> None:
+def assert_nothing_lost(counts: Counts) -> None:
     assert counts.acknowledged > 0
     assert counts.stored >= counts.acknowledged
-    if duplicates_known and counts.duplicated and not (counts.lost or counts.reordered):
-        pytest.xfail(
-            f"known bug, {counts.duplicated} reports stored twice: the server died after "
-            "committing a batch but before the writer read the reply, and the writer retried "
-            f"the whole batch ({counts.problems[:3]})"
-        )
     faults = (
         counts.lost,
         counts.duplicated,
@@ -109,8 +103,7 @@ async def test_postgresql_down_for_30_s_at_2000_events_per_s_loses_nothing(
         )
     assert_flush_blocked_then_returned(result)
     assert result.reported_during_fault >= 2000 * 30 // 2
-    # Checked last, since a known bug turns duplicates into an xfail (see docs/durability.md).
-    assert_nothing_lost(result.counts, duplicates_known=True)  # the engine kept its pace
+    assert_nothing_lost(result.counts)  # stored twice counts too: 0 duplicates
 
 
 async def test_another_process_holding_the_sqlite_write_lock_loses_nothing(
