@@ -157,9 +157,18 @@ async def test_completed_sessions_leave_the_active_tab(page: Any, ui: str, base_
     await expect(page.locator("#tab-active")).to_have_attribute("aria-current", "page")
     rows = page.locator(ROWS)
     await expect(rows.first).to_be_visible()
-    statuses = await rows.evaluate_all("rows => rows.map(r => r.dataset.status)")
-    assert statuses and all(s in {"running", "waiting_input", "waiting_flow"} for s in statuses)
-    before = await rows.evaluate_all(ROW_IDS)
+    # A session that ends is patched in place and leaves the tab at the next (throttled)
+    # refresh: wait for a moment when every row is active, and take the ids in that moment.
+    settled = await page.wait_for_function(
+        f"""() => {{
+            const rows = [...document.querySelectorAll(`{ROWS}`)];
+            const active = ['running', 'waiting_input', 'waiting_flow'];
+            return rows.length > 0 && rows.every(r => active.includes(r.dataset.status))
+                && rows.map(r => r.dataset.sessionId);
+        }}""",
+        timeout=15_000,
+    )
+    before = await settled.json_value()
     await page.evaluate("window.__sameDocument = true")
     # The simulator finishes, hands off and stops sessions: one of them leaves this tab.
     gone = await page.wait_for_function(
