@@ -406,16 +406,20 @@ class Tracker(ReportingHooks):
         if pending is not None:
             return pending
         before = self.stats.committed
-        sid = await self.store.active_session(cid, conv)
-        if sid is None or self._conversations.ending(sid):
-            return None
-        if self.stats.committed != before:
-            # A batch committed while the store was read: maybe this session's completion,
-            # no longer noted here. Read the session itself again, after that commit.
-            head = await self.store.session_head(sid)
-            if head is None or head[1] in TERMINAL_STATUSES or self._conversations.ending(sid):
-                return None
-        return sid
+        stored = await self.store.active_sessions(cid, conv)
+        for sid in stored:
+            if self._conversations.ending(sid):
+                continue
+            if self.stats.committed != before:
+                # A batch committed while the store was read: maybe this session's
+                # completion, no longer noted here. Read the session again, after it.
+                head = await self.store.session_head(sid)
+                if head is None or head[1] in TERMINAL_STATUSES:
+                    continue
+                if self._conversations.ending(sid):
+                    continue
+            return sid
+        return None
 
     async def purge(self, older_than: timedelta, **kwargs: Any) -> int:
         """Delete sessions that ended more than ``older_than`` ago, with their events."""
