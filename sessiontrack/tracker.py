@@ -393,14 +393,8 @@ class Tracker(ReportingHooks):
         self._require_running()
         h = "active_session"
         cid = _validate.text(chatbot_id, "chatbot_id", h, CHATBOT_ID)
-        conv = _validate.opt_id(
-            _validate.required(conversation_id, "conversation_id", h),
-            "conversation_id",
-            h,
-            CONVERSATION_ID,
-        )
-        assert cid is not None
-        if conv is None:
+        conv = _validate.opt_text(conversation_id, "conversation_id", h, CONVERSATION_ID, ints=True)
+        if cid is None or conv is None:
             raise TypeError(f"{h}(): conversation_id must be a string or an integer, got None")
         pending = self._conversations.pending_start(cid, conv)
         if pending is not None:

@@ -238,3 +238,21 @@ async def test_stop_requested_gets_no_conversation_for_a_session_without_one(
     with anyio.fail_after(10):
         await engine.heard.wait()
     assert engine.full == [(sid, None, "bot", None)]
+
+
+async def test_integer_ids_are_stored_as_strings_and_bools_refused(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
+) -> None:
+    sid = start(pm, -1001234567890)  # a Telegram group's chat id
+    pm.hook.sessiontrack_message(session_id=sid, direction="inbound", text="hi", message_id=77)
+    with pytest.raises(TypeError, match="conversation_id"):
+        start(pm, True)
+    with pytest.raises(TypeError, match="message_id"):
+        pm.hook.sessiontrack_message(session_id=sid, direction="inbound", message_id=False)
+    await tracker.flush()
+    detail = await tracker.sessions.get(sid)
+    assert detail.conversation_id == "-1001234567890"
+    assert [m.channel_message_id for m in detail.messages] == ["77"]
+    assert await tracker.active_session("bot", -1001234567890) == sid
+    page = await tracker.sessions.list(conversation_id="-1001234567890")
+    assert [s.id for s in page.data] == [sid]

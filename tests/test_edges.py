@@ -115,9 +115,12 @@ async def test_registering_the_version_again_keeps_what_was_observed(
     register(pm)  # the same declared graph, so the same version
     pm.hook.sessiontrack_edge_observed(chatbot_id="bot", source="menu", target="learnt")
     await tracker.flush()
+    pm.hook.sessiontrack_node_executed(session_id=sid, node_id="learnt")
+    await tracker.flush()
     detail = await tracker.sessions.get(sid)
     assert edges(detail) == [("start", "menu"), ("menu", "learnt")]
-    assert "learnt" in nodes(detail)
+    assert nodes(detail)["learnt"]["position"] == {"x": 500.0, "y": 0.0}
+    assert detail.node_executions[-1].label == "learnt"
 
 
 async def test_an_edge_in_the_batch_that_registers_the_flow(

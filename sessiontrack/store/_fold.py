@@ -16,9 +16,10 @@ Duplicates, orphans and late reports are dropped, counted and logged by the call
 never stop a batch. Orphans and late reports are also listed (:class:`Dropped`), so the
 log can name the session and the hook.
 
-Registering a version that exists again replaces its graph; sessions keep the version
-name they ran. Observed edges (``sessiontrack_edge_observed``) need no session: they are
-listed in :attr:`FoldResult.edges`, in order, and the store adds them to the stored graph.
+Registering a version that exists again replaces its graph (keeping the edges observed
+in it); sessions keep the version name they ran. Observed edges
+(``sessiontrack_edge_observed``) need no session: they are listed in
+:attr:`FoldResult.edges`, in order, and the store adds them to the stored graph.
 """
 
 from __future__ import annotations

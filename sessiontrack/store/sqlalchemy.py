@@ -337,7 +337,10 @@ class SQLAlchemyStore(ReadQueries, Store):
                 )
             )
             if old:  # registered again (an engine restarting): keep the edges it observed
-                graph = flow["flow"] = _graph.with_observed(graph, old)
+                graph = _graph.with_observed(graph, old)
+                if graph is not flow["flow"]:
+                    key = (flow["chatbot_id"], flow["version"])
+                    res.flow_labels[key] = flow_labels(graph)
             await self._upsert(
                 conn,
                 t.flows,
