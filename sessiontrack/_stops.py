@@ -7,7 +7,9 @@ process), the stop is *late* and ``stop()`` raises ``SessionAlreadyTerminal``.
 
 The notification goes to the process that ran the session: every process sees the
 committed stop through its feed, and only the one whose tracker accepted reports for that
-session (``owned``) calls the hook, from a task of its own, one stop after another.
+session (``owned``) calls the hook, from a task of its own, one stop after another, with
+the session's chatbot and conversation. A session this process reported and has not
+committed yet is flushed first, so that stopping it does not fail as "not found".
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ class StopRequests:
         """See :meth:`sessiontrack.Tracker.stop`."""
         sid = normalize_session_id(session_id)
         head = await self._store.session_head(sid)
+        if head is None and sid in self.owned:
+            await self._flush()  # reported here and not yet committed: commit it first
+            head = await self._store.session_head(sid)
         if head is None or (isinstance(principal, Principal) and not principal.may_see(head[0])):
             raise SessionNotFound(sid)
         if head[1] in TERMINAL_STATUSES:
@@ -99,5 +104,9 @@ class StopRequests:
         while True:
             event = await self._notices.get()
             await self._host.call(
-                HOOK, session_id=event.session_id, principal=event.data.get("requested_by")
+                HOOK,
+                session_id=event.session_id,
+                principal=event.data.get("requested_by"),
+                chatbot_id=event.chatbot_id,
+                conversation_id=event.data.get("conversation_id"),
             )
