@@ -1,12 +1,14 @@
 """sessiontrack: session history and live monitoring for chatbot execution engines.
 
 Report what happens through the pluggy hooks in :mod:`sessiontrack.hookspecs`; a
-:class:`Tracker` records it and serves it back through ``tracker.sessions``.
+:class:`Tracker` records it and serves it back through ``tracker.sessions``
+(:class:`SyncTracker` for engines that run in threads). Adapters for real engines are in
+:mod:`sessiontrack.adapters`.
 """
 
 from . import hookspecs
 from ._ids import new_session_id
-from ._sync import SyncTracker as SyncTracker
+from ._sync import SyncTracker
 from .errors import (
     BufferFull,
     InvalidParameter,
@@ -20,7 +22,7 @@ from .events import WIRE_NAMES, StoredEvent
 from .hookspecs import REQUIRED, hookimpl, hookspec
 from .models import Message, NodeExecution, Page, Principal, SessionDetail, SessionSummary, Stats
 from .status import ACTIVE_STATUSES, TERMINAL_STATUSES, Status
-from .tracker import Tracker, TrackerStats
+from .tracker import Tracker, TrackerOptions, TrackerStats
 
 __version__ = "0.1.0"
 
@@ -44,8 +46,10 @@ __all__ = [
     "Stats",
     "Status",
     "StoredEvent",
+    "SyncTracker",
     "Tracker",
     "TrackerNotRunning",
+    "TrackerOptions",
     "TrackerStats",
     "hookimpl",
     "hookspec",

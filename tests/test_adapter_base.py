@@ -1,10 +1,19 @@
-"""The engine-independent part of the adapters: the flow layout and error texts."""
+"""The engine-independent part of the adapters (:mod:`sessiontrack.adapters.base`)."""
 
 from __future__ import annotations
 
-from sessiontrack.adapters import flow_graph
+from typing import Any
+
+import anyio
+import pytest
+
+import sessiontrack
+from sessiontrack import hookimpl
+from sessiontrack.adapters import EngineAdapter, flow_graph
 from sessiontrack.adapters.base import error_text
 from sessiontrack.limits import TEXT
+
+pytestmark = pytest.mark.anyio
 
 
 def test_flow_graph_lays_out_layers_from_the_entry() -> None:
@@ -38,3 +47,96 @@ def test_error_text_names_the_type_and_stays_within_the_limit() -> None:
     assert error_text(KeyError()) == "KeyError"
     assert error_text("already text") == "already text"
     assert len(error_text(RuntimeError("x" * (TEXT + 10)))) == TEXT
+
+
+# --- EngineAdapter on a real tracker, both backends ----------------------------------------
+
+
+class _Recorder(EngineAdapter):
+    def __init__(self, tracker: sessiontrack.Tracker, chatbot_id: str) -> None:
+        super().__init__(tracker, chatbot_id, name=f"{chatbot_id} bot")
+        self.stops: list[tuple[str, str | None]] = []
+
+    def on_stop(self, session_id: str, conversation_id: str | None) -> None:
+        self.stops.append((session_id, conversation_id))
+
+
+async def test_a_conversation_keeps_its_session_until_it_completes(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    bot = _Recorder(tracker, "base-bot")
+    bot.register_flow(flow_graph(["hello", "bye"], [("hello", "bye")]))
+    sid, new = await bot.session_for(42, contact={"name": "Ana"})
+    assert new and bot.cached_session("42") == sid
+    assert await bot.session_for("42") == (sid, False)
+    with bot.node(sid, "hello"):
+        pass
+    with pytest.raises(ZeroDivisionError), bot.node(sid, "bye"):
+        1 / 0  # noqa: B018
+    bot.complete(sid, reason="done")
+    second, new = await bot.session_for(42)
+    assert new and second != sid  # the same thread's next conversation: a new session
+    await tracker.flush()
+    detail = await tracker.sessions.get(sid)
+    assert detail.conversation_id == "42" and detail.customer_name == "Ana"
+    assert detail.status == "completed" and detail.completion_reason == "done"
+    hello, bye = detail.node_executions
+    assert (hello.node_id, hello.error) == ("hello", None)
+    assert bye.error == "ZeroDivisionError: division by zero"
+    assert hello.duration_ms is not None and hello.duration_ms >= 0
+
+
+async def test_a_restarted_adapter_finds_the_session_in_the_store(
+    database_url: str, prefix: str
+) -> None:
+    options: dict[str, Any] = {"prefix": prefix, "migrate": True}
+    async with sessiontrack.Tracker(database_url, **options) as first:
+        sid, _ = await _Recorder(first, "base-bot").session_for("thread-1")
+    async with sessiontrack.Tracker(database_url, **options) as second:
+        bot = _Recorder(second, "base-bot")
+        assert bot.cached_session("thread-1") is None
+        assert await bot.session_for("thread-1") == (sid, False)
+        assert (await second.sessions.list()).total == 1
+
+
+async def test_stops_reach_only_the_adapter_of_their_chatbot(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    ours, theirs = _Recorder(tracker, "base-ours"), _Recorder(tracker, "base-theirs")
+    sid, _ = await ours.session_for("c-1")
+    other, _ = await theirs.session_for("c-1")
+    await tracker.stop(sid, "ops")  # not committed before the call: stop() flushes first
+    await tracker.flush()
+    for _ in range(100):
+        if ours.stops:
+            break
+        await anyio.sleep(0.02)
+    assert ours.stops == [(sid, "c-1")] and ours.stopped(sid)
+    assert theirs.stops == [] and not theirs.stopped(other)
+    assert ours.cached_session("c-1") is None  # the next turn starts a new session
+    ours.close()
+    assert not tracker.plugin_manager.is_registered(ours)
+
+
+async def test_an_observed_edge_is_reported_once_and_joins_the_flow(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    bot = _Recorder(tracker, "base-edges")
+    bot.register_flow(flow_graph(["a", "b"], [("a", "b")]))
+    sid, _ = await bot.session_for("c")
+    calls: list[dict[str, Any]] = []
+
+    class Spy:
+        @hookimpl
+        def sessiontrack_edge_observed(self, source: str, target: str) -> None:
+            calls.append({"source": source, "target": target})
+
+    tracker.plugin_manager.register(Spy())
+    bot.observe_edge("a", "b")  # declared: not reported
+    bot.observe_edge("b", "c")
+    bot.observe_edge("b", "c")
+    assert calls == [{"source": "b", "target": "c"}]
+    await tracker.flush()
+    flow = (await tracker.sessions.get(sid)).flow_data
+    assert {(e["source"], e["target"]) for e in flow["edges"]} == {("a", "b"), ("b", "c")}
+    assert "c" in {n["id"] for n in flow["nodes"]}
