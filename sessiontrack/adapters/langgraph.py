@@ -42,6 +42,7 @@ What is reported (docs/adapters/langgraph.md has the full list and the limits):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -67,6 +68,7 @@ log = logging.getLogger(__name__)
 _START = "__start__"
 _END = "__end__"
 _STOP_REASON = "sessiontrack: stopped"
+_ENDED_KEPT = 100_000
 
 
 class SessionStopped(GraphDrained):
@@ -154,6 +156,7 @@ class LangGraphAdapter(EngineAdapter):
         self._runs: dict[str, RunControl] = {}  # session id → control of its running call
         self._waiting: set[str] = set()  # sessions this adapter reported waiting_input
         self._stopped_threads: dict[str, str] = {}  # thread id → its stopped session
+        self._ended: dict[str, None] = {}  # threads whose session this adapter completed
         super().__init__(tracker, chatbot_id, name=name)
         self.register_flow(flow, version)
 
@@ -201,7 +204,7 @@ class LangGraphAdapter(EngineAdapter):
             if resuming and thread in self._stopped_threads:
                 raise SessionStopped(self._stopped_threads[thread], thread)
             known = self.cached_session(thread) is not None
-            sid, new = await self.session_for(thread)
+            sid, new = await self._session(thread, known)
             self._stopped_threads.pop(thread, None)
             if not new and (sid in self._waiting or not known):
                 self._waiting.discard(sid)
@@ -218,13 +221,40 @@ class LangGraphAdapter(EngineAdapter):
             control = kwargs["control"] = RunControl()
         self._runs[sid] = control
         handler = _Handler(self, sid)
-        return _Run(sid, thread, _with_handler(config, handler), control, handler)
+        breakpoints = bool(
+            kwargs.get("interrupt_before")
+            or kwargs.get("interrupt_after")
+            or self.graph.interrupt_before_nodes
+            or self.graph.interrupt_after_nodes
+        )
+        return _Run(sid, thread, _with_handler(config, handler), control, handler, breakpoints)
+
+    async def _session(self, thread: str, known: bool) -> tuple[str, bool]:
+        """The thread's session: a thread whose session this adapter completed starts a
+        new one without asking the tracker (the next turn of a graph that ends every
+        turn); a :class:`~sessiontrack.SyncTracker` is asked from a worker thread."""
+        if not known and thread in self._ended:
+            del self._ended[thread]
+            return self.start_session(thread), True
+        if self._blocking is not None and not known:
+            return await asyncio.to_thread(self.session_for_sync, thread)
+        return await self.session_for(thread)
+
+    def complete(
+        self, session_id: str, status: str = "completed", reason: str | None = None
+    ) -> None:
+        thread = self._conversations.get(session_id)
+        super().complete(session_id, status, reason)
+        if thread is not None:
+            self._ended[thread] = None
+            if len(self._ended) > _ENDED_KEPT:
+                del self._ended[next(iter(self._ended))]
 
     async def _finished(self, run: _Run) -> None:
         self._runs.pop(run.session_id, None)
         if self.stopped(run.session_id):
             raise SessionStopped(run.session_id, run.thread)
-        if run.thread is None or self.graph.checkpointer is None:
+        if run.thread is None or self.graph.checkpointer is None or not run.may_wait:
             self.complete(run.session_id, "completed", "flow_end")
             return
         state = await self.graph.aget_state(run.config)
@@ -279,7 +309,7 @@ class LangGraphAdapter(EngineAdapter):
 
 
 class _Run:
-    __slots__ = ("config", "control", "handler", "session_id", "thread")
+    __slots__ = ("breakpoints", "config", "control", "handler", "session_id", "thread")
 
     def __init__(
         self,
@@ -288,12 +318,20 @@ class _Run:
         config: dict[str, Any],
         control: RunControl,
         handler: _Handler,
+        breakpoints: bool,
     ) -> None:
+        self.breakpoints = breakpoints  # static interrupts: the run may stop before a node
         self.session_id = session_id
         self.thread = thread
         self.config = config
         self.control = control
         self.handler = handler
+
+    @property
+    def may_wait(self) -> bool:
+        """Whether the run may have paused (an ``interrupt()``, a breakpoint, a subgraph's
+        bubbling ``Command``): then ``aget_state`` tells; otherwise it ran to the end."""
+        return self.breakpoints or self.handler.bubbled
 
 
 def _with_handler(config: Mapping[str, Any] | None, handler: BaseCallbackHandler) -> dict[str, Any]:
@@ -383,12 +421,14 @@ class _Handler(BaseCallbackHandler):
     """The callback handler of one call: hook calls only, inline on the engine's loop."""
 
     run_inline = True  # called in the engine's task, never through an executor
+    ignore_retriever = ignore_retry = ignore_custom_event = True  # (tools need "agent")
 
     def __init__(self, adapter: LangGraphAdapter, session_id: str) -> None:
         self.adapter = adapter
         self.session_id = session_id
         self.hook = adapter.hook
         self.node_failed = False
+        self.bubbled = False
         self._root: UUID | None = None
         self._nodes: dict[UUID, tuple[str, float]] = {}
         # run id → node, model, provider, start, first token
@@ -434,8 +474,11 @@ class _Handler(BaseCallbackHandler):
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         found = self._nodes.pop(run_id, None)
-        if found is None or isinstance(error, GraphBubbleUp):
-            return  # interrupt(), a drain, a Command to the parent graph: not a failure
+        if found is None:
+            return
+        if isinstance(error, GraphBubbleUp):
+            self.bubbled = True  # interrupt(), a Command to the parent graph: not a failure
+            return
         node, started = found
         self.node_failed = True
         self.adapter.node_done(
