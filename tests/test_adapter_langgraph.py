@@ -5,7 +5,12 @@ driven by langchain-core's ``GenericFakeChatModel``; both backends."""
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
+import sys
+import tomllib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -346,3 +351,42 @@ async def test_a_call_without_a_thread_is_a_session_of_its_own(
     [one] = (await tracker.sessions.list(chatbot_id=BOT)).data
     assert (one.status, one.conversation_id, one.message_count) == ("completed", None, 2)
     adapter.close()
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "adapters" / "langgraph.md"
+
+
+def test_the_docs_example_runs_as_printed(tmp_path: Path) -> None:
+    """docs/adapters/langgraph.md's example, run as ``python3 agent.py`` in an empty
+    folder (its SQLite file is relative), prints what the page says it prints."""
+    text = DOCS.read_text(encoding="utf-8")
+    [code] = re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+    printed = re.findall(r"^It prints:\n\n```text\n(.*?)^```", text, re.S | re.M)[0]
+    (tmp_path / "agent.py").write_text(code, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "agent.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == printed
+    assert (tmp_path / "support.db").exists()
+    assert "sessiontrack[langgraph]" in text  # the extra the page installs
+    extras = tomllib.loads((DOCS.parent.parent.parent / "pyproject.toml").read_text())
+    assert "langgraph" in extras["project"]["optional-dependencies"]
+
+
+async def test_with_a_sync_tracker_the_writer_is_off_the_graphs_loop(
+    database_url: str, prefix: str, script: Script
+) -> None:
+    script.model.messages = iter(
+        [answer("Which order do you mean?"), lookup_call("5", "c5"), answer("Order 5 shipped.")]
+    )
+    options: dict[str, Any] = {"prefix": prefix, "migrate": True, "poll_interval": 0.05}
+    with sessiontrack.SyncTracker(database_url, **options) as threaded:
+        adapter = LangGraphAdapter(threaded, build(script), BOT)
+        await adapter.ainvoke({"messages": [HumanMessage("hello")]}, thread("t7"))
+        await adapter.ainvoke(Command(resume="Order 5"), thread("t7"))
+        await anyio.to_thread.run_sync(threaded.flush)
+        [one] = (await anyio.to_thread.run_sync(lambda: threaded.sessions.list())).data
+        detail = await anyio.to_thread.run_sync(threaded.sessions.get, one.id)
+    assert detail.status == "completed" and detail.tool_calls == 1
+    assert detail.node_history == ["agent", "ask", "agent", "tools", "agent"]
