@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from transitions import EventData, Machine, MachineError
@@ -68,7 +69,9 @@ def make_machine(**options: Any) -> Machine:
 
 
 @pytest.fixture
-def open_tracker(database_url: str, prefix: str) -> Iterator[Callable[..., sessiontrack.SyncTracker]]:
+def open_tracker(
+    database_url: str, prefix: str
+) -> Iterator[Callable[..., sessiontrack.SyncTracker]]:
     """Opens SyncTrackers on the test's database (each closed at the end)."""
     opened: list[sessiontrack.SyncTracker] = []
 
@@ -90,7 +93,9 @@ def sync(open_tracker: Callable[..., sessiontrack.SyncTracker]) -> sessiontrack.
     return open_tracker()
 
 
-def adapter_for(sync: sessiontrack.SyncTracker, machine: Machine | None = None) -> TransitionsAdapter:
+def adapter_for(
+    sync: sessiontrack.SyncTracker, machine: Machine | None = None
+) -> TransitionsAdapter:
     return TransitionsAdapter(
         sync, machine or make_machine(), CHATBOT, name="Help desk", waiting=WAITING
     )
@@ -171,7 +176,7 @@ async def test_a_completed_conversation(sync: sessiontrack.SyncTracker) -> None:
     assert detail.conversation_id == "4155550100" and detail.customer_name == "Ann"
     assert detail.node_history == ["start", "asking", "answering", "more", "done"]
     executions = detail.node_executions
-    assert [e.duration_ms for e in executions][0] == 0.0  # the state it started in
+    assert executions[0].duration_ms == 0.0  # the state it started in
     answering = executions[2]
     assert answering.error is None and answering.duration_ms is not None
     assert answering.duration_ms >= 2  # on_enter_answering's work is in it
@@ -213,7 +218,10 @@ async def test_a_callback_that_raises(sync: sessiontrack.SyncTracker) -> None:
         chat.question(text="boom")
     detail = history(sync, sid)
     failed = detail.node_executions[-1]
-    assert (failed.node_id, failed.error) == ("answering", "RuntimeError: the knowledge base is down")
+    assert (failed.node_id, failed.error) == (
+        "answering",
+        "RuntimeError: the knowledge base is down",
+    )
     assert detail.status == "running"  # the conversation goes on
     with pytest.raises(MachineError):
         chat.hello()  # not a trigger of state "answering": the host's error, not reported
@@ -292,6 +300,63 @@ async def test_a_final_state_left_again_starts_a_new_session(
     detail = sync.sessions.get(second)
     assert (detail.status, detail.node_history) == ("waiting_input", ["asking"])
     assert detail.conversation_id == "c-again"
+
+
+class EagerChat(Chat):
+    """Answers at once: its enter callback fires the next trigger itself."""
+
+    leave = False
+
+    def on_enter_answering(self, event: EventData) -> None:
+        super().on_enter_answering(event)
+        self.leave = event.kwargs.get("bye", False)
+        self.answered()
+
+    def on_enter_more(self, event: EventData) -> None:
+        if self.leave:
+            self.bye()
+
+
+@pytest.mark.parametrize("queued", [False, True])
+async def test_a_trigger_fired_from_a_callback(
+    sync: sessiontrack.SyncTracker, queued: bool
+) -> None:
+    """Nested (or, with ``queued=True``, queued) triggers: the states in the order the
+    model entered them."""
+    machine = make_machine(queued=queued)
+    adapter = adapter_for(sync, machine)
+    chat = EagerChat()
+    sid = adapter.track(chat, conversation_id=f"c-eager-{queued}")
+    chat.hello()
+    chat.question(text="hours?")
+    detail = history(sync, sid)
+    assert chat.state == "more"
+    assert detail.node_history == ["start", "asking", "answering", "more"]
+    assert (detail.status, detail.current_node_id) == ("waiting_input", "more")
+    chat.again()
+    chat.question(text="and the price?", bye=True)  # answering > more > done in one go
+    detail = history(sync, sid)
+    assert chat.state == "done"
+    assert detail.status == "completed"
+    assert detail.node_history[-4:] == ["asking", "answering", "more", "done"]
+    assert all(e.error is None for e in detail.node_executions)
+
+
+async def test_an_error_in_a_nested_trigger_is_recorded_once(
+    sync: sessiontrack.SyncTracker,
+) -> None:
+    machine = make_machine()
+    machine.get_state("more").add_callback("enter", lambda event: event.model.nope())
+    adapter = adapter_for(sync, machine)
+    chat = Chat()
+    sid = adapter.track(chat, conversation_id="c-nested-boom")
+    chat.hello()
+    chat.question(text="hours?")
+    with pytest.raises(AttributeError, match="nope"):
+        chat.answered()
+    detail = history(sync, sid)
+    errors = [(e.node_id, e.error) for e in detail.node_executions if e.error]
+    assert errors == [("more", "AttributeError: 'Chat' object has no attribute 'nope'")]
 
 
 # --- stops --------------------------------------------------------------------------
@@ -445,15 +510,21 @@ def doc_example() -> str:
 
 async def test_the_documented_example(backend: str, tmp_path: Path) -> None:
     """The page's first code block, run as printed (on PostgreSQL: its one SQLite URL
-    replaced by a fresh database's)."""
+    replaced by a fresh database's, migrated first as the README says)."""
     code = doc_example()
     assert code.count('"sqlite:///bot.db"') == 1
     if backend == "postgresql":
         async with fresh_postgres_database() as url:
             plain = url.set(drivername="postgresql").render_as_string(hide_password=False)
-            done = run_example(code.replace('"sqlite:///bot.db"', f'"{plain}"'), tmp_path)
+            cli = [sys.executable, "-m", "sessiontrack.cli", "migrate", "--database-url", plain]
+            migrated = await anyio.to_thread.run_sync(
+                lambda: subprocess.run(cli, capture_output=True, text=True, timeout=60)
+            )
+            assert migrated.returncode == 0, migrated.stderr
+            on_postgres = code.replace('"sqlite:///bot.db"', f'"{plain}"')
+            done = await anyio.to_thread.run_sync(run_example, on_postgres, tmp_path)
     else:
-        done = run_example(code, tmp_path)
+        done = await anyio.to_thread.run_sync(run_example, code, tmp_path)
         assert (tmp_path / "bot.db").exists()
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()

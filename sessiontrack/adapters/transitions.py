@@ -38,6 +38,7 @@ from typing import Any
 
 from transitions import EventData, Machine
 
+from ..errors import SessionTrackError
 from .base import BlockingTracker, EngineAdapter, flow_graph
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ _ENTERED = "_sessiontrack_entered"
 _FINAL = "_sessiontrack_final"
 
 
-class SessionStopped(RuntimeError):
+class SessionStopped(SessionTrackError, RuntimeError):
     """A trigger of a model whose session was stopped through the API.
 
     :ivar session_id: the stopped session.
@@ -71,7 +72,16 @@ class SessionStopped(RuntimeError):
 class _Tracked:
     """What the adapter keeps per tracked model."""
 
-    __slots__ = ("completed", "conversation_id", "model", "session_id", "started", "waiting")
+    __slots__ = (
+        "active",
+        "completed",
+        "conversation_id",
+        "error",
+        "model",
+        "session_id",
+        "started",
+        "waiting",
+    )
 
     def __init__(
         self, model: object, conversation_id: str, session_id: str, started: dict[str, Any]
@@ -82,6 +92,8 @@ class _Tracked:
         self.started = started
         self.waiting = False  # whether waiting_input was the last status reported
         self.completed = False
+        self.active: list[EventData] = []  # the model's triggers running, innermost last
+        self.error: BaseException | None = None  # the last error reported
 
 
 class TransitionsAdapter(EngineAdapter):
@@ -216,7 +228,9 @@ class TransitionsAdapter(EngineAdapter):
         with self._models_lock:
             self._models[id(model)] = record
         if is_new:
-            self.hook.sessiontrack_node_executed(session_id=session_id, node_id=state, duration_ms=0.0)
+            self.hook.sessiontrack_node_executed(
+                session_id=session_id, node_id=state, duration_ms=0.0
+            )
             if record.waiting:
                 self.status(session_id, "waiting_input", state)
         return session_id
@@ -277,7 +291,11 @@ class TransitionsAdapter(EngineAdapter):
         if record is None:
             raise ValueError("this model is not tracked: call adapter.track(model, ...) first")
         if record.session_id in self._stopped:
-            log.debug("sessiontrack: %s message of stopped session %s dropped", direction, record.session_id)
+            log.debug(
+                "sessiontrack: %s message of stopped session %s dropped",
+                direction,
+                record.session_id,
+            )
             return
         self.hook.sessiontrack_message(
             session_id=record.session_id,
@@ -308,6 +326,11 @@ class TransitionsAdapter(EngineAdapter):
         if event.event is not self.machine.events.get(event.event.name):
             return  # a may_<trigger>() check, not a trigger
         try:
+            if record.active:  # fired from a callback of a trigger still running
+                outer = record.active[-1]
+                if outer.transition is not None and outer.state.name == outer.transition.dest:
+                    self._report_entered(record, outer, moved_on=True)
+            record.active.append(event)
             if record.completed:  # a final state left again: the conversation goes on anew
                 record.session_id = self.start_session(record.conversation_id, **record.started)
                 record.completed = False
@@ -319,22 +342,31 @@ class TransitionsAdapter(EngineAdapter):
 
     def _entered(self, event: EventData) -> None:
         record = self._models.get(id(event.model))
+        if record is not None:
+            try:
+                self._report_entered(record, event, moved_on=False)
+            except Exception:
+                log.exception("sessiontrack: could not report a state of %s", record.session_id)
+
+    def _report_entered(self, record: _Tracked, event: EventData, *, moved_on: bool) -> None:
+        """The state ``event`` entered, once; ``moved_on``: a trigger fired from its
+        callbacks has taken the model further already."""
         transition = event.transition
-        if record is None or transition is None or transition.dest is None:
-            return
         sid = record.session_id
-        if sid in self._stopped:
+        if (
+            transition is None
+            or transition.dest is None
+            or getattr(event, _ENTERED, False)
+            or sid in self._stopped
+        ):
             return
-        state = event.state.name
         setattr(event, _ENTERED, True)
-        try:
-            self.node_done(sid, state, getattr(event, _T0, time.perf_counter()))
-            self.observe_edge(str(transition.source), state, event.event.name)
-            if state in self.waiting:
-                record.waiting = True
-                self.status(sid, "waiting_input", state)
-        except Exception:
-            log.exception("sessiontrack: could not report state %s of %s", state, sid)
+        state = event.state.name
+        self.node_done(sid, state, getattr(event, _T0, time.perf_counter()))
+        self.observe_edge(str(transition.source), state, event.event.name)
+        if state in self.waiting and not moved_on:
+            record.waiting = True
+            self.status(sid, "waiting_input", state)
 
     def _final(self, event: EventData) -> None:
         setattr(event, _FINAL, True)
@@ -343,6 +375,8 @@ class TransitionsAdapter(EngineAdapter):
         record = self._models.get(id(event.model))
         if record is None:
             return
+        if record.active and record.active[-1] is event:
+            record.active.pop()
         sid = record.session_id
         error = event.error
         if sid in self._stopped or isinstance(error, SessionStopped):
@@ -350,14 +384,20 @@ class TransitionsAdapter(EngineAdapter):
         state = event.state.name
         started = getattr(event, _T0, None)
         try:
-            if error is not None and started is not None and not getattr(event, _ENTERED, False):
+            if (
+                error is not None
+                and started is not None  # not raised before the trigger began (MachineError)
+                and not getattr(event, _ENTERED, False)
+                and error is not record.error  # a nested trigger's, reported already
+            ):
+                record.error = error
                 self.node_done(sid, state, started, error=error)
             if getattr(event, _FINAL, False):
                 if not record.completed:
                     record.completed = True
                     self.complete(sid)
             elif not record.waiting and state in self.waiting and not record.completed:
-                record.waiting = True  # the trigger did not leave the waiting state
+                record.waiting = True  # the trigger left the model waiting where it was
                 self.status(sid, "waiting_input", state)
         except Exception:
             log.exception("sessiontrack: could not report the end of a trigger of %s", sid)
