@@ -8,9 +8,9 @@ given to :meth:`~TransitionsAdapter.track`:
   labelled with its trigger; a transition first taken at run time, such as an automatic
   ``to_<state>`` one, is added to the flow when it happens);
 - each state entered as an execution of that node, timed from the trigger's
-  ``prepare_event`` to ``after_state_change`` (the work the trigger did: the previous
-  state's exit callbacks, the transition's own callbacks and the new state's enter
-  callbacks);
+  ``prepare_event`` to its ``finalize_event`` (the work the trigger did: the previous
+  state's exit callbacks, the transition's own callbacks, the new state's enter
+  callbacks and the machine's ``after_state_change``);
 - an exception raised by a trigger as an error of the state the model was in when it
   was raised;
 - entering a state marked as waiting for the customer as ``waiting_input``, and the next
@@ -39,7 +39,7 @@ from typing import Any
 from transitions import EventData, Machine
 
 from ..errors import SessionTrackError
-from .base import BlockingTracker, EngineAdapter, flow_graph
+from .base import BlockingTracker, EngineAdapter, error_text, flow_graph
 
 log = logging.getLogger(__name__)
 
@@ -138,13 +138,14 @@ class TransitionsAdapter(EngineAdapter):
             waiting
             | {n for n, s in machine.states.items() if WAITING_TAG in getattr(s, "tags", ())}
         )
+        self._waiting_states = {machine.states[n] for n in self.waiting}
         self._models: dict[int, _Tracked] = {}
         self._models_lock = threading.Lock()
+        self._node_executed = self.hook.sessiontrack_node_executed
         self.register_flow(self.graph(), version)
         # Timing starts before the machine's other prepare callbacks; finalize runs first
         # because transitions skips the remaining finalize callbacks after one raises.
         machine.prepare_event.insert(0, self._prepare)
-        machine.after_state_change.append(self._entered)
         machine.on_final.append(self._final)
         machine.finalize_event.insert(0, self._finalize)
 
@@ -153,7 +154,6 @@ class TransitionsAdapter(EngineAdapter):
         The sessions stay as they are (active ones continue after a restart)."""
         for callbacks, own in (
             (self.machine.prepare_event, self._prepare),
-            (self.machine.after_state_change, self._entered),
             (self.machine.on_final, self._final),
             (self.machine.finalize_event, self._finalize),
         ):
@@ -315,6 +315,8 @@ class TransitionsAdapter(EngineAdapter):
         log.debug("sessiontrack: conversation %s stopped", conversation_id)
 
     # --- the machine's callbacks --------------------------------------------------------
+    # The hot path: a trigger calls _prepare and _finalize, and nothing else of the
+    # adapter's unless it enters a final state.
 
     def _prepare(self, event: EventData) -> None:
         record = self._models.get(id(event.model))
@@ -322,15 +324,16 @@ class TransitionsAdapter(EngineAdapter):
             return
         if record.session_id in self._stopped:
             raise SessionStopped(record.session_id, record.conversation_id)
-        setattr(event, _T0, time.perf_counter())
-        if event.event is not self.machine.events.get(event.event.name):
-            return  # a may_<trigger>() check, not a trigger
+        if event.transition is not None:
+            return  # a may_<trigger>() check (a trigger prepares before its transitions)
+        event.__dict__[_T0] = time.perf_counter()
         try:
-            if record.active:  # fired from a callback of a trigger still running
-                outer = record.active[-1]
+            active = record.active
+            if active:  # fired from a callback of a trigger still running
+                outer = active[-1]
                 if outer.transition is not None and outer.state.name == outer.transition.dest:
-                    self._report_entered(record, outer, moved_on=True)
-            record.active.append(event)
+                    self._report_entered(record, outer, time.perf_counter(), moved_on=True)
+            active.append(event)
             if record.completed:  # a final state left again: the conversation goes on anew
                 record.session_id = self.start_session(record.conversation_id, **record.started)
                 record.completed = False
@@ -340,64 +343,73 @@ class TransitionsAdapter(EngineAdapter):
         except Exception:
             log.exception("sessiontrack: could not report a trigger of %s", record.session_id)
 
-    def _entered(self, event: EventData) -> None:
-        record = self._models.get(id(event.model))
-        if record is not None:
-            try:
-                self._report_entered(record, event, moved_on=False)
-            except Exception:
-                log.exception("sessiontrack: could not report a state of %s", record.session_id)
-
-    def _report_entered(self, record: _Tracked, event: EventData, *, moved_on: bool) -> None:
-        """The state ``event`` entered, once; ``moved_on``: a trigger fired from its
-        callbacks has taken the model further already."""
-        transition = event.transition
-        sid = record.session_id
-        if (
-            transition is None
-            or transition.dest is None
-            or getattr(event, _ENTERED, False)
-            or sid in self._stopped
-        ):
-            return
-        setattr(event, _ENTERED, True)
-        state = event.state.name
-        self.node_done(sid, state, getattr(event, _T0, time.perf_counter()))
-        self.observe_edge(str(transition.source), state, event.event.name)
-        if state in self.waiting and not moved_on:
-            record.waiting = True
-            self.status(sid, "waiting_input", state)
-
     def _final(self, event: EventData) -> None:
-        setattr(event, _FINAL, True)
+        event.__dict__[_FINAL] = True
 
     def _finalize(self, event: EventData) -> None:
+        now = time.perf_counter()
+        marks = event.__dict__
+        if _T0 not in marks:
+            return  # not tracked, or refused before it began (MachineError, a stop)
         record = self._models.get(id(event.model))
         if record is None:
             return
-        if record.active and record.active[-1] is event:
-            record.active.pop()
-        sid = record.session_id
-        error = event.error
-        if sid in self._stopped or isinstance(error, SessionStopped):
-            return
-        state = event.state.name
-        started = getattr(event, _T0, None)
+        active = record.active
+        if active and active[-1] is event:
+            active.pop()
         try:
-            if (
-                error is not None
-                and started is not None  # not raised before the trigger began (MachineError)
-                and not getattr(event, _ENTERED, False)
-                and error is not record.error  # a nested trigger's, reported already
-            ):
-                record.error = error
-                self.node_done(sid, state, started, error=error)
-            if getattr(event, _FINAL, False):
-                if not record.completed:
+            if event.result:
+                self._report_entered(record, event, now, moved_on=False)
+            elif event.error is not None:
+                self._report_error(record, event, now)
+            if _FINAL in marks:
+                if not record.completed and record.session_id not in self._stopped:
                     record.completed = True
-                    self.complete(sid)
-            elif not record.waiting and state in self.waiting and not record.completed:
-                record.waiting = True  # the trigger left the model waiting where it was
-                self.status(sid, "waiting_input", state)
+                    self.complete(record.session_id)
+            elif not record.waiting and event.state in self._waiting_states:
+                self._wait(record, event.state.name)
         except Exception:
-            log.exception("sessiontrack: could not report the end of a trigger of %s", sid)
+            log.exception("sessiontrack: could not report a trigger of %s", record.session_id)
+
+    def _report_entered(
+        self, record: _Tracked, event: EventData, now: float, *, moved_on: bool
+    ) -> None:
+        """The state ``event`` entered, once; ``moved_on``: a trigger fired from its
+        callbacks has taken the model further already."""
+        transition = event.transition
+        if transition is None or transition.dest is None:
+            return  # an internal transition: no state entered
+        marks = event.__dict__
+        sid = record.session_id
+        if _ENTERED in marks or sid in self._stopped:
+            return
+        marks[_ENTERED] = True
+        state = transition.dest
+        self._node_executed(session_id=sid, node_id=state, duration_ms=(now - marks[_T0]) * 1000)
+        if (transition.source, state) not in self._edges:
+            self.observe_edge(str(transition.source), state, event.event.name)
+        if not moved_on and not record.waiting and state in self.waiting:
+            self._wait(record, state)
+
+    def _report_error(self, record: _Tracked, event: EventData, now: float) -> None:
+        error = event.error
+        sid = record.session_id
+        if (
+            isinstance(error, SessionStopped)
+            or _ENTERED in event.__dict__
+            or error is record.error  # a nested trigger's, reported already
+            or sid in self._stopped
+        ):
+            return
+        record.error = error
+        self._node_executed(
+            session_id=sid,
+            node_id=event.state.name,
+            duration_ms=(now - event.__dict__[_T0]) * 1000,
+            error=error_text(error) if error is not None else None,
+        )
+
+    def _wait(self, record: _Tracked, state: str) -> None:
+        if record.session_id not in self._stopped and not record.completed:
+            record.waiting = True
+            self.status(record.session_id, "waiting_input", state)
