@@ -22,6 +22,7 @@ import anyio
 import httpx
 import pytest
 from transitions import EventData, Machine, MachineError
+from transitions.extensions import LockedMachine
 
 import sessiontrack
 from sessiontrack.adapters.transitions import SessionStopped, TransitionsAdapter
@@ -62,10 +63,8 @@ class Chat:
         self.questions.append(text)
 
 
-def make_machine(**options: Any) -> Machine:
-    return Machine(
-        states=STATES, transitions=TRANSITIONS, initial="start", send_event=True, **options
-    )
+def make_machine(cls: type[Machine] = Machine, **options: Any) -> Machine:
+    return cls(states=STATES, transitions=TRANSITIONS, initial="start", send_event=True, **options)
 
 
 @pytest.fixture
@@ -418,6 +417,26 @@ async def test_stopped_from_the_rest_api(sync: sessiontrack.SyncTracker) -> None
     assert history(sync, new).node_history == ["asking", "answering"]
 
 
+async def test_stopped_from_an_api_served_apart(
+    sync: sessiontrack.SyncTracker, tracker: sessiontrack.Tracker
+) -> None:
+    """A sync host serves the API from an async tracker of its own on the same database
+    (docs/integrating.md): the stop reaches the adapter through the SyncTracker's feed."""
+    adapter = adapter_for(sync)
+    chat = Chat()
+    sid = adapter.track(chat, conversation_id="c-apart")
+    chat.hello()
+    sync.flush()
+    transport = httpx.ASGITransport(app=create_app(tracker))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        response = await client.post(f"/{sid}/stop")
+    assert response.status_code == 200, response.text
+    await anyio.to_thread.run_sync(wait_until, lambda: adapter.stopped(sid))
+    with pytest.raises(SessionStopped):
+        chat.question(text="anyone?")
+    assert history(sync, sid).status == "stopped"
+
+
 # --- restarts and threads -------------------------------------------------------------
 
 
@@ -451,8 +470,11 @@ async def test_a_restart_mid_conversation(
     assert [s.id for s in page.data] == [sid]  # no duplicate start
 
 
-async def test_models_driven_from_several_threads(sync: sessiontrack.SyncTracker) -> None:
-    adapter = adapter_for(sync)
+@pytest.mark.parametrize("cls", [Machine, LockedMachine])
+async def test_models_driven_from_several_threads(
+    sync: sessiontrack.SyncTracker, cls: type[Machine]
+) -> None:
+    adapter = adapter_for(sync, make_machine(cls))
     chats = [Chat() for _ in range(8)]
     sids = [adapter.track(chat, conversation_id=f"t{n}") for n, chat in enumerate(chats)]
     errors: list[BaseException] = []
