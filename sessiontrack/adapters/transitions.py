@@ -1,0 +1,415 @@
+"""Sessions of ``transitions`` state machines: one model, one conversation.
+
+:class:`TransitionsAdapter` adds machine-level callbacks to a
+:class:`transitions.Machine` made with ``send_event=True`` and reports, for each model
+given to :meth:`~TransitionsAdapter.track`:
+
+- the machine's states and transitions as the chatbot's flow (a transition is an edge
+  labelled with its trigger; a transition first taken at run time, such as an automatic
+  ``to_<state>`` one, is added to the flow when it happens);
+- each state entered as an execution of that node, timed from the trigger's
+  ``prepare_event`` to its ``finalize_event`` (the work the trigger did: the previous
+  state's exit callbacks, the transition's own callbacks, the new state's enter
+  callbacks and the machine's ``after_state_change``);
+- an exception raised by a trigger as an error of the state the model was in when it
+  was raised;
+- entering a state marked as waiting for the customer as ``waiting_input``, and the next
+  trigger as ``running``;
+- entering a final state (``final=True``) as the session's completion;
+- the messages the host reports with :meth:`~TransitionsAdapter.inbound` and
+  :meth:`~TransitionsAdapter.outbound` (``transitions`` has no messages of its own).
+
+A session stopped through the API is refused from then on: the model's next trigger
+raises :class:`SessionStopped` and nothing more is reported for it.
+
+``transitions`` is synchronous, so the adapter works with a
+:class:`~sessiontrack.SyncTracker`. Its callbacks only call hooks (a few microseconds);
+:meth:`~TransitionsAdapter.track` asks the tracker for the conversation's active session
+once per conversation and process, which waits on the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from transitions import EventData, Machine
+
+from ..errors import SessionTrackError
+from .base import BlockingTracker, EngineAdapter, error_text, flow_graph
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SessionStopped", "TransitionsAdapter"]
+
+WAITING_TAG = "waiting"
+"""A state with this tag (``transitions.extensions.states.Tags``) waits for the customer."""
+
+_T0 = "_sessiontrack_t0"  # attributes the adapter sets on a trigger's EventData
+_ENTERED = "_sessiontrack_entered"
+_FINAL = "_sessiontrack_final"
+
+
+class SessionStopped(SessionTrackError, RuntimeError):
+    """A trigger of a model whose session was stopped through the API.
+
+    :ivar session_id: the stopped session.
+    :ivar conversation_id: its conversation.
+    """
+
+    def __init__(self, session_id: str, conversation_id: str) -> None:
+        super().__init__(
+            f"session {session_id} (conversation {conversation_id}) was stopped: "
+            "this model takes no more triggers; track it again to start a new session"
+        )
+        self.session_id = session_id
+        self.conversation_id = conversation_id
+
+
+class _Tracked:
+    """What the adapter keeps per tracked model."""
+
+    __slots__ = (
+        "active",
+        "completed",
+        "conversation_id",
+        "error",
+        "model",
+        "session_id",
+        "started",
+        "waiting",
+    )
+
+    def __init__(
+        self, model: object, conversation_id: str, session_id: str, started: dict[str, Any]
+    ) -> None:
+        self.model = model  # held so that its id() stays unique while tracked
+        self.conversation_id = conversation_id
+        self.session_id = session_id
+        self.started = started
+        self.waiting = False  # whether waiting_input was the last status reported
+        self.completed = False
+        self.active: list[EventData] = []  # the model's triggers running, innermost last
+        self.error: BaseException | None = None  # the last error reported
+
+
+class TransitionsAdapter(EngineAdapter):
+    """Report the conversations that the models of ``machine`` run.
+
+    :param tracker: a running :class:`~sessiontrack.SyncTracker`.
+    :param machine: a :class:`transitions.Machine` (or a subclass: ``LockedMachine``,
+        ``GraphMachine``…) made with ``send_event=True``; its states and transitions
+        are registered as the chatbot's flow. Configure its own machine-level callbacks
+        before making the adapter (assigning ``machine.prepare_event = ...`` afterwards
+        would drop the adapter's).
+    :param chatbot_id: the bot's id.
+    :param name: the bot's display name (default: ``chatbot_id``).
+    :param waiting: the names of the states in which the bot waits for the customer
+        (reported as ``waiting_input``); states tagged ``"waiting"`` count too.
+    :param version: the flow's version label (default: a hash of the graph).
+    """
+
+    def __init__(
+        self,
+        tracker: BlockingTracker,
+        machine: Machine,
+        chatbot_id: str,
+        *,
+        name: str | None = None,
+        waiting: Iterable[str] = (),
+        version: str | None = None,
+    ) -> None:
+        if not machine.send_event:
+            raise ValueError(
+                "TransitionsAdapter needs Machine(send_event=True): its callbacks need the "
+                "model of each event (with send_event=True your callbacks get an EventData; "
+                "the trigger's arguments are event.args and event.kwargs)"
+            )
+        waiting = set(waiting)
+        unknown = sorted(waiting - set(machine.states))
+        if unknown:
+            raise ValueError(f"waiting names states the machine does not have: {unknown}")
+        super().__init__(tracker, chatbot_id, name=name)
+        self.machine = machine
+        self.waiting: frozenset[str] = frozenset(
+            waiting
+            | {n for n, s in machine.states.items() if WAITING_TAG in getattr(s, "tags", ())}
+        )
+        self._waiting_states = {machine.states[n] for n in self.waiting}
+        self._models: dict[int, _Tracked] = {}
+        self._models_lock = threading.Lock()
+        self._node_executed = self.hook.sessiontrack_node_executed
+        self.register_flow(self.graph(), version)
+        # Timing starts before the machine's other prepare callbacks; finalize runs first
+        # because transitions skips the remaining finalize callbacks after one raises.
+        machine.prepare_event.insert(0, self._prepare)
+        machine.on_final.append(self._final)
+        machine.finalize_event.insert(0, self._finalize)
+
+    def close(self) -> None:
+        """Take the adapter's callbacks off the machine and stop hearing stop requests.
+        The sessions stay as they are (active ones continue after a restart)."""
+        for callbacks, own in (
+            (self.machine.prepare_event, self._prepare),
+            (self.machine.on_final, self._final),
+            (self.machine.finalize_event, self._finalize),
+        ):
+            while own in callbacks:
+                callbacks.remove(own)
+        super().close()
+
+    # --- the flow -----------------------------------------------------------------------
+
+    def graph(self) -> dict[str, Any]:
+        """The machine as a React Flow graph: a node per state (``input`` for the initial
+        state, ``output`` for final ones), an edge per pair of states a trigger connects,
+        labelled with the trigger's name (several triggers: ``a | b``). Internal
+        transitions (no destination) and the automatic ``to_<state>`` transitions are left
+        out; the latter are added when a model takes one."""
+        machine = self.machine
+        initial = machine.initial
+        nodes = []
+        for state_name, state in machine.states.items():
+            kind = "output" if state.final else "input" if state_name == initial else "default"
+            nodes.append((state_name, state_name, kind))
+        auto = self._auto_triggers()
+        labels: dict[tuple[str, str], list[str]] = {}
+        for trigger, event in machine.events.items():
+            if trigger in auto:
+                continue
+            for source, transitions in event.transitions.items():
+                for transition in transitions:
+                    if transition.dest is not None:
+                        pair = (str(source), str(transition.dest))
+                        names = labels.setdefault(pair, [])
+                        if trigger not in names:
+                            names.append(trigger)
+        edges = [(s, t, " | ".join(names)) for (s, t), names in labels.items()]
+        return flow_graph(nodes, edges, entry=initial)
+
+    def _auto_triggers(self) -> set[str]:
+        machine = self.machine
+        if not getattr(machine, "auto_transitions", False):
+            return set()
+        attribute = machine.model_attribute
+        prefix = "to_" if attribute == "state" else f"to_{attribute}_"
+        return {prefix + name for name in machine.states}
+
+    # --- models -------------------------------------------------------------------------
+
+    def track(
+        self,
+        model: object,
+        conversation_id: str | int,
+        *,
+        contact: Mapping[str, Any] | None = None,
+        variables: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        initial: str | None = None,
+    ) -> str:
+        """Report ``model``'s triggers as the session of ``conversation_id`` and return its
+        id: the conversation's active session if there is one (after a restart too), else
+        a new one, which starts with the model's current state as its first node.
+
+        ``model`` is added to the machine (in state ``initial``, default the machine's
+        initial state) if it is not one of its models yet. Blocks while it asks the
+        tracker for the active session (once per conversation and process).
+        """
+        if model not in self.machine.models:
+            self.machine.add_model(model, initial=initial)
+        started = {"contact": contact, "variables": variables, "metadata": metadata}
+        session_id, is_new = self.session_for_sync(conversation_id, **started)
+        record = _Tracked(model, str(conversation_id), session_id, started)
+        state = self.machine.get_model_state(model).name
+        record.waiting = state in self.waiting
+        with self._models_lock:
+            self._models[id(model)] = record
+        if is_new:
+            self.hook.sessiontrack_node_executed(
+                session_id=session_id, node_id=state, duration_ms=0.0
+            )
+            if record.waiting:
+                self.status(session_id, "waiting_input", state)
+        return session_id
+
+    def untrack(self, model: object) -> None:
+        """Stop reporting ``model``'s triggers (its session is left as it is)."""
+        with self._models_lock:
+            self._models.pop(id(model), None)
+
+    def session_of(self, model: object) -> str | None:
+        """The session ``model``'s triggers are reported to, or ``None`` if untracked."""
+        record = self._models.get(id(model))
+        return None if record is None else record.session_id
+
+    # --- messages -----------------------------------------------------------------------
+
+    def inbound(
+        self,
+        model: object,
+        text: str | None = None,
+        *,
+        message_id: str | int | None = None,
+        type: str = "text",
+        payload: Mapping[str, Any] | None = None,
+        node_id: str | None = None,
+    ) -> None:
+        """Report a message from the customer in ``model``'s session; ``message_id`` is the
+        channel's id for it (the same id twice is stored once). ``node_id`` defaults to the
+        model's current state."""
+        self._message(model, "inbound", text, message_id, type, payload, node_id)
+
+    def outbound(
+        self,
+        model: object,
+        text: str | None = None,
+        *,
+        message_id: str | int | None = None,
+        type: str = "text",
+        payload: Mapping[str, Any] | None = None,
+        node_id: str | None = None,
+    ) -> None:
+        """Report a message the bot sent in ``model``'s session (see :meth:`inbound`). A
+        goodbye sent right after the final state is stored in the completed session
+        (within the tracker's ``completion_grace``)."""
+        self._message(model, "outbound", text, message_id, type, payload, node_id)
+
+    def _message(
+        self,
+        model: object,
+        direction: str,
+        text: str | None,
+        message_id: str | int | None,
+        type: str,
+        payload: Mapping[str, Any] | None,
+        node_id: str | None,
+    ) -> None:
+        record = self._models.get(id(model))
+        if record is None:
+            raise ValueError("this model is not tracked: call adapter.track(model, ...) first")
+        if record.session_id in self._stopped:
+            log.debug(
+                "sessiontrack: %s message of stopped session %s dropped",
+                direction,
+                record.session_id,
+            )
+            return
+        self.hook.sessiontrack_message(
+            session_id=record.session_id,
+            direction=direction,
+            type=type,
+            text=text,
+            payload=payload,
+            node_id=node_id or self.machine.get_model_state(model).name,
+            message_id=None if message_id is None else str(message_id),
+        )
+
+    # --- stops --------------------------------------------------------------------------
+
+    def on_stop(self, session_id: str, conversation_id: str | None) -> None:
+        """Nothing to cancel: a transitions trigger runs to its end in the caller's thread.
+        The stopped model's next trigger raises :class:`SessionStopped`."""
+        log.debug("sessiontrack: conversation %s stopped", conversation_id)
+
+    # --- the machine's callbacks --------------------------------------------------------
+    # The hot path: a trigger calls _prepare and _finalize, and nothing else of the
+    # adapter's unless it enters a final state.
+
+    def _prepare(self, event: EventData) -> None:
+        record = self._models.get(id(event.model))
+        if record is None:
+            return
+        if record.session_id in self._stopped:
+            raise SessionStopped(record.session_id, record.conversation_id)
+        if event.transition is not None:
+            return  # a may_<trigger>() check (a trigger prepares before its transitions)
+        event.__dict__[_T0] = time.perf_counter()
+        try:
+            active = record.active
+            if active:  # fired from a callback of a trigger still running
+                outer = active[-1]
+                if outer.transition is not None and outer.state.name == outer.transition.dest:
+                    self._report_entered(record, outer, time.perf_counter(), moved_on=True)
+            active.append(event)
+            if record.completed:  # a final state left again: the conversation goes on anew
+                record.session_id = self.start_session(record.conversation_id, **record.started)
+                record.completed = False
+            if record.waiting:
+                record.waiting = False
+                self.status(record.session_id, "running", event.state.name)
+        except Exception:
+            log.exception("sessiontrack: could not report a trigger of %s", record.session_id)
+
+    def _final(self, event: EventData) -> None:
+        event.__dict__[_FINAL] = True
+
+    def _finalize(self, event: EventData) -> None:
+        now = time.perf_counter()
+        marks = event.__dict__
+        if _T0 not in marks:
+            return  # not tracked, or refused before it began (MachineError, a stop)
+        record = self._models.get(id(event.model))
+        if record is None:
+            return
+        active = record.active
+        if active and active[-1] is event:
+            active.pop()
+        try:
+            if event.result:
+                self._report_entered(record, event, now, moved_on=False)
+            elif event.error is not None:
+                self._report_error(record, event, now)
+            if _FINAL in marks:
+                if not record.completed and record.session_id not in self._stopped:
+                    record.completed = True
+                    self.complete(record.session_id)
+            elif not record.waiting and event.state in self._waiting_states:
+                self._wait(record, event.state.name)
+        except Exception:
+            log.exception("sessiontrack: could not report a trigger of %s", record.session_id)
+
+    def _report_entered(
+        self, record: _Tracked, event: EventData, now: float, *, moved_on: bool
+    ) -> None:
+        """The state ``event`` entered, once; ``moved_on``: a trigger fired from its
+        callbacks has taken the model further already."""
+        transition = event.transition
+        if transition is None or transition.dest is None:
+            return  # an internal transition: no state entered
+        marks = event.__dict__
+        sid = record.session_id
+        if _ENTERED in marks or sid in self._stopped:
+            return
+        marks[_ENTERED] = True
+        state = transition.dest
+        self._node_executed(session_id=sid, node_id=state, duration_ms=(now - marks[_T0]) * 1000)
+        if (transition.source, state) not in self._edges:
+            self.observe_edge(str(transition.source), state, event.event.name)
+        if not moved_on and not record.waiting and state in self.waiting:
+            self._wait(record, state)
+
+    def _report_error(self, record: _Tracked, event: EventData, now: float) -> None:
+        error = event.error
+        sid = record.session_id
+        if (
+            isinstance(error, SessionStopped)
+            or _ENTERED in event.__dict__
+            or error is record.error  # a nested trigger's, reported already
+            or sid in self._stopped
+        ):
+            return
+        record.error = error
+        self._node_executed(
+            session_id=sid,
+            node_id=event.state.name,
+            duration_ms=(now - event.__dict__[_T0]) * 1000,
+            error=error_text(error) if error is not None else None,
+        )
+
+    def _wait(self, record: _Tracked, state: str) -> None:
+        if record.session_id not in self._stopped and not record.completed:
+            record.waiting = True
+            self.status(record.session_id, "waiting_input", state)
