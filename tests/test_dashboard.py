@@ -676,3 +676,208 @@ async def test_asks_for_a_token_once_under_any_prefix(browser: Any, tmp_path: Pa
             await expect(page.locator("#metadata")).to_contain_text("done")
             assert not page.errors
             await page.context.close()
+
+
+# --- LLM and tool calls ------------------------------------------------------------------
+
+AGENT_FLOW: dict[str, Any] = {
+    "nodes": [
+        {"id": "greet", "type": "start", "data": {"label": "Greet"}},
+        {"id": "classify", "type": "llm", "data": {"label": "Classify"}},
+        {"id": "lookup", "type": "tools", "data": {"label": "Look up order"}},
+        {"id": "answer", "type": "llm", "data": {"label": "Answer"}},
+        {"id": "handoff", "type": "handoff", "data": {"label": "Agent"}},
+    ],
+    "edges": [
+        {"id": "e1", "source": "greet", "target": "classify"},
+        {"id": "e2", "source": "classify", "target": "lookup"},
+        {"id": "e3", "source": "lookup", "target": "answer"},
+        {"id": "e4", "source": "classify", "target": "handoff"},
+    ],
+}
+ORDER_RESULT = {"order": "A-1001", "status": "shipped", "carrier": "DHL", "eta": "2026-12-03"}
+
+
+def agent_turn(hook: Any, sid: str) -> None:
+    """One turn of an LLM agent: a model call, two tool calls (one fails), a second call."""
+    hook.sessiontrack_node_executed(session_id=sid, node_id="greet", duration_ms=2.0)
+    hook.sessiontrack_llm_call(
+        session_id=sid,
+        node_id="classify",
+        model="gpt-4o-mini",
+        provider="openai",
+        input_tokens=120,
+        output_tokens=8,
+        latency_ms=640.0,
+        ttfb_ms=210.0,
+        cost=0.0004,
+        finish_reason="tool_calls",
+    )
+    hook.sessiontrack_node_executed(session_id=sid, node_id="classify", duration_ms=700.0)
+    hook.sessiontrack_tool_call(
+        session_id=sid,
+        node_id="lookup",
+        name="lookup_order",
+        call_id="call_1",
+        arguments={"order": "A-1001"},
+        result=ORDER_RESULT,
+        duration_ms=85.0,
+    )
+    hook.sessiontrack_tool_call(
+        session_id=sid,
+        node_id="lookup",
+        name="refund",
+        arguments={"order": "A-1001"},
+        error="refund service unavailable",
+        duration_ms=30.0,
+    )
+    hook.sessiontrack_node_executed(session_id=sid, node_id="lookup", duration_ms=130.0)
+    hook.sessiontrack_llm_call(
+        session_id=sid,
+        node_id="answer",
+        model="gpt-4o",
+        provider="openai",
+        input_tokens=300,
+        output_tokens=42,
+        latency_ms=1200.0,
+        ttfb_ms=300.0,
+        cost=0.0031,
+        finish_reason="stop",
+    )
+    hook.sessiontrack_node_executed(session_id=sid, node_id="answer", duration_ms=1250.0)
+
+
+async def figures(page: Any, node: str) -> dict[str, str]:
+    element = page.locator(f"#flow-svg .node[data-node-id='{node}']")
+    data: dict[str, str] = await element.evaluate("e => ({...e.dataset})")
+    data["stats"] = await element.locator(".node-stats").text_content() or ""
+    return data
+
+
+async def test_llm_and_tool_calls_show_in_the_list_and_the_detail_and_follow_live(
+    browser: Any, tracker: sessiontrack.Tracker, pm: pluggy.PluginManager
+) -> None:
+    hook = pm.hook
+    hook.sessiontrack_flow_registered(chatbot_id="agent", name="Agent", flow=AGENT_FLOW)
+    sid = sessiontrack.new_session_id()
+    hook.sessiontrack_session_started(
+        session_id=sid, chatbot_id="agent", contact={"name": "Ada Agent", "phone": "+200"}
+    )
+    agent_turn(hook, sid)
+    plain = sessiontrack.new_session_id()
+    hook.sessiontrack_session_started(
+        session_id=plain, chatbot_id="agent", contact={"name": "Plain Customer"}
+    )
+    hook.sessiontrack_node_executed(session_id=plain, node_id="greet")
+    await tracker.flush()
+
+    async with serve(host_app(create_app(tracker))) as base:
+        page = await new_page(browser)
+        await page.goto(f"{base}{PREFIX}/ui/")
+        await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        row = page.locator(f"{ROWS}[data-session-id='{sid}']")
+        # The list: tokens (input + output), tool calls and the errors, compact.
+        await expect(row.locator(".cell-tokens")).to_have_text("470")
+        await expect(row.locator(".cell-tokens")).to_have_attribute(
+            "title", "420 input + 50 output tokens"
+        )
+        await expect(row.locator(".cell-tools")).to_have_text("2")
+        await expect(row.locator(".badge-errors")).to_have_text("1 error")
+        other = page.locator(f"{ROWS}[data-session-id='{plain}']")
+        await expect(other.locator(".cell-tokens")).to_have_text("—")
+        await expect(other.locator(".badge-errors")).to_have_count(0)
+        # A call reported now changes the row in place.
+        hook.sessiontrack_llm_call(
+            session_id=sid, node_id="answer", model="gpt-4o", input_tokens=25, output_tokens=5
+        )
+        await expect(row.locator(".cell-tokens")).to_have_text("500")
+
+        await row.locator(".row-link").click()
+        totals = page.locator("#totals")
+        await expect(totals.locator("[data-total=inputTokens] dd")).to_have_text("445")
+        await expect(totals.locator("[data-total=outputTokens] dd")).to_have_text("55")
+        await expect(totals.locator("[data-total=llmCalls] dd")).to_have_text("3")
+        await expect(totals.locator("[data-total=toolCalls] dd")).to_have_text("2")
+        await expect(totals.locator("[data-total=errorCount] dd")).to_have_text("1")
+        await expect(totals.locator("[data-total=errorCount]")).to_have_class(re.compile("has-errors"))
+        cost = await totals.locator("[data-total=cost] dd").inner_text()
+        assert float(cost) == pytest.approx(0.0035)
+
+        # The graph: each node's figures under it, errors marked.
+        await expect(page.locator("#flow-svg .node.executed")).to_have_count(4)
+        classify = await figures(page, "classify")
+        assert classify["stats"] == "1× · 700 ms · 128 tok"
+        assert (classify["llmCalls"], classify["tokens"], classify["errors"]) == ("1", "128", "0")
+        lookup = await figures(page, "lookup")
+        assert lookup["stats"] == "1× · 130 ms · 2 tools · 1 error"
+        assert (lookup["toolCalls"], lookup["errors"]) == ("2", "1")
+        node = page.locator("#flow-svg .node[data-node-id='lookup']")
+        await expect(node).to_have_class(re.compile("has-errors"))
+        await expect(node.locator(".error-badge text")).to_have_text("1")
+        await expect(node.locator("title")).to_contain_text("2 tool calls, 1 error")
+        answer = await figures(page, "answer")
+        assert (answer["llmCalls"], answer["tokens"]) == ("2", "372")
+        assert (await figures(page, "handoff"))["stats"] == ""
+
+        # The call table: LLM and tool calls merged, oldest first.
+        calls = page.locator("#calls-table tbody tr")
+        await expect(calls).to_have_count(5)
+        kinds = await calls.evaluate_all("rows => rows.map(r => r.dataset.kind)")
+        assert kinds == ["llm", "tool", "tool", "llm", "llm"]
+        first = calls.nth(0)
+        await expect(first.locator(".call-node")).to_have_text("Classify")
+        await expect(first.locator(".call-what")).to_contain_text("gpt-4o-mini")
+        await expect(first.locator(".call-what")).to_contain_text("openai")
+        await expect(first.locator(".call-tokens")).to_have_text("120 → 8")
+        await expect(first.locator(".call-duration")).to_have_text("640 msfirst token 210 ms")
+        await expect(first.locator(".call-outcome")).to_contain_text("tool_calls")
+        lookup_row = calls.nth(1)
+        await expect(lookup_row.locator(".call-what")).to_contain_text("lookup_order")
+        await expect(lookup_row.locator(".call-arguments")).to_have_text('{"order":"A-1001"}')
+        await expect(lookup_row.locator(".call-duration")).to_have_text("85 ms")
+        result = lookup_row.locator("details.call-result")
+        await result.locator("summary").click()
+        await expect(result.locator(".json")).to_contain_text('"carrier": "DHL"')
+        failed = calls.nth(2)
+        await expect(failed).to_have_class(re.compile("failed"))
+        await expect(failed.locator(".call-outcome")).to_contain_text("refund service unavailable")
+
+        # Live: a call reported now updates the totals, the table and its node's figures;
+        # what the reader unfolded stays unfolded.
+        hook.sessiontrack_llm_call(
+            session_id=sid,
+            node_id="answer",
+            model="gpt-4o",
+            input_tokens=1000,
+            output_tokens=200,
+            latency_ms=2500.0,
+            error="rate limited",
+        )
+        await expect(calls).to_have_count(6)
+        await expect(calls.last).to_contain_text("rate limited")
+        await expect(totals.locator("[data-total=inputTokens] dd")).to_have_text("1,445")
+        await expect(totals.locator("[data-total=outputTokens] dd")).to_have_text("255")
+        await expect(totals.locator("[data-total=llmCalls] dd")).to_have_text("4")
+        await expect(totals.locator("[data-total=errorCount] dd")).to_have_text("2")
+        await expect(page.locator("#flow-svg .node[data-node-id='answer'] .node-stats")).to_have_text(
+            "1× · 1.3 s · 1.6K tok · 1 error"
+        )
+        await expect(calls.nth(1).locator("details.call-result")).to_have_attribute("open", "")
+        hook.sessiontrack_tool_call(
+            session_id=sid, node_id="handoff", name="notify_agent", result="queued"
+        )
+        hook.sessiontrack_node_executed(session_id=sid, node_id="handoff", duration_ms=15.0)
+        await expect(totals.locator("[data-total=toolCalls] dd")).to_have_text("3")
+        await expect(calls.last.locator(".call-result")).to_have_text("queued")
+        await expect(page.locator("#flow-svg .node[data-node-id='handoff'] .node-stats")).to_have_text(
+            "1× · 15 ms · 1 tool"
+        )
+        # The detail read again agrees with what the events built.
+        await page.reload()
+        await expect(calls).to_have_count(7)
+        await expect(totals.locator("[data-total=inputTokens] dd")).to_have_text("1,445")
+        await expect(page.locator("#flow-svg .node[data-node-id='answer'] .node-stats")).to_have_text(
+            "1× · 1.3 s · 1.6K tok · 1 error"
+        )
+        assert not page.errors
+        await page.context.close()

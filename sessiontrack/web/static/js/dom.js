@@ -43,12 +43,12 @@ const compactFmt = new Intl.NumberFormat(undefined, { notation: "compact", maxim
 /** "1.2K": for counts shown in little room (the exact figure goes in a title). */
 export const formatCompact = (n) => (n === null || n === undefined ? "—" : compactFmt.format(n));
 
-const costFmt = new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 4 });
-const smallCostFmt = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 2 });
-/** A cost as the engine reported it (no currency is implied): 0.0042, 1.25. */
+const costFmt = new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+const smallCostFmt = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 3 });
+/** A cost in the host's currency unit (none is implied): 0.00021, 0.0035, 1.25. */
 export function formatCost(n) {
   if (n === null || n === undefined) return "—";
-  return n > 0 && n < 0.0001 ? smallCostFmt.format(n) : costFmt.format(n);
+  return n > 0 && n < 1 ? smallCostFmt.format(n) : costFmt.format(n);
 }
 
 /** A duration in milliseconds: "340 ms", "1.2 s", "2m 05s". */

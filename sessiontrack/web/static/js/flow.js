@@ -174,8 +174,8 @@ export class FlowView {
       if (t.durationMs) parts.push(formatMs(t.durationMs));
       if (tokens) parts.push(`${formatCompact(tokens)} tok`);
       if (t.toolCalls) parts.push(plural(t.toolCalls, "tool"));
-      stats.replaceChildren(parts.join(" · "),
-        errors ? h("tspan", { class: "node-stats-error" }, `${parts.length ? " · " : ""}${plural(errors, "error")}`) : null);
+      stats.replaceChildren(parts.join(" · "));
+      if (errors) stats.append(h("tspan", { class: "node-stats-error" }, `${parts.length ? " · " : ""}${plural(errors, "error")}`));
       Object.assign(g.dataset, {
         executions: String(t.executions || 0), tokens: String(tokens), toolCalls: String(t.toolCalls || 0),
         llmCalls: String(t.llmCalls || 0), errors: String(errors), durationMs: String(t.durationMs || 0),

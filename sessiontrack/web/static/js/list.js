@@ -261,7 +261,7 @@ class ListView {
       h("td", { "data-label": "Messages", class: "num cell-messages" }, formatNumber(s.messageCount)),
       h("td", { "data-label": "Nodes", class: "num cell-nodes" }, formatNumber(s.nodeCount)),
       tokensCell(s),
-      h("td", { "data-label": "Tools", class: "num cell-tools", title: s.toolCalls ? plural(s.toolCalls, "tool call") : null },
+      h("td", { "data-label": "Tools", class: `num cell-tools${s.toolCalls ? "" : " empty"}`, title: s.toolCalls ? plural(s.toolCalls, "tool call") : null },
         s.toolCalls ? formatNumber(s.toolCalls) : h("span", { class: "muted" }, "—")),
       h("td", { "data-label": "Started" }, timeEl(s.startedAt, formatDateTime(s.startedAt))),
       h("td", { "data-label": "Updated", class: "cell-updated" }, relativeTimeEl(s.updatedAt)));
@@ -386,7 +386,7 @@ class ListView {
 function tokensCell(s) {
   const total = (s.inputTokens || 0) + (s.outputTokens || 0);
   return h("td", {
-    "data-label": "Tokens", class: "num cell-tokens",
+    "data-label": "Tokens", class: `num cell-tokens${total ? "" : " empty"}`,
     title: total ? `${formatNumber(s.inputTokens || 0)} input + ${formatNumber(s.outputTokens || 0)} output tokens` : null,
     dataset: { tokens: String(total) },
   }, total ? formatCompact(total) : h("span", { class: "muted" }, "—"));
