@@ -106,6 +106,7 @@ ROW_IDS = "rows => rows.map(r => r.dataset.sessionId)"
 ROWS = "#sessions-table tbody tr"
 MESSAGE_COUNTS = "cells => JSON.stringify(cells.map(c => c.textContent))"
 DASH = "\N{EN DASH}"  # the pager says "1<en dash>20 of 45"
+TIMES = "\N{MULTIPLICATION SIGN}"  # a node's figures start "2<times> · …"
 
 
 # --- the list ---------------------------------------------------------------------------
@@ -799,17 +800,19 @@ async def test_llm_and_tool_calls_show_in_the_list_and_the_detail_and_follow_liv
         await expect(totals.locator("[data-total=llmCalls] dd")).to_have_text("3")
         await expect(totals.locator("[data-total=toolCalls] dd")).to_have_text("2")
         await expect(totals.locator("[data-total=errorCount] dd")).to_have_text("1")
-        await expect(totals.locator("[data-total=errorCount]")).to_have_class(re.compile("has-errors"))
+        await expect(totals.locator("[data-total=errorCount]")).to_have_class(
+            re.compile("has-errors")
+        )
         cost = await totals.locator("[data-total=cost] dd").inner_text()
         assert float(cost) == pytest.approx(0.0035)
 
         # The graph: each node's figures under it, errors marked.
         await expect(page.locator("#flow-svg .node.executed")).to_have_count(4)
         classify = await figures(page, "classify")
-        assert classify["stats"] == "1× · 700 ms · 128 tok"
+        assert classify["stats"] == f"1{TIMES} · 700 ms · 128 tok"
         assert (classify["llmCalls"], classify["tokens"], classify["errors"]) == ("1", "128", "0")
         lookup = await figures(page, "lookup")
-        assert lookup["stats"] == "1× · 130 ms · 2 tools · 1 error"
+        assert lookup["stats"] == f"1{TIMES} · 130 ms · 2 tools · 1 error"
         assert (lookup["toolCalls"], lookup["errors"]) == ("2", "1")
         node = page.locator("#flow-svg .node[data-node-id='lookup']")
         await expect(node).to_have_class(re.compile("has-errors"))
@@ -859,9 +862,9 @@ async def test_llm_and_tool_calls_show_in_the_list_and_the_detail_and_follow_liv
         await expect(totals.locator("[data-total=outputTokens] dd")).to_have_text("255")
         await expect(totals.locator("[data-total=llmCalls] dd")).to_have_text("4")
         await expect(totals.locator("[data-total=errorCount] dd")).to_have_text("2")
-        await expect(page.locator("#flow-svg .node[data-node-id='answer'] .node-stats")).to_have_text(
-            "1× · 1.3 s · 1.6K tok · 1 error"
-        )
+        await expect(
+            page.locator("#flow-svg .node[data-node-id='answer'] .node-stats")
+        ).to_have_text(f"1{TIMES} · 1.3 s · 1.6K tok · 1 error")
         await expect(calls.nth(1).locator("details.call-result")).to_have_attribute("open", "")
         hook.sessiontrack_tool_call(
             session_id=sid, node_id="handoff", name="notify_agent", result="queued"
@@ -869,15 +872,15 @@ async def test_llm_and_tool_calls_show_in_the_list_and_the_detail_and_follow_liv
         hook.sessiontrack_node_executed(session_id=sid, node_id="handoff", duration_ms=15.0)
         await expect(totals.locator("[data-total=toolCalls] dd")).to_have_text("3")
         await expect(calls.last.locator(".call-result")).to_have_text("queued")
-        await expect(page.locator("#flow-svg .node[data-node-id='handoff'] .node-stats")).to_have_text(
-            "1× · 15 ms · 1 tool"
-        )
+        await expect(
+            page.locator("#flow-svg .node[data-node-id='handoff'] .node-stats")
+        ).to_have_text(f"1{TIMES} · 15 ms · 1 tool")
         # The detail read again agrees with what the events built.
         await page.reload()
         await expect(calls).to_have_count(7)
         await expect(totals.locator("[data-total=inputTokens] dd")).to_have_text("1,445")
-        await expect(page.locator("#flow-svg .node[data-node-id='answer'] .node-stats")).to_have_text(
-            "1× · 1.3 s · 1.6K tok · 1 error"
-        )
+        await expect(
+            page.locator("#flow-svg .node[data-node-id='answer'] .node-stats")
+        ).to_have_text(f"1{TIMES} · 1.3 s · 1.6K tok · 1 error")
         assert not page.errors
         await page.context.close()
