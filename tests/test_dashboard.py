@@ -26,9 +26,17 @@ import pluggy
 import pytest
 from dashboard_helpers.seed import BILLING_SESSIONS, LONG_MESSAGES, ORDER_PATH
 from dashboard_helpers.server import PREFIX, helpdesk
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.tools import tool
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode
+from langgraph.types import Command, interrupt
 from web_helpers.live import host_app, serve
 
 import sessiontrack
+from sessiontrack.adapters.langgraph import LangGraphAdapter
 from sessiontrack.web import create_app
 
 playwright_api = pytest.importorskip("playwright.async_api")
@@ -884,3 +892,121 @@ async def test_llm_and_tool_calls_show_in_the_list_and_the_detail_and_follow_liv
         ).to_have_text(f"1{TIMES} · 1.3 s · 1.6K tok · 1 error")
         assert not page.errors
         await page.context.close()
+
+
+# --- an engine adapter's session ------------------------------------------------------------
+
+
+async def test_a_langgraph_session_shows_its_graph_tokens_and_tool_calls(
+    browser: Any, tracker: sessiontrack.Tracker
+) -> None:
+    """A real LangGraph graph (langchain-core's fake chat model calling a real tool through
+    ``ToolNode``) reported by the adapter: the dashboard shows what the API serves, and a
+    second turn arrives live."""
+
+    def reply(text: str, i: int, o: int, calls: list[dict[str, Any]] | None = None) -> AIMessage:
+        return AIMessage(
+            text,
+            tool_calls=calls or [],
+            usage_metadata={"input_tokens": i, "output_tokens": o, "total_tokens": i + o},
+            response_metadata={"finish_reason": "tool_calls" if calls else "stop"},
+        )
+
+    model = GenericFakeChatModel(
+        messages=iter(
+            [
+                reply(
+                    "", 110, 12, [{"name": "lookup_order", "args": {"order": "A-7"}, "id": "c1"}]
+                ),
+                reply("Order A-7 has shipped. Anything else?", 180, 9),
+                reply("Goodbye!", 210, 6),
+            ]
+        )
+    )
+
+    @tool
+    def lookup_order(order: str) -> str:
+        """Look an order up."""
+        return f"order {order} shipped with DHL"
+
+    async def agent(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [await model.ainvoke(state["messages"])]}
+
+    def ask(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [HumanMessage(interrupt("waiting for the customer"))]}
+
+    def route(state: MessagesState) -> str:
+        last = state["messages"][-1]
+        if isinstance(last, AIMessage) and last.tool_calls:
+            return "tools"
+        return "ask" if last.text.endswith("?") else END
+
+    g = StateGraph(MessagesState)
+    g.add_node("agent", agent)
+    g.add_node("tools", ToolNode([lookup_order]))
+    g.add_node("ask", ask)
+    g.add_edge(START, "agent")
+    g.add_conditional_edges("agent", route, ["tools", "ask", END])
+    g.add_edge("tools", "agent")
+    g.add_edge("ask", "agent")
+    adapter = LangGraphAdapter(tracker, g.compile(checkpointer=InMemorySaver()), "lg-support")
+    config = {"configurable": {"thread_id": "customer-7"}}
+    try:
+        await adapter.ainvoke({"messages": [HumanMessage("Where is order A-7?")]}, config)
+        await tracker.flush()
+        page_of = await tracker.sessions.list(chatbot_id="lg-support")
+        sid = page_of.data[0].id
+        detail = await tracker.sessions.get(sid)
+        assert (detail.llm_calls, detail.tool_calls) == (2, 1)
+
+        async with serve(host_app(create_app(tracker))) as base:
+            page = await new_page(browser)
+            await page.goto(f"{base}{PREFIX}/ui/#/?tab=all")
+            row = page.locator(f"{ROWS}[data-session-id='{sid}']")
+            await expect(row.locator(".cell-tokens")).to_have_text("311")
+            await expect(row.locator(".cell-tools")).to_have_text("1")
+            await row.locator(".row-link").click()
+
+            totals = page.locator("#totals")
+            await expect(totals.locator("[data-total=inputTokens] dd")).to_have_text("290")
+            await expect(totals.locator("[data-total=outputTokens] dd")).to_have_text("21")
+            await expect(totals.locator("[data-total=llmCalls] dd")).to_have_text("2")
+            await expect(totals.locator("[data-total=toolCalls] dd")).to_have_text("1")
+            # The graph LangGraph declared, with the figures of each node it ran.
+            nodes = page.locator("#flow-svg .node")
+            await expect(nodes).to_have_count(len(detail.flow_data["nodes"]))
+            for t in detail.node_totals:
+                shown = await figures(page, t.node_id)
+                tokens = t.input_tokens + t.output_tokens
+                assert shown["executions"] == str(t.executions), shown
+                assert (shown["tokens"], shown["toolCalls"]) == (str(tokens), str(t.tool_calls))
+            agent_figures = await figures(page, "agent")
+            assert agent_figures["stats"].startswith(f"2{TIMES} · ")
+            assert agent_figures["stats"].endswith(" · 311 tok")
+            tools_figures = await figures(page, "tools")
+            assert tools_figures["stats"].endswith(" · 1 tool")
+            # The calls as the model and the tool made them.
+            calls = page.locator("#calls-table tbody tr")
+            await expect(calls).to_have_count(3)
+            kinds = await calls.evaluate_all("rows => rows.map(r => r.dataset.kind)")
+            assert kinds == ["llm", "tool", "llm"]
+            await expect(calls.nth(0).locator(".call-tokens")).to_have_text("110 → 12")
+            await expect(calls.nth(1).locator(".call-what")).to_contain_text("lookup_order")
+            await expect(calls.nth(1).locator(".call-arguments")).to_have_text('{"order":"A-7"}')
+            await expect(calls.nth(1).locator(".call-outcome")).to_contain_text("shipped with DHL")
+            await expect(calls.nth(2).locator(".call-outcome")).to_contain_text("stop")
+            await expect(page.locator("#detail-status")).to_have_text("Waiting for input")
+
+            # The customer answers: the next model call and the end arrive live.
+            await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+            await adapter.ainvoke(Command(resume="No, thanks"), config)
+            await expect(calls).to_have_count(4)
+            await expect(calls.last.locator(".call-tokens")).to_have_text("210 → 6")
+            await expect(totals.locator("[data-total=inputTokens] dd")).to_have_text("500")
+            await expect(totals.locator("[data-total=llmCalls] dd")).to_have_text("3")
+            await expect(page.locator("#detail-status")).to_have_text("Completed")
+            assert (await figures(page, "agent"))["stats"].startswith(f"3{TIMES} · ")
+            assert not page.errors
+            await page.context.close()
+    finally:
+        adapter.close()
