@@ -26,9 +26,17 @@ import pluggy
 import pytest
 from dashboard_helpers.seed import BILLING_SESSIONS, LONG_MESSAGES, ORDER_PATH
 from dashboard_helpers.server import PREFIX, helpdesk
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.tools import tool
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode
+from langgraph.types import Command, interrupt
 from web_helpers.live import host_app, serve
 
 import sessiontrack
+from sessiontrack.adapters.langgraph import LangGraphAdapter
 from sessiontrack.web import create_app
 
 playwright_api = pytest.importorskip("playwright.async_api")
@@ -106,6 +114,7 @@ ROW_IDS = "rows => rows.map(r => r.dataset.sessionId)"
 ROWS = "#sessions-table tbody tr"
 MESSAGE_COUNTS = "cells => JSON.stringify(cells.map(c => c.textContent))"
 DASH = "\N{EN DASH}"  # the pager says "1<en dash>20 of 45"
+TIMES = "\N{MULTIPLICATION SIGN}"  # a node's figures start "2<times> · …"
 
 
 # --- the list ---------------------------------------------------------------------------
@@ -676,3 +685,328 @@ async def test_asks_for_a_token_once_under_any_prefix(browser: Any, tmp_path: Pa
             await expect(page.locator("#metadata")).to_contain_text("done")
             assert not page.errors
             await page.context.close()
+
+
+# --- LLM and tool calls ------------------------------------------------------------------
+
+AGENT_FLOW: dict[str, Any] = {
+    "nodes": [
+        {"id": "greet", "type": "start", "data": {"label": "Greet"}},
+        {"id": "classify", "type": "llm", "data": {"label": "Classify"}},
+        {"id": "lookup", "type": "tools", "data": {"label": "Look up order"}},
+        {"id": "answer", "type": "llm", "data": {"label": "Answer"}},
+        {"id": "handoff", "type": "handoff", "data": {"label": "Agent"}},
+    ],
+    "edges": [
+        {"id": "e1", "source": "greet", "target": "classify"},
+        {"id": "e2", "source": "classify", "target": "lookup"},
+        {"id": "e3", "source": "lookup", "target": "answer"},
+        {"id": "e4", "source": "classify", "target": "handoff"},
+    ],
+}
+ORDER_RESULT = {"order": "A-1001", "status": "shipped", "carrier": "DHL", "eta": "2026-12-03"}
+
+
+def agent_turn(hook: Any, sid: str) -> None:
+    """One turn of an LLM agent: a model call, two tool calls (one fails), a second call."""
+    hook.sessiontrack_node_executed(session_id=sid, node_id="greet", duration_ms=2.0)
+    hook.sessiontrack_llm_call(
+        session_id=sid,
+        node_id="classify",
+        model="gpt-4o-mini",
+        provider="openai",
+        input_tokens=120,
+        output_tokens=8,
+        latency_ms=640.0,
+        ttfb_ms=210.0,
+        cost=0.0004,
+        finish_reason="tool_calls",
+    )
+    hook.sessiontrack_node_executed(session_id=sid, node_id="classify", duration_ms=700.0)
+    hook.sessiontrack_tool_call(
+        session_id=sid,
+        node_id="lookup",
+        name="lookup_order",
+        call_id="call_1",
+        arguments={"order": "A-1001"},
+        result=ORDER_RESULT,
+        duration_ms=85.0,
+    )
+    hook.sessiontrack_tool_call(
+        session_id=sid,
+        node_id="lookup",
+        name="refund",
+        arguments={"order": "A-1001"},
+        error="refund service unavailable",
+        duration_ms=30.0,
+    )
+    hook.sessiontrack_node_executed(session_id=sid, node_id="lookup", duration_ms=130.0)
+    hook.sessiontrack_llm_call(
+        session_id=sid,
+        node_id="answer",
+        model="gpt-4o",
+        provider="openai",
+        input_tokens=300,
+        output_tokens=42,
+        latency_ms=1200.0,
+        ttfb_ms=300.0,
+        cost=0.0031,
+        finish_reason="stop",
+    )
+    hook.sessiontrack_node_executed(session_id=sid, node_id="answer", duration_ms=1250.0)
+
+
+async def figures(page: Any, node: str) -> dict[str, str]:
+    element = page.locator(f"#flow-svg .node[data-node-id='{node}']")
+    data: dict[str, str] = await element.evaluate("e => ({...e.dataset})")
+    data["stats"] = await element.locator(".node-stats").text_content() or ""
+    return data
+
+
+async def test_llm_and_tool_calls_show_in_the_list_and_the_detail_and_follow_live(
+    browser: Any, tracker: sessiontrack.Tracker, pm: pluggy.PluginManager
+) -> None:
+    hook = pm.hook
+    hook.sessiontrack_flow_registered(chatbot_id="agent", name="Agent", flow=AGENT_FLOW)
+    sid = sessiontrack.new_session_id()
+    hook.sessiontrack_session_started(
+        session_id=sid, chatbot_id="agent", contact={"name": "Ada Agent", "phone": "+200"}
+    )
+    agent_turn(hook, sid)
+    plain = sessiontrack.new_session_id()
+    hook.sessiontrack_session_started(
+        session_id=plain, chatbot_id="agent", contact={"name": "Plain Customer"}
+    )
+    hook.sessiontrack_node_executed(session_id=plain, node_id="greet")
+    await tracker.flush()
+
+    async with serve(host_app(create_app(tracker))) as base:
+        page = await new_page(browser)
+        await page.goto(f"{base}{PREFIX}/ui/")
+        await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        row = page.locator(f"{ROWS}[data-session-id='{sid}']")
+        # The list: tokens (input + output), tool calls and the errors, compact.
+        await expect(row.locator(".cell-tokens")).to_have_text("470")
+        await expect(row.locator(".cell-tokens")).to_have_attribute(
+            "title", "420 input + 50 output tokens"
+        )
+        await expect(row.locator(".cell-tools")).to_have_text("2")
+        await expect(row.locator(".badge-errors")).to_have_text("1 error")
+        other = page.locator(f"{ROWS}[data-session-id='{plain}']")
+        await expect(other.locator(".cell-tokens")).to_have_text("—")
+        await expect(other.locator(".badge-errors")).to_have_count(0)
+        # A call reported now changes the row in place.
+        hook.sessiontrack_llm_call(
+            session_id=sid, node_id="answer", model="gpt-4o", input_tokens=25, output_tokens=5
+        )
+        await expect(row.locator(".cell-tokens")).to_have_text("500")
+
+        await row.locator(".row-link").click()
+        totals = page.locator("#totals")
+        await expect(totals.locator("[data-total=inputTokens] dd")).to_have_text("445")
+        await expect(totals.locator("[data-total=outputTokens] dd")).to_have_text("55")
+        await expect(totals.locator("[data-total=llmCalls] dd")).to_have_text("3")
+        await expect(totals.locator("[data-total=toolCalls] dd")).to_have_text("2")
+        await expect(totals.locator("[data-total=errorCount] dd")).to_have_text("1")
+        await expect(totals.locator("[data-total=errorCount]")).to_have_class(
+            re.compile("has-errors")
+        )
+        cost = await totals.locator("[data-total=cost] dd").inner_text()
+        assert float(cost) == pytest.approx(0.0035)
+
+        # The graph: each node's figures under it, errors marked.
+        await expect(page.locator("#flow-svg .node.executed")).to_have_count(4)
+        classify = await figures(page, "classify")
+        assert classify["stats"] == f"1{TIMES} · 700 ms · 128 tok"
+        assert (classify["llmCalls"], classify["tokens"], classify["errors"]) == ("1", "128", "0")
+        lookup = await figures(page, "lookup")
+        assert lookup["stats"] == f"1{TIMES} · 130 ms · 2 tools · 1 error"
+        assert (lookup["toolCalls"], lookup["errors"]) == ("2", "1")
+        node = page.locator("#flow-svg .node[data-node-id='lookup']")
+        await expect(node).to_have_class(re.compile("has-errors"))
+        await expect(node.locator(".error-badge text")).to_have_text("1")
+        await expect(node.locator("title")).to_contain_text("2 tool calls, 1 error")
+        answer = await figures(page, "answer")
+        assert (answer["llmCalls"], answer["tokens"]) == ("2", "372")
+        assert (await figures(page, "handoff"))["stats"] == ""
+
+        # The call table: LLM and tool calls merged, oldest first.
+        calls = page.locator("#calls-table tbody tr")
+        await expect(calls).to_have_count(5)
+        kinds = await calls.evaluate_all("rows => rows.map(r => r.dataset.kind)")
+        assert kinds == ["llm", "tool", "tool", "llm", "llm"]
+        first = calls.nth(0)
+        await expect(first.locator(".call-node")).to_have_text("Classify")
+        await expect(first.locator(".call-what")).to_contain_text("gpt-4o-mini")
+        await expect(first.locator(".call-what")).to_contain_text("openai")
+        await expect(first.locator(".call-tokens")).to_have_text("120 → 8")
+        await expect(first.locator(".call-duration")).to_have_text("640 msfirst token 210 ms")
+        await expect(first.locator(".call-outcome")).to_contain_text("tool_calls")
+        lookup_row = calls.nth(1)
+        await expect(lookup_row.locator(".call-what")).to_contain_text("lookup_order")
+        await expect(lookup_row.locator(".call-arguments")).to_have_text('{"order":"A-1001"}')
+        await expect(lookup_row.locator(".call-duration")).to_have_text("85 ms")
+        result = lookup_row.locator("details.call-result")
+        await result.locator("summary").click()
+        await expect(result.locator(".json")).to_contain_text('"carrier": "DHL"')
+        failed = calls.nth(2)
+        await expect(failed).to_have_class(re.compile("failed"))
+        await expect(failed.locator(".call-outcome")).to_contain_text("refund service unavailable")
+
+        # Live: a call reported now updates the totals, the table and its node's figures;
+        # what the reader unfolded stays unfolded.
+        hook.sessiontrack_llm_call(
+            session_id=sid,
+            node_id="answer",
+            model="gpt-4o",
+            input_tokens=1000,
+            output_tokens=200,
+            latency_ms=2500.0,
+            error="rate limited",
+        )
+        await expect(calls).to_have_count(6)
+        await expect(calls.last).to_contain_text("rate limited")
+        await expect(totals.locator("[data-total=inputTokens] dd")).to_have_text("1,445")
+        await expect(totals.locator("[data-total=outputTokens] dd")).to_have_text("255")
+        await expect(totals.locator("[data-total=llmCalls] dd")).to_have_text("4")
+        await expect(totals.locator("[data-total=errorCount] dd")).to_have_text("2")
+        await expect(
+            page.locator("#flow-svg .node[data-node-id='answer'] .node-stats")
+        ).to_have_text(f"1{TIMES} · 1.3 s · 1.6K tok · 1 error")
+        await expect(calls.nth(1).locator("details.call-result")).to_have_attribute("open", "")
+        hook.sessiontrack_tool_call(
+            session_id=sid, node_id="handoff", name="notify_agent", result="queued"
+        )
+        hook.sessiontrack_node_executed(session_id=sid, node_id="handoff", duration_ms=15.0)
+        await expect(totals.locator("[data-total=toolCalls] dd")).to_have_text("3")
+        await expect(calls.last.locator(".call-result")).to_have_text("queued")
+        await expect(
+            page.locator("#flow-svg .node[data-node-id='handoff'] .node-stats")
+        ).to_have_text(f"1{TIMES} · 15 ms · 1 tool")
+        # The detail read again agrees with what the events built.
+        await page.reload()
+        await expect(calls).to_have_count(7)
+        await expect(totals.locator("[data-total=inputTokens] dd")).to_have_text("1,445")
+        await expect(
+            page.locator("#flow-svg .node[data-node-id='answer'] .node-stats")
+        ).to_have_text(f"1{TIMES} · 1.3 s · 1.6K tok · 1 error")
+        assert not page.errors
+        await page.context.close()
+
+
+# --- an engine adapter's session ------------------------------------------------------------
+
+
+async def test_a_langgraph_session_shows_its_graph_tokens_and_tool_calls(
+    browser: Any, tracker: sessiontrack.Tracker
+) -> None:
+    """A real LangGraph graph (langchain-core's fake chat model calling a real tool through
+    ``ToolNode``) reported by the adapter: the dashboard shows what the API serves, and a
+    second turn arrives live."""
+
+    def reply(text: str, i: int, o: int, calls: list[dict[str, Any]] | None = None) -> AIMessage:
+        return AIMessage(
+            text,
+            tool_calls=calls or [],
+            usage_metadata={"input_tokens": i, "output_tokens": o, "total_tokens": i + o},
+            response_metadata={"finish_reason": "tool_calls" if calls else "stop"},
+        )
+
+    model = GenericFakeChatModel(
+        messages=iter(
+            [
+                reply(
+                    "", 110, 12, [{"name": "lookup_order", "args": {"order": "A-7"}, "id": "c1"}]
+                ),
+                reply("Order A-7 has shipped. Anything else?", 180, 9),
+                reply("Goodbye!", 210, 6),
+            ]
+        )
+    )
+
+    @tool
+    def lookup_order(order: str) -> str:
+        """Look an order up."""
+        return f"order {order} shipped with DHL"
+
+    async def agent(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [await model.ainvoke(state["messages"])]}
+
+    def ask(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [HumanMessage(interrupt("waiting for the customer"))]}
+
+    def route(state: MessagesState) -> str:
+        last = state["messages"][-1]
+        if isinstance(last, AIMessage) and last.tool_calls:
+            return "tools"
+        return "ask" if last.text.endswith("?") else END
+
+    g = StateGraph(MessagesState)
+    g.add_node("agent", agent)
+    g.add_node("tools", ToolNode([lookup_order]))
+    g.add_node("ask", ask)
+    g.add_edge(START, "agent")
+    g.add_conditional_edges("agent", route, ["tools", "ask", END])
+    g.add_edge("tools", "agent")
+    g.add_edge("ask", "agent")
+    adapter = LangGraphAdapter(tracker, g.compile(checkpointer=InMemorySaver()), "lg-support")
+    config = {"configurable": {"thread_id": "customer-7"}}
+    try:
+        await adapter.ainvoke({"messages": [HumanMessage("Where is order A-7?")]}, config)
+        await tracker.flush()
+        page_of = await tracker.sessions.list(chatbot_id="lg-support")
+        sid = page_of.data[0].id
+        detail = await tracker.sessions.get(sid)
+        assert (detail.llm_calls, detail.tool_calls) == (2, 1)
+
+        async with serve(host_app(create_app(tracker))) as base:
+            page = await new_page(browser)
+            await page.goto(f"{base}{PREFIX}/ui/#/?tab=all")
+            row = page.locator(f"{ROWS}[data-session-id='{sid}']")
+            await expect(row.locator(".cell-tokens")).to_have_text("311")
+            await expect(row.locator(".cell-tools")).to_have_text("1")
+            await row.locator(".row-link").click()
+
+            totals = page.locator("#totals")
+            await expect(totals.locator("[data-total=inputTokens] dd")).to_have_text("290")
+            await expect(totals.locator("[data-total=outputTokens] dd")).to_have_text("21")
+            await expect(totals.locator("[data-total=llmCalls] dd")).to_have_text("2")
+            await expect(totals.locator("[data-total=toolCalls] dd")).to_have_text("1")
+            # The graph LangGraph declared, with the figures of each node it ran.
+            nodes = page.locator("#flow-svg .node")
+            await expect(nodes).to_have_count(len(detail.flow_data["nodes"]))
+            for t in detail.node_totals:
+                shown = await figures(page, t.node_id)
+                tokens = t.input_tokens + t.output_tokens
+                assert shown["executions"] == str(t.executions), shown
+                assert (shown["tokens"], shown["toolCalls"]) == (str(tokens), str(t.tool_calls))
+            agent_figures = await figures(page, "agent")
+            assert agent_figures["stats"].startswith(f"2{TIMES} · ")
+            assert agent_figures["stats"].endswith(" · 311 tok")
+            tools_figures = await figures(page, "tools")
+            assert tools_figures["stats"].endswith(" · 1 tool")
+            # The calls as the model and the tool made them.
+            calls = page.locator("#calls-table tbody tr")
+            await expect(calls).to_have_count(3)
+            kinds = await calls.evaluate_all("rows => rows.map(r => r.dataset.kind)")
+            assert kinds == ["llm", "tool", "llm"]
+            await expect(calls.nth(0).locator(".call-tokens")).to_have_text("110 → 12")
+            await expect(calls.nth(1).locator(".call-what")).to_contain_text("lookup_order")
+            await expect(calls.nth(1).locator(".call-arguments")).to_have_text('{"order":"A-7"}')
+            await expect(calls.nth(1).locator(".call-outcome")).to_contain_text("shipped with DHL")
+            await expect(calls.nth(2).locator(".call-outcome")).to_contain_text("stop")
+            await expect(page.locator("#detail-status")).to_have_text("Waiting for input")
+
+            # The customer answers: the next model call and the end arrive live.
+            await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+            await adapter.ainvoke(Command(resume="No, thanks"), config)
+            await expect(calls).to_have_count(4)
+            await expect(calls.last.locator(".call-tokens")).to_have_text("210 → 6")
+            await expect(totals.locator("[data-total=inputTokens] dd")).to_have_text("500")
+            await expect(totals.locator("[data-total=llmCalls] dd")).to_have_text("3")
+            await expect(page.locator("#detail-status")).to_have_text("Completed")
+            assert (await figures(page, "agent"))["stats"].startswith(f"3{TIMES} · ")
+            assert not page.errors
+            await page.context.close()
+    finally:
+        adapter.close()

@@ -7,7 +7,8 @@ would have left behind.
 
 - 30 finished sessions of the helpdesk bot ("Seed Customer 01" …), started hours ago,
   each along the "order status" path;
-- "Maria Garcia": active, waiting in the ticket form, with list and form messages;
+- "Maria Garcia": active, waiting in the ticket form, with list and form messages, two
+  LLM calls and two tool calls (one failed);
 - "Stella Stop" and "Rex Race": active sessions the Stop tests end;
 - "Long Talker": active, 2,000 messages over two days;
 - 6 sessions of a second chatbot, "Billing Bot", whose flow has no node positions.
@@ -237,7 +238,53 @@ def seed_active(s: Seeder, now: datetime) -> None:
         type="interactive",
         payload={"id": "billing", "title": "Billing"},
     )
+    s.hook.sessiontrack_llm_call(
+        session_id=sid,
+        node_id="support_topic",
+        model="gpt-4o-mini",
+        provider="openai",
+        input_tokens=412,
+        output_tokens=37,
+        latency_ms=820.0,
+        ttfb_ms=240.0,
+        cost=0.00009,
+        finish_reason="tool_calls",
+        at=end + timedelta(seconds=6, milliseconds=100),
+    )
+    s.hook.sessiontrack_tool_call(
+        session_id=sid,
+        node_id="support_topic",
+        name="find_orders",
+        call_id="call_1",
+        arguments={"phone": "+15550001234", "limit": 3},
+        result=[{"order": "A-1002", "status": "charged twice", "amount": 49.9}],
+        duration_ms=64.0,
+        at=end + timedelta(seconds=6, milliseconds=200),
+    )
+    s.hook.sessiontrack_tool_call(
+        session_id=sid,
+        node_id="support_topic",
+        name="refund_preview",
+        call_id="call_2",
+        arguments={"order": "A-1002"},
+        error="billing service timed out",
+        duration_ms=5000.0,
+        at=end + timedelta(seconds=6, milliseconds=300),
+    )
     end = s.walk(sid, TICKET_PATH[4:], end + timedelta(seconds=6))
+    s.hook.sessiontrack_llm_call(
+        session_id=sid,
+        node_id="support_form",
+        model="gpt-4o-mini",
+        provider="openai",
+        input_tokens=530,
+        output_tokens=58,
+        latency_ms=1140.0,
+        ttfb_ms=310.0,
+        cost=0.00012,
+        finish_reason="stop",
+        at=end + timedelta(milliseconds=100),
+    )
     s.say(
         sid,
         "outbound",

@@ -1,9 +1,12 @@
-// The session detail: header with Stop, metadata, conversation, flow, timeline, variables.
+// The session detail: header with Stop, totals, metadata, conversation, flow, timeline,
+// LLM and tool calls, variables.
 
 import { api } from "./api.js";
 import { Conversation } from "./conversation.js";
+import { CallTable } from "./calls.js";
 import {
-  ACTIVE, formatDateTime, formatDuration, formatNumber, formatTime, h, statusBadge, timeEl,
+  ACTIVE, formatCost, formatDateTime, formatDuration, formatNumber, formatTime, h, mergeTotals, statusBadge,
+  timeEl, TOTAL_KEYS,
 } from "./dom.js";
 import { FlowView } from "./flow.js";
 import { jsonTree, openPathsOf } from "./json.js";
@@ -81,6 +84,8 @@ class DetailView {
     this.badgeSlot = h("span", { id: "detail-status" });
     this.stopSlot = h("div", { class: "stop-slot" });
     this.metaEl = h("dl", { class: "meta", id: "metadata" });
+    this.totalsEl = h("dl", { class: "totals", id: "totals" });
+    this.calls = new CallTable(nodeLabels(s));
     this.conversation = new Conversation(s.id, s.messages || [], s.messageCount);
     this.flow = new FlowView(s.flowData);
     this.timelineList = h("ol", { class: "timeline-list" });
@@ -97,17 +102,21 @@ class DetailView {
           h("p", { class: "session-id muted" }, "Session ", h("code", {}, s.id))),
         this.stopSlot),
       this.stopMessage,
+      this.totalsEl,
       h("details", { class: "meta-box", open: window.matchMedia("(min-width: 721px)").matches },
         h("summary", {}, "Session details"), this.metaEl),
       h("div", { class: "detail-grid" },
         panel("conversation", "Conversation", this.conversation.el),
         panel("flow", "Flow", this.flow.el, this.flow.legend),
         panel("timeline", "Node timeline", this.timeline),
+        panel("calls", "LLM and tool calls", this.calls.el),
         panel("variables", "Variables", this.variablesEl))));
     this.refreshHeader();
     this.renderTimeline();
     this.renderVariables();
+    this.calls.render(s.llmCallHistory || [], s.toolCallHistory || []);
     this.flow.setExecution(s.nodeHistory || [], s.currentNodeId, ACTIVE.has(s.status));
+    this.flow.setFigures(s.nodeTotals || []);
     requestAnimationFrame(() => this.flow.initialView(s.currentNodeId));
   }
 
@@ -126,6 +135,22 @@ class DetailView {
       if (hadFocus) this.main.focus();
     }
     this.renderMeta();
+    this.renderTotals();
+  }
+
+  renderTotals() {
+    const s = this.session;
+    const items = [
+      ["inputTokens", "Input tokens", formatNumber(s.inputTokens ?? 0)],
+      ["outputTokens", "Output tokens", formatNumber(s.outputTokens ?? 0)],
+      ["cost", "Cost", s.cost ? formatCost(s.cost) : "—"],
+      ["llmCalls", "LLM calls", formatNumber(s.llmCalls ?? 0)],
+      ["toolCalls", "Tool calls", formatNumber(s.toolCalls ?? 0)],
+      ["errorCount", "Errors", formatNumber(s.errorCount ?? 0)],
+    ];
+    this.totalsEl.replaceChildren(...items.map(([key, label, value]) => h("div", {
+      class: `total-item${key === "errorCount" && s.errorCount ? " has-errors" : ""}`, dataset: { total: key },
+    }, h("dt", {}, label), h("dd", {}, value))));
   }
 
   renderMeta() {
@@ -196,7 +221,12 @@ class DetailView {
         if (this.destroyed) return;
         const s = this.session;
         if (parts.has("header")) this.refreshHeader();
-        else if (parts.has("meta")) this.renderMeta();
+        else {
+          if (parts.has("meta")) this.renderMeta();
+          if (parts.has("totals")) this.renderTotals();
+        }
+        if (parts.has("calls")) this.calls.render(s.llmCallHistory || [], s.toolCallHistory || []);
+        if (parts.has("figures")) this.flow.setFigures(s.nodeTotals || []);
         if (parts.has("timeline")) this.renderTimeline();
         if (parts.has("flow")) this.flow.setExecution(s.nodeHistory || [], s.currentNodeId, ACTIVE.has(s.status));
         if (parts.has("variables")) this.renderVariables();
@@ -210,14 +240,35 @@ class DetailView {
     if (p.sessionId !== this.session?.id) return;
     const s = this.session;
     // Terminal is final: an event from before the detail was read must not revive it.
-    if (!ACTIVE.has(s.status) && (name === "session:status-changed" || name === "session:node-executed")) return;
+    // (Nodes and calls reported just after the end are stored, in the grace window.)
+    if (!ACTIVE.has(s.status) && name === "session:status-changed") return;
     switch (name) {
       case "session:node-executed":
+        mergeTotals(s, p.totals);
+        this.schedule("totals");
         if ((s.nodeExecutions || []).slice(-20).some((x) => x.nodeId === p.nodeId && Date.parse(x.at) === Date.parse(p.at))) break;
         s.nodeExecutions = [...(s.nodeExecutions || []), { nodeId: p.nodeId, label: p.nodeLabel, type: p.nodeType, at: p.at, durationMs: p.durationMs, error: p.error }];
         s.nodeHistory = [...(s.nodeHistory || []), p.nodeId];
-        Object.assign(s, { currentNodeId: p.nodeId, currentNodeLabel: p.nodeLabel, updatedAt: p.at, nodeCount: p.nodeCount ?? s.nodeCount + 1 });
-        ["timeline", "flow", "meta"].forEach((part) => this.schedule(part));
+        Object.assign(s, { nodeCount: p.nodeCount ?? s.nodeCount + 1 });
+        if (ACTIVE.has(s.status)) Object.assign(s, { currentNodeId: p.nodeId, currentNodeLabel: p.nodeLabel, updatedAt: p.at });
+        this.countForNode(p.nodeId, { executions: 1, durationMs: p.durationMs || 0, errorCount: p.error ? 1 : 0 }, !p.totals);
+        ["timeline", "flow", "meta", "figures"].forEach((part) => this.schedule(part));
+        break;
+      case "session:llm-call":
+        this.addCall("llmCallHistory", p, {
+          seq: p.seq, nodeId: p.nodeId, model: p.model, provider: p.provider, inputTokens: p.inputTokens,
+          outputTokens: p.outputTokens, latencyMs: p.latencyMs, ttfbMs: p.ttfbMs, cost: p.cost,
+          finishReason: p.finishReason, error: p.error, at: p.at,
+        }, {
+          llmCalls: 1, inputTokens: p.inputTokens || 0, outputTokens: p.outputTokens || 0, cost: p.cost || 0,
+          errorCount: p.error ? 1 : 0,
+        });
+        break;
+      case "session:tool-call":
+        this.addCall("toolCallHistory", p, {
+          seq: p.seq, nodeId: p.nodeId, name: p.name, callId: p.callId, arguments: p.arguments, result: p.result,
+          error: p.error, durationMs: p.durationMs, at: p.at,
+        }, { toolCalls: 1, errorCount: p.error ? 1 : 0 });
         break;
       case "session:message-sent":
         this.conversation.append({ id: p.messageId, sessionId: p.sessionId, direction: p.direction, type: p.type, text: p.text, payload: p.payload, nodeId: p.nodeId, timestamp: p.timestamp });
@@ -236,11 +287,40 @@ class DetailView {
         break;
       case "session:completed":
         Object.assign(s, { status: p.status || "completed", completedAt: p.completedAt, updatedAt: p.completedAt, completionReason: p.completionReason });
+        mergeTotals(s, p.totals);
         this.statusChanged();
         break;
       default:
         break;
     }
+  }
+
+  /** A live LLM or tool call: into its history (once), the totals and its node's figures. */
+  addCall(key, p, call, counts) {
+    const s = this.session;
+    const history = s[key] || [];
+    if (!history.slice(-50).some((x) => sameCall(x, call))) {
+      s[key] = [...history, call];
+      this.countForNode(call.nodeId, counts, !p.totals);
+      this.schedule("calls");
+      this.schedule("figures");
+    }
+    mergeTotals(s, p.totals);
+    this.schedule("totals");
+  }
+
+  /** Adds counts to a node's figures and, when the event carried no totals, to the session's. */
+  countForNode(nodeId, counts, toSession) {
+    const s = this.session;
+    if (toSession) for (const [k, v] of Object.entries(counts)) if (TOTAL_KEYS.includes(k)) s[k] = (s[k] || 0) + v;
+    if (nodeId === null || nodeId === undefined) return;
+    s.nodeTotals ??= [];
+    let t = s.nodeTotals.find((x) => String(x.nodeId) === String(nodeId));
+    if (!t) {
+      t = { nodeId, executions: 0, durationMs: 0, inputTokens: 0, outputTokens: 0, cost: 0, llmCalls: 0, toolCalls: 0, errorCount: 0 };
+      s.nodeTotals.push(t);
+    }
+    for (const [k, v] of Object.entries(counts)) t[k] = (t[k] || 0) + v;
   }
 
   statusChanged() {
@@ -281,6 +361,19 @@ class DetailView {
     for (const part of this.parts) part.destroy();
     this.stream?.close();
   }
+}
+
+/** The same call, seen twice: in the detail read and again as an event that raced it. */
+function sameCall(a, b) {
+  if (a.seq != null && b.seq != null) return a.seq === b.seq;
+  return Date.parse(a.at) === Date.parse(b.at) && a.nodeId === b.nodeId && (a.model ?? a.name) === (b.model ?? b.name);
+}
+
+function nodeLabels(s) {
+  const labels = new Map();
+  for (const n of s.flowData?.nodes || []) if (n?.id != null) labels.set(String(n.id), String(n.data?.label ?? n.id));
+  for (const x of s.nodeExecutions || []) if (x.label) labels.set(String(x.nodeId), x.label);
+  return labels;
 }
 
 function backLink() {

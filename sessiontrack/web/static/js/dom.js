@@ -39,6 +39,45 @@ const numFmt = new Intl.NumberFormat();
 
 export const formatNumber = (n) => (n === null || n === undefined ? "—" : numFmt.format(n));
 
+const compactFmt = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
+/** "1.2K": for counts shown in little room (the exact figure goes in a title). */
+export const formatCompact = (n) => (n === null || n === undefined ? "—" : compactFmt.format(n));
+
+const costFmt = new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+const smallCostFmt = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 3 });
+/** A cost in the host's currency unit (none is implied): 0.00021, 0.0035, 1.25. */
+export function formatCost(n) {
+  if (n === null || n === undefined) return "—";
+  return n > 0 && n < 1 ? smallCostFmt.format(n) : costFmt.format(n);
+}
+
+/** A duration in milliseconds: "340 ms", "1.2 s", "2m 05s". */
+export function formatMs(ms) {
+  if (ms === null || ms === undefined) return "—";
+  if (ms < 1000) return `${numFmt.format(Math.round(ms))} ms`;
+  if (ms < 60000) return `${(ms / 1000).toFixed(ms < 10000 ? 1 : 0)} s`;
+  const s = Math.round(ms / 1000);
+  return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
+}
+
+/** "3 tool calls", "1 tool call". */
+export const plural = (n, one, many = `${one}s`) => `${formatNumber(n)} ${n === 1 ? one : many}`;
+
+export const TOTAL_KEYS = ["inputTokens", "outputTokens", "cost", "llmCalls", "toolCalls", "errorCount"];
+
+/**
+ * Totals only grow: a late copy of an event (one already counted in what the page read)
+ * must not take them back, so each figure keeps the larger of the two.
+ */
+export function mergeTotals(into, totals) {
+  if (!totals) return into;
+  for (const key of TOTAL_KEYS) {
+    const v = totals[key];
+    if (typeof v === "number" && !(v <= (into[key] ?? -Infinity))) into[key] = v;
+  }
+  return into;
+}
+
 export function formatTime(iso) {
   return iso ? timeFmt.format(new Date(iso)) : "—";
 }

@@ -1,7 +1,7 @@
 // The flow graph drawn as SVG from React Flow data, with the executed path highlighted,
 // fit to view, pan (drag, arrow keys) and zoom (wheel, buttons, +/- keys).
 
-import { h } from "./dom.js";
+import { formatCompact, formatCost, formatMs, formatNumber, h, plural } from "./dom.js";
 
 const NODE_W = 172;
 const NODE_H = 48;
@@ -10,6 +10,8 @@ const GAP_Y = 64;
 const MIN_ZOOM = 0.15;
 const MAX_ZOOM = 3;
 const READABLE_ZOOM = 0.7;
+const STATS_LINE = 20;
+const STATS_OVERHANG = 16;
 
 export class FlowView {
   constructor(flowData) {
@@ -37,7 +39,9 @@ export class FlowView {
     this.legend = h("p", { class: "flow-legend" },
       h("span", { class: "legend-item executed" }, "Executed"),
       h("span", { class: "legend-item current" }, "Current"),
-      h("span", { class: "legend-item unexecuted" }, "Not reached"));
+      h("span", { class: "legend-item unexecuted" }, "Not reached"),
+      h("span", { class: "legend-item errors" }, "Errors"),
+      h("span", { class: "legend-note" }, "Under a node: runs · time · tokens · tool calls"));
     this.el = h("div", { class: "flow" }, this.svg, this.controls);
     if (!this.nodes.length) {
       this.el.replaceChildren(h("p", { class: "state muted" }, "This chatbot has no flow graph registered."));
@@ -92,7 +96,10 @@ export class FlowView {
         h("rect", { class: "node-box", width: p.w, height: p.h, rx: 10 }),
         h("text", { class: "node-label", x: p.w / 2, y: type ? p.h / 2 - 3 : p.h / 2 + 5 }, truncate(label, Math.floor(p.w / 8))),
         type ? h("text", { class: "node-type", x: p.w / 2, y: p.h / 2 + 13 }, truncate(type, Math.floor(p.w / 7))) : null,
-        h("g", { class: "visit-badge", transform: `translate(${p.w - 6},6)` }, h("circle", { r: 11 }), h("text", { y: 4 }, "")));
+        h("g", { class: "visit-badge", transform: `translate(${p.w - 6},6)` }, h("circle", { r: 11 }), h("text", { y: 4 }, "")),
+        h("g", { class: "error-badge", transform: "translate(6,6)" }, h("circle", { r: 11 }), h("text", { y: 4 }, "")),
+        h("text", { class: "node-stats", x: p.w / 2, y: p.h + 14 }));
+      g.dataset.title = type ? `${label} (${type})` : label;
       nodeLayer.append(g);
       this.nodeEls.set(String(n.id), g);
     }
@@ -126,9 +133,8 @@ export class FlowView {
       g.classList.toggle("last", !active && String(currentNodeId) === id);
       g.querySelector(".visit-badge text").textContent = count > 1 ? `×${count}` : "";
       g.classList.toggle("revisited", count > 1);
-      const title = g.querySelector("title");
-      title.textContent = title.textContent.replace(/ — .*$/, "") +
-        (current ? " — current node" : count ? ` — executed ${count}×` : " — not reached");
+      g.dataset.state = current ? " — current node" : count ? ` — executed ${count}×` : " — not reached";
+      this.updateTitle(g);
     }
     for (const g of this.edgeEls) {
       const exec = pairs.has(`${g.dataset.source}\u0000${g.dataset.target}`);
@@ -144,6 +150,51 @@ export class FlowView {
       "Drag or use arrow keys to pan; wheel, plus or minus to zoom; 0 to fit.");
   }
 
+  /**
+   * Per-node figures (the detail's nodeTotals): a line under each node that ran, a red
+   * badge on a node with errors, and every figure in the node's title.
+   */
+  setFigures(nodeTotals) {
+    const byId = new Map((nodeTotals || []).map((t) => [String(t.nodeId), t]));
+    for (const [id, g] of this.nodeEls) {
+      const t = byId.get(id);
+      const stats = g.querySelector(".node-stats");
+      const errors = t?.errorCount || 0;
+      g.classList.toggle("has-errors", errors > 0);
+      g.querySelector(".error-badge text").textContent = errors ? (errors > 9 ? "9+" : String(errors)) : "";
+      if (!t || !(t.executions || t.llmCalls || t.toolCalls || errors)) {
+        stats.replaceChildren();
+        delete g.dataset.figures;
+        this.updateTitle(g);
+        continue;
+      }
+      const tokens = (t.inputTokens || 0) + (t.outputTokens || 0);
+      const parts = [];
+      if (t.executions) parts.push(`${formatNumber(t.executions)}×`);
+      if (t.durationMs) parts.push(formatMs(t.durationMs));
+      if (tokens) parts.push(`${formatCompact(tokens)} tok`);
+      if (t.toolCalls) parts.push(plural(t.toolCalls, "tool"));
+      stats.replaceChildren(parts.join(" · "));
+      if (errors) stats.append(h("tspan", { class: "node-stats-error" }, `${parts.length ? " · " : ""}${plural(errors, "error")}`));
+      Object.assign(g.dataset, {
+        executions: String(t.executions || 0), tokens: String(tokens), toolCalls: String(t.toolCalls || 0),
+        llmCalls: String(t.llmCalls || 0), errors: String(errors), durationMs: String(t.durationMs || 0),
+      });
+      const said = [plural(t.executions || 0, "run")];
+      if (t.durationMs) said.push(`${formatMs(t.durationMs)} in all`);
+      if (t.llmCalls) said.push(`${plural(t.llmCalls, "LLM call")} (${formatNumber(t.inputTokens || 0)} input, ${formatNumber(t.outputTokens || 0)} output tokens)`);
+      if (t.cost) said.push(`cost ${formatCost(t.cost)}`);
+      if (t.toolCalls) said.push(plural(t.toolCalls, "tool call"));
+      if (errors) said.push(plural(errors, "error"));
+      g.dataset.figures = `: ${said.join(", ")}`;
+      this.updateTitle(g);
+    }
+  }
+
+  updateTitle(g) {
+    g.querySelector("title").textContent = g.dataset.title + (g.dataset.state || "") + (g.dataset.figures || "");
+  }
+
   apply() {
     const { x, y, k } = this.view;
     this.viewport.setAttribute("transform", `translate(${x},${y}) scale(${k})`);
@@ -155,7 +206,8 @@ export class FlowView {
       minX = Math.min(minX, p.x); minY = Math.min(minY, p.y);
       maxX = Math.max(maxX, p.x + p.w); maxY = Math.max(maxY, p.y + p.h);
     }
-    return { minX, minY, maxX, maxY };
+    // Room for the figures line under the nodes, which may be wider than a node.
+    return { minX: minX - STATS_OVERHANG, minY, maxX: maxX + STATS_OVERHANG, maxY: maxY + STATS_LINE };
   }
 
   /** Unless the reader moved the view: fit all (after "Fit"), or follow the current node. */

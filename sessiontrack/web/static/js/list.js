@@ -2,7 +2,8 @@
 
 import { api } from "./api.js";
 import {
-  ACTIVE, adaptiveThrottle, debounce, formatDateTime, formatNumber, h, relativeTimeEl, statusBadge, timeEl,
+  ACTIVE, adaptiveThrottle, debounce, formatCompact, formatDateTime, formatNumber, h, mergeTotals, plural,
+  relativeTimeEl, statusBadge, timeEl,
 } from "./dom.js";
 import { LiveStream } from "./live.js";
 import { listHref, navigate, sessionHref } from "./router.js";
@@ -81,8 +82,8 @@ class ListView {
     this.table = h("table", { class: "sessions", id: "sessions-table" },
       h("caption", { class: "sr-only" }, "Sessions"),
       h("thead", {}, h("tr", {},
-        ["Customer", "Chatbot", "Status", "Current node", "Messages", "Nodes", "Started", "Updated"]
-          .map((t, i) => h("th", { scope: "col", class: i === 4 || i === 5 ? "num" : null }, t)))),
+        ["Customer", "Chatbot", "Status", "Current node", "Messages", "Nodes", "Tokens", "Tools", "Started", "Updated"]
+          .map((t, i) => h("th", { scope: "col", class: i >= 4 && i <= 7 ? "num" : null }, t)))),
       this.tbody);
     this.message = h("div", { class: "list-message", id: "list-message" });
     this.pager = h("nav", { class: "pager", "aria-label": "Pagination", id: "pager" });
@@ -255,10 +256,13 @@ class ListView {
         h("a", { href: sessionHref(s.id), class: "row-link" }, name),
         s.customerName && s.customerPhone ? h("span", { class: "muted phone" }, s.customerPhone) : null),
       h("td", { "data-label": "Chatbot" }, s.chatbotName || s.chatbotId),
-      h("td", { "data-label": "Status", class: "cell-status" }, statusBadge(s.status)),
+      h("td", { "data-label": "Status", class: "cell-status" }, statusBadge(s.status), errorBadge(s.errorCount)),
       h("td", { "data-label": "Current node", class: "cell-node" }, s.currentNodeLabel || s.currentNodeId || "—"),
       h("td", { "data-label": "Messages", class: "num cell-messages" }, formatNumber(s.messageCount)),
       h("td", { "data-label": "Nodes", class: "num cell-nodes" }, formatNumber(s.nodeCount)),
+      tokensCell(s),
+      h("td", { "data-label": "Tools", class: `num cell-tools${s.toolCalls ? "" : " empty"}`, title: s.toolCalls ? plural(s.toolCalls, "tool call") : null },
+        s.toolCalls ? formatNumber(s.toolCalls) : h("span", { class: "muted" }, "—")),
       h("td", { "data-label": "Started" }, timeEl(s.startedAt, formatDateTime(s.startedAt))),
       h("td", { "data-label": "Updated", class: "cell-updated" }, relativeTimeEl(s.updatedAt)));
   }
@@ -327,7 +331,7 @@ class ListView {
         if (ACTIVE.has(p.newStatus) !== ACTIVE.has(p.previousStatus) || this.state.sort.startsWith("updatedAt")) this.refreshSoon();
         break;
       case "session:node-executed":
-        if (entry) this.patchRow(entry, { currentNodeId: p.nodeId, currentNodeLabel: p.nodeLabel, nodeCount: p.nodeCount, updatedAt: p.at });
+        if (entry) this.patchRow(entry, { currentNodeId: p.nodeId, currentNodeLabel: p.nodeLabel, nodeCount: p.nodeCount, updatedAt: p.at }, p.totals);
         if (this.state.sort.startsWith("updatedAt")) this.refreshSoon();
         break;
       case "session:message-sent":
@@ -338,19 +342,23 @@ class ListView {
         const name2 = entry ? (entry.session.customerName || entry.session.customerPhone) : null;
         const status = p.status || "completed";
         toast({ kind: "completed", title: `${name2 || "A session"} ${status === "completed" ? "completed" : status}`, text: p.completionReason || "", href: sessionHref(p.sessionId) });
-        if (entry) this.patchRow(entry, { status, completedAt: p.completedAt, updatedAt: p.completedAt });
+        if (entry) this.patchRow(entry, { status, completedAt: p.completedAt, updatedAt: p.completedAt }, p.totals);
         this.refreshSoon();
         this.statsSoon();
         break;
       }
+      case "session:llm-call":
+      case "session:tool-call":
+        if (entry && p.totals) this.patchRow(entry, {}, p.totals);
+        break;
       default:
         break;
     }
   }
 
-  patchRow(entry, changes) {
+  patchRow(entry, changes, totals) {
     const fresh = Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined && v !== null));
-    const session = { ...entry.session, ...fresh };
+    const session = mergeTotals({ ...entry.session, ...fresh }, totals);
     const row = this.renderRow(session);
     row.classList.add("row-updated");
     const hadFocus = entry.row.contains(document.activeElement);
@@ -373,4 +381,19 @@ class ListView {
     if (this.abort) this.abort.abort();
     document.removeEventListener("visibilitychange", this.onVisible);
   }
+}
+
+function tokensCell(s) {
+  const total = (s.inputTokens || 0) + (s.outputTokens || 0);
+  return h("td", {
+    "data-label": "Tokens", class: `num cell-tokens${total ? "" : " empty"}`,
+    title: total ? `${formatNumber(s.inputTokens || 0)} input + ${formatNumber(s.outputTokens || 0)} output tokens` : null,
+    dataset: { tokens: String(total) },
+  }, total ? formatCompact(total) : h("span", { class: "muted" }, "—"));
+}
+
+/** Node, LLM and tool errors of a session, shown only when there are some. */
+function errorBadge(count) {
+  if (!count) return null;
+  return h("span", { class: "badge badge-errors", title: "Node, LLM and tool call errors" }, plural(count, "error"));
 }

@@ -14,6 +14,8 @@ export const EVENT_NAMES = [
   "session:message-sent",
   "session:variables-changed",
   "session:completed",
+  "session:llm-call",
+  "session:tool-call",
 ];
 
 const LABELS = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", offline: "Offline" };
