@@ -13,7 +13,10 @@ three set-ups, round-robin so that load on the machine hits all three alike:
   Tracker on a SQLite file (each call is a conversation that completes: a session start,
   a node report per node, an inbound message and the completion, plus the adapter's
   ``aget_state`` when the run may have paused); the tracker validates each report and
-  its writer commits on the graph's event loop, eagerly (a commit per burst of reports);
+  its writer commits on the graph's event loop, gathering what follows a quiet moment for
+  ``commit_delay`` (10 ms, the default) before each commit;
+- **adapter, commit_delay=0**: the same into a Tracker that commits every burst of
+  reports at once (the writer before ``commit_delay`` existed);
 - **adapter, SyncTracker**: the same with a :class:`sessiontrack.SyncTracker`, whose
   writer runs on its own thread and loop;
 - **langfuse**: ``graph.ainvoke(input, {"callbacks": [CallbackHandler()], ...})``. Offline:
@@ -156,8 +159,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
         sync_url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench-sync.db'}"
-        async with sessiontrack.Tracker(url, migrate=True) as tracker:
+        eager_url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench-eager.db'}"
+        async with (
+            sessiontrack.Tracker(url, migrate=True) as tracker,
+            sessiontrack.Tracker(eager_url, migrate=True, commit_delay=0) as eager_tracker,
+        ):
             adapter = LangGraphAdapter(tracker, graph, "bench")
+            eager = LangGraphAdapter(eager_tracker, graph, "bench")
             hooks_only = LangGraphAdapter(tracker, graph, "bench")
             hooks_only.hook = null_hooks()
             threaded = sessiontrack.SyncTracker(sync_url, migrate=True)
@@ -172,6 +180,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             async def with_adapter(i: int) -> Any:
                 return await adapter.ainvoke(message(i), {"configurable": {"thread_id": "b"}})
+
+            async def with_eager_writer(i: int) -> Any:
+                return await eager.ainvoke(message(i), {"configurable": {"thread_id": "f"}})
 
             async def with_hooks_only(i: int) -> Any:
                 config = {"configurable": {"thread_id": "e"}}
@@ -189,6 +200,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "alone": alone,
                 "adapter, hooks only": with_hooks_only,
                 "adapter": with_adapter,
+                "adapter, commit_delay=0": with_eager_writer,
                 "adapter, SyncTracker": with_sync_tracker,
             }
             if handler is not None:
@@ -200,10 +212,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for name, call in setups.items():
                     times[name] += await timed_calls(call, args.calls, (r + 1) * 10_000)
                 await tracker.flush()
+                await eager_tracker.flush()
                 await asyncio.to_thread(threaded.flush)
             sessions = (await tracker.sessions.stats()).total
+            sessions += (await eager_tracker.sessions.stats()).total
             sessions += (await asyncio.to_thread(threaded.sessions.stats)).total
             adapter.close()
+            eager.close()
             hooks_only.close()
             on_thread.close()
             await asyncio.to_thread(threaded.close)
@@ -220,7 +235,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         f"({sessions} sessions recorded by the adapter)"
     )
     print_table(["set-up", "call ms (median)", "per step µs", "ratio", "added"], rows)
-    for name in ("adapter, hooks only", "adapter", "adapter, SyncTracker"):
+    for name in (
+        "adapter, hooks only",
+        "adapter",
+        "adapter, commit_delay=0",
+        "adapter, SyncTracker",
+    ):
         added = (results["setups"][name]["ratio"] - 1) * 100
         print(
             f"{name}: {added:+.1f} % per step, target <= {TARGET:.0f} %: "

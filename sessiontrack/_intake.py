@@ -70,6 +70,11 @@ class Intake:
         return self._refusal is not None
 
     @property
+    def waiting(self) -> int:
+        """Reports buffered and not yet taken by the writer."""
+        return len(self._buffer)
+
+    @property
     def pending(self) -> int:
         """Reports accepted and not yet committed (buffered plus in flight)."""
         return len(self._buffer) + self._in_flight

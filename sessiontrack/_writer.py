@@ -47,6 +47,7 @@ class BatchWriter:
         retry: tuple[float, float],
         on_result: Callable[[FoldResult], None] = lambda _res: None,
         completion_grace_s: float = 0.0,
+        commit_delay: float = 0.0,
     ) -> None:
         self._store = store
         self._intake = intake
@@ -58,6 +59,8 @@ class BatchWriter:
         self._retry = retry
         self._on_result = on_result
         self._grace_s = completion_grace_s
+        self._delay = commit_delay
+        self.hurry = asyncio.Event()  # set by flush() and closing: no delay for this batch
         self.writer_id = uuid.uuid4().hex  # names this writer's attempts in the store
         self._attempts = itertools.count(1)
         self._applied = False  # whether the store holds a row for this writer
@@ -69,16 +72,22 @@ class BatchWriter:
     async def run(self) -> None:
         """Commit until the intake is closed and empty."""
         intake = self._intake
+        woken = False
         try:
             while True:
-                batch = intake.take(self.max_batch)
-                if not batch:
+                if not intake.waiting:
                     if intake.closed:
                         await self._forget()
                         return
                     intake.wake.clear()
                     await intake.wake.wait()
+                    woken = True
                     continue
+                if woken and self._delay:
+                    await self._gather()
+                woken = False
+                self.hurry.clear()  # a flush waiting now is served by this batch
+                batch = intake.take(self.max_batch)
                 try:
                     async with self._feed.committing():
                         res = await self._commit(batch)
@@ -91,6 +100,15 @@ class BatchWriter:
                     self.progress.notify_all()
         finally:
             self.done.set()
+
+    async def _gather(self) -> None:
+        """After idling, let the first report wait up to ``commit_delay`` for the ones that
+        follow it, so that an engine reporting a few events at a time pays for one commit
+        per delay rather than one per burst; :meth:`Tracker.flush` and closing cut it
+        short (``hurry``). Under a steady load the writer never idles, so never waits."""
+        if not self.hurry.is_set() and not self._intake.closed:
+            with anyio.move_on_after(self._delay):
+                await self.hurry.wait()
 
     async def _commit(self, batch: list[Report]) -> FoldResult | None:
         """Commit ``batch``, retrying while the database is unreachable; a report the

@@ -54,6 +54,7 @@ class TrackerOptions(TypedDict, total=False):
     prefix: str
     idle_timeout: timedelta | None
     completion_grace: timedelta
+    commit_delay: float
     sweep_interval: float | None
     max_batch: int | None
     max_buffered: int
@@ -90,6 +91,12 @@ class Tracker(ReportingHooks):
         in order (the final node or goodbye message of the turn that completed it)
         instead of being dropped as late; from zero (no window) to one hour. Status
         changes after the end, and anything after a stop or an expiry, stay late.
+    :param commit_delay: seconds the first report after a quiet moment waits for the
+        ones that follow before the writer commits (default 0.01): an engine that reports
+        a few events per step then pays for one commit per delay instead of one per step.
+        Live events are published up to this much later; :meth:`flush` and :meth:`stop`
+        never wait for it, and under a steady load the writer does not wait at all.
+        ``0`` commits every burst at once.
     :param sweep_interval: seconds between sweeps for overdue sessions (``None``: no sweeper
         in this process).
     :param max_batch: reports per transaction at the most (default 50,000, or
@@ -123,6 +130,7 @@ class Tracker(ReportingHooks):
         prefix: str = DEFAULT_PREFIX,
         idle_timeout: timedelta | None = timedelta(minutes=30),
         completion_grace: timedelta = timedelta(seconds=10),
+        commit_delay: float = 0.01,
         sweep_interval: float | None = 30.0,
         max_batch: int | None = None,
         max_buffered: int = 100_000,
@@ -155,6 +163,8 @@ class Tracker(ReportingHooks):
             )
         if not timedelta(0) <= completion_grace <= _MAX_GRACE:
             raise ValueError(f"completion_grace must be from 0 to 1 hour, got {completion_grace}")
+        if not 0 <= commit_delay <= 1:
+            raise ValueError(f"commit_delay must be from 0 to 1 second, got {commit_delay!r}")
         if isinstance(url_or_engine, Store):
             self.store: Store = url_or_engine
         else:
@@ -162,6 +172,7 @@ class Tracker(ReportingHooks):
         self.stats = TrackerStats()
         self._idle_s = int(idle_timeout.total_seconds()) if idle_timeout is not None else None
         self._grace_s = completion_grace.total_seconds()
+        self._commit_delay = commit_delay
         self._sweep_interval = sweep_interval
         self._max_batch = max_batch
         self._high_water = high_water
@@ -213,6 +224,7 @@ class Tracker(ReportingHooks):
             retry=self._retry,
             on_result=self._stops.settle,
             completion_grace_s=self._grace_s,
+            commit_delay=self._commit_delay,
         )
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -268,6 +280,7 @@ class Tracker(ReportingHooks):
             return
         self._closing = True
         self._intake.close()
+        self._writer.hurry.set()
         async with self._writer.progress:
             self._writer.progress.notify_all()  # drain() returns: closing
         committed_before = self.stats.committed
@@ -335,6 +348,7 @@ class Tracker(ReportingHooks):
         self._require_running()
         target = self.stats.enqueued
         writer = self._writer
+        writer.hurry.set()
         async with writer.progress:
             await writer.progress.wait_for(lambda: self.stats.committed >= target)
         await self._published(writer.committed_seq)

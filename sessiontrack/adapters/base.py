@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 _COLUMN_GAP = 260  # horizontal distance between layers of the laid-out graph, in pixels
 _ROW_GAP = 110
+_ENDED_KEPT = 10_000
 
 
 class BlockingTracker(Protocol):
@@ -146,6 +147,9 @@ class EngineAdapter:
         self._lock = threading.Lock()
         self._sessions: dict[str, str] = {}  # conversation id → active session id
         self._conversations: dict[str, str] = {}  # session id → conversation id
+        # conversations whose session this adapter ended: the next turn starts a new one
+        # without asking the store (oldest first, at most _ENDED_KEPT of them)
+        self._ended: dict[str, None] = {}
         self._stopped: set[str] = set()
         self._edges: set[tuple[str, str]] = set()
         self.plugin_manager.register(self)
@@ -190,7 +194,7 @@ class EngineAdapter:
         started with ``started`` (``contact``, ``variables``, ``metadata``…)."""
         conv = str(conversation_id)
         sid = self._sessions.get(conv)
-        if sid is None:
+        if sid is None and conv not in self._ended:
             sid = await self.tracker.active_session(self.chatbot_id, conv)
         return self._adopt(conv, sid, started)
 
@@ -201,7 +205,7 @@ class EngineAdapter:
             raise RuntimeError("session_for_sync() needs a SyncTracker; await session_for()")
         conv = str(conversation_id)
         sid = self._sessions.get(conv)
-        if sid is None:
+        if sid is None and conv not in self._ended:
             sid = self._blocking.active_session(self.chatbot_id, conv)
         return self._adopt(conv, sid, started)
 
@@ -225,12 +229,16 @@ class EngineAdapter:
         with self._lock:
             self._sessions[conv] = sid
             self._conversations[sid] = conv
+            self._ended.pop(conv, None)
 
     def _forget(self, sid: str) -> str | None:
         with self._lock:
             conv = self._conversations.pop(sid, None)
             if conv is not None and self._sessions.get(conv) == sid:
                 del self._sessions[conv]
+                self._ended[conv] = None
+                if len(self._ended) > _ENDED_KEPT:
+                    del self._ended[next(iter(self._ended))]
             return conv
 
     def complete(
