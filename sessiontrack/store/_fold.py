@@ -5,7 +5,10 @@ result in one transaction. Every lifecycle rule lives here:
 
 - a session is created by its start; a second start for the same id is a *duplicate*;
 - a report for a session that was never started is an *orphan*;
-- a report after the session's terminal status is *late*;
+- a report after the session's terminal status is *late*, except a non-status report
+  (node, message, variables …) of a ``completed`` session stamped no later than the
+  completion grace window after the completion: the final node or goodbye message of
+  the turn that completed it, stored in order (the status stays terminal);
 - a message whose channel ``message_id`` the session already has is a *duplicate*;
 - a terminal status ends the session: ``completed_at``, reason and duration are set.
 
@@ -13,8 +16,9 @@ Duplicates, orphans and late reports are dropped, counted and logged by the call
 never stop a batch. Orphans and late reports are also listed (:class:`Dropped`), so the
 log can name the session and the hook.
 
-Registering a version that exists again replaces its graph (adapters add edges they first
-see at run time to the same version); sessions keep the version name they ran.
+Registering a version that exists again replaces its graph; sessions keep the version
+name they ran. Observed edges (``sessiontrack_edge_observed``) need no session: they are
+listed in :attr:`FoldResult.edges`, in order, and the store adds them to the stored graph.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ Report = tuple[str, str, Any, dict[str, Any]]
 aware datetime or a POSIX timestamp (float) taken at the call."""
 
 FLOW_REGISTERED = "flow_registered"
+EDGE_OBSERVED = "edge_observed"
+_STATUS_KINDS = frozenset({ev.STATUS_CHANGED, ev.SESSION_COMPLETED})
 SESSION_COLUMNS = (
     "id",
     "chatbot_id",
@@ -141,6 +147,7 @@ class FoldResult:
     changed_sessions: list[SessionState] = field(default_factory=list)
     count_deltas: dict[tuple[str, str], int] = field(default_factory=dict)
     flows: list[dict[str, Any]] = field(default_factory=list)
+    edges: list[dict[str, Any]] = field(default_factory=list)  # observed, in report order
     duplicates: int = 0
     orphans: int = 0
     late: int = 0
@@ -186,12 +193,14 @@ class Folder:
         labels: Callable[[str, str | None], dict[str, str]],
         last_seq: int,
         idle_timeout_s: int | None,
+        completion_grace_s: float = 0.0,
     ) -> None:
         self.sessions = sessions
         self.chatbots = chatbots
         self.known_messages = known_messages
         self.labels = labels
         self.idle_timeout_s = idle_timeout_s
+        self.grace = timedelta(seconds=completion_grace_s) if completion_grace_s > 0 else None
         self.result = FoldResult(last_seq=last_seq)
         self._changed: dict[str, SessionState] = {}
         self._idle_deltas: dict[int, timedelta] = {}
@@ -200,6 +209,8 @@ class Folder:
         for kind, sid, at, data in reports:
             if kind == FLOW_REGISTERED:
                 self._flow(data, to_datetime(at))
+            elif kind == EDGE_OBSERVED:
+                self.result.edges.append(data)
             else:
                 self._report(kind, sid, to_datetime(at), data)
         res = self.result
@@ -232,7 +243,7 @@ class Folder:
             res.orphans += 1
             res.dropped.append(Dropped("orphan", sid, hook_name(kind, data), None))
             return
-        elif st.status in TERMINAL_STATUSES:
+        elif st.status in TERMINAL_STATUSES and not self._in_grace(kind, st, at):
             res.late += 1
             stop_id = data.get("stop_id")
             res.dropped.append(Dropped("late", sid, hook_name(kind, data), st.status, stop_id))
@@ -265,6 +276,18 @@ class Folder:
                 flow_version=st.flow_version,
                 data=data,
             )
+        )
+
+    def _in_grace(self, kind: str, st: SessionState, at: datetime) -> bool:
+        """Whether a report after the end is one of the turn that completed the session: a
+        non-status report of a ``completed`` session stamped within the grace window
+        (a stop or an expiry cuts a session short: nothing after it belongs to it)."""
+        return (
+            self.grace is not None
+            and kind not in _STATUS_KINDS
+            and st.status == "completed"
+            and st.completed_at is not None
+            and at <= st.completed_at + self.grace
         )
 
     def _start(self, sid: str, at: datetime, data: dict[str, Any]) -> SessionState:
