@@ -195,6 +195,7 @@ class TelegramAdapter(EngineAdapter):
         self._by_chat: dict[int, str] = {}  # chat id → session (chats of one conversation)
         self._pending_end: dict[str, ConversationKey] = {}  # stopped, not yet ended in PTB
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending_flow: tuple[dict[str, Any], str | None] | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         self._ender: TypeHandler[Update, Any, Any] = TypeHandler(Update, _end_callback)
         limiter = getattr(application.bot, "rate_limiter", None)
@@ -257,7 +258,11 @@ class TelegramAdapter(EngineAdapter):
         timeout_handlers.append(TypeHandler(Update, self._on_timeout, block=True))
         recorder = TypeHandler(Update, self._on_update, block=True)
         self.application.add_handler(recorder, group=group)
-        self.register_flow(flow_graph(nodes, [], entry=ENTRY_NODE), version=version)
+        flow = flow_graph(nodes, [], entry=ENTRY_NODE)
+        if self.tracker.running:
+            self.register_flow(flow, version=version)
+        else:  # e.g. built before run_polling() starts the tracker in post_init
+            self._pending_flow = (flow, version)
         return conversation
 
     def _wrap(self, handler: BaseHandler[Any, Any, Any], node: str, kind: str) -> None:
@@ -354,6 +359,10 @@ class TelegramAdapter(EngineAdapter):
         """Group -1: records the update as an inbound message of its session."""
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
+        if self._pending_flow is not None:
+            flow, version = self._pending_flow
+            self._pending_flow = None
+            self.register_flow(flow, version=version)
         key = self.key(update)
         if key is None:
             return
