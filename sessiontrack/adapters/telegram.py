@@ -27,7 +27,6 @@ import contextvars
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -80,16 +79,9 @@ _KINDS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _Turn:
-    """The callback running in this task: whose messages the rate limiter sees."""
-
-    adapter: TelegramAdapter
-    session_id: str
-    node_id: str
-    chat_id: int | None
-
-
+# The callback running in this task, whose messages the rate limiter sees: the adapter,
+# the session, the node and the chat id.
+_Turn = tuple["TelegramAdapter", str, str, int | None]
 _turn: contextvars.ContextVar[_Turn | None] = contextvars.ContextVar(
     "sessiontrack_telegram_turn", default=None
 )
@@ -151,8 +143,8 @@ class TrackingRateLimiter(BaseRateLimiter[Any]):
         chat = sent.get("chat")
         chat_id = chat.get("id") if isinstance(chat, dict) else data.get("chat_id")
         turn = _turn.get()
-        if turn is not None and (turn.chat_id is None or turn.chat_id == chat_id):
-            turn.adapter.outbound(turn.session_id, endpoint, data, sent, turn.node_id)
+        if turn is not None and (turn[3] is None or turn[3] == chat_id):
+            turn[0].outbound(turn[1], endpoint, data, sent, turn[2])
             return
         for adapter in self._adapters:
             sid = adapter.session_of_chat(chat_id)
@@ -196,6 +188,8 @@ class TelegramAdapter(EngineAdapter):
         self._pending_end: dict[str, ConversationKey] = {}  # stopped, not yet ended in PTB
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending_flow: tuple[dict[str, Any], str | None] | None = None
+        self._per = (True, True, False)  # the tracked handler's per_chat, per_user, per_message
+        self._last: tuple[Update, ConversationKey, str] | None = None  # group -1's last update
         self._tasks: set[asyncio.Future[Any]] = set()
         self._ender: TypeHandler[Update, Any, Any] = TypeHandler(Update, _end_callback)
         limiter = getattr(application.bot, "rate_limiter", None)
@@ -230,6 +224,7 @@ class TelegramAdapter(EngineAdapter):
         if self.conversation is not None:
             raise ValueError("a TelegramAdapter tracks one ConversationHandler")
         self.conversation = conversation
+        self._per = (conversation.per_chat, conversation.per_user, conversation.per_message)
         names = dict(state_names or {})
         aside: dict[object, str] = {
             ConversationHandler.TIMEOUT: "timeout",
@@ -288,21 +283,25 @@ class TelegramAdapter(EngineAdapter):
     async def _run(
         self, callback: Callback, update: Update, context: Any, node: str, kind: str
     ) -> Any:
-        key = self.key(update)
-        if key is None:
-            return await callback(update, context)
-        conv = conversation_id(key)
-        sid = await self._lookup(conv)
+        last = self._last
+        if last is not None and last[0] is update:
+            key, conv = last[1], last[2]
+        else:  # a non-blocking callback, run after the next update came in
+            found = self.key(update)
+            if found is None:
+                return await callback(update, context)
+            key, conv = found, conversation_id(found)
+        sid = self._sessions.get(conv)
+        if sid is None:
+            sid = await self._lookup(conv)
         new = sid is None
         if sid is None:
             sid = self.start_session(conv, **_started(update))
             self._after_start(conv, sid, key)
         if self._inbound_seen.get(conv) != update.update_id:
             self._inbound(sid, conv, update, node)
-        if not new and kind != "aside":
-            self.status(sid, "running", node_id=node)
-        turn = _Turn(self, sid, node, update.effective_chat.id if update.effective_chat else None)
-        token = _turn.set(turn)
+        chat = update.effective_chat
+        token = _turn.set((self, sid, node, chat.id if chat is not None else None))
         start = time.perf_counter()
         handler_stop: ApplicationHandlerStop | None = None
         try:
@@ -323,25 +322,35 @@ class TelegramAdapter(EngineAdapter):
     def _after_turn(
         self, sid: str, conv: str, node: str, kind: str, state: object, start: float
     ) -> object:
-        self.node_done(sid, node, start)
+        self.hook.sessiontrack_node_executed(
+            session_id=sid, node_id=node, duration_ms=(time.perf_counter() - start) * 1000
+        )
         if kind == "aside":  # TIMEOUT and WAITING handlers: PTB ignores what they return
             return state
-        if self.stopped(sid):
+        if sid in self._stopped:
             return _END  # stopped while the callback ran: PTB must not continue it
         if state is None:
             state = _END if kind == "entry" else self._states.get(conv)
             if state is None:
                 return None  # stays in a state this process has not seen yet
         if state == _END:
-            self.observe_edge(node, END_NODE)
+            self._edge(node, END_NODE)
             self._states.pop(conv, None)
             self.complete(sid, "completed", reason="end")
             return _END
         target = self._nodes.get(state) or _name(state)
-        self.observe_edge(node, target)
+        self._edge(node, target)
+        previous = self._states.get(conv)
         self._states[conv] = state
-        self.status(sid, "waiting_input", node_id=target)
+        if target != node or previous != state:  # else it already waits there: no report
+            self.hook.sessiontrack_status_changed(
+                session_id=sid, status="waiting_input", node_id=target
+            )
         return state
+
+    def _edge(self, source: str, target: str) -> None:
+        if (source, target) not in self._edges:  # the common case, without the lock
+            self.observe_edge(source, target)
 
     def _failed(self, sid: str, conv: str, node: str, kind: str, new: bool) -> None:
         """A callback raised: PTB keeps the conversation's state, so the session waits
@@ -358,20 +367,29 @@ class TelegramAdapter(EngineAdapter):
     async def _on_update(self, update: Update, context: Any) -> None:
         """Group -1: records the update as an inbound message of its session."""
         if self._loop is None:
-            self._loop = asyncio.get_running_loop()
+            self._started_on_loop()
+        key = self.key(update)
+        if key is None:
+            self._last = None
+            return
+        conv = conversation_id(key)
+        self._last = (update, key, conv)
+        if self._pending_end and conv in self._pending_end:
+            await self._end_conversation(conv, context)
+        sid = self._sessions.get(conv)
+        if sid is None and conv not in self._absent:
+            sid = await self._lookup(conv)
+        if sid is not None:
+            self._inbound(sid, conv, update, None)
+
+    def _started_on_loop(self) -> None:
+        """The first update: note the application's loop (stop requests end conversations
+        there) and register a flow that waited for the tracker to start."""
+        self._loop = asyncio.get_running_loop()
         if self._pending_flow is not None:
             flow, version = self._pending_flow
             self._pending_flow = None
             self.register_flow(flow, version=version)
-        key = self.key(update)
-        if key is None:
-            return
-        conv = conversation_id(key)
-        if conv in self._pending_end:
-            await self._end_conversation(conv, context)
-        sid = await self._lookup(conv)
-        if sid is not None:
-            self._inbound(sid, conv, update, None)
 
     async def _on_timeout(self, update: Update, context: Any) -> None:
         key = self.key(update)
@@ -389,29 +407,28 @@ class TelegramAdapter(EngineAdapter):
         """The tracked conversation's key for ``update`` (as PTB builds it), or ``None``
         when the update has none (a channel post, an inline query in a per-chat
         conversation)."""
-        conv = self.conversation
-        if conv is None or update.channel_post or update.edited_channel_post:
+        per_chat, per_user, per_message = self._per
+        if update.channel_post or update.edited_channel_post:
             return None
         chat, user = update.effective_chat, update.effective_user
+        if (per_chat and chat is None) or (per_user and user is None):
+            return None
+        if not per_message:
+            if per_chat and per_user:
+                return (chat.id, user.id)  # type: ignore[union-attr]
+            return (chat.id,) if per_chat else (user.id,)  # type: ignore[union-attr]
+        query = update.callback_query
+        if query is None or not (query.inline_message_id or query.message):
+            return None
         key: list[int | str] = []
-        if conv.per_chat:
-            if chat is None:
-                return None
-            key.append(chat.id)
-        if conv.per_user:
-            if user is None:
-                return None
-            key.append(user.id)
-        if conv.per_message:
-            query = update.callback_query
-            if query is None:
-                return None
-            if query.inline_message_id:
-                key.append(query.inline_message_id)
-            elif query.message is not None:
-                key.append(query.message.message_id)
-            else:
-                return None
+        if per_chat:
+            key.append(chat.id)  # type: ignore[union-attr]
+        if per_user:
+            key.append(user.id)  # type: ignore[union-attr]
+        if query.inline_message_id:
+            key.append(query.inline_message_id)
+        else:
+            key.append(query.message.message_id)  # type: ignore[union-attr]
         return tuple(key)
 
     async def _lookup(self, conv: str) -> str | None:
@@ -553,7 +570,9 @@ async def _end_callback(update: object, context: object) -> int:
 
 def conversation_id(key: ConversationKey) -> str:
     """The session's ``conversation_id`` for a ``ConversationHandler`` key."""
-    return ":".join(str(part) for part in key)
+    if len(key) == 2:
+        return f"{key[0]}:{key[1]}"
+    return ":".join(map(str, key))
 
 
 def _parse_key(conv: str) -> ConversationKey:
