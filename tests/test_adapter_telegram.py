@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -107,7 +110,9 @@ class Chat:
         return Update.de_json(data, self.app.bot)
 
 
-def pizza_conversation(ran: list[str], *, persistent: bool = False) -> ConversationHandler[Any]:
+def pizza_conversation(
+    ran: list[str], *, persistent: bool = False, timeout: float | None = None
+) -> ConversationHandler[Any]:
     """Name, then size, then done; ``boom`` as a name raises; ``/crash`` raises at once."""
 
     async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> str:
@@ -144,6 +149,7 @@ def pizza_conversation(ran: list[str], *, persistent: bool = False) -> Conversat
         fallbacks=[CommandHandler("cancel", cancel)],
         name="order",
         persistent=persistent,
+        conversation_timeout=timeout,
     )
 
 
@@ -155,7 +161,10 @@ class Bot:
 
 @asynccontextmanager
 async def pizza_bot(
-    tracker: sessiontrack.Tracker, persistence: Path | None = None, first_id: int = 1001
+    tracker: sessiontrack.Tracker | sessiontrack.SyncTracker,
+    persistence: Path | None = None,
+    first_id: int = 1001,
+    conversation_timeout: float | None = None,
 ) -> AsyncIterator[Bot]:
     api = FakeBotAPI(first_id)
     builder = ApplicationBuilder().token(TOKEN).request(api).updater(None)
@@ -165,7 +174,9 @@ async def pizza_bot(
     app = builder.build()
     ran: list[str] = []
     adapter = TelegramAdapter(tracker, app, BOT, name="Pizza bot")
-    app.add_handler(adapter.track(pizza_conversation(ran, persistent=persistence is not None)))
+    persistent = persistence is not None
+    conversation = pizza_conversation(ran, persistent=persistent, timeout=conversation_timeout)
+    app.add_handler(adapter.track(conversation))
     async with app:
         yield Bot(app, api, adapter, ran)
     adapter.close()
@@ -351,18 +362,181 @@ async def test_a_restart_mid_conversation_continues_the_session(
         assert edges == {("entry", NAME), (NAME, SIZE), (SIZE, "end")}
 
 
+async def test_a_stop_while_the_bot_is_down_is_honoured(
+    database_url: str, prefix: str, tmp_path: Path
+) -> None:
+    """Stopped from the API between two runs of the bot: no process held the session, so
+    no one was told; the restarted bot finds it stopped and ends PTB's conversation."""
+    options: dict[str, Any] = {"prefix": prefix, "migrate": True, "poll_interval": 0.05}
+    pickle = tmp_path / "bot.pickle"
+    async with (
+        sessiontrack.Tracker(database_url, **options) as tracker,
+        pizza_bot(tracker, pickle) as bot,
+    ):
+        await bot.chat.say("/start")
+        await bot.chat.say("Ann")
+        last_update = bot.chat.update_id
+    async with sessiontrack.Tracker(database_url, **options) as tracker:
+        [sid] = await sessions_of(tracker)
+        await tracker.stop(sid)
+    async with sessiontrack.Tracker(database_url, **options) as tracker:
+        async with pizza_bot(tracker, pickle, first_id=2001) as bot:
+            bot.chat.update_id = last_update
+            await bot.chat.say("large")  # PTB's persisted state would take it to the end
+            assert bot.ran == []
+            await bot.chat.say("/start")
+            assert bot.ran == ["start"]
+        first, second = await sessions_of(tracker)
+        assert first == sid
+        d = await detail(tracker, sid)
+        assert (d.status, d.node_history) == ("stopped", ["entry", NAME])
+        assert "large" not in [m.text for m in d.messages]
+        assert (await detail(tracker, second)).current_node_id == NAME
+
+
+class ExpirySeen:
+    """Set when a committed batch holds an ``expired`` completion (the sweeper's)."""
+
+    def __init__(self) -> None:
+        self.seen = anyio.Event()
+
+    @sessiontrack.hookimpl
+    def sessiontrack_events_committed(self, events: list[Any]) -> None:
+        if any(e.data.get("status") == "expired" for e in events):
+            self.seen.set()
+
+
+async def test_a_session_expired_by_the_tracker_is_not_reported_to(
+    database_url: str, prefix: str
+) -> None:
+    """The tracker's idle timeout ended the session while PTB kept the conversation: the
+    customer's answer continues the conversation in a new session."""
+    options: dict[str, Any] = {"prefix": prefix, "migrate": True, "poll_interval": 0.05}
+    idle = {"idle_timeout": timedelta(seconds=1), "sweep_interval": 0.1}
+    async with sessiontrack.Tracker(database_url, **options, **idle) as tracker:
+        expired = ExpirySeen()
+        tracker.plugin_manager.register(expired)
+        async with pizza_bot(tracker) as bot:
+            await bot.chat.say("/start")
+            with anyio.fail_after(10):
+                await expired.seen.wait()
+            await bot.chat.say("Ann")
+            assert bot.ran == ["start", "name"]
+        first, second = await sessions_of(tracker)
+        assert (await detail(tracker, first)).status == "expired"
+        d = await detail(tracker, second)
+        assert (d.status, d.node_history, d.current_node_id) == ("waiting_input", [NAME], SIZE)
+        assert [m.text for m in d.messages] == ["Ann", "Which size?"]
+
+
 async def test_stop_requests_of_other_chatbots_are_ignored(tracker: sessiontrack.Tracker) -> None:
     other = sessiontrack.new_session_id()
     tracker.plugin_manager.hook.sessiontrack_session_started(
         session_id=other, chatbot_id="other-bot", conversation_id="7:7"
     )
+    stops = StopSeen()
+    tracker.plugin_manager.register(stops)
     async with pizza_bot(tracker) as bot:
         await bot.chat.say("/start")
         await tracker.stop(other)
-        await tracker.flush()
-        await anyio.sleep(0.05)
+        with anyio.fail_after(5):
+            await stops.seen.wait()  # the adapter was told, before this plugin
+        await anyio.lowlevel.checkpoint()
         await bot.chat.say("Ann")
         assert bot.ran == ["start", "name"]
+
+
+class CompletionSeen:
+    """Set when a session's completion is reported (by the adapter or anyone)."""
+
+    def __init__(self) -> None:
+        self.seen = anyio.Event()
+        self.status: str | None = None
+
+    @sessiontrack.hookimpl
+    def sessiontrack_session_completed(self, session_id: str, status: str) -> None:
+        self.status = status
+        self.seen.set()
+
+
+async def test_a_conversation_timeout_expires_the_session(tracker: sessiontrack.Tracker) -> None:
+    pytest.importorskip("apscheduler", reason="PTB's JobQueue: python-telegram-bot[job-queue]")
+    completed = CompletionSeen()
+    tracker.plugin_manager.register(completed)
+    async with pizza_bot(tracker, conversation_timeout=0.2) as bot:
+        await bot.app.start()  # runs the JobQueue that times conversations out
+        try:
+            await bot.chat.say("/start")
+            with anyio.fail_after(10):
+                await completed.seen.wait()
+        finally:
+            await bot.app.stop()
+        await bot.chat.say("Ann")  # PTB has ended the conversation
+        assert bot.ran == ["start"]
+    [sid] = await sessions_of(tracker)
+    d = await detail(tracker, sid)
+    assert (d.status, d.completion_reason) == ("expired", "conversation_timeout")
+
+
+class ThreadStopSeen:
+    """:class:`StopSeen` for a SyncTracker, whose hooks run on its own thread."""
+
+    def __init__(self) -> None:
+        self.seen = threading.Event()
+
+    @sessiontrack.hookimpl(trylast=True)
+    def sessiontrack_stop_requested(self, session_id: str) -> None:
+        self.seen.set()
+
+
+async def test_with_a_sync_tracker(database_url: str, prefix: str) -> None:
+    """The tracker on its own thread (as with ``run_polling()``): the lookup goes through
+    a worker thread, the stop comes from the tracker's thread to the bot's loop."""
+    options: dict[str, Any] = {"prefix": prefix, "migrate": True, "poll_interval": 0.05}
+    with sessiontrack.SyncTracker(database_url, **options) as sync:
+        stops = ThreadStopSeen()
+        sync.plugin_manager.register(stops)
+        async with pizza_bot(sync) as bot:
+            await bot.chat.say("/start")
+            await bot.chat.say("Ann")
+            await anyio.to_thread.run_sync(sync.flush)
+            page = await anyio.to_thread.run_sync(lambda: sync.sessions.list(chatbot_id=BOT))
+            [sid] = [s.id for s in page.data]
+            await anyio.to_thread.run_sync(sync.stop, sid)
+            assert await anyio.to_thread.run_sync(stops.seen.wait, 5)
+            conversation = bot.adapter.conversation
+            assert conversation is not None
+            for _ in range(500):  # the end of the conversation, handed to the bot's loop
+                if conversation.check_update(Chat(bot.app).update("large")) is None:
+                    break
+                await anyio.sleep(0.01)
+            await bot.chat.say("large")
+            assert bot.ran == ["start", "name"]
+        await anyio.to_thread.run_sync(sync.flush)
+        d = await anyio.to_thread.run_sync(sync.sessions.get, sid)
+    assert (d.status, d.node_history) == ("stopped", ["entry", NAME])
+    assert [m.text for m in d.messages] == ["/start", "Your name?", "Ann", "Which size?"]
+
+
+async def test_a_flow_tracked_before_the_tracker_starts(database_url: str, prefix: str) -> None:
+    """As with ``post_init``: ``track()`` before the tracker runs; the flow is registered
+    at the first update."""
+    tracker = sessiontrack.Tracker(database_url, prefix=prefix, migrate=True)
+    api = FakeBotAPI()
+    app = ApplicationBuilder().token(TOKEN).request(api).rate_limiter(TrackingRateLimiter())
+    application = app.updater(None).build()
+    adapter = TelegramAdapter(tracker, application, BOT)
+    application.add_handler(adapter.track(pizza_conversation([])))
+    await tracker.start()
+    try:
+        async with application:
+            await Chat(application).say("/start")
+        [sid] = await sessions_of(tracker)
+        d = await detail(tracker, sid)
+        assert {"entry", NAME, SIZE, "end"} <= {n["id"] for n in d.flow_data["nodes"]}
+        assert d.current_node_id == NAME
+    finally:
+        await tracker.aclose()
 
 
 def docs_example() -> str:

@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 try:
     from telegram import Message, Update
@@ -46,6 +46,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "pip install 'sessiontrack[telegram]'"
     ) from exc
 
+from ..events import SESSION_COMPLETED, StoredEvent
+from ..hookspecs import hookimpl
 from ..tracker import Tracker
 from .base import BlockingTracker, EngineAdapter, flow_graph
 
@@ -379,8 +381,34 @@ class TelegramAdapter(EngineAdapter):
         sid = self._sessions.get(conv)
         if sid is None and conv not in self._absent:
             sid = await self._lookup(conv)
+            if sid is None:
+                await self._end_if_stopped(update, key, conv, context)
         if sid is not None:
             self._inbound(sid, conv, update, None)
+
+    async def _end_if_stopped(
+        self, update: Update, key: ConversationKey, conv: str, context: Any
+    ) -> None:
+        """A conversation PTB holds in a state, without an active session: if its last
+        session was stopped (while no process held it, e.g. during a restart), end it now,
+        as :meth:`on_stop` would have."""
+        conversation = self.conversation
+        check = conversation.check_update(update) if conversation is not None else None
+        if not isinstance(check, tuple) or check[0] is None:
+            return  # not in a conversation (or only starting one)
+        if self._blocking is not None:  # a SyncTracker: its blocking queries, off the loop
+            queries = cast(Any, self._blocking).sessions
+            page = await asyncio.to_thread(
+                queries.list, chatbot_id=self.chatbot_id, conversation_id=conv, limit=1
+            )
+        else:
+            page = await self.tracker.sessions.list(
+                chatbot_id=self.chatbot_id, conversation_id=conv, limit=1
+            )
+        if page.data and page.data[0].status == "stopped":
+            log.info("sessiontrack: conversation %s was stopped: ended, it starts over", conv)
+            self._pending_end[conv] = key
+            await self._end_conversation(conv, context)
 
     def _started_on_loop(self) -> None:
         """The first update: note the application's loop (stop requests end conversations
@@ -525,7 +553,27 @@ class TelegramAdapter(EngineAdapter):
             message_id=str(sent["message_id"]),
         )
 
-    # --- stops --------------------------------------------------------------------------
+    # --- sessions ended elsewhere, stops -------------------------------------------------
+
+    @hookimpl
+    def sessiontrack_events_committed(self, events: Sequence[StoredEvent]) -> None:
+        """Forget the sessions that another party ended (the sweeper expired them, a stop):
+        the conversation's next update finds no session, and a stopped one is ended in the
+        ``ConversationHandler``."""
+        for event in events:
+            if event.kind != SESSION_COMPLETED or event.session_id not in self._conversations:
+                continue
+            if event.chatbot_id != self.chatbot_id:
+                continue
+            conv = self._forget(event.session_id)
+            if conv is None:
+                continue
+            self._absent.add(conv)
+            self._states.pop(conv, None)
+            if event.data.get("status") == "stopped":
+                with self._lock:
+                    self._stopped.add(event.session_id)
+                self.on_stop(event.session_id, conv)
 
     def on_stop(self, session_id: str, conversation_id: str | None) -> None:
         """End the session's conversation in the ``ConversationHandler`` (its timeout job
