@@ -331,11 +331,14 @@ class TelegramAdapter(EngineAdapter):
             return state
         if sid in self._stopped:
             return _END  # stopped while the callback ran: PTB must not continue it
-        if state is None:
-            state = _END if kind == "entry" else self._states.get(conv)
-            if state is None:
-                return None  # stays in a state this process has not seen yet
-        if state == _END:
+        if state is None and kind != "entry":  # PTB keeps the conversation where it was
+            stay = self._states.get(conv)
+            here = node if kind == "state" else None if stay is None else self._nodes.get(stay)
+            self.hook.sessiontrack_status_changed(
+                session_id=sid, status="waiting_input", node_id=here
+            )
+            return None
+        if state is None or state == _END:  # an entry point's None: no conversation begins
             self._edge(node, END_NODE)
             self._states.pop(conv, None)
             self.complete(sid, "completed", reason="end")
