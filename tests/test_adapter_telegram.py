@@ -219,7 +219,23 @@ async def test_a_completed_conversation(tracker: sessiontrack.Tracker) -> None:
         ("outbound", "One large pizza, coming.", "1003"),
     ]
     assert [m.node_id for m in d.messages if m.direction == "outbound"] == ["entry", NAME, SIZE]
+    assert [m.node_id for m in d.messages if m.direction == "inbound"] == ["entry", NAME, SIZE]
     assert bot.ran == ["start", "name", "size"]
+
+
+async def test_a_message_sent_outside_a_callback_joins_the_chats_session(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    async with pizza_bot(tracker) as bot:
+        await bot.chat.say("/start")
+        await bot.app.bot.send_message(chat_id=7, text="Still there?")  # as a job would
+        await bot.app.bot.send_message(chat_id=99, text="To a chat without a session")
+    [sid] = await sessions_of(tracker)
+    d = await detail(tracker, sid)
+    assert [(m.text, m.node_id) for m in d.messages if m.direction == "outbound"] == [
+        ("Your name?", "entry"),
+        ("Still there?", None),
+    ]
 
 
 async def test_edges_learnt_join_the_same_flow_version(

@@ -112,6 +112,11 @@ class TrackingRateLimiter(BaseRateLimiter[Any]):
         """Route messages sent outside a tracked callback to ``adapter`` too."""
         self._adapters.append(adapter)
 
+    def detach(self, adapter: TelegramAdapter) -> None:
+        """Stop routing messages to ``adapter``."""
+        if adapter in self._adapters:
+            self._adapters.remove(adapter)
+
     async def initialize(self) -> None:
         if self.limiter is not None:
             await self.limiter.initialize()
@@ -203,6 +208,13 @@ class TelegramAdapter(EngineAdapter):
                 "messages will not be recorded",
                 chatbot_id,
             )
+
+    def close(self) -> None:
+        """No more stop notifications, and no more messages from the rate limiter."""
+        super().close()
+        limiter = getattr(self.application.bot, "rate_limiter", None)
+        if isinstance(limiter, TrackingRateLimiter):
+            limiter.detach(self)
 
     # --- wiring -------------------------------------------------------------------------
 
@@ -298,6 +310,8 @@ class TelegramAdapter(EngineAdapter):
             sid = await self._lookup(conv)
         new = sid is None
         if sid is None:
+            if kind == "aside":  # a TIMEOUT handler of a conversation without a session
+                return await callback(update, context)
             sid = self.start_session(conv, **_started(update))
             self._after_start(conv, sid, key)
         if self._inbound_seen.get(conv) != update.update_id:
@@ -387,7 +401,8 @@ class TelegramAdapter(EngineAdapter):
             if sid is None:
                 await self._end_if_stopped(update, key, conv, context)
         if sid is not None:
-            self._inbound(sid, conv, update, None)
+            state = self._states.get(conv)  # where it waits for this message, if known
+            self._inbound(sid, conv, update, None if state is None else self._nodes.get(state))
 
     async def _end_if_stopped(
         self, update: Update, key: ConversationKey, conv: str, context: Any
@@ -547,6 +562,8 @@ class TelegramAdapter(EngineAdapter):
         """Report a message the bot sent (``sent``: the Bot API's answer) to the session."""
         text = sent.get("text", sent.get("caption", data.get("text", data.get("caption"))))
         kind = "text" if endpoint == "sendMessage" else endpoint.removeprefix("send").lower()
+        if endpoint == "copyMessage":
+            kind = "copy"
         self.hook.sessiontrack_message(
             session_id=session_id,
             direction="outbound",
