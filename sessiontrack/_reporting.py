@@ -89,7 +89,9 @@ class ReportingHooks:
         sid = self._sid(session_id, h)
         data: dict[str, Any] = {
             "chatbot_id": v.text(chatbot_id, "chatbot_id", h, CHATBOT_ID),
-            "conversation_id": v.opt_id(conversation_id, "conversation_id", h, CONVERSATION_ID),
+            "conversation_id": v.opt_text(
+                conversation_id, "conversation_id", h, CONVERSATION_ID, ints=True
+            ),
         }
         if contact is not None:
             if not isinstance(contact, Mapping):
@@ -152,7 +154,7 @@ class ReportingHooks:
             "text": v.opt_text(text, "text", h, TEXT),
             "payload": None if payload is None else v.json_object(payload, "payload", h),
             "node_id": v.opt_text(node_id, "node_id", h, NODE_ID),
-            "message_id": v.opt_id(message_id, "message_id", h, MESSAGE_ID),
+            "message_id": v.opt_text(message_id, "message_id", h, MESSAGE_ID, ints=True),
         }
         self._enqueue((ev.MESSAGE, sid, self._at(at, h), data))
 

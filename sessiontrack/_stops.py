@@ -7,7 +7,9 @@ process), the stop is *late* and ``stop()`` raises ``SessionAlreadyTerminal``.
 
 The notification goes to the process that ran the session: every process sees the
 committed stop through its feed, and only the one whose tracker accepted reports for that
-session (``owned``) calls the hook, from a task of its own, one stop after another.
+session (``owned``) calls the hook, from a task of its own, one stop after another, with
+the session's chatbot and conversation. A session this process reported and has not
+committed yet is flushed first, so that stopping it does not fail as "not found".
 """
 
 from __future__ import annotations

@@ -72,25 +72,20 @@ def text(value: Any, name: str, hook: str, limit: int, *, optional: bool = False
     return s
 
 
-def opt_text(value: Any, name: str, hook: str, limit: int) -> str | None:
-    """``None``, or a string (maybe empty) within ``limit`` characters."""
+def opt_text(value: Any, name: str, hook: str, limit: int, *, ints: bool = False) -> str | None:
+    """``None``, or a string (maybe empty) within ``limit`` characters; with ``ints``, an
+    integer (a Telegram chat or message id; not a ``bool``) as its decimal string."""
     if type(value) is str:
         s: str = value
     elif value is None:
         return None
+    elif ints and isinstance(value, int) and not isinstance(value, bool):
+        s = str(int(value))
     else:
         s = _plain_str(value, name, hook, "a string or None")
     if len(s) > limit or "\x00" in s or not s.isascii():
         _check_str(s, name, hook, limit)
     return s
-
-
-def opt_id(value: Any, name: str, hook: str, limit: int) -> str | None:
-    """Like :func:`opt_text`, and an integer (a Telegram chat or message id; not a
-    ``bool``) is taken as its decimal string."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return opt_text(str(int(value)), name, hook, limit)
-    return opt_text(value, name, hook, limit)
 
 
 def _check_str(value: str, name: str, hook: str, limit: int) -> None:

@@ -162,9 +162,11 @@ class Store(metaclass=ABCMeta):
         """``(chatbot_id, status, conversation_id)`` of a committed session, or ``None``."""
 
     @abstractmethod
-    async def active_session(self, chatbot_id: str, conversation_id: str) -> str | None:
-        """The id of the newest (by start time) committed session of this chatbot and
-        conversation that has not ended, or ``None``."""
+    async def active_sessions(
+        self, chatbot_id: str, conversation_id: str, *, limit: int = 10
+    ) -> list[str]:
+        """Ids of the committed sessions of this chatbot and conversation that have not
+        ended, newest (by start time) first, at most ``limit``."""
 
     @abstractmethod
     async def overdue_sessions(self, now: datetime, limit: int = 1000) -> list[str]:

@@ -393,29 +393,27 @@ class Tracker(ReportingHooks):
         self._require_running()
         h = "active_session"
         cid = _validate.text(chatbot_id, "chatbot_id", h, CHATBOT_ID)
-        conv = _validate.opt_id(
-            _validate.required(conversation_id, "conversation_id", h),
-            "conversation_id",
-            h,
-            CONVERSATION_ID,
-        )
-        assert cid is not None
-        if conv is None:
+        conv = _validate.opt_text(conversation_id, "conversation_id", h, CONVERSATION_ID, ints=True)
+        if cid is None or conv is None:
             raise TypeError(f"{h}(): conversation_id must be a string or an integer, got None")
         pending = self._conversations.pending_start(cid, conv)
         if pending is not None:
             return pending
         before = self.stats.committed
-        sid = await self.store.active_session(cid, conv)
-        if sid is None or self._conversations.ending(sid):
-            return None
-        if self.stats.committed != before:
-            # A batch committed while the store was read: maybe this session's completion,
-            # no longer noted here. Read the session itself again, after that commit.
-            head = await self.store.session_head(sid)
-            if head is None or head[1] in TERMINAL_STATUSES or self._conversations.ending(sid):
-                return None
-        return sid
+        stored = await self.store.active_sessions(cid, conv)
+        for sid in stored:
+            if self._conversations.ending(sid):
+                continue
+            if self.stats.committed != before:
+                # A batch committed while the store was read: maybe this session's
+                # completion, no longer noted here. Read the session again, after it.
+                head = await self.store.session_head(sid)
+                if head is None or head[1] in TERMINAL_STATUSES:
+                    continue
+                if self._conversations.ending(sid):
+                    continue
+            return sid
+        return None
 
     async def purge(self, older_than: timedelta, **kwargs: Any) -> int:
         """Delete sessions that ended more than ``older_than`` ago, with their events."""

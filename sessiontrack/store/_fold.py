@@ -16,9 +16,10 @@ Duplicates, orphans and late reports are dropped, counted and logged by the call
 never stop a batch. Orphans and late reports are also listed (:class:`Dropped`), so the
 log can name the session and the hook.
 
-Registering a version that exists again replaces its graph; sessions keep the version
-name they ran. Observed edges (``sessiontrack_edge_observed``) need no session: they are
-listed in :attr:`FoldResult.edges`, in order, and the store adds them to the stored graph.
+Registering a version that exists again replaces its graph (keeping the edges observed
+in it); sessions keep the version name they ran. Observed edges
+(``sessiontrack_edge_observed``) need no session: they are listed in
+:attr:`FoldResult.edges`, in order, and the store adds them to the stored graph.
 """
 
 from __future__ import annotations
@@ -204,13 +205,14 @@ class Folder:
         self.result = FoldResult(last_seq=last_seq)
         self._changed: dict[str, SessionState] = {}
         self._idle_deltas: dict[int, timedelta] = {}
+        self._observed: dict[tuple[str, str | None], set[str]] = {}  # nodes of edges
 
     def fold(self, reports: Iterable[Report]) -> FoldResult:
         for kind, sid, at, data in reports:
             if kind == FLOW_REGISTERED:
                 self._flow(data, to_datetime(at))
             elif kind == EDGE_OBSERVED:
-                self.result.edges.append(data)
+                self._edge(data)
             else:
                 self._report(kind, sid, to_datetime(at), data)
         res = self.result
@@ -223,6 +225,14 @@ class Folder:
         # later reports of this batch label their nodes from this graph; the store caches
         # these labels only once the batch has committed
         self.result.flow_labels[(data["chatbot_id"], data["version"])] = flow_labels(data["flow"])
+
+    def _edge(self, data: dict[str, Any]) -> None:
+        self.result.edges.append(data)
+        # the store adds the edge's nodes it lacks, labelled with their ids: later
+        # reports of this batch label them so already
+        cid, bot = data["chatbot_id"], self.chatbots.get(data["chatbot_id"])
+        version = data["version"] or (bot.version if bot else None)
+        self._observed.setdefault((cid, version), set()).update((data["source"], data["target"]))
 
     def _count(self, chatbot_id: str, status: str, delta: int) -> None:
         key = (chatbot_id, status)
@@ -333,7 +343,10 @@ class Folder:
         key = (st.chatbot_id, st.flow_version)
         registered = self.result.flow_labels.get(key)
         labels = registered if registered is not None else self.labels(*key)
-        return labels.get(node_id)
+        label = labels.get(node_id)
+        if label is None and node_id in self._observed.get(key, ()):
+            return node_id
+        return label
 
     def _node(self, st: SessionState, at: datetime, data: dict[str, Any]) -> bool:
         node_id = data["node_id"]

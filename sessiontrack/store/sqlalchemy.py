@@ -22,6 +22,7 @@ from . import _graph, _migrate, _watch
 from ._bulk import BulkWriter, bulk_writer
 from ._errors import is_transient
 from ._fold import (
+    EDGE_OBSERVED,
     Chatbot,
     Folder,
     FoldResult,
@@ -34,6 +35,7 @@ from ._tables import DEFAULT_PREFIX, make_tables
 from ._urls import normalize_url
 
 log = logging.getLogger(__name__)
+_CHATBOT_KINDS = ("session_started", EDGE_OBSERVED)  # reports the fold needs the chatbot of
 _FOLD_CHUNK = 2000  # reports folded before their events go to the log (see _fold_and_append)
 
 
@@ -171,7 +173,7 @@ class SQLAlchemyStore(ReadQueries, Store):
             await self._lookup_plans(conn, True)
             ids = {sid for _, sid, _, _ in reports if sid}  # flows and edges have no session
             sessions = await self._bulk.load_sessions(conn, list(ids))
-            chatbot_ids = {d["chatbot_id"] for k, _, _, d in reports if k == "session_started"}
+            chatbot_ids = {d["chatbot_id"] for k, _, _, d in reports if k in _CHATBOT_KINDS}
             chatbots = await self._load_chatbots(conn, chatbot_ids)
             mids = [
                 d["message_id"] for k, _, _, d in reports if k == "message" and d.get("message_id")
@@ -335,7 +337,10 @@ class SQLAlchemyStore(ReadQueries, Store):
                 )
             )
             if old:  # registered again (an engine restarting): keep the edges it observed
-                graph = flow["flow"] = _graph.with_observed(graph, old)
+                graph = _graph.with_observed(graph, old)
+                if graph is not flow["flow"]:
+                    key = (flow["chatbot_id"], flow["version"])
+                    res.flow_labels[key] = flow_labels(graph)
             await self._upsert(
                 conn,
                 t.flows,
@@ -424,10 +429,12 @@ class SQLAlchemyStore(ReadQueries, Store):
             stmt = stmt.on_conflict_do_nothing(index_elements=keys)
         await conn.execute(stmt)
 
-    async def active_session(self, chatbot_id: str, conversation_id: str) -> str | None:
+    async def active_sessions(
+        self, chatbot_id: str, conversation_id: str, *, limit: int = 10
+    ) -> list[str]:
         s = self.tables.sessions
         async with self.engine.connect() as conn:
-            sid = await conn.scalar(
+            rows = await conn.execute(
                 sa.select(s.c.id)
                 .where(
                     s.c.conversation_id == conversation_id,
@@ -435,9 +442,9 @@ class SQLAlchemyStore(ReadQueries, Store):
                     s.c.completed_at.is_(None),
                 )
                 .order_by(s.c.started_at.desc(), s.c.id.desc())
-                .limit(1)
+                .limit(limit)
             )
-        return None if sid is None else str(sid)
+            return [str(r.id) for r in rows]
 
     # --- maintenance --------------------------------------------------------------------
 
