@@ -204,7 +204,7 @@ async def test_a_completed_conversation(tracker: sessiontrack.Tracker) -> None:
         await bot.chat.say("large")
     [sid] = await sessions_of(tracker)
     d = await detail(tracker, sid)
-    assert (d.status, d.completion_reason) == ("completed", "end")
+    assert (d.status, d.completion_reason) == ("completed", "flow_end")
     assert d.conversation_id == "7:7"
     assert d.customer_name == "Ann Lee"
     assert d.chatbot_name == "Pizza bot"

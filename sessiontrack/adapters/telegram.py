@@ -355,7 +355,7 @@ class TelegramAdapter(EngineAdapter):
         if state is None or state == _END:  # an entry point's None: no conversation begins
             self._edge(node, END_NODE)
             self._states.pop(conv, None)
-            self.complete(sid, "completed", reason="end")
+            self.complete(sid, "completed", reason="flow_end")
             return _END
         target = self._nodes.get(state) or _name(state)
         self._edge(node, target)
