@@ -354,7 +354,6 @@ class TelegramAdapter(EngineAdapter):
             return None
         if state is None or state == _END:  # an entry point's None: no conversation begins
             self._edge(node, END_NODE)
-            self._states.pop(conv, None)
             self.complete(sid, "completed", reason="flow_end")
             return _END
         target = self._nodes.get(state) or _name(state)
@@ -442,7 +441,6 @@ class TelegramAdapter(EngineAdapter):
         if key is None:
             return
         conv = conversation_id(key)
-        self._states.pop(conv, None)
         sid = await self._lookup(conv)
         if sid is not None:
             self.complete(sid, "expired", reason="conversation_timeout")
@@ -520,7 +518,16 @@ class TelegramAdapter(EngineAdapter):
         conv = self._conversations.get(session_id)
         super().complete(session_id, status, reason)
         if conv is not None:
-            self._absent.add(conv)
+            self._ended(conv, session_id)
+
+    def _ended(self, conv: str, sid: str) -> None:
+        """The conversation has no active session any more: keep only that fact."""
+        self._absent.add(conv)
+        self._states.pop(conv, None)
+        self._inbound_seen.pop(conv, None)
+        chat = _parse_key(conv)[0]
+        if isinstance(chat, int) and self._by_chat.get(chat) == sid:
+            del self._by_chat[chat]
 
     # --- messages -----------------------------------------------------------------------
 
@@ -588,8 +595,7 @@ class TelegramAdapter(EngineAdapter):
             conv = self._forget(event.session_id)
             if conv is None:
                 continue
-            self._absent.add(conv)
-            self._states.pop(conv, None)
+            self._ended(conv, event.session_id)
             if event.data.get("status") == "stopped":
                 with self._lock:
                     self._stopped.add(event.session_id)
@@ -600,8 +606,7 @@ class TelegramAdapter(EngineAdapter):
         too), so that the chat's next message starts over at the entry points."""
         if conversation_id is None or self.conversation is None:
             return
-        self._states.pop(conversation_id, None)
-        self._absent.add(conversation_id)
+        self._ended(conversation_id, session_id)
         self._pending_end[conversation_id] = _parse_key(conversation_id)
         loop = self._loop
         if loop is None or loop.is_closed():
