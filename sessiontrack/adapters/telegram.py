@@ -444,6 +444,8 @@ class TelegramAdapter(EngineAdapter):
         sid = await self._lookup(conv)
         if sid is not None:
             self.complete(sid, "expired", reason="conversation_timeout")
+        else:
+            self._states.pop(conv, None)  # PTB ends the conversation all the same
 
     # --- sessions -----------------------------------------------------------------------
 
