@@ -1,0 +1,710 @@
+"""python-telegram-bot adapter: each conversation of a ``ConversationHandler`` is a session.
+
+Needs the ``telegram`` extra: ``pip install 'sessiontrack[telegram]'``
+(python-telegram-bot 22). The adapter uses only PTB's public extension points:
+
+- the handlers' ``callback`` attribute: every entry point, state and fallback callback is
+  wrapped, so each run is a node execution (duration, error) and the state it returns is
+  the edge taken (learnt at run time: a ``ConversationHandler`` declares no edges);
+- a :class:`~telegram.ext.TypeHandler` in group ``-1``: every update of a conversation
+  that has a session is recorded as an inbound message, before the conversation sees it;
+- :class:`TrackingRateLimiter`, a :class:`~telegram.ext.BaseRateLimiter` given to the
+  ``ApplicationBuilder``: it sees every Bot API call, so each message the bot sends is
+  recorded with the message id Telegram gave it;
+- a handler in the conversation's ``ConversationHandler.TIMEOUT`` state: a
+  ``conversation_timeout`` completes the session as ``expired``;
+- :meth:`ConversationHandler.handle_update <telegram.ext.ConversationHandler.handle_update>`
+  with a handler that returns ``END``: a stop request from the API ends that chat's
+  conversation, so its next message starts over at the entry points.
+
+See docs/adapters/telegram.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from enum import Enum
+from typing import Any, cast
+
+try:
+    from telegram import Message, Update
+    from telegram.ext import (
+        Application,
+        ApplicationHandlerStop,
+        BaseHandler,
+        BaseRateLimiter,
+        ConversationHandler,
+        TypeHandler,
+    )
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "sessiontrack.adapters.telegram needs python-telegram-bot: "
+        "pip install 'sessiontrack[telegram]'"
+    ) from exc
+
+from ..events import SESSION_COMPLETED, StoredEvent
+from ..hookspecs import hookimpl
+from ..tracker import Tracker
+from .base import BlockingTracker, EngineAdapter, flow_graph
+
+__all__ = ["END_NODE", "ENTRY_NODE", "TelegramAdapter", "TrackingRateLimiter"]
+
+log = logging.getLogger(__name__)
+
+ENTRY_NODE = "entry"
+"""The flow node of the conversation's entry points."""
+END_NODE = "end"
+"""The flow node that ``ConversationHandler.END`` leads to."""
+
+Callback = Callable[[Any, Any], Coroutine[Any, Any, Any]]
+ConversationKey = tuple[int | str, ...]
+_END = ConversationHandler.END
+# message kinds recorded as the inbound message's type, in PTB's attribute names
+_KINDS = (
+    "photo",
+    "video",
+    "voice",
+    "audio",
+    "document",
+    "sticker",
+    "animation",
+    "video_note",
+    "location",
+    "venue",
+    "contact",
+    "poll",
+    "dice",
+)
+
+
+# The callback running in this task, whose messages the rate limiter sees: the adapter,
+# the session, the node and the chat id.
+_Turn = tuple["TelegramAdapter", str, str, int | None]
+_turn: contextvars.ContextVar[_Turn | None] = contextvars.ContextVar(
+    "sessiontrack_telegram_turn", default=None
+)
+
+
+class TrackingRateLimiter(BaseRateLimiter[Any]):
+    """Records the messages the bot sends; give it to the ``ApplicationBuilder``::
+
+        application = (
+            ApplicationBuilder().token(TOKEN).rate_limiter(TrackingRateLimiter()).build()
+        )
+
+    A message sent by a tracked callback belongs to that callback's session and node; one
+    sent elsewhere (a job, a broadcast) to the session of its chat, if that chat has one
+    conversation. It waits for nothing itself: pass ``limiter`` (e.g. PTB's
+    ``AIORateLimiter()``) to keep real rate limiting; it is called first.
+    """
+
+    __slots__ = ("_adapters", "limiter")
+
+    def __init__(self, limiter: BaseRateLimiter[Any] | None = None) -> None:
+        self.limiter = limiter
+        self._adapters: list[TelegramAdapter] = []
+
+    def attach(self, adapter: TelegramAdapter) -> None:
+        """Route messages sent outside a tracked callback to ``adapter`` too."""
+        self._adapters.append(adapter)
+
+    def detach(self, adapter: TelegramAdapter) -> None:
+        """Stop routing messages to ``adapter``."""
+        if adapter in self._adapters:
+            self._adapters.remove(adapter)
+
+    async def initialize(self) -> None:
+        if self.limiter is not None:
+            await self.limiter.initialize()
+
+    async def shutdown(self) -> None:
+        if self.limiter is not None:
+            await self.limiter.shutdown()
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: Any,
+    ) -> bool | dict[str, Any] | list[dict[str, Any]]:
+        if self.limiter is not None:
+            result = await self.limiter.process_request(
+                callback, args, kwargs, endpoint, data, rate_limit_args
+            )
+        else:
+            result = await callback(*args, **kwargs)
+        if endpoint.startswith(("send", "copyMessage")):
+            for sent in result if isinstance(result, list) else (result,):
+                if isinstance(sent, dict) and "message_id" in sent:
+                    self._record(endpoint, data, sent)
+        return result
+
+    def _record(self, endpoint: str, data: dict[str, Any], sent: dict[str, Any]) -> None:
+        chat = sent.get("chat")
+        chat_id = chat.get("id") if isinstance(chat, dict) else data.get("chat_id")
+        turn = _turn.get()
+        if turn is not None and (turn[3] is None or turn[3] == chat_id):
+            turn[0].outbound(turn[1], endpoint, data, sent, turn[2])
+            return
+        for adapter in self._adapters:
+            sid = adapter.session_of_chat(chat_id)
+            if sid is not None:
+                adapter.outbound(sid, endpoint, data, sent, None)
+                return
+
+
+class TelegramAdapter(EngineAdapter):
+    """Reports one ``ConversationHandler`` of a python-telegram-bot ``Application``.
+
+    :param tracker: a running :class:`~sessiontrack.Tracker` on the application's event
+        loop, or a :class:`~sessiontrack.SyncTracker` (e.g. with
+        ``application.run_polling()``, which runs its own loop).
+    :param application: the bot's application; build it with
+        ``.rate_limiter(TrackingRateLimiter())`` to record outbound messages.
+    :param chatbot_id: the bot this adapter reports for.
+    :param name: the bot's display name (default: ``chatbot_id``).
+
+    Then ``application.add_handler(adapter.track(conversation_handler))``. The session key
+    is the conversation's key: chat id, then user id (``per_user``) and message id
+    (``per_message``), joined by ``:`` (``"12345:12345"`` for a private chat).
+    """
+
+    def __init__(
+        self,
+        tracker: Tracker | BlockingTracker,
+        application: Application[Any, Any, Any, Any, Any, Any],
+        chatbot_id: str,
+        *,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(tracker, chatbot_id, name=name)
+        self.application = application
+        self.conversation: ConversationHandler[Any] | None = None
+        self._nodes: dict[object, str] = {}  # conversation state → node id
+        self._states: dict[str, object] = {}  # conversation id → its last known state
+        self._absent: set[str] = set()  # conversations known to have no active session
+        self._inbound_seen: dict[str, int] = {}  # conversation id → last recorded update id
+        self._by_chat: dict[int, str] = {}  # chat id → session (chats of one conversation)
+        self._pending_end: dict[str, ConversationKey] = {}  # stopped, not yet ended in PTB
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending_flow: tuple[dict[str, Any], str | None] | None = None
+        self._per = (True, True, False)  # the tracked handler's per_chat, per_user, per_message
+        self._last: tuple[Update, ConversationKey, str] | None = None  # group -1's last update
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._ender: TypeHandler[Update, Any, Any] = TypeHandler(Update, _end_callback)
+        limiter = getattr(application.bot, "rate_limiter", None)
+        if isinstance(limiter, TrackingRateLimiter):
+            limiter.attach(self)
+        else:
+            log.warning(
+                "sessiontrack: the application of %s has no TrackingRateLimiter; the bot's "
+                "messages will not be recorded",
+                chatbot_id,
+            )
+
+    def close(self) -> None:
+        """No more stop notifications, and no more messages from the rate limiter."""
+        super().close()
+        limiter = getattr(self.application.bot, "rate_limiter", None)
+        if isinstance(limiter, TrackingRateLimiter):
+            limiter.detach(self)
+
+    # --- wiring -------------------------------------------------------------------------
+
+    def track(
+        self,
+        conversation: ConversationHandler[Any],
+        *,
+        state_names: Mapping[object, str] | None = None,
+        version: str | None = None,
+        group: int = -1,
+    ) -> ConversationHandler[Any]:
+        """Wrap ``conversation``'s callbacks, register its flow and return it (add it to the
+        application as usual).
+
+        :param state_names: node ids for the conversation's states (default: a string
+            state as it is, an ``Enum`` member's name, else ``str(state)``).
+        :param version: the flow version (default: a hash of the flow's content).
+        :param group: the handler group of the inbound recorder; it must run before the
+            conversation's group.
+        """
+        if self.conversation is not None:
+            raise ValueError("a TelegramAdapter tracks one ConversationHandler")
+        self.conversation = conversation
+        self._per = (conversation.per_chat, conversation.per_user, conversation.per_message)
+        names = dict(state_names or {})
+        aside: dict[object, str] = {
+            ConversationHandler.TIMEOUT: "timeout",
+            ConversationHandler.WAITING: "waiting",
+        }
+        nodes: list[tuple[str, str | None, str | None]] = [(ENTRY_NODE, "Start", "input")]
+        for state in conversation.states:
+            node = aside.get(state) if _is_special(state) else names.get(state) or _name(state)
+            if node is None:
+                continue
+            self._nodes[state] = node
+            nodes.append((node, None, None))
+        for handler in conversation.entry_points:
+            self._wrap(handler, ENTRY_NODE, "entry")
+        for state, handlers in conversation.states.items():
+            kind = "aside" if _is_special(state) else "state"
+            for handler in handlers:
+                self._wrap(handler, self._nodes.get(state, _name(state)), kind)
+        taken = {n[0] for n in nodes} | {END_NODE}
+        for handler in conversation.fallbacks:
+            node = _unique(_callback_name(handler, "fallback"), taken)
+            nodes.append((node, None, None))
+            self._wrap(handler, node, "fallback")
+        nodes.append((END_NODE, "End", "output"))
+        timeout_handlers = conversation.states.setdefault(ConversationHandler.TIMEOUT, [])
+        timeout_handlers.append(TypeHandler(Update, self._on_timeout, block=True))
+        recorder = TypeHandler(Update, self._on_update, block=True)
+        self.application.add_handler(recorder, group=group)
+        flow = flow_graph(nodes, [], entry=ENTRY_NODE)
+        if self.tracker.running:
+            self.register_flow(flow, version=version)
+        else:  # e.g. built before run_polling() starts the tracker in post_init
+            self._pending_flow = (flow, version)
+        return conversation
+
+    def _wrap(self, handler: BaseHandler[Any, Any, Any], node: str, kind: str) -> None:
+        if isinstance(handler, ConversationHandler):
+            log.warning("sessiontrack: nested ConversationHandler %s is not tracked", handler)
+            return
+        callback: Callback = handler.callback
+        if getattr(callback, "__sessiontrack_node__", None) is not None:
+            return  # one handler object in several lists: reported as its first node
+
+        async def tracked(update: Any, context: Any) -> Any:
+            if not isinstance(update, Update):
+                return await callback(update, context)
+            return await self._run(callback, update, context, node, kind)
+
+        tracked.__sessiontrack_node__ = node  # type: ignore[attr-defined]
+        tracked.__wrapped__ = callback  # type: ignore[attr-defined]
+        tracked.__name__ = getattr(callback, "__name__", "callback")
+        handler.callback = tracked
+
+    # --- a turn -------------------------------------------------------------------------
+
+    async def _run(
+        self, callback: Callback, update: Update, context: Any, node: str, kind: str
+    ) -> Any:
+        last = self._last
+        if last is not None and last[0] is update:
+            key, conv = last[1], last[2]
+        else:  # a non-blocking callback, run after the next update came in
+            found = self.key(update)
+            if found is None:
+                return await callback(update, context)
+            key, conv = found, conversation_id(found)
+        sid = self._sessions.get(conv)
+        if sid is None:
+            sid = await self._lookup(conv)
+        new = sid is None
+        if sid is None:
+            if kind == "aside":  # a TIMEOUT handler of a conversation without a session
+                return await callback(update, context)
+            sid = self.start_session(conv, **_started(update))
+            self._after_start(conv, sid, key)
+        if self._inbound_seen.get(conv) != update.update_id:
+            self._inbound(sid, conv, update, node)
+        chat = update.effective_chat
+        token = _turn.set((self, sid, node, chat.id if chat is not None else None))
+        start = time.perf_counter()
+        handler_stop: ApplicationHandlerStop | None = None
+        try:
+            state = await callback(update, context)
+        except ApplicationHandlerStop as stop:
+            handler_stop, state = stop, stop.state
+        except Exception as exc:
+            self.node_done(sid, node, start, error=exc)
+            self._failed(sid, conv, node, kind, new)
+            raise
+        finally:
+            _turn.reset(token)
+        state = self._after_turn(sid, conv, node, kind, state, start)
+        if handler_stop is not None:
+            raise ApplicationHandlerStop(state) from None
+        return state
+
+    def _after_turn(
+        self, sid: str, conv: str, node: str, kind: str, state: object, start: float
+    ) -> object:
+        self.hook.sessiontrack_node_executed(
+            session_id=sid, node_id=node, duration_ms=(time.perf_counter() - start) * 1000
+        )
+        if kind == "aside":  # TIMEOUT and WAITING handlers: PTB ignores what they return
+            return state
+        if sid in self._stopped:
+            return _END  # stopped while the callback ran: PTB must not continue it
+        if state is None and kind != "entry":  # PTB keeps the conversation where it was
+            stay = self._states.get(conv)
+            here = node if kind == "state" else None if stay is None else self._nodes.get(stay)
+            self.hook.sessiontrack_status_changed(
+                session_id=sid, status="waiting_input", node_id=here
+            )
+            return None
+        if state is None or state == _END:  # an entry point's None: no conversation begins
+            self._edge(node, END_NODE)
+            self.complete(sid, "completed", reason="flow_end")
+            return _END
+        target = self._nodes.get(state) or _name(state)
+        self._edge(node, target)
+        previous = self._states.get(conv)
+        self._states[conv] = state
+        if target != node or previous != state:  # else it already waits there: no report
+            self.hook.sessiontrack_status_changed(
+                session_id=sid, status="waiting_input", node_id=target
+            )
+        return state
+
+    def _edge(self, source: str, target: str) -> None:
+        if (source, target) not in self._edges:  # the common case, without the lock
+            self.observe_edge(source, target)
+
+    def _failed(self, sid: str, conv: str, node: str, kind: str, new: bool) -> None:
+        """A callback raised: PTB keeps the conversation's state, so the session waits
+        there, except when the conversation had not begun (its entry point raised)."""
+        if kind == "entry" and new:
+            self.complete(sid, "completed", reason="error")
+            return
+        if kind == "aside":
+            return
+        state = self._states.get(conv)
+        current = node if kind == "state" else self._nodes.get(state) if state is not None else None
+        self.status(sid, "waiting_input", node_id=current)
+
+    async def _on_update(self, update: Update, context: Any) -> None:
+        """Group -1: records the update as an inbound message of its session."""
+        if self._loop is None:
+            self._started_on_loop()
+        key = self.key(update)
+        if key is None:
+            self._last = None
+            return
+        conv = conversation_id(key)
+        self._last = (update, key, conv)
+        if self._pending_end and conv in self._pending_end:
+            await self._end_conversation(conv, context)
+        sid = self._sessions.get(conv)
+        if sid is None and conv not in self._absent:
+            sid = await self._lookup(conv)
+            if sid is None:
+                await self._end_if_stopped(update, key, conv, context)
+        if sid is not None:
+            state = self._states.get(conv)  # where it waits for this message, if known
+            self._inbound(sid, conv, update, None if state is None else self._nodes.get(state))
+
+    async def _end_if_stopped(
+        self, update: Update, key: ConversationKey, conv: str, context: Any
+    ) -> None:
+        """A conversation PTB holds in a state, without an active session: if its last
+        session was stopped (while no process held it, e.g. during a restart), end it now,
+        as :meth:`on_stop` would have."""
+        conversation = self.conversation
+        check = conversation.check_update(update) if conversation is not None else None
+        if not isinstance(check, tuple) or check[0] is None:
+            return  # not in a conversation (or only starting one)
+        if self._blocking is not None:  # a SyncTracker: its blocking queries, off the loop
+            queries = cast(Any, self._blocking).sessions
+            page = await asyncio.to_thread(
+                queries.list, chatbot_id=self.chatbot_id, conversation_id=conv, limit=1
+            )
+        else:
+            page = await self.tracker.sessions.list(
+                chatbot_id=self.chatbot_id, conversation_id=conv, limit=1
+            )
+        if page.data and page.data[0].status == "stopped":
+            log.info("sessiontrack: conversation %s was stopped: ended, it starts over", conv)
+            self._pending_end[conv] = key
+            await self._end_conversation(conv, context)
+
+    def _started_on_loop(self) -> None:
+        """The first update: note the application's loop (stop requests end conversations
+        there) and register a flow that waited for the tracker to start."""
+        self._loop = asyncio.get_running_loop()
+        if self._pending_flow is not None:
+            flow, version = self._pending_flow
+            self._pending_flow = None
+            self.register_flow(flow, version=version)
+
+    async def _on_timeout(self, update: Update, context: Any) -> None:
+        key = self.key(update)
+        if key is None:
+            return
+        conv = conversation_id(key)
+        sid = await self._lookup(conv)
+        if sid is not None:
+            self.complete(sid, "expired", reason="conversation_timeout")
+        else:
+            self._states.pop(conv, None)  # PTB ends the conversation all the same
+
+    # --- sessions -----------------------------------------------------------------------
+
+    def key(self, update: Update) -> ConversationKey | None:
+        """The tracked conversation's key for ``update`` (as PTB builds it), or ``None``
+        when the update has none (a channel post, an inline query in a per-chat
+        conversation)."""
+        per_chat, per_user, per_message = self._per
+        if update.channel_post or update.edited_channel_post:
+            return None
+        chat, user = update.effective_chat, update.effective_user
+        if (per_chat and chat is None) or (per_user and user is None):
+            return None
+        if not per_message:
+            if per_chat and per_user:
+                return (chat.id, user.id)  # type: ignore[union-attr]
+            return (chat.id,) if per_chat else (user.id,)  # type: ignore[union-attr]
+        query = update.callback_query
+        if query is None or not (query.inline_message_id or query.message):
+            return None
+        key: list[int | str] = []
+        if per_chat:
+            key.append(chat.id)  # type: ignore[union-attr]
+        if per_user:
+            key.append(user.id)  # type: ignore[union-attr]
+        if query.inline_message_id:
+            key.append(query.inline_message_id)
+        else:
+            key.append(query.message.message_id)  # type: ignore[union-attr]
+        return tuple(key)
+
+    async def _lookup(self, conv: str) -> str | None:
+        """The conversation's active session: cached, known to be absent, or asked of the
+        tracker once per conversation and process."""
+        sid = self.cached_session(conv)
+        if sid is not None or conv in self._absent:
+            return sid
+        if self._blocking is not None:
+            sid = await asyncio.to_thread(self._blocking.active_session, self.chatbot_id, conv)
+        else:
+            sid = await self.tracker.active_session(self.chatbot_id, conv)
+        if sid is None:
+            self._absent.add(conv)
+        else:
+            self._remember(conv, sid)
+            chat_id, *rest = _parse_key(conv)
+            self._map_chat(chat_id, rest, sid)
+        return sid
+
+    def _after_start(self, conv: str, sid: str, key: ConversationKey) -> None:
+        self._absent.discard(conv)
+        conversation = self.conversation
+        if conversation is not None and conversation.per_chat:
+            self._map_chat(key[0], list(key[1:]), sid)
+
+    def _map_chat(self, chat_id: object, rest: Sequence[object], sid: str) -> None:
+        # a chat maps to a session only when it holds one conversation: not a group chat
+        # with one conversation per user
+        if isinstance(chat_id, int) and (not rest or rest[0] == chat_id):
+            self._by_chat[chat_id] = sid
+
+    def session_of_chat(self, chat_id: object) -> str | None:
+        """The active session of the chat's conversation, if the chat has just one."""
+        if not isinstance(chat_id, int):
+            return None
+        sid = self._by_chat.get(chat_id)
+        return sid if sid is not None and sid in self._conversations else None
+
+    def complete(
+        self, session_id: str, status: str = "completed", reason: str | None = None
+    ) -> None:
+        conv = self._conversations.get(session_id)
+        super().complete(session_id, status, reason)
+        if conv is not None:
+            self._ended(conv, session_id)
+
+    def _ended(self, conv: str, sid: str) -> None:
+        """The conversation has no active session any more: keep only that fact."""
+        self._absent.add(conv)
+        self._states.pop(conv, None)
+        self._inbound_seen.pop(conv, None)
+        chat = _parse_key(conv)[0]
+        if isinstance(chat, int) and self._by_chat.get(chat) == sid:
+            del self._by_chat[chat]
+
+    # --- messages -----------------------------------------------------------------------
+
+    def _inbound(self, sid: str, conv: str, update: Update, node: str | None) -> None:
+        self._inbound_seen[conv] = update.update_id
+        query = update.callback_query
+        if query is not None:
+            self.hook.sessiontrack_message(
+                session_id=sid,
+                direction="inbound",
+                type="callback_query",
+                text=query.data,
+                node_id=node,
+                message_id=f"callback:{query.id}",
+            )
+            return
+        message = update.message
+        if message is None:
+            return  # edits, reactions, member updates: not messages of the conversation
+        kind = "text" if message.text is not None else _kind(message)
+        self.hook.sessiontrack_message(
+            session_id=sid,
+            direction="inbound",
+            type=kind,
+            text=message.text if message.text is not None else message.caption,
+            payload=_payload(message),
+            node_id=node,
+            message_id=str(message.message_id),
+        )
+
+    def outbound(
+        self,
+        session_id: str,
+        endpoint: str,
+        data: Mapping[str, Any],
+        sent: Mapping[str, Any],
+        node_id: str | None,
+    ) -> None:
+        """Report a message the bot sent (``sent``: the Bot API's answer) to the session."""
+        text = sent.get("text", sent.get("caption", data.get("text", data.get("caption"))))
+        kind = "text" if endpoint == "sendMessage" else endpoint.removeprefix("send").lower()
+        if endpoint == "copyMessage":
+            kind = "copy"
+        self.hook.sessiontrack_message(
+            session_id=session_id,
+            direction="outbound",
+            type=kind,
+            text=text if isinstance(text, str) else None,
+            node_id=node_id,
+            message_id=str(sent["message_id"]),
+        )
+
+    # --- sessions ended elsewhere, stops -------------------------------------------------
+
+    @hookimpl
+    def sessiontrack_events_committed(self, events: Sequence[StoredEvent]) -> None:
+        """Forget the sessions that another party ended (the sweeper expired them, a stop):
+        the conversation's next update finds no session, and a stopped one is ended in the
+        ``ConversationHandler``."""
+        for event in events:
+            if event.kind != SESSION_COMPLETED or event.session_id not in self._conversations:
+                continue
+            if event.chatbot_id != self.chatbot_id:
+                continue
+            conv = self._forget(event.session_id)
+            if conv is None:
+                continue
+            self._ended(conv, event.session_id)
+            if event.data.get("status") == "stopped":
+                with self._lock:
+                    self._stopped.add(event.session_id)
+                self.on_stop(event.session_id, conv)
+
+    def on_stop(self, session_id: str, conversation_id: str | None) -> None:
+        """End the session's conversation in the ``ConversationHandler`` (its timeout job
+        too), so that the chat's next message starts over at the entry points."""
+        if conversation_id is None or self.conversation is None:
+            return
+        self._ended(conversation_id, session_id)
+        self._pending_end[conversation_id] = _parse_key(conversation_id)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # ended when the chat's next update arrives
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        coro = self._end_conversation(conversation_id, None)
+        future: asyncio.Future[Any]
+        if running is loop:
+            future = loop.create_task(coro)
+        else:
+            future = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop), loop=loop)
+        self._tasks.add(future)
+        future.add_done_callback(self._tasks.discard)
+
+    async def _end_conversation(self, conv: str, context: Any) -> None:
+        key = self._pending_end.pop(conv, None)
+        conversation = self.conversation
+        if key is None or conversation is None:
+            return
+        app = self.application
+        if context is None:
+            context = app.context_types.context(app)
+        # the documented check result: (current state, key, handler, the handler's check)
+        await conversation.handle_update(Update(0), app, (None, key, self._ender, None), context)
+        log.debug("sessiontrack: conversation %s ended after a stop request", conv)
+
+
+async def _end_callback(update: object, context: object) -> int:
+    return _END
+
+
+def conversation_id(key: ConversationKey) -> str:
+    """The session's ``conversation_id`` for a ``ConversationHandler`` key."""
+    if len(key) == 2:
+        return f"{key[0]}:{key[1]}"
+    return ":".join(map(str, key))
+
+
+def _parse_key(conv: str) -> ConversationKey:
+    return tuple(int(p) if p.lstrip("-").isdigit() else p for p in conv.split(":"))
+
+
+def _is_special(state: object) -> bool:
+    return state in (ConversationHandler.TIMEOUT, ConversationHandler.WAITING)
+
+
+def _name(state: object) -> str:
+    if isinstance(state, Enum):
+        return state.name
+    return str(state)
+
+
+def _callback_name(handler: BaseHandler[Any, Any, Any], default: str) -> str:
+    name = getattr(handler.callback, "__name__", "")
+    return name if name and name != "<lambda>" else default
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    out, n = name, 1
+    while out in taken:
+        n += 1
+        out = f"{name}#{n}"
+    taken.add(out)
+    return out
+
+
+def _kind(message: Message) -> str:
+    return next((kind for kind in _KINDS if getattr(message, kind, None)), "other")
+
+
+def _payload(message: Message) -> dict[str, Any] | None:
+    if message.contact is not None:
+        return {"phone": message.contact.phone_number, "userId": message.contact.user_id}
+    if message.location is not None:
+        return {"latitude": message.location.latitude, "longitude": message.location.longitude}
+    return None
+
+
+def _started(update: Update) -> dict[str, Any]:
+    """The session's contact and metadata from the update that began it."""
+    user, chat = update.effective_user, update.effective_chat
+    out: dict[str, Any] = {}
+    if user is not None:
+        contact: dict[str, Any] = {"name": user.full_name}
+        message = update.effective_message
+        shared = message.contact if message is not None else None
+        if shared is not None and shared.user_id == user.id:
+            contact["phone"] = shared.phone_number
+        out["contact"] = contact
+    telegram: dict[str, Any] = {}
+    if chat is not None:
+        telegram.update(chatId=chat.id, chatType=chat.type)
+    if user is not None:
+        telegram.update(userId=user.id, username=user.username, languageCode=user.language_code)
+    out["metadata"] = {"telegram": telegram}
+    return out
