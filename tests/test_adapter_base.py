@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -140,3 +141,25 @@ async def test_an_observed_edge_is_reported_once_and_joins_the_flow(
     flow = (await tracker.sessions.get(sid)).flow_data
     assert {(e["source"], e["target"]) for e in flow["edges"]} == {("a", "b"), ("b", "c")}
     assert "c" in {n["id"] for n in flow["nodes"]}
+
+
+async def test_a_session_the_tracker_expired_is_not_continued(
+    database_url: str, prefix: str
+) -> None:
+    options: dict[str, Any] = {
+        "prefix": prefix,
+        "migrate": True,
+        "idle_timeout": timedelta(seconds=1),
+        "sweep_interval": 0.1,
+    }
+    async with sessiontrack.Tracker(database_url, **options) as tracker:
+        bot = _Recorder(tracker, "base-expiry")
+        sid, _ = await bot.session_for("c")
+        for _ in range(200):  # the sweeper expires it, the adapter hears the commit
+            if bot.cached_session("c") is None:
+                break
+            await anyio.sleep(0.05)
+        assert bot.cached_session("c") is None
+        assert (await tracker.sessions.get(sid)).status == "expired"
+        second, new = await bot.session_for("c")
+        assert new and second != sid

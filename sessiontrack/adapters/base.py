@@ -14,7 +14,9 @@ not depend on the engine are here:
   same flow version (``sessiontrack_edge_observed``), once;
 - **nodes**: :meth:`EngineAdapter.node` times a node and reports its error;
 - **stops**: the adapter is a plugin on the tracker's manager; it keeps the stop requests
-  of its own chatbot, marks the session stopped and calls :meth:`EngineAdapter.on_stop`.
+  of its own chatbot, marks the session stopped and calls :meth:`EngineAdapter.on_stop`;
+  a session the tracker ended itself (expired) is forgotten, so that the conversation's
+  next turn starts a new one.
 
 Every method is a hook call or a dictionary operation: none waits on I/O, except
 :meth:`~EngineAdapter.session_for` when the session is not cached (once per
@@ -26,11 +28,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
 from .._ids import new_session_id
+from ..events import SESSION_COMPLETED, StoredEvent
 from ..hookspecs import hookimpl
 from ..limits import TEXT
 from ..tracker import Tracker
@@ -149,7 +152,7 @@ class EngineAdapter:
         self._conversations: dict[str, str] = {}  # session id → conversation id
         # conversations whose session this adapter ended: the next turn starts a new one
         # without asking the store (oldest first, at most _ENDED_KEPT of them)
-        self._ended: dict[str, None] = {}
+        self._ended_here: dict[str, None] = {}
         self._stopped: set[str] = set()
         self._edges: set[tuple[str, str]] = set()
         self.plugin_manager.register(self)
@@ -194,7 +197,7 @@ class EngineAdapter:
         started with ``started`` (``contact``, ``variables``, ``metadata``…)."""
         conv = str(conversation_id)
         sid = self._sessions.get(conv)
-        if sid is None and conv not in self._ended:
+        if sid is None and conv not in self._ended_here:
             sid = await self.tracker.active_session(self.chatbot_id, conv)
         return self._adopt(conv, sid, started)
 
@@ -205,7 +208,7 @@ class EngineAdapter:
             raise RuntimeError("session_for_sync() needs a SyncTracker; await session_for()")
         conv = str(conversation_id)
         sid = self._sessions.get(conv)
-        if sid is None and conv not in self._ended:
+        if sid is None and conv not in self._ended_here:
             sid = self._blocking.active_session(self.chatbot_id, conv)
         return self._adopt(conv, sid, started)
 
@@ -229,16 +232,16 @@ class EngineAdapter:
         with self._lock:
             self._sessions[conv] = sid
             self._conversations[sid] = conv
-            self._ended.pop(conv, None)
+            self._ended_here.pop(conv, None)
 
     def _forget(self, sid: str) -> str | None:
         with self._lock:
             conv = self._conversations.pop(sid, None)
             if conv is not None and self._sessions.get(conv) == sid:
                 del self._sessions[conv]
-                self._ended[conv] = None
-                if len(self._ended) > _ENDED_KEPT:
-                    del self._ended[next(iter(self._ended))]
+                self._ended_here[conv] = None
+                if len(self._ended_here) > _ENDED_KEPT:
+                    del self._ended_here[next(iter(self._ended_here))]
             return conv
 
     def complete(
@@ -318,6 +321,14 @@ class EngineAdapter:
             self.on_stop(session_id, conv)
         except Exception:
             log.exception("on_stop failed for session %s", session_id)
+
+    @hookimpl
+    def sessiontrack_events_committed(self, events: Sequence[StoredEvent]) -> None:
+        # a session of ours that ended elsewhere (the tracker's sweeper expired it): the
+        # conversation's next turn starts a new session instead of reporting to it
+        for event in events:
+            if event.kind == SESSION_COMPLETED and event.session_id in self._conversations:
+                self._forget(event.session_id)
 
     def on_stop(self, session_id: str, conversation_id: str | None) -> None:
         """Called (on the tracker's event loop) when a session of this chatbot was stopped
