@@ -29,6 +29,7 @@ number of nodes. The target is at most 10 % added time per step for the adapter.
 
     python benchmarks/bench_adapter_langgraph.py                 # about 30 s
     python benchmarks/bench_adapter_langgraph.py --rounds 5 --calls 100
+    python benchmarks/bench_adapter_langgraph.py --node-latency-ms 20 --calls 10
 """
 
 from __future__ import annotations
@@ -65,11 +66,13 @@ class _State(TypedDict, total=False):
     count: int
 
 
-def trivial_graph(nodes: int) -> Any:
+def trivial_graph(nodes: int, latency_ms: float = 0.0) -> Any:
     g = StateGraph(_State)
     names = [f"step_{i}" for i in range(nodes)]
 
     async def step(state: _State) -> dict[str, Any]:
+        if latency_ms:
+            await asyncio.sleep(latency_ms / 1000)  # a model or an API answering
         return {"count": state.get("count", 0) + 1}
 
     for name in names:
@@ -155,7 +158,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     handler, why_not = langfuse_handler()
     if why_not:
         print(f"langfuse: skipped: {why_not}\n")
-    graph = trivial_graph(args.nodes)
+    graph = trivial_graph(args.nodes, args.node_latency_ms)
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
         sync_url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench-sync.db'}"
@@ -231,7 +234,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         rows.append([name, median(values) * 1e3, per_step, per_step / base, f"{added:+.1f} %"])
         results["setups"][name] = {"per_step_us": per_step, "ratio": per_step / base}
     print(
-        f"{args.nodes}-node graph, {args.rounds} rounds x {args.calls} calls per set-up "
+        f"{args.nodes}-node graph, nodes awaiting {args.node_latency_ms} ms, "
+        f"{args.rounds} rounds x {args.calls} calls per set-up "
         f"({sessions} sessions recorded by the adapter)"
     )
     print_table(["set-up", "call ms (median)", "per step µs", "ratio", "added"], rows)
@@ -257,6 +261,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--nodes", type=int, default=5, help="nodes in the chain (default 5)")
     p.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
     p.add_argument("--calls", type=int, default=100, help="calls per set-up and round")
+    p.add_argument(
+        "--node-latency-ms",
+        type=float,
+        default=0.0,
+        help="each node awaits this long, as a node calling a model or an API does "
+        "(default 0: the worst case, where the tracker's work cannot overlap any wait)",
+    )
     p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
