@@ -53,6 +53,7 @@ PENDING = {
     "SessionDetail.node_totals",
     "SessionDetail.llm_call_history",
     "SessionDetail.tool_call_history",
+    "Store.active_session",
     "NodeTotals",
     "NodeTotals.*",
     "LLMCall",
@@ -246,6 +247,8 @@ def code_keys() -> set[str]:
     for name, cls in model_classes().items():
         keys |= {name, *(f"{name}.{f.name}" for f in own_fields(cls))}
     keys |= {f"export:{n}" for n in sessiontrack.__all__}
+    keys |= {f"Store.{n}" for n in vars(st_abc.Store) if not n.startswith("_")}
+    keys |= set(error_classes())
     return keys
 
 
