@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar, get_type_hints
@@ -224,7 +225,11 @@ async def test_a_tracker_that_cannot_start_says_why_and_leaves_no_thread(tmp_pat
         tracker = SyncTracker(f"sqlite+aiosqlite:///{tmp_path}/missing/dir/x.db", migrate=True)
         with pytest.raises(Exception, match="unable to open database file"):
             tracker.start()
-        assert not tracker.running and threading.active_count() == before
+        assert not tracker.running
+        deadline = time.monotonic() + 5
+        while threading.active_count() != before and time.monotonic() < deadline:
+            time.sleep(0.01)  # aiosqlite's connection thread ends just after a failed connect
+        assert threading.active_count() == before, threading.enumerate()
         with pytest.raises(sessiontrack.TrackerNotRunning):
             tracker.sessions.stats()
 
