@@ -20,7 +20,18 @@ from .errors import (
 )
 from .events import WIRE_NAMES, StoredEvent
 from .hookspecs import REQUIRED, hookimpl, hookspec
-from .models import Message, NodeExecution, Page, Principal, SessionDetail, SessionSummary, Stats
+from .models import (
+    LLMCall,
+    Message,
+    NodeExecution,
+    NodeTotals,
+    Page,
+    Principal,
+    SessionDetail,
+    SessionSummary,
+    Stats,
+    ToolCall,
+)
 from .status import ACTIVE_STATUSES, TERMINAL_STATUSES, Status
 from .tracker import Tracker, TrackerOptions, TrackerStats
 
@@ -33,8 +44,10 @@ __all__ = [
     "WIRE_NAMES",
     "BufferFull",
     "InvalidParameter",
+    "LLMCall",
     "Message",
     "NodeExecution",
+    "NodeTotals",
     "Page",
     "Principal",
     "SchemaOutdated",
@@ -47,6 +60,7 @@ __all__ = [
     "Status",
     "StoredEvent",
     "SyncTracker",
+    "ToolCall",
     "Tracker",
     "TrackerNotRunning",
     "TrackerOptions",
