@@ -278,8 +278,13 @@ def build_document(
         "components": {"schemas": _components()},
     }
     if secured:
-        doc["components"]["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer"}}
+        doc["components"]["securitySchemes"] = {
+            "bearerAuth": {"type": "http", "scheme": "bearer"},
+            # EventSource cannot set headers: the stream also takes the token in the query
+            "accessToken": {"type": "apiKey", "in": "query", "name": "access_token"},
+        }
         doc["security"] = [{"bearerAuth": []}]
+        doc["paths"]["/events"]["get"]["security"] = [{"bearerAuth": []}, {"accessToken": []}]
     return doc
 
 
