@@ -93,10 +93,14 @@ async def test_the_quickstart_bot(in_tmp: Path, capsys: pytest.CaptureFixture[st
     sys.modules.pop("doc_bot", None)
 
 
-def test_the_tracker_thread_for_sync_hosts(in_tmp: Path) -> None:
-    """integrating.md's TrackerThread, used as printed, and from many threads at once."""
+def test_the_sync_tracker_for_sync_hosts(in_tmp: Path) -> None:
+    """integrating.md's SyncTracker block as printed, then the same tracker from many
+    threads at once, with a stop heard on the tracker's own thread."""
     namespace: dict[str, Any] = {}
-    exec(python_block("integrating.md", "class TrackerThread"), namespace)
+    exec(python_block("integrating.md", "sessiontrack.SyncTracker("), namespace)
+    assert namespace["page"].total == 1
+    assert namespace["tracker"].running is False  # leaving `with` closed it
+
     pm = pluggy.PluginManager("sessiontrack")
     pm.add_hookspecs(sessiontrack.hookspecs)
     stopped: list[tuple[str, str]] = []
@@ -107,46 +111,30 @@ def test_the_tracker_thread_for_sync_hosts(in_tmp: Path) -> None:
             stopped.append((session_id, threading.current_thread().name))
 
     pm.register(Engine())
-    usage_pm = pluggy.PluginManager("sessiontrack")
-    usage_pm.add_hookspecs(sessiontrack.hookspecs)
-    tracker = sessiontrack.Tracker("sqlite+aiosqlite:///usage.db", plugin_manager=usage_pm)
-    usage = {
-        "TrackerThread": namespace["TrackerThread"],
-        "tracker": tracker,
-        "pm": usage_pm,
-        "sessiontrack": sessiontrack,
-    }
-    exec(python_block("integrating.md", "background = TrackerThread(tracker)"), usage)
-    assert usage["page"].total == 1
+    with sessiontrack.SyncTracker("sqlite:///sync.db", plugin_manager=pm) as background:
 
-    tracker = sessiontrack.Tracker("sqlite+aiosqlite:///sync.db", plugin_manager=pm)
-    background = namespace["TrackerThread"](tracker)
-    background.start()
+        def customer(n: int) -> str:
+            sid = sessiontrack.new_session_id()
+            pm.hook.sessiontrack_session_started(
+                session_id=sid, chatbot_id="bot", conversation_id=f"c{n}"
+            )
+            for i in range(40):
+                pm.hook.sessiontrack_message(session_id=sid, direction="inbound", text=str(i))
+            return sid
 
-    def customer(n: int) -> str:
-        sid = sessiontrack.new_session_id()
-        pm.hook.sessiontrack_session_started(
-            session_id=sid, chatbot_id="bot", conversation_id=f"c{n}"
-        )
-        for i in range(40):
-            pm.hook.sessiontrack_message(session_id=sid, direction="inbound", text=str(i))
-        return sid
-
-    with ThreadPoolExecutor(4) as pool:
-        sids = list(pool.map(customer, range(8)))
-    background.run(tracker.flush())
-    for sid in sids:
-        texts = [m.text for m in background.run(tracker.sessions.messages(sid))]
-        assert texts == [str(i) for i in range(40)]  # each thread's order is kept
-    background.run(tracker.stop(sids[0]))
-    deadline = time.monotonic() + 5
-    while not stopped:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    assert stopped[0][0] == sids[0]
-    assert stopped[0][1] != threading.current_thread().name  # on the tracker's thread
-    background.close()
-    assert not background._thread.is_alive()
+        with ThreadPoolExecutor(4) as pool:
+            sids = list(pool.map(customer, range(8)))
+        background.flush()
+        for sid in sids:
+            texts = [m.text for m in background.sessions.messages(sid)]
+            assert texts == [str(i) for i in range(40)]  # each thread's order is kept
+        background.stop(sids[0])
+        deadline = time.monotonic() + 5
+        while not stopped:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert stopped[0][0] == sids[0]
+        assert stopped[0][1] != threading.current_thread().name  # on the tracker's thread
 
 
 async def test_a_sync_engine_in_worker_threads_then_flush(in_tmp: Path) -> None:
