@@ -65,44 +65,14 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
-from telegram.request import BaseRequest, RequestData
 
 import sessiontrack
 from sessiontrack.adapters.telegram import TelegramAdapter, TrackingRateLimiter
+from tests.adapter_helpers.telegram import FakeBotAPI, bot_api_result
+from tests.web_helpers.live import free_port
 
 TARGET = 10.0  # % added time per step
 ECHO = "echo"
-
-
-class OfflineBotAPI(BaseRequest):
-    """The Bot API answered in memory: ``getMe`` and ``sendMessage``."""
-
-    def __init__(self) -> None:
-        self._ids = itertools.count(1_000_001)  # apart from the inbound ids, as in a chat
-
-    @property
-    def read_timeout(self) -> float | None:
-        return None
-
-    async def initialize(self) -> None:
-        pass
-
-    async def shutdown(self) -> None:
-        pass
-
-    async def do_request(
-        self, url: str, method: str, request_data: RequestData | None = None, *_: Any, **__: Any
-    ) -> tuple[int, bytes]:
-        result: Any = {"id": 42, "is_bot": True, "first_name": "Bench", "username": "bench_bot"}
-        if url.endswith("/sendMessage") and request_data is not None:
-            params = request_data.parameters
-            result = {
-                "message_id": next(self._ids),
-                "date": 0,
-                "chat": {"id": int(str(params["chat_id"])), "type": "private"},
-                "text": params["text"],
-            }
-        return 200, json.dumps({"ok": True, "result": result}).encode()
 
 
 def conversation() -> ConversationHandler[Any]:
@@ -136,30 +106,19 @@ async def fake_bot_api(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body += event.get("body", b"")
         if not event.get("more_body"):
             break
-    result: Any = {"id": 42, "is_bot": True, "first_name": "Bench", "username": "bench_bot"}
-    if scope["path"].endswith("/sendMessage"):
+    method = scope["path"].rsplit("/", 1)[-1]
+    if method == "sendMessage":
         await asyncio.sleep(_latency)
-        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-        result = {
-            "message_id": next(_served_ids),
-            "date": 0,
-            "chat": {"id": int(form["chat_id"]), "type": "private"},
-            "text": form["text"],
-        }
+    form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+    result = bot_api_result(method, form, _served_ids)
     payload = json.dumps({"ok": True, "result": result}).encode()
     headers = [(b"content-type", b"application/json")]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
 
-_served_ids = itertools.count(1_000_001)
+_served_ids = itertools.count(1_000_001)  # apart from the inbound ids, as in a chat
 _latency = 0.0  # seconds the fake Bot API takes to answer a sendMessage (--api-latency-ms)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def serve_fake_api(port: int, latency: float) -> subprocess.Popen[bytes]:
@@ -182,7 +141,7 @@ def build(
 ) -> Application[Any, Any, Any, Any, Any, Any]:
     builder = ApplicationBuilder().token("1:bench").updater(None)
     if port is None:
-        builder = builder.request(OfflineBotAPI())
+        builder = builder.request(FakeBotAPI(1_000_001))  # apart from the inbound ids
     else:
         builder = builder.base_url(f"http://127.0.0.1:{port}/bot")
     if rate_limiter is not None:

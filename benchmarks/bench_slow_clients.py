@@ -42,34 +42,14 @@ from _common import (
 )
 
 from tests.web_helpers.live import PREFIX
-from tests.web_helpers.processes import serve_process
+from tests.web_helpers.processes import rss_kib, serve_pid, serve_process
 from tests.web_helpers.raw_socket import raw_socket
 
 TABLE_PREFIX = "bench_slow_"
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def serve_pid(port: int) -> int:
-    """The ``sessiontrack serve`` child of this process listening on ``port``."""
-    import os
-
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and str(port).encode() in cmdline:
-            return int(entry.name)
-    raise RuntimeError(f"no serve process on port {port}")
+    return rss_kib(pid) / 1024
 
 
 async def stalled_sse(port: int, stack: AsyncExitStack) -> None:

@@ -169,6 +169,11 @@ def json_object(value: Any, name: str, hook: str) -> str:
                 f"{hook}(): {name} must be a mapping (a JSON object), got {type(value).__name__}"
             )
         value = dict(value)
+    return _json_text(value, name, hook)
+
+
+def _json_text(value: Any, name: str, hook: str) -> str:
+    """A JSON value as text, checked against the size, depth and content limits."""
     try:
         out = orjson.dumps(value, option=_ORJSON)
     except TypeError:
@@ -336,19 +341,4 @@ def json_value(value: Any, name: str, hook: str) -> str:
     within the same limits as a JSON object argument."""
     if isinstance(value, Mapping):
         return json_object(value, name, hook)
-    try:
-        out = orjson.dumps(value, option=_ORJSON)
-    except TypeError:
-        value = _Walk(name, hook).plain(value)
-        out = orjson.dumps(value, option=_ORJSON)
-    if len(out) > lim.JSON_BYTES:
-        raise ValueError(
-            f"{hook}(): {name} is larger than {lim.JSON_BYTES} bytes as JSON ({len(out)})"
-        )
-    if (
-        _NUL_ESCAPE in out
-        or (b"null" in out and not _all_finite(value))
-        or out.count(b"{") + out.count(b"[") > lim.JSON_DEPTH
-    ):
-        _Walk(name, hook).plain(value)
-    return out.decode()
+    return _json_text(value, name, hook)

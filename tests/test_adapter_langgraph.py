@@ -20,11 +20,12 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.graph import MessagesState
 from langgraph.prebuilt import ToolNode
-from langgraph.types import Command, interrupt
+from langgraph.types import Command
 
 import sessiontrack
+from examples.support_agent.agent import support_graph
 from sessiontrack.adapters.langgraph import LangGraphAdapter, SessionStopped, graph_flow
 from sessiontrack.web import create_app
 
@@ -64,8 +65,9 @@ class Script:
 
 
 def build(script: Script, checkpointer: Any = None) -> Any:
-    """agent → (tool calls) tools → agent …; a question → ask (interrupt) → agent; else
-    the end. The tool ``explode`` raises; ``lookup`` waits for ``script.release``."""
+    """The support example's graph: agent → (tool calls) tools → agent …; a question →
+    ask (interrupt) → agent; else the end. The message ``explode`` makes the model node
+    raise; the tool ``lookup`` waits for ``script.release``."""
 
     @tool
     async def lookup(order: str) -> str:
@@ -79,25 +81,7 @@ def build(script: Script, checkpointer: Any = None) -> Any:
             raise ValueError("the model is down")
         return {"messages": [await script.model.ainvoke(state["messages"])]}
 
-    def ask(state: MessagesState) -> dict[str, Any]:
-        reply = interrupt("Your order number, please")
-        return {"messages": [HumanMessage(reply)]}
-
-    def route(state: MessagesState) -> str:
-        last = state["messages"][-1]
-        if isinstance(last, AIMessage) and last.tool_calls:
-            return "tools"
-        return "ask" if last.text.endswith("?") else END
-
-    g = StateGraph(MessagesState)
-    g.add_node("agent", agent)
-    g.add_node("tools", ToolNode([lookup]))
-    g.add_node("ask", ask)
-    g.add_edge(START, "agent")
-    g.add_conditional_edges("agent", route, ["tools", "ask", END])
-    g.add_edge("tools", "agent")
-    g.add_edge("ask", "agent")
-    return g.compile(checkpointer=checkpointer or InMemorySaver())
+    return support_graph(agent, ToolNode([lookup]), "Your order number, please", checkpointer)
 
 
 async def until(check: Callable[[], bool]) -> None:

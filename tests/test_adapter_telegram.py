@@ -1,14 +1,14 @@
 """The python-telegram-bot adapter against the real package, offline.
 
 The bot is a real ``Application`` with a real ``ConversationHandler``; Telegram is a
-:class:`FakeBotAPI` (a ``telegram.request.BaseRequest`` answering canned Bot API JSON) and
-updates arrive through ``Application.process_update(Update.de_json(...))``. Every test runs
-on SQLite and PostgreSQL.
+``FakeBotAPI`` (tests/adapter_helpers/telegram.py: a ``telegram.request.BaseRequest``
+answering canned Bot API JSON) and updates arrive through
+``Application.process_update(Update.de_json(...))``. Every test runs on SQLite and
+PostgreSQL.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -25,6 +25,7 @@ import anyio.to_thread
 import httpx
 import pytest
 import sqlalchemy as sa
+from adapter_helpers.telegram import FakeBotAPI
 from sqlalchemy.ext.asyncio import create_async_engine
 from telegram import Update
 from telegram.ext import (
@@ -37,7 +38,6 @@ from telegram.ext import (
     PicklePersistence,
     filters,
 )
-from telegram.request import BaseRequest, RequestData
 
 import sessiontrack
 from sessiontrack.adapters.telegram import TelegramAdapter, TrackingRateLimiter
@@ -49,40 +49,6 @@ BOT = "pizza-bot"
 TOKEN = "123456:offline"
 NAME, SIZE = "name", "size"
 END = ConversationHandler.END
-
-
-class FakeBotAPI(BaseRequest):
-    """Telegram's Bot API, offline: ``getMe``, and every ``send*`` answered with a message
-    whose id increases; any other method answers ``true``."""
-
-    def __init__(self, first_id: int = 1001) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self._next_id = first_id - 1
-
-    @property
-    def read_timeout(self) -> float | None:
-        return None
-
-    async def initialize(self) -> None:
-        pass
-
-    async def shutdown(self) -> None:
-        pass
-
-    async def do_request(
-        self, url: str, method: str, request_data: RequestData | None = None, *_: Any, **__: Any
-    ) -> tuple[int, bytes]:
-        endpoint = url.rsplit("/", 1)[-1]
-        params = request_data.parameters if request_data else {}
-        result: Any = True
-        if endpoint == "getMe":
-            result = {"id": 42, "is_bot": True, "first_name": "Pizza", "username": "pizza_bot"}
-        elif endpoint.startswith("send"):
-            self._next_id += 1
-            chat = {"id": int(str(params["chat_id"])), "type": "private"}
-            result = {"message_id": self._next_id, "date": 0, "chat": chat, "text": params["text"]}
-            self.sent.append(result)
-        return 200, json.dumps({"ok": True, "result": result}).encode()
 
 
 class Chat:
@@ -343,18 +309,24 @@ async def test_a_callback_that_raises(tracker: sessiontrack.Tracker) -> None:
     assert [(e.node_id, e.error) for e in d.node_executions] == [("entry", "ValueError: no dough")]
 
 
-async def test_a_restart_mid_conversation_continues_the_session(
-    database_url: str, prefix: str, tmp_path: Path
-) -> None:
-    options: dict[str, Any] = {"prefix": prefix, "migrate": True, "poll_interval": 0.05}
-    pickle = tmp_path / "bot.pickle"
+async def first_run(database_url: str, options: dict[str, Any], pickle: Path) -> int:
+    """The persistent bot's first run: ``/start`` and a name, then both the bot and its
+    tracker shut down; the last update id, for the next run to go on from."""
     async with (
         sessiontrack.Tracker(database_url, **options) as tracker,
         pizza_bot(tracker, pickle) as bot,
     ):
         await bot.chat.say("/start")
         await bot.chat.say("Ann")
-        last_update = bot.chat.update_id
+        return bot.chat.update_id
+
+
+async def test_a_restart_mid_conversation_continues_the_session(
+    database_url: str, prefix: str, tmp_path: Path
+) -> None:
+    options: dict[str, Any] = {"prefix": prefix, "migrate": True, "poll_interval": 0.05}
+    pickle = tmp_path / "bot.pickle"
+    last_update = await first_run(database_url, options, pickle)
     async with sessiontrack.Tracker(database_url, **options) as tracker:
         async with pizza_bot(tracker, pickle, first_id=2001) as bot:
             bot.chat.update_id = last_update
@@ -387,13 +359,7 @@ async def test_a_stop_while_the_bot_is_down_is_honoured(
     no one was told; the restarted bot finds it stopped and ends PTB's conversation."""
     options: dict[str, Any] = {"prefix": prefix, "migrate": True, "poll_interval": 0.05}
     pickle = tmp_path / "bot.pickle"
-    async with (
-        sessiontrack.Tracker(database_url, **options) as tracker,
-        pizza_bot(tracker, pickle) as bot,
-    ):
-        await bot.chat.say("/start")
-        await bot.chat.say("Ann")
-        last_update = bot.chat.update_id
+    last_update = await first_run(database_url, options, pickle)
     async with sessiontrack.Tracker(database_url, **options) as tracker:
         [sid] = await sessions_of(tracker)
         await tracker.stop(sid)

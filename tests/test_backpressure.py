@@ -8,7 +8,6 @@ the resume, and ``sessiontrack serve`` in its own process for the memory bound.
 
 from __future__ import annotations
 
-import os
 import socket
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -22,7 +21,7 @@ import sessiontrack
 from tests.web_helpers.engine import Engine
 from tests.web_helpers.fixtures import api, app_options, authenticate, engine, live_url, web_app
 from tests.web_helpers.live import PREFIX, settle
-from tests.web_helpers.processes import serve_process
+from tests.web_helpers.processes import rss_kib, serve_pid, serve_process
 from tests.web_helpers.raw_socket import RawSocket, raw_socket
 from tests.web_helpers.sockets import NAMESPACE as NS
 from tests.web_helpers.sockets import (
@@ -193,30 +192,6 @@ async def test_resume_refuses_a_bad_after(live_url: str, after: Any) -> None:
 # --- the server's memory, with stalled socket clients --------------------------------------
 
 
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
-def _serve_pid(port: int) -> int:
-    """The ``sessiontrack serve`` child of this process listening on ``port``."""
-    me = os.getpid()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == me and b"serve" in cmdline and str(port).encode() in cmdline:
-            return int(entry.name)
-    raise AssertionError(f"no serve process on port {port}")
-
-
 async def _engine_at(engine: Engine, tracker: sessiontrack.Tracker, rate: int, total: int) -> None:
     """About ``rate`` events per second, ``total`` in all, in steps of 0.1 s: sessions of
     five 2 kB messages each, so that every event a queue holds weighs what chat text does."""
@@ -244,7 +219,7 @@ async def test_server_memory_stays_bounded_with_stalled_socket_clients(
     engine.register("bot-a")
     await tracker.flush()
     async with serve_process(database_url, prefix, tmp_path) as url:
-        pid = _serve_pid(int(url.rsplit(":", 1)[1]))
+        pid = serve_pid(int(url.rsplit(":", 1)[1]))
         clients: list[RawSocket] = []
         async with AsyncExitStack() as stack:
             for _ in range(20):
@@ -253,7 +228,7 @@ async def test_server_memory_stays_bounded_with_stalled_socket_clients(
                 clients.append(raw)
             # Warm up: the clients' buffers fill and every queue reaches its bound.
             await _engine_at(engine, tracker, 2000, 10_000)
-            warm = _rss_kib(pid)
+            warm = rss_kib(pid)
             peak = warm
             done = anyio.Event()
 
@@ -264,10 +239,10 @@ async def test_server_memory_stays_bounded_with_stalled_socket_clients(
             async with anyio.create_task_group() as tg:
                 tg.start_soon(load)
                 while not done.is_set():
-                    peak = max(peak, _rss_kib(pid))
+                    peak = max(peak, rss_kib(pid))
                     with anyio.move_on_after(0.25):
                         await done.wait()
-            peak = max(peak, _rss_kib(pid))
+            peak = max(peak, rss_kib(pid))
             # 40,000 events of about 2 kB to 20 clients that read nothing: unbounded queues
             # hold all of them (80 MB, shared between the queues); bounded ones hold what
             # they held once warm, at most two bounds' worth (4 MB) plus socket buffers.

@@ -29,13 +29,13 @@ from dashboard_helpers.server import PREFIX, helpdesk
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.graph import MessagesState
 from langgraph.prebuilt import ToolNode
-from langgraph.types import Command, interrupt
+from langgraph.types import Command
 from web_helpers.live import host_app, serve
 
 import sessiontrack
+from examples.support_agent.agent import support_graph
 from sessiontrack.adapters.langgraph import LangGraphAdapter
 from sessiontrack.web import create_app
 
@@ -932,24 +932,8 @@ async def test_a_langgraph_session_shows_its_graph_tokens_and_tool_calls(
     async def agent(state: MessagesState) -> dict[str, Any]:
         return {"messages": [await model.ainvoke(state["messages"])]}
 
-    def ask(state: MessagesState) -> dict[str, Any]:
-        return {"messages": [HumanMessage(interrupt("waiting for the customer"))]}
-
-    def route(state: MessagesState) -> str:
-        last = state["messages"][-1]
-        if isinstance(last, AIMessage) and last.tool_calls:
-            return "tools"
-        return "ask" if last.text.endswith("?") else END
-
-    g = StateGraph(MessagesState)
-    g.add_node("agent", agent)
-    g.add_node("tools", ToolNode([lookup_order]))
-    g.add_node("ask", ask)
-    g.add_edge(START, "agent")
-    g.add_conditional_edges("agent", route, ["tools", "ask", END])
-    g.add_edge("tools", "agent")
-    g.add_edge("ask", "agent")
-    adapter = LangGraphAdapter(tracker, g.compile(checkpointer=InMemorySaver()), "lg-support")
+    graph = support_graph(agent, ToolNode([lookup_order]), "waiting for the customer")
+    adapter = LangGraphAdapter(tracker, graph, "lg-support")
     config = {"configurable": {"thread_id": "customer-7"}}
     try:
         await adapter.ainvoke({"messages": [HumanMessage("Where is order A-7?")]}, config)

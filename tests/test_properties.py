@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -767,6 +767,20 @@ def check_wire(exp: Expected, got: list[tuple[str, dict[str, Any]]], route: str)
         same(want, {k: data[k] for k in want}, f"{route} {name}")
 
 
+def same_records(want: list[dict[str, Any]], got: Sequence[Any], what: str, at: str) -> None:
+    """The records read back as expected, field by field; the time (attribute ``at``) only
+    where the expectation knows it (``want["at"]`` not ``None``)."""
+    assert len(got) == len(want)
+    for w, g in zip(want, got, strict=True):
+        same(
+            {k: v for k, v in w.items() if k != "at"},
+            {k: getattr(g, k) for k in w if k != "at"},
+            what,
+        )
+        if w["at"] is not None:
+            same(w["at"], getattr(g, at), f"{what} {at}")
+
+
 async def check_reads(r: Readers, exp: Expected) -> None:
     detail = await r.tracker.sessions.get(exp.sid)
     for key, value in exp.fields.items():
@@ -783,30 +797,11 @@ async def check_reads(r: Readers, exp: Expected) -> None:
     flow = exp.flow or {"nodes": [], "edges": []}
     same(flow, detail.flow_data, "flow")
     same(exp.totals, {k: getattr(detail, k) for k in exp.totals}, "totals")
-    for want_calls, got_calls in (
-        (exp.llm_calls, detail.llm_call_history),
-        (exp.tool_calls, detail.tool_call_history),
-    ):
-        assert len(got_calls) == len(want_calls)
-        for want, c in zip(want_calls, got_calls, strict=True):
-            same(
-                {k: v for k, v in want.items() if k != "at"},
-                {k: getattr(c, k) for k in want if k != "at"},
-                "call",
-            )
-            if want["at"] is not None:
-                same(want["at"], c.at, "call at")
+    same_records(exp.llm_calls, detail.llm_call_history, "call", "at")
+    same_records(exp.tool_calls, detail.tool_call_history, "call", "at")
     messages = await r.tracker.sessions.messages(exp.sid)
     for got_messages in (detail.messages, messages):
-        assert len(got_messages) == len(exp.messages)
-        for want, m in zip(exp.messages, got_messages, strict=True):
-            same(
-                {k: v for k, v in want.items() if k != "at"},
-                {k: getattr(m, k) for k in want if k != "at"},
-                "message",
-            )
-            if want["at"] is not None:
-                same(want["at"], m.timestamp, "message timestamp")
+        same_records(exp.messages, got_messages, "message", "timestamp")
     page = await r.tracker.sessions.list(chatbot_id=exp.chatbot_id, limit=100)
     assert exp.sid in {s.id for s in page.data} or page.has_next
 

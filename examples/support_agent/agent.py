@@ -147,8 +147,17 @@ def build_agent(model: Any = None, checkpointer: Any = None) -> Any:
     async def agent(state: MessagesState) -> dict[str, Any]:
         return {"messages": [await llm.ainvoke(state["messages"])]}
 
+    tools = ToolNode([lookup_order], handle_tool_errors=True)
+    # not a string: the interrupt adds no message of its own
+    return support_graph(agent, tools, {"waiting_for": "customer"}, checkpointer)
+
+
+def support_graph(agent: Any, tools: ToolNode, question: Any, checkpointer: Any = None) -> Any:
+    """The graph drawn at the top, compiled: ``agent`` is the model node, ``tools`` runs
+    the tool calls, and ``ask`` waits for the customer with ``interrupt(question)``."""
+
     def ask(state: MessagesState) -> dict[str, Any]:
-        reply = interrupt({"waiting_for": "customer"})  # not a string: no message of its own
+        reply = interrupt(question)
         return {"messages": [HumanMessage(reply)]}
 
     def route(state: MessagesState) -> str:
@@ -159,7 +168,7 @@ def build_agent(model: Any = None, checkpointer: Any = None) -> Any:
 
     graph = StateGraph(MessagesState)
     graph.add_node("agent", agent)
-    graph.add_node("tools", ToolNode([lookup_order], handle_tool_errors=True))
+    graph.add_node("tools", tools)
     graph.add_node("ask", ask)
     graph.add_edge(START, "agent")
     graph.add_conditional_edges("agent", route, ["tools", "ask", END])

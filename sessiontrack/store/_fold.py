@@ -63,12 +63,7 @@ SESSION_COLUMNS = (
     "node_count",
     "message_count",
     "last_seq",
-    "input_tokens",
-    "output_tokens",
-    "cost",
-    "llm_calls",
-    "tool_calls",
-    "error_count",
+    *ev.TOTALS,
 )
 MUTABLE_COLUMNS = (
     "status",
@@ -82,12 +77,7 @@ MUTABLE_COLUMNS = (
     "node_count",
     "message_count",
     "last_seq",
-    "input_tokens",
-    "output_tokens",
-    "cost",
-    "llm_calls",
-    "tool_calls",
-    "error_count",
+    *ev.TOTALS,
 )
 
 

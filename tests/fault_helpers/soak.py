@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 import httpx
 from web_helpers.live import PREFIX, wait_until
-from web_helpers.processes import serve_process
+from web_helpers.processes import rss_kib, serve_pid, serve_process
 from web_helpers.sockets import Probe, socket_client
 from web_helpers.sse_client import SSEEvent, SSEReader, sse_stream
 
@@ -70,30 +70,6 @@ class SoakResult:
                 f"{name}: got {len(got)} events, want {len(want)}; "
                 f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
             )
-
-
-def child_pid(port: int) -> int:
-    """The pid of this process's child serving ``port`` (``sessiontrack serve``)."""
-    me = str(os.getpid())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            args = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ppid = stat.rsplit(")", 1)[1].split()[1]
-        if ppid == me and b"serve" in args and str(port).encode() in args:
-            return int(entry.name)
-    raise LookupError(f"no child process serves port {port}")
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise LookupError(f"no VmRSS for {pid}")
 
 
 class _Engine:
@@ -208,7 +184,7 @@ async def _read_sse(reader: SSEReader, into: list[SSEEvent]) -> None:
 async def _sample_rss(pid: int, into: list[tuple[float, int]]) -> None:
     t0 = time.monotonic()
     while True:
-        into.append((time.monotonic() - t0, rss_kb(pid)))
+        into.append((time.monotonic() - t0, rss_kib(pid)))
         await anyio.sleep(1)
 
 
@@ -249,10 +225,10 @@ async def soak(
         await tracker.flush()  # the long sessions exist before the server starts
         ref: list[StoredEvent] = []
         async with serve_process(url, prefix, log_dir) as base, AsyncExitStack() as stack:
-            pid = child_pid(int(base.rsplit(":", 1)[1]))
+            pid = serve_pid(int(base.rsplit(":", 1)[1]))
             sub = await stack.enter_async_context(tracker.subscribe())
             clients = await _connect(stack, base, engine.long_sids, sockets, sse)
-            result.rss_connected_kb = rss_kb(pid)
+            result.rss_connected_kb = rss_kib(pid)
             async with anyio.create_task_group() as tg:
 
                 async def collect_ref() -> None:
@@ -266,7 +242,7 @@ async def soak(
                 await engine.run(duration, rate)
                 result.events = engine.made
                 await _catch_up(clients, ref, engine.made)
-                result.rss_end_kb = rss_kb(pid)
+                result.rss_end_kb = rss_kib(pid)
                 tg.cancel_scope.cancel()
             for name, follows, got in clients.received():
                 result.compare(name, got, _want(ref, follows))

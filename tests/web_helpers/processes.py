@@ -75,3 +75,29 @@ async def serve_process(
     # uvicorn re-raises the signal it handled once it has shut down cleanly.
     assert code in (0, -signal.SIGTERM), log_path.read_text()
     assert "Application shutdown complete" in log_path.read_text()
+
+
+def serve_pid(port: int) -> int:
+    """The pid of the ``sessiontrack serve`` child of this process listening on ``port``
+    (as :func:`serve_process` runs it), found in ``/proc``."""
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == me and b"serve" in cmdline and str(port).encode() in cmdline:
+            return int(entry.name)
+    raise RuntimeError(f"no serve process on port {port}")
+
+
+def rss_kib(pid: int) -> int:
+    """The resident set size of process ``pid`` in KiB (``VmRSS`` of its ``/proc`` status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")

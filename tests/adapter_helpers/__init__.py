@@ -1,0 +1,1 @@
+"""Helpers for the adapters' tests and benchmarks: the engines' fake outside worlds."""
