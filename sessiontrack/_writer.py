@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
+import time
 import uuid
 from collections.abc import Callable
 
@@ -72,7 +74,7 @@ class BatchWriter:
     async def run(self) -> None:
         """Commit until the intake is closed and empty."""
         intake = self._intake
-        woken = False
+        last_take = -math.inf
         try:
             while True:
                 if not intake.waiting:
@@ -81,11 +83,10 @@ class BatchWriter:
                         return
                     intake.wake.clear()
                     await intake.wake.wait()
-                    woken = True
                     continue
-                if woken and self._delay:
-                    await self._gather()
-                woken = False
+                if self._delay:
+                    await self._gather(last_take + self._delay - time.monotonic())
+                last_take = time.monotonic()
                 self.hurry.clear()  # a flush waiting now is served by this batch
                 batch = intake.take(self.max_batch)
                 try:
@@ -101,14 +102,18 @@ class BatchWriter:
         finally:
             self.done.set()
 
-    async def _gather(self) -> None:
-        """After idling, let the first report wait up to ``commit_delay`` for the ones that
-        follow it, so that an engine reporting a few events at a time pays for one commit
-        per delay rather than one per burst; :meth:`Tracker.flush` and closing cut it
-        short (``hurry``). Under a steady load the writer never idles, so never waits."""
-        if not self.hurry.is_set() and not self._intake.closed:
-            with anyio.move_on_after(self._delay):
-                await self.hurry.wait()
+    async def _gather(self, wait: float) -> None:
+        """Start batches ``commit_delay`` apart at the most: what arrives meanwhile joins
+        the next one, so that an engine reporting a few events at a time pays for one
+        commit per delay rather than one per burst. :meth:`Tracker.flush` and closing cut
+        the wait short (``hurry``); a full batch does not wait, and under a heavy load a
+        commit takes longer than the delay, so the writer never waits there."""
+        if wait <= 0 or self.hurry.is_set() or self._intake.closed:
+            return
+        if self._intake.waiting >= self.max_batch:
+            return
+        with anyio.move_on_after(wait):
+            await self.hurry.wait()
 
     async def _commit(self, batch: list[Report]) -> FoldResult | None:
         """Commit ``batch``, retrying while the database is unreachable; a report the

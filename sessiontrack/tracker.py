@@ -91,12 +91,13 @@ class Tracker(ReportingHooks):
         in order (the final node or goodbye message of the turn that completed it)
         instead of being dropped as late; from zero (no window) to one hour. Status
         changes after the end, and anything after a stop or an expiry, stay late.
-    :param commit_delay: seconds the first report after a quiet moment waits for the
-        ones that follow before the writer commits (default 0.01): an engine that reports
-        a few events per step then pays for one commit per delay instead of one per step.
-        Live events are published up to this much later; :meth:`flush` and :meth:`stop`
-        never wait for it, and under a steady load the writer does not wait at all.
-        ``0`` commits every burst at once.
+    :param commit_delay: the writer starts batches this many seconds apart at the most
+        (default 0.01); what is reported meanwhile joins the next batch. An engine that
+        reports a few events per step then pays for one commit per delay instead of one
+        per step (a small commit costs far more than the reports in it). Live events are
+        published up to this much later; :meth:`flush` and :meth:`stop` never wait for
+        it, and under a heavy load a commit lasts longer than the delay, so the writer
+        does not wait there. ``0`` commits every burst at once.
     :param sweep_interval: seconds between sweeps for overdue sessions (``None``: no sweeper
         in this process).
     :param max_batch: reports per transaction at the most (default 50,000, or
