@@ -13,8 +13,8 @@ three set-ups, round-robin so that load on the machine hits all three alike:
   Tracker on a SQLite file (each call is a conversation that completes: a session start,
   a node report per node, an inbound message and the completion, plus the adapter's
   ``aget_state`` when the run may have paused); the tracker validates each report and
-  its writer commits on the graph's event loop, gathering what follows a quiet moment for
-  ``commit_delay`` (10 ms, the default) before each commit;
+  its writer commits on the graph's event loop, batches ``commit_delay`` (50 ms, the
+  default) apart at the most;
 - **adapter, commit_delay=0**: the same into a Tracker that commits every burst of
   reports at once (the writer before ``commit_delay`` existed);
 - **adapter, SyncTracker**: the same with a :class:`sessiontrack.SyncTracker`, whose

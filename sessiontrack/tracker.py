@@ -92,7 +92,7 @@ class Tracker(ReportingHooks):
         instead of being dropped as late; from zero (no window) to one hour. Status
         changes after the end, and anything after a stop or an expiry, stay late.
     :param commit_delay: the writer starts batches this many seconds apart at the most
-        (default 0.01); what is reported meanwhile joins the next batch. An engine that
+        (default 0.05); what is reported meanwhile joins the next batch. An engine that
         reports a few events per step then pays for one commit per delay instead of one
         per step (a small commit costs far more than the reports in it). Live events are
         published up to this much later; :meth:`flush` and :meth:`stop` never wait for
@@ -131,7 +131,7 @@ class Tracker(ReportingHooks):
         prefix: str = DEFAULT_PREFIX,
         idle_timeout: timedelta | None = timedelta(minutes=30),
         completion_grace: timedelta = timedelta(seconds=10),
-        commit_delay: float = 0.01,
+        commit_delay: float = 0.05,
         sweep_interval: float | None = 30.0,
         max_batch: int | None = None,
         max_buffered: int = 100_000,
