@@ -6,6 +6,7 @@ Report what happens through the pluggy hooks in :mod:`sessiontrack.hookspecs`; a
 
 from . import hookspecs
 from ._ids import new_session_id
+from ._sync import SyncTracker as SyncTracker
 from .errors import (
     BufferFull,
     InvalidParameter,

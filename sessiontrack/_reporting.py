@@ -14,6 +14,7 @@ from typing import Any
 
 from . import _validate as v
 from . import events as ev
+from ._conversations import Conversations
 from ._ids import normalize_session_id
 from .hookspecs import hookimpl
 from .limits import (
@@ -31,7 +32,7 @@ from .limits import (
 )
 from .models import MESSAGE_DIRECTIONS
 from .status import ALL_STATUSES, TERMINAL_STATUSES
-from .store._fold import FLOW_REGISTERED, Report
+from .store._fold import EDGE_OBSERVED, FLOW_REGISTERED, Report
 
 _DIRECTIONS = {d: d for d in MESSAGE_DIRECTIONS}
 _STATUSES = {s: s for s in ALL_STATUSES}
@@ -44,6 +45,7 @@ class ReportingHooks:
     # Provided by the tracker: the ids it has accepted, and the hand-over to its writer.
     _owned: set[str]
     _enqueue: Callable[[Report], None]
+    _conversations: Conversations  # starts and completions not yet committed
 
     @staticmethod
     def _at(at: Any, hook: str) -> Any:
@@ -76,7 +78,7 @@ class ReportingHooks:
         self,
         session_id: str,
         chatbot_id: str,
-        conversation_id: str | None,
+        conversation_id: str | int | None,
         contact: Mapping[str, Any] | None,
         variables: Mapping[str, Any] | None,
         metadata: Mapping[str, Any] | None,
@@ -87,7 +89,7 @@ class ReportingHooks:
         sid = self._sid(session_id, h)
         data: dict[str, Any] = {
             "chatbot_id": v.text(chatbot_id, "chatbot_id", h, CHATBOT_ID),
-            "conversation_id": v.opt_text(conversation_id, "conversation_id", h, CONVERSATION_ID),
+            "conversation_id": v.opt_id(conversation_id, "conversation_id", h, CONVERSATION_ID),
         }
         if contact is not None:
             if not isinstance(contact, Mapping):
@@ -103,6 +105,8 @@ class ReportingHooks:
         if expires_at is not None:
             data["expires_at"] = v.moment(expires_at, "expires_at", h)
         self._enqueue((ev.SESSION_STARTED, sid, self._at(at, h), data))
+        if data["conversation_id"] is not None:
+            self._conversations.started(data["chatbot_id"], data["conversation_id"], sid)
 
     @hookimpl(tryfirst=True)
     def sessiontrack_node_executed(
@@ -135,7 +139,7 @@ class ReportingHooks:
         text: str | None,
         payload: Mapping[str, Any] | None,
         node_id: str | None,
-        message_id: str | None,
+        message_id: str | int | None,
         at: datetime | None,
     ) -> None:
         h = "sessiontrack_message"
@@ -148,7 +152,7 @@ class ReportingHooks:
             "text": v.opt_text(text, "text", h, TEXT),
             "payload": None if payload is None else v.json_object(payload, "payload", h),
             "node_id": v.opt_text(node_id, "node_id", h, NODE_ID),
-            "message_id": v.opt_text(message_id, "message_id", h, MESSAGE_ID),
+            "message_id": v.opt_id(message_id, "message_id", h, MESSAGE_ID),
         }
         self._enqueue((ev.MESSAGE, sid, self._at(at, h), data))
 
@@ -172,6 +176,8 @@ class ReportingHooks:
             "reason": v.opt_text(reason, "reason", h, REASON),
         }
         self._enqueue((kind, sid, self._at(at, h), data))
+        if kind == ev.SESSION_COMPLETED:
+            self._conversations.ended(sid)
 
     @hookimpl(tryfirst=True)
     def sessiontrack_variables_changed(
@@ -192,3 +198,25 @@ class ReportingHooks:
             status = v.choice(status, _TERMINAL, "terminal status", h)
         data = {"status": status, "reason": v.opt_text(reason, "reason", h, REASON)}
         self._enqueue((ev.SESSION_COMPLETED, sid, self._at(at, h), data))
+        self._conversations.ended(sid)
+
+    @hookimpl(tryfirst=True)
+    def sessiontrack_edge_observed(
+        self,
+        chatbot_id: str,
+        source: str,
+        target: str,
+        version: str | None,
+        label: str | None,
+        source_handle: str | None,
+    ) -> None:
+        h = "sessiontrack_edge_observed"
+        data = {
+            "chatbot_id": v.text(chatbot_id, "chatbot_id", h, CHATBOT_ID),
+            "source": v.text(source, "source", h, NODE_ID),
+            "target": v.text(target, "target", h, NODE_ID),
+            "version": v.text(version, "version", h, FLOW_VERSION, optional=True),
+            "label": v.opt_text(label, "label", h, NODE_LABEL),
+            "source_handle": v.opt_text(source_handle, "source_handle", h, NODE_ID),
+        }
+        self._enqueue((EDGE_OBSERVED, "", time.time(), data))

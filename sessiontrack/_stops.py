@@ -56,6 +56,9 @@ class StopRequests:
         """See :meth:`sessiontrack.Tracker.stop`."""
         sid = normalize_session_id(session_id)
         head = await self._store.session_head(sid)
+        if head is None and sid in self.owned:
+            await self._flush()  # reported here and not yet committed: commit it first
+            head = await self._store.session_head(sid)
         if head is None or (isinstance(principal, Principal) and not principal.may_see(head[0])):
             raise SessionNotFound(sid)
         if head[1] in TERMINAL_STATUSES:
@@ -99,5 +102,9 @@ class StopRequests:
         while True:
             event = await self._notices.get()
             await self._host.call(
-                HOOK, session_id=event.session_id, principal=event.data.get("requested_by")
+                HOOK,
+                session_id=event.session_id,
+                principal=event.data.get("requested_by"),
+                chatbot_id=event.chatbot_id,
+                conversation_id=event.data.get("conversation_id"),
             )

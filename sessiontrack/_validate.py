@@ -85,6 +85,14 @@ def opt_text(value: Any, name: str, hook: str, limit: int) -> str | None:
     return s
 
 
+def opt_id(value: Any, name: str, hook: str, limit: int) -> str | None:
+    """Like :func:`opt_text`, and an integer (a Telegram chat or message id; not a
+    ``bool``) is taken as its decimal string."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return opt_text(str(int(value)), name, hook, limit)
+    return opt_text(value, name, hook, limit)
+
+
 def _check_str(value: str, name: str, hook: str, limit: int) -> None:
     # Non-ASCII text is common and fine: only a failed UTF-8 encoding (a lone surrogate)
     # sends it down the slow path.

@@ -46,6 +46,7 @@ class BatchWriter:
         idle_timeout_s: int | None,
         retry: tuple[float, float],
         on_result: Callable[[FoldResult], None] = lambda _res: None,
+        completion_grace_s: float = 0.0,
     ) -> None:
         self._store = store
         self._intake = intake
@@ -56,6 +57,7 @@ class BatchWriter:
         self._idle_s = idle_timeout_s
         self._retry = retry
         self._on_result = on_result
+        self._grace_s = completion_grace_s
         self.writer_id = uuid.uuid4().hex  # names this writer's attempts in the store
         self._attempts = itertools.count(1)
         self._applied = False  # whether the store holds a row for this writer
@@ -138,7 +140,12 @@ class BatchWriter:
         attempt = BatchAttempt(self.writer_id, next(self._attempts))
         self._applied = True
         try:
-            return await self._store.apply(batch, idle_timeout_s=self._idle_s, attempt=attempt)
+            return await self._store.apply(
+                batch,
+                idle_timeout_s=self._idle_s,
+                attempt=attempt,
+                completion_grace_s=self._grace_s,
+            )
         except Exception as exc:
             if attempt.result is None or not await self._took_effect(attempt, exc):
                 raise

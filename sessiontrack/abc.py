@@ -74,8 +74,13 @@ class Store(metaclass=ABCMeta):
         *,
         idle_timeout_s: int | None,
         attempt: BatchAttempt | None = None,
+        completion_grace_s: float = 0.0,
     ) -> FoldResult:
         """Fold ``reports`` into the log and the projection in **one** transaction.
+
+        ``completion_grace_s`` is the completion grace window of the fold (see
+        :mod:`sessiontrack.store._fold`). Observed edges are added to the stored graph of
+        their flow version in the same transaction.
 
         Either everything commits (the result lists the appended events, in sequence
         order, and every report it dropped as a duplicate, orphan or late report) or
@@ -155,6 +160,13 @@ class Store(metaclass=ABCMeta):
     @abstractmethod
     async def session_head(self, session_id: str) -> tuple[str, str, str | None] | None:
         """``(chatbot_id, status, conversation_id)`` of a committed session, or ``None``."""
+
+    @abstractmethod
+    async def active_sessions(
+        self, chatbot_id: str, conversation_id: str, *, limit: int = 10
+    ) -> list[str]:
+        """Ids of the committed sessions of this chatbot and conversation that have not
+        ended, newest (by start time) first, at most ``limit``."""
 
     @abstractmethod
     async def overdue_sessions(self, now: datetime, limit: int = 1000) -> list[str]:

@@ -74,7 +74,7 @@ def sessiontrack_flow_registered(
 def sessiontrack_session_started(
     session_id: str = REQUIRED,
     chatbot_id: str = REQUIRED,
-    conversation_id: str | None = None,
+    conversation_id: str | int | None = None,
     contact: Mapping[str, Any] | None = None,
     variables: Mapping[str, Any] | None = None,
     metadata: Mapping[str, Any] | None = None,
@@ -85,7 +85,8 @@ def sessiontrack_session_started(
 
     :param session_id: a UUID (``sessiontrack.new_session_id()`` makes a time-ordered one).
     :param chatbot_id: the bot that runs the session.
-    :param conversation_id: the engine's own key (phone number, thread id).
+    :param conversation_id: the engine's own key (phone number, thread id); an integer
+        (a Telegram chat id) is stored as its decimal string.
     :param contact: the customer, ``{"phone": ..., "name": ...}``.
     :param variables: the initial session variables (a JSON object).
     :param metadata: anything else worth keeping (a JSON object).
@@ -120,7 +121,7 @@ def sessiontrack_message(
     text: str | None = None,
     payload: Mapping[str, Any] | None = None,
     node_id: str | None = None,
-    message_id: str | None = None,
+    message_id: str | int | None = None,
     at: datetime | None = None,
 ) -> None:
     """A message came in from the customer (``inbound``) or went out (``outbound``).
@@ -128,7 +129,8 @@ def sessiontrack_message(
     :param type: ``text``, ``interactive``, ``form``, ``image`` … (free-form).
     :param payload: structured content (buttons, list rows, form answers), a JSON object.
     :param message_id: the channel's message id; the same id reported twice for one
-        session (webhook retries) is stored once.
+        session (webhook retries) is stored once. An integer is stored as its decimal
+        string.
     """
 
 
@@ -166,18 +168,51 @@ def sessiontrack_session_completed(
     """The session ended with a terminal ``status`` (default ``completed``)."""
 
 
+@hookspec
+def sessiontrack_edge_observed(
+    chatbot_id: str = REQUIRED,
+    source: str = REQUIRED,
+    target: str = REQUIRED,
+    version: str | None = None,
+    label: str | None = None,
+    source_handle: str | None = None,
+) -> None:
+    """The engine went from node ``source`` to node ``target``, an edge its declared flow
+    may lack (engines that learn their graph at run time).
+
+    The edge is added to the stored graph of that flow version in place: the version
+    stays the same, and sessions already running on it show the edge too. Nodes the
+    graph lacks are added (type ``default``, labelled with their id, placed after the
+    source). Reporting an edge the graph has changes nothing. An edge for a chatbot
+    or version never registered is dropped with a warning.
+
+    :param chatbot_id: the bot whose flow it is.
+    :param source: the node the engine left.
+    :param target: the node it went to.
+    :param version: the flow version; by default the chatbot's current one.
+    :param label: the edge's label (the button or condition that took it).
+    :param source_handle: the source node's handle (React Flow ``sourceHandle``).
+    """
+
+
 # --- tracker → host ---------------------------------------------------------------------
 
 
 @hookspec
-def sessiontrack_stop_requested(session_id: str, principal: str | None) -> None:
+def sessiontrack_stop_requested(
+    session_id: str, principal: str | None, chatbot_id: str, conversation_id: str | None
+) -> None:
     """Someone asked, through the API, to stop this session.
 
     Called in the process whose tracker has reported events for the session (the engine's),
     after the ``stopped`` status is committed, even when the request came through another
-    process. The engine must not continue the session.
+    process. The engine must not continue the session. An implementation may take only
+    the arguments it needs (``session_id`` and ``principal``, say).
 
     :param principal: the id of who asked, or ``None``.
+    :param chatbot_id: the bot that ran the session (an engine serving several bots keeps
+        only its own).
+    :param conversation_id: the session's conversation (the engine's own key), or ``None``.
     """
 
 

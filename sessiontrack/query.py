@@ -140,11 +140,11 @@ class SessionQueries:
         )
         return items
 
-    async def completed(self, **kwargs: Any) -> Page[SessionSummary]:
+    async def completed(self, /, **kwargs: Any) -> Page[SessionSummary]:
         """Like :meth:`list` with ``filter="completed"`` (any terminal status)."""
         return await self.list(filter="completed", **kwargs)
 
-    async def by_chatbot(self, chatbot_id: str, **kwargs: Any) -> Page[SessionSummary]:
+    async def by_chatbot(self, /, chatbot_id: str, **kwargs: Any) -> Page[SessionSummary]:
         """Like :meth:`list` for one chatbot."""
         return await self.list(chatbot_id=chatbot_id, **kwargs)
 

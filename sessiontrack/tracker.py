@@ -13,12 +13,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import anyio
 import pluggy
 
-from . import hookspecs
+from . import _validate, hookspecs
+from ._conversations import Conversations
 from ._dispatch import DEFAULT_MAX_EVENTS, CommittedDispatcher
 from ._feed import Feed
 from ._host import HostHooks
@@ -31,8 +32,10 @@ from ._writer import BatchWriter
 from .abc import Store, Subscription
 from .errors import TrackerNotRunning
 from .hookspecs import REQUIRED
+from .limits import CHATBOT_ID, CONVERSATION_ID
 from .models import Principal
 from .query import SessionQueries
+from .status import TERMINAL_STATUSES
 from .store import DEFAULT_PREFIX, create_store
 
 if TYPE_CHECKING:
@@ -41,6 +44,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _MIN_IDLE = timedelta(seconds=1)
 _MAX_IDLE = timedelta(days=3653)
+_MAX_GRACE = timedelta(hours=1)
+
+
+class TrackerOptions(TypedDict, total=False):
+    """The keyword options of :class:`Tracker` (and of ``SyncTracker``), as one type."""
+
+    plugin_manager: pluggy.PluginManager | None
+    prefix: str
+    idle_timeout: timedelta | None
+    completion_grace: timedelta
+    sweep_interval: float | None
+    max_batch: int | None
+    max_buffered: int
+    high_water: int | None
+    overflow: Literal["raise", "drop"]
+    migrate: bool | None
+    poll_interval: float
+    shutdown_timeout: float
+    retry_initial: float
+    retry_max: float
+    max_committed_queue: int
 
 
 class Tracker(ReportingHooks):
@@ -61,6 +85,11 @@ class Tracker(ReportingHooks):
     :param idle_timeout: sessions without an explicit ``expires_at`` expire after this much
         inactivity (``None``: never); from one second to ten years, so that an expiry
         computed from any accepted time stays within the range the database stores.
+    :param completion_grace: node, message, variables (and LLM/tool call) reports of a
+        ``completed`` session stamped at most this long after its completion are stored
+        in order (the final node or goodbye message of the turn that completed it)
+        instead of being dropped as late; from zero (no window) to one hour. Status
+        changes after the end, and anything after a stop or an expiry, stay late.
     :param sweep_interval: seconds between sweeps for overdue sessions (``None``: no sweeper
         in this process).
     :param max_batch: reports per transaction at the most (default 50,000, or
@@ -93,6 +122,7 @@ class Tracker(ReportingHooks):
         plugin_manager: pluggy.PluginManager | None = None,
         prefix: str = DEFAULT_PREFIX,
         idle_timeout: timedelta | None = timedelta(minutes=30),
+        completion_grace: timedelta = timedelta(seconds=10),
         sweep_interval: float | None = 30.0,
         max_batch: int | None = None,
         max_buffered: int = 100_000,
@@ -119,12 +149,19 @@ class Tracker(ReportingHooks):
             raise ValueError("need max_committed_queue >= 1")
         if idle_timeout is not None and not _MIN_IDLE <= idle_timeout <= _MAX_IDLE:
             raise ValueError(f"idle_timeout must be from 1 second to 10 years, got {idle_timeout}")
+        if not isinstance(completion_grace, timedelta):
+            raise TypeError(
+                f"completion_grace must be a timedelta, got {type(completion_grace).__name__}"
+            )
+        if not timedelta(0) <= completion_grace <= _MAX_GRACE:
+            raise ValueError(f"completion_grace must be from 0 to 1 hour, got {completion_grace}")
         if isinstance(url_or_engine, Store):
             self.store: Store = url_or_engine
         else:
             self.store = create_store(url_or_engine, prefix=prefix)
         self.stats = TrackerStats()
         self._idle_s = int(idle_timeout.total_seconds()) if idle_timeout is not None else None
+        self._grace_s = completion_grace.total_seconds()
         self._sweep_interval = sweep_interval
         self._max_batch = max_batch
         self._high_water = high_water
@@ -135,6 +172,7 @@ class Tracker(ReportingHooks):
         self._max_committed_queue = max_committed_queue
         self._intake = Intake(self.stats, max_buffered=max_buffered, overflow=overflow)
         self._enqueue = self._intake.put  # the hook implementations' hand-over
+        self._conversations = Conversations(self.stats)
         self._closing = False
         self._stack: AsyncExitStack | None = None
         self._feed = Feed(self.store)
@@ -174,6 +212,7 @@ class Tracker(ReportingHooks):
             idle_timeout_s=self._idle_s,
             retry=self._retry,
             on_result=self._stops.settle,
+            completion_grace_s=self._grace_s,
         )
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -331,12 +370,56 @@ class Tracker(ReportingHooks):
         """Stop an active session: it becomes ``stopped`` and the engine's process gets
         ``sessiontrack_stop_requested``. Returns once the stop is committed.
 
+        A session this process reported and the writer has not committed yet is
+        committed first (the call flushes), so an engine may stop what it just started.
+
         :raises SessionNotFound: no such session, or the principal may not see it.
         :raises SessionAlreadyTerminal: the session has already ended, including when it
             ended while the stop was on its way to the database.
         """
         self._require_running()
         await self._stops.stop(session_id, principal, reason)
+
+    async def active_session(self, chatbot_id: str, conversation_id: str | int) -> str | None:
+        """The id of the conversation's active session, or ``None``: what an adapter asks
+        when a message arrives for a conversation it has no session for in memory.
+
+        A session whose start this process reported counts at once, before it is
+        committed; one whose completion this process reported does not, even before that
+        is committed. Otherwise (another process's sessions, or after a restart) the
+        answer comes from the store: the newest active session of the conversation.
+        ``conversation_id`` may be an integer, as in ``sessiontrack_session_started``.
+        """
+        self._require_running()
+        h = "active_session"
+        cid = _validate.text(chatbot_id, "chatbot_id", h, CHATBOT_ID)
+        conv = _validate.opt_id(
+            _validate.required(conversation_id, "conversation_id", h),
+            "conversation_id",
+            h,
+            CONVERSATION_ID,
+        )
+        assert cid is not None
+        if conv is None:
+            raise TypeError(f"{h}(): conversation_id must be a string or an integer, got None")
+        pending = self._conversations.pending_start(cid, conv)
+        if pending is not None:
+            return pending
+        before = self.stats.committed
+        stored = await self.store.active_sessions(cid, conv)
+        for sid in stored:
+            if self._conversations.ending(sid):
+                continue
+            if self.stats.committed != before:
+                # A batch committed while the store was read: maybe this session's
+                # completion, no longer noted here. Read the session again, after it.
+                head = await self.store.session_head(sid)
+                if head is None or head[1] in TERMINAL_STATUSES:
+                    continue
+                if self._conversations.ending(sid):
+                    continue
+            return sid
+        return None
 
     async def purge(self, older_than: timedelta, **kwargs: Any) -> int:
         """Delete sessions that ended more than ``older_than`` ago, with their events."""
@@ -363,4 +446,4 @@ class Tracker(ReportingHooks):
         await self._host.call(hook, **kwargs)
 
 
-__all__ = ["REQUIRED", "Tracker", "TrackerStats"]
+__all__ = ["REQUIRED", "Tracker", "TrackerOptions", "TrackerStats"]

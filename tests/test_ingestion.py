@@ -118,7 +118,10 @@ async def test_orphan_late_and_duplicate_start_are_dropped_counted_and_logged(
     sid = start(pm)
     pm.hook.sessiontrack_session_started(session_id=sid, chatbot_id="bot")
     pm.hook.sessiontrack_session_completed(session_id=sid)
-    pm.hook.sessiontrack_message(session_id=sid, direction="outbound", text="too late")
+    past_grace = datetime.now(UTC) + timedelta(minutes=1)  # beyond the completion grace window
+    pm.hook.sessiontrack_message(
+        session_id=sid, direction="outbound", text="too late", at=past_grace
+    )
     pm.hook.sessiontrack_status_changed(session_id=sid, status="running")
     await tracker.flush()
     s = tracker.stats

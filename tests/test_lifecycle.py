@@ -280,7 +280,8 @@ async def test_orphan_and_late_warnings_name_the_session_and_the_hook(
     pm.hook.sessiontrack_message(session_id=never, direction="inbound", text="hi")
     sid = start(pm)
     pm.hook.sessiontrack_session_completed(session_id=sid)
-    pm.hook.sessiontrack_variables_changed(session_id=sid, variables={"a": 1})
+    past_grace = datetime.now(UTC) + timedelta(minutes=1)  # beyond the completion grace window
+    pm.hook.sessiontrack_variables_changed(session_id=sid, variables={"a": 1}, at=past_grace)
     await tracker.flush()
     assert f"orphan sessiontrack_message for session {never}" in caplog.text
     assert (

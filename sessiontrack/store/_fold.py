@@ -5,7 +5,10 @@ result in one transaction. Every lifecycle rule lives here:
 
 - a session is created by its start; a second start for the same id is a *duplicate*;
 - a report for a session that was never started is an *orphan*;
-- a report after the session's terminal status is *late*;
+- a report after the session's terminal status is *late*, except a non-status report
+  (node, message, variables …) of a ``completed`` session stamped no later than the
+  completion grace window after the completion: the final node or goodbye message of
+  the turn that completed it, stored in order (the status stays terminal);
 - a message whose channel ``message_id`` the session already has is a *duplicate*;
 - a terminal status ends the session: ``completed_at``, reason and duration are set.
 
@@ -13,8 +16,9 @@ Duplicates, orphans and late reports are dropped, counted and logged by the call
 never stop a batch. Orphans and late reports are also listed (:class:`Dropped`), so the
 log can name the session and the hook.
 
-Registering a version that exists again replaces its graph (adapters add edges they first
-see at run time to the same version); sessions keep the version name they ran.
+Registering a version that exists again replaces its graph; sessions keep the version
+name they ran. Observed edges (``sessiontrack_edge_observed``) need no session: they are
+listed in :attr:`FoldResult.edges`, in order, and the store adds them to the stored graph.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ Report = tuple[str, str, Any, dict[str, Any]]
 aware datetime or a POSIX timestamp (float) taken at the call."""
 
 FLOW_REGISTERED = "flow_registered"
+EDGE_OBSERVED = "edge_observed"
+_STATUS_KINDS = frozenset({ev.STATUS_CHANGED, ev.SESSION_COMPLETED})
 SESSION_COLUMNS = (
     "id",
     "chatbot_id",
@@ -141,6 +147,7 @@ class FoldResult:
     changed_sessions: list[SessionState] = field(default_factory=list)
     count_deltas: dict[tuple[str, str], int] = field(default_factory=dict)
     flows: list[dict[str, Any]] = field(default_factory=list)
+    edges: list[dict[str, Any]] = field(default_factory=list)  # observed, in report order
     duplicates: int = 0
     orphans: int = 0
     late: int = 0
@@ -186,20 +193,25 @@ class Folder:
         labels: Callable[[str, str | None], dict[str, str]],
         last_seq: int,
         idle_timeout_s: int | None,
+        completion_grace_s: float = 0.0,
     ) -> None:
         self.sessions = sessions
         self.chatbots = chatbots
         self.known_messages = known_messages
         self.labels = labels
         self.idle_timeout_s = idle_timeout_s
+        self.grace = timedelta(seconds=completion_grace_s) if completion_grace_s > 0 else None
         self.result = FoldResult(last_seq=last_seq)
         self._changed: dict[str, SessionState] = {}
         self._idle_deltas: dict[int, timedelta] = {}
+        self._observed: dict[tuple[str, str | None], set[str]] = {}  # nodes of edges
 
     def fold(self, reports: Iterable[Report]) -> FoldResult:
         for kind, sid, at, data in reports:
             if kind == FLOW_REGISTERED:
                 self._flow(data, to_datetime(at))
+            elif kind == EDGE_OBSERVED:
+                self._edge(data)
             else:
                 self._report(kind, sid, to_datetime(at), data)
         res = self.result
@@ -212,6 +224,14 @@ class Folder:
         # later reports of this batch label their nodes from this graph; the store caches
         # these labels only once the batch has committed
         self.result.flow_labels[(data["chatbot_id"], data["version"])] = flow_labels(data["flow"])
+
+    def _edge(self, data: dict[str, Any]) -> None:
+        self.result.edges.append(data)
+        # the store adds the edge's nodes it lacks, labelled with their ids: later
+        # reports of this batch label them so already
+        cid, bot = data["chatbot_id"], self.chatbots.get(data["chatbot_id"])
+        version = data["version"] or (bot.version if bot else None)
+        self._observed.setdefault((cid, version), set()).update((data["source"], data["target"]))
 
     def _count(self, chatbot_id: str, status: str, delta: int) -> None:
         key = (chatbot_id, status)
@@ -232,7 +252,7 @@ class Folder:
             res.orphans += 1
             res.dropped.append(Dropped("orphan", sid, hook_name(kind, data), None))
             return
-        elif st.status in TERMINAL_STATUSES:
+        elif st.status in TERMINAL_STATUSES and not self._in_grace(kind, st, at):
             res.late += 1
             stop_id = data.get("stop_id")
             res.dropped.append(Dropped("late", sid, hook_name(kind, data), st.status, stop_id))
@@ -265,6 +285,18 @@ class Folder:
                 flow_version=st.flow_version,
                 data=data,
             )
+        )
+
+    def _in_grace(self, kind: str, st: SessionState, at: datetime) -> bool:
+        """Whether a report after the end is one of the turn that completed the session: a
+        non-status report of a ``completed`` session stamped within the grace window
+        (a stop or an expiry cuts a session short: nothing after it belongs to it)."""
+        return (
+            self.grace is not None
+            and kind not in _STATUS_KINDS
+            and st.status == "completed"
+            and st.completed_at is not None
+            and at <= st.completed_at + self.grace
         )
 
     def _start(self, sid: str, at: datetime, data: dict[str, Any]) -> SessionState:
@@ -310,7 +342,10 @@ class Folder:
         key = (st.chatbot_id, st.flow_version)
         registered = self.result.flow_labels.get(key)
         labels = registered if registered is not None else self.labels(*key)
-        return labels.get(node_id)
+        label = labels.get(node_id)
+        if label is None and node_id in self._observed.get(key, ()):
+            return node_id
+        return label
 
     def _node(self, st: SessionState, at: datetime, data: dict[str, Any]) -> bool:
         node_id = data["node_id"]

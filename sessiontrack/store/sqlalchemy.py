@@ -18,11 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from ..abc import BatchAttempt, Store
 from ..errors import SchemaOutdated
 from ..events import StoredEvent
-from . import _migrate, _watch
+from . import _graph, _migrate, _watch
 from ._bulk import BulkWriter, bulk_writer
 from ._errors import is_transient
 from ._fold import (
-    FLOW_REGISTERED,
+    EDGE_OBSERVED,
     Chatbot,
     Folder,
     FoldResult,
@@ -35,6 +35,7 @@ from ._tables import DEFAULT_PREFIX, make_tables
 from ._urls import normalize_url
 
 log = logging.getLogger(__name__)
+_CHATBOT_KINDS = ("session_started", EDGE_OBSERVED)  # reports the fold needs the chatbot of
 _FOLD_CHUNK = 2000  # reports folded before their events go to the log (see _fold_and_append)
 
 
@@ -156,6 +157,7 @@ class SQLAlchemyStore(ReadQueries, Store):
         *,
         idle_timeout_s: int | None,
         attempt: BatchAttempt | None = None,
+        completion_grace_s: float = 0.0,
     ) -> FoldResult:
         """Fold ``reports`` into the log and the projection in one transaction.
 
@@ -169,16 +171,24 @@ class SQLAlchemyStore(ReadQueries, Store):
         async with self.engine.begin() as conn:
             last_seq = await self._lock_log(conn)
             await self._lookup_plans(conn, True)
-            ids = {sid for kind, sid, _, _ in reports if kind != FLOW_REGISTERED}
+            ids = {sid for _, sid, _, _ in reports if sid}  # flows and edges have no session
             sessions = await self._bulk.load_sessions(conn, list(ids))
-            chatbot_ids = {d["chatbot_id"] for k, _, _, d in reports if k == "session_started"}
+            chatbot_ids = {d["chatbot_id"] for k, _, _, d in reports if k in _CHATBOT_KINDS}
             chatbots = await self._load_chatbots(conn, chatbot_ids)
             mids = [
                 d["message_id"] for k, _, _, d in reports if k == "message" and d.get("message_id")
             ]
             known = await self._bulk.known_messages(conn, mids)
             await self._prefetch_labels(conn, sessions, chatbots)
-            folder = Folder(sessions, chatbots, known, self._node_labels, last_seq, idle_timeout_s)
+            folder = Folder(
+                sessions,
+                chatbots,
+                known,
+                self._node_labels,
+                last_seq,
+                idle_timeout_s,
+                completion_grace_s=completion_grace_s,
+            )
             await self._lookup_plans(conn, False)
             res = await self._fold_and_append(conn, folder, reports)
             await self._write(conn, res)
@@ -320,13 +330,21 @@ class SQLAlchemyStore(ReadQueries, Store):
     async def _write(self, conn: AsyncConnection, res: FoldResult) -> None:
         t = self.tables
         for flow in res.flows:
+            graph = flow["flow"]
+            old = await conn.scalar(
+                sa.select(t.flows.c.flow).where(
+                    t.flows.c.chatbot_id == flow["chatbot_id"], t.flows.c.version == flow["version"]
+                )
+            )
+            if old:  # registered again (an engine restarting): keep the edges it observed
+                graph = flow["flow"] = _graph.with_observed(graph, old)
             await self._upsert(
                 conn,
                 t.flows,
                 {
                     "chatbot_id": flow["chatbot_id"],
                     "version": flow["version"],
-                    "flow": flow["flow"],
+                    "flow": graph,
                     "registered_at": flow["registered_at"],
                 },
                 ["chatbot_id", "version"],
@@ -344,11 +362,51 @@ class SQLAlchemyStore(ReadQueries, Store):
                 ["chatbot_id"],
                 ["name", "current_version", "updated_at"],
             )
+        if res.edges:
+            await self._add_edges(conn, res)
         if res.new_sessions or res.changed_sessions:
             await self._bulk.sessions(conn, [*res.new_sessions, *res.changed_sessions])
         deltas = [(cid, status, n) for (cid, status), n in res.count_deltas.items() if n]
         if deltas:
             await self._bulk.add_counts(conn, deltas)
+
+    async def _add_edges(self, conn: AsyncConnection, res: FoldResult) -> None:
+        """Add the batch's observed edges to the stored graphs, in place: read, union,
+        write, under the batch's write lock (so processes adding edges to one graph take
+        turns). The graphs' labels are cached once the batch has committed."""
+        f, c = self.tables.flows, self.tables.chatbots
+        current: dict[str, str | None] = {}
+        graphs: dict[tuple[str, str], dict[str, Any] | None] = {}
+        changed: set[tuple[str, str]] = set()
+        for edge in res.edges:
+            cid, version = edge["chatbot_id"], edge["version"]
+            if version is None:
+                if cid not in current:
+                    current[cid] = await conn.scalar(
+                        sa.select(c.c.current_version).where(c.c.chatbot_id == cid)
+                    )
+                version = current[cid]
+            if version is None:
+                log.warning("sessiontrack: edge of chatbot %r dropped: no flow registered", cid)
+                continue
+            key = (cid, version)
+            if key not in graphs:
+                graphs[key] = await conn.scalar(
+                    sa.select(f.c.flow).where(f.c.chatbot_id == cid, f.c.version == version)
+                )
+                if graphs[key] is None:
+                    log.warning(
+                        "sessiontrack: edge of chatbot %r dropped: no flow version %r", cid, version
+                    )
+            graph = graphs[key]
+            if graph is not None and _graph.add_edge(graph, edge):
+                changed.add(key)
+        for cid, version in changed:
+            graph = graphs[(cid, version)]
+            await conn.execute(
+                f.update().where(f.c.chatbot_id == cid, f.c.version == version).values(flow=graph)
+            )
+            res.flow_labels[(cid, version)] = flow_labels(graph or {})
 
     async def _upsert(
         self,
@@ -367,6 +425,23 @@ class SQLAlchemyStore(ReadQueries, Store):
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=keys)
         await conn.execute(stmt)
+
+    async def active_sessions(
+        self, chatbot_id: str, conversation_id: str, *, limit: int = 10
+    ) -> list[str]:
+        s = self.tables.sessions
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(s.c.id)
+                .where(
+                    s.c.conversation_id == conversation_id,
+                    s.c.chatbot_id == chatbot_id,
+                    s.c.completed_at.is_(None),
+                )
+                .order_by(s.c.started_at.desc(), s.c.id.desc())
+                .limit(limit)
+            )
+            return [str(r.id) for r in rows]
 
     # --- maintenance --------------------------------------------------------------------
 
