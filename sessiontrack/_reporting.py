@@ -18,9 +18,11 @@ from ._conversations import Conversations
 from ._ids import normalize_session_id
 from .hookspecs import hookimpl
 from .limits import (
+    CALL_TEXT,
     CHATBOT_ID,
     CHATBOT_NAME,
     CONVERSATION_ID,
+    COST_MAX,
     CUSTOMER_NAME,
     CUSTOMER_PHONE,
     FLOW_VERSION,
@@ -29,6 +31,7 @@ from .limits import (
     NODE_LABEL,
     REASON,
     TEXT,
+    TOKENS_MAX,
 )
 from .models import MESSAGE_DIRECTIONS
 from .status import ALL_STATUSES, TERMINAL_STATUSES
@@ -220,3 +223,61 @@ class ReportingHooks:
             "source_handle": v.opt_text(source_handle, "source_handle", h, NODE_ID),
         }
         self._enqueue((EDGE_OBSERVED, "", time.time(), data))
+
+    @hookimpl(tryfirst=True)
+    def sessiontrack_llm_call(
+        self,
+        session_id: str,
+        model: str,
+        node_id: str | None,
+        provider: str | None,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        latency_ms: float | None,
+        ttfb_ms: float | None,
+        cost: float | None,
+        finish_reason: str | None,
+        error: str | None,
+        at: datetime | None,
+    ) -> None:
+        h = "sessiontrack_llm_call"
+        sid = self._sid(session_id, h)
+        data = {
+            "node_id": v.opt_text(node_id, "node_id", h, NODE_ID),
+            "model": v.text(model, "model", h, CALL_TEXT),
+            "provider": v.opt_text(provider, "provider", h, CALL_TEXT),
+            "input_tokens": v.count(input_tokens, "input_tokens", h, TOKENS_MAX),
+            "output_tokens": v.count(output_tokens, "output_tokens", h, TOKENS_MAX),
+            "latency_ms": v.duration(latency_ms, "latency_ms", h),
+            "ttfb_ms": v.duration(ttfb_ms, "ttfb_ms", h),
+            "cost": v.amount(cost, "cost", h, COST_MAX),
+            "finish_reason": v.opt_text(finish_reason, "finish_reason", h, CALL_TEXT),
+            "error": v.opt_text(error, "error", h, TEXT),
+        }
+        self._enqueue((ev.LLM_CALL, sid, self._at(at, h), data))
+
+    @hookimpl(tryfirst=True)
+    def sessiontrack_tool_call(
+        self,
+        session_id: str,
+        name: str,
+        node_id: str | None,
+        call_id: str | None,
+        arguments: Any,
+        result: Any,
+        error: str | None,
+        duration_ms: float | None,
+        at: datetime | None,
+    ) -> None:
+        h = "sessiontrack_tool_call"
+        sid = self._sid(session_id, h)
+        data = {
+            "node_id": v.opt_text(node_id, "node_id", h, NODE_ID),
+            "name": v.text(name, "name", h, CALL_TEXT),
+            "call_id": v.opt_text(call_id, "call_id", h, CALL_TEXT),
+            "arguments": None if arguments is None else v.json_value(arguments, "arguments", h),
+            "result": None if result is None else v.json_value(result, "result", h),
+            "error": v.opt_text(error, "error", h, TEXT),
+            "duration_ms": v.duration(duration_ms, "duration_ms", h),
+        }
+        self._enqueue((ev.TOOL_CALL, sid, self._at(at, h), data))

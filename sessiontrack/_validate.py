@@ -308,3 +308,52 @@ def flow_version(graph: dict[str, Any]) -> str:
     """The default version of a flow: a hash of its canonical JSON."""
     canonical = json.dumps(graph, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def amount(value: Any, name: str, hook: str, maximum: float) -> float | None:
+    """``None``, or a finite number from 0 to ``maximum``, as a ``float``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{hook}(): {name} must be a number, got {type(value).__name__}")
+    # an int of thousands of digits has no float: refuse it before converting
+    number = float(value) if isinstance(value, float) or abs(value) <= maximum else math.inf
+    if not 0 <= number <= maximum:  # NaN fails every comparison
+        raise ValueError(
+            f"{hook}(): {name} must be a finite number from 0 to {maximum}, got {_number(value)}"
+        )
+    return number
+
+
+def count(value: Any, name: str, hook: str, maximum: int) -> int | None:
+    """``None``, or an integer (not a bool) from 0 to ``maximum``, as a plain ``int``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{hook}(): {name} must be an integer, got {type(value).__name__}")
+    if not 0 <= value <= maximum:
+        raise ValueError(f"{hook}(): {name} must be from 0 to {maximum}, got {_number(value)}")
+    return int(value)
+
+
+def json_value(value: Any, name: str, hook: str) -> str:
+    """Snapshot any JSON value (object, array, string, number, boolean, null) as text,
+    within the same limits as a JSON object argument."""
+    if isinstance(value, Mapping):
+        return json_object(value, name, hook)
+    try:
+        out = orjson.dumps(value, option=_ORJSON)
+    except TypeError:
+        value = _Walk(name, hook).plain(value)
+        out = orjson.dumps(value, option=_ORJSON)
+    if len(out) > lim.JSON_BYTES:
+        raise ValueError(
+            f"{hook}(): {name} is larger than {lim.JSON_BYTES} bytes as JSON ({len(out)})"
+        )
+    if (
+        _NUL_ESCAPE in out
+        or (b"null" in out and not _all_finite(value))
+        or out.count(b"{") + out.count(b"[") > lim.JSON_DEPTH
+    ):
+        _Walk(name, hook).plain(value)
+    return out.decode()

@@ -18,6 +18,8 @@ MESSAGE: Final = "message"
 STATUS_CHANGED: Final = "status_changed"
 VARIABLES_CHANGED: Final = "variables_changed"
 SESSION_COMPLETED: Final = "session_completed"
+LLM_CALL: Final = "llm_call"
+TOOL_CALL: Final = "tool_call"
 
 WIRE_NAMES: Final[dict[str, str]] = {
     SESSION_STARTED: "session:started",
@@ -26,6 +28,8 @@ WIRE_NAMES: Final[dict[str, str]] = {
     STATUS_CHANGED: "session:status-changed",
     VARIABLES_CHANGED: "session:variables-changed",
     SESSION_COMPLETED: "session:completed",
+    LLM_CALL: "session:llm-call",
+    TOOL_CALL: "session:tool-call",
 }
 """Event kind → the name used on Socket.IO and as the SSE ``event:`` field."""
 
@@ -96,6 +100,7 @@ def _node_executed(e: StoredEvent) -> dict[str, Any]:
         "durationMs": d.get("duration_ms"),
         "error": d.get("error"),
         "nodeCount": d.get("node_count"),
+        "totals": _totals(d),
         "seq": e.seq,
     }
 
@@ -140,6 +145,67 @@ def _completed(e: StoredEvent) -> dict[str, Any]:
         "totalNodes": d.get("total_nodes"),
         "totalMessages": d.get("total_messages"),
         "duration": d.get("duration"),
+        "totals": _totals(d),
+        "seq": e.seq,
+    }
+
+
+TOTALS: Final = ("input_tokens", "output_tokens", "cost", "llm_calls", "tool_calls", "error_count")
+"""A session's running totals, as the fold stamps them into ``data["totals"]``."""
+_TOTALS_WIRE: Final = {
+    "input_tokens": "inputTokens",
+    "output_tokens": "outputTokens",
+    "cost": "cost",
+    "llm_calls": "llmCalls",
+    "tool_calls": "toolCalls",
+    "error_count": "errorCount",
+}
+
+
+def _totals(d: dict[str, Any]) -> dict[str, Any]:
+    """The session's totals after this event (zeros for an event logged before they were
+    kept)."""
+    totals = d.get("totals") or {}
+    out = {wire: totals.get(name, 0) for name, wire in _TOTALS_WIRE.items()}
+    out["cost"] = float(out["cost"])  # PostgreSQL's jsonb may give 1e16 back as an int
+    return out
+
+
+def _llm_call(e: StoredEvent) -> dict[str, Any]:
+    d = e.data
+    return {
+        "sessionId": e.session_id,
+        "chatbotId": e.chatbot_id,
+        "nodeId": d.get("node_id"),
+        "model": d.get("model"),
+        "provider": d.get("provider"),
+        "inputTokens": d.get("input_tokens"),
+        "outputTokens": d.get("output_tokens"),
+        "latencyMs": d.get("latency_ms"),
+        "ttfbMs": d.get("ttfb_ms"),
+        "cost": None if d.get("cost") is None else float(d["cost"]),
+        "finishReason": d.get("finish_reason"),
+        "error": d.get("error"),
+        "at": _iso(e.at),
+        "totals": _totals(d),
+        "seq": e.seq,
+    }
+
+
+def _tool_call(e: StoredEvent) -> dict[str, Any]:
+    d = e.data
+    return {
+        "sessionId": e.session_id,
+        "chatbotId": e.chatbot_id,
+        "nodeId": d.get("node_id"),
+        "name": d.get("name"),
+        "callId": d.get("call_id"),
+        "arguments": d.get("arguments"),
+        "result": d.get("result"),
+        "error": d.get("error"),
+        "durationMs": d.get("duration_ms"),
+        "at": _iso(e.at),
+        "totals": _totals(d),
         "seq": e.seq,
     }
 
@@ -151,4 +217,6 @@ _PAYLOADS = {
     STATUS_CHANGED: _status_changed,
     VARIABLES_CHANGED: _variables_changed,
     SESSION_COMPLETED: _completed,
+    LLM_CALL: _llm_call,
+    TOOL_CALL: _tool_call,
 }

@@ -114,6 +114,64 @@ def sessiontrack_node_executed(
 
 
 @hookspec
+def sessiontrack_llm_call(
+    session_id: str = REQUIRED,
+    model: str = REQUIRED,
+    node_id: str | None = None,
+    provider: str | None = None,
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
+    latency_ms: float | None = None,
+    ttfb_ms: float | None = None,
+    cost: float | None = None,
+    finish_reason: str | None = None,
+    error: str | None = None,
+    at: datetime | None = None,
+) -> None:
+    """A call to a language model finished (or failed). The session adds it to its totals.
+
+    The names follow the OpenTelemetry GenAI conventions (``docs/hooks.md`` maps them).
+
+    :param model: the model that answered (``gen_ai.response.model``), else the one asked.
+    :param node_id: the flow node that made the call; counted in that node's figures.
+    :param provider: ``openai``, ``anthropic``, ``aws.bedrock`` … (``gen_ai.provider.name``).
+    :param input_tokens: prompt tokens used; an integer >= 0.
+    :param output_tokens: completion tokens used; an integer >= 0.
+    :param latency_ms: how long the call took, start to last token.
+    :param ttfb_ms: time to the first token of a streamed answer.
+    :param cost: what the call cost, in the host's currency unit; a number >= 0.
+    :param finish_reason: why the model stopped (``stop``, ``length``, ``tool_calls`` …).
+    :param error: an error message (or type) when the call failed.
+    :param at: when the call finished; default now.
+    """
+
+
+@hookspec
+def sessiontrack_tool_call(
+    session_id: str = REQUIRED,
+    name: str = REQUIRED,
+    node_id: str | None = None,
+    call_id: str | None = None,
+    arguments: Any = None,
+    result: Any = None,
+    error: str | None = None,
+    duration_ms: float | None = None,
+    at: datetime | None = None,
+) -> None:
+    """A tool (function) the engine or its model called finished (or failed).
+
+    :param name: the tool's name (``gen_ai.tool.name``).
+    :param node_id: the flow node that made the call; counted in that node's figures.
+    :param call_id: the model's id of this call (``gen_ai.tool.call.id``).
+    :param arguments: what the tool was given: any JSON value (object, list, string …).
+    :param result: what it returned: any JSON value.
+    :param error: an error message (or type) when the call failed.
+    :param duration_ms: how long the call took.
+    :param at: when the call finished; default now.
+    """
+
+
+@hookspec
 def sessiontrack_message(
     session_id: str = REQUIRED,
     direction: str = REQUIRED,

@@ -34,10 +34,12 @@ import sqlalchemy as sa
 from .store._tables import Tables, make_tables
 
 __all__ = [
+    "CALL_TEXT",
     "CHATBOT_ID",
     "CHATBOT_NAME",
     "COLUMNS",
     "CONVERSATION_ID",
+    "COST_MAX",
     "CUSTOMER_NAME",
     "CUSTOMER_PHONE",
     "DURATION_MS_MAX",
@@ -53,6 +55,7 @@ __all__ = [
     "TEXT",
     "TIME_MAX",
     "TIME_MIN",
+    "TOKENS_MAX",
 ]
 
 COLUMNS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
@@ -129,7 +132,19 @@ JSON_INT_MAX: Final = 2**53 - 1
 """JSON integers must be within ±this: beyond it JavaScript (the dashboard) rounds them."""
 
 DURATION_MS_MAX: Final = 2**53 - 1
-"""``duration_ms`` is a finite number from 0 to this."""
+"""``duration_ms`` is a finite number from 0 to this (so are an LLM call's ``latency_ms``
+and ``ttfb_ms``)."""
+
+CALL_TEXT: Final = 200
+"""Characters of the short texts of an LLM or tool call (``model``, ``provider``,
+``finish_reason``, ``name``, ``call_id``): names to group by, sized like a column."""
+
+TOKENS_MAX: Final = 2**31 - 1
+"""``input_tokens`` and ``output_tokens`` of one LLM call are integers from 0 to this, so
+that a session's sums stay far inside the 64-bit columns that hold them."""
+
+COST_MAX: Final = 2**53 - 1
+"""An LLM call's ``cost`` is a finite number from 0 to this (a session's sum stays finite)."""
 
 TIME_MIN: Final = datetime(1900, 1, 1, tzinfo=UTC)
 TIME_MAX: Final = datetime(9000, 1, 1, tzinfo=UTC)

@@ -54,6 +54,13 @@ class SessionSummary:
     completed_at: datetime | None
     node_count: int
     message_count: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    llm_calls: int = 0
+    tool_calls: int = 0
+    error_count: int = 0
+    """Node errors, LLM call errors and tool call errors."""
 
     @property
     def is_active(self) -> bool:
@@ -68,6 +75,55 @@ class NodeExecution:
     at: datetime
     duration_ms: float | None
     error: str | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NodeTotals:
+    """The figures of one node of a session: its executions and the calls made in it."""
+
+    node_id: str
+    executions: int
+    duration_ms: float
+    """The sum of the durations its executions reported."""
+    input_tokens: int
+    output_tokens: int
+    cost: float
+    llm_calls: int
+    tool_calls: int
+    error_count: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LLMCall:
+    """A call to a language model; ``seq`` is its event sequence number."""
+
+    seq: int
+    node_id: str | None
+    model: str
+    provider: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    latency_ms: float | None
+    ttfb_ms: float | None
+    cost: float | None
+    finish_reason: str | None
+    error: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ToolCall:
+    """A tool call; ``arguments`` and ``result`` are any JSON value, as reported."""
+
+    seq: int
+    node_id: str | None
+    name: str
+    call_id: str | None
+    arguments: Any
+    result: Any
+    error: str | None
+    duration_ms: float | None
+    at: datetime
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -99,6 +155,10 @@ class SessionDetail(SessionSummary):
     flow_version: str | None = None
     expires_at: datetime | None = None
     completion_reason: str | None = None
+    node_totals: list[NodeTotals] = field(default_factory=list)
+    """Per node id, in the order the nodes first appear."""
+    llm_call_history: list[LLMCall] = field(default_factory=list)
+    tool_call_history: list[ToolCall] = field(default_factory=list)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -62,6 +62,12 @@ SESSION_COLUMNS = (
     "node_count",
     "message_count",
     "last_seq",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "llm_calls",
+    "tool_calls",
+    "error_count",
 )
 MUTABLE_COLUMNS = (
     "status",
@@ -75,6 +81,12 @@ MUTABLE_COLUMNS = (
     "node_count",
     "message_count",
     "last_seq",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "llm_calls",
+    "tool_calls",
+    "error_count",
 )
 
 
@@ -103,6 +115,13 @@ class SessionState:
     node_count: int
     message_count: int
     last_seq: int
+    # the session's totals of LLM and tool calls (error_count: node errors as well)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    llm_calls: int = 0
+    tool_calls: int = 0
+    error_count: int = 0
     is_new: bool = False
 
     def row(self, columns: Iterable[str] = SESSION_COLUMNS) -> dict[str, Any]:
@@ -355,6 +374,9 @@ class Folder:
         st.current_node_id = node_id
         st.current_node_label = data["label"]
         data["node_count"] = st.node_count
+        if data.get("error") is not None:
+            st.error_count += 1
+        data["totals"] = totals(st)
         return True
 
     def _message(self, st: SessionState, at: datetime, data: dict[str, Any]) -> bool:
@@ -401,7 +423,33 @@ class Folder:
         data["total_nodes"] = st.node_count
         data["total_messages"] = st.message_count
         data["duration"] = round((at - st.started_at).total_seconds(), 3)
+        data["totals"] = totals(st)
         return True
+
+    def _llm_call(self, st: SessionState, at: datetime, data: dict[str, Any]) -> bool:
+        st.llm_calls += 1
+        st.input_tokens += data.get("input_tokens") or 0
+        st.output_tokens += data.get("output_tokens") or 0
+        st.cost += data.get("cost") or 0.0
+        if data.get("error") is not None:
+            st.error_count += 1
+        data["totals"] = totals(st)
+        return True
+
+    def _tool_call(self, st: SessionState, at: datetime, data: dict[str, Any]) -> bool:
+        for key in ("arguments", "result"):
+            if isinstance(data.get(key), str):  # snapshotted JSON text
+                data[key] = json.loads(data[key])
+        st.tool_calls += 1
+        if data.get("error") is not None:
+            st.error_count += 1
+        data["totals"] = totals(st)
+        return True
+
+
+def totals(st: SessionState) -> dict[str, Any]:
+    """The session's totals, as stamped into the data of the events that carry them."""
+    return {name: getattr(st, name) for name in ev.TOTALS}
 
 
 def flow_labels(flow: dict[str, Any]) -> dict[str, str]:
@@ -430,4 +478,6 @@ _FOLDS: dict[str, Callable[[Folder, SessionState, datetime, dict[str, Any]], boo
     ev.STATUS_CHANGED: Folder._status,
     ev.VARIABLES_CHANGED: Folder._variables,
     ev.SESSION_COMPLETED: Folder._complete,
+    ev.LLM_CALL: Folder._llm_call,
+    ev.TOOL_CALL: Folder._tool_call,
 }

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from ..events import MESSAGE, NODE_EXECUTED
-from ..models import Message, NodeExecution, SessionDetail, SessionSummary, Stats
+from ..events import LLM_CALL, MESSAGE, NODE_EXECUTED, TOOL_CALL
+from ..models import (
+    LLMCall,
+    Message,
+    NodeExecution,
+    NodeTotals,
+    SessionDetail,
+    SessionSummary,
+    Stats,
+    ToolCall,
+)
 from ..status import ACTIVE_STATUSES, ALL_STATUSES
 
 if TYPE_CHECKING:
@@ -45,6 +54,96 @@ def _like(term: str) -> str:
     return f"%{escaped}%"
 
 
+def _float(value: Any) -> float | None:
+    """A stored number as a float (PostgreSQL's jsonb may give 1e16 back as an int)."""
+    return None if value is None else float(value)
+
+
+@dataclass
+class _Activity:
+    """What a session's detail shows of its node and call events, and the per-node sums."""
+
+    executions: list[NodeExecution] = field(default_factory=list)
+    llm_calls: list[LLMCall] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    _nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def _node(self, node_id: str | None) -> dict[str, Any]:
+        if node_id is None:
+            return {}  # a call outside any node counts in the session's totals only
+        sums = self._nodes.get(node_id)
+        if sums is None:
+            sums = self._nodes[node_id] = {
+                "node_id": node_id,
+                "executions": 0,
+                "duration_ms": 0.0,
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "cost": 0.0,
+                "llm_calls": 0,
+                "tool_calls": 0,
+                "error_count": 0,
+            }
+        return sums
+
+    def add(self, seq: int, kind: str, node_id: str | None, at: datetime, d: Any) -> None:
+        sums = self._node(node_id)
+        if kind == NODE_EXECUTED:
+            assert node_id is not None
+            execution = NodeExecution(
+                node_id=node_id,
+                label=d.get("label"),
+                type=d.get("node_type"),
+                at=at,
+                duration_ms=d.get("duration_ms"),
+                error=d.get("error"),
+            )
+            self.executions.append(execution)
+            sums["executions"] += 1
+            sums["duration_ms"] += execution.duration_ms or 0
+        elif kind == LLM_CALL:
+            call = LLMCall(
+                seq=seq,
+                node_id=node_id,
+                model=d["model"],
+                provider=d.get("provider"),
+                input_tokens=d.get("input_tokens"),
+                output_tokens=d.get("output_tokens"),
+                latency_ms=d.get("latency_ms"),
+                ttfb_ms=d.get("ttfb_ms"),
+                cost=_float(d.get("cost")),
+                finish_reason=d.get("finish_reason"),
+                error=d.get("error"),
+                at=at,
+            )
+            self.llm_calls.append(call)
+            if sums:
+                sums["llm_calls"] += 1
+                sums["input_tokens"] += call.input_tokens or 0
+                sums["output_tokens"] += call.output_tokens or 0
+                sums["cost"] += call.cost or 0.0
+        else:
+            tool = ToolCall(
+                seq=seq,
+                node_id=node_id,
+                name=d["name"],
+                call_id=d.get("call_id"),
+                arguments=d.get("arguments"),
+                result=d.get("result"),
+                error=d.get("error"),
+                duration_ms=d.get("duration_ms"),
+                at=at,
+            )
+            self.tool_calls.append(tool)
+            if sums:
+                sums["tool_calls"] += 1
+        if sums and d.get("error") is not None:
+            sums["error_count"] += 1
+
+    def node_totals(self) -> list[NodeTotals]:
+        return [NodeTotals(**sums) for sums in self._nodes.values()]
+
+
 class ReadQueries:
     tables: Tables
 
@@ -70,6 +169,12 @@ class ReadQueries:
             s.c.completed_at,
             s.c.node_count,
             s.c.message_count,
+            s.c.input_tokens,
+            s.c.output_tokens,
+            s.c.cost,
+            s.c.llm_calls,
+            s.c.tool_calls,
+            s.c.error_count,
         ]
 
     def _from(self) -> Any:
@@ -154,7 +259,7 @@ class ReadQueries:
             else:
                 count = sa.select(sa.func.count()).select_from(s).where(*self._where(f))
                 total = int(await conn.scalar(count) or 0)
-        items = [SessionSummary(**r._asdict()) for r in rows[:limit]]
+        items = [SessionSummary(**{**r._asdict(), "cost": float(r.cost)}) for r in rows[:limit]]
         return items, total, len(rows) > limit
 
     def _keyset(
@@ -214,37 +319,35 @@ class ReadQueries:
                     fl.c.chatbot_id == row.chatbot_id, fl.c.version == version
                 )
             )
-            executions = await self._node_executions(conn, session_id)
+            activity = await self._activity(conn, session_id)
             messages = await self._messages(
                 conn, session_id, row.conversation_id, limit=message_limit, before=None
             )
         values = row._asdict()
+        values["cost"] = float(values["cost"])
         return SessionDetail(
             **values,
-            node_history=[n.node_id for n in executions],
-            node_executions=executions,
+            node_history=[n.node_id for n in activity.executions],
+            node_executions=activity.executions,
             messages=messages,
             flow_data=flow or {"nodes": [], "edges": []},
+            node_totals=activity.node_totals(),
+            llm_call_history=activity.llm_calls,
+            tool_call_history=activity.tool_calls,
         )
 
-    async def _node_executions(self, conn: AsyncConnection, session_id: str) -> list[NodeExecution]:
+    async def _activity(self, conn: AsyncConnection, session_id: str) -> _Activity:
+        """The session's node executions, LLM calls and tool calls, in log order."""
         e = self.tables.events
         rows = await conn.execute(
-            sa.select(e.c.node_id, e.c.at, e.c.data)
-            .where(e.c.session_id == session_id, e.c.kind == NODE_EXECUTED)
+            sa.select(e.c.seq, e.c.kind, e.c.node_id, e.c.at, e.c.data)
+            .where(e.c.session_id == session_id, e.c.kind.in_((NODE_EXECUTED, LLM_CALL, TOOL_CALL)))
             .order_by(e.c.seq)
         )
-        return [
-            NodeExecution(
-                node_id=r.node_id,
-                label=r.data.get("label"),
-                type=r.data.get("node_type"),
-                at=r.at,
-                duration_ms=r.data.get("duration_ms"),
-                error=r.data.get("error"),
-            )
-            for r in rows
-        ]
+        activity = _Activity()
+        for r in rows:
+            activity.add(r.seq, r.kind, r.node_id, r.at, r.data)
+        return activity
 
     async def _messages(
         self,

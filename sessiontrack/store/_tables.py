@@ -50,6 +50,18 @@ def id_type() -> sa.types.TypeEngine[str]:
     return sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql")
 
 
+def total_columns() -> list[sa.Column[Any]]:
+    """The session's totals of LLM and tool calls (migration 0004 adds them)."""
+    return [
+        sa.Column("input_tokens", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.Column("output_tokens", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.Column("cost", sa.Float(), nullable=False, server_default="0"),
+        sa.Column("llm_calls", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("tool_calls", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("error_count", sa.Integer(), nullable=False, server_default="0"),
+    ]
+
+
 @dataclass(frozen=True)
 class Tables:
     metadata: sa.MetaData
@@ -114,6 +126,7 @@ def make_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
         sa.Column("node_count", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("message_count", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("last_seq", sa.BigInteger(), nullable=False, server_default="0"),
+        *total_columns(),
         sa.Index(f"ix_{p}sessions_status_started", "status", "started_at", "id"),
         sa.Index(f"ix_{p}sessions_chatbot_status", "chatbot_id", "status", "started_at"),
         sa.Index(f"ix_{p}sessions_chatbot_started", "chatbot_id", "started_at", "id"),

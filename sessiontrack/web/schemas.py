@@ -233,6 +233,19 @@ Session = _derive(
     computed={"is_active": bool},
 )
 NodeExecution = _derive(models.NodeExecution, "NodeExecution")
+NodeTotals = _derive(
+    models.NodeTotals,
+    "NodeTotals",
+    doc="One node's executions and the LLM and tool calls made in it.",
+)
+LLMCall = _derive(
+    models.LLMCall, "LLMCall", doc="A call to a language model; ``seq`` is its sequence number."
+)
+ToolCall = _derive(
+    models.ToolCall,
+    "ToolCall",
+    doc="A tool call; ``arguments`` and ``result`` are any JSON value, as reported.",
+)
 Message = _derive(
     models.Message,
     "Message",
@@ -257,6 +270,9 @@ SessionDetail = _derive(
         "node_executions": _list_of(NodeExecution),
         "messages": _list_of(Message),
         "flow_data": FlowData,
+        "node_totals": _list_of(NodeTotals),
+        "llm_call_history": _list_of(LLMCall),
+        "tool_call_history": _list_of(ToolCall),
     },
     # the engine's metadata is free-form and may hold anything: not served
     hidden=frozenset({"metadata"}),
@@ -298,8 +314,14 @@ class Error(_Model):
 
 # --- rendering ----------------------------------------------------------------------------
 
-_FREE_FORM: tuple[Any, ...] = (dict[str, Any], dict[str, Any] | None, list[dict[str, Any]])
-"""Field types holding the engine's own JSON (variables, payloads, flow graphs)."""
+_FREE_FORM: tuple[Any, ...] = (
+    dict[str, Any],
+    dict[str, Any] | None,
+    list[dict[str, Any]],
+    Any,
+)
+"""Field types holding the engine's own JSON (variables, payloads, flow graphs, tool
+arguments and results)."""
 
 
 def dump(model: BaseModel) -> Any:
