@@ -217,23 +217,30 @@ class Call:
         await self.worker.queue_frames(frames)
 
 
-async def start(tg: anyio.abc.TaskGroup, call: Call, first: NodeConfig) -> None:
-    """Run the call's pipeline in ``tg`` and enter the flow's first node."""
+async def start(tg: anyio.abc.TaskGroup, call: Call, first: NodeConfig) -> anyio.Event:
+    """Run the call's pipeline in ``tg`` and enter the flow's first node; the event is
+    set once the pipeline has ended."""
     runner = WorkerRunner(handle_sigint=False)
     await runner.add_workers(call.worker)
-    tg.start_soon(runner.run)
+    ended = anyio.Event()
+
+    async def run() -> None:
+        await runner.run()
+        ended.set()
+
+    tg.start_soon(run)
     await call.flow.initialize(first)
+    return ended
 
 
 @asynccontextmanager
 async def running(call: Call, first: NodeConfig) -> AsyncIterator[Call]:
     """Run the call's pipeline; leave once the pipeline has ended."""
     async with anyio.create_task_group() as tg:
-        await start(tg, call, first)
+        ended = await start(tg, call, first)
         yield call
         with anyio.fail_after(10):
-            while not call.worker.has_finished():
-                await anyio.sleep(0.01)
+            await ended.wait()
 
 
 async def until(

@@ -29,6 +29,7 @@ through the API cancels the session's ``PipelineWorker``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -146,15 +147,8 @@ class PipecatAdapter(EngineAdapter):
         Pass it to ``PipelineWorker(observers=[...])``, or give ``worker`` and it is added
         with ``worker.add_observer`` (and the worker is the one a stop cancels).
         """
-        started = {
-            key: value
-            for key, value in (
-                ("contact", contact),
-                ("variables", variables),
-                ("metadata", metadata),
-            )
-            if value is not None
-        }
+        given = {"contact": contact, "variables": variables, "metadata": metadata}
+        started = {key: value for key, value in given.items() if value is not None}
         session_id, is_new = await self.session_for(conversation_id, **started)
         observer = SessionObserver(self, session_id, resumed=not is_new)
         with self._lock:
@@ -228,10 +222,8 @@ class SessionObserver(BaseObserver):
         the session even if the last frames were still queued for the observer."""
         self._worker = worker
         worker.add_event_handler("on_pipeline_finished", self._on_pipeline_finished)
-        try:
+        with contextlib.suppress(RuntimeError):  # attached outside the loop: see later
             self._loop = asyncio.get_running_loop()
-        except RuntimeError:
-            pass
 
     def track_flow(self, flow_manager: FlowManagerLike) -> None:
         """Report the nodes of a pipecat-flows ``FlowManager`` (and attach its worker)."""
@@ -262,9 +254,7 @@ class SessionObserver(BaseObserver):
         try:
             handler(self, frame, data)
         except Exception:
-            log.exception(
-                "sessiontrack: could not report %s of session %s", kind.__name__, self.session_id
-            )
+            log.exception("sessiontrack: could not report %s of %s", kind.__name__, self.session_id)
 
     async def cleanup(self) -> None:
         await super().cleanup()  # type: ignore[no-untyped-call]
@@ -345,11 +335,8 @@ class SessionObserver(BaseObserver):
         self._pending_tools += len(frame.function_calls)
 
     def _tool_started(self, frame: FunctionCallInProgressFrame, _data: FramePushed) -> None:
-        self._tools[frame.tool_call_id] = (
-            time.perf_counter(),
-            frame.function_name,
-            frame.arguments,
-        )
+        start = time.perf_counter()
+        self._tools[frame.tool_call_id] = (start, frame.function_name, frame.arguments)
 
     def _tool_result(self, frame: FunctionCallResultFrame, _data: FramePushed) -> None:
         if frame.properties is not None and not frame.properties.is_final:
