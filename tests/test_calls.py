@@ -142,7 +142,11 @@ async def test_values_at_the_limits_are_stored_whole(
     values: list[Any] = ["a string", 3, 2.5, True, None, [1, {"k": [None]}], deep_list(99)]
     for i, value in enumerate(values):
         pm.hook.sessiontrack_tool_call(
-            session_id=sid, name=f"tool{i}", call_id="c" * L.CALL_TEXT, arguments=value, result=value
+            session_id=sid,
+            name=f"tool{i}",
+            call_id="c" * L.CALL_TEXT,
+            arguments=value,
+            result=value,
         )
     await tracker.flush()
     assert tracker.stats.failed == 0

@@ -152,3 +152,29 @@ def test_a_flow_registered_in_the_batch_labels_the_nodes_after_it_and_not_before
         "Grown",
     ]
     assert res.flow_labels == {("b", "v"): {"a": "Grown"}}  # cached by the store at commit
+
+
+def test_totals_are_stamped_into_the_events_that_carry_them() -> None:
+    sid_reports: list[Report] = [
+        ("session_started", SID, T0, {"chatbot_id": "b"}),
+        ("llm_call", SID, T0, {"model": "m", "input_tokens": 5, "cost": 0.5, "error": None}),
+        ("tool_call", SID, T0, {"name": "t", "arguments": '{"a": 1}', "error": "x"}),
+        ("message", SID, T0, {"direction": "inbound", "type": "text"}),
+        ("node_executed", SID, T0, {"node_id": "n", "error": "boom"}),
+        ("session_completed", SID, T0, {"status": "completed"}),
+    ]
+    res = fold(sid_reports)
+    (state,) = res.new_sessions
+    assert (state.input_tokens, state.cost, state.llm_calls, state.tool_calls) == (5, 0.5, 1, 1)
+    assert state.error_count == 2
+    stamped = [(e.kind, e.data.get("totals", {}).get("error_count")) for e in res.events]
+    assert stamped == [
+        ("session_started", None),
+        ("llm_call", 0),
+        ("tool_call", 1),
+        ("message", None),
+        ("node_executed", 2),
+        ("session_completed", 2),
+    ]
+    assert res.events[2].data["arguments"] == {"a": 1}
+    assert fold(sid_reports).event_rows == res.event_rows  # a retried batch folds the same

@@ -721,7 +721,7 @@ async def test_stop_requested_is_not_called_in_a_process_that_does_not_run_the_s
 def test_every_hookspec_is_documented_with_its_signature() -> None:
     text = DOCS.read_text()
     specs = [n for n in dir(hookspecs) if n.startswith("sessiontrack_")]
-    assert len(specs) == 10
+    assert len(specs) == 12
     for name in specs:
         params = ", ".join(inspect.signature(getattr(hookspecs, name)).parameters)
         assert f"### `{name}`" in text, f"{name} has no section in docs/hooks.md"

@@ -47,6 +47,12 @@ SESSION_KEYS = {
     "completedAt",
     "nodeCount",
     "messageCount",
+    "inputTokens",
+    "outputTokens",
+    "cost",
+    "llmCalls",
+    "toolCalls",
+    "errorCount",
     "isActive",
 }
 DETAIL_KEYS = SESSION_KEYS | {
@@ -58,6 +64,9 @@ DETAIL_KEYS = SESSION_KEYS | {
     "expiresAt",
     "completionReason",
     "flowVersion",
+    "nodeTotals",
+    "llmCallHistory",
+    "toolCallHistory",
 }
 MESSAGE_KEYS = {
     "id",

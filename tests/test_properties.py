@@ -230,6 +230,46 @@ ops = st.one_of(
         st.fixed_dictionaries({"variables": json_objects}, optional={"at": moments}),
     ),
 )
+tokens = mostly(
+    st.none() | st.integers(0, limits.TOKENS_MAX),
+    st.integers() | st.booleans() | st.floats() | st.just(limits.TOKENS_MAX + 1),
+)
+call_texts = sized(limits.CALL_TEXT)
+call_ops = st.one_of(
+    st.tuples(
+        st.just("llm_call"),
+        st.fixed_dictionaries(
+            {"model": call_texts},
+            optional={
+                "node_id": maybe(node_ids),
+                "provider": maybe(call_texts),
+                "input_tokens": tokens,
+                "output_tokens": tokens,
+                "latency_ms": durations,
+                "ttfb_ms": durations,
+                "cost": mostly(st.none() | st.floats(0, 1e6) | st.integers(0, 1000), numbers),
+                "finish_reason": maybe(call_texts),
+                "error": maybe(texts),
+                "at": moments,
+            },
+        ),
+    ),
+    st.tuples(
+        st.just("tool_call"),
+        st.fixed_dictionaries(
+            {"name": call_texts},
+            optional={
+                "node_id": maybe(node_ids),
+                "call_id": maybe(call_texts),
+                "arguments": maybe(json_values),
+                "result": maybe(json_values | json_objects),
+                "error": maybe(texts),
+                "duration_ms": durations,
+                "at": moments,
+            },
+        ),
+    ),
+)
 completions = st.tuples(
     st.just("session_completed"),
     st.fixed_dictionaries(
@@ -241,7 +281,9 @@ scripts = st.builds(
     Script,
     start=starts,
     ops=st.builds(
-        lambda body, end: body + end, st.lists(ops, max_size=5), st.lists(completions, max_size=1)
+        lambda body, end: body + end,
+        st.lists(ops | call_ops, max_size=6),
+        st.lists(completions, max_size=1),
     ),
     flow=maybe(flows),
 )
@@ -375,6 +417,46 @@ def _corpus() -> Iterator[tuple[str, Script]]:
         ),
     )
     yield "line separators", with_text("message", "text", "a\u2028b\u2029c\x85d")
+    yield (
+        "LLM and tool calls",
+        Script(
+            start={"chatbot_id": "bot"},
+            ops=[
+                (
+                    "llm_call",
+                    {
+                        "model": "gpt-4o",
+                        "node_id": "a",
+                        "provider": "openai",
+                        "input_tokens": limits.TOKENS_MAX,
+                        "output_tokens": 0,
+                        "latency_ms": 12.5,
+                        "ttfb_ms": 3,
+                        "cost": 1e16,
+                        "finish_reason": "stop",
+                    },
+                ),
+                ("tool_call", {"name": Sub("search"), "node_id": "a", "arguments": ("x", 1)}),
+                ("node_executed", {"node_id": "a", "error": "boom"}),
+                ("llm_call", {"model": "m", "cost": 0.1, "error": "RateLimitError"}),
+                ("tool_call", {"name": "t", "result": Sub("ok"), "error": "", "duration_ms": 1}),
+                ("llm_call", {"model": "m", "cost": 0.2, "input_tokens": True}),
+                ("llm_call", {"model": "m", "cost": math.nan}),
+                ("tool_call", {"name": "t", "arguments": {"x": math.inf}}),
+                ("session_completed", {"status": "completed"}),
+            ],
+        ),
+    )
+    yield (
+        "tool results of every JSON kind",
+        Script(
+            start={"chatbot_id": "bot"},
+            ops=[
+                ("tool_call", {"name": "t", "result": value, "arguments": value})
+                for value in ["s", 0, -1.5, False, [], {}, [None], deep(limits.JSON_DEPTH - 1)]
+            ],
+        ),
+    )
 
 
 CORPUS = dict(_corpus())
@@ -434,6 +516,18 @@ class Expected:
     messages: list[dict[str, Any]] = field(default_factory=list)
     message_ids: set[str] = field(default_factory=set)
     current_node: str | None = None
+    llm_calls: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    totals: dict[str, Any] = field(
+        default_factory=lambda: {
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cost": 0.0,
+            "llm_calls": 0,
+            "tool_calls": 0,
+            "error_count": 0,
+        }
+    )
 
     def label(self, node_id: str) -> str | None:
         for node in (self.flow or {}).get("nodes", []):
@@ -484,7 +578,56 @@ class Expected:
         }
         if duration is not None:
             wire["durationMs"] = duration if isinstance(duration, float) else int(duration)
-        self._event("session:node-executed", wire, kw, "at")
+        if node["error"] is not None:
+            self.totals["error_count"] += 1
+        self._event("session:node-executed", {**wire, "totals": self.wire_totals()}, kw, "at")
+
+    def wire_totals(self) -> dict[str, Any]:
+        return _camel(self.totals, *self.totals)
+
+    def llm_call(self, kw: dict[str, Any]) -> None:
+        cost = None if kw.get("cost") is None else float(kw["cost"])
+        call = {
+            "node_id": kw.get("node_id"),
+            "model": kw["model"],
+            "provider": kw.get("provider"),
+            "input_tokens": kw.get("input_tokens"),
+            "output_tokens": kw.get("output_tokens"),
+            "cost": cost,
+            "finish_reason": kw.get("finish_reason"),
+            "error": kw.get("error"),
+        }
+        for key in ("latency_ms", "ttfb_ms"):
+            value = kw.get(key)
+            if value is not None:
+                call[key] = value if isinstance(value, float) else int(value)
+        self.llm_calls.append({**call, "at": kw.get("at")})
+        t = self.totals
+        t["llm_calls"] += 1
+        t["input_tokens"] += call["input_tokens"] or 0
+        t["output_tokens"] += call["output_tokens"] or 0
+        t["cost"] += cost or 0.0
+        t["error_count"] += call["error"] is not None
+        wire = {**_camel(call, *call), "totals": self.wire_totals()}
+        self._event("session:llm-call", wire, kw, "at")
+
+    def tool_call(self, kw: dict[str, Any]) -> None:
+        call = {
+            "node_id": kw.get("node_id"),
+            "name": kw["name"],
+            "call_id": kw.get("call_id"),
+            "arguments": None if kw.get("arguments") is None else plain(kw["arguments"]),
+            "result": None if kw.get("result") is None else plain(kw["result"]),
+            "error": kw.get("error"),
+        }
+        duration = kw.get("duration_ms")
+        if duration is not None:
+            call["duration_ms"] = duration if isinstance(duration, float) else int(duration)
+        self.tool_calls.append({**call, "at": kw.get("at")})
+        self.totals["tool_calls"] += 1
+        self.totals["error_count"] += call["error"] is not None
+        wire = {**_camel(call, *call), "totals": self.wire_totals()}
+        self._event("session:tool-call", wire, kw, "at")
 
     def message(self, kw: dict[str, Any]) -> None:
         mid = kw.get("message_id")
@@ -529,7 +672,7 @@ class Expected:
         self.fields["completion_reason"] = kw.get("reason")
         self._event(
             "session:completed",
-            {"status": status, "completionReason": kw.get("reason")},
+            {"status": status, "completionReason": kw.get("reason"), "totals": self.wire_totals()},
             kw,
             "completedAt",
         )
@@ -639,6 +782,20 @@ async def check_reads(r: Readers, exp: Expected) -> None:
     )
     flow = exp.flow or {"nodes": [], "edges": []}
     same(flow, detail.flow_data, "flow")
+    same(exp.totals, {k: getattr(detail, k) for k in exp.totals}, "totals")
+    for want_calls, got_calls in (
+        (exp.llm_calls, detail.llm_call_history),
+        (exp.tool_calls, detail.tool_call_history),
+    ):
+        assert len(got_calls) == len(want_calls)
+        for want, c in zip(want_calls, got_calls, strict=True):
+            same(
+                {k: v for k, v in want.items() if k != "at"},
+                {k: getattr(c, k) for k in want if k != "at"},
+                "call",
+            )
+            if want["at"] is not None:
+                same(want["at"], c.at, "call at")
     messages = await r.tracker.sessions.messages(exp.sid)
     for got_messages in (detail.messages, messages):
         assert len(got_messages) == len(exp.messages)
@@ -685,6 +842,12 @@ async def check_rest(r: Readers, exp: Expected) -> None:
         "REST payloads",
     )
     same(exp.flow or {"nodes": [], "edges": []}, body["flowData"], "REST flowData")
+    same(exp.wire_totals(), {k: body[k] for k in exp.wire_totals()}, "REST totals")
+    same(
+        [c["arguments"] for c in exp.tool_calls],
+        [c["arguments"] for c in body["toolCallHistory"]],
+        "REST tool arguments",
+    )
     res = await r.rest.get(f"/{exp.sid}/messages")
     assert res.status_code == 200, res.text
     same([m["text"] for m in exp.messages], [m["text"] for m in res.json()], "REST messages")

@@ -448,8 +448,16 @@ class Folder:
 
 
 def totals(st: SessionState) -> dict[str, Any]:
-    """The session's totals, as stamped into the data of the events that carry them."""
-    return {name: getattr(st, name) for name in ev.TOTALS}
+    """The session's totals (the names of ``events.TOTALS``), as stamped into the data of
+    the events that carry them."""
+    return {
+        "input_tokens": st.input_tokens,
+        "output_tokens": st.output_tokens,
+        "cost": st.cost,
+        "llm_calls": st.llm_calls,
+        "tool_calls": st.tool_calls,
+        "error_count": st.error_count,
+    }
 
 
 def flow_labels(flow: dict[str, Any]) -> dict[str, str]:
