@@ -8,9 +8,13 @@ the customer's turns are the frames a transport with its own voice detection pus
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
+import sys
 import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -22,6 +26,7 @@ import sessiontrack
 from sessiontrack.adapters.pipecat import PipecatAdapter, SessionObserver
 from sessiontrack.models import SessionDetail
 from sessiontrack.web import create_app
+from tests.fresh_database import fresh_postgres_database
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # "moves into pipecat.flows"
@@ -58,6 +63,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.workers.runner import WorkerRunner
 
 pytestmark = pytest.mark.anyio
+DOC = Path(__file__).resolve().parent.parent / "docs" / "adapters" / "pipecat.md"
 
 BOT = "pizza-bot"
 PROMPT_TOKENS, COMPLETION_TOKENS = 40, 7
@@ -457,3 +463,69 @@ async def test_a_restart_mid_conversation_continues_the_same_session(
     ]
     assert detail.node_history[-2:] == ["order", "goodbye"]
     assert detail.variables == {"name": "Ada", "order": "pizza"}
+
+
+async def test_a_sync_tracker_in_another_thread_serves_the_pipeline_and_its_stops(
+    database_url: str, prefix: str
+) -> None:
+    options: dict[str, Any] = {"prefix": prefix, "migrate": True, "poll_interval": 0.05}
+    with sessiontrack.SyncTracker(database_url, **options) as sync:
+        adapter = PipecatAdapter(sync, BOT)
+        observer = await adapter.observer("call-7")
+        sid = observer.session_id
+        call = Call(observer, [GREET, NAME, ASK])
+        async with running(call, greeting_node()):
+            with anyio.fail_after(10):
+                while not waiting(await anyio.to_thread.run_sync(committed, sync, sid)):  # noqa: ASYNC110
+                    await anyio.sleep(0.02)  # (the session lives in the tracker's thread)
+            await anyio.to_thread.run_sync(sync.stop, sid)  # on the tracker's thread
+        assert call.worker.has_finished()
+        sync.flush()
+        detail = sync.sessions.get(sid)
+    assert detail.status == "stopped"
+    assert conversation(detail) == [("outbound", "Hello! What is your name?", "greeting")]
+
+
+def committed(sync: sessiontrack.SyncTracker, sid: str) -> SessionDetail:
+    sync.flush()
+    return sync.sessions.get(sid)
+
+
+# --- the documentation's example ----------------------------------------------------
+
+
+def doc_example() -> str:
+    text = DOC.read_text(encoding="utf-8")
+    first = re.search(r"^```python\n(.*?)^```", text, re.S | re.M)
+    assert first is not None, "docs/adapters/pipecat.md starts with a Python example"
+    return first.group(1)
+
+
+async def test_the_documented_example(backend: str, tmp_path: Path) -> None:
+    """The page's first code block, run as printed (on PostgreSQL: its one SQLite URL
+    replaced by a fresh database's, migrated first as the README says)."""
+    code = doc_example()
+    assert code.count('"sqlite:///bot.db"') == 1
+    if backend == "postgresql":
+        async with fresh_postgres_database() as url:
+            plain = url.set(drivername="postgresql").render_as_string(hide_password=False)
+            cli = [sys.executable, "-m", "sessiontrack.cli", "migrate", "--database-url", plain]
+            migrated = await anyio.to_thread.run_sync(
+                lambda: subprocess.run(cli, capture_output=True, text=True, timeout=60)
+            )
+            assert migrated.returncode == 0, migrated.stderr
+            on_postgres = code.replace('"sqlite:///bot.db"', f'"{plain}"')
+            done = await anyio.to_thread.run_sync(run_example, on_postgres, tmp_path)
+    else:
+        done = await anyio.to_thread.run_sync(run_example, code, tmp_path)
+        assert (tmp_path / "bot.db").exists()
+    assert done.returncode == 0, done.stderr
+    printed = DOC.read_text(encoding="utf-8").split("It prints\n\n```text\n", 1)[1]
+    assert done.stdout == printed.split("```", 1)[0], done.stdout
+
+
+def run_example(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    (cwd / "bot.py").write_text(code, encoding="utf-8")
+    return subprocess.run(
+        [sys.executable, "bot.py"], cwd=cwd, capture_output=True, text=True, timeout=120
+    )

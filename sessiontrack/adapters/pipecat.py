@@ -34,6 +34,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping
+from functools import partial
 from typing import Any, Protocol
 
 from .base import BlockingTracker, EngineAdapter, error_text, flow_graph
@@ -149,7 +150,11 @@ class PipecatAdapter(EngineAdapter):
         """
         given = {"contact": contact, "variables": variables, "metadata": metadata}
         started = {key: value for key, value in given.items() if value is not None}
-        session_id, is_new = await self.session_for(conversation_id, **started)
+        if self._blocking is not None:  # a SyncTracker: its tracker runs on another loop
+            find = partial(self.session_for_sync, conversation_id, **started)
+            session_id, is_new = await asyncio.to_thread(find)
+        else:
+            session_id, is_new = await self.session_for(conversation_id, **started)
         observer = SessionObserver(self, session_id, resumed=not is_new)
         with self._lock:
             self._observers[session_id] = observer
