@@ -77,7 +77,7 @@ __all__ = ["PipecatAdapter", "SessionObserver"]
 log = logging.getLogger(__name__)
 
 _STOP_REASON = "stopped through sessiontrack"
-_RECENT = 512  # frame ids remembered to see each frame once (it is pushed at every hop)
+_SIBLINGS = 256  # ids of broadcast copies still expected
 
 
 class Worker(Protocol):
@@ -208,8 +208,9 @@ class SessionObserver(BaseObserver):
         self._worker: Worker | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
-        self._seen: set[int] = set()
-        self._recent: deque[int] = deque()
+        self._mark = f"_sessiontrack_seen_{id(self)}"
+        self._siblings: set[int] = set()
+        self._sibling_order: deque[int] = deque()
         self._heard: list[str] = []
         self._said: list[str] = []
         self._calls: dict[str, _Call] = {}
@@ -249,17 +250,31 @@ class SessionObserver(BaseObserver):
             handler = _HANDLERS[kind] = _resolve(kind)
         if handler is None or self._stopped:
             return
-        fid = frame.id
-        if fid in self._seen or frame.broadcast_sibling_id in self._seen:
+        # pipecat shows a frame at every hop: a mark in the frame's metadata says it was
+        # seen (a window of recent ids misses a frame overtaken by many others; a new
+        # attribute on the frame would slow pipecat's own attribute reads of it)
+        marks = frame.metadata
+        if self._mark in marks:
             return
-        self._seen.add(fid)
-        self._recent.append(fid)
-        if len(self._recent) > _RECENT:
-            self._seen.discard(self._recent.popleft())
+        marks[self._mark] = True
+        sibling = frame.broadcast_sibling_id
+        if sibling is not None and self._broadcast(frame.id, sibling):
+            return
         try:
             handler(self, frame, data)
         except Exception:
             log.exception("sessiontrack: could not report %s of %s", kind.__name__, self.session_id)
+
+    def _broadcast(self, fid: int, sibling: int) -> bool:
+        """Whether this frame is the other copy of a frame broadcast both ways."""
+        if fid in self._siblings:
+            self._siblings.discard(fid)
+            return True
+        self._siblings.add(sibling)
+        self._sibling_order.append(sibling)
+        if len(self._sibling_order) > _SIBLINGS:  # copies that never showed up
+            self._siblings.discard(self._sibling_order.popleft())
+        return False
 
     async def cleanup(self) -> None:
         await super().cleanup()  # type: ignore[no-untyped-call]
