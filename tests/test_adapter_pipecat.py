@@ -486,6 +486,25 @@ async def test_a_sync_tracker_in_another_thread_serves_the_pipeline_and_its_stop
     assert conversation(detail) == [("outbound", "Hello! What is your name?", "greeting")]
 
 
+async def test_a_burst_of_turns_is_reported_once_each(tracker: sessiontrack.Tracker) -> None:
+    """Many responses in flight at once: each frame still counts once, however many others
+    overtake it between two hops."""
+    adapter = PipecatAdapter(tracker, BOT)
+    observer = await adapter.observer("call-8")
+    turns = 60
+    words = [f"w{i} " for i in range(30)]
+    call = Call(observer, [GREET] + [{"text": [*words, str(n)]} for n in range(turns)])
+    async with running(call, greeting_node()):
+        await until(tracker, observer.session_id, waiting)
+        await call.worker.queue_frames([LLMContextFrame(LLMContext()) for _ in range(turns)])
+        await until(tracker, observer.session_id, lambda d: d.llm_calls == turns + 1)
+        await call.worker.queue_frame(EndFrame())
+    detail = await until(tracker, observer.session_id, lambda d: d.status == "completed")
+    texts = [m.text for m in detail.messages]
+    assert texts[1:] == ["".join(words) + str(n) for n in range(turns)]
+    assert detail.llm_calls == turns + 1 and detail.input_tokens == (turns + 1) * PROMPT_TOKENS
+
+
 def committed(sync: sessiontrack.SyncTracker, sid: str) -> SessionDetail:
     sync.flush()
     return sync.sessions.get(sid)
