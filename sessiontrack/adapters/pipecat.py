@@ -220,6 +220,7 @@ class SessionObserver(BaseObserver):
         self._status: str | None = None if resumed else "running"
         self._finished = False
         self._stopped = False
+        self._awaiting = asyncio.Event()  # the bot answered: the customer's turn
 
     # --- wiring -------------------------------------------------------------------------
 
@@ -431,6 +432,17 @@ class SessionObserver(BaseObserver):
         if self._status != status and not self._finished:
             self._status = status
             self.adapter.status(self.session_id, status, node_id=self.node_id)
+            if status == "waiting_input":
+                self._awaiting.set()
+
+    async def customer_turn(self) -> None:
+        """Return when it is the customer's turn: the bot has answered and waits for them
+        (its response ended with no function call pending) since the last call returned,
+        or the session has ended. What a transport, or a test standing in for one,
+        awaits before the customer's next words."""
+        await self._awaiting.wait()
+        if not self._finished:
+            self._awaiting.clear()  # the next call waits for the next answer
 
     def _message(self, direction: str, text: str) -> None:
         self.hook.sessiontrack_message(
@@ -497,6 +509,7 @@ class SessionObserver(BaseObserver):
         if self._finished:
             return
         self._finished = True
+        self._awaiting.set()  # nothing more to wait for
         self.adapter._dismiss(self.session_id)
         try:
             self._report_end(status, reason)
