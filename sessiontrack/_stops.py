@@ -85,10 +85,16 @@ class StopRequests:
             raise SessionAlreadyTerminal(sid, status)
 
     def settle(self, res: FoldResult) -> None:
-        """Note the stops of a committed batch that came too late (the writer calls it)."""
+        """Note the stops of a committed batch that came too late (the writer calls it),
+        and end the ownership of ``completed`` sessions that reports of the grace window
+        touched: those reports made the session owned again after its completion had
+        ended it (a ``completed`` session never gets a stop notification)."""
         for dropped in res.dropped:
             if dropped.stop_id is not None and dropped.stop_id in self._pending:
                 self._late[dropped.stop_id] = dropped.status or "ended"
+        for st in res.changed_sessions:
+            if st.status == "completed":
+                self.owned.discard(st.id)
 
     def on_event(self, event: StoredEvent) -> None:
         """Feed listener: a completion ends ownership; a committed stop of an owned session

@@ -63,6 +63,7 @@ class BatchWriter:
         self._grace_s = completion_grace_s
         self._delay = commit_delay
         self.hurry = asyncio.Event()  # set by flush() and closing: no delay for this batch
+        self.flush_target = 0  # the reports a waiting flush() needs committed (enqueued count)
         self.writer_id = uuid.uuid4().hex  # names this writer's attempts in the store
         self._attempts = itertools.count(1)
         self._applied = False  # whether the store holds a row for this writer
@@ -110,6 +111,8 @@ class BatchWriter:
         commit takes longer than the delay, so the writer never waits there."""
         if wait <= 0 or self.hurry.is_set() or self._intake.closed:
             return
+        if self.stats.committed < self.flush_target:
+            return  # a flush waits for reports beyond the batches taken so far
         if self._intake.waiting >= self.max_batch:
             return
         with anyio.move_on_after(wait):

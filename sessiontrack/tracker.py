@@ -349,6 +349,7 @@ class Tracker(ReportingHooks):
         self._require_running()
         target = self.stats.enqueued
         writer = self._writer
+        writer.flush_target = max(writer.flush_target, target)
         writer.hurry.set()
         async with writer.progress:
             await writer.progress.wait_for(lambda: self.stats.committed >= target)

@@ -61,6 +61,23 @@ async def test_flush_and_stop_do_not_wait_for_the_delay(database_url: str, prefi
         assert (await tracker.sessions.get(sid)).status == "stopped"
 
 
+async def test_a_flush_behind_several_batches_does_not_wait_for_the_delay(
+    database_url: str, prefix: str
+) -> None:
+    async with sessiontrack.Tracker(
+        database_url, **options(prefix, 1.0), max_batch=10, max_buffered=1000
+    ) as tracker:
+        hook = tracker.plugin_manager.hook
+        sid = sessiontrack.new_session_id()
+        start = time.monotonic()
+        hook.sessiontrack_session_started(session_id=sid, chatbot_id="delay")
+        for i in range(64):  # seven batches of ten: the last is not full
+            hook.sessiontrack_node_executed(session_id=sid, node_id=f"n{i}")
+        await tracker.flush()
+        assert time.monotonic() - start < 0.9
+        assert (await tracker.sessions.get(sid)).node_count == 64
+
+
 async def test_no_delay_commits_every_burst(database_url: str, prefix: str) -> None:
     async with sessiontrack.Tracker(database_url, **options(prefix, 0)) as tracker:
         hook = tracker.plugin_manager.hook

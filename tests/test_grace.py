@@ -55,6 +55,13 @@ async def test_the_final_node_and_goodbye_after_the_completion_are_stored_in_ord
     assert tracker.stats.late == 0
     stats = await tracker.sessions.stats()
     assert (stats.by_status["completed"], stats.active) == (1, 0)
+    final = sessiontrack.new_session_id()
+    pm.hook.sessiontrack_session_started(session_id=final, chatbot_id="bot")
+    pm.hook.sessiontrack_session_completed(session_id=final)
+    await tracker.flush()  # the completion is committed: the session is no longer owned
+    pm.hook.sessiontrack_message(session_id=final, direction="outbound", text="Bye!")
+    await tracker.flush()
+    assert sid not in tracker._owned and final not in tracker._owned  # no id kept for ever
 
 
 async def test_a_report_past_the_window_is_late(
