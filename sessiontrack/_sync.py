@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, Unpack
 
 import pluggy
 
+from ._intake import CLOSING, NOT_STARTED
 from .abc import Store
+from .errors import TrackerNotRunning
 from .models import Principal
 from .query import SessionQueries
 from .tracker import Tracker, TrackerOptions
@@ -132,20 +134,32 @@ class SyncTracker:
 
     def call(self, coro: Coroutine[Any, Any, R]) -> R:
         """Run ``coro`` on the tracker's loop and return its result (blocking)."""
-        loop = self._loop
-        if self._thread is None or loop is None:
+        loop, thread = self._loop, self._thread
+        if thread is None or loop is None:
             coro.close()
-            self.tracker.sessions  # noqa: B018 (raises TrackerNotRunning, with the hint)
-            raise RuntimeError("tracker not started")
-        if threading.current_thread() is self._thread:
+            raise TrackerNotRunning(NOT_STARTED if loop is None else CLOSING)
+        if threading.current_thread() is thread:
             coro.close()
             raise RuntimeError(
                 "a blocking SyncTracker call on the tracker's own thread would wait for "
                 "itself (in a tracker → host hook): hand the work to another thread"
             )
-        future = asyncio.run_coroutine_threadsafe(coro, loop)
         try:
-            return future.result()
+            future = asyncio.run_coroutine_threadsafe(coro, loop)
+        except RuntimeError:  # the loop has closed: close() ran meanwhile
+            coro.close()
+            raise TrackerNotRunning(CLOSING) from None
+        try:
+            while True:
+                try:
+                    return future.result(timeout=0.5)
+                except concurrent.futures.TimeoutError:
+                    if future.done():
+                        raise  # the call's own TimeoutError
+                    if not thread.is_alive():  # the loop ended without running it
+                        raise TrackerNotRunning(CLOSING) from None
+        except concurrent.futures.CancelledError:  # the loop shut down under it
+            raise TrackerNotRunning(CLOSING) from None
         except BaseException:
             future.cancel()  # KeyboardInterrupt while waiting: do not leave it running
             raise

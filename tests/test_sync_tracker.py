@@ -191,6 +191,48 @@ async def test_closing_commits_what_was_accepted_and_a_new_tracker_continues(
     await in_thread(run)
 
 
+async def test_blocking_calls_racing_close_return_or_say_the_tracker_is_closing(
+    database_url: str, prefix: str
+) -> None:
+    """Threads that keep flushing and reading while another closes the tracker: every
+    call returns or raises TrackerNotRunning, none hangs or fails otherwise."""
+
+    def caller(tracker: SyncTracker, go: threading.Event, outcomes: list[str]) -> None:
+        go.wait()
+        for _ in range(50):
+            try:
+                tracker.flush()
+                tracker.sessions.stats()
+                outcomes.append("ok")
+            except sessiontrack.TrackerNotRunning:
+                outcomes.append("closed")
+                return
+            except Exception as exc:  # a finding: recorded for the assertion
+                outcomes.append(repr(exc))
+                return
+
+    def run() -> None:
+        for _ in range(5):
+            tracker = SyncTracker(database_url, **options(prefix))
+            tracker.start()
+            outcomes: list[str] = []
+            go = threading.Event()
+            threads = [
+                threading.Thread(target=caller, args=(tracker, go, outcomes)) for _ in range(4)
+            ]
+            for thread in threads:
+                thread.start()
+            go.set()
+            time.sleep(0.01)
+            tracker.close()
+            for thread in threads:
+                thread.join(20)
+            assert not any(thread.is_alive() for thread in threads)
+            assert set(outcomes) <= {"ok", "closed"}, outcomes
+
+    await in_thread(run)
+
+
 async def test_a_blocking_call_from_the_trackers_own_thread_is_refused(
     database_url: str, prefix: str
 ) -> None:
