@@ -174,7 +174,9 @@ async def test_a_stop_while_the_tracker_is_asked_starts_a_new_session(
 
     async def stopped_meanwhile(chatbot_id: str, conversation_id: str) -> str | None:
         found = await asked(chatbot_id, conversation_id)
-        restarted.sessiontrack_stop_requested(session_id=sid, principal="ops", chatbot_id="base-race")
+        restarted.sessiontrack_stop_requested(
+            session_id=sid, principal="ops", chatbot_id="base-race"
+        )
         return found
 
     monkeypatch.setattr(tracker, "active_session", stopped_meanwhile)

@@ -153,7 +153,7 @@ class EngineAdapter:
         # conversations whose session this adapter ended: the next turn starts a new one
         # without asking the store (oldest first, at most _ENDED_KEPT of them)
         self._ended_here: dict[str, None] = {}
-        self._stopped: dict[str, None] = {}  # stopped sessions (the last _ENDED_KEPT)
+        self._stopped = _Recent()  # stopped sessions (the last _ENDED_KEPT of them)
         self._edges: set[tuple[str, str]] = set()
         self.plugin_manager.register(self)
 
@@ -314,7 +314,7 @@ class EngineAdapter:
             return
         conv = self._forget(session_id)
         with self._lock:
-            _keep(self._stopped, session_id)
+            self._stopped.add(session_id)
         log.info("sessiontrack: stop requested for session %s (by %s)", session_id, principal)
         try:
             self.on_stop(session_id, conv)
@@ -351,3 +351,10 @@ def _keep(bounded: dict[str, None], key: str) -> None:
     bounded[key] = None
     if len(bounded) > _ENDED_KEPT:
         del bounded[next(iter(bounded))]
+
+
+class _Recent(dict[str, None]):
+    """A set of the last _ENDED_KEPT keys added (``in`` and ``add``)."""
+
+    def add(self, key: str) -> None:
+        _keep(self, key)
