@@ -163,3 +163,23 @@ async def test_a_session_the_tracker_expired_is_not_continued(
         assert (await tracker.sessions.get(sid)).status == "expired"
         second, new = await bot.session_for("c")
         assert new and second != sid
+
+
+async def test_a_stop_while_the_tracker_is_asked_starts_a_new_session(
+    tracker: sessiontrack.Tracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sid, _ = await _Recorder(tracker, "base-race").session_for("c")
+    restarted = _Recorder(tracker, "base-race")  # nothing cached: it asks the tracker
+    asked = tracker.active_session
+
+    async def stopped_meanwhile(chatbot_id: str, conversation_id: str) -> str | None:
+        found = await asked(chatbot_id, conversation_id)
+        restarted.sessiontrack_stop_requested(
+            session_id=sid, principal="ops", chatbot_id="base-race"
+        )
+        return found
+
+    monkeypatch.setattr(tracker, "active_session", stopped_meanwhile)
+    second, new = await restarted.session_for("c")
+    assert new and second != sid and restarted.cached_session("c") == second
+    assert restarted.stops == [(sid, None)] and restarted.stopped(sid)

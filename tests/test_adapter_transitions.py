@@ -9,12 +9,14 @@ tracker stored.
 
 from __future__ import annotations
 
+import gc
 import re
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +174,7 @@ async def test_a_completed_conversation(sync: sessiontrack.SyncTracker) -> None:
     converse(adapter, chat, 1)
     detail = history(sync, sid)
     assert detail.status == "completed" and detail.completed_at is not None
+    assert detail.completion_reason == "flow_end"
     assert detail.conversation_id == "4155550100" and detail.customer_name == "Ann"
     assert detail.node_history == ["start", "asking", "answering", "more", "done"]
     executions = detail.node_executions
@@ -299,6 +302,45 @@ async def test_a_final_state_left_again_starts_a_new_session(
     detail = sync.sessions.get(second)
     assert (detail.status, detail.node_history) == ("waiting_input", ["asking"])
     assert detail.conversation_id == "c-again"
+
+
+async def test_a_session_the_tracker_expired_is_continued_by_a_new_one(
+    open_tracker: Callable[..., sessiontrack.SyncTracker],
+) -> None:
+    sync = open_tracker(idle_timeout=timedelta(seconds=1), sweep_interval=0.1)
+    adapter = adapter_for(sync)
+    chat, quiet = Chat(), Chat()
+    first = adapter.track(chat, conversation_id="c-idle")
+    chat.hello()
+    quiet_first = adapter.track(quiet, conversation_id="c-quiet")
+    quiet.hello()
+    wait_until(lambda: adapter.cached_session("c-idle") is None)
+    wait_until(lambda: adapter.cached_session("c-quiet") is None)
+    assert history(sync, first).status == "expired"
+    chat.question(text="back again")  # the next trigger: a new session, same conversation
+    second = adapter.session_of(chat)
+    assert second is not None and second != first
+    adapter.inbound(quiet, "anyone?", message_id="m-1")  # the next message, likewise
+    quiet_second = adapter.session_of(quiet)
+    assert quiet_second is not None and quiet_second != quiet_first
+    detail = history(sync, second)
+    assert (detail.conversation_id, detail.node_history) == ("c-idle", ["asking", "answering"])
+    assert detail.status == "running"
+    quiet_detail = history(sync, quiet_second)
+    assert [m.channel_message_id for m in quiet_detail.messages] == ["m-1"]
+    assert quiet_detail.status == "waiting_input"
+    assert history(sync, first).node_history == ["start", "asking"]
+
+
+async def test_a_model_gone_is_no_longer_held(sync: sessiontrack.SyncTracker) -> None:
+    adapter = adapter_for(sync)
+    chat = Chat()
+    adapter.track(chat, conversation_id="c-gone")
+    converse(adapter, chat, 1)
+    adapter.machine.remove_model(chat)
+    del chat
+    gc.collect()
+    assert adapter._models == {} and adapter._by_conversation == {}
 
 
 class EagerChat(Chat):

@@ -16,7 +16,7 @@ not depend on the engine are here:
 - **stops**: the adapter is a plugin on the tracker's manager; it keeps the stop requests
   of its own chatbot, marks the session stopped and calls :meth:`EngineAdapter.on_stop`;
   a session the tracker ended itself (expired) is forgotten, so that the conversation's
-  next turn starts a new one.
+  next turn starts a new one, and :meth:`EngineAdapter.on_session_ended` is called.
 
 Every method is a hook call or a dictionary operation: none waits on I/O, except
 :meth:`~EngineAdapter.session_for` when the session is not cached (once per
@@ -153,7 +153,7 @@ class EngineAdapter:
         # conversations whose session this adapter ended: the next turn starts a new one
         # without asking the store (oldest first, at most _ENDED_KEPT of them)
         self._ended_here: dict[str, None] = {}
-        self._stopped: set[str] = set()
+        self._stopped = _Recent()  # stopped sessions (the last _ENDED_KEPT of them)
         self._edges: set[tuple[str, str]] = set()
         self.plugin_manager.register(self)
 
@@ -213,7 +213,8 @@ class EngineAdapter:
         return self._adopt(conv, sid, started)
 
     def _adopt(self, conv: str, sid: str | None, started: dict[str, Any]) -> tuple[str, bool]:
-        if sid is not None:
+        # a stop that arrived while the tracker was asked: that session is over
+        if sid is not None and sid not in self._stopped:
             self._remember(conv, sid)
             return sid, False
         return self.start_session(conv, **started), True
@@ -239,9 +240,7 @@ class EngineAdapter:
             conv = self._conversations.pop(sid, None)
             if conv is not None and self._sessions.get(conv) == sid:
                 del self._sessions[conv]
-                self._ended_here[conv] = None
-                if len(self._ended_here) > _ENDED_KEPT:
-                    del self._ended_here[next(iter(self._ended_here))]
+                _keep(self._ended_here, conv)
             return conv
 
     def complete(
@@ -328,8 +327,34 @@ class EngineAdapter:
         # conversation's next turn starts a new session instead of reporting to it
         for event in events:
             if event.kind == SESSION_COMPLETED and event.session_id in self._conversations:
-                self._forget(event.session_id)
+                conv = self._forget(event.session_id)
+                if conv is None:
+                    continue
+                try:
+                    self.on_session_ended(event.session_id, conv)
+                except Exception:
+                    log.exception("on_session_ended failed for session %s", event.session_id)
+
+    def on_session_ended(self, session_id: str, conversation_id: str) -> None:
+        """Called (on the tracker's event loop) when a session of this adapter ended
+        without it (the tracker's sweeper expired it); the adapter has forgotten it, so
+        the conversation's next :meth:`session_for` starts a new one."""
 
     def on_stop(self, session_id: str, conversation_id: str | None) -> None:
         """Called (on the tracker's event loop) when a session of this chatbot was stopped
         through the API; adapters cancel the engine's run here."""
+
+
+def _keep(bounded: dict[str, None], key: str) -> None:
+    """Add ``key`` as the newest of ``bounded``, dropping the oldest past _ENDED_KEPT."""
+    bounded.pop(key, None)
+    bounded[key] = None
+    if len(bounded) > _ENDED_KEPT:
+        del bounded[next(iter(bounded))]
+
+
+class _Recent(dict[str, None]):
+    """A set of the last _ENDED_KEPT keys added (``in`` and ``add``)."""
+
+    def add(self, key: str) -> None:
+        _keep(self, key)

@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 _START = "__start__"
 _END = "__end__"
 _STOP_REASON = "sessiontrack: stopped"
-_ENDED_KEPT = 100_000
+_STOPPED_KEPT = 100_000  # stopped threads whose resumption is refused
 
 
 class SessionStopped(GraphDrained):
@@ -154,9 +154,11 @@ class LangGraphAdapter(EngineAdapter):
         for node in flow["nodes"]:
             self._node_types[node["id"]] = None if node["type"] == "default" else node["type"]
         self._runs: dict[str, RunControl] = {}  # session id → control of its running call
-        self._waiting: set[str] = set()  # sessions this adapter reported waiting_input
-        self._stopped_threads: dict[str, str] = {}  # thread id → its stopped session
-        self._ended: dict[str, None] = {}  # threads whose session this adapter completed
+        # sessions this adapter reported waiting_input (until resumed, completed, stopped
+        # or expired)
+        self._waiting: set[str] = set()
+        # thread id → its stopped session (the last _STOPPED_KEPT threads stopped)
+        self._stopped_threads: dict[str, str] = {}
         super().__init__(tracker, chatbot_id, name=name)
         self.register_flow(flow, version)
 
@@ -205,7 +207,8 @@ class LangGraphAdapter(EngineAdapter):
                 raise SessionStopped(self._stopped_threads[thread], thread)
             known = self.cached_session(thread) is not None
             sid, new = await self._session(thread, known)
-            self._stopped_threads.pop(thread, None)
+            if thread in self._stopped_threads:
+                del self._stopped_threads[thread]
             if not new and (sid in self._waiting or not known):
                 self._waiting.discard(sid)
                 self.status(sid, "running")
@@ -233,8 +236,7 @@ class LangGraphAdapter(EngineAdapter):
         """The thread's session: a thread whose session this adapter completed starts a
         new one without asking the tracker (the next turn of a graph that ends every
         turn); a :class:`~sessiontrack.SyncTracker` is asked from a worker thread."""
-        if not known and thread in self._ended:
-            del self._ended[thread]
+        if not known and thread in self._ended_here:
             return self.start_session(thread), True
         if self._blocking is not None and not known:
             return await asyncio.to_thread(self.session_for_sync, thread)
@@ -243,12 +245,8 @@ class LangGraphAdapter(EngineAdapter):
     def complete(
         self, session_id: str, status: str = "completed", reason: str | None = None
     ) -> None:
-        thread = self._conversations.get(session_id)
+        self._waiting.discard(session_id)
         super().complete(session_id, status, reason)
-        if thread is not None:
-            self._ended[thread] = None
-            if len(self._ended) > _ENDED_KEPT:
-                del self._ended[next(iter(self._ended))]
 
     async def _finished(self, run: _Run) -> None:
         self._runs.pop(run.session_id, None)
@@ -297,11 +295,19 @@ class LangGraphAdapter(EngineAdapter):
 
     # --- stops --------------------------------------------------------------------------
 
+    def on_session_ended(self, session_id: str, conversation_id: str) -> None:
+        """The tracker expired the session: it waits no more."""
+        self._waiting.discard(session_id)
+
     def on_stop(self, session_id: str, conversation_id: str | None) -> None:
         """Drain the session's running call (it ends at the next superstep) and refuse to
         resume its thread."""
         if conversation_id is not None:
-            self._stopped_threads[conversation_id] = session_id
+            stopped = self._stopped_threads
+            stopped.pop(conversation_id, None)
+            stopped[conversation_id] = session_id
+            if len(stopped) > _STOPPED_KEPT:
+                del stopped[next(iter(stopped))]
         self._waiting.discard(session_id)
         control = self._runs.get(session_id)
         if control is not None:

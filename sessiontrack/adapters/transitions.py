@@ -30,9 +30,11 @@ once per conversation and process, which waits on the database.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -77,21 +79,25 @@ class _Tracked:
         "completed",
         "conversation_id",
         "error",
+        "expired",
         "model",
         "session_id",
         "started",
+        "stopped",
         "waiting",
     )
 
     def __init__(
         self, model: object, conversation_id: str, session_id: str, started: dict[str, Any]
     ) -> None:
-        self.model = model  # held so that its id() stays unique while tracked
+        self.model: object = model  # a weakref.ref to it when the model allows one
         self.conversation_id = conversation_id
         self.session_id = session_id
         self.started = started
         self.waiting = False  # whether waiting_input was the last status reported
         self.completed = False
+        self.expired = False  # the tracker expired the session: the next turn starts anew
+        self.stopped = False  # the session was stopped: the model takes no more triggers
         self.active: list[EventData] = []  # the model's triggers running, innermost last
         self.error: BaseException | None = None  # the last error reported
 
@@ -140,7 +146,10 @@ class TransitionsAdapter(EngineAdapter):
         )
         self._waiting_states = {machine.states[n] for n in self.waiting}
         self._models: dict[int, _Tracked] = {}
-        self._models_lock = threading.Lock()
+        self._by_conversation: dict[str, dict[int, _Tracked]] = {}
+        # reentrant: a model's weakref callback (garbage collection) may run in any thread,
+        # also one that holds it
+        self._models_lock = threading.RLock()
         self._node_executed = self.hook.sessiontrack_node_executed
         self.register_flow(self.graph(), version)
         # Timing starts before the machine's other prepare callbacks; finalize runs first
@@ -222,11 +231,20 @@ class TransitionsAdapter(EngineAdapter):
             self.machine.add_model(model, initial=initial)
         started = {"contact": contact, "variables": variables, "metadata": metadata}
         session_id, is_new = self.session_for_sync(conversation_id, **started)
-        record = _Tracked(model, str(conversation_id), session_id, started)
+        conv = str(conversation_id)
+        key = id(model)
+        record = _Tracked(model, conv, session_id, started)
+        # the machine holds its models; the adapter only until the model is gone (a model
+        # without weak references, __slots__, until untrack())
+        with contextlib.suppress(TypeError):
+            record.model = weakref.ref(model, lambda _: self._drop(key, record))
         state = self.machine.get_model_state(model).name
         record.waiting = state in self.waiting
         with self._models_lock:
-            self._models[id(model)] = record
+            self._drop_locked(key)
+            self._models[key] = record
+            self._by_conversation.setdefault(conv, {})[key] = record
+        record.stopped = session_id in self._stopped  # stopped while it was asked for
         if is_new:
             self.hook.sessiontrack_node_executed(
                 session_id=session_id, node_id=state, duration_ms=0.0
@@ -238,7 +256,26 @@ class TransitionsAdapter(EngineAdapter):
     def untrack(self, model: object) -> None:
         """Stop reporting ``model``'s triggers (its session is left as it is)."""
         with self._models_lock:
-            self._models.pop(id(model), None)
+            self._drop_locked(id(model))
+
+    def _drop(self, key: int, record: _Tracked) -> None:
+        with self._models_lock:
+            if self._models.get(key) is record:
+                self._drop_locked(key)
+
+    def _drop_locked(self, key: int) -> None:
+        record = self._models.pop(key, None)
+        if record is not None:
+            same = self._by_conversation.get(record.conversation_id)
+            if same is not None:
+                same.pop(key, None)
+                if not same:
+                    del self._by_conversation[record.conversation_id]
+
+    def _records(self, session_id: str, conversation_id: str | None) -> list[_Tracked]:
+        with self._models_lock:
+            same = self._by_conversation.get(conversation_id or "", {})
+            return [r for r in list(same.values()) if r.session_id == session_id]
 
     def session_of(self, model: object) -> str | None:
         """The session ``model``'s triggers are reported to, or ``None`` if untracked."""
@@ -290,13 +327,15 @@ class TransitionsAdapter(EngineAdapter):
         record = self._models.get(id(model))
         if record is None:
             raise ValueError("this model is not tracked: call adapter.track(model, ...) first")
-        if record.session_id in self._stopped:
+        if record.stopped or record.session_id in self._stopped:
             log.debug(
                 "sessiontrack: %s message of stopped session %s dropped",
                 direction,
                 record.session_id,
             )
             return
+        if record.expired:
+            self._renew(record, model)
         self.hook.sessiontrack_message(
             session_id=record.session_id,
             direction=direction,
@@ -312,7 +351,24 @@ class TransitionsAdapter(EngineAdapter):
     def on_stop(self, session_id: str, conversation_id: str | None) -> None:
         """Nothing to cancel: a transitions trigger runs to its end in the caller's thread.
         The stopped model's next trigger raises :class:`SessionStopped`."""
+        for record in self._records(session_id, conversation_id):
+            record.stopped = True
         log.debug("sessiontrack: conversation %s stopped", conversation_id)
+
+    def on_session_ended(self, session_id: str, conversation_id: str) -> None:
+        """The tracker expired the session: the model's next trigger or message starts a
+        new session of the same conversation."""
+        for record in self._records(session_id, conversation_id):
+            record.expired = True
+
+    def _renew(self, record: _Tracked, model: object) -> None:
+        """A new session for a model whose session expired, starting in its state."""
+        record.expired = False
+        record.session_id = self.start_session(record.conversation_id, **record.started)
+        state = self.machine.get_model_state(model).name
+        self._node_executed(session_id=record.session_id, node_id=state, duration_ms=0.0)
+        if record.waiting:
+            self.status(record.session_id, "waiting_input", state)
 
     # --- the machine's callbacks --------------------------------------------------------
     # The hot path: a trigger calls _prepare and _finalize, and nothing else of the
@@ -322,7 +378,7 @@ class TransitionsAdapter(EngineAdapter):
         record = self._models.get(id(event.model))
         if record is None:
             return
-        if record.session_id in self._stopped:
+        if record.stopped or record.session_id in self._stopped:
             raise SessionStopped(record.session_id, record.conversation_id)
         if event.transition is not None:
             return  # a may_<trigger>() check (a trigger prepares before its transitions)
@@ -334,7 +390,9 @@ class TransitionsAdapter(EngineAdapter):
                 if outer.transition is not None and outer.state.name == outer.transition.dest:
                     self._report_entered(record, outer, time.perf_counter(), moved_on=True)
             active.append(event)
-            if record.completed:  # a final state left again: the conversation goes on anew
+            if record.expired:
+                self._renew(record, event.model)
+            elif record.completed:  # a final state left again: the conversation goes on anew
                 record.session_id = self.start_session(record.conversation_id, **record.started)
                 record.completed = False
             if record.waiting:
@@ -363,9 +421,9 @@ class TransitionsAdapter(EngineAdapter):
             elif event.error is not None:
                 self._report_error(record, event, now)
             if _FINAL in marks:
-                if not record.completed and record.session_id not in self._stopped:
+                if not record.completed and not record.stopped:
                     record.completed = True
-                    self.complete(record.session_id)
+                    self.complete(record.session_id, reason="flow_end")
             elif not record.waiting and event.state in self._waiting_states:
                 self._wait(record, event.state.name)
         except Exception:
@@ -381,7 +439,7 @@ class TransitionsAdapter(EngineAdapter):
             return  # an internal transition: no state entered
         marks = event.__dict__
         sid = record.session_id
-        if _ENTERED in marks or sid in self._stopped:
+        if _ENTERED in marks or record.stopped:
             return
         marks[_ENTERED] = True
         state = transition.dest
@@ -398,7 +456,7 @@ class TransitionsAdapter(EngineAdapter):
             isinstance(error, SessionStopped)
             or _ENTERED in event.__dict__
             or error is record.error  # a nested trigger's, reported already
-            or sid in self._stopped
+            or record.stopped
         ):
             return
         record.error = error
@@ -410,6 +468,6 @@ class TransitionsAdapter(EngineAdapter):
         )
 
     def _wait(self, record: _Tracked, state: str) -> None:
-        if record.session_id not in self._stopped and not record.completed:
+        if not record.stopped and not record.completed:
             record.waiting = True
             self.status(record.session_id, "waiting_input", state)
