@@ -150,6 +150,7 @@ async def test_an_explicit_version_and_an_unknown_chatbot(
     assert edges(await tracker.sessions.get(new)) == []
     assert "edge of chatbot 'nobody' dropped: no flow registered" in caplog.text
     assert "edge of chatbot 'bot' dropped: no flow version 'v9'" in caplog.text
+    assert tracker.stats.orphans == 2  # counted, as DESIGN section 7 asks of every drop
 
 
 async def test_two_processes_adding_edges_to_one_graph_keep_both(

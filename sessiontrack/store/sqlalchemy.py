@@ -391,6 +391,7 @@ class SQLAlchemyStore(ReadQueries, Store):
                 version = current[cid]
             if version is None:
                 log.warning("sessiontrack: edge of chatbot %r dropped: no flow registered", cid)
+                res.orphans += 1  # counted with the reports that have nothing to join
                 continue
             key = (cid, version)
             if key not in graphs:
@@ -402,6 +403,8 @@ class SQLAlchemyStore(ReadQueries, Store):
                         "sessiontrack: edge of chatbot %r dropped: no flow version %r", cid, version
                     )
             graph = graphs[key]
+            if graph is None:
+                res.orphans += 1
             if graph is not None and _graph.add_edge(graph, edge):
                 changed.add(key)
         for cid, version in changed:
