@@ -199,9 +199,12 @@ class Store(metaclass=ABCMeta):
         total matching, and whether more rows follow."""
 
     @abstractmethod
-    async def get_session(self, session_id: str, *, message_limit: int) -> SessionDetail | None:
-        """A session with its node executions, its newest ``message_limit`` messages and
-        the flow graph of the version it ran, or ``None``."""
+    async def get_session(
+        self, session_id: str, *, message_limit: int, call_limit: int | None = None
+    ) -> SessionDetail | None:
+        """A session with its node executions, its newest ``message_limit`` messages, its
+        newest ``call_limit`` LLM and tool calls of each kind (``None``: all; the totals
+        count every call) and the flow graph of the version it ran, or ``None``."""
 
     @abstractmethod
     async def messages(

@@ -149,11 +149,20 @@ class SessionQueries:
         return await self.list(chatbot_id=chatbot_id, **kwargs)
 
     async def get(
-        self, session_id: str, *, principal: Principal | None = None, message_limit: int = 100
+        self,
+        session_id: str,
+        *,
+        principal: Principal | None = None,
+        message_limit: int = 100,
+        call_limit: int | None = 100,
     ) -> SessionDetail:
-        """A session's detail with its newest ``message_limit`` messages (oldest first)."""
+        """A session's detail with its newest ``message_limit`` messages and its newest
+        ``call_limit`` LLM and tool calls of each kind (oldest first; ``None``: all). The
+        totals and the per-node figures count every call."""
         sid = _session_id(session_id)
-        detail = await self._store.get_session(sid, message_limit=message_limit)
+        detail = await self._store.get_session(
+            sid, message_limit=message_limit, call_limit=call_limit
+        )
         if detail is None or (principal is not None and not principal.may_see(detail.chatbot_id)):
             raise SessionNotFound(sid)
         return detail

@@ -271,6 +271,25 @@ async def test_totals_and_node_figures_in_the_tracker(
     assert [n.node_id for n in d.node_executions] == d.node_history == ["plan", "act", "plan"]
 
 
+async def test_the_detail_keeps_the_newest_calls_and_counts_them_all(
+    pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
+) -> None:
+    sid = start(pm)
+    for i in range(5):
+        pm.hook.sessiontrack_llm_call(session_id=sid, node_id="a", model=f"m{i}", input_tokens=1)
+    for i in range(3):
+        pm.hook.sessiontrack_tool_call(session_id=sid, node_id="a", name=f"t{i}")
+    await tracker.flush()
+    d = await tracker.sessions.get(sid, call_limit=2)
+    assert [c.model for c in d.llm_call_history] == ["m3", "m4"]
+    assert [c.name for c in d.tool_call_history] == ["t1", "t2"]
+    assert (d.llm_calls, d.tool_calls, d.input_tokens) == (5, 3, 5)
+    (node,) = d.node_totals
+    assert (node.llm_calls, node.tool_calls, node.input_tokens) == (5, 3, 5)
+    everything = await tracker.sessions.get(sid, call_limit=None)
+    assert len(everything.llm_call_history) == 5 and len(everything.tool_call_history) == 3
+
+
 async def test_totals_and_node_figures_over_rest(
     pm: pluggy.PluginManager, tracker: sessiontrack.Tracker, web_app: Any
 ) -> None:

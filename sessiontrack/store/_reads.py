@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -63,10 +64,16 @@ def _float(value: Any) -> float | None:
 class _Activity:
     """What a session's detail shows of its node and call events, and the per-node sums."""
 
+    call_limit: int | None = None  # the newest this many LLM and tool calls are kept
     executions: list[NodeExecution] = field(default_factory=list)
-    llm_calls: list[LLMCall] = field(default_factory=list)
-    tool_calls: list[ToolCall] = field(default_factory=list)
+    llm_calls: deque[LLMCall] = field(init=False)
+    tool_calls: deque[ToolCall] = field(init=False)
     _nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # the per-node sums count every call; only the histories are bounded
+        self.llm_calls = deque(maxlen=self.call_limit)
+        self.tool_calls = deque(maxlen=self.call_limit)
 
     def _node(self, node_id: str | None) -> dict[str, Any]:
         if node_id is None:
@@ -290,8 +297,11 @@ class ReadQueries:
             q = q.where(c.c.chatbot_id.in_(sorted(chatbot_ids)))
         return {status: int(n) for status, n in await conn.execute(q)}
 
-    async def get_session(self, session_id: str, *, message_limit: int) -> SessionDetail | None:
-        """A session with node executions, its newest ``message_limit`` messages and flow."""
+    async def get_session(
+        self, session_id: str, *, message_limit: int, call_limit: int | None = None
+    ) -> SessionDetail | None:
+        """A session with node executions, its newest ``message_limit`` messages, its newest
+        ``call_limit`` LLM and tool calls (all, with ``None``) and its flow."""
         s, fl, c = self.tables.sessions, self.tables.flows, self.tables.chatbots
         cols = [
             *self._summary_columns(),
@@ -319,7 +329,7 @@ class ReadQueries:
                     fl.c.chatbot_id == row.chatbot_id, fl.c.version == version
                 )
             )
-            activity = await self._activity(conn, session_id)
+            activity = await self._activity(conn, session_id, call_limit)
             messages = await self._messages(
                 conn, session_id, row.conversation_id, limit=message_limit, before=None
             )
@@ -332,11 +342,13 @@ class ReadQueries:
             messages=messages,
             flow_data=flow or {"nodes": [], "edges": []},
             node_totals=activity.node_totals(),
-            llm_call_history=activity.llm_calls,
-            tool_call_history=activity.tool_calls,
+            llm_call_history=list(activity.llm_calls),
+            tool_call_history=list(activity.tool_calls),
         )
 
-    async def _activity(self, conn: AsyncConnection, session_id: str) -> _Activity:
+    async def _activity(
+        self, conn: AsyncConnection, session_id: str, call_limit: int | None
+    ) -> _Activity:
         """The session's node executions, LLM calls and tool calls, in log order."""
         e = self.tables.events
         rows = await conn.execute(
@@ -344,7 +356,7 @@ class ReadQueries:
             .where(e.c.session_id == session_id, e.c.kind.in_((NODE_EXECUTED, LLM_CALL, TOOL_CALL)))
             .order_by(e.c.seq)
         )
-        activity = _Activity()
+        activity = _Activity(call_limit)
         for r in rows:
             activity.add(r.seq, r.kind, r.node_id, r.at, r.data)
         return activity
