@@ -359,6 +359,8 @@ async def test_a_stop_through_the_rest_api_cancels_the_pipeline_mid_conversation
     adapter = PipecatAdapter(tracker, BOT)
     other = PipecatAdapter(tracker, "another-bot")  # must not act on this bot's stop
     observer = await adapter.observer("call-3")
+    other_observer = await other.observer("call-3")  # the same conversation, another bot
+    assert other_observer.session_id != observer.session_id
     call = Call(observer, [GREET, NAME, ASK])
     app = create_app(tracker)
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))  # a local agent
@@ -372,6 +374,11 @@ async def test_a_stop_through_the_rest_api_cancels_the_pipeline_mid_conversation
     detail = await until(tracker, observer.session_id, lambda d: d.status == "stopped")
     assert detail.completion_reason != "cancelled"
     assert detail.node_history == ["greeting"]
+    assert adapter.stopped(observer.session_id)
+    assert not other.stopped(observer.session_id)
+    assert not other.stopped(other_observer.session_id)
+    assert other.cached_session("call-3") == other_observer.session_id
+    assert adapter.cached_session("call-3") is None
     other.close()
     adapter.close()
 

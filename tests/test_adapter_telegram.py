@@ -133,6 +133,7 @@ async def pizza_bot(
     persistence: Path | None = None,
     first_id: int = 1001,
     conversation_timeout: float | None = None,
+    chatbot_id: str = BOT,
 ) -> AsyncIterator[Bot]:
     api = FakeBotAPI(first_id)
     builder = ApplicationBuilder().token(TOKEN).request(api).updater(None)
@@ -141,7 +142,7 @@ async def pizza_bot(
         builder = builder.persistence(PicklePersistence(persistence))
     app = builder.build()
     ran: list[str] = []
-    adapter = TelegramAdapter(tracker, app, BOT, name="Pizza bot")
+    adapter = TelegramAdapter(tracker, app, chatbot_id, name="Pizza bot")
     persistent = persistence is not None
     conversation = pizza_conversation(ran, persistent=persistent, timeout=conversation_timeout)
     app.add_handler(adapter.track(conversation))
@@ -414,20 +415,27 @@ async def test_a_session_expired_by_the_tracker_is_not_reported_to(
 
 
 async def test_stop_requests_of_other_chatbots_are_ignored(tracker: sessiontrack.Tracker) -> None:
-    other = sessiontrack.new_session_id()
-    tracker.plugin_manager.hook.sessiontrack_session_started(
-        session_id=other, chatbot_id="other-bot", conversation_id="7:7"
-    )
     stops = StopSeen()
     tracker.plugin_manager.register(stops)
-    async with pizza_bot(tracker) as bot:
+    # the same chat (the same conversation key, 7:7) talks to a second bot
+    async with pizza_bot(tracker) as bot, pizza_bot(tracker, chatbot_id="other-bot") as other_bot:
         await bot.chat.say("/start")
+        await other_bot.chat.say("/start")
+        [mine] = await sessions_of(tracker)
+        other = other_bot.adapter.cached_session("7:7")
+        assert other is not None and other != mine
+        assert bot.adapter.cached_session("7:7") == mine
         await tracker.stop(other)
         with anyio.fail_after(5):
-            await stops.seen.wait()  # the adapter was told, before this plugin
+            await stops.seen.wait()  # the adapters were told, before this plugin
         await anyio.lowlevel.checkpoint()
+        assert other_bot.adapter.stopped(other)
+        assert not bot.adapter.stopped(other) and not bot.adapter.stopped(mine)
+        assert bot.adapter.cached_session("7:7") == mine
         await bot.chat.say("Ann")
         assert bot.ran == ["start", "name"]
+    d = await detail(tracker, mine)
+    assert (d.status, d.current_node_id) == ("waiting_input", SIZE)
 
 
 class CompletionSeen:
