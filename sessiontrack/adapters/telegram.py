@@ -321,9 +321,6 @@ class TelegramAdapter(EngineAdapter):
             self._after_start(conv, sid, key)
         if self._inbound_seen.get(conv) != update.update_id:
             self._inbound(sid, conv, update, node)
-        resumed = not new and kind != "aside"
-        if resumed:  # it waited for the customer (waiting_input): the bot runs again
-            self.hook.sessiontrack_status_changed(session_id=sid, status="running", node_id=node)
         chat = update.effective_chat
         token = _turn.set((self, sid, node, chat.id if chat is not None else None))
         start = time.perf_counter()
@@ -338,20 +335,13 @@ class TelegramAdapter(EngineAdapter):
             raise
         finally:
             _turn.reset(token)
-        state = self._after_turn(sid, conv, node, kind, state, start, resumed)
+        state = self._after_turn(sid, conv, node, kind, state, start)
         if handler_stop is not None:
             raise ApplicationHandlerStop(state) from None
         return state
 
     def _after_turn(
-        self,
-        sid: str,
-        conv: str,
-        node: str,
-        kind: str,
-        state: object,
-        start: float,
-        resumed: bool,
+        self, sid: str, conv: str, node: str, kind: str, state: object, start: float
     ) -> object:
         self.hook.sessiontrack_node_executed(
             session_id=sid, node_id=node, duration_ms=(time.perf_counter() - start) * 1000
@@ -375,7 +365,7 @@ class TelegramAdapter(EngineAdapter):
         self._edge(node, target)
         previous = self._states.get(conv)
         self._states[conv] = state
-        if resumed or target != node or previous != state:  # else it still waits there
+        if target != node or previous != state:  # else it already waits there: no report
             self.hook.sessiontrack_status_changed(
                 session_id=sid, status="waiting_input", node_id=target
             )
