@@ -11,6 +11,7 @@ import asyncio
 import re
 import subprocess
 import sys
+import threading
 import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -288,6 +289,7 @@ async def test_a_completed_conversation_records_nodes_messages_calls_and_the_lea
     detail = await until(tracker, observer.session_id, lambda d: len(d.messages) == 5)
 
     assert detail.customer_name == "Ada" and detail.conversation_id == "call-1"
+    assert detail.completion_reason == "flow_end"  # an EndFrame: the flow's normal end
     assert conversation(detail) == [
         ("outbound", "Hello! What is your name?", "greeting"),
         ("inbound", "I am Ada", "greeting"),
@@ -359,6 +361,8 @@ async def test_a_stop_through_the_rest_api_cancels_the_pipeline_mid_conversation
     adapter = PipecatAdapter(tracker, BOT)
     other = PipecatAdapter(tracker, "another-bot")  # must not act on this bot's stop
     observer = await adapter.observer("call-3")
+    other_observer = await other.observer("call-3")  # the same conversation, another bot
+    assert other_observer.session_id != observer.session_id
     call = Call(observer, [GREET, NAME, ASK])
     app = create_app(tracker)
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))  # a local agent
@@ -372,7 +376,44 @@ async def test_a_stop_through_the_rest_api_cancels_the_pipeline_mid_conversation
     detail = await until(tracker, observer.session_id, lambda d: d.status == "stopped")
     assert detail.completion_reason != "cancelled"
     assert detail.node_history == ["greeting"]
+    assert adapter.stopped(observer.session_id)
+    assert not other.stopped(observer.session_id)
+    assert not other.stopped(other_observer.session_id)
+    assert other.cached_session("call-3") == other_observer.session_id
+    assert adapter.cached_session("call-3") is None
     other.close()
+    adapter.close()
+
+
+async def test_a_hang_up_completes_the_session_with_the_cancels_reason(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    adapter = PipecatAdapter(tracker, BOT)
+    observer = await adapter.observer("call-3c")
+    call = Call(observer, [GREET, NAME, ASK])
+    async with running(call, greeting_node()):
+        await until(tracker, observer.session_id, waiting)
+        await call.worker.cancel(reason="hang-up")
+    detail = await until(tracker, observer.session_id, lambda d: d.status == "completed")
+    assert detail.completion_reason == "cancelled: hang-up"
+    adapter.close()
+
+
+async def test_a_stop_before_the_pipeline_started_cancels_it_as_it_starts(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    adapter = PipecatAdapter(tracker, BOT)
+    observer = await adapter.observer("call-3b")
+    call = Call(observer, [GREET, NAME, ASK])
+    observer._loop = None  # as when attached outside the pipeline's loop
+    await tracker.stop(observer.session_id)
+    assert observer._cancel_pending
+    with anyio.fail_after(10):
+        async with running(call, greeting_node()):
+            pass  # leaving waits for the pipeline's end: cancelled as it started
+    assert call.worker.has_finished() and not observer._cancel_pending
+    detail = await until(tracker, observer.session_id, lambda d: d.status == "stopped")
+    assert detail.llm_calls == 0
     adapter.close()
 
 
@@ -395,6 +436,7 @@ async def test_a_function_that_raises_and_a_failing_llm_call_are_recorded_as_err
         await until(tracker, observer.session_id, lambda d: d.llm_calls == 6)
         await call.worker.queue_frame(EndFrame())
     detail = await until(tracker, observer.session_id, lambda d: d.status == "completed")
+    assert detail.completion_reason == "flow_end"
 
     [stock_call] = [t for t in detail.tool_call_history if t.name == "check_stock"]
     assert stock_call.error == "stock service down" and stock_call.node_id == "order"
@@ -474,12 +516,21 @@ async def test_a_sync_tracker_in_another_thread_serves_the_pipeline_and_its_stop
         observer = await adapter.observer("call-7")
         sid = observer.session_id
         call = Call(observer, [GREET, NAME, ASK])
+        threads: list[int] = []  # where the cancel runs
+        cancel = observer._cancel_worker
+
+        def recorded() -> None:
+            threads.append(threading.get_ident())
+            cancel()
+
+        observer._cancel_worker = recorded  # type: ignore[method-assign]
         async with running(call, greeting_node()):
             with anyio.fail_after(10):
                 while not waiting(await anyio.to_thread.run_sync(committed, sync, sid)):  # noqa: ASYNC110
                     await anyio.sleep(0.02)  # (the session lives in the tracker's thread)
             await anyio.to_thread.run_sync(sync.stop, sid)  # on the tracker's thread
         assert call.worker.has_finished()
+        assert threads == [threading.get_ident()]  # on the pipeline's loop, not the tracker's
         sync.flush()
         detail = sync.sessions.get(sid)
     assert detail.status == "stopped"

@@ -40,6 +40,7 @@ from telegram.ext import (
 )
 
 import sessiontrack
+from sessiontrack.adapters import telegram as telegram_adapter
 from sessiontrack.adapters.telegram import TelegramAdapter, TrackingRateLimiter
 from sessiontrack.web import create_app
 
@@ -133,6 +134,7 @@ async def pizza_bot(
     persistence: Path | None = None,
     first_id: int = 1001,
     conversation_timeout: float | None = None,
+    chatbot_id: str = BOT,
 ) -> AsyncIterator[Bot]:
     api = FakeBotAPI(first_id)
     builder = ApplicationBuilder().token(TOKEN).request(api).updater(None)
@@ -141,7 +143,7 @@ async def pizza_bot(
         builder = builder.persistence(PicklePersistence(persistence))
     app = builder.build()
     ran: list[str] = []
-    adapter = TelegramAdapter(tracker, app, BOT, name="Pizza bot")
+    adapter = TelegramAdapter(tracker, app, chatbot_id, name="Pizza bot")
     persistent = persistence is not None
     conversation = pizza_conversation(ran, persistent=persistent, timeout=conversation_timeout)
     app.add_handler(adapter.track(conversation))
@@ -230,7 +232,20 @@ async def test_edges_learnt_join_the_same_flow_version(
         await engine.dispose()
 
 
+class Statuses:
+    """The active statuses reported, with their nodes."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str | None]] = []
+
+    @sessiontrack.hookimpl
+    def sessiontrack_status_changed(self, status: str, node_id: str | None) -> None:
+        self.seen.append((status, node_id))
+
+
 async def test_waiting_for_the_customer_then_resumed(tracker: sessiontrack.Tracker) -> None:
+    statuses = Statuses()
+    tracker.plugin_manager.register(statuses)
     async with pizza_bot(tracker) as bot:
         await bot.chat.say("/start")
         await bot.chat.say("Ann")
@@ -242,6 +257,42 @@ async def test_waiting_for_the_customer_then_resumed(tracker: sessiontrack.Track
     d = await detail(tracker, sid)
     assert d.status == "completed"
     assert d.node_history == ["entry", NAME, SIZE]
+    # a callback's run is its node execution: no running between the waits
+    assert statuses.seen == [("waiting_input", NAME), ("waiting_input", SIZE)]
+
+
+async def test_chatter_outside_the_conversation_asks_the_store_nothing(
+    tracker: sessiontrack.Tracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+    active_session = tracker.active_session
+
+    async def counted(chatbot_id: str, conversation_id: str | int) -> str | None:
+        asked.append(str(conversation_id))
+        return await active_session(chatbot_id, conversation_id)
+
+    monkeypatch.setattr(tracker, "active_session", counted)
+    async with pizza_bot(tracker) as bot:
+        for n in range(3):
+            await Chat(bot.app, chat_id=100 + n).say("hello")  # no entry point matches
+        assert asked == [] and bot.adapter._absent == {}
+        await bot.chat.say("/start")  # a new conversation: asked once
+        await bot.chat.say("Ann")
+        assert asked == ["7:7"]
+        assert bot.ran == ["start", "name"]
+
+
+async def test_conversations_without_a_session_are_remembered_up_to_a_bound(
+    tracker: sessiontrack.Tracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(telegram_adapter, "_ABSENT_KEPT", 2)
+    async with pizza_bot(tracker) as bot:
+        for n in range(3):
+            chat = Chat(bot.app, chat_id=100 + n)
+            for text in ("/start", "Ann", "small"):
+                await chat.say(text)
+        assert list(bot.adapter._absent) == ["101:101", "102:102"]  # the oldest dropped
+        assert bot.ran.count("size") == 3
 
 
 class StopSeen:
@@ -414,20 +465,27 @@ async def test_a_session_expired_by_the_tracker_is_not_reported_to(
 
 
 async def test_stop_requests_of_other_chatbots_are_ignored(tracker: sessiontrack.Tracker) -> None:
-    other = sessiontrack.new_session_id()
-    tracker.plugin_manager.hook.sessiontrack_session_started(
-        session_id=other, chatbot_id="other-bot", conversation_id="7:7"
-    )
     stops = StopSeen()
     tracker.plugin_manager.register(stops)
-    async with pizza_bot(tracker) as bot:
+    # the same chat (the same conversation key, 7:7) talks to a second bot
+    async with pizza_bot(tracker) as bot, pizza_bot(tracker, chatbot_id="other-bot") as other_bot:
         await bot.chat.say("/start")
+        await other_bot.chat.say("/start")
+        [mine] = await sessions_of(tracker)
+        other = other_bot.adapter.cached_session("7:7")
+        assert other is not None and other != mine
+        assert bot.adapter.cached_session("7:7") == mine
         await tracker.stop(other)
         with anyio.fail_after(5):
-            await stops.seen.wait()  # the adapter was told, before this plugin
+            await stops.seen.wait()  # the adapters were told, before this plugin
         await anyio.lowlevel.checkpoint()
+        assert other_bot.adapter.stopped(other)
+        assert not bot.adapter.stopped(other) and not bot.adapter.stopped(mine)
+        assert bot.adapter.cached_session("7:7") == mine
         await bot.chat.say("Ann")
         assert bot.ran == ["start", "name"]
+    d = await detail(tracker, mine)
+    assert (d.status, d.current_node_id) == ("waiting_input", SIZE)
 
 
 class CompletionSeen:
@@ -481,6 +539,14 @@ async def test_with_a_sync_tracker(database_url: str, prefix: str) -> None:
         stops = ThreadStopSeen()
         sync.plugin_manager.register(stops)
         async with pizza_bot(sync) as bot:
+            threads: list[int] = []  # where the adapter's own state is edited
+            ended = bot.adapter._ended
+
+            def recorded(conv: str, sid: str) -> None:
+                threads.append(threading.get_ident())
+                ended(conv, sid)
+
+            bot.adapter._ended = recorded  # type: ignore[method-assign]
             await bot.chat.say("/start")
             await bot.chat.say("Ann")
             await anyio.to_thread.run_sync(sync.flush)
@@ -496,6 +562,7 @@ async def test_with_a_sync_tracker(database_url: str, prefix: str) -> None:
                 await anyio.sleep(0.01)
             await bot.chat.say("large")
             assert bot.ran == ["start", "name"]
+            assert threads == [threading.get_ident()]  # the stop, on the bot's loop
         await anyio.to_thread.run_sync(sync.flush)
         d = await anyio.to_thread.run_sync(sync.sessions.get, sid)
     assert (d.status, d.node_history) == ("stopped", ["entry", NAME])

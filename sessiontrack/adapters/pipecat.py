@@ -176,12 +176,23 @@ class PipecatAdapter(EngineAdapter):
 class _Call:
     """An LLM response in progress."""
 
-    __slots__ = ("error", "input", "latency", "model", "output", "provider", "started", "ttfb")
+    __slots__ = (
+        "error",
+        "input",
+        "latency",
+        "model",
+        "output",
+        "processor",
+        "provider",
+        "started",
+        "ttfb",
+    )
 
-    def __init__(self, model: str | None, provider: str | None) -> None:
+    def __init__(self, model: str | None, provider: str | None, processor: Any = None) -> None:
         self.started = time.perf_counter()
-        self.model = model
+        self.model = model  # from pipecat's MetricsData.model, as the metrics arrive
         self.provider = provider
+        self.processor = processor
         self.input: int | None = None
         self.output: int | None = None
         self.ttfb: float | None = None
@@ -206,7 +217,8 @@ class SessionObserver(BaseObserver):
         self._flow: FlowManagerLike | None = None
         self._state: dict[str, Any] | None = None
         self._worker: Worker | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the pipeline's loop
+        self._cancel_pending = False  # stopped before the pipeline's loop was known
         self._tasks: set[asyncio.Future[Any]] = set()
         self._mark = f"_sessiontrack_seen_{id(self)}"
         self._siblings: set[int] = set()
@@ -242,6 +254,9 @@ class SessionObserver(BaseObserver):
 
     async def on_pipeline_started(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if self._cancel_pending:
+            self._cancel_pending = False
+            self._cancel_worker()
 
     async def on_push_frame(self, data: FramePushed) -> None:
         frame = data.frame
@@ -279,13 +294,13 @@ class SessionObserver(BaseObserver):
 
     async def cleanup(self) -> None:
         await super().cleanup()  # type: ignore[no-untyped-call]
-        self._finish("completed", None)
+        self._finish("completed", "flow_end")
 
     async def _on_pipeline_finished(self, _worker: Any, frame: Frame) -> None:
         if isinstance(frame, CancelFrame):
             self._finish("completed", _cancel_reason(frame))
         else:
-            self._finish("completed", _reason(getattr(frame, "reason", None)))
+            self._finish("completed", "flow_end")
 
     # --- frames -------------------------------------------------------------------------
 
@@ -311,7 +326,7 @@ class SessionObserver(BaseObserver):
             if node is not None and node != self.node_id:
                 self._enter(node)
         source = data.source
-        self._calls[source.name] = _Call(_model(source), _provider(source))
+        self._calls[source.name] = _Call(None, _provider(source), source)
 
     def _text(self, frame: LLMTextFrame, _data: FramePushed) -> None:
         if frame.text:
@@ -389,8 +404,8 @@ class SessionObserver(BaseObserver):
         self._node_started = time.perf_counter()
         self._node_reported = True
 
-    def _end(self, frame: EndFrame, _data: FramePushed) -> None:
-        self._finish("completed", _reason(frame.reason))
+    def _end(self, _frame: EndFrame, _data: FramePushed) -> None:
+        self._finish("completed", "flow_end")
 
     def _cancel(self, frame: CancelFrame, _data: FramePushed) -> None:
         self._finish("completed", _cancel_reason(frame))
@@ -469,7 +484,7 @@ class SessionObserver(BaseObserver):
             latency = (time.perf_counter() - call.started) * 1000
         self.hook.sessiontrack_llm_call(
             session_id=self.session_id,
-            model=call.model or "unknown",
+            model=call.model or _model(call.processor) or "unknown",
             node_id=self.node_id,
             provider=call.provider,
             input_tokens=call.input,
@@ -531,7 +546,7 @@ class SessionObserver(BaseObserver):
 
     def stop_requested(self) -> None:
         """The session was stopped through the API: cancel its pipeline (called by the
-        adapter, on the tracker's loop)."""
+        adapter, on the tracker's thread; the cancel runs on the pipeline's loop)."""
         if self._stopped:
             return
         self._stopped = True  # (reports after the stop would be dropped as late)
@@ -544,24 +559,30 @@ class SessionObserver(BaseObserver):
                 self.session_id,
             )
             return
-        self._run(lambda: worker.cancel(reason=_STOP_REASON))
-
-    def _run(self, make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-        """Run a coroutine on the pipeline's loop, from that loop or from another thread."""
+        loop = self._loop
+        if loop is None:  # the pipeline has not started: it is cancelled when it does
+            self._cancel_pending = True
+            return
         try:
             here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             here = None
-        loop = self._loop or here
-        if loop is None:
-            log.warning("sessiontrack: no event loop to cancel session %s on", self.session_id)
-            return
         if loop is here:
-            future: asyncio.Future[Any] = asyncio.ensure_future(make())
-        else:
-            future = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(make(), loop), loop=here)
-        self._tasks.add(future)
-        future.add_done_callback(self._tasks.discard)
+            self._cancel_worker()
+            return
+        try:
+            loop.call_soon_threadsafe(self._cancel_worker)  # a SyncTracker's thread: hand it over
+        except RuntimeError:
+            log.warning("sessiontrack: the loop of session %s is closed", self.session_id)
+
+    def _cancel_worker(self) -> None:
+        """Cancel the pipeline, on its loop."""
+        worker = self._worker
+        if worker is None or self._finished:
+            return
+        task = asyncio.get_running_loop().create_task(worker.cancel(reason=_STOP_REASON))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
 def _resolve(kind: type) -> Callable[[SessionObserver, Any, FramePushed], None] | None:
@@ -595,8 +616,15 @@ _HANDLERS: dict[type, Callable[[SessionObserver, Any, FramePushed], None] | None
 
 
 def _model(processor: Any) -> str | None:
-    settings = getattr(processor, "_settings", None)
-    model = getattr(settings, "model", None)
+    """The model of a response that brought no metrics (pipecat's ``MetricsData.model``
+    is the public source): a last resort, pipecat's private ``AIService._settings``,
+    read defensively as it may change without notice."""
+    if processor is None:
+        return None
+    try:
+        model = getattr(getattr(processor, "_settings", None), "model", None)
+    except Exception:
+        return None
     return model if isinstance(model, str) and model else None
 
 
@@ -607,10 +635,6 @@ def _provider(processor: Any) -> str | None:
     if parts[:2] == ["pipecat", "services"] and len(parts) > 2:
         return parts[2]
     return None
-
-
-def _reason(reason: Any) -> str | None:
-    return None if reason is None else str(reason)[:1000]
 
 
 def _cancel_reason(frame: CancelFrame) -> str:

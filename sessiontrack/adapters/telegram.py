@@ -28,6 +28,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from enum import Enum
+from functools import partial
 from typing import Any, cast
 
 try:
@@ -63,6 +64,7 @@ END_NODE = "end"
 Callback = Callable[[Any, Any], Coroutine[Any, Any, Any]]
 ConversationKey = tuple[int | str, ...]
 _END = ConversationHandler.END
+_ABSENT_KEPT = 10_000  # conversations remembered to have no active session (oldest dropped)
 # message kinds recorded as the inbound message's type, in PTB's attribute names
 _KINDS = (
     "photo",
@@ -189,11 +191,14 @@ class TelegramAdapter(EngineAdapter):
         self.conversation: ConversationHandler[Any] | None = None
         self._nodes: dict[object, str] = {}  # conversation state → node id
         self._states: dict[str, object] = {}  # conversation id → its last known state
-        self._absent: set[str] = set()  # conversations known to have no active session
+        # conversations of the ConversationHandler known to have no active session: their
+        # next update asks the store nothing (insertion order, at most _ABSENT_KEPT)
+        self._absent: dict[str, None] = {}
         self._inbound_seen: dict[str, int] = {}  # conversation id → last recorded update id
         self._by_chat: dict[int, str] = {}  # chat id → session (chats of one conversation)
         self._pending_end: dict[str, ConversationKey] = {}  # stopped, not yet ended in PTB
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the application's loop
+        self._deferred: list[Callable[[], None]] = []  # for the loop, before it was known
         self._pending_flow: tuple[dict[str, Any], str | None] | None = None
         self._per = (True, True, False)  # the tracked handler's per_chat, per_user, per_message
         self._last: tuple[Update, ConversationKey, str] | None = None  # group -1's last update
@@ -395,24 +400,28 @@ class TelegramAdapter(EngineAdapter):
         if self._pending_end and conv in self._pending_end:
             await self._end_conversation(conv, context)
         sid = self._sessions.get(conv)
-        if sid is None and conv not in self._absent:
+        if sid is None and conv not in self._absent and self._held(update):
+            # PTB holds this conversation in a state (restored by its persistence) that
+            # this process has no session for: the only update that asks the store
             sid = await self._lookup(conv)
             if sid is None:
-                await self._end_if_stopped(update, key, conv, context)
+                await self._end_if_stopped(key, conv, context)
         if sid is not None:
             state = self._states.get(conv)  # where it waits for this message, if known
             self._inbound(sid, conv, update, None if state is None else self._nodes.get(state))
 
-    async def _end_if_stopped(
-        self, update: Update, key: ConversationKey, conv: str, context: Any
-    ) -> None:
+    def _held(self, update: Update) -> bool:
+        """Whether the ``ConversationHandler`` holds the update's conversation in a state
+        and handles the update there (not chatter outside it, nor an entry point: its
+        callback finds the session)."""
+        conversation = self.conversation
+        check = conversation.check_update(update) if conversation is not None else None
+        return isinstance(check, tuple) and check[0] is not None
+
+    async def _end_if_stopped(self, key: ConversationKey, conv: str, context: Any) -> None:
         """A conversation PTB holds in a state, without an active session: if its last
         session was stopped (while no process held it, e.g. during a restart), end it now,
         as :meth:`on_stop` would have."""
-        conversation = self.conversation
-        check = conversation.check_update(update) if conversation is not None else None
-        if not isinstance(check, tuple) or check[0] is None:
-            return  # not in a conversation (or only starting one)
         if self._blocking is not None:  # a SyncTracker: its blocking queries, off the loop
             queries = cast(Any, self._blocking).sessions
             page = await asyncio.to_thread(
@@ -428,9 +437,14 @@ class TelegramAdapter(EngineAdapter):
             await self._end_conversation(conv, context)
 
     def _started_on_loop(self) -> None:
-        """The first update: note the application's loop (stop requests end conversations
-        there) and register a flow that waited for the tracker to start."""
-        self._loop = asyncio.get_running_loop()
+        """The first update: note the application's loop (stops and sessions ended
+        elsewhere are handled there), do what waited for it, and register a flow that
+        waited for the tracker to start."""
+        with self._lock:
+            self._loop = asyncio.get_running_loop()
+            deferred, self._deferred = self._deferred, []
+        for call in deferred:
+            call()
         if self._pending_flow is not None:
             flow, version = self._pending_flow
             self._pending_flow = None
@@ -488,15 +502,22 @@ class TelegramAdapter(EngineAdapter):
         else:
             sid = await self.tracker.active_session(self.chatbot_id, conv)
         if sid is None:
-            self._absent.add(conv)
+            self._mark_absent(conv)
         else:
             self._remember(conv, sid)
             chat_id, *rest = _parse_key(conv)
             self._map_chat(chat_id, rest, sid)
         return sid
 
+    def _mark_absent(self, conv: str) -> None:
+        absent = self._absent
+        absent.pop(conv, None)
+        absent[conv] = None
+        if len(absent) > _ABSENT_KEPT:
+            del absent[next(iter(absent))]
+
     def _after_start(self, conv: str, sid: str, key: ConversationKey) -> None:
-        self._absent.discard(conv)
+        self._absent.pop(conv, None)
         conversation = self.conversation
         if conversation is not None and conversation.per_chat:
             self._map_chat(key[0], list(key[1:]), sid)
@@ -523,8 +544,9 @@ class TelegramAdapter(EngineAdapter):
             self._ended(conv, session_id)
 
     def _ended(self, conv: str, sid: str) -> None:
-        """The conversation has no active session any more: keep only that fact."""
-        self._absent.add(conv)
+        """The conversation has no active session any more: keep only that fact (on the
+        application's loop)."""
+        self._mark_absent(conv)
         self._states.pop(conv, None)
         self._inbound_seen.pop(conv, None)
         chat = _parse_key(conv)[0]
@@ -594,37 +616,56 @@ class TelegramAdapter(EngineAdapter):
                 continue
             if event.chatbot_id != self.chatbot_id:
                 continue
-            conv = self._forget(event.session_id)
+            sid = event.session_id
+            conv = self._forget(sid)
             if conv is None:
                 continue
-            self._ended(conv, event.session_id)
             if event.data.get("status") == "stopped":
                 with self._lock:
-                    self._stopped.add(event.session_id)
-                self.on_stop(event.session_id, conv)
+                    self._stopped.add(sid)
+                self.on_stop(sid, conv)
+            else:
+                self._on_loop(partial(self._ended, conv, sid))
 
     def on_stop(self, session_id: str, conversation_id: str | None) -> None:
         """End the session's conversation in the ``ConversationHandler`` (its timeout job
-        too), so that the chat's next message starts over at the entry points."""
+        too), so that the chat's next message starts over at the entry points. Called on
+        the tracker's thread (a SyncTracker's own): the work is handed to the
+        application's loop."""
         if conversation_id is None or self.conversation is None:
             return
-        self._ended(conversation_id, session_id)
-        self._pending_end[conversation_id] = _parse_key(conversation_id)
+        self._on_loop(partial(self._stop_here, session_id, conversation_id))
+
+    def _on_loop(self, call: Callable[[], None]) -> None:
+        """Run ``call`` on the application's loop: now if this is it, else through
+        ``call_soon_threadsafe``; before the first update, when that loop is known."""
+        with self._lock:
+            loop = self._loop
+            if loop is None:
+                self._deferred.append(call)
+                return
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            call()
+            return
+        try:
+            loop.call_soon_threadsafe(call)
+        except RuntimeError:  # the application's loop is closed: nothing runs there now
+            call()
+
+    def _stop_here(self, session_id: str, conv: str) -> None:
+        """:meth:`on_stop`'s work, on the application's loop."""
+        self._ended(conv, session_id)
+        self._pending_end[conv] = _parse_key(conv)
         loop = self._loop
         if loop is None or loop.is_closed():
             return  # ended when the chat's next update arrives
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        coro = self._end_conversation(conversation_id, None)
-        future: asyncio.Future[Any]
-        if running is loop:
-            future = loop.create_task(coro)
-        else:
-            future = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop), loop=loop)
-        self._tasks.add(future)
-        future.add_done_callback(self._tasks.discard)
+        task = loop.create_task(self._end_conversation(conv, None))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _end_conversation(self, conv: str, context: Any) -> None:
         key = self._pending_end.pop(conv, None)
