@@ -10,9 +10,6 @@ tracker stored.
 from __future__ import annotations
 
 import gc
-import re
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +26,7 @@ from transitions.extensions import LockedMachine
 import sessiontrack
 from sessiontrack.adapters.transitions import SessionStopped, TransitionsAdapter
 from sessiontrack.web import create_app
-from tests.fresh_database import fresh_postgres_database
+from tests.adapter_helpers.docs import run_documented_example
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parent.parent
@@ -565,41 +562,12 @@ async def test_close_takes_the_callbacks_off(sync: sessiontrack.SyncTracker) -> 
 # --- the documentation's example ----------------------------------------------------
 
 
-def doc_example() -> str:
-    text = DOC.read_text(encoding="utf-8")
-    first = re.search(r"^```python\n(.*?)^```", text, re.S | re.M)
-    assert first is not None, "docs/adapters/transitions.md starts with a Python example"
-    return first.group(1)
-
-
 async def test_the_documented_example(backend: str, tmp_path: Path) -> None:
     """The page's first code block, run as printed (on PostgreSQL: its one SQLite URL
     replaced by a fresh database's, migrated first as the README says)."""
-    code = doc_example()
-    assert code.count('"sqlite:///bot.db"') == 1
-    if backend == "postgresql":
-        async with fresh_postgres_database() as url:
-            plain = url.set(drivername="postgresql").render_as_string(hide_password=False)
-            cli = [sys.executable, "-m", "sessiontrack.cli", "migrate", "--database-url", plain]
-            migrated = await anyio.to_thread.run_sync(
-                lambda: subprocess.run(cli, capture_output=True, text=True, timeout=60)
-            )
-            assert migrated.returncode == 0, migrated.stderr
-            on_postgres = code.replace('"sqlite:///bot.db"', f'"{plain}"')
-            done = await anyio.to_thread.run_sync(run_example, on_postgres, tmp_path)
-    else:
-        done = await anyio.to_thread.run_sync(run_example, code, tmp_path)
-        assert (tmp_path / "bot.db").exists()
-    assert done.returncode == 0, done.stderr
+    done = await run_documented_example(DOC, backend, tmp_path)
     lines = done.stdout.splitlines()
     assert lines == [
         "completed start > asking > answering > asking > done",
         "messages: 4",
     ], done.stdout
-
-
-def run_example(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    (cwd / "bot.py").write_text(code, encoding="utf-8")
-    return subprocess.run(
-        [sys.executable, "bot.py"], cwd=cwd, capture_output=True, text=True, timeout=120
-    )
