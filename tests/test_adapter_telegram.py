@@ -502,7 +502,7 @@ class CompletionSeen:
 
 
 async def test_a_conversation_timeout_expires_the_session(tracker: sessiontrack.Tracker) -> None:
-    pytest.importorskip("apscheduler", reason="PTB's JobQueue: python-telegram-bot[job-queue]")
+
     completed = CompletionSeen()
     tracker.plugin_manager.register(completed)
     async with pizza_bot(tracker, conversation_timeout=0.2) as bot:
