@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -12,6 +12,7 @@ import sessiontrack
 from sessiontrack import hookimpl
 from sessiontrack.adapters import EngineAdapter, flow_graph
 from sessiontrack.adapters.base import error_text
+from sessiontrack.events import SESSION_COMPLETED, StoredEvent
 from sessiontrack.limits import TEXT
 
 pytestmark = pytest.mark.anyio
@@ -183,3 +184,24 @@ async def test_a_stop_while_the_tracker_is_asked_starts_a_new_session(
     second, new = await restarted.session_for("c")
     assert new and second != sid and restarted.cached_session("c") == second
     assert restarted.stops == [(sid, None)] and restarted.stopped(sid)
+
+
+async def test_a_stop_heard_first_as_a_committed_event_is_handled_once(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    """The committed ``stopped`` event and the stop request reach the adapter in either
+    order (two tasks of the tracker): whichever comes first handles the stop, once."""
+    bot = _Recorder(tracker, "base-order")
+    sid, _ = await bot.session_for("c-9")
+    event = StoredEvent(
+        seq=1,
+        kind=SESSION_COMPLETED,
+        session_id=sid,
+        chatbot_id="base-order",
+        at=datetime.now(UTC),
+        data={"status": "stopped"},
+    )
+    bot.sessiontrack_events_committed([event])
+    bot.sessiontrack_stop_requested(session_id=sid, principal="ops", chatbot_id="base-order")
+    assert bot.stops == [(sid, "c-9")] and bot.stopped(sid)
+    assert bot.cached_session("c-9") is None

@@ -312,28 +312,37 @@ class EngineAdapter:
         # (pluggy passes an implementation only the arguments it names without a default)
         if chatbot_id != self.chatbot_id:
             return
-        conv = self._forget(session_id)
-        with self._lock:
-            self._stopped.add(session_id)
         log.info("sessiontrack: stop requested for session %s (by %s)", session_id, principal)
-        try:
-            self.on_stop(session_id, conv)
-        except Exception:
-            log.exception("on_stop failed for session %s", session_id)
+        self._stop(session_id, self._forget(session_id))
 
     @hookimpl
     def sessiontrack_events_committed(self, events: Sequence[StoredEvent]) -> None:
-        # a session of ours that ended elsewhere (the tracker's sweeper expired it): the
-        # conversation's next turn starts a new session instead of reporting to it
+        # a session of ours that ended without us: stopped (this hook and the stop request
+        # arrive in either order: the first one handles it) or expired by the sweeper (the
+        # conversation's next turn starts a new session instead of reporting to it)
         for event in events:
             if event.kind == SESSION_COMPLETED and event.session_id in self._conversations:
                 conv = self._forget(event.session_id)
                 if conv is None:
                     continue
+                if event.data.get("status") == "stopped":
+                    self._stop(event.session_id, conv)
+                    continue
                 try:
                     self.on_session_ended(event.session_id, conv)
                 except Exception:
                     log.exception("on_session_ended failed for session %s", event.session_id)
+
+    def _stop(self, session_id: str, conversation_id: str | None) -> None:
+        """Mark the session stopped and call :meth:`on_stop`, once."""
+        with self._lock:
+            if session_id in self._stopped:
+                return
+            self._stopped.add(session_id)
+        try:
+            self.on_stop(session_id, conversation_id)
+        except Exception:
+            log.exception("on_stop failed for session %s", session_id)
 
     def on_session_ended(self, session_id: str, conversation_id: str) -> None:
         """Called (on the tracker's event loop) when a session of this adapter ended

@@ -47,8 +47,6 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "pip install 'sessiontrack[telegram]'"
     ) from exc
 
-from ..events import SESSION_COMPLETED, StoredEvent
-from ..hookspecs import hookimpl
 from ..tracker import Tracker
 from .base import BlockingTracker, EngineAdapter, flow_graph
 
@@ -606,26 +604,10 @@ class TelegramAdapter(EngineAdapter):
 
     # --- sessions ended elsewhere, stops -------------------------------------------------
 
-    @hookimpl
-    def sessiontrack_events_committed(self, events: Sequence[StoredEvent]) -> None:
-        """Forget the sessions that another party ended (the sweeper expired them, a stop):
-        the conversation's next update finds no session, and a stopped one is ended in the
-        ``ConversationHandler``."""
-        for event in events:
-            if event.kind != SESSION_COMPLETED or event.session_id not in self._conversations:
-                continue
-            if event.chatbot_id != self.chatbot_id:
-                continue
-            sid = event.session_id
-            conv = self._forget(sid)
-            if conv is None:
-                continue
-            if event.data.get("status") == "stopped":
-                with self._lock:
-                    self._stopped.add(sid)
-                self.on_stop(sid, conv)
-            else:
-                self._on_loop(partial(self._ended, conv, sid))
+    def on_session_ended(self, session_id: str, conversation_id: str) -> None:
+        """The tracker expired the session: end the chat's conversation (on the
+        application's loop), so that its next update starts over."""
+        self._on_loop(partial(self._ended, conversation_id, session_id))
 
     def on_stop(self, session_id: str, conversation_id: str | None) -> None:
         """End the session's conversation in the ``ConversationHandler`` (its timeout job
