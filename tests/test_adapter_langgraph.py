@@ -5,9 +5,6 @@ driven by langchain-core's ``GenericFakeChatModel``; both backends."""
 from __future__ import annotations
 
 import asyncio
-import re
-import subprocess
-import sys
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +25,7 @@ import sessiontrack
 from examples.support_agent.agent import support_graph
 from sessiontrack.adapters.langgraph import LangGraphAdapter, SessionStopped, graph_flow
 from sessiontrack.web import create_app
+from tests.adapter_helpers.docs import printed_output, run_documented_example
 
 pytestmark = pytest.mark.anyio
 BOT = "support"
@@ -340,19 +338,12 @@ async def test_a_call_without_a_thread_is_a_session_of_its_own(
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "adapters" / "langgraph.md"
 
 
-def test_the_docs_example_runs_as_printed(tmp_path: Path) -> None:
+async def test_the_docs_example_runs_as_printed(tmp_path: Path) -> None:
     """docs/adapters/langgraph.md's example, run as ``python3 agent.py`` in an empty
     folder (its SQLite file is relative), prints what the page says it prints."""
     text = DOCS.read_text(encoding="utf-8")
-    [code] = re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
-    printed = re.findall(r"^It prints:\n\n```text\n(.*?)^```", text, re.S | re.M)[0]
-    (tmp_path / "agent.py").write_text(code, encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "agent.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == printed
-    assert (tmp_path / "support.db").exists()
+    done = await run_documented_example(DOCS, "sqlite", tmp_path, script="agent.py")
+    assert done.stdout == printed_output(DOCS)
     assert "sessiontrack[langgraph]" in text  # the extra the page installs
     extras = tomllib.loads((DOCS.parent.parent.parent / "pyproject.toml").read_text())
     assert "langgraph" in extras["project"]["optional-dependencies"]

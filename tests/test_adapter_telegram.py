@@ -9,9 +9,6 @@ PostgreSQL.
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -43,9 +40,11 @@ import sessiontrack
 from sessiontrack.adapters import telegram as telegram_adapter
 from sessiontrack.adapters.telegram import TelegramAdapter, TrackingRateLimiter
 from sessiontrack.web import create_app
+from tests.adapter_helpers.docs import printed_output, run_documented_example
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "adapters" / "telegram.md"
 BOT = "pizza-bot"
 TOKEN = "123456:offline"
 NAME, SIZE = "name", "size"
@@ -590,20 +589,8 @@ async def test_a_flow_tracked_before_the_tracker_starts(database_url: str, prefi
         await tracker.aclose()
 
 
-def docs_example() -> tuple[str, str]:
-    """The page's first Python block and the output printed after it."""
-    page = (ROOT / "docs" / "adapters" / "telegram.md").read_text(encoding="utf-8")
-    code, printed = re.findall(r"^```python\n(.*?)^```.*?^```text\n(.*?)^```", page, re.S | re.M)[0]
-    return str(code), str(printed)
-
-
-def test_the_docs_example_runs_as_printed(tmp_path: Path) -> None:
+async def test_the_docs_example_runs_as_printed(tmp_path: Path) -> None:
     """The page's example, run as ``python3 bot.py`` in an empty directory, prints what
     the page says it prints."""
-    code, printed = docs_example()
-    (tmp_path / "bot.py").write_text(code, encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "bot.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == printed
+    done = await run_documented_example(DOC, "sqlite", tmp_path)
+    assert done.stdout == printed_output(DOC)

@@ -11,7 +11,7 @@ import anyio
 
 from tests.fresh_database import fresh_postgres_database
 
-SQLITE_URL = '"sqlite:///bot.db"'
+SQLITE_URL = re.compile(r'"sqlite(?:\+aiosqlite)?:///([\w.-]+)"')
 
 
 def first_python_block(page: Path) -> str:
@@ -21,14 +21,26 @@ def first_python_block(page: Path) -> str:
     return first.group(1)
 
 
+def printed_output(page: Path) -> str:
+    """The first ``text`` block after the page's first ``python`` block: what the example
+    prints."""
+    found = re.search(
+        r"^```python\n.*?^```.*?^```text\n(.*?)^```", page.read_text(encoding="utf-8"), re.S | re.M
+    )
+    assert found is not None, f"{page.name} shows what its example prints"
+    return found.group(1)
+
+
 async def run_documented_example(
-    page: Path, backend: str, tmp_path: Path
+    page: Path, backend: str, tmp_path: Path, *, script: str = "bot.py"
 ) -> subprocess.CompletedProcess[str]:
-    """``python3 bot.py`` with the page's first block, as the page says to run it; on
-    PostgreSQL its one SQLite URL is replaced by a fresh database's, migrated first with
-    ``sessiontrack migrate`` as the README says. Asserts that it exited with 0."""
+    """``python3 <script>`` with the page's first block, as the page says to run it, in
+    ``tmp_path`` (its SQLite file is relative); on PostgreSQL its one SQLite URL is
+    replaced by a fresh database's, migrated first with ``sessiontrack migrate`` as the
+    README says. Asserts that it exited with 0."""
     code = first_python_block(page)
-    assert code.count(SQLITE_URL) == 1
+    urls = SQLITE_URL.findall(code)
+    assert len(urls) == 1, urls
     if backend == "postgresql":
         async with fresh_postgres_database() as url:
             plain = url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -37,17 +49,17 @@ async def run_documented_example(
                 lambda: subprocess.run(cli, capture_output=True, text=True, timeout=60)
             )
             assert migrated.returncode == 0, migrated.stderr
-            on_postgres = code.replace(SQLITE_URL, f'"{plain}"')
-            done = await anyio.to_thread.run_sync(_run, on_postgres, tmp_path)
+            on_postgres = SQLITE_URL.sub(f'"{plain}"', code)
+            done = await anyio.to_thread.run_sync(_run, on_postgres, tmp_path, script)
     else:
-        done = await anyio.to_thread.run_sync(_run, code, tmp_path)
-        assert (tmp_path / "bot.db").exists()
+        done = await anyio.to_thread.run_sync(_run, code, tmp_path, script)
+        assert (tmp_path / urls[0]).exists()
     assert done.returncode == 0, done.stderr
     return done
 
 
-def _run(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    (cwd / "bot.py").write_text(code, encoding="utf-8")
+def _run(code: str, cwd: Path, script: str) -> subprocess.CompletedProcess[str]:
+    (cwd / script).write_text(code, encoding="utf-8")
     return subprocess.run(
-        [sys.executable, "bot.py"], cwd=cwd, capture_output=True, text=True, timeout=120
+        [sys.executable, script], cwd=cwd, capture_output=True, text=True, timeout=120
     )
