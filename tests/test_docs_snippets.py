@@ -94,6 +94,8 @@ PYTHON_BLOCKS = {
 COMMAND_KINDS: dict[str, str] = {
     r"python3 -m pip install -e \S+( && python3 -m examples\.helpdesk)?": "test_the_extras_exist "
     "(tests/test_example_demo.py runs python -m examples.helpdesk)",
+    r"python3 -m pip install -e \S+ && python3 -m examples\.support_agent": "test_the_extras_exist "
+    "(tests/test_example_support_agent.py runs python -m examples.support_agent)",
     r"python3 -m examples\.helpdesk": "tests/test_example_demo.py",
     r"python3 -m pip wheel --no-deps \S+ -w dist": "test_the_documented_wheel",
     r'python3 -m pip install "dist/\S+\.whl\[\w+\]"': "test_the_documented_wheel",
@@ -122,7 +124,7 @@ def test_the_extras_exist() -> None:
     named = {
         extra
         for page in (*PAGES, ROOT / "docs" / "storage.md")
-        for found in re.findall(r'sessiontrack[^"\s]*\[([\w,]+)\]', page.read_text())
+        for found in re.findall(r'(?:sessiontrack[^"\s]*|"\.)\[([\w,]+)\]', page.read_text())
         for extra in found.split(",")
     }
     assert named and named <= set(extras), named - set(extras)
