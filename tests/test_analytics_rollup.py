@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import random
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -348,3 +350,23 @@ async def test_hostile_input_never_breaks_a_batch(
     assert bins(live, "messages") == {0: 1, 1: 1}  # weird: none; late: its goodbye
     await rebuild(store)
     assert_same(live, await dump(store))
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "sessiontrack.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+async def test_cli_rebuild_with_progress_on_stderr(database_url: str, prefix: str) -> None:
+    async with tracker_for(database_url, prefix) as tracker:
+        await ingest(tracker, random.Random(8), rounds=1)
+        assert isinstance(tracker.store, SQLAlchemyStore)
+        live = await dump(tracker.store)
+        events = await tracker.store.last_seq()
+    done = cli("analytics", "rebuild", "--database-url", database_url, "--prefix", prefix)
+    assert done.returncode == 0, done.stderr
+    assert f"analytics rebuilt from {events} events" in done.stdout
+    assert f"analytics: {events} of {events} events" in done.stderr
+    async with tracker_for(database_url, prefix) as tracker:
+        assert isinstance(tracker.store, SQLAlchemyStore)
+        assert_same(live, await dump(tracker.store))
