@@ -72,6 +72,10 @@ class Tables:
     counts: sa.Table
     state: sa.Table
     prefix: str
+    an_counts: sa.Table
+    an_bins: sa.Table
+    an_paths: sa.Table
+    an_traces: sa.Table
 
     @property
     def version_table(self) -> str:
@@ -181,4 +185,46 @@ def make_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
         sa.Column("key", sa.String(64), primary_key=True),
         sa.Column("value", sa.BigInteger(), nullable=False),
     )
-    return Tables(md, chatbots, flows, sessions, events, counts, state, prefix)
+    # SCAFFOLD (reads): the analytics tables as the brief fixes them, until `rollup` lands.
+    key = [
+        sa.Column("chatbot_id", sa.String(200), primary_key=True),
+        sa.Column("metric", sa.String(32), primary_key=True),
+        sa.Column("grain", sa.SmallInteger(), primary_key=True),
+        sa.Column("bucket", sa.BigInteger(), primary_key=True),
+        sa.Column("version", sa.String(64), primary_key=True),
+        sa.Column("dim", sa.String(500), primary_key=True),
+    ]
+    an_counts = sa.Table(
+        f"{p}an_counts", md, *key, sa.Column("value", sa.Float(), nullable=False)
+    )
+    an_bins = sa.Table(
+        f"{p}an_bins",
+        md,
+        *[c.copy() for c in key],
+        sa.Column("bin", sa.Integer(), primary_key=True),
+        sa.Column("n", sa.BigInteger(), nullable=False),
+    )
+    an_paths = sa.Table(
+        f"{p}an_paths",
+        md,
+        sa.Column("chatbot_id", sa.String(200), primary_key=True),
+        sa.Column("path_key", sa.String(32), primary_key=True),
+        sa.Column("nodes", json_type(), nullable=False),
+    )
+    an_traces = sa.Table(
+        f"{p}an_traces",
+        md,
+        sa.Column("session_id", id_type(), primary_key=True),
+        sa.Column("chatbot_id", sa.String(200), nullable=False),
+        sa.Column("version", sa.String(64), nullable=False),
+        sa.Column("started_at", UTCDateTime(), nullable=False),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("path_key", sa.String(32), nullable=False),
+        sa.Column("state", json_type(), nullable=False),
+        sa.Index(f"ix_{p}an_traces_path", "chatbot_id", "path_key", "started_at"),
+        sa.Index(f"ix_{p}an_traces_started", "chatbot_id", "started_at"),
+    )
+    return Tables(
+        md, chatbots, flows, sessions, events, counts, state, prefix,
+        an_counts, an_bins, an_paths, an_traces,
+    )

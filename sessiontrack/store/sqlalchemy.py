@@ -30,6 +30,7 @@ from ._fold import (
     SessionState,
     flow_labels,
 )
+from ._analytics_reads import AnalyticsReads
 from ._reads import ReadQueries
 from ._tables import DEFAULT_PREFIX, make_tables
 from ._urls import normalize_url
@@ -59,7 +60,7 @@ def mask_url(url: str | sa.URL) -> str:
     return sa.make_url(url).render_as_string(hide_password=True)
 
 
-class SQLAlchemyStore(ReadQueries, Store):
+class SQLAlchemyStore(ReadQueries, AnalyticsReads, Store):
     """Stores events and the session projection with SQLAlchemy's async engine.
 
     :param url_or_engine: a database URL (``sqlite+aiosqlite:///file.db``,

@@ -1,0 +1,1 @@
+"""SCAFFOLD (reads): `rollup` owns this file."""
