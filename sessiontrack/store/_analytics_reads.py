@@ -8,6 +8,7 @@ grouped sums (a few hundred rows), never the rows it summed.
 
 from __future__ import annotations
 
+import itertools
 from abc import abstractmethod
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
@@ -29,6 +30,17 @@ _CHUNK = 500  # path keys per IN list
 def _in(column: Any, values: Collection[str]) -> Any:
     ordered = sorted(values)
     return column == ordered[0] if len(ordered) == 1 else column.in_(ordered)
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _nothing(
+    metrics: Collection[str], versions: Collection[str] | None, dims: Collection[str] | None
+) -> bool:
+    """Whether an empty filter makes the answer empty without asking."""
+    return not metrics or (versions is not None and not versions) or (dims is not None and not dims)
 
 
 class AnalyticsReads:
@@ -117,7 +129,7 @@ class AnalyticsReads:
         local_days: Sequence[tuple[int, int]] | None = None,
         top: int | None = None,
     ) -> list[tuple[str, str | None, str, int | None, float]]:
-        if not metrics or (versions is not None and not versions) or (dims is not None and not dims):
+        if _nothing(metrics, versions, dims):
             return []
         t = self.tables.an_counts.c
         u = self._spans(
@@ -136,7 +148,7 @@ class AnalyticsReads:
             offset: Any = sa.literal(local_days[0][1])
             if len(local_days) > 1:
                 offset = sa.case(
-                    *[(u.c.bucket < b, o) for (_, o), (b, _) in zip(local_days, local_days[1:])],
+                    *[(u.c.bucket < b, o) for (_, o), (b, _) in itertools.pairwise(local_days)],
                     else_=local_days[-1][1],
                 )
             keys.append((u.c.bucket + offset) // _DAY)
@@ -150,10 +162,8 @@ class AnalyticsReads:
             ranked_q = ranked.having(total > 0).subquery("ranked")
             q = sa.select(*list(ranked_q.c)[: len(keys) + 1]).where(ranked_q.c.r <= top)
         async with self.engine.connect() as conn:
-            rows = await conn.execute(q)
-            return [
-                (m, v, d, None if day is None else int(day), float(n or 0)) for m, v, d, day, n in rows
-            ]
+            rows: Any = await conn.execute(q)
+            return [(m, v, d, _int(x), float(n or 0)) for m, v, d, x, n in rows]
 
     async def analytics_bins(
         self,
@@ -164,7 +174,7 @@ class AnalyticsReads:
         versions: Collection[str] | None,
         dims: Collection[str] | None = None,
     ) -> list[tuple[str, str, int, int]]:
-        if not metrics or (versions is not None and not versions) or (dims is not None and not dims):
+        if _nothing(metrics, versions, dims):
             return []
         t = self.tables.an_bins.c
         u = self._spans(
