@@ -185,22 +185,24 @@ def make_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
         sa.Column("key", sa.String(64), primary_key=True),
         sa.Column("value", sa.BigInteger(), nullable=False),
     )
+
     # SCAFFOLD (reads): the analytics tables as the brief fixes them, until `rollup` lands.
-    key = [
-        sa.Column("chatbot_id", sa.String(200), primary_key=True),
-        sa.Column("metric", sa.String(32), primary_key=True),
-        sa.Column("grain", sa.SmallInteger(), primary_key=True),
-        sa.Column("bucket", sa.BigInteger(), primary_key=True),
-        sa.Column("version", sa.String(64), primary_key=True),
-        sa.Column("dim", sa.String(500), primary_key=True),
-    ]
-    an_counts = sa.Table(
-        f"{p}an_counts", md, *key, sa.Column("value", sa.Float(), nullable=False)
-    )
+    def key() -> list[sa.Column[Any]]:
+        return [
+            sa.Column("chatbot_id", sa.String(200), primary_key=True),
+            sa.Column("metric", sa.String(32), primary_key=True),
+            sa.Column("grain", sa.SmallInteger(), primary_key=True),
+            sa.Column("bucket", sa.BigInteger(), primary_key=True),
+            sa.Column("version", sa.String(64), primary_key=True),
+            sa.Column("dim", sa.String(500), primary_key=True),
+        ]
+
+    value = sa.Column("value", sa.Float(), nullable=False)
+    an_counts = sa.Table(f"{p}an_counts", md, *key(), value)
     an_bins = sa.Table(
         f"{p}an_bins",
         md,
-        *[c.copy() for c in key],
+        *key(),
         sa.Column("bin", sa.Integer(), primary_key=True),
         sa.Column("n", sa.BigInteger(), nullable=False),
     )
@@ -225,6 +227,16 @@ def make_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
         sa.Index(f"ix_{p}an_traces_started", "chatbot_id", "started_at"),
     )
     return Tables(
-        md, chatbots, flows, sessions, events, counts, state, prefix,
-        an_counts, an_bins, an_paths, an_traces,
+        md,
+        chatbots,
+        flows,
+        sessions,
+        events,
+        counts,
+        state,
+        prefix,
+        an_counts,
+        an_bins,
+        an_paths,
+        an_traces,
     )

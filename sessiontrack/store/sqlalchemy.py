@@ -19,6 +19,7 @@ from ..abc import BatchAttempt, Store
 from ..errors import SchemaOutdated
 from ..events import StoredEvent
 from . import _graph, _migrate, _watch
+from ._analytics_reads import AnalyticsReads
 from ._bulk import BulkWriter, bulk_writer
 from ._errors import is_transient
 from ._fold import (
@@ -30,7 +31,6 @@ from ._fold import (
     SessionState,
     flow_labels,
 )
-from ._analytics_reads import AnalyticsReads
 from ._reads import ReadQueries
 from ._tables import DEFAULT_PREFIX, make_tables
 from ._urls import normalize_url
