@@ -5,7 +5,7 @@
 
 import { api } from "./api.js";
 import { Chart, attachTooltip, drawBars, drawFunnel, drawTrend, TREND_SERIES } from "./charts.js";
-import { adaptiveThrottle, formatMs, formatNumber, h } from "./dom.js";
+import { adaptiveThrottle, formatMs, formatNumber, h, plural } from "./dom.js";
 import { FlowView } from "./flow.js";
 import { LiveStream } from "./live.js";
 import { analyticsHref, listHref, navigate } from "./router.js";
@@ -62,8 +62,15 @@ function hrefFor(state, changes = {}) {
   });
 }
 
-/** The sessions list filtered to one path (every tab: ended and active sessions). */
-export const pathHref = (chatbotId, nodes) => listHref({ tab: "all", chatbotId, path: nodes.join(",") });
+/**
+ * The sessions list filtered to one path (every tab: ended and active sessions) and to the
+ * answer's effective range (ISO datetimes: the list's startDate/endDate).
+ */
+export const pathHref = (chatbotId, nodes, range = {}) => listHref({
+  tab: "all", chatbotId, path: nodes.join(","), startDate: range.startDate,
+  // The analytics range is half-open, the list's endDate inclusive: one millisecond before.
+  endDate: range.endDate ? new Date(Date.parse(range.endDate) - 1).toISOString() : "",
+});
 
 let chatbotsCache = null;
 
@@ -124,7 +131,7 @@ class AnalyticsView {
     this.message = h("div", { class: "an-message", id: "an-message" });
     this.cards = h("div", { class: "an-cards", id: "an-cards" });
     this.flowGrid = h("div", { class: "an-flows", id: "an-flows" });
-    this.nodesTable = h("div", { class: "an-table-wrap", id: "an-nodes", tabindex: "0", role: "region", "aria-label": "Figures per node" });
+    this.nodesTable = h("div", { class: "an-table-wrap", id: "an-nodes", tabindex: "0", role: "region", "aria-label": "Table of the figures per node (scrolls sideways)" });
     this.pathsList = h("ol", { class: "an-paths", id: "an-paths" });
     this.stepPick = h("select", { id: "an-step-pick" });
     const addStep = h("button", { type: "button", class: "btn btn-small", id: "an-step-add" }, "Add step");
@@ -138,7 +145,7 @@ class AnalyticsView {
         `${formatRate(s.conversion)} of the previous step, ${formatRate(s.overall)} of all; ` +
         `median ${formatSeconds(s.timeFromPrevious?.p50)} from ${i ? "the previous step" : "the start"}`,
     }, w));
-    this.funnelTable = h("div", { class: "an-table-wrap", id: "an-funnel-table" });
+    this.funnelTable = h("div", { class: "an-table-wrap", id: "an-funnel-table", tabindex: "0", role: "region", "aria-label": "Table of the funnel steps (scrolls sideways)" });
     this.funnelNote = h("p", { class: "muted an-note", id: "an-funnel-note" });
     this.trendChart = new Chart("an-trend-chart", (d) => `Sessions started per day, ${d.days.length} days`, (d, w) => drawTrend({
       days: d.days, formatDate: (iso) => (w < 500 ? formatDate(iso) : longDayFmt.format(new Date(`${iso}T00:00:00Z`))),
@@ -476,9 +483,9 @@ class AnalyticsView {
           h("span", { class: "an-path-nodes" }, text)),
         h("div", { class: "an-share", "aria-hidden": "true" }, h("span", { style: `width:${(100 * (p.share || 0)) / top}%` })),
         h("p", { class: "an-path-figures" },
-          h("span", { class: "an-path-sessions" }, `${formatNumber(p.sessions)} sessions`), ` · ${formatRate(p.share)} of all · `,
+          h("span", { class: "an-path-sessions" }, plural(p.sessions, "session")), ` · ${formatRate(p.share)} of all · `,
           `${formatRate(p.completionRate)} completed · median ${formatSeconds(p.duration?.p50)} · `,
-          h("a", { href: pathHref(this.state.chatbotId, p.nodes), class: "an-path-link", "aria-label": `Sessions on path ${i + 1}: ${text}` }, "Sessions →")));
+          h("a", { href: pathHref(this.state.chatbotId, p.nodes, paths), class: "an-path-link", "aria-label": `Sessions on path ${i + 1}: ${text}` }, "Sessions →")));
     }));
   }
 

@@ -33,15 +33,21 @@ function normalize(params) {
   // `chatbotId` is accepted too: the analytics page's links name the chatbot the API's way.
   const bot = params.bot || params.chatbotId || "";
   const path = bot ? (params.path || "").split(",").map((n) => n.trim()).filter(Boolean).join(",") : "";
-  return { tab, bot, q: params.q || "", sort, page, cursor: params.cursor || "", path };
+  // startDate/endDate: ISO datetimes with an offset (an analytics range), sessions started in [start, end).
+  const when = (v) => (v && !Number.isNaN(Date.parse(v)) ? v : "");
+  return {
+    tab, bot, q: params.q || "", sort, page, cursor: params.cursor || "", path,
+    startDate: when(params.startDate), endDate: when(params.endDate),
+  };
 }
 
-const stateKey = (s) => JSON.stringify([s.tab, s.bot, s.q, s.sort, s.path]);
+const stateKey = (s) => JSON.stringify([s.tab, s.bot, s.q, s.sort, s.path, s.startDate, s.endDate]);
 
 function hrefFor(state, changes = {}) {
   const s = { ...state, ...changes };
   return listHref({
     tab: s.tab === "active" ? "" : s.tab, bot: s.bot, path: s.bot ? s.path : "", q: s.q,
+    startDate: s.startDate, endDate: s.endDate,
     sort: s.sort === SORTS[0][0] ? "" : s.sort,
     page: s.page > 1 ? s.page : "", cursor: s.page > 1 ? s.cursor : "",
   });
@@ -179,13 +185,18 @@ class ListView {
       this.botAnalytics.href = analyticsHref({ chatbotId: s.bot });
       this.botAnalytics.setAttribute("aria-label", `Analytics of ${this.botName(s.bot)}`);
     }
-    this.pathNote.hidden = !s.path;
-    if (s.path) {
+    this.pathNote.hidden = !s.path && !s.startDate && !s.endDate;
+    if (!this.pathNote.hidden) {
+      const range = s.startDate || s.endDate
+        ? ` started ${s.startDate ? `from ${formatDateTime(s.startDate)}` : ""}${s.endDate ? ` until ${formatDateTime(s.endDate)}` : ""}`
+        : "";
       this.pathNote.replaceChildren(
-        h("span", {}, "Sessions whose path is exactly "),
-        h("span", { class: "path-nodes" }, s.path.split(",").join(" › ")),
+        h("span", {}, s.path ? "Sessions whose path is exactly " : `Sessions${range}`),
+        s.path ? h("span", { class: "path-nodes" }, s.path.split(",").join(" › ")) : null,
+        s.path && range ? h("span", {}, `,${range}`) : null,
         " ",
-        h("a", { class: "btn btn-small", href: hrefFor(s, { path: "", page: 1, cursor: "" }), id: "path-filter-clear" }, "Show all paths"));
+        h("a", { class: "btn btn-small", href: hrefFor(s, { path: "", startDate: "", endDate: "", page: 1, cursor: "" }), id: "path-filter-clear" },
+          s.path ? "Show all paths" : "Show all dates"));
     }
     document.title = `${TABS.find(([t]) => t === s.tab)[1]} sessions · sessiontrack`;
   }
@@ -221,7 +232,10 @@ class ListView {
   query() {
     const s = this.state;
     const [sortBy, sortOrder] = s.sort.split(".");
-    const params = { filter: s.tab, chatbotId: s.bot, path: s.path, search: s.q, sortBy, sortOrder, limit: PAGE_SIZE };
+    const params = {
+      filter: s.tab, chatbotId: s.bot, path: s.path, startDate: s.startDate, endDate: s.endDate,
+      search: s.q, sortBy, sortOrder, limit: PAGE_SIZE,
+    };
     if (s.page > 1 && s.cursor) params.cursor = s.cursor;
     else params.offset = (s.page - 1) * PAGE_SIZE;
     return params;
@@ -307,7 +321,7 @@ class ListView {
     } else if (s.q || s.bot) {
       title = s.q ? `No sessions match “${s.q}”` : s.path ? "No sessions on this path" : "No sessions for this chatbot";
       hint = s.path ? "No session in this tab has exactly this path." : "Try another search or chatbot.";
-      action = h("a", { class: "btn", href: hrefFor(s, { q: "", bot: "", path: "", page: 1, cursor: "" }) }, "Clear filters");
+      action = h("a", { class: "btn", href: hrefFor(s, { q: "", bot: "", path: "", startDate: "", endDate: "", page: 1, cursor: "" }) }, "Clear filters");
     }
     this.message.replaceChildren(h("div", { class: "state state-empty", id: "empty-state" },
       h("h2", {}, title), h("p", {}, hint), action));
