@@ -994,3 +994,179 @@ async def test_a_langgraph_session_shows_its_graph_tokens_and_tool_calls(
             await page.context.close()
     finally:
         adapter.close()
+
+
+# --- the flow as a heat map (FlowView.setHeat; the analytics page uses it) ------------------
+
+HEAT_FIXTURE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Heat map fixture</title>
+<link rel="stylesheet" href="app.css"></head>
+<body><main id="main"><h1>Heat map fixture</h1>
+<div id="host-a" class="panel" style="width: 820px"></div>
+<div id="host-b" class="panel" style="width: 420px"></div></main>
+<script type="module">
+import { FlowView, heatColor } from "./js/flow.js";
+Object.assign(window, { FlowView, heatColor, fixtureReady: true });
+</script></body></html>"""
+
+HEAT_FLOW: dict[str, Any] = {
+    "nodes": [
+        {"id": "start", "type": "start", "data": {"label": "Start"}},
+        {"id": "ask", "type": "question", "data": {"label": "Ask"}},
+        {"id": "answer", "type": "message", "data": {"label": "Answer"}},
+        {"id": "agent", "type": "handoff", "data": {"label": "Agent"}},
+        {"id": "gone", "type": "message", "data": {"label": "Removed later"}},
+    ],
+    "edges": [
+        {"id": "e1", "source": "start", "target": "ask"},
+        {"id": "e2", "source": "ask", "target": "answer"},
+        {"id": "e3", "source": "ask", "target": "agent"},
+        {"id": "e4", "source": "answer", "target": "ask"},
+        {"id": "e5", "source": "start", "target": "gone"},
+    ],
+}
+HEAT = {
+    "nodes": {
+        "start": {"level": 0, "text": "Start: 100 sessions, drop-off 0%"},
+        "ask": {"level": 0.25, "text": "Ask: 90 sessions, drop-off 25%"},
+        "answer": {"level": 1, "text": "Answer: 40 sessions, drop-off 100%"},
+        "agent": {"level": None, "text": "Agent: no sessions"},
+    },
+    "edges": {
+        "start\u0000ask": {"weight": 1, "text": "Start → Ask: 90 sessions (90%)"},
+        "ask\u0000answer": {"weight": 0.4, "text": "Ask → Answer: 40 sessions (44%)"},
+        "ask\u0000agent": {"weight": 0.05, "text": "Ask → Agent: 5 sessions (6%)"},
+        "answer\u0000ask": {"weight": 0.2, "text": "Answer → Ask: 20 sessions (50%)"},
+    },
+}
+
+
+async def heat_page(browser: Any, ui: str) -> Any:
+    """A page of the dashboard's origin with two FlowViews side by side (no session)."""
+    page = await new_page(browser)
+    url = ui + "__heat-fixture.html"
+    await page.route(url, lambda route: route.fulfill(body=HEAT_FIXTURE, content_type="text/html"))
+    await page.goto(url)
+    await page.wait_for_function("window.fixtureReady === true")
+    await page.evaluate(
+        """([flow, heat]) => {
+            window.activated = [];
+            window.views = {};
+            for (const [key, prefix] of [['a', 'heat-a'], ['b', 'heat-b']]) {
+                const view = new FlowView(flow, {
+                    idPrefix: prefix, onNodeActivate: (id) => activated.push(`${key}:${id}`) });
+                document.getElementById(`host-${key}`).append(view.el);
+                view.setHeat(heat);
+                views[key] = view;
+            }
+        }""",
+        [HEAT_FLOW, HEAT],
+    )
+    return page
+
+
+async def test_flow_heat_map_colours_nodes_sizes_edges_and_tells_on_hover_and_focus(
+    browser: Any, ui: str, axe_script: Path
+) -> None:
+    page = await heat_page(browser, ui)
+    svg = page.locator("#heat-a-svg")
+    await expect(svg).to_have_class(re.compile(r"\bheat\b"))
+
+    # Node fill by level, on the legend's scale; no data is grey and dashed.
+    fills = await svg.locator(".node").evaluate_all(
+        "els => Object.fromEntries(els.map(e => [e.dataset.nodeId, "
+        "getComputedStyle(e.querySelector('.node-box')).fill]))"
+    )
+    for node, level in (("start", 0), ("ask", 0.25), ("answer", 1)):
+        assert fills[node] == await page.evaluate("l => heatColor(l)", level), node
+    assert len({fills["start"], fills["ask"], fills["answer"]}) == 3
+    await expect(svg.locator(".node[data-node-id=agent]")).to_have_class(re.compile("heat-none"))
+    await expect(svg.locator(".node[data-node-id=gone]")).not_to_have_attribute("tabindex", "0")
+    legend = page.locator("#heat-a-heat-legend")
+    await expect(legend).to_be_visible()
+    await expect(legend).to_contain_text("Drop-off rate")
+    await expect(legend).to_contain_text("No data")
+    bar = await legend.locator(".heat-bar").evaluate("e => getComputedStyle(e).backgroundImage")
+    assert "linear-gradient" in bar
+
+    # Edge width by weight; each edge keeps an arrowhead of its own size.
+    widths = await svg.locator(".edge-g").evaluate_all(
+        "els => Object.fromEntries(els.map(e => [e.dataset.source + '>' + e.dataset.target, "
+        "parseFloat(getComputedStyle(e.querySelector('.edge')).strokeWidth)]))"
+    )
+    assert widths["start>ask"] > widths["ask>answer"] > widths["answer>ask"] > widths["ask>agent"]
+    assert widths["ask>agent"] >= 1.5
+    markers = await svg.locator(".edge-g.heat .edge").evaluate_all(
+        "els => els.map(e => e.getAttribute('marker-end'))"
+    )
+    assert len(set(markers)) == 4
+    for m in markers:
+        marker_id = m[len("url(#") : -1]
+        assert await page.locator(f"marker#{marker_id}").count() == 1
+
+    # Focusable, named by their text; the tooltip follows keyboard focus.
+    tip = page.locator("#heat-a-tooltip")
+    await expect(tip).to_be_hidden()
+    labels = await svg.locator("[tabindex='0']").evaluate_all(
+        "els => els.map(e => e.getAttribute('aria-label'))"
+    )
+    texts = [v["text"] for part in ("nodes", "edges") for v in HEAT[part].values()]
+    assert sorted(labels) == sorted(texts)
+    await svg.focus()
+    seen = []
+    for _ in range(len(texts)):
+        await page.keyboard.press("Tab")
+        label = await page.evaluate("document.activeElement.getAttribute('aria-label')")
+        await expect(tip).to_be_visible()
+        await expect(tip).to_have_text(label)
+        seen.append(label)
+    assert sorted(seen) == sorted(texts)
+    # A focused node or edge is shown with the tooltip inside the view.
+    tip_box = await tip.bounding_box()
+    host_box = await page.locator("#host-a .flow").bounding_box()
+    assert host_box["x"] <= tip_box["x"]
+    assert tip_box["x"] + tip_box["width"] <= host_box["x"] + host_box["width"]
+    await page.keyboard.press("Escape")
+    await expect(tip).to_be_hidden()
+
+    # Hover shows it too, and leaving hides it.
+    await svg.locator(".node[data-node-id=answer] .node-box").hover()
+    await expect(tip).to_have_text(HEAT["nodes"]["answer"]["text"])
+    await svg.locator(".edge-g[data-source=ask][data-target=agent] .edge-hit").hover()
+    await expect(tip).to_have_text(HEAT["edges"]["ask\u0000agent"]["text"])
+    await page.mouse.move(2, 2)
+    await expect(tip).to_be_hidden()
+
+    # A click (not a drag) or Enter on a node activates it, in its own view.
+    await page.locator("#heat-b-svg .node[data-node-id=ask] .node-box").click()
+    await page.keyboard.press("Enter")
+    assert await page.evaluate("activated") == ["b:ask", "b:ask"]
+    await expect(page.locator("#heat-b-svg .node[data-node-id=ask]")).to_have_attribute(
+        "role", "button"
+    )
+
+    # Two views on one page: no id twice; and the page passes the accessibility audit.
+    dupes = await page.evaluate(
+        "() => { const ids = [...document.querySelectorAll('[id]')].map(e => e.id); "
+        "return ids.filter((id, i) => ids.indexOf(id) !== i); }"
+    )
+    assert dupes == []
+    await page.add_script_tag(path=str(axe_script))
+    violations = await page.evaluate(
+        """async () => (await axe.run(document, {
+            runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'],
+            resultTypes: ['violations'],
+        })).violations.map(v => `${v.id}: ${v.help} (${v.nodes.map(
+            n => n.target.join(' ')).slice(0, 3).join(', ')})`)"""
+    )
+    assert violations == []
+
+    # null clears it: the plain graph again.
+    await page.evaluate("views.a.setHeat(null)")
+    await expect(svg).not_to_have_class(re.compile(r"\bheat\b"))
+    await expect(svg.locator("[tabindex='0']")).to_have_count(0)
+    await expect(legend).to_be_hidden()
+    assert await svg.locator(".node-box").evaluate_all("els => els.every(e => e.style.fill === '')")
+    assert await page.locator("#heat-a-svg marker.heat-marker").count() == 0
+    assert not page.errors
+    await page.context.close()

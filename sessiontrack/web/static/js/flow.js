@@ -1,5 +1,7 @@
 // The flow graph drawn as SVG from React Flow data, with the executed path highlighted,
-// fit to view, pan (drag, arrow keys) and zoom (wheel, buttons, +/- keys).
+// fit to view, pan (drag, arrow keys) and zoom (wheel, buttons, +/- keys); or, with
+// setHeat(), as a heat map (node fill by a level, edge width by a weight, a tooltip per
+// node and edge on hover and keyboard focus).
 
 import { formatCompact, formatCost, formatMs, formatNumber, h, plural } from "./dom.js";
 
@@ -12,9 +14,24 @@ const MAX_ZOOM = 3;
 const READABLE_ZOOM = 0.7;
 const STATS_LINE = 20;
 const STATS_OVERHANG = 16;
+// Heat map: a light green → yellow → salmon scale (dark label text stays ≥ 4.5:1 on it).
+const HEAT_STOPS = [[0, [220, 242, 226]], [0.5, [253, 226, 150]], [1, [244, 150, 136]]];
+const HEAT_MIN_WIDTH = 1.5;
+const HEAT_MAX_WIDTH = 12;
+let instances = 0;
 
 export class FlowView {
-  constructor(flowData) {
+  /**
+   * options.idPrefix (default "flow"): ids of the SVG ("<prefix>-svg") and its buttons
+   * ("<prefix>-zoom-in", "-zoom-out", "-fit"), so two views can share a page.
+   * options.onNodeActivate(nodeId): called on a click (not a drag) on a node, or Enter /
+   * Space on a focused one; nodes with heat data are then buttons.
+   */
+  constructor(flowData, options = {}) {
+    const prefix = options.idPrefix ?? "flow";
+    this.uid = `fv${++instances}`;
+    this.onNodeActivate = options.onNodeActivate ?? null;
+    this.heat = null;
     this.nodes = (flowData?.nodes || []).filter((n) => n && n.id != null);
     this.edges = (flowData?.edges || []).filter((e) => e && e.source != null && e.target != null);
     this.view = { x: 0, y: 0, k: 1 };
@@ -23,26 +40,28 @@ export class FlowView {
 
     this.viewport = h("g", { class: "viewport" });
     this.svg = h("svg", {
-      class: "flow-svg", id: "flow-svg", role: "group", tabindex: "0",
+      class: "flow-svg", id: `${prefix}-svg`, role: "group", tabindex: "0",
       "aria-label": "Flow graph. Drag or use arrow keys to pan; wheel, plus or minus to zoom; 0 to fit.",
     }, h("defs", {},
-      marker("arrow", "edge-arrow"), marker("arrow-exec", "edge-arrow exec")), this.viewport);
+      marker(`${this.uid}-arrow`, "edge-arrow"), marker(`${this.uid}-arrow-exec`, "edge-arrow exec")), this.viewport);
     const button = (label, text, fn, id) => {
       const b = h("button", { type: "button", class: "btn btn-icon", "aria-label": label, title: label, id }, text);
       b.addEventListener("click", fn);
       return b;
     };
     this.controls = h("div", { class: "flow-controls" },
-      button("Zoom in", "+", () => this.zoomBy(1.25), "flow-zoom-in"),
-      button("Zoom out", "−", () => this.zoomBy(0.8), "flow-zoom-out"),
-      button("Fit to view", "⤢", () => { this.fitAll = true; this.fit(); }, "flow-fit"));
+      button("Zoom in", "+", () => this.zoomBy(1.25), `${prefix}-zoom-in`),
+      button("Zoom out", "−", () => this.zoomBy(0.8), `${prefix}-zoom-out`),
+      button("Fit to view", "⤢", () => { this.fitAll = true; this.fit(); }, `${prefix}-fit`));
     this.legend = h("p", { class: "flow-legend" },
       h("span", { class: "legend-item executed" }, "Executed"),
       h("span", { class: "legend-item current" }, "Current"),
       h("span", { class: "legend-item unexecuted" }, "Not reached"),
       h("span", { class: "legend-item errors" }, "Errors"),
       h("span", { class: "legend-note" }, "Under a node: runs · time · tokens · tool calls"));
-    this.el = h("div", { class: "flow" }, this.svg, this.controls);
+    this.tooltip = h("div", { class: "flow-tooltip", role: "tooltip", id: `${prefix}-tooltip`, hidden: true });
+    this.heatLegend = h("div", { class: "heat-legend", id: `${prefix}-heat-legend`, hidden: true });
+    this.el = h("div", { class: "flow" }, this.svg, this.controls, this.heatLegend, this.tooltip);
     if (!this.nodes.length) {
       this.el.replaceChildren(h("p", { class: "state muted" }, "This chatbot has no flow graph registered."));
     }
@@ -78,8 +97,11 @@ export class FlowView {
       const a = this.pos.get(String(e.source));
       const b = this.pos.get(String(e.target));
       if (!a || !b) continue;
-      const path = h("path", { class: "edge", d: this.edgePath(a, b), "marker-end": "url(#arrow)" });
-      const g = h("g", { class: "edge-g", dataset: { source: String(e.source), target: String(e.target), edgeId: String(e.id ?? "") } }, path);
+      const d = this.edgePath(a, b);
+      const path = h("path", { class: "edge", d, "marker-end": `url(#${this.uid}-arrow)` });
+      // A wide invisible stroke: thin edges are easy to point at.
+      const hit = h("path", { class: "edge-hit", d });
+      const g = h("g", { class: "edge-g", dataset: { source: String(e.source), target: String(e.target), edgeId: String(e.id ?? "") } }, path, hit);
       if (e.label) {
         g.append(h("text", { class: "edge-label", x: (a.x + a.w / 2 + b.x + b.w / 2) / 2, y: (a.y + a.h / 2 + b.y + b.h / 2) / 2 }, String(e.label)));
       }
@@ -95,7 +117,8 @@ export class FlowView {
         h("title", {}, type ? `${label} (${type})` : label),
         h("rect", { class: "node-box", width: p.w, height: p.h, rx: 10 }),
         h("text", { class: "node-label", x: p.w / 2, y: type ? p.h / 2 - 3 : p.h / 2 + 5 }, truncate(label, Math.floor(p.w / 8))),
-        type ? h("text", { class: "node-type", x: p.w / 2, y: p.h / 2 + 13 }, truncate(type, Math.floor(p.w / 7))) : null,
+        // The type is in the title (and a heat node's text): hidden from the accessible name.
+        type ? h("text", { class: "node-type", x: p.w / 2, y: p.h / 2 + 13, "aria-hidden": "true" }, truncate(type, Math.floor(p.w / 7))) : null,
         h("g", { class: "visit-badge", transform: `translate(${p.w - 6},6)` }, h("circle", { r: 11 }), h("text", { y: 4 }, "")),
         h("g", { class: "error-badge", transform: "translate(6,6)" }, h("circle", { r: 11 }), h("text", { y: 4 }, "")),
         h("text", { class: "node-stats", x: p.w / 2, y: p.h + 14 }));
@@ -139,7 +162,7 @@ export class FlowView {
     for (const g of this.edgeEls) {
       const exec = pairs.has(`${g.dataset.source}\u0000${g.dataset.target}`);
       g.classList.toggle("executed", exec);
-      g.querySelector("path").setAttribute("marker-end", exec ? "url(#arrow-exec)" : "url(#arrow)");
+      if (!g.classList.contains("heat")) g.querySelector(".edge").setAttribute("marker-end", `url(#${this.uid}-${exec ? "arrow-exec" : "arrow"})`);
     }
     // Executed edges on top of the others.
     const layer = this.viewport.querySelector(".edges");
@@ -192,7 +215,141 @@ export class FlowView {
   }
 
   updateTitle(g) {
-    g.querySelector("title").textContent = g.dataset.title + (g.dataset.state || "") + (g.dataset.figures || "");
+    // With heat data the node's tooltip (and aria-label) says it all: no second, native one.
+    g.querySelector("title").textContent = g.dataset.tip ? "" : g.dataset.title + (g.dataset.state || "") + (g.dataset.figures || "");
+  }
+
+  /**
+   * The flow as a heat map, or back to plain with null:
+   * {nodes: {[nodeId]: {level: 0..1 | null, text}}, edges: {[source + "\u0000" + target]:
+   * {weight: 0..1, text}}, legend?: {title, low, high, edges}}. A node's fill follows its
+   * level on a green → yellow → red scale (null: no data, grey); an edge's width follows
+   * its weight; `text` is the tooltip shown on hover and keyboard focus, and the
+   * element's aria-label (nodes and edges with data are in the tab order).
+   */
+  setHeat(heat) {
+    this.heat = heat || null;
+    this.hideTip();
+    this.svg.classList.toggle("heat", !!this.heat);
+    for (const [id, g] of this.nodeEls) {
+      const d = this.heat?.nodes?.[id];
+      const box = g.querySelector(".node-box");
+      const level = d && Number.isFinite(d.level) ? clamp(d.level, 0, 1) : null;
+      box.style.fill = level === null ? "" : heatColor(level);
+      g.classList.toggle("heat-node", !!d);
+      g.classList.toggle("heat-none", !!this.heat && level === null);
+      // A heat node shows its label only (its type, if wanted, goes in the text), centred.
+      const p = this.pos.get(id);
+      const labelEl = g.querySelector(".node-label");
+      const typed = !!g.querySelector(".node-type");
+      labelEl.setAttribute("y", String(d || !typed ? p.h / 2 + 5 : p.h / 2 - 3));
+      if (d) {
+        const text = String(d.text ?? "");
+        // The name holds the visible label (WCAG 2.5.3): the text, prefixed if it lacks it.
+        const shown = labelEl.textContent;
+        const name = text.toLowerCase().includes(shown.toLowerCase()) ? text : `${shown}: ${text}`;
+        Object.assign(g.dataset, { tip: text, level: level === null ? "" : String(level) });
+        setAttrs(g, { tabindex: "0", role: this.onNodeActivate ? "button" : "img", "aria-label": name });
+      } else {
+        delete g.dataset.tip;
+        delete g.dataset.level;
+        setAttrs(g, { tabindex: null, role: null, "aria-label": null });
+      }
+      this.updateTitle(g);
+    }
+    const defs = this.svg.querySelector("defs");
+    for (const old of defs.querySelectorAll(".heat-marker")) old.remove();
+    this.edgeEls.forEach((g, i) => {
+      const d = this.heat?.edges?.[`${g.dataset.source}\u0000${g.dataset.target}`];
+      const path = g.querySelector(".edge");
+      g.classList.toggle("heat", !!d);
+      if (d) {
+        const weight = Number.isFinite(d.weight) ? clamp(d.weight, 0, 1) : 0;
+        const width = HEAT_MIN_WIDTH + (HEAT_MAX_WIDTH - HEAT_MIN_WIDTH) * weight;
+        const text = String(d.text ?? "");
+        path.style.strokeWidth = String(width);
+        // An arrowhead sized in user space: a little wider than the line, never huge.
+        const id = `${this.uid}-heat-${i}`;
+        defs.append(marker(id, "edge-arrow heat", 8 + width * 1.4, "heat-marker"));
+        path.setAttribute("marker-end", `url(#${id})`);
+        Object.assign(g.dataset, { tip: text, weight: String(weight) });
+        setAttrs(g, { tabindex: "0", role: "img", "aria-label": text });
+      } else {
+        path.style.strokeWidth = "";
+        path.setAttribute("marker-end", `url(#${this.uid}-${g.classList.contains("executed") ? "arrow-exec" : "arrow"})`);
+        delete g.dataset.tip;
+        delete g.dataset.weight;
+        setAttrs(g, { tabindex: null, role: null, "aria-label": null });
+      }
+    });
+    this.renderHeatLegend();
+  }
+
+  renderHeatLegend() {
+    const box = this.heatLegend;
+    if (!this.heat) { box.hidden = true; box.replaceChildren(); return; }
+    const legend = { title: "Drop-off rate", low: "0%", high: "100%", edges: "Wider edge: more sessions", ...(this.heat.legend || {}) };
+    const gradient = HEAT_STOPS.map(([at, rgb]) => `rgb(${rgb.join(",")}) ${at * 100}%`).join(", ");
+    box.hidden = false;
+    box.replaceChildren(
+      h("p", { class: "heat-legend-title" }, legend.title),
+      h("div", { class: "heat-scale" },
+        h("span", {}, legend.low),
+        h("span", { class: "heat-bar", role: "img", "aria-label": `${legend.title}: colour from green (${legend.low}) through yellow to red (${legend.high})`, style: `background: linear-gradient(to right, ${gradient})` }),
+        h("span", {}, legend.high)),
+      h("p", { class: "heat-legend-row" }, h("span", { class: "heat-swatch none", "aria-hidden": "true" }), "No data"),
+      legend.edges ? h("p", { class: "heat-legend-row" }, legend.edges) : null);
+  }
+
+  /** The tooltip of a node or edge with heat data, next to it (or to the pointer). */
+  showTip(el, clientX, clientY) {
+    const text = el?.dataset.tip;
+    if (!text) { this.hideTip(); return; }
+    const tip = this.tooltip;
+    tip.textContent = text;
+    tip.hidden = false;
+    const host = this.el.getBoundingClientRect();
+    let x, y;
+    if (clientX !== undefined) {
+      x = clientX; y = clientY - 12;
+    } else if (el.classList.contains("edge-g")) {
+      const path = el.querySelector(".edge");
+      const mid = path.getPointAtLength(path.getTotalLength() / 2);
+      const m = path.getScreenCTM();
+      x = m.a * mid.x + m.c * mid.y + m.e; y = m.b * mid.x + m.d * mid.y + m.f - 10;
+    } else {
+      const r = el.querySelector(".node-box").getBoundingClientRect();
+      x = r.left + r.width / 2; y = r.top - 6;
+    }
+    const w = tip.offsetWidth, th = tip.offsetHeight;
+    let left = clamp(x - host.left - w / 2, 4, Math.max(4, host.width - w - 4));
+    let top = y - host.top - th;
+    if (top < 4) top = y - host.top + 30;  // no room above: below
+    tip.style.left = `${left}px`;
+    tip.style.top = `${clamp(top, 4, Math.max(4, host.height - th - 4))}px`;
+    this.tipFor = el;
+  }
+
+  hideTip() {
+    this.tooltip.hidden = true;
+    this.tipFor = null;
+  }
+
+  /** Pan just enough that a focused node or edge is on screen. */
+  reveal(el) {
+    const svg = this.svg.getBoundingClientRect();
+    const r = (el.querySelector(".node-box") || el.querySelector(".edge")).getBoundingClientRect();
+    const pad = 12;
+    let dx = 0, dy = 0;
+    if (r.width < svg.width - 2 * pad) {
+      if (r.left < svg.left + pad) dx = svg.left + pad - r.left;
+      else if (r.right > svg.right - pad) dx = svg.right - pad - r.right;
+    }
+    if (r.height < svg.height - 2 * pad) {
+      if (r.top < svg.top + pad) dy = svg.top + pad - r.top;
+      else if (r.bottom > svg.bottom - pad) dy = svg.bottom - pad - r.bottom;
+    }
+    if (dx || dy) this.panBy(dx, dy);
   }
 
   apply() {
@@ -266,19 +423,49 @@ export class FlowView {
 
   bind() {
     let drag = null;
+    const tipTarget = (t) => t?.closest?.("[data-tip]");
+    this.viewport.addEventListener("pointerover", (e) => { if (!drag) this.showTip(tipTarget(e.target), e.clientX, e.clientY); });
+    this.viewport.addEventListener("pointerout", (e) => {
+      if (tipTarget(e.relatedTarget) === this.tipFor) return;
+      // Back to the focused element's tooltip, unless Escape dismissed it.
+      const focused = tipTarget(document.activeElement);
+      if (focused && this.svg.contains(focused) && focused !== this.dismissed) this.showTip(focused);
+      else this.hideTip();
+    });
+    // On the <svg>, which is focusable anyway: Chromium makes an SVG element with focus
+    // listeners focusable itself.
+    this.svg.addEventListener("focusin", (e) => {
+      const el = tipTarget(e.target);
+      if (!el) return;
+      this.dismissed = null;
+      if (!drag) this.reveal(el);
+      this.showTip(el);
+    });
+    this.svg.addEventListener("focusout", () => this.hideTip());
     this.svg.addEventListener("pointerdown", (e) => {
       if (e.button !== 0) return;
-      drag = { x: e.clientX, y: e.clientY, id: e.pointerId };
+      drag = { x: e.clientX, y: e.clientY, id: e.pointerId, node: e.target.closest?.(".node"), moved: 0 };
       this.svg.setPointerCapture(e.pointerId);
       this.svg.classList.add("dragging");
     });
     this.svg.addEventListener("pointermove", (e) => {
       if (!drag || e.pointerId !== drag.id) return;
+      drag.moved += Math.abs(e.clientX - drag.x) + Math.abs(e.clientY - drag.y);
+      if (drag.moved < 4 && drag.node) return;  // a click on a node, not yet a drag
       this.panBy(e.clientX - drag.x, e.clientY - drag.y);
       drag.x = e.clientX;
       drag.y = e.clientY;
     });
-    const end = () => { drag = null; this.svg.classList.remove("dragging"); };
+    const end = (e) => {
+      const clicked = e.type === "pointerup" && drag?.node && drag.moved < 4;
+      const node = drag?.node;
+      drag = null;
+      this.svg.classList.remove("dragging");
+      if (clicked) {
+        if (node.getAttribute("tabindex") === "0") node.focus({ preventScroll: true });
+        if (this.onNodeActivate) this.onNodeActivate(node.dataset.nodeId);
+      }
+    };
     this.svg.addEventListener("pointerup", end);
     this.svg.addEventListener("pointercancel", end);
     this.svg.addEventListener("wheel", (e) => {
@@ -287,6 +474,13 @@ export class FlowView {
       this.zoomBy(Math.exp(-e.deltaY * 0.0015), e.clientX - rect.left, e.clientY - rect.top);
     }, { passive: false });
     this.svg.addEventListener("keydown", (e) => {
+      const node = e.target.closest?.(".node");
+      if (node && this.onNodeActivate && (e.key === "Enter" || e.key === " ")) {
+        e.preventDefault();
+        this.onNodeActivate(node.dataset.nodeId);
+        return;
+      }
+      if (e.key === "Escape") { this.dismissed = tipTarget(document.activeElement); this.hideTip(); return; }
       const step = 40;
       const actions = {
         ArrowLeft: () => this.panBy(step, 0), ArrowRight: () => this.panBy(-step, 0),
@@ -305,9 +499,29 @@ export class FlowView {
   }
 }
 
-function marker(id, cls) {
-  return h("marker", { id, viewBox: "0 0 10 10", refX: "9", refY: "5", markerWidth: "7", markerHeight: "7", orient: "auto-start-reverse" },
+/** An arrowhead; with `userSize`, sized in user space (px) rather than in stroke widths. */
+function marker(id, cls, userSize, markerCls) {
+  const size = userSize ? { markerUnits: "userSpaceOnUse", markerWidth: String(userSize), markerHeight: String(userSize) } : { markerWidth: "7", markerHeight: "7" };
+  return h("marker", { id, class: markerCls, viewBox: "0 0 10 10", refX: "9", refY: "5", ...size, orient: "auto-start-reverse" },
     h("path", { d: "M0,0 L10,5 L0,10 z", class: cls }));
+}
+
+/** The heat scale's colour for a level in [0, 1]: "rgb(r, g, b)". */
+export function heatColor(level) {
+  const v = clamp(Number(level) || 0, 0, 1);
+  let i = 0;
+  while (i < HEAT_STOPS.length - 2 && v > HEAT_STOPS[i + 1][0]) i++;
+  const [a, ca] = HEAT_STOPS[i];
+  const [b, cb] = HEAT_STOPS[i + 1];
+  const t = (v - a) / (b - a);
+  return `rgb(${ca.map((c, j) => Math.round(c + (cb[j] - c) * t)).join(", ")})`;
+}
+
+function setAttrs(el, attrs) {
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null) el.removeAttribute(k);
+    else el.setAttribute(k, v);
+  }
 }
 
 function size(n) {
