@@ -11,7 +11,12 @@ const GAP_X = 56;
 const GAP_Y = 64;
 const MIN_ZOOM = 0.15;
 const MAX_ZOOM = 3;
-const READABLE_ZOOM = 0.7;
+// The least zoom that fit and the first view use: node labels (13 px) stay ≥ 9.75 px on
+// screen. Below it the reader pans (or zooms out on purpose, down to MIN_ZOOM).
+const READABLE_ZOOM = 0.75;
+// Back edges (to a node above, or beside) go round the layout in lanes this far apart.
+const LANE_GAP = 14;
+const LANE_MARGIN = 30;
 const STATS_LINE = 20;
 const STATS_OVERHANG = 16;
 // Heat map: a light green → yellow → salmon scale (dark label text stays ≥ 4.5:1 on it).
@@ -52,7 +57,9 @@ export class FlowView {
     this.controls = h("div", { class: "flow-controls" },
       button("Zoom in", "+", () => this.zoomBy(1.25), `${prefix}-zoom-in`),
       button("Zoom out", "−", () => this.zoomBy(0.8), `${prefix}-zoom-out`),
-      button("Fit to view", "⤢", () => { this.fitAll = true; this.fit(); }, `${prefix}-fit`));
+      button("Fit to view", "⤢", () => { this.fitAll = true; this.fit(); }, `${prefix}-fit`),
+      this.focusButton = button("Show the current node", "◎", () => this.showFocus(), `${prefix}-focus`));
+    this.focusButton.hidden = true;
     this.legend = h("p", { class: "flow-legend" },
       h("span", { class: "legend-item executed" }, "Executed"),
       h("span", { class: "legend-item current" }, "Current"),
@@ -87,27 +94,34 @@ export class FlowView {
       if (a && b) { dx += Math.abs(b.x - a.x); dy += Math.abs(b.y - a.y); }
     }
     this.vertical = dy >= dx;
+    // The first node: the first root (no edge into it) in the flow's order, else the first.
+    const targets = new Set(this.edges.map((e) => String(e.source) === String(e.target) ? null : String(e.target)));
+    const first = this.nodes.find((n) => !targets.has(String(n.id))) || this.nodes[0];
+    this.firstId = first ? String(first.id) : null;
+    this.routes = routeEdges(this.edges, pos, this.vertical);
   }
 
   draw() {
     const edgeLayer = h("g", { class: "edges" });
     const nodeLayer = h("g", { class: "nodes" });
     this.edgeEls = [];
-    for (const e of this.edges) {
+    this.edges.forEach((e, i) => {
       const a = this.pos.get(String(e.source));
       const b = this.pos.get(String(e.target));
-      if (!a || !b) continue;
-      const d = this.edgePath(a, b);
+      if (!a || !b) return;
+      const route = this.routes.get(i);
+      const d = route ? route.d : this.edgePath(a, b);
       const path = h("path", { class: "edge", d, "marker-end": `url(#${this.uid}-arrow)` });
       // A wide invisible stroke: thin edges are easy to point at.
       const hit = h("path", { class: "edge-hit", d });
-      const g = h("g", { class: "edge-g", dataset: { source: String(e.source), target: String(e.target), edgeId: String(e.id ?? "") } }, path, hit);
+      const g = h("g", { class: `edge-g${route ? " back-edge" : ""}`, dataset: { source: String(e.source), target: String(e.target), edgeId: String(e.id ?? "") } }, path, hit);
       if (e.label) {
-        g.append(h("text", { class: "edge-label", x: (a.x + a.w / 2 + b.x + b.w / 2) / 2, y: (a.y + a.h / 2 + b.y + b.h / 2) / 2 }, String(e.label)));
+        const at = route ? route.labelAt : { x: (a.x + a.w / 2 + b.x + b.w / 2) / 2, y: (a.y + a.h / 2 + b.y + b.h / 2) / 2 };
+        g.append(h("text", { class: "edge-label", x: at.x, y: at.y }, String(e.label)));
       }
       edgeLayer.append(g);
       this.edgeEls.push(g);
-    }
+    });
     this.nodeEls = new Map();
     for (const n of this.nodes) {
       const p = this.pos.get(String(n.id));
@@ -143,6 +157,9 @@ export class FlowView {
   /** Highlight what ran: nodes in history, edges between consecutive history entries. */
   setExecution(history, currentNodeId, active) {
     this.focusId = currentNodeId ?? history[history.length - 1];
+    this.focusButton.hidden = !this.pos.has(String(this.focusId));
+    this.focusButton.setAttribute("aria-label", active ? "Show the current node" : "Show the last node");
+    this.focusButton.title = this.focusButton.getAttribute("aria-label");
     const visits = new Map();
     for (const id of history) visits.set(String(id), (visits.get(String(id)) || 0) + 1);
     const pairs = new Set();
@@ -170,14 +187,15 @@ export class FlowView {
     if (this.nodeEls.size && this.svg.isConnected) this.autoView();
     const executed = [...visits.keys()].filter((id) => this.nodeEls.has(id)).length;
     this.svg.setAttribute("aria-label", `Flow graph: ${this.nodeEls.size} nodes, ${executed} executed. ` +
-      "Drag or use arrow keys to pan; wheel, plus or minus to zoom; 0 to fit.");
+      "Drag or use arrow keys to pan; wheel, plus or minus to zoom; 0 to fit; c for the current node.");
   }
 
   /**
-   * Per-node figures (the detail's nodeTotals): a line under each node that ran, a red
+   * Per-node figures (the detail's nodeTotals; `timed`, a Set of the node ids with a
+   * reported duration): a line under each node that ran, a red
    * badge on a node with errors, and every figure in the node's title.
    */
-  setFigures(nodeTotals) {
+  setFigures(nodeTotals, timed = null) {
     const byId = new Map((nodeTotals || []).map((t) => [String(t.nodeId), t]));
     for (const [id, g] of this.nodeEls) {
       const t = byId.get(id);
@@ -194,7 +212,10 @@ export class FlowView {
       const tokens = (t.inputTokens || 0) + (t.outputTokens || 0);
       const parts = [];
       if (t.executions) parts.push(`${formatNumber(t.executions)}×`);
-      if (t.durationMs) parts.push(formatMs(t.durationMs));
+      // A time only when the engine reported one (`timed`: the nodes with a reported
+      // duration; without it, a sum above 0): "<1 ms" for a real 0, never a made-up one.
+      const hasTime = t.durationMs > 0 || !!timed?.has(id);
+      if (hasTime) parts.push(formatMs(t.durationMs || 0));
       if (tokens) parts.push(`${formatCompact(tokens)} tok`);
       if (t.toolCalls) parts.push(plural(t.toolCalls, "tool"));
       stats.replaceChildren(parts.join(" · "));
@@ -204,7 +225,7 @@ export class FlowView {
         llmCalls: String(t.llmCalls || 0), errors: String(errors), durationMs: String(t.durationMs || 0),
       });
       const said = [plural(t.executions || 0, "run")];
-      if (t.durationMs) said.push(`${formatMs(t.durationMs)} in all`);
+      if (hasTime) said.push(`${formatMs(t.durationMs || 0)} in all`);
       if (t.llmCalls) said.push(`${plural(t.llmCalls, "LLM call")} (${formatNumber(t.inputTokens || 0)} input, ${formatNumber(t.outputTokens || 0)} output tokens)`);
       if (t.cost) said.push(`cost ${formatCost(t.cost)}`);
       if (t.toolCalls) said.push(plural(t.toolCalls, "tool call"));
@@ -364,7 +385,15 @@ export class FlowView {
       maxX = Math.max(maxX, p.x + p.w); maxY = Math.max(maxY, p.y + p.h);
     }
     // Room for the figures line under the nodes, which may be wider than a node.
-    return { minX: minX - STATS_OVERHANG, minY, maxX: maxX + STATS_OVERHANG, maxY: maxY + STATS_LINE };
+    minX -= STATS_OVERHANG; maxX += STATS_OVERHANG; maxY += STATS_LINE;
+    // And for the back edges' lanes round the layout.
+    for (const r of this.routes.values()) {
+      for (const [x, y] of r.points) {
+        minX = Math.min(minX, x - 8); maxX = Math.max(maxX, x + 8);
+        minY = Math.min(minY, y - 8); maxY = Math.max(maxY, y + 8);
+      }
+    }
+    return { minX, minY, maxX, maxY };
   }
 
   /** Unless the reader moved the view: fit all (after "Fit"), or follow the current node. */
@@ -374,31 +403,68 @@ export class FlowView {
     else this.initialView(this.focusId);
   }
 
-  /** The first view: everything if it stays readable, else the current node, readable. */
+  /**
+   * The first view: everything if it stays readable; else, at the readable zoom, the top
+   * of the graph with its first node, and the current node too when both fit (else the
+   * "current node" button and key `c` go to it).
+   */
   initialView(focusId) {
-    this.fit();
-    const p = this.pos.get(String(focusId));
-    if (!p || this.view.k >= READABLE_ZOOM) return;
-    const rect = this.svg.getBoundingClientRect();
-    const k = READABLE_ZOOM;
-    const b = this.bounds();
-    const pad = 24;
-    // Centre the node, but do not leave empty space where the graph could be shown.
-    const x = within(rect.width / 2 - (p.x + p.w / 2) * k, rect.width - pad - b.maxX * k, pad - b.minX * k);
-    const y = within(rect.height / 2 - (p.y + p.h / 2) * k, rect.height - pad - b.maxY * k, pad - b.minY * k);
-    this.view = { k, x, y };
-    this.apply();
+    this.fit(focusId);
   }
 
-  fit() {
+  /**
+   * Fit to view, never below the readable zoom: when the whole graph would be smaller,
+   * show its first node (and `focusId`'s node, if both fit) at that zoom; the reader pans.
+   */
+  fit(focusId = this.focusId) {
     this.userMoved = false;
     const rect = this.svg.getBoundingClientRect();
     if (!rect.width || !rect.height || !this.pos.size) return;
     const b = this.bounds();
     const pad = 24;
     const w = b.maxX - b.minX, hgt = b.maxY - b.minY;
-    const k = clamp(Math.min((rect.width - 2 * pad) / w, (rect.height - 2 * pad) / hgt), MIN_ZOOM, 1.4);
-    this.view = { k, x: (rect.width - w * k) / 2 - b.minX * k, y: (rect.height - hgt * k) / 2 - b.minY * k };
+    const whole = Math.min((rect.width - 2 * pad) / w, (rect.height - 2 * pad) / hgt);
+    if (whole >= READABLE_ZOOM) {
+      const k = Math.min(whole, 1.4);
+      this.view = { k, x: (rect.width - w * k) / 2 - b.minX * k, y: (rect.height - hgt * k) / 2 - b.minY * k };
+      this.apply();
+      return;
+    }
+    const k = READABLE_ZOOM;
+    // What must be seen: the first node; with the focus node when the two fit together.
+    let box = this.nodeBox(this.firstId) || this.nodeBox(focusId);
+    const focus = this.nodeBox(focusId);
+    if (box && focus) {
+      const both = union(box, focus);
+      if ((both.maxX - both.minX) * k <= rect.width - 2 * pad && (both.maxY - both.minY) * k <= rect.height - 2 * pad) box = both;
+    }
+    box ??= b;
+    // Centre what must be seen across the flow, start at its top along it (its left, for a
+    // left-to-right flow); leave no empty space where the graph could be shown.
+    const cx = this.vertical ? rect.width / 2 - ((box.minX + box.maxX) / 2) * k : pad - box.minX * k;
+    const cy = this.vertical ? pad - box.minY * k : rect.height / 2 - ((box.minY + box.maxY) / 2) * k;
+    const x = within(cx, rect.width - pad - b.maxX * k, pad - b.minX * k);
+    const y = within(cy, rect.height - pad - b.maxY * k, pad - b.minY * k);
+    this.view = { k, x, y };
+    this.apply();
+  }
+
+  /** A node's box with the figures line under it, or null. */
+  nodeBox(id) {
+    const p = id == null ? null : this.pos.get(String(id));
+    if (!p) return null;
+    return { minX: p.x - STATS_OVERHANG, minY: p.y - 8, maxX: p.x + p.w + STATS_OVERHANG, maxY: p.y + p.h + STATS_LINE };
+  }
+
+  /** Centre the focus (current) node, at least at the readable zoom. */
+  showFocus() {
+    const p = this.pos.get(String(this.focusId));
+    if (!p) return;
+    const rect = this.svg.getBoundingClientRect();
+    const k = Math.max(this.view.k, READABLE_ZOOM);
+    this.view = { k, x: rect.width / 2 - (p.x + p.w / 2) * k, y: rect.height / 2 - (p.y + p.h / 2) * k };
+    this.fitAll = false;
+    this.userMoved = true;
     this.apply();
   }
 
@@ -486,7 +552,7 @@ export class FlowView {
         ArrowLeft: () => this.panBy(step, 0), ArrowRight: () => this.panBy(-step, 0),
         ArrowUp: () => this.panBy(0, step), ArrowDown: () => this.panBy(0, -step),
         "+": () => this.zoomBy(1.25), "=": () => this.zoomBy(1.25), "-": () => this.zoomBy(0.8),
-        "0": () => { this.fitAll = true; this.fit(); },
+        "0": () => { this.fitAll = true; this.fit(); }, c: () => this.showFocus(),
       };
       if (actions[e.key]) { e.preventDefault(); actions[e.key](); }
     });
@@ -531,6 +597,7 @@ function size(n) {
 }
 
 const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+const union = (a, b) => ({ minX: Math.min(a.minX, b.minX), minY: Math.min(a.minY, b.minY), maxX: Math.max(a.maxX, b.maxX), maxY: Math.max(a.maxY, b.maxY) });
 /** v kept in [lo, hi]; when the range is empty (the graph is smaller), its middle. */
 const within = (v, lo, hi) => (lo > hi ? (lo + hi) / 2 : clamp(v, lo, hi));
 const truncate = (s, n) => (s.length > n ? `${s.slice(0, Math.max(1, n - 1))}…` : s);
@@ -589,4 +656,126 @@ export function layeredLayout(nodes, edges) {
     row.forEach((id, i) => result.set(id, { x: offset + i * (NODE_W + GAP_X), y: l * (NODE_H + GAP_Y) }));
   }
   return result;
+}
+
+/**
+ * Routes for the edges that go back (to a node above the source, or beside it, in a
+ * top-down flow; to the left in a left-to-right one) and self-loops: out of the source's
+ * side (or just under it), along a lane outside the layout, into the target's side (or
+ * its top), so that they cross no node. Of the candidate routes, the shortest that
+ * crosses no node (nor the figures line under it) wins. Returns Map(edge index →
+ * {d, points, labelAt}); other edges keep their curve.
+ */
+export function routeEdges(edges, pos, vertical) {
+  // Work in top-down coordinates: a left-to-right flow is mirrored on the diagonal.
+  const flip = (p) => (vertical ? p : { x: p.y, y: p.x, w: p.h, h: p.w });
+  const unflip = ([x, y]) => (vertical ? [x, y] : [y, x]);
+  const boxes = new Map();
+  const obstacles = [];
+  for (const [id, p0] of pos) {
+    // The node with its figures line (drawn under it, whatever the flow's direction).
+    const inflated = { x: p0.x - 6, y: p0.y - 6, w: p0.w + 12, h: p0.h + STATS_LINE + 8 };
+    const p = flip(p0);
+    const o = flip(inflated);
+    boxes.set(id, p);
+    obstacles.push({ id, x0: o.x, y0: o.y, x1: o.x + o.w, y1: o.y + o.h });
+  }
+  if (!obstacles.length) return new Map();
+  const minX = Math.min(...obstacles.map((o) => o.x0));
+  const maxX = Math.max(...obstacles.map((o) => o.x1));
+  const clear = (pts, skip) => {
+    let hits = 0;
+    for (let i = 1; i < pts.length; i++) {
+      const [ax, ay] = pts[i - 1], [bx, by] = pts[i];
+      const x0 = Math.min(ax, bx), x1 = Math.max(ax, bx), y0 = Math.min(ay, by), y1 = Math.max(ay, by);
+      for (const o of obstacles) {
+        if (skip.has(o.id)) continue;
+        if (x1 > o.x0 && x0 < o.x1 && y1 > o.y0 && y0 < o.y1) hits++;
+      }
+    }
+    return hits;
+  };
+  const length = (pts) => pts.slice(1).reduce((n, p, i) => n + Math.abs(p[0] - pts[i][0]) + Math.abs(p[1] - pts[i][1]), 0);
+
+  const back = [];
+  edges.forEach((e, i) => {
+    const s = boxes.get(String(e.source)), t = boxes.get(String(e.target));
+    if (!s || !t) return;
+    if (s === t || t.y + t.h / 2 <= s.y + s.h / 2) back.push({ i, e, s, t, self: s === t });
+  });
+
+  const candidates = (s, t, side, lane) => {
+    const sign = side === "right" ? 1 : -1;
+    const sx = side === "right" ? s.x + s.w : s.x;
+    const tx = side === "right" ? t.x + t.w : t.x;
+    const scy = s.y + s.h / 2, tcy = t.y + t.h / 2;
+    const exits = [[[sx, scy + 6], [lane, scy + 6]]];
+    for (const drop of [STATS_LINE + 12, STATS_LINE + 22]) {
+      const x = s.x + s.w / 2 + sign * s.w / 4;
+      exits.push([[x, s.y + s.h], [x, s.y + s.h + drop], [lane, s.y + s.h + drop]]);
+    }
+    const entries = [[[lane, tcy - 6], [tx + sign * 2, tcy - 6]]];
+    for (const rise of [14, 24]) {
+      const x = t.x + t.w / 2 + sign * t.w / 4;
+      entries.push([[lane, t.y - rise], [x, t.y - rise], [x, t.y - 2]]);
+    }
+    const out = [];
+    for (const a of exits) for (const b of entries) out.push([...a, ...b]);
+    return out;
+  };
+  const best = (item, side, lane) => {
+    const skip = new Set([String(item.e.source), String(item.e.target)]);
+    let pick = null;
+    for (const pts of candidates(item.s, item.t, side, lane)) {
+      const score = clear(pts, skip) * 1e6 + length(pts);
+      if (!pick || score < pick.score) pick = { pts, score };
+    }
+    return pick;
+  };
+
+  const result = new Map();
+  const lanes = { right: [], left: [] };
+  for (const item of back) {
+    if (item.self) continue;
+    const right = best(item, "right", maxX + LANE_MARGIN);
+    const left = best(item, "left", minX - LANE_MARGIN);
+    item.side = right.score <= left.score ? "right" : "left";
+    lanes[item.side].push(item);
+  }
+  for (const side of ["right", "left"]) {
+    // Shorter spans on the inner lanes, so lanes do not cross each other's ends.
+    lanes[side].sort((a, b) => Math.abs(a.s.y - a.t.y) - Math.abs(b.s.y - b.t.y));
+    lanes[side].forEach((item, n) => {
+      const lane = side === "right" ? maxX + LANE_MARGIN + n * LANE_GAP : minX - LANE_MARGIN - n * LANE_GAP;
+      const { pts } = best(item, side, lane);
+      result.set(item.i, route(pts.map(unflip), [lane, (item.s.y + item.t.y + item.t.h) / 2]));
+    });
+  }
+  for (const item of back) {
+    if (!item.self) continue;
+    const { s } = item;
+    const x = s.x + s.w, cy = s.y + s.h / 2;
+    const pts = [[x, cy + 9], [x + 24, cy + 9], [x + 24, cy - 9], [x + 2, cy - 9]];
+    result.set(item.i, route(pts.map(unflip), [x + 24, cy]));
+  }
+
+  function route(pts, label) {
+    const [lx, ly] = unflip(label);
+    return { d: roundedPath(pts, 10), points: pts, labelAt: { x: lx, y: ly } };
+  }
+  return result;
+}
+
+/** An orthogonal polyline as an SVG path with rounded corners. */
+function roundedPath(pts, r) {
+  let d = `M${pts[0][0]},${pts[0][1]}`;
+  for (let i = 1; i < pts.length - 1; i++) {
+    const [px, py] = pts[i - 1], [x, y] = pts[i], [nx, ny] = pts[i + 1];
+    const r1 = Math.min(r, Math.hypot(x - px, y - py) / 2), r2 = Math.min(r, Math.hypot(nx - x, ny - y) / 2);
+    const ax = x - Math.sign(x - px) * r1, ay = y - Math.sign(y - py) * r1;
+    const bx = x + Math.sign(nx - x) * r2, by = y + Math.sign(ny - y) * r2;
+    d += ` L${ax},${ay} Q${x},${y} ${bx},${by}`;
+  }
+  const [lx, ly] = pts[pts.length - 1];
+  return `${d} L${lx},${ly}`;
 }
