@@ -4,7 +4,7 @@
 // when the live stream says a session of this chatbot started, moved on or ended.
 
 import { api } from "./api.js";
-import { Chart, attachTooltip, drawBars, drawFunnel, drawTrend, TREND_SERIES } from "./charts.js";
+import { Chart, drawBars, drawFunnel, drawTrend, TREND_SERIES } from "./charts.js";
 import { adaptiveThrottle, formatMs, formatNumber, h, plural } from "./dom.js";
 import { FlowView } from "./flow.js";
 import { LiveStream } from "./live.js";
@@ -409,7 +409,7 @@ class AnalyticsView {
     answers.forEach((n, i) => {
       const f = this.flows[i];
       f.title.textContent = `${answers.length > 1 ? (i ? "B · " : "A · ") : ""}${this.versionName(n)} · ${formatNumber(n.sessions)} sessions`;
-      setHeat(f.view, heatOf(n, maxEdge));
+      f.view.setHeat(heatOf(n, maxEdge));
     });
   }
 
@@ -419,7 +419,6 @@ class AnalyticsView {
     const view = new FlowView(heatFlowData(answer), { idPrefix: `an-flow-${slot}`, onNodeActivate: activate });
     const title = h("h3", { class: "an-flow-title" });
     const el = h("div", { class: "an-flow", dataset: { slot: slot.toUpperCase() } }, title, view.el);
-    if (typeof view.setHeat !== "function") bindNodeActivation(el, activate);
     return { el, view, title };
   }
 
@@ -640,7 +639,10 @@ export function heatFlowData(answer) {
     pairs.add(key);
     edges.push({ id: `heat:${key}`, source: e.source, target: e.target });
   }
-  return { nodes, edges };
+  return {
+    nodes, edges,
+    legend: { title: "Drop-off rate", low: "0%", high: "100%", edges: "Wider edge: more sessions" },
+  };
 }
 
 function graphKey(answer) {
@@ -661,7 +663,10 @@ export function heatOf(answer, maxEdge) {
     if (n.botTime?.p50 !== null && n.botTime?.p50 !== undefined) parts.push(`bot time median ${formatMs(n.botTime.p50)}`);
     if (n.waitTime?.p50 !== null && n.waitTime?.p50 !== undefined) parts.push(`wait median ${formatMs(n.waitTime.p50)}`);
     if (n.errors) parts.push(`${formatNumber(n.errors)} errors`);
-    nodes[String(n.nodeId)] = { level: n.sessions ? n.dropOffRate : null, text: `${label.get(String(n.nodeId))}: ${parts.join(", ")}` };
+    nodes[String(n.nodeId)] = {
+      level: n.sessions ? n.dropOffRate : null,
+      text: `${label.get(String(n.nodeId))}: ${parts.join(", ")}. Click or press Enter to add it to the funnel.`,
+    };
   }
   const edges = {};
   for (const e of answer.edges) {
@@ -672,78 +677,8 @@ export function heatOf(answer, maxEdge) {
       text: `${from} → ${to}: ${formatNumber(e.sessions)} sessions (${formatRate(e.share)} of those going on from ${from})`,
     };
   }
-  return { nodes, edges };
-}
-
-/** FlowView.setHeat (flow.js), or, until flow.js has it, the same effect done from here. */
-function setHeat(view, heat) {
-  if (typeof view.setHeat === "function") { view.setHeat(heat); return; }
-  fallbackHeat(view, heat);
-}
-
-/** Drop-off colour: green (0) → amber → red (1); text on it stays dark (AA on every stop). */
-export function heatColour(level) {
-  if (level === null || level === undefined) return "#f1f3f5";
-  const stops = [[0, [220, 242, 228]], [0.5, [253, 230, 160]], [1, [246, 170, 160]]];
-  const t = Math.min(1, Math.max(0, level));
-  const i = t <= 0.5 ? 0 : 1;
-  const [t0, c0] = stops[i];
-  const [t1, c1] = stops[i + 1];
-  const f = (t - t0) / (t1 - t0);
-  const c = c0.map((v, k) => Math.round(v + (c1[k] - v) * f));
-  return `rgb(${c[0]},${c[1]},${c[2]})`;
-}
-
-/** Until flow.js has onNodeActivate: a click (not a drag) or Enter/Space on a node. */
-function bindNodeActivation(el, activate) {
-  let down = null;
-  el.addEventListener("pointerdown", (e) => {
-    const node = e.target.closest?.("[data-node-id]");
-    down = node ? { x: e.clientX, y: e.clientY, id: node.dataset.nodeId } : null;
-  }, true);
-  el.addEventListener("pointerup", (e) => {
-    if (down && Math.hypot(e.clientX - down.x, e.clientY - down.y) < 5) activate(down.id);
-    down = null;
-  }, true);
-  el.addEventListener("keydown", (e) => {
-    const node = e.target.closest?.("[data-node-id]");
-    if (node && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); activate(node.dataset.nodeId); }
-  });
-}
-
-function fallbackHeat(view, heat) {
-  if (!view.heatTip) {
-    view.heatTip = attachTooltip(view.el);
-    view.el.classList.add("heat");
-    view.legend = h("p", { class: "flow-legend heat-legend" },
-      h("span", { class: "heat-scale", "aria-hidden": "true" }), h("span", {}, "Drop-off rate: 0 % → 100 %"),
-      h("span", { class: "legend-note" }, "Edge width: sessions"));
-    view.el.append(view.legend);
-  }
-  for (const [id, g] of view.nodeEls) {
-    const cell = heat?.nodes?.[id];
-    g.classList.toggle("heat-node", Boolean(heat));
-    const box = g.querySelector(".node-box");
-    box.style.fill = heat ? heatColour(cell?.level) : "";
-    const text = cell?.text || `${g.dataset.title}: no sessions`;
-    g.setAttribute("tabindex", "0");
-    g.setAttribute("role", "img");
-    g.setAttribute("aria-label", text);
-    g.dataset.tip = text;
-    g.querySelector("title").textContent = text;
-  }
-  for (const g of view.edgeEls) {
-    const cell = heat?.edges?.[`${g.dataset.source}\u0000${g.dataset.target}`];
-    const path = g.querySelector("path");
-    path.style.strokeWidth = cell ? String(1.5 + 10 * cell.weight) : "";
-    if (cell && cell.weight > 0.2) path.removeAttribute("marker-end");
-    g.classList.toggle("heat-cold", !cell);
-    const from = view.nodeEls.get(g.dataset.source)?.dataset.title || g.dataset.source;
-    const to = view.nodeEls.get(g.dataset.target)?.dataset.title || g.dataset.target;
-    const text = cell?.text || `${from} → ${to}: no sessions`;
-    g.setAttribute("tabindex", "0");
-    g.setAttribute("role", "img");
-    g.setAttribute("aria-label", text);
-    g.dataset.tip = text;
-  }
+  return {
+    nodes, edges,
+    legend: { title: "Drop-off rate", low: "0%", high: "100%", edges: "Wider edge: more sessions" },
+  };
 }

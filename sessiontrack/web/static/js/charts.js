@@ -203,7 +203,7 @@ export function drawFunnel({ steps, tipOf }, width) {
         label.length > 24 ? `${label.slice(0, 23)}…` : label),
       svg("rect", { class: "bar-track", x: labelW, y: y + 6, width: w, height: row - 16, rx: 4 }),
       svg("rect", { class: "bar-fill", x: labelW, y: y + 6, width: Math.max(share > 0 ? 2 : 0, w * share), height: row - 16, rx: 4 }),
-      svg("text", { class: "funnel-value", x: labelW + w + 8, y: y + row / 2 + 2 }, `${Math.round(share * 100)} %`)));
+      svg("text", { class: "funnel-value", x: labelW + w + 8, y: y + row / 2 + 2 }, `${Math.round(share * 100)}%`)));
   });
   return root;
 }
