@@ -308,7 +308,7 @@ class AnalyticsView {
     const bots = chatbotsCache || [];
     const botOptions = bots.map((b) => h("option", { value: b.id }, b.name || b.id));
     if (s.chatbotId && !bots.some((b) => b.id === s.chatbotId)) botOptions.push(h("option", { value: s.chatbotId }, s.chatbotId));
-    this.botPick.el.replaceChildren(...botOptions);
+    setOptions(this.botPick.el, botOptions);
     this.botPick.el.value = s.chatbotId;
     if (!chatbotsCache) this.chatbots().then(() => { if (chatbotsCache.length) this.renderControls(); });
 
@@ -321,15 +321,12 @@ class AnalyticsView {
       ...list.map((x) => h("option", { value: x.version }, versionLabel(x))),
       h("option", { value: "all" }, "All versions"),
     ];
-    this.versionPick.el.replaceChildren(...options(h("option", { value: "" }, current ? `Current (${current})` : "Current")));
-    for (const value of [s.version, s.compare]) {
-      if (value && value !== "all" && !list.some((x) => x.version === value)) {
-        this.versionPick.el.append(h("option", { value }, `${value} · no sessions`));
-      }
-    }
+    const unknown = [s.version, s.compare]
+      .filter((value, i, all) => value && value !== "all" && all.indexOf(value) === i && !list.some((x) => x.version === value))
+      .map((value) => () => h("option", { value }, `${value} · no sessions`));
+    setOptions(this.versionPick.el, [...options(h("option", { value: "" }, current ? `Current (${current})` : "Current")), ...unknown.map((f) => f())]);
     this.versionPick.el.value = s.version;
-    this.comparePick.el.replaceChildren(...options(h("option", { value: "" }, "No comparison")),
-      ...[...this.versionPick.el.options].slice(list.length + 2).map((o) => o.cloneNode(true)));
+    setOptions(this.comparePick.el, [...options(h("option", { value: "" }, "No comparison")), ...unknown.map((f) => f())]);
     this.comparePick.el.value = s.compare;
 
     const { startDate, endDate } = this.range();
@@ -603,6 +600,14 @@ const DURATION_BINS = [
   [10, "≤ 10 s"], [30, "10–30 s"], [60, "30 s–1 min"], [120, "1–2 min"], [300, "2–5 min"],
   [600, "5–10 min"], [1800, "10–30 min"], [3600, "30–60 min"], [null, "> 1 h"],
 ];
+
+/** Replace a select's options only when they changed (a live refresh must not close it). */
+function setOptions(select, options) {
+  const key = JSON.stringify(options.map((o) => [o.value, o.textContent]));
+  if (select.dataset.options === key) return;
+  select.dataset.options = key;
+  select.replaceChildren(...options);
+}
 
 const fmtMs = (ms) => (ms === null || ms === undefined ? "—" : formatMs(ms));
 const numCell = (n) => h("td", { class: "num" }, formatNumber(n ?? 0));
