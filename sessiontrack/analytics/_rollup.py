@@ -200,6 +200,7 @@ class Rollup:
         self.paths: dict[tuple[str, str], list[str]] = {}  # (chatbot_id, key) → nodes
         self.path_keys = {} if path_keys is None else path_keys
         self._before: dict[str, tuple[str, str | None, str, float | None] | None] = {}
+        self.failed = False  # set by a writer that skips the rollups of a failed fold
 
     # --- folding ---------------------------------------------------------------------
 

@@ -55,6 +55,16 @@ def _attempt_key(writer_id: str) -> str:
     return f"batch:{writer_id}"
 
 
+def _rollup_failed(rollup: Rollup) -> None:
+    """A bug in the analytics fold must not cost the batch its events: log it, and let
+    the batch commit without its rollups (``sessiontrack analytics rebuild`` mends them)."""
+    rollup.failed = True
+    log.exception(
+        "sessiontrack: the analytics rollups of a batch failed and were skipped; "
+        "run 'sessiontrack analytics rebuild' to rebuild them from the log"
+    )
+
+
 def mask_url(url: str | sa.URL) -> str:
     """The URL with its password hidden, for logs and reprs."""
     return sa.make_url(url).render_as_string(hide_password=True)
@@ -288,8 +298,11 @@ class SQLAlchemyStore(ReadQueries, Store):
                     # wait for it until the fold's switch interval (5 ms) ran out: yield it
                     # once here; SQLite releases it again for the statement's whole step
                     time.sleep(0)  # noqa: ASYNC251 (zero seconds: a GIL hand-over, no wait)
-                    if rollup is not None:
-                        rollup.add(chunk)
+                    if rollup is not None and not rollup.failed:
+                        try:
+                            rollup.add(chunk)
+                        except Exception:
+                            _rollup_failed(rollup)
             if pending is not None:
                 await pending
                 pending = None
@@ -400,11 +413,14 @@ class SQLAlchemyStore(ReadQueries, Store):
             pending = asyncio.ensure_future(self._bulk.sessions(conn, rows))
         try:
             statements = []
-            if rollup is not None and res.events:
+            if rollup is not None and not rollup.failed and res.events:
                 if pending is not None:  # the statement runs while the rollups' rows are made
                     await asyncio.sleep(0)
                     time.sleep(0)  # noqa: ASYNC251 (a GIL hand-over, as in _fold_and_append)
-                statements = self._bulk.rollup_statements(rollup)
+                try:
+                    statements = self._bulk.rollup_statements(rollup)
+                except Exception:
+                    _rollup_failed(rollup)
         finally:
             if pending is not None:
                 await pending
