@@ -1001,11 +1001,19 @@ TOAST_OVERLAPS = """() => {
     const toasts = [...document.querySelectorAll('#toasts .toast')];
     const overlap = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom
         && b.top < a.bottom;
-    const hits = [];
-    for (const t of toasts) for (const c of cards)
-        if (overlap(t.getBoundingClientRect(), c.getBoundingClientRect()))
-            hits.push(c.id || c.dataset.total || c.textContent.trim().slice(0, 20));
-    return {cards: cards.length, toasts: toasts.length, hits};
+    const name = e => e.id || e.dataset.total || e.textContent.trim().slice(0, 20);
+    const controls = [...document.querySelectorAll(
+        'main a, main button, main input, main select, .topbar a, #live')];
+    const hits = [], covered = [];
+    const bar = document.querySelector('.topbar').getBoundingClientRect();
+    let inBar = true;
+    for (const t of toasts) {
+        const r = t.getBoundingClientRect();
+        inBar &&= r.top >= bar.top && r.bottom <= bar.bottom;
+        for (const c of cards) if (overlap(r, c.getBoundingClientRect())) hits.push(name(c));
+        for (const c of controls) if (overlap(r, c.getBoundingClientRect())) covered.push(name(c));
+    }
+    return {cards: cards.length, toasts: toasts.length, hits, covered, inBar};
 }"""
 
 SHOW_TOASTS = """async () => {
@@ -1031,6 +1039,8 @@ async def test_toasts_cover_no_card(browser: Any, ui: str, base_url: str) -> Non
             found = await page.evaluate(TOAST_OVERLAPS)
             assert found["cards"] >= 3 and found["toasts"] >= 1, found
             assert found["hits"] == [], (viewport, url, found)
+            if viewport is DESKTOP:  # in the top bar's free space: over no control either
+                assert found["inBar"] and found["covered"] == [], (url, found)
         assert not page.errors
         await page.context.close()
 
