@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -989,6 +990,124 @@ async def test_llm_and_tool_calls_show_in_the_list_and_the_detail_and_follow_liv
         await expect(
             page.locator("#flow-svg .node[data-node-id='answer'] .node-stats")
         ).to_have_text(f"1{TIMES} · 1.3 s · 1.6K tok · 1 error")
+        assert not page.errors
+        await page.context.close()
+
+
+# --- what a new user reads: durations, times, toasts ---------------------------------------
+
+TOAST_OVERLAPS = """() => {
+    const cards = [...document.querySelectorAll('.stat, .total-item')];
+    const toasts = [...document.querySelectorAll('#toasts .toast')];
+    const overlap = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom
+        && b.top < a.bottom;
+    const name = e => e.id || e.dataset.total || e.textContent.trim().slice(0, 20);
+    const controls = [...document.querySelectorAll(
+        'main a, main button, main input, main select, .topbar a, #live')];
+    const hits = [], covered = [];
+    const bar = document.querySelector('.topbar').getBoundingClientRect();
+    let inBar = true;
+    for (const t of toasts) {
+        const r = t.getBoundingClientRect();
+        inBar &&= r.top >= bar.top && r.bottom <= bar.bottom;
+        for (const c of cards) if (overlap(r, c.getBoundingClientRect())) hits.push(name(c));
+        for (const c of controls) if (overlap(r, c.getBoundingClientRect())) covered.push(name(c));
+    }
+    return {cards: cards.length, toasts: toasts.length, hits, covered, inBar};
+}"""
+
+SHOW_TOASTS = """async () => {
+    const { toast } = await import(new URL('js/toast.js', location.href).href);
+    toast({kind: 'started', title: 'Somebody With A Long Name started a session',
+           text: 'Helpdesk', href: '#/'});
+    toast({kind: 'completed', title: 'Another Customer completed', text: 'done', href: '#/'});
+}"""
+
+
+async def test_toasts_cover_no_card(browser: Any, ui: str, base_url: str) -> None:
+    sid = await session_id(base_url, "Maria Garcia")
+    for viewport in (DESKTOP, PHONE):
+        page = await new_page(browser, viewport)
+        for url, cards in (
+            (ui + "#/?tab=all", "#stats .stat"),
+            (ui + f"#/sessions/{sid}", "#totals .total-item"),
+        ):
+            await page.goto(url)
+            await expect(page.locator(cards).first).to_be_visible()
+            await page.evaluate(SHOW_TOASTS)
+            await expect(page.locator("#toasts .toast").first).to_be_visible()
+            found = await page.evaluate(TOAST_OVERLAPS)
+            assert found["cards"] >= 3 and found["toasts"] >= 1, found
+            assert found["hits"] == [], (viewport, url, found)
+            if viewport is DESKTOP:  # in the top bar's free space: over no control either
+                assert found["inBar"] and found["covered"] == [], (url, found)
+        assert not page.errors
+        await page.context.close()
+
+
+async def test_durations_show_only_when_reported_and_times_show_seconds(
+    browser: Any, tracker: sessiontrack.Tracker, pm: pluggy.PluginManager
+) -> None:
+    """No duration reported: no duration shown (not "0 ms"); a reported 0 or a fraction of
+    a millisecond: "<1 ms". Started, Updated and Expires show seconds, so they differ."""
+    hook = pm.hook
+    hook.sessiontrack_flow_registered(chatbot_id="agent", name="Agent", flow=AGENT_FLOW)
+    sid = sessiontrack.new_session_id()
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=40)
+    hook.sessiontrack_session_started(
+        session_id=sid, chatbot_id="agent", contact={"name": "Tim Timer"}, at=t0
+    )
+    hook.sessiontrack_node_executed(session_id=sid, node_id="greet", at=t0 + timedelta(seconds=3))
+    for node, seconds, ms in (("classify", 5, 0.0), ("lookup", 7, 0.4), ("answer", 9, 1250.0)):
+        hook.sessiontrack_node_executed(
+            session_id=sid, node_id=node, at=t0 + timedelta(seconds=seconds), duration_ms=ms
+        )
+    await tracker.flush()
+
+    async with serve(host_app(create_app(tracker))) as base:
+        page = await new_page(browser)
+        await page.goto(f"{base}{PREFIX}/ui/#/?tab=all")
+        row = page.locator(f"{ROWS}[data-session-id='{sid}']")
+        started = row.locator("td[data-label=Started] time")
+        shown = await started.inner_text()
+        assert re.search(r"\d:\d\d:\d\d", shown), shown
+        await row.locator(".row-link").click()
+
+        steps = page.locator("#timeline li")
+        await expect(steps).to_have_count(4)
+        durations = await steps.evaluate_all(
+            "els => els.map(e => e.querySelector('.step-duration')?.textContent ?? null)"
+        )
+        assert durations == [None, " · <1 ms", " · <1 ms", " · 1.3 s"], durations
+        assert all("0 ms" not in t for t in await steps.all_inner_texts())
+        assert (await figures(page, "greet"))["stats"] == f"1{TIMES}"
+        assert (await figures(page, "classify"))["stats"] == f"1{TIMES} · <1 ms"
+        assert (await figures(page, "answer"))["stats"] == f"1{TIMES} · 1.3 s"
+
+        # Times with seconds, in the browser's zone: Started and Updated differ.
+        meta = page.locator("#metadata")
+        texts = {}
+        for label in ("Started", "Updated", "Expires"):
+            item = meta.locator(".meta-item", has=page.locator(f"dt:text-is('{label}')"))
+            element = item.locator("time")
+            text = await element.inner_text()
+            expected = await page.evaluate(
+                "iso => new Intl.DateTimeFormat(undefined, {year: 'numeric', month: 'short', "
+                "day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit'})"
+                ".format(new Date(iso))",
+                await element.get_attribute("datetime"),
+            )
+            assert text == expected and re.search(r"\d:\d\d:\d\d", text), (label, text)
+            texts[label] = text
+        assert len(set(texts.values())) == 3, texts
+
+        # Live: a node with no duration adds none.
+        hook.sessiontrack_node_executed(session_id=sid, node_id="handoff")
+        await expect(steps).to_have_count(5)
+        assert await steps.last.locator(".step-duration").count() == 0
+        await expect(
+            page.locator("#flow-svg .node[data-node-id='handoff'] .node-stats")
+        ).to_have_text(f"1{TIMES}")
         assert not page.errors
         await page.context.close()
 

@@ -753,10 +753,13 @@ export function routeEdges(edges, pos, vertical) {
   }
   for (const item of back) {
     if (!item.self) continue;
+    // A loop on the node's right (top-down flows) or on its top (left-to-right ones: in
+    // these coordinates its left), away from the figures line under it.
     const { s } = item;
-    const x = s.x + s.w, cy = s.y + s.h / 2;
-    const pts = [[x, cy + 9], [x + 24, cy + 9], [x + 24, cy - 9], [x + 2, cy - 9]];
-    result.set(item.i, route(pts.map(unflip), [x + 24, cy]));
+    const sign = vertical ? 1 : -1;
+    const x = vertical ? s.x + s.w : s.x, cy = s.y + s.h / 2, out = x + sign * 34;
+    const pts = [[x, cy + 14], [out, cy + 14], [out, cy - 14], [x + sign * 2, cy - 14]];
+    result.set(item.i, route(pts.map(unflip), [out, cy]));
   }
 
   function route(pts, label) {
