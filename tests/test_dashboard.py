@@ -12,6 +12,7 @@ was).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -46,6 +47,7 @@ expect = playwright_api.expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.anyio]
 
+ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 HELPERS = Path(__file__).resolve().parent / "dashboard_helpers"
 AXE = HELPERS / "node_modules" / "axe-core" / "axe.min.js"
@@ -1378,6 +1380,38 @@ async def test_flow_heat_map_colours_nodes_sizes_edges_and_tells_on_hover_and_fo
             n => n.target.join(' ')).slice(0, 3).join(', ')})`)"""
     )
     assert violations == []
+
+    # The back edge (answer → ask) goes round the nodes, as in the plain graph; with every
+    # edge at full width (the example's flow, four back edges), its lanes stay apart.
+    geometry = await svg.evaluate(FLOW_GEOMETRY)
+    assert geometry["back"] == ["answer>ask"] and geometry["crossings"] == [], geometry
+    helpdesk_flow = json.loads((ROOT / "examples/helpdesk/flow.json").read_text())
+    lanes = await page.evaluate(
+        """flow => {
+            const heat = {nodes: {}, edges: {}};
+            for (const n of flow.nodes) heat.nodes[n.id] = {level: 0.5, text: n.id};
+            for (const e of flow.edges)
+                heat.edges[e.source + '\u0000' + e.target] = {weight: 1, text: e.id};
+            const view = new FlowView(flow, {idPrefix: 'heat-c'});
+            document.getElementById('host-b').replaceChildren(view.el);
+            view.setHeat(heat);
+            return [...view.svg.querySelectorAll('.edge-g.back-edge .edge')].map(p => {
+                const xs = [];
+                for (let d = 0; d <= p.getTotalLength(); d += 4) xs.push(p.getPointAtLength(d).x);
+                return [Math.min(...xs), Math.max(...xs), parseFloat(p.style.strokeWidth)];
+            });
+        }""",
+        helpdesk_flow,
+    )
+    assert len(lanes) == 4
+    width = max(w for _, _, w in lanes)
+    outer = sorted([lo for lo, _, _ in lanes] + [hi for _, hi, _ in lanes])
+    rights = sorted(hi for _, hi, _ in lanes if hi > outer[-1] - 200)
+    lefts = sorted(lo for lo, _, _ in lanes if lo < outer[0] + 200)
+    for side in (rights, lefts):
+        assert all(b - a >= width + 4 for a, b in pairwise(side)), (side, width)  # a gap
+    geometry = await page.locator("#heat-c-svg").evaluate(FLOW_GEOMETRY)
+    assert geometry["crossings"] == [], geometry["crossings"]
 
     # null clears it: the plain graph again.
     await page.evaluate("views.a.setHeat(null)")

@@ -98,7 +98,8 @@ export class FlowView {
     const targets = new Set(this.edges.map((e) => String(e.source) === String(e.target) ? null : String(e.target)));
     const first = this.nodes.find((n) => !targets.has(String(n.id))) || this.nodes[0];
     this.firstId = first ? String(first.id) : null;
-    this.routes = routeEdges(this.edges, pos, this.vertical);
+    this.laneGap = LANE_GAP;
+    this.routes = routeEdges(this.edges, pos, this.vertical, this.laneGap);
   }
 
   draw() {
@@ -114,7 +115,7 @@ export class FlowView {
       const path = h("path", { class: "edge", d, "marker-end": `url(#${this.uid}-arrow)` });
       // A wide invisible stroke: thin edges are easy to point at.
       const hit = h("path", { class: "edge-hit", d });
-      const g = h("g", { class: `edge-g${route ? " back-edge" : ""}`, dataset: { source: String(e.source), target: String(e.target), edgeId: String(e.id ?? "") } }, path, hit);
+      const g = h("g", { class: `edge-g${route ? " back-edge" : ""}`, dataset: { source: String(e.source), target: String(e.target), edgeId: String(e.id ?? ""), index: String(i) } }, path, hit);
       if (e.label) {
         const at = route ? route.labelAt : { x: (a.x + a.w / 2 + b.x + b.w / 2) / 2, y: (a.y + a.h / 2 + b.y + b.h / 2) / 2 };
         g.append(h("text", { class: "edge-label", x: at.x, y: at.y }, String(e.label)));
@@ -304,6 +305,21 @@ export class FlowView {
       }
     });
     this.renderHeatLegend();
+    // Lanes of back edges at least as far apart as their widest line.
+    const widths = this.edgeEls.filter((g) => g.classList.contains("back-edge")).map((g) => parseFloat(g.querySelector(".edge").style.strokeWidth) || 0);
+    const gap = Math.max(LANE_GAP, ...widths.map((w) => w + 6));
+    if (gap !== this.laneGap) {
+      this.laneGap = gap;
+      this.routes = routeEdges(this.edges, this.pos, this.vertical, gap);
+      for (const g of this.edgeEls) {
+        const r = this.routes.get(Number(g.dataset.index));
+        if (!r) continue;
+        for (const path of g.querySelectorAll("path")) path.setAttribute("d", r.d);
+        g.querySelector(".edge-label")?.setAttribute("x", r.labelAt.x);
+        g.querySelector(".edge-label")?.setAttribute("y", r.labelAt.y);
+      }
+      if (this.svg.isConnected && !this.userMoved) this.autoView();
+    }
   }
 
   renderHeatLegend() {
@@ -666,7 +682,7 @@ export function layeredLayout(nodes, edges) {
  * crosses no node (nor the figures line under it) wins. Returns Map(edge index →
  * {d, points, labelAt}); other edges keep their curve.
  */
-export function routeEdges(edges, pos, vertical) {
+export function routeEdges(edges, pos, vertical, laneGap = LANE_GAP) {
   // Work in top-down coordinates: a left-to-right flow is mirrored on the diagonal.
   const flip = (p) => (vertical ? p : { x: p.y, y: p.x, w: p.h, h: p.w });
   const unflip = ([x, y]) => (vertical ? [x, y] : [y, x]);
@@ -746,7 +762,7 @@ export function routeEdges(edges, pos, vertical) {
     // Shorter spans on the inner lanes, so lanes do not cross each other's ends.
     lanes[side].sort((a, b) => Math.abs(a.s.y - a.t.y) - Math.abs(b.s.y - b.t.y));
     lanes[side].forEach((item, n) => {
-      const lane = side === "right" ? maxX + LANE_MARGIN + n * LANE_GAP : minX - LANE_MARGIN - n * LANE_GAP;
+      const lane = side === "right" ? maxX + LANE_MARGIN + n * laneGap : minX - LANE_MARGIN - n * laneGap;
       const { pts } = best(item, side, lane);
       result.set(item.i, route(pts.map(unflip), [lane, (item.s.y + item.t.y + item.t.h) / 2]));
     });
