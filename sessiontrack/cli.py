@@ -8,6 +8,7 @@ import logging
 import re
 import sqlite3
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -124,9 +125,14 @@ async def _migrate_cmd(args: argparse.Namespace) -> None:
         await store.close()
 
 
-def _progress_printer(stream=sys.stderr) -> Callable[[int], None]:  # type: ignore[no-untyped-def]
-    def show(total: int) -> None:
-        stream.write(f"\rpurged {total} sessions…")
+def _progress_printer(  # type: ignore[no-untyped-def]
+    stream=sys.stderr, line: str = "purged {} sessions…"
+) -> Callable[..., None]:
+    """A progress callback rewriting one line of ``stream``: ``line`` formatted with the
+    callback's arguments."""
+
+    def show(*done: int) -> None:
+        stream.write("\r" + line.format(*done))
         stream.flush()
 
     return show
@@ -141,6 +147,22 @@ async def _purge_cmd(args: argparse.Namespace) -> None:
         if show is not None and total:
             sys.stderr.write("\n")
         print(f"purged {total} sessions that ended before {cutoff.isoformat(timespec='seconds')}")
+    finally:
+        await store.close()
+
+
+async def _rebuild_cmd(args: argparse.Namespace) -> None:
+    from .analytics._rebuild import rebuild
+
+    store = await _open(args.database_url, args.prefix, migrate=False)
+    try:
+        show = _progress_printer(line="analytics: {} of {} events…") if not args.quiet else None
+        started = time.monotonic()
+        total = await rebuild(store, progress=show)
+        if show is not None and total:
+            sys.stderr.write("\n")
+        took = time.monotonic() - started
+        print(f"analytics rebuilt from {total} events in {took:.1f} s")
     finally:
         await store.close()
 
@@ -192,6 +214,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(run=_purge_cmd)
+
+    a = sub.add_parser("analytics", help="flow analytics: rebuild the rollups")
+    asub = a.add_subparsers(dest="analytics_command", required=True)
+    r = asub.add_parser(
+        "rebuild",
+        help="rebuild the analytics rollups from the event log",
+        description="Delete the analytics rollups and replay the whole event log into "
+        "them, in one transaction: writers wait until it commits.",
+    )
+    common(r)
+    r.add_argument("--quiet", action="store_true", help="no progress line")
+    r.set_defaults(run=_rebuild_cmd)
 
     s = sub.add_parser(
         "serve",
