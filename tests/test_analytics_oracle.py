@@ -25,6 +25,7 @@ from analytics_helpers.compare import nodes_answer, offsets, same
 from analytics_helpers.oracle import Oracle, utc_range
 
 import sessiontrack
+from sessiontrack.analytics._sketch import bin_of, value_of
 
 pytestmark = pytest.mark.anyio
 SEEDS = (1, 2, 3)
@@ -45,7 +46,7 @@ VERSIONS = (None, scenario.V1, scenario.V2, "all")
 @pytest.fixture
 def tracker_options() -> dict[str, Any]:
     # timestamps are weeks old: no idle expiry, no sweeper (expiries are reported)
-    return {"idle_timeout": None, "sweep_interval": None}
+    return {"idle_timeout": None, "sweep_interval": None, "commit_delay": 0}
 
 
 Call = tuple[str, dict[str, Any]]
@@ -83,6 +84,9 @@ def ranges(rng: random.Random) -> list[tuple[Any, Any, str]]:
 
 
 def calls(rng: random.Random) -> list[Call]:
+    """What to ask: on the three fixed ranges every version (and the default), on two
+    random ones two versions; each time summary, nodes, paths (random limit) and a
+    funnel of 1-5 random steps (repeats and unknown nodes included)."""
     out: list[Call] = []
     for i, (start, end, tz) in enumerate(ranges(rng)):
         common = {"start_date": start, "end_date": end, "tz": tz}
@@ -91,16 +95,12 @@ def calls(rng: random.Random) -> list[Call]:
             out.append(("summary", kw))
             out.append(("nodes", kw))
             out.append(("paths", {**kw, "limit": rng.choice([1, 3, 20, 100])}))
-            for _ in range(2):
-                steps = [rng.choice(scenario.NODE_POOL) for _ in range(rng.randint(1, 5))]
-                out.append(("funnel", {**kw, "steps": steps}))
-    out.append(("summary", {"version": "nope", **{"tz": "Asia/Kolkata"}}))  # default range
-    out.append(
-        (
-            "nodes",
-            {"version": "nope", "start_date": date(2026, 10, 1)} | {"end_date": date(2026, 11, 30)},
-        )
-    )
+            steps = [rng.choice(scenario.NODE_POOL) for _ in range(rng.randint(1, 5))]
+            out.append(("funnel", {**kw, "steps": steps}))
+    out.append(("summary", {"version": "nope", "tz": "Asia/Kolkata"}))  # the default range
+    whole = {"start_date": date(2026, 10, 1), "end_date": date(2026, 11, 30)}
+    out.append(("nodes", {"version": "nope", **whole}))
+    out.append(("funnel", {**whole, "steps": ["start", "greet", "menu", "order", "pay", "bye"]}))
     return out
 
 
@@ -117,8 +117,17 @@ def expected(orc: Oracle, route: str, kw: dict[str, Any]) -> dict[str, Any]:
     return orc.funnel(version, start, end, tz, kw["steps"])
 
 
+def service(tracker: sessiontrack.Tracker) -> Any:
+    """``tracker.analytics`` (until the lead adds the property: the service over the store)."""
+    if hasattr(type(tracker), "analytics"):
+        return tracker.analytics
+    from sessiontrack.analytics._service import Analytics
+
+    return Analytics(tracker.store)
+
+
 async def ask(tracker: sessiontrack.Tracker, route: str, kw: dict[str, Any]) -> dict[str, Any]:
-    method = getattr(tracker.analytics, route)
+    method = getattr(service(tracker), route)
     answer: dict[str, Any] = await method(scenario.CHATBOT, **kw)
     return answer
 
@@ -183,9 +192,9 @@ async def check_sessions(tracker: sessiontrack.Tracker, orc: Oracle) -> list[str
 
 
 async def rebuild(tracker: sessiontrack.Tracker) -> None:
-    from sessiontrack.analytics import _rebuild
+    from sessiontrack.analytics._rebuild import rebuild as replay
 
-    await _rebuild.rebuild(tracker.store)
+    await replay(tracker.store)  # type: ignore[arg-type]
 
 
 def _fail(seed: int, problems: Sequence[str]) -> None:
@@ -196,9 +205,10 @@ def _fail(seed: int, problems: Sequence[str]) -> None:
 
 
 async def run_scenario(
-    tracker: sessiontrack.Tracker, pm: pluggy.PluginManager, seed: int
+    tracker: sessiontrack.Tracker, pm: pluggy.PluginManager, seed: int, repeat_waits: bool = False
 ) -> tuple[Oracle, list[Call]]:
-    reported = await scenario.report(tracker, pm, scenario.plan(seed))
+    plan = scenario.plan(seed, repeat_waits=repeat_waits)
+    reported = await scenario.report(tracker, pm, plan)
     orc = Oracle.of(reported.reports, reported.registrations)
     _fail(seed, await check_sessions(tracker, orc))
     return orc, calls(random.Random(seed * 7919))
@@ -214,19 +224,74 @@ async def test_every_figure_matches_the_oracle(
     problems = [
         p for (route, kw), a in zip(todo, answers, strict=True) for p in check(orc, route, kw, a)
     ]
-    problems += check_versions(orc, await tracker.analytics.versions(scenario.CHATBOT))
+    problems += check_versions(orc, await service(tracker).versions(scenario.CHATBOT))
     _fail(seed, problems)
 
     await rebuild(tracker)
     again = [await ask(tracker, route, kw) for route, kw in todo]
-    _fail(
-        seed,
-        [
-            f"after rebuild: {route}({kw}) changed:\n    before {a}\n    after  {b}"
-            for (route, kw), a, b in zip(todo, answers, again, strict=True)
-            if a != b
-        ],
-    )
+    problems = []
+    for (route, kw), before, after in zip(todo, answers, again, strict=True):
+        same(before, after, f"after rebuild: {route}({kw})", problems)  # floats: sum order
+    _fail(seed, problems)
+
+
+REPEATED_WAIT = (
+    "rollup: a status_changed to waiting_input while the status is already waiting_input "
+    "(the engine asks again after an answer without reporting running) opens no wait "
+    "(Rollup._status returns early when the status does not change), so that wait is "
+    "counted as bot time"
+)
+
+
+@pytest.mark.xfail(reason=REPEATED_WAIT, strict=True)
+async def test_repeated_waits_match_the_oracle(
+    tracker: sessiontrack.Tracker, pm: pluggy.PluginManager
+) -> None:
+    seed = 1
+    orc, todo = await run_scenario(tracker, pm, seed, repeat_waits=True)
+    todo = [(route, kw) for route, kw in todo if route == "nodes"]
+    answers = [await ask(tracker, route, kw) for route, kw in todo]
+    problems = [
+        p for (route, kw), a in zip(todo, answers, strict=True) for p in check(orc, route, kw, a)
+    ]
+    _fail(seed, problems)
+
+
+@pytest.mark.xfail(reason=REPEATED_WAIT, strict=True)
+async def test_a_second_question_in_one_visit_is_waited_for(
+    tracker: sessiontrack.Tracker, pm: pluggy.PluginManager
+) -> None:
+    """The minimal case: node ``ask`` waits 2 s for a first answer, asks again without a
+    ``running`` in between and waits 6 s more; it leaves for ``next`` after 11 s."""
+    t0 = datetime(2026, 10, 20, 9, tzinfo=UTC)
+    hook = pm.hook
+    sid = "00000000-0000-4000-8000-000000000001"
+    hook.sessiontrack_flow_registered(chatbot_id="b", name="B", flow={"nodes": []}, version="1")
+    hook.sessiontrack_session_started(session_id=sid, chatbot_id="b", at=t0)
+    steps: list[tuple[int, str, dict[str, Any]]] = [
+        (0, "node", {"node_id": "ask"}),
+        (1, "status", {"status": "waiting_input"}),
+        (3, "message", {"direction": "inbound"}),
+        (4, "status", {"status": "waiting_input"}),  # no status change: still a wait
+        (10, "message", {"direction": "inbound"}),
+        (11, "node", {"node_id": "next"}),
+    ]
+    for s, kind, kw in steps:
+        at = t0 + timedelta(seconds=s)
+        if kind == "node":
+            hook.sessiontrack_node_executed(session_id=sid, at=at, **kw)
+        elif kind == "status":
+            hook.sessiontrack_status_changed(session_id=sid, at=at, **kw)
+        else:
+            hook.sessiontrack_message(session_id=sid, at=at, text="x", **kw)
+    await tracker.flush()
+    got = await service(tracker).nodes("b", start_date=t0.date(), end_date=t0.date())
+    ask_row = next(n for n in got["nodes"] if n["nodeId"] == "ask")
+    want_wait, want_bot = value_of(bin_of(8000)), value_of(bin_of(3000))
+    assert (ask_row["waitTime"]["p50"], ask_row["botTime"]["p50"]) == (
+        round(want_wait, 2),
+        round(want_bot, 2),
+    ), f"ask: {ask_row}"  # the rollup gives waitTime 2000 ms (binned), botTime 9000 ms
 
 
 async def test_rest_routes_give_the_same_answers(
@@ -236,7 +301,8 @@ async def test_rest_routes_give_the_same_answers(
 
     seed = 4
     orc, _ = await run_scenario(tracker, pm, seed)
-    app = create_app(tracker)
+    tenant = sessiontrack.Principal(id="tenant", chatbot_ids=frozenset({scenario.CHATBOT}))
+    app = create_app(tracker, authenticate=lambda request: tenant)
     params = {
         "chatbotId": scenario.CHATBOT,
         "startDate": "2026-10-25",

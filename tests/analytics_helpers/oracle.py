@@ -391,11 +391,10 @@ class Oracle:
         ver = self.resolve(version)
         ss = self.select(ver, start, end)
         groups: dict[tuple[tuple[str, ...], bool], list[Sess]] = defaultdict(list)
-        for s in ss:
-            if s.path:
-                groups[s.path_id].append(s)
+        for s in ss:  # a session that ran no node yet is on the empty path
+            groups[s.path_id].append(s)
         rows = []
-        for (nodes, _trunc), members in groups.items():
+        for (nodes, _truncated), members in groups.items():
             ended = [s for s in members if s.ended]
             rows.append(
                 {

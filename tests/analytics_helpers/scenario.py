@@ -141,13 +141,13 @@ def _start_time(rng: random.Random) -> datetime:
     return BASE + timedelta(milliseconds=rng.randrange(DAYS * 86_400_000))
 
 
-def _session(rng: random.Random, index: int, long: bool) -> list[Report]:
+def _session(rng: random.Random, index: int, long: bool, repeat_waits: bool) -> list[Report]:
     sid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
     t = _start_time(rng)
     version = V1 if t < SPLIT else V2
     out = [Report("start", sid, t, {"conversation_id": f"c{index}"})]
     steps = rng.randint(105, 130) if long else min(int(rng.expovariate(1 / 6)), 40)
-    node, last_mid = "start", None
+    node, last_mid, waiting = "start", None, False
     for step in range(steps):
         t += _ms(rng, 40)
         error = "boom" if rng.random() < 0.08 else None
@@ -177,8 +177,11 @@ def _session(rng: random.Random, index: int, long: bool) -> list[Report]:
         pending = False
         for _ in range(rng.choice([0, 0, 1, 1, 2])):
             t += _ms(rng, 1)
+            if waiting and not repeat_waits:  # every wait opens with a change of status
+                out.append(Report("status", sid, t, {"status": "running", "node_id": None}))
             node_arg = node if rng.random() < 0.5 else None
             out.append(Report("status", sid, t, {"status": "waiting_input", "node_id": node_arg}))
+            waiting = True
             if rng.random() < 0.2:
                 pending = True  # no answer: the wait lasts to the visit's close
                 break
@@ -188,11 +191,13 @@ def _session(rng: random.Random, index: int, long: bool) -> list[Report]:
             if rng.random() < 0.7:
                 t += _ms(rng, 0.5)
                 out.append(Report("status", sid, t, {"status": "running", "node_id": None}))
+                waiting = False
         if not pending and rng.random() < 0.05:
             t += _ms(rng, 5)
             out.append(Report("status", sid, t, {"status": "waiting_flow", "node_id": None}))
             t += _ms(rng, 5)
             out.append(Report("status", sid, t, {"status": "running", "node_id": None}))
+            waiting = False
         if node == "bye" and not long:
             break
         choices = _NEXT[version].get(node, ["menu"])
@@ -239,11 +244,20 @@ def _ending(rng: random.Random, sid: str, t: datetime, ended_at_bye: bool) -> li
     return out
 
 
-def plan(seed: int, sessions: int = 140) -> list[Report]:
+def plan(seed: int, sessions: int = 140, *, repeat_waits: bool = False) -> list[Report]:
     """Every report of the scenario, in the order they are made; ``flow`` reports mark
-    the registrations."""
+    the registrations.
+
+    With ``repeat_waits``, a session asks again while its status is still
+    ``waiting_input`` (answered, or not, without a ``running`` report in between): a
+    ``status_changed`` to ``waiting_input`` that changes no status, which still opens a
+    wait by the definition. Without it, each wait opens with a change of status.
+    """
     rng = random.Random(seed)
-    per_session = [_session(rng, i, long=i == 0 and seed % 2 == 0) for i in range(sessions)]
+    per_session = [
+        _session(rng, i, long=i == 0 and seed % 2 == 0, repeat_waits=repeat_waits)
+        for i in range(sessions)
+    ]
     keyed = [((r.at, i, j), r) for i, reps in enumerate(per_session) for j, r in enumerate(reps)]
     keyed.append(((SPLIT, -1, 0), Report("flow", "", SPLIT, {"version": V2})))
     keyed.append(((BASE - timedelta(days=1), -1, 0), Report("flow", "", BASE, {"version": V1})))
