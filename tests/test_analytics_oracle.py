@@ -69,12 +69,16 @@ def _form(rng: random.Random, dt: datetime, tz: str, is_end: bool) -> Any:
     return value
 
 
-def ranges(rng: random.Random) -> list[tuple[Any, Any, str]]:
+def ranges(rng: random.Random, starts: Sequence[datetime]) -> list[tuple[Any, Any, str]]:
     base = scenario.BASE
+    on_quarters = sorted(s for s in starts if s.timestamp() % 900 == 0)
+    a, b = sorted(rng.sample(on_quarters, 2))  # sessions right on both ends: [a, b)
+    zone = ZoneInfo(rng.choice(ZONES))
     out: list[tuple[Any, Any, str]] = [
         (date(2026, 10, 19), date(2026, 11, 10), "Asia/Kathmandu"),  # everything
         ("2026-10-29", "2026-11-03", "America/St_Johns"),  # over its DST change
         (datetime(2026, 10, 24, 22, 7), datetime(2026, 10, 26, 1, 52, 31), "Europe/Berlin"),
+        (a.astimezone(zone), b.astimezone(zone).isoformat(), str(zone)),
     ]
     for tz in rng.sample(ZONES, 2):
         start = base - timedelta(days=1) + timedelta(seconds=rng.randrange(21 * 86400))
@@ -83,14 +87,16 @@ def ranges(rng: random.Random) -> list[tuple[Any, Any, str]]:
     return out
 
 
-def calls(rng: random.Random) -> list[Call]:
-    """What to ask: on the three fixed ranges every version (and the default), on two
-    random ones two versions; each time summary, nodes, paths (random limit) and a
-    funnel of 1-5 random steps (repeats and unknown nodes included)."""
+def calls(rng: random.Random, starts: Sequence[datetime]) -> list[Call]:
+    """What to ask: on each of four fixed ranges and two random ones, two versions (in
+    turn, so each of the default, v1, v2 and all comes three times); each time summary,
+    nodes, paths (random limit) and a funnel of 1-5 random steps (repeats and unknown
+    nodes included)."""
     out: list[Call] = []
-    for i, (start, end, tz) in enumerate(ranges(rng)):
+    for i, (start, end, tz) in enumerate(ranges(rng, starts)):
         common = {"start_date": start, "end_date": end, "tz": tz}
-        for version in VERSIONS if i < 3 else rng.sample(VERSIONS, 2):
+        turn = ("all", scenario.V1, scenario.V2, None)
+        for version in (turn[i % 4], turn[(i + 1 + i // 4) % 4]):
             kw = {**common, "version": version}
             out.append(("summary", kw))
             out.append(("nodes", kw))
@@ -205,13 +211,18 @@ def _fail(seed: int, problems: Sequence[str]) -> None:
 
 
 async def run_scenario(
-    tracker: sessiontrack.Tracker, pm: pluggy.PluginManager, seed: int, repeat_waits: bool = False
+    tracker: sessiontrack.Tracker,
+    pm: pluggy.PluginManager,
+    seed: int,
+    sessions: int = 120,
+    repeat_waits: bool = False,
 ) -> tuple[Oracle, list[Call]]:
-    plan = scenario.plan(seed, repeat_waits=repeat_waits)
+    plan = scenario.plan(seed, sessions, repeat_waits=repeat_waits)
     reported = await scenario.report(tracker, pm, plan)
     orc = Oracle.of(reported.reports, reported.registrations)
     _fail(seed, await check_sessions(tracker, orc))
-    return orc, calls(random.Random(seed * 7919))
+    starts = [s.start for s in orc.sessions.values()]
+    return orc, calls(random.Random(seed * 7919), starts)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -248,7 +259,7 @@ async def test_repeated_waits_match_the_oracle(
     tracker: sessiontrack.Tracker, pm: pluggy.PluginManager
 ) -> None:
     seed = 1
-    orc, todo = await run_scenario(tracker, pm, seed, repeat_waits=True)
+    orc, todo = await run_scenario(tracker, pm, seed, 80, repeat_waits=True)
     todo = [(route, kw) for route, kw in todo if route == "nodes"]
     answers = [await ask(tracker, route, kw) for route, kw in todo]
     problems = [
@@ -300,7 +311,7 @@ async def test_rest_routes_give_the_same_answers(
     from sessiontrack.web import create_app
 
     seed = 4
-    orc, _ = await run_scenario(tracker, pm, seed)
+    orc, _ = await run_scenario(tracker, pm, seed, 60)
     tenant = sessiontrack.Principal(id="tenant", chatbot_ids=frozenset({scenario.CHATBOT}))
     app = create_app(tracker, authenticate=lambda request: tenant)
     params = {

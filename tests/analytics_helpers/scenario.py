@@ -148,6 +148,12 @@ def _session(rng: random.Random, index: int, long: bool, repeat_waits: bool) -> 
     out = [Report("start", sid, t, {"conversation_id": f"c{index}"})]
     steps = rng.randint(105, 130) if long else min(int(rng.expovariate(1 / 6)), 40)
     node, last_mid, waiting = "start", None, False
+    if rng.random() < 0.08:  # waiting before any node: no visit, so no wait to count
+        t += _ms(rng, 1)
+        out.append(Report("status", sid, t, {"status": "waiting_input", "node_id": None}))
+        t += _ms(rng, 20)
+        out.append(Report("message", sid, t, {"direction": "inbound", "mid": f"m{index}-pre"}))
+        waiting = True
     for step in range(steps):
         t += _ms(rng, 40)
         error = "boom" if rng.random() < 0.08 else None
