@@ -46,6 +46,7 @@ class Sess:
     """A session as the oracle folds it from the reports."""
 
     sid: str
+    chatbot: str
     version: str
     start: datetime
     status: str = "running"
@@ -149,13 +150,13 @@ class Sess:
 
 def fold(reports: Iterable[Report]) -> dict[str, Sess]:
     sessions: dict[str, Sess] = {}
-    version: str | None = None
+    version: dict[str, str] = {}  # chatbot → current version
     for r in reports:
         if r.kind == "flow":
-            version = r.data["version"]
+            version[r.data["chatbot"]] = r.data["version"]
         elif r.kind == "start":
-            assert version is not None
-            sessions[r.sid] = Sess(r.sid, version, r.at)
+            bot = r.data["chatbot"]
+            sessions[r.sid] = Sess(r.sid, bot, version[bot], r.at)
         else:
             s = sessions[r.sid]
             if s.stores(r):
@@ -231,7 +232,9 @@ class Oracle:
 
     @classmethod
     def of(cls, reports: list[Report], registrations: list[Registration]) -> Oracle:
-        return cls(fold(reports), registrations)
+        """The oracle of :data:`CHATBOT` (the other chatbot's reports only fill the log)."""
+        ours = {sid: s for sid, s in fold(reports).items() if s.chatbot == CHATBOT}
+        return cls(ours, [r for r in registrations if r.chatbot == CHATBOT])
 
     @property
     def current(self) -> str:

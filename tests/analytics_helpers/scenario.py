@@ -24,6 +24,7 @@ import pluggy
 import sessiontrack
 
 CHATBOT = "oracle-bot"
+OTHER = "other-bot"  # same version names and node ids: none of it may leak into CHATBOT's
 BASE = datetime(2026, 10, 20, tzinfo=UTC)  # crosses Europe's (Oct 25) and America's (Nov 1) DST end
 DAYS = 20
 SPLIT = BASE + timedelta(days=10)  # when v2 is registered (in report order)
@@ -104,10 +105,12 @@ class Report:
     sid: str
     at: datetime
     data: dict[str, Any] = field(default_factory=dict)
+    order: datetime | None = None  # when it is reported, if ``at`` is stamped earlier
 
 
 @dataclass
 class Registration:
+    chatbot: str
     version: str
     flow: dict[str, Any]
     before: datetime  # wall clock around the hook call
@@ -141,11 +144,13 @@ def _start_time(rng: random.Random) -> datetime:
     return BASE + timedelta(milliseconds=rng.randrange(DAYS * 86_400_000))
 
 
-def _session(rng: random.Random, index: int, long: bool, repeat_waits: bool) -> list[Report]:
+def _session(
+    rng: random.Random, index: int, long: bool, repeat_waits: bool, bot: str = CHATBOT
+) -> list[Report]:
     sid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
     t = _start_time(rng)
     version = V1 if t < SPLIT else V2
-    out = [Report("start", sid, t, {"conversation_id": f"c{index}"})]
+    out = [Report("start", sid, t, {"conversation_id": f"c{index}", "chatbot": bot})]
     steps = rng.randint(105, 130) if long else min(int(rng.expovariate(1 / 6)), 40)
     node, last_mid, waiting = "start", None, False
     if rng.random() < 0.08:  # waiting before any node: no visit, so no wait to count
@@ -215,6 +220,9 @@ def _session(rng: random.Random, index: int, long: bool, repeat_waits: bool) -> 
         elif version == V1 and t >= SPLIT and "survey" not in choices and rng.random() < 0.2:
             node = "survey"
     out.extend(_ending(rng, sid, t, ended_at_bye=node == "bye"))
+    for r in out:  # a few reports stamped up to 5 s before the one they follow
+        if r.kind in ("node", "message", "llm", "status") and rng.random() < 0.03:
+            r.order, r.at = r.at, r.at - timedelta(milliseconds=rng.randint(1, 5000))
     return out
 
 
@@ -264,9 +272,16 @@ def plan(seed: int, sessions: int = 140, *, repeat_waits: bool = False) -> list[
         _session(rng, i, long=i == 0 and seed % 2 == 0, repeat_waits=repeat_waits)
         for i in range(sessions)
     ]
-    keyed = [((r.at, i, j), r) for i, reps in enumerate(per_session) for j, r in enumerate(reps)]
-    keyed.append(((SPLIT, -1, 0), Report("flow", "", SPLIT, {"version": V2})))
-    keyed.append(((BASE - timedelta(days=1), -1, 0), Report("flow", "", BASE, {"version": V1})))
+    per_session += [_session(rng, i, False, repeat_waits, OTHER) for i in range(sessions // 10)]
+    keyed = [
+        ((r.order or r.at, i, j), r)
+        for i, reps in enumerate(per_session)
+        for j, r in enumerate(reps)
+    ]
+    for bot in (CHATBOT, OTHER):
+        v1 = Report("flow", "", BASE, {"version": V1, "chatbot": bot})
+        keyed.append(((BASE - timedelta(days=1), -1, 0), v1))
+        keyed.append(((SPLIT, -1, 0), Report("flow", "", SPLIT, {"version": V2, "chatbot": bot})))
     keyed.sort(key=lambda kr: kr[0])
     return [r for _, r in keyed]
 
@@ -282,16 +297,20 @@ async def report(
         d = r.data
         if r.kind == "flow":
             before = datetime.now(UTC)
+            bot, version = d["chatbot"], d["version"]
             hook.sessiontrack_flow_registered(
-                chatbot_id=CHATBOT, name="Oracle bot", flow=flow(d["version"]), version=d["version"]
+                chatbot_id=bot, name=bot, flow=flow(version), version=version
             )
-            regs.append(Registration(d["version"], flow(d["version"]), before, datetime.now(UTC)))
+            regs.append(Registration(bot, version, flow(version), before, datetime.now(UTC)))
             await anyio.sleep(0.002)  # distinct registration times
             done.append(r)
             continue
         if r.kind == "start":
             hook.sessiontrack_session_started(
-                session_id=r.sid, chatbot_id=CHATBOT, conversation_id=d["conversation_id"], at=r.at
+                session_id=r.sid,
+                chatbot_id=d["chatbot"],
+                conversation_id=d["conversation_id"],
+                at=r.at,
             )
         elif r.kind == "node":
             hook.sessiontrack_node_executed(
