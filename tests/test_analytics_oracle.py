@@ -348,6 +348,10 @@ async def test_rest_routes_give_the_same_answers(
             problems.append(f"GET /analytics/versions: {resp.status_code} {resp.text}")
         else:
             problems += check_versions(orc, resp.json())
+    stranger = sessiontrack.Principal(id="stranger", chatbot_ids=frozenset({scenario.OTHER}))
+    for route, extra_kw in (("summary", {}), ("funnel", {"steps": steps})):
+        with pytest.raises(sessiontrack.SessionNotFound):
+            await ask(tracker, route, {**extra_kw, "principal": stranger})
     _fail(seed, problems)
 
 
