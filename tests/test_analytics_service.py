@@ -14,6 +14,7 @@ import json
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,8 +26,11 @@ from sessiontrack.analytics._service import Analytics
 from sessiontrack.errors import InvalidParameter, SessionNotFound
 from sessiontrack.models import Principal
 from sessiontrack.store import SQLAlchemyStore
+from sessiontrack.tracker import Tracker
+from tests.adapter_helpers.docs import printed_output, run_documented_example
 
 pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parent.parent
 BOT = "shop"
 SEP = "\x1f"
 T0 = datetime(2026, 11, 2, 10, 7, tzinfo=UTC)  # a Monday, inside the quarter-hour 10:00
@@ -158,9 +162,7 @@ async def store(database_url: str, prefix: str) -> AsyncIterator[SQLAlchemyStore
     store = SQLAlchemyStore(database_url, prefix=prefix)
     await store.open(migrate=True)
     t = store.tables
-    analytics = [t.an_counts, t.an_bins, t.an_paths, t.an_traces]
     async with store.engine.begin() as conn:
-        await conn.run_sync(lambda c: t.metadata.create_all(c, tables=analytics, checkfirst=True))
         now = datetime(2026, 10, 1, tzinfo=UTC)
         await conn.execute(
             sa.insert(t.chatbots),
@@ -599,3 +601,15 @@ async def test_funnel_by_hand(analytics: Analytics, rollups: Rollups) -> None:
     assert s3["timeFromPrevious"] == {"p50": round(q(500) / 1000, 3)}
     repeated = await analytics.funnel(BOT, steps="start,start", version="all", **DAY)
     assert [s["sessions"] for s in repeated["steps"]] == [5, 0]
+
+
+# --- docs/analytics.md ----------------------------------------------------------------------
+
+
+async def test_the_worked_example_prints_what_the_page_says(backend: str, tmp_path: Path) -> None:
+    """The page's example, run as printed through a real tracker (both backends)."""
+    if not hasattr(Tracker, "analytics"):
+        pytest.skip("tracker.analytics is added at the merge")
+    page = ROOT / "docs" / "analytics.md"
+    done = await run_documented_example(page, backend, tmp_path)
+    assert done.stdout == printed_output(page)

@@ -11,7 +11,6 @@ principal may not see (or that does not exist) raises
 
 from __future__ import annotations
 
-import math
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -630,16 +629,8 @@ def _ms(value: float | None) -> float | None:
 
 def _exact(bins: dict[int, int], q: float) -> int | None:
     """The nearest-rank percentile of exact integer bins (message counts)."""
-    n = sum(bins.values())
-    if not n:
-        return None
-    k = max(1, math.ceil(q * n))
-    seen = 0
-    for b in sorted(bins):
-        seen += bins[b]
-        if seen >= k:
-            return b
-    return None
+    value = _sketch.percentile(bins, q, exact=True)
+    return None if value is None else int(value)
 
 
 def _label(node: dict[str, Any] | None) -> str | None:
