@@ -172,6 +172,9 @@ _ANALYTICS = (
 )
 
 
+_ANALYTICS_OPS = [op_id for _, op_id, _, _ in _ANALYTICS] + ["getAnalyticsVersions"]
+
+
 def _analytics_paths() -> dict[str, Any]:
     """``/analytics/*``: four figure reports (JSON or CSV) and the version list."""
     paths: dict[str, Any] = {}
@@ -244,7 +247,11 @@ def _paths() -> dict[str, Any]:
                 links={
                     "ListChatbotSessions": _link(
                         "listChatbotSessions", chatbotId="$response.body#/0/id"
-                    )
+                    ),
+                    **{
+                        op_id[3:]: _link(op_id, **{"query.chatbotId": "$response.body#/0/id"})
+                        for op_id in _ANALYTICS_OPS
+                    },
                 },
             )
         },
