@@ -235,7 +235,8 @@ class AnalyticsReads:
         medians: list[float | None] = [None] * depth
         async with self.engine.connect() as conn:
             for step, ms in await conn.execute(q, params):
-                medians[int(step)] = float(ms)
+                if ms is not None:
+                    medians[int(step)] = float(ms)
         return medians
 
 
@@ -262,14 +263,22 @@ def _step_times_sql(dialect: str, traces: str, depth: int, by_version: bool) -> 
         materialized = "MATERIALIZED "
     columns = ", ".join(f"{at.format(i=i)} AS t{i}" for i in range(depth))
     where = " AND tr.chatbot_id = :chatbot_id AND tr.started_at >= :start AND tr.started_at < :end"
+    per = f"WITH per AS {materialized}(SELECT {columns} FROM {source}{where}"
+    per += f"{version if by_version else ''})"
+    diffs = [f"t{i}" + (f" - t{i - 1}" if i else "") for i in range(depth)]
+    if dialect != "postgresql":
+        # SQLite: a bounded sort per step (LIMIT/OFFSET) beats a window over every step
+        return per + " UNION ALL ".join(
+            f"SELECT {i}, (SELECT {d} AS ms FROM per WHERE t{i} IS NOT NULL ORDER BY ms"
+            f" LIMIT 1 OFFSET (SELECT (count(t{i}) - 1) / 2 FROM per))"
+            for i, d in enumerate(diffs)
+        )
     times = " UNION ALL ".join(
-        f"SELECT {i} AS step, t{i}" + (f" - t{i - 1}" if i else "") + f" AS ms FROM per"
-        f" WHERE t{i} IS NOT NULL"
-        for i in range(depth)
+        f"SELECT {i} AS step, {d} AS ms FROM per WHERE t{i} IS NOT NULL"
+        for i, d in enumerate(diffs)
     )
     return (
-        f"WITH per AS {materialized}(SELECT {columns} FROM {source}{where}"
-        f"{version if by_version else ''}), times AS ({times}), ranked AS ("
+        f"{per}, times AS ({times}), ranked AS ("
         "SELECT step, ms, row_number() OVER (PARTITION BY step ORDER BY ms) AS r,"
         " count(*) OVER (PARTITION BY step) AS n FROM times) "
         "SELECT step, ms FROM ranked WHERE r = (n + 1) / 2"
