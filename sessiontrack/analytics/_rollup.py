@@ -46,6 +46,7 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _QUARTER_TD: Final = timedelta(seconds=QUARTER)
 _MS: Final = timedelta(milliseconds=1)
 _WAITING: Final = "waiting_input"
+_MEMO_MAX: Final = 100_000
 
 CountKey = tuple[str, str, int, str, str]
 BinKey = tuple[str, str, int, str, str, int]
@@ -180,30 +181,46 @@ class Trace:
 
 class Rollup:
     """Deltas of one batch (or one chunk of a replay) over ``traces`` (by session id:
-    those of the batch's sessions that have one; new sessions get theirs here)."""
+    those of the batch's sessions that have one; new sessions get theirs here).
 
-    def __init__(self, traces: dict[str, Trace]) -> None:
+    What depends on a session's current state only (its status, its last node's exit,
+    its path, and the ended-path figures) is not moved at every event: each session's
+    state is noted when the batch first touches it, and :meth:`settle` counts the
+    difference once (-1 for the state before, +1 for the state after), which is what the
+    moves add up to. ``path_keys`` memoises :func:`path_key` by (key of the path so far,
+    next node); share one between batches.
+    """
+
+    def __init__(
+        self, traces: dict[str, Trace], path_keys: dict[tuple[str, str], str] | None = None
+    ) -> None:
         self.traces = traces
         self.counts: dict[CountKey, float] = {}
         self.bins: dict[BinKey, int] = {}
         self.paths: dict[tuple[str, str], list[str]] = {}  # (chatbot_id, key) → nodes
+        self.path_keys = {} if path_keys is None else path_keys
+        self._before: dict[str, tuple[str, str | None, str, float | None] | None] = {}
 
     # --- folding ---------------------------------------------------------------------
 
     def add(self, events: Iterable[StoredEvent]) -> None:
-        traces = self.traces
+        traces, before = self.traces, self._before
         for e in events:
             kind = e.kind
+            sid = e.session_id
             if kind == ev.SESSION_STARTED:
-                if e.session_id not in traces:
+                if sid not in traces:
                     self._start(e)
                 continue
-            tr = traces.get(e.session_id)
+            handler = _HANDLERS.get(kind)
+            if handler is None:
+                continue
+            tr = traces.get(sid)
             if tr is None:  # started while analytics were off: rebuild covers it
                 continue
-            handler = _HANDLERS.get(kind)
-            if handler is not None:
-                handler(self, tr, e)
+            if sid not in before:
+                before[sid] = (tr.status, tr.last, tr.path_key, tr.d)
+            handler(self, tr, e)
 
     def _count(self, tr: Trace, metric: str, dim: str, delta: float) -> None:
         key = (tr.chatbot_id, metric, tr.bucket, tr.version, dim)
@@ -219,8 +236,7 @@ class Rollup:
         tr = Trace(e.session_id, e.chatbot_id, e.flow_version or "", e.at)
         tr.dirty = tr.new = True
         self.traces[e.session_id] = tr
-        self._count(tr, "status", "running", 1)
-        self._count(tr, "path", tr.path_key, 1)
+        self._before[e.session_id] = None
         self.paths.setdefault((tr.chatbot_id, tr.path_key), [])
 
     def _node(self, tr: Trace, e: StoredEvent) -> None:
@@ -230,61 +246,56 @@ class Rollup:
         last = tr.last
         if tr.vo is not None and last is not None:
             self._close(tr, last, m)
-        ended = tr.ended
-        label = tr.status if ended else "active"
-        if last is not None:
-            self._count(tr, "node.exit", last + SEP + label, -1)
-        self._count(tr, "node.exit", node + SEP + label, 1)
-        self._count(tr, "node.visits", node, 1)
+        counts = self.counts
+        cid, b, version = tr.chatbot_id, tr.bucket, tr.version
+        key = (cid, "node.visits", b, version, node)
+        counts[key] = counts.get(key, 0) + 1
         if d.get("error") is not None:
             self._count(tr, "node.errors", node, 1)
-        seen = tr._seen()
+        seen = tr.seen if tr.seen is not None else tr._seen()
         if node not in seen:
             seen.add(node)
             self._count(tr, "node.sessions", node, 1)
         if last is not None:
-            edges = tr._edges()
+            edges = tr.edges if tr.edges is not None else tr._edges()
             pair = (last, node)
             if pair not in edges:
                 edges.add(pair)
                 self._count(tr, "edge", last + SEP + node, 1)
-            onward = tr._onward()
+            onward = tr.onward if tr.onward is not None else tr._onward()
             if last not in onward:
                 onward.add(last)
                 self._count(tr, "node.onward", last, 1)
         tr.last = node
         if not tr.x:
-            if len(tr.p) < MAX_PATH:
-                tr.p.append(node)
-                tr.t.append(m)
-                self._move_path(tr, path_key(tr.p))
-            else:
-                tr.x = True
-                self._move_path(tr, path_key(tr.p, True))
-        if ended:  # a node of the grace window: a visit of no time, and one node more
+            self._grow(tr, node, m)
+        if tr.ended:  # a node of the grace window: a visit of no time, and one node more
             self._bin(tr, "node.bot", node, ZERO_BIN)
             self._count(tr, "ended_nodes", "", 1)
         else:
             tr.vo, tr.ws, tr.wm, tr.hw = m, None, 0.0, False
         tr.dirty = True
 
-    def _move_path(self, tr: Trace, new: str) -> None:
-        old = tr.path_key
-        pk = (tr.chatbot_id, new)
+    def _grow(self, tr: Trace, node: str, m: float) -> None:
+        """Add ``node`` to the path (or mark it truncated) and key it."""
+        p = tr.p
+        if len(p) < MAX_PATH:
+            p.append(node)
+            tr.t.append(m)
+            memo = (tr.path_key, node)
+            key = self.path_keys.get(memo)
+            if key is None:
+                key = path_key(p)
+                if len(self.path_keys) >= _MEMO_MAX:
+                    self.path_keys.clear()
+                self.path_keys[memo] = key
+        else:
+            tr.x = True
+            key = path_key(p, True)
+        tr.path_key = key
+        pk = (tr.chatbot_id, key)
         if pk not in self.paths:
-            self.paths[pk] = list(tr.p)
-        tr.path_key = new
-        self._count(tr, "path", old, -1)
-        self._count(tr, "path", new, 1)
-        if tr.ended:
-            self._count(tr, "path.ended", old, -1)
-            self._count(tr, "path.ended", new, 1)
-            if tr.status == "completed":
-                self._count(tr, "path.completed", old, -1)
-                self._count(tr, "path.completed", new, 1)
-            b = bin_of(tr.d or 0.0)
-            self._bin(tr, "path.duration", old, b, -1)
-            self._bin(tr, "path.duration", new, b, 1)
+            self.paths[pk] = list(p)
 
     def _close(self, tr: Trace, node: str, m: float) -> None:
         """Close the open visit of ``node`` at ``m`` ms."""
@@ -313,8 +324,6 @@ class Rollup:
         status = str(e.data.get("status"))
         if status == tr.status:
             return
-        self._count(tr, "status", tr.status, -1)
-        self._count(tr, "status", status, 1)
         tr.status = status
         if status == _WAITING and tr.vo is not None and tr.ws is None:
             tr.ws = (e.at - tr.started_at) / _MS
@@ -329,27 +338,16 @@ class Rollup:
         m = (e.at - tr.started_at) / _MS
         duration = max(0.0, m)
         messages = int(d.get("total_messages") or 0)
-        self._count(tr, "status", tr.status, -1)
-        self._count(tr, "status", status, 1)
         reason = d.get("reason")
         if reason is not None:
             self._count(tr, "reason", status + SEP + str(reason), 1)
         self._count(tr, "ended_duration_ms", "", duration)
         self._count(tr, "ended_messages", "", messages)
         self._count(tr, "ended_nodes", "", int(d.get("total_nodes") or 0))
-        b = bin_of(duration)
-        self._bin(tr, "duration", "", b)
+        self._bin(tr, "duration", "", bin_of(duration))
         self._bin(tr, "messages", "", messages)
-        self._bin(tr, "path.duration", tr.path_key, b)
-        self._count(tr, "path.ended", tr.path_key, 1)
-        if status == "completed":
-            self._count(tr, "path.completed", tr.path_key, 1)
-        last = tr.last
-        if last is not None:
-            if tr.vo is not None:
-                self._close(tr, last, m)
-            self._count(tr, "node.exit", last + SEP + "active", -1)
-            self._count(tr, "node.exit", last + SEP + status, 1)
+        if tr.vo is not None and tr.last is not None:
+            self._close(tr, tr.last, m)
         tr.status = status
         tr.d = duration
         tr.dirty = True
@@ -364,11 +362,40 @@ class Rollup:
         if cost:
             self._count(tr, "cost", "", float(cost))
 
+    def settle(self) -> None:
+        """Count the change of every touched session's current state (see the class)."""
+        traces = self.traces
+        for sid, old in self._before.items():
+            tr = traces[sid]
+            new = (tr.status, tr.last, tr.path_key, tr.d)
+            if old == new:
+                continue
+            if old is not None:
+                self._current(tr, *old, -1)
+            self._current(tr, *new, 1)
+        self._before = {}
+
+    def _current(
+        self, tr: Trace, status: str, last: str | None, key: str, d: float | None, sign: int
+    ) -> None:
+        """The counts of a session's state (``sign`` -1 to take them away)."""
+        self._count(tr, "status", status, sign)
+        self._count(tr, "path", key, sign)
+        ended = status in TERMINAL_STATUSES
+        if last is not None:
+            self._count(tr, "node.exit", last + SEP + (status if ended else "active"), sign)
+        if ended:
+            self._count(tr, "path.ended", key, sign)
+            if status == "completed":
+                self._count(tr, "path.completed", key, sign)
+            self._bin(tr, "path.duration", key, bin_of(d or 0.0), sign)
+
     # --- results ---------------------------------------------------------------------
 
     def count_rows(self) -> list[tuple[str, str, int, int, str, str, float]]:
         """``(chatbot_id, metric, grain, bucket, version, dim, delta)``, both grains, the
         deltas that are not zero."""
+        self.settle()
         out: dict[tuple[str, str, int, int, str, str], float] = {}
         for (cid, metric, bucket, version, dim), v in self.counts.items():
             if not v:
@@ -380,6 +407,7 @@ class Rollup:
 
     def bin_rows(self) -> list[tuple[str, str, int, int, str, str, int, int]]:
         """``(chatbot_id, metric, grain, bucket, version, dim, bin, delta)``, both grains."""
+        self.settle()
         out: dict[tuple[str, str, int, int, str, str, int], int] = {}
         for (cid, metric, bucket, version, dim, b), n in self.bins.items():
             if not n:
