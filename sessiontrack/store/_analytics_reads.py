@@ -219,12 +219,14 @@ class AnalyticsReads:
         start: datetime,
         end: datetime,
         positions: Mapping[str, Sequence[int]],
-    ) -> list[float | None]:
+        sample: int | None = None,
+    ) -> list[tuple[float | None, int]]:
         depth = max((len(p) for p in positions.values()), default=0)
         if depth == 0 or (versions is not None and not versions):
-            return [None] * depth
+            return [(None, 0)] * depth
         dialect = self.engine.dialect.name
-        sql = _step_times_sql(dialect, self.tables.an_traces.name, depth, versions is not None)
+        traces = self.tables.an_traces.name
+        sql = _step_times_sql(dialect, traces, depth, versions is not None, sample is not None)
         q = sa.text(sql).bindparams(
             sa.bindparam("start", start, type_=UTCDateTime()),
             sa.bindparam("end", end, type_=UTCDateTime()),
@@ -232,19 +234,21 @@ class AnalyticsReads:
         params: dict[str, Any] = {"chatbot_id": chatbot_id, "steps": json.dumps(positions)}
         if versions is not None:
             params["versions"] = json.dumps(sorted(versions))
-        medians: list[float | None] = [None] * depth
+        if sample is not None:
+            params["sample"] = sample
+        medians: list[tuple[float | None, int]] = [(None, 0)] * depth
         async with self.engine.connect() as conn:
-            for step, ms in await conn.execute(q, params):
-                if ms is not None:
-                    medians[int(step)] = float(ms)
+            for step, ms, n in await conn.execute(q, params):
+                medians[int(step)] = (None if ms is None else float(ms), int(n or 0))
         return medians
 
 
-def _step_times_sql(dialect: str, traces: str, depth: int, by_version: bool) -> str:
+def _step_times_sql(dialect: str, traces: str, depth: int, by_version: bool, sample: bool) -> str:
     """The funnel's step times in one statement: one pass over the range's traces whose
-    path key is in ``:steps`` (a JSON object, key -> positions), reading each trace's
-    ``t`` at its key's positions in one row (its JSON parsed once), then the nearest-rank
-    median (the ``ceil(n/2)``-th smallest) of each step's differences."""
+    path key is in ``:steps`` (a JSON object, key -> positions), the newest ``:sample``
+    of them with ``sample``, reading each trace's ``t`` at its key's positions in one row
+    (its JSON parsed once), then the nearest-rank median (the ``ceil(n/2)``-th smallest)
+    of each step's differences and how many there were."""
     if dialect == "postgresql":
         pos = "(m.m -> tr.path_key ->> {i})::int"
         at = "(tr.state -> 't' ->> " + pos + ")::float8"
@@ -264,13 +268,15 @@ def _step_times_sql(dialect: str, traces: str, depth: int, by_version: bool) -> 
     columns = ", ".join(f"{at.format(i=i)} AS t{i}" for i in range(depth))
     where = " AND tr.chatbot_id = :chatbot_id AND tr.started_at >= :start AND tr.started_at < :end"
     per = f"WITH per AS {materialized}(SELECT {columns} FROM {source}{where}"
-    per += f"{version if by_version else ''})"
+    per += version if by_version else ""
+    per += " ORDER BY tr.started_at DESC LIMIT :sample)" if sample else ")"
     diffs = [f"t{i}" + (f" - t{i - 1}" if i else "") for i in range(depth)]
     if dialect != "postgresql":
         # SQLite: a bounded sort per step (LIMIT/OFFSET) beats a window over every step
         return per + " UNION ALL ".join(
             f"SELECT {i}, (SELECT {d} AS ms FROM per WHERE t{i} IS NOT NULL ORDER BY ms"
-            f" LIMIT 1 OFFSET (SELECT (count(t{i}) - 1) / 2 FROM per))"
+            f" LIMIT 1 OFFSET (SELECT (count(t{i}) - 1) / 2 FROM per)),"
+            f" (SELECT count(t{i}) FROM per)"
             for i, d in enumerate(diffs)
         )
     times = " UNION ALL ".join(
@@ -281,5 +287,5 @@ def _step_times_sql(dialect: str, traces: str, depth: int, by_version: bool) -> 
         f"{per}, times AS ({times}), ranked AS ("
         "SELECT step, ms, row_number() OVER (PARTITION BY step ORDER BY ms) AS r,"
         " count(*) OVER (PARTITION BY step) AS n FROM times) "
-        "SELECT step, ms FROM ranked WHERE r = (n + 1) / 2"
+        "SELECT step, ms, n FROM ranked WHERE r = (n + 1) / 2"
     )

@@ -22,6 +22,19 @@ from sessiontrack.analytics._sketch import bin_of, value_of
 
 from .scenario import CHATBOT, Registration, Report
 
+HISTOGRAM_EDGES = [10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400, None]
+
+
+def histogram(durations_ms: Iterable[float]) -> list[dict[str, Any]]:
+    """Ended sessions per duration bucket (``le`` seconds, of the sketched duration)."""
+    counts = dict.fromkeys(HISTOGRAM_EDGES, 0)
+    for ms in durations_ms:
+        seconds = value_of(bin_of(ms)) / 1000
+        le = next(e for e in HISTOGRAM_EDGES if e is None or seconds <= e)
+        counts[le] += 1
+    return [{"le": le, "sessions": n} for le, n in counts.items()]
+
+
 GRACE = timedelta(seconds=10)
 TERMINAL = ("completed", "expired", "stopped")
 ACTIVE = ("running", "waiting_input", "waiting_flow")
@@ -315,6 +328,7 @@ class Oracle:
                 "p50": _secs(sketched(durations, "0.5")),
                 "p90": _secs(sketched(durations, "0.9")),
                 "p99": _secs(sketched(durations, "0.99")),
+                "histogram": histogram(durations),
             },
             "messages": {
                 "mean": sum(messages) / n_ended if n_ended else None,
@@ -440,7 +454,10 @@ class Oracle:
                     "sessions": len(gaps),
                     "conversion": _ratio(len(gaps), before),
                     "overall": _ratio(len(gaps), len(ss)),
-                    "timeFromPrevious": {"p50": _secs(sketched(gaps, "0.5"))},
+                    "timeFromPrevious": {
+                        "p50": _secs(sketched(gaps, "0.5")),
+                        "sessions": len(gaps),
+                    },
                 }
             )
             before = len(gaps)
