@@ -251,8 +251,17 @@ _FLAGS = {
 
 
 def _analytics_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
-    group = sub.add_parser("analytics", help="flow analytics: export reports")
+    group = sub.add_parser("analytics", help="flow analytics: rebuild the rollups, export reports")
     commands = group.add_subparsers(dest="analytics_command", required=True)
+    r = commands.add_parser(
+        "rebuild",
+        help="rebuild the analytics rollups from the event log",
+        description="Delete the analytics rollups and replay the whole event log into "
+        "them, in one transaction: writers wait until it commits.",
+    )
+    common(r)
+    r.add_argument("--quiet", action="store_true", help="no progress line")
+    r.set_defaults(run=_rebuild_cmd)
     e = commands.add_parser(
         "export",
         help="write one analytics report as CSV or JSON",
@@ -301,18 +310,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(run=_purge_cmd)
 
-    a = sub.add_parser("analytics", help="flow analytics: rebuild the rollups")
-    asub = a.add_subparsers(dest="analytics_command", required=True)
-    r = asub.add_parser(
-        "rebuild",
-        help="rebuild the analytics rollups from the event log",
-        description="Delete the analytics rollups and replay the whole event log into "
-        "them, in one transaction: writers wait until it commits.",
-    )
-    common(r)
-    r.add_argument("--quiet", action="store_true", help="no progress line")
-    r.set_defaults(run=_rebuild_cmd)
-
     s = sub.add_parser(
         "serve",
         help="serve the REST API, live events and dashboard (uvicorn)",
@@ -335,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between checks for events other processes committed",
     )
     s.set_defaults(run=_serve_cmd)
-    _analytics_parsers(sub, common)
+    _analytics_parsers(sub, common)  # after serve: the help lists commands in this order
     return parser
 
 
