@@ -23,9 +23,9 @@ import asyncio
 import cProfile
 import io
 import json
+import logging
 import os
 import pstats
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -121,12 +121,12 @@ async def _write_meta(backend: str, spec: Spec, url: str, meta: dict[str, Any]) 
 
 
 async def _revision(url: str) -> str | None:
-    store = SQLAlchemyStore(url, prefix=PREFIX)
+    engine = create_async_engine(url)
     try:
-        async with store.engine.connect() as conn:
+        async with engine.connect() as conn:
             return await conn.run_sync(_migrate.current, PREFIX)
     finally:
-        await store.engine.dispose()
+        await engine.dispose()
 
 
 async def _count(url: str, table: str) -> int:
@@ -166,35 +166,60 @@ async def time_migration(url: str, *, again: bool) -> float | None:
     ``again``: first downgrade to the revision before analytics (0004), then upgrade."""
     rev = await _revision(url)
     if again and rev is not None and rev > "0004":
-        store = SQLAlchemyStore(url, prefix=PREFIX)
-        try:
-            from alembic import command
+        from alembic import command
 
-            async with store.engine.begin() as conn:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as conn:
                 await conn.run_sync(
                     lambda c: command.downgrade(_migrate._config(c, PREFIX), "0004")
                 )
         finally:
-            await store.engine.dispose()
+            await engine.dispose()
         rev = "0004"
     if rev == _migrate.HEAD:
         return None
     print(f"  upgrading the tables from revision {rev} to {_migrate.HEAD} ...", flush=True)
     t0 = time.perf_counter()
+
+    class Show(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            progress(f"{time.perf_counter() - t0:.0f} s: {record.getMessage()}")
+
+    log = logging.getLogger("sessiontrack.migrations")
+    handler, level = Show(), log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
     store = SQLAlchemyStore(url, prefix=PREFIX)
-    await store.open(migrate=True)
-    await store.close()
+    try:
+        await store.open(migrate=True)
+        await store.close()
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        progress_done()
     return time.perf_counter() - t0
 
 
-def time_rebuild(url: str) -> float:
-    """``sessiontrack analytics rebuild`` as a user runs it (its progress on stderr)."""
-    print("  sessiontrack analytics rebuild ...", flush=True)
+async def time_rebuild(url: str) -> float:
+    """What ``sessiontrack analytics rebuild`` runs (``analytics._rebuild.rebuild``: clear
+    and replay the whole log in one transaction), in this process, with its progress."""
+    from sessiontrack.analytics._rebuild import rebuild
+
+    print("  rebuilding the rollups from the log ...", flush=True)
+    store = SQLAlchemyStore(url, prefix=PREFIX)
+    await store.open(migrate=False)
     t0 = time.perf_counter()
-    cli = Path(sys.executable).with_name("sessiontrack")
-    subprocess.run(
-        [str(cli), "analytics", "rebuild", "--database-url", url, "--prefix", PREFIX], check=True
-    )
+
+    def show(done: int, total: int) -> None:
+        el = time.perf_counter() - t0
+        progress(f"rebuild: {done:,}/{total:,} events, {el:.0f} s, {done / max(el, 1e-9):,.0f}/s")
+
+    try:
+        await rebuild(store, progress=show)
+    finally:
+        progress_done()
+        await store.close()
     return time.perf_counter() - t0
 
 
@@ -214,7 +239,7 @@ async def ensure_rollups(
     if rebuilt:
         if traces < spec.sessions and not rebuild:
             print(f"  {max(traces, 0):,} traces for {spec.sessions:,} sessions", flush=True)
-        reb_s = time_rebuild(url)
+        reb_s = await time_rebuild(url)
         meta["rebuild_seconds"] = reb_s
         meta["rebuild_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         meta["rebuild_load_avg"] = os.getloadavg()[0]
@@ -257,10 +282,6 @@ def window(spec: Spec) -> tuple[str, str, datetime, datetime]:
     return start_day.isoformat(), end_day.isoformat(), lo, lo + timedelta(days=DAYS)
 
 
-def _naive(store: Any, value: datetime) -> Any:
-    return value.replace(tzinfo=None) if store.dialect == "sqlite" else value
-
-
 async def sql_summary(store: Any, bot: str, lo: datetime, hi: datetime) -> dict[str, Any]:
     """The baseline: the summary's counts and means by one plain aggregate over the
     chatbot's sessions in the range (index on (chatbot_id, started_at)); no percentiles,
@@ -284,8 +305,8 @@ async def sql_summary(store: Any, bot: str, lo: datetime, hi: datetime) -> dict[
         )
         .where(
             s.c.chatbot_id == bot,
-            s.c.started_at >= _naive(store, lo),
-            s.c.started_at < _naive(store, hi),
+            s.c.started_at >= lo,
+            s.c.started_at < hi,
         )
         .group_by(s.c.status)
     )
@@ -303,8 +324,8 @@ async def sql_nodes_from_events(store: Any, bot: str, lo: datetime, hi: datetime
         .select_from(e.join(s, s.c.id == e.c.session_id))
         .where(
             s.c.chatbot_id == bot,
-            s.c.started_at >= _naive(store, lo),
-            s.c.started_at < _naive(store, hi),
+            s.c.started_at >= lo,
+            s.c.started_at < hi,
             e.c.kind == "node_executed",
         )
         .group_by(e.c.node_id)
@@ -324,7 +345,7 @@ async def measure(
     out: dict[str, Any] = {}
     async with tracker:
         transport = httpx.ASGITransport(app=create_app(tracker), client=("127.0.0.1", 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             for bot in bots:
                 out[bot] = await measure_bot(
                     tracker, http, spec, bot, reps, naive_reps, profile_over
