@@ -3,10 +3,13 @@
 Many concurrent sessions are reported through ``pm.hook`` calls into a running Tracker, on
 SQLite (a file) and PostgreSQL, and measured until durable (``await tracker.flush()``).
 The same workload is written the naive way (one INSERT and COMMIT per event with
-SQLAlchemy) in the same run. See benchmarks/README.md and docs/benchmarks.md.
+SQLAlchemy) in the same run. Durable throughput is measured with the analytics rollups
+on (the default) and off, run after run alternately, and their ratio reported. See
+benchmarks/README.md and docs/benchmarks.md.
 
-    python benchmarks/bench_ingest.py                      # both backends, about 80 seconds
+    python benchmarks/bench_ingest.py                      # both backends, about 100 seconds
     python benchmarks/bench_ingest.py --backends sqlite --repeat 1
+    python benchmarks/bench_ingest.py --parts throughput --repeat 2   # on vs off only
 """
 
 from __future__ import annotations
@@ -329,12 +332,15 @@ async def hook_cost(url: str, calls: list[Call], chunk: int = 520) -> dict[str, 
     }
 
 
-async def throughput(url: str, calls: list[Call], high_water: int) -> dict[str, Any]:
+async def throughput(
+    url: str, calls: list[Call], high_water: int, *, analytics: bool = True
+) -> dict[str, Any]:
     """Report every call, yielding to the loop every 100 calls (as an engine serving many
     conversations does) and awaiting ``tracker.drain()`` there (back-pressure: it waits
     while more than ``high_water`` reports are buffered, until a quarter of that is left);
-    measured until the final ``flush()`` returns."""
-    tracker, pm = await new_tracker(url, high_water=high_water)
+    measured until the final ``flush()`` returns. ``analytics`` is the tracker's option:
+    keep the analytics rollups in each batch's transaction, or not."""
+    tracker, pm = await new_tracker(url, high_water=high_water, analytics=analytics)
     hooks = hooks_of(pm)
     stats = tracker.stats
     try:
@@ -359,6 +365,7 @@ async def throughput(url: str, calls: list[Call], high_water: int) -> dict[str, 
         "seconds": elapsed,
         "events_per_s": stored / elapsed,
         "batches": batches,
+        "analytics": analytics,
     }
 
 
@@ -473,49 +480,63 @@ async def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     # keep the garbage collector from scanning it again and again during the runs.
     gc.freeze()
     out: dict[str, Any] = {"reports": len(calls), "concurrency": args.concurrency}
+    parts = args.parts
     try:
-        costs = []
-        for r in range(args.repeat):
-            progress(f"hook-call cost, run {r + 1}/{args.repeat}")
-            cost_calls = list(workload(args.cost_sessions, 20, seed=100 + r))
-            costs.append(await hook_cost(fresh_url(backend, pg), cost_calls))
-        progress_done()
-        out["hook_cost_runs"] = costs
-        tp = []
-        for r in range(args.repeat):
-            progress(f"durable throughput, run {r + 1}/{args.repeat}: {len(calls):,} reports")
-            tp.append(await throughput(fresh_url(backend, pg), calls, args.high_water))
+        if "cost" in parts:
+            costs = []
+            for r in range(args.repeat):
+                progress(f"hook-call cost, run {r + 1}/{args.repeat}")
+                cost_calls = list(workload(args.cost_sessions, 20, seed=100 + r))
+                costs.append(await hook_cost(fresh_url(backend, pg), cost_calls))
             progress_done()
-            print(
-                f"  throughput run {r + 1}: {tp[-1]['events_per_s']:,.0f} events/s "
-                f"({tp[-1]['events']:,} in {tp[-1]['seconds']:.2f} s, "
-                f"{tp[-1]['batches']} batches)",
-                flush=True,
-            )
-        out["throughput_runs"] = tp
-        nv = []
-        for r in range(args.repeat):
-            progress(f"naive baseline, run {r + 1}/{args.repeat}")
-            nv.append(
-                await naive(
-                    fresh_url(backend, pg),
-                    calls[: args.naive_events],
-                    args.naive_workers,
-                    args.naive_budget,
+            out["hook_cost_runs"] = costs
+        if "throughput" in parts:
+            runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+            for r in range(args.repeat):
+                for analytics in (True, False) if r % 2 == 0 else (False, True):
+                    onoff = "on" if analytics else "off"
+                    progress(
+                        f"durable throughput, run {r + 1}/{args.repeat}, analytics {onoff}: "
+                        f"{len(calls):,} reports"
+                    )
+                    run = await throughput(
+                        fresh_url(backend, pg), calls, args.high_water, analytics=analytics
+                    )
+                    runs[analytics].append(run)
+                    progress_done()
+                    print(
+                        f"  throughput run {r + 1}, analytics {onoff}: "
+                        f"{run['events_per_s']:,.0f} events/s ({run['events']:,} in "
+                        f"{run['seconds']:.2f} s, {run['batches']} batches)",
+                        flush=True,
+                    )
+            out["throughput_runs"] = runs[True]
+            out["throughput_off_runs"] = runs[False]
+        if "naive" in parts:
+            nv = []
+            for r in range(args.repeat):
+                progress(f"naive baseline, run {r + 1}/{args.repeat}")
+                nv.append(
+                    await naive(
+                        fresh_url(backend, pg),
+                        calls[: args.naive_events],
+                        args.naive_workers,
+                        args.naive_budget,
+                    )
                 )
+                progress_done()
+                print(
+                    f"  naive run {r + 1}: {nv[-1]['events_per_s']:,.0f} events/s "
+                    f"({nv[-1]['events']:,} in {nv[-1]['seconds']:.2f} s)",
+                    flush=True,
+                )
+            out["naive_runs"] = nv
+        if "memory" in parts:
+            progress("memory under overload")
+            out["memory"] = await memory(
+                fresh_url(backend, pg), args.memory_sessions, args.memory_max_buffered
             )
             progress_done()
-            print(
-                f"  naive run {r + 1}: {nv[-1]['events_per_s']:,.0f} events/s "
-                f"({nv[-1]['events']:,} in {nv[-1]['seconds']:.2f} s)",
-                flush=True,
-            )
-        out["naive_runs"] = nv
-        progress("memory under overload")
-        out["memory"] = await memory(
-            fresh_url(backend, pg), args.memory_sessions, args.memory_max_buffered
-        )
-        progress_done()
     finally:
         await drop_tables(pg if backend == "postgresql" else "", PREFIX)
     summarize(backend, out)
@@ -523,56 +544,80 @@ async def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def summarize(backend: str, out: dict[str, Any]) -> None:
-    c = out["hook_cost_runs"]
-    tr_med = median([x["tracker_median_us"] for x in c])
-    tr_p99 = median([x["tracker_p99_us"] for x in c])
-    bare_med = median([x["bare_median_us"] for x in c])
-    bare_p99 = median([x["bare_p99_us"] for x in c])
-    ratio = median([x["tracker_median_us"] / x["bare_median_us"] for x in c])
-    eps = median([x["events_per_s"] for x in out["throughput_runs"]])
-    naive_eps = median([x["events_per_s"] for x in out["naive_runs"]])
-    m = out["memory"]
-    out["summary"] = {
-        "hook_median_us": tr_med,
-        "hook_p99_us": tr_p99,
-        "bare_median_us": bare_med,
-        "bare_p99_us": bare_p99,
-        "hook_vs_bare": ratio,
-        "events_per_s": eps,
-        "naive_events_per_s": naive_eps,
-        "vs_naive": eps / naive_eps,
-    }
-    print(f"\nresults on {backend} (medians of {len(c)} runs):")
-    print_table(
-        ["measure", "value", "target", "verdict"],
-        [
+    """Print (and add to ``out["summary"]``) the medians of the parts that ran."""
+    summary: dict[str, Any] = {}
+    rows: list[list[Any]] = []
+    c = out.get("hook_cost_runs")
+    if c:
+        tr_med = median([x["tracker_median_us"] for x in c])
+        tr_p99 = median([x["tracker_p99_us"] for x in c])
+        bare_med = median([x["bare_median_us"] for x in c])
+        bare_p99 = median([x["bare_p99_us"] for x in c])
+        ratio = median([x["tracker_median_us"] / x["bare_median_us"] for x in c])
+        summary.update(
+            hook_median_us=tr_med,
+            hook_p99_us=tr_p99,
+            bare_median_us=bare_med,
+            bare_p99_us=bare_p99,
+            hook_vs_bare=ratio,
+        )
+        rows += [
             ["hook call, tracker, median (µs)", tr_med, "≤ 5", verdict(tr_med, 5, at_most=True)],
             ["hook call, tracker, p99 (µs)", tr_p99, "-", ""],
             ["hook call, bare pluggy no-op, median (µs)", bare_med, "-", ""],
             ["hook call, bare pluggy no-op, p99 (µs)", bare_p99, "-", ""],
             ["tracker / bare (median)", ratio, "≤ 2", verdict(ratio, 2, at_most=True)],
-            ["durable events/s", eps, "≥ 50,000", verdict(eps, 50_000, at_most=False)],
-            ["naive events/s (INSERT+COMMIT each)", naive_eps, "-", ""],
+        ]
+    eps = None
+    if out.get("throughput_runs"):
+        eps = median([x["events_per_s"] for x in out["throughput_runs"]])
+        off = median([x["events_per_s"] for x in out["throughput_off_runs"]])
+        pairs = zip(out["throughput_runs"], out["throughput_off_runs"], strict=True)
+        on_off = median([a["events_per_s"] / b["events_per_s"] for a, b in pairs])
+        summary.update(events_per_s=eps, events_per_s_analytics_off=off, analytics_on_off=on_off)
+        rows += [
             [
-                "tracker / naive",
-                eps / naive_eps,
-                "≥ 30",
-                verdict(eps / naive_eps, 30, at_most=False),
+                "durable events/s, analytics on",
+                eps,
+                "≥ 50,000",
+                verdict(eps, 50_000, at_most=False),
             ],
-        ],
-    )
-    print(
-        "  per-hook median (µs): "
-        + ", ".join(f"{k} {v:.2f}" for k, v in c[len(c) // 2]["per_hook_median_us"].items())
-    )
-    pct = ", ".join(f"{k}% {v:.0f}" for k, v in m["rss_at_pct_mib"].items())
-    print(
-        f"  memory, overflow='drop', max_buffered={m['max_buffered']:,}: "
-        f"{m['reports']:,} reports, peak buffered {m['peak_buffered']:,}, "
-        f"dropped {m['dropped']:,}; RSS base {m['rss_base_mib']:.0f} MiB, "
-        f"peak {m['rss_peak_mib']:.0f} MiB, after {pct} MiB\n",
-        flush=True,
-    )
+            ["durable events/s, analytics off", off, "-", ""],
+            ["analytics on / off (median of pairs)", on_off, "-", ""],
+        ]
+    if out.get("naive_runs"):
+        naive_eps = median([x["events_per_s"] for x in out["naive_runs"]])
+        summary["naive_events_per_s"] = naive_eps
+        rows.append(["naive events/s (INSERT+COMMIT each)", naive_eps, "-", ""])
+        if eps is not None:
+            summary["vs_naive"] = eps / naive_eps
+            rows.append(
+                [
+                    "tracker / naive",
+                    eps / naive_eps,
+                    "≥ 30",
+                    verdict(eps / naive_eps, 30, at_most=False),
+                ]
+            )
+    out["summary"] = summary
+    runs = len(c or out.get("throughput_runs") or out.get("naive_runs") or [None])
+    print(f"\nresults on {backend} (medians of {runs} runs):")
+    print_table(["measure", "value", "target", "verdict"], rows)
+    if c:
+        print(
+            "  per-hook median (µs): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in c[len(c) // 2]["per_hook_median_us"].items())
+        )
+    m = out.get("memory")
+    if m:
+        pct = ", ".join(f"{k}% {v:.0f}" for k, v in m["rss_at_pct_mib"].items())
+        print(
+            f"  memory, overflow='drop', max_buffered={m['max_buffered']:,}: "
+            f"{m['reports']:,} reports, peak buffered {m['peak_buffered']:,}, "
+            f"dropped {m['dropped']:,}; RSS base {m['rss_base_mib']:.0f} MiB, "
+            f"peak {m['rss_peak_mib']:.0f} MiB, after {pct} MiB",
+        )
+    print(flush=True)
 
 
 async def main() -> None:
@@ -594,8 +639,14 @@ async def main() -> None:
     ap.add_argument("--naive-budget", type=float, default=15.0, help="seconds per naive run")
     ap.add_argument("--memory-sessions", type=int, default=30_000)
     ap.add_argument("--memory-max-buffered", type=int, default=20_000)
+    ap.add_argument(
+        "--parts",
+        default="cost,throughput,naive,memory",
+        help="what to measure, comma-separated (default: all of cost,throughput,naive,memory)",
+    )
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
+    args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     pg_version = await postgres_version(args.postgres_url) if "postgresql" in backends else None
     info = machine(pg_version)

@@ -66,6 +66,7 @@ class TrackerOptions(TypedDict, total=False):
     retry_initial: float
     retry_max: float
     max_committed_queue: int
+    analytics: bool
 
 
 class Tracker(ReportingHooks):
@@ -121,6 +122,11 @@ class Tracker(ReportingHooks):
         be committed and published.
     :param max_committed_queue: events waiting for ``sessiontrack_events_committed`` at the
         most; when full, the writer waits for the hook (see docs/durability.md).
+    :param analytics: keep the flow analytics rollups up to date as batches commit (in
+        the same transaction). ``False`` skips that work: ``tracker.analytics`` then
+        answers from what is already there, and ``sessiontrack analytics rebuild``
+        builds the rollups from the log later. With a :class:`~sessiontrack.abc.Store`
+        passed in, ``False`` sets the store's ``analytics`` attribute if it has one.
     """
 
     def __init__(
@@ -143,6 +149,7 @@ class Tracker(ReportingHooks):
         retry_initial: float = 0.05,
         retry_max: float = 5.0,
         max_committed_queue: int = DEFAULT_MAX_EVENTS,
+        analytics: bool = True,
     ) -> None:
         if overflow not in ("raise", "drop"):
             raise ValueError(f"overflow must be 'raise' or 'drop', got {overflow!r}")
@@ -168,8 +175,10 @@ class Tracker(ReportingHooks):
             raise ValueError(f"commit_delay must be from 0 to 1 second, got {commit_delay!r}")
         if isinstance(url_or_engine, Store):
             self.store: Store = url_or_engine
+            if not analytics and hasattr(url_or_engine, "analytics"):
+                url_or_engine.analytics = False
         else:
-            self.store = create_store(url_or_engine, prefix=prefix)
+            self.store = create_store(url_or_engine, prefix=prefix, analytics=analytics)
         self.stats = TrackerStats()
         self._idle_s = int(idle_timeout.total_seconds()) if idle_timeout is not None else None
         self._grace_s = completion_grace.total_seconds()

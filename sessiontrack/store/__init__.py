@@ -15,9 +15,11 @@ if TYPE_CHECKING:
     from ..abc import Store
 
 
-def create_store(url_or_engine: str | AsyncEngine, *, prefix: str = DEFAULT_PREFIX) -> Store:
+def create_store(
+    url_or_engine: str | AsyncEngine, *, prefix: str = DEFAULT_PREFIX, analytics: bool = True
+) -> Store:
     """The store for a database URL or an existing ``AsyncEngine`` (never disposed)."""
-    return SQLAlchemyStore(url_or_engine, prefix=prefix)
+    return SQLAlchemyStore(url_or_engine, prefix=prefix, analytics=analytics)
 
 
 __all__ = [

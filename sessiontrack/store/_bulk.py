@@ -31,8 +31,10 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..analytics._rollup import Rollup, Trace
 from ..events import StoredEvent
 from ._fold import MUTABLE_COLUMNS, SESSION_COLUMNS, SessionState
 from ._tables import Tables, UTCDateTime
@@ -48,6 +50,8 @@ EVENT_COLUMNS = (
     "message_id",
     "data",
 )
+AN_KEY = ("chatbot_id", "metric", "grain", "bucket", "version", "dim")
+TRACE_COLUMNS = ("session_id", "chatbot_id", "version", "started_at", "status", "path_key", "state")
 
 
 def utc_text(value: datetime | None) -> str | None:
@@ -137,6 +141,29 @@ class BulkWriter(ABC):
             f"INSERT INTO {self._q(e.name)} ({', '.join(map(self._q, EVENT_COLUMNS))}) "
             f"{self._source(e, EVENT_COLUMNS)}"
         )
+        self._an_counts_sql = self._add_sql(tables.an_counts, (*AN_KEY, "value"))
+        self._an_bins_sql = self._add_sql(tables.an_bins, (*AN_KEY, "bin", "n"))
+        pa = tables.an_paths
+        self._an_paths_sql = (
+            f"INSERT INTO {self._q(pa.name)} (chatbot_id, path_key, nodes) "
+            f"{self._source(pa, ('chatbot_id', 'path_key', 'nodes'))} "
+            "ON CONFLICT (chatbot_id, path_key) DO NOTHING"
+        )
+        tr = tables.an_traces
+        self._an_traces_sql = (
+            f"INSERT INTO {self._q(tr.name)} ({', '.join(TRACE_COLUMNS)}) "
+            f"{self._source(tr, TRACE_COLUMNS)} ON CONFLICT (session_id) DO UPDATE SET "
+            "status = excluded.status, path_key = excluded.path_key, state = excluded.state"
+        )
+
+    def _add_sql(self, table: sa.Table, columns: Sequence[str]) -> str:
+        """An upsert adding the last column's value to the row's (the rollups are sums)."""
+        key, value = ", ".join(columns[:-1]), columns[-1]
+        return (
+            f"INSERT INTO {self._q(table.name)} ({', '.join(columns)}) "
+            f"{self._source(table, columns)} ON CONFLICT ({key}) DO UPDATE SET "
+            f"{value} = {self._q(table.name)}.{value} + excluded.{value}"
+        )
 
     @abstractmethod
     def _source(self, table: sa.Table, columns: Sequence[str]) -> str:
@@ -189,6 +216,74 @@ class BulkWriter(ABC):
             )
             for e in events
         ]
+
+    # --- analytics rollups: the same statements for the writer (async) and a replay
+    # (a sync connection: the migration's, or the CLI's through run_sync)
+
+    @abstractmethod
+    def _params(self, rows: Sequence[Sequence[Any]]) -> Any:
+        """The parameters of a ``_source`` statement for ``rows``."""
+
+    def rollup_statements(self, rollup: Rollup) -> list[tuple[str, Any]]:
+        """The statements writing ``rollup``: count and bin deltas added to the rows,
+        the path keys inserted unless known, the changed traces upserted."""
+        out = []
+        counts = rollup.count_rows()
+        if counts:
+            out.append((self._an_counts_sql, self._params(counts)))
+        bins = rollup.bin_rows()
+        if bins:
+            out.append((self._an_bins_sql, self._params(bins)))
+        dumps = self.dumps
+        paths = [(cid, key, dumps(nodes)) for cid, key, nodes in rollup.path_rows()]
+        if paths:
+            out.append((self._an_paths_sql, self._params(paths)))
+        traces = rollup.changed()
+        if traces:
+            ts = self.ts
+            rows = [
+                (
+                    tr.session_id,
+                    tr.chatbot_id,
+                    tr.version,
+                    ts(tr.started_at),
+                    tr.status,
+                    tr.path_key,
+                    dumps(tr.state()),
+                )
+                for tr in traces
+            ]
+            out.append((self._an_traces_sql, self._params(rows)))
+        return out
+
+    @abstractmethod
+    def _traces_sql(self) -> str:
+        """The query of the traces of the session ids in its one parameter."""
+
+    @abstractmethod
+    def _traces_of(self, rows: Iterable[Sequence[Any]]) -> dict[str, Trace]:
+        """Traces by session id from the rows of :meth:`_traces_sql`."""
+
+    def load_traces_sync(self, conn: Connection, ids: Sequence[str]) -> dict[str, Trace]:
+        if not ids:
+            return {}
+        return self._traces_of(conn.exec_driver_sql(self._traces_sql(), self._ids(ids)).all())
+
+    def write_rollup_sync(self, conn: Connection, rollup: Rollup) -> None:
+        for sql, params in self.rollup_statements(rollup):
+            conn.exec_driver_sql(sql, params)
+
+    @abstractmethod
+    def _ids(self, ids: Sequence[str]) -> Any:
+        """The parameters of :meth:`_traces_sql` for ``ids``."""
+
+    @abstractmethod
+    async def load_traces(self, conn: AsyncConnection, ids: Sequence[str]) -> dict[str, Trace]:
+        """The analytics traces of these sessions (those that have one), by session id."""
+
+    @abstractmethod
+    async def write_rollup(self, conn: AsyncConnection, rollup: Rollup) -> None:
+        """Write :meth:`rollup_statements`."""
 
     @abstractmethod
     async def add_counts(
@@ -290,6 +385,37 @@ class SQLiteBulk(BulkWriter):
     ) -> None:
         await self._run(conn, self._counts_sql, dumps(deltas))
 
+    def _params(self, rows: Sequence[Sequence[Any]]) -> Any:
+        return (dumps(rows),)
+
+    def _ids(self, ids: Sequence[str]) -> Any:
+        return (dumps(list(ids)),)
+
+    def _traces_sql(self) -> str:
+        t = self.tables.an_traces
+        picks = ", ".join("json(state)" if c == "state" else c for c in TRACE_COLUMNS)
+        return (
+            f"SELECT json_group_array(json_array({picks})) FROM {self._q(t.name)} "
+            "WHERE session_id IN (SELECT value FROM json_each(?))"
+        )
+
+    def _traces_of(self, rows: Iterable[Sequence[Any]]) -> dict[str, Trace]:
+        out = {}
+        for (text,) in rows:
+            for sid, cid, version, started, status, key, state in orjson.loads(text or "[]"):
+                started_at = _utc_datetime(started)
+                out[sid] = Trace.from_row(sid, cid, version, started_at, status, key, state)
+        return out
+
+    async def load_traces(self, conn: AsyncConnection, ids: Sequence[str]) -> dict[str, Trace]:
+        if not ids:
+            return {}
+        return self._traces_of(await self._run(conn, self._traces_sql(), self._ids(ids)[0]))
+
+    async def write_rollup(self, conn: AsyncConnection, rollup: Rollup) -> None:
+        for sql, params in self.rollup_statements(rollup):
+            await self._run(conn, sql, params[0])
+
 
 class PostgresBulk(BulkWriter):
     """Events by binary COPY; session rows as one array a column through ``unnest``."""
@@ -357,6 +483,36 @@ class PostgresBulk(BulkWriter):
     ) -> None:
         columns = tuple(list(c) for c in zip(*deltas, strict=True))
         await conn.exec_driver_sql(self._counts_sql, columns)
+
+    def _params(self, rows: Sequence[Sequence[Any]]) -> Any:
+        return tuple(list(c) for c in zip(*rows, strict=True))
+
+    def _ids(self, ids: Sequence[str]) -> Any:
+        return (list(ids),)
+
+    def _traces_sql(self) -> str:
+        t = self.tables.an_traces
+        picks = ", ".join(
+            f"{c}::text" if c in ("state", "session_id") else c for c in TRACE_COLUMNS
+        )
+        return f"SELECT {picks} FROM {self._q(t.name)} WHERE session_id = ANY($1::uuid[])"
+
+    def _traces_of(self, rows: Iterable[Sequence[Any]]) -> dict[str, Trace]:
+        out = {}
+        for sid, cid, version, started_at, status, key, state in rows:
+            out[sid] = Trace.from_row(
+                sid, cid, version, started_at, status, key, orjson.loads(state)
+            )
+        return out
+
+    async def load_traces(self, conn: AsyncConnection, ids: Sequence[str]) -> dict[str, Trace]:
+        if not ids:
+            return {}
+        return self._traces_of(await self._fetch(conn, self._traces_sql(), list(ids)))
+
+    async def write_rollup(self, conn: AsyncConnection, rollup: Rollup) -> None:
+        for sql, params in self.rollup_statements(rollup):
+            await conn.exec_driver_sql(sql, params)
 
 
 def bulk_writer(tables: Tables, dialect: sa.Dialect) -> BulkWriter:

@@ -71,6 +71,10 @@ class Tables:
     events: sa.Table
     counts: sa.Table
     state: sa.Table
+    an_counts: sa.Table
+    an_bins: sa.Table
+    an_paths: sa.Table
+    an_traces: sa.Table
     prefix: str
 
     @property
@@ -181,4 +185,57 @@ def make_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
         sa.Column("key", sa.String(64), primary_key=True),
         sa.Column("value", sa.BigInteger(), nullable=False),
     )
-    return Tables(md, chatbots, flows, sessions, events, counts, state, prefix)
+    an = analytics_tables(md, p)
+    return Tables(md, chatbots, flows, sessions, events, counts, state, *an, prefix)
+
+
+def analytics_tables(md: sa.MetaData, p: str) -> tuple[sa.Table, sa.Table, sa.Table, sa.Table]:
+    """The analytics rollups (migration 0005 creates them): additive counts and sketch
+    bins per (chatbot, metric, grain, bucket, version, dim), the path dictionary, and
+    each session's analytics state. See ``sessiontrack/analytics/_rollup.py``."""
+
+    def key() -> list[sa.Column[Any]]:
+        return [
+            sa.Column("chatbot_id", sa.String(200), primary_key=True),
+            sa.Column("metric", sa.String(32), primary_key=True),
+            # 0: the UTC quarter-hour of the session's start, 1: its UTC day (epoch seconds)
+            sa.Column("grain", sa.SmallInteger(), primary_key=True, autoincrement=False),
+            sa.Column("bucket", sa.BigInteger(), primary_key=True, autoincrement=False),
+            sa.Column("version", sa.String(64), primary_key=True),
+            sa.Column("dim", sa.Text(), primary_key=True),
+        ]
+
+    counts = sa.Table(
+        f"{p}an_counts",
+        md,
+        *key(),
+        sa.Column("value", sa.Float(), nullable=False),
+    )
+    bins = sa.Table(
+        f"{p}an_bins",
+        md,
+        *key(),
+        sa.Column("bin", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("n", sa.BigInteger(), nullable=False),
+    )
+    paths = sa.Table(
+        f"{p}an_paths",
+        md,
+        sa.Column("chatbot_id", sa.String(200), primary_key=True),
+        sa.Column("path_key", sa.String(32), primary_key=True),
+        sa.Column("nodes", json_type(), nullable=False),
+    )
+    traces = sa.Table(
+        f"{p}an_traces",
+        md,
+        sa.Column("session_id", id_type(), primary_key=True),
+        sa.Column("chatbot_id", sa.String(200), nullable=False),
+        sa.Column("version", sa.String(64), nullable=False),
+        sa.Column("started_at", UTCDateTime(), nullable=False),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("path_key", sa.String(32), nullable=False),
+        sa.Column("state", json_type(), nullable=False),
+        sa.Index(f"ix_{p}an_traces_path", "chatbot_id", "path_key", "started_at"),
+        sa.Index(f"ix_{p}an_traces_started", "chatbot_id", "started_at"),
+    )
+    return counts, bins, paths, traces

@@ -16,9 +16,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ..abc import BatchAttempt, Store
+from ..analytics._rollup import Rollup
 from ..errors import SchemaOutdated
 from ..events import StoredEvent
 from . import _graph, _migrate, _watch
+from ._analytics_reads import AnalyticsReads
 from ._bulk import BulkWriter, bulk_writer
 from ._errors import is_transient
 from ._fold import (
@@ -59,17 +61,27 @@ def mask_url(url: str | sa.URL) -> str:
     return sa.make_url(url).render_as_string(hide_password=True)
 
 
-class SQLAlchemyStore(ReadQueries, Store):
+class SQLAlchemyStore(ReadQueries, AnalyticsReads, Store):
     """Stores events and the session projection with SQLAlchemy's async engine.
 
     :param url_or_engine: a database URL (``sqlite+aiosqlite:///file.db``,
         ``postgresql+asyncpg://user@host/db``) or an existing :class:`AsyncEngine`, which the
         store uses but never disposes.
     :param prefix: the prefix of every table and index name.
+    :param analytics: keep the analytics rollups in each batch's transaction (default);
+        ``False`` skips them (the ``an_*`` tables stay as they are; ``sessiontrack
+        analytics rebuild`` builds them from the log later). Settable as an attribute.
     """
 
-    def __init__(self, url_or_engine: str | AsyncEngine, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self,
+        url_or_engine: str | AsyncEngine,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        analytics: bool = True,
+    ) -> None:
         self.tables = make_tables(prefix)
+        self.analytics = analytics
         self._own_engine = not isinstance(url_or_engine, AsyncEngine)
         self._url = normalize_url(url_or_engine) if isinstance(url_or_engine, str) else None
         self._engine: AsyncEngine | None = None if self._own_engine else url_or_engine  # type: ignore[assignment]
@@ -165,7 +177,8 @@ class SQLAlchemyStore(ReadQueries, Store):
         lock on SQLite), so batches from several processes commit one after another and
         sequence numbers grow in commit order: a reader that has seen seq N never later
         finds a smaller one appear. With ``attempt``, the ``state`` row
-        ``batch:<writer id>`` takes the attempt's number in the same transaction.
+        ``batch:<writer id>`` takes the attempt's number in the same transaction. With
+        :attr:`analytics`, the batch's events update the rollups in it too.
         """
         t = self.tables
         async with self.engine.begin() as conn:
@@ -192,6 +205,8 @@ class SQLAlchemyStore(ReadQueries, Store):
             await self._lookup_plans(conn, False)
             res = await self._fold_and_append(conn, folder, reports)
             await self._write(conn, res)
+            if self.analytics and res.events:
+                await self._rollup(conn, res.events)
             if res.events:
                 await conn.execute(
                     t.state.update().where(t.state.c.key == "last_seq").values(value=res.last_seq)
@@ -373,6 +388,16 @@ class SQLAlchemyStore(ReadQueries, Store):
         if deltas:
             await self._bulk.add_counts(conn, deltas)
 
+    async def _rollup(self, conn: AsyncConnection, events: Sequence[StoredEvent]) -> None:
+        """Fold the batch's events into the analytics rollups: one query loads the traces
+        of the sessions it did not start, a few statements write the deltas."""
+        started = {e.session_id for e in events if e.kind == "session_started"}
+        ids = {e.session_id for e in events} - started
+        traces = await self._bulk.load_traces(conn, list(ids))
+        rollup = Rollup(traces)
+        rollup.add(events)
+        await self._bulk.write_rollup(conn, rollup)
+
     async def _add_edges(self, conn: AsyncConnection, res: FoldResult) -> None:
         """Add the batch's observed edges to the stored graphs, in place: read, union,
         write, under the batch's write lock (so processes adding edges to one graph take
@@ -470,7 +495,8 @@ class SQLAlchemyStore(ReadQueries, Store):
         batch_size: int = 1000,
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Delete terminal sessions completed before ``cutoff`` with their events.
+        """Delete terminal sessions completed before ``cutoff`` with their events and
+        analytics traces (the analytics rollups keep counting them).
 
         Works in batches of ``batch_size`` sessions, one transaction each, so a long purge
         never holds the write lock for long; ``progress`` gets the running total.
@@ -493,6 +519,9 @@ class SQLAlchemyStore(ReadQueries, Store):
                 ids = [r.id for r in rows]
                 await conn.execute(e.delete().where(e.c.session_id.in_(ids)))
                 await conn.execute(s.delete().where(s.c.id.in_(ids)))
+                # the rollups keep counting them: they are figures of the past
+                tr = t.an_traces
+                await conn.execute(tr.delete().where(tr.c.session_id.in_(ids)))
                 deltas: dict[tuple[str, str], int] = {}
                 for r in rows:
                     deltas[(r.chatbot_id, r.status)] = deltas.get((r.chatbot_id, r.status), 0) - 1
