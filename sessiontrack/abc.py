@@ -290,7 +290,8 @@ class Store(metaclass=ABCMeta):
         start: datetime,
         end: datetime,
         positions: Mapping[str, Sequence[int]],
-    ) -> list[float | None]:
+        sample: int | None = None,
+    ) -> list[tuple[float | None, int]]:
         """Median times between funnel steps, from the per-session traces.
 
         ``positions`` maps a path key to the indexes (in its path) of the executions
@@ -298,7 +299,9 @@ class Store(metaclass=ABCMeta):
         ``[start, end)`` whose current path key is one of them, step ``i``'s time is
         ``t[pos_i] - t[pos_(i-1)]`` ms (step 1: ``t[pos_1]``, from the session's start);
         the answer lists, per step, the nearest-rank median of those times (the
-        ``ceil(n/2)``-th smallest, exact, in ms), ``None`` when no session reached it."""
+        ``ceil(n/2)``-th smallest, exact, in ms; ``None`` when no session reached it) and
+        how many sessions it is the median of. With ``sample``, only the ``sample``
+        sessions started last (of those on the matched paths) are read."""
 
 
 class Subscription(metaclass=ABCMeta):

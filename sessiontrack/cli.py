@@ -251,8 +251,17 @@ _FLAGS = {
 
 
 def _analytics_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
-    group = sub.add_parser("analytics", help="flow analytics: export reports")
+    group = sub.add_parser("analytics", help="flow analytics: export reports, rebuild rollups")
     commands = group.add_subparsers(dest="analytics_command", required=True)
+    r = commands.add_parser(
+        "rebuild",
+        help="rebuild the analytics rollups from the event log",
+        description="Delete the analytics rollups and replay the whole event log into "
+        "them, in one transaction: writers wait until it commits.",
+    )
+    common(r)
+    r.add_argument("--quiet", action="store_true", help="no progress line")
+    r.set_defaults(run=_rebuild_cmd)
     e = commands.add_parser(
         "export",
         help="write one analytics report as CSV or JSON",
@@ -300,18 +309,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(run=_purge_cmd)
-
-    a = sub.add_parser("analytics", help="flow analytics: rebuild the rollups")
-    asub = a.add_subparsers(dest="analytics_command", required=True)
-    r = asub.add_parser(
-        "rebuild",
-        help="rebuild the analytics rollups from the event log",
-        description="Delete the analytics rollups and replay the whole event log into "
-        "them, in one transaction: writers wait until it commits.",
-    )
-    common(r)
-    r.add_argument("--quiet", action="store_true", help="no progress line")
-    r.set_defaults(run=_rebuild_cmd)
 
     s = sub.add_parser(
         "serve",

@@ -28,6 +28,7 @@ from web_helpers.live import settle
 
 import sessiontrack
 from sessiontrack.analytics import _csv
+from sessiontrack.analytics._rollup import MAX_PATH
 from sessiontrack.analytics._service import Analytics
 from sessiontrack.cli import main
 from sessiontrack.web import create_app, schemas
@@ -605,3 +606,22 @@ def _as_named(name: str | bytes) -> str:
     raw = name if isinstance(name, bytes) else name.encode("utf-8", "surrogatepass")
     text = raw.decode("utf-8", "surrogateescape")
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") or "request"
+
+
+async def test_a_path_of_max_path_nodes_also_finds_the_longer_paths_it_heads(
+    api: httpx.AsyncClient, engine: Engine, tracker: sessiontrack.Tracker
+) -> None:
+    """The paths report lists a truncated path by the nodes it kept: its link must find
+    the sessions whose path went on past them, as well as one that stopped right there."""
+    engine.register("bot-a", "Alpha")
+    nodes = [f"n{i}" for i in range(MAX_PATH)]
+    exact = run(engine, "bot-a", nodes, "completed")
+    longer = run(engine, "bot-a", [*nodes, "more", "still more"], "completed")
+    shorter = run(engine, "bot-a", nodes[:-1], "completed")
+    await settle(tracker)
+    assert await _listed(api, "/", chatbotId="bot-a", path=",".join(nodes)) == {exact, longer}
+    assert await _listed(api, "/", chatbotId="bot-a", path=",".join(nodes[:-1])) == {shorter}
+    r = await api.get(
+        "/", params={"chatbotId": "bot-a", "path": ",".join([*nodes, "more"])}, headers=bearer()
+    )
+    assert r.status_code == 400 and r.json()["detail"][0]["field"] == "path"

@@ -17,7 +17,15 @@ from alembic import command
 
 import sessiontrack
 from sessiontrack.analytics._rebuild import rebuild
-from sessiontrack.analytics._rollup import MAX_PATH, SEP, day_of, path_key, quarter_of
+from sessiontrack.analytics._rollup import (
+    _HANDLERS,
+    MAX_PATH,
+    SEP,
+    Rollup,
+    day_of,
+    path_key,
+    quarter_of,
+)
 from sessiontrack.analytics._sketch import ZERO_BIN, bin_of, percentile, value_of
 from sessiontrack.limits import TIME_MAX, TIME_MIN
 from sessiontrack.store import SQLAlchemyStore, _migrate
@@ -370,3 +378,25 @@ async def test_cli_rebuild_with_progress_on_stderr(database_url: str, prefix: st
     async with tracker_for(database_url, prefix) as tracker:
         assert isinstance(tracker.store, SQLAlchemyStore)
         assert_same(live, await dump(tracker.store))
+
+
+async def test_a_failing_rollup_costs_the_batch_only_its_rollups(
+    tracker: sessiontrack.Tracker,
+    pm: pluggy.PluginManager,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(self: Rollup, tr: Any, e: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(_HANDLERS, "node_executed", broken)
+    sid = start(pm, "bot", T0)
+    pm.hook.sessiontrack_node_executed(session_id=sid, node_id="a", at=T0)
+    await tracker.flush()
+    assert (await tracker.sessions.get(sid)).node_count == 1
+    assert "analytics rebuild" in caplog.text
+    assert isinstance(tracker.store, SQLAlchemyStore)
+    assert all(rows == [] for rows in (await dump(tracker.store)).values())
+    monkeypatch.undo()
+    await rebuild(tracker.store)
+    assert len((await dump(tracker.store))["an_traces"]) == 1

@@ -47,6 +47,7 @@ STEP_COLUMNS = (
     "conversion",
     "overall",
     "timeFromPrevious.p50",
+    "timeFromPrevious.sessions",
 )
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -86,9 +87,18 @@ def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def summary_csv(answer: Mapping[str, Any]) -> str:
     """``metric,value`` rows: every figure under its dotted name (``byStatus.completed``,
-    ``duration.p90``), the range first, and the daily series as ``daily.<date>.<field>``."""
+    ``duration.p90``), the range first, the duration histogram as
+    ``duration.histogram.<le>`` (``inf`` for the last bucket) and the daily series as
+    ``daily.<date>.<field>``."""
     figures = {k: v for k, v in answer.items() if k != "daily"}
+    duration = dict(figures.get("duration") or {})
+    histogram = duration.pop("histogram", [])
+    if "duration" in figures:
+        figures["duration"] = duration
     rows = [{"metric": k, "value": v} for k, v in flatten(figures).items()]
+    for bucket in histogram:
+        le = "inf" if bucket["le"] is None else bucket["le"]
+        rows.append({"metric": f"duration.histogram.{le}", "value": bucket["sessions"]})
     for day in answer.get("daily", []):
         for field, value in day.items():
             if field != "date":

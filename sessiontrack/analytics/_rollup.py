@@ -200,6 +200,7 @@ class Rollup:
         self.paths: dict[tuple[str, str], list[str]] = {}  # (chatbot_id, key) → nodes
         self.path_keys = {} if path_keys is None else path_keys
         self._before: dict[str, tuple[str, str | None, str, float | None] | None] = {}
+        self.failed = False  # set by a writer that skips the rollups of a failed fold
 
     # --- folding ---------------------------------------------------------------------
 
@@ -240,37 +241,42 @@ class Rollup:
         self.paths.setdefault((tr.chatbot_id, tr.path_key), [])
 
     def _node(self, tr: Trace, e: StoredEvent) -> None:
+        # the hot path: dict updates inlined
         d = e.data
-        node = str(d.get("node_id"))
+        node = d["node_id"]
         m = (e.at - tr.started_at) / _MS
         last = tr.last
         if tr.vo is not None and last is not None:
             self._close(tr, last, m)
         counts = self.counts
         cid, b, version = tr.chatbot_id, tr.bucket, tr.version
-        key = (cid, "node.visits", b, version, node)
+        key: CountKey = (cid, "node.visits", b, version, node)
         counts[key] = counts.get(key, 0) + 1
         if d.get("error") is not None:
-            self._count(tr, "node.errors", node, 1)
+            key = (cid, "node.errors", b, version, node)
+            counts[key] = counts.get(key, 0) + 1
         seen = tr.seen if tr.seen is not None else tr._seen()
         if node not in seen:
             seen.add(node)
-            self._count(tr, "node.sessions", node, 1)
+            key = (cid, "node.sessions", b, version, node)
+            counts[key] = counts.get(key, 0) + 1
         if last is not None:
             edges = tr.edges if tr.edges is not None else tr._edges()
             pair = (last, node)
             if pair not in edges:
                 edges.add(pair)
-                self._count(tr, "edge", last + SEP + node, 1)
+                key = (cid, "edge", b, version, last + SEP + node)
+                counts[key] = counts.get(key, 0) + 1
             onward = tr.onward if tr.onward is not None else tr._onward()
             if last not in onward:
                 onward.add(last)
-                self._count(tr, "node.onward", last, 1)
+                key = (cid, "node.onward", b, version, last)
+                counts[key] = counts.get(key, 0) + 1
         tr.last = node
         if not tr.x:
             self._grow(tr, node, m)
-        if tr.ended:  # a node of the grace window: a visit of no time, and one node more
-            self._bin(tr, "node.bot", node, ZERO_BIN)
+        if tr.status in TERMINAL_STATUSES:  # a node of the grace window: a visit of no
+            self._bin(tr, "node.bot", node, ZERO_BIN)  # time, and one node more
             self._count(tr, "ended_nodes", "", 1)
         else:
             tr.vo, tr.ws, tr.wm, tr.hw = m, None, 0.0, False
@@ -303,9 +309,14 @@ class Rollup:
         wait = tr.wm
         if tr.ws is not None:
             wait += max(0.0, m - tr.ws)
+        bins = self.bins
         if tr.hw:
-            self._bin(tr, "node.wait", node, bin_of(wait))
-        self._bin(tr, "node.bot", node, bin_of(max(0.0, m - tr.vo - wait)))
+            key = (tr.chatbot_id, "node.wait", tr.bucket, tr.version, node, bin_of(wait))
+            bins[key] = bins.get(key, 0) + 1
+        bot = m - tr.vo - wait
+        b = bin_of(bot) if bot > 0.0 else ZERO_BIN
+        key = (tr.chatbot_id, "node.bot", tr.bucket, tr.version, node, b)
+        bins[key] = bins.get(key, 0) + 1
         tr.vo, tr.ws, tr.wm, tr.hw = None, None, 0.0, False
 
     def _message(self, tr: Trace, e: StoredEvent) -> None:

@@ -11,6 +11,7 @@ principal may not see (or that does not exist) raises
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -30,6 +31,12 @@ ALL = "all"
 MAX_DAYS = 400
 MAX_PATHS = 100
 MAX_STEPS = 20
+HISTOGRAM_EDGES = (10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+"""Upper bounds (seconds) of the duration histogram's buckets; a last one has no bound."""
+FUNNEL_TIME_SAMPLE = 5_000
+"""The funnel's step times are medians over the sessions started last, this many at the
+most, of those on the matched paths: reading a trace per session is the one cost that
+grows with the range (the step counts come from the rollups, for every session)."""
 SEP = "\x1f"
 _QUARTER = 900
 _DAY = 86400
@@ -202,6 +209,7 @@ class Analytics:
                 "p50": _seconds(_sketch.percentile(durations, 0.5)),
                 "p90": _seconds(_sketch.percentile(durations, 0.9)),
                 "p99": _seconds(_sketch.percentile(durations, 0.99)),
+                "histogram": _histogram(durations),
             },
             "messages": {
                 "mean": _ratio(sums["ended_messages"], ended),
@@ -387,13 +395,14 @@ class Analytics:
             start=scope.start,
             end=scope.end,
             positions=positions,
+            sample=FUNNEL_TIME_SAMPLE,
         )
-        medians += [None] * (len(wanted) - len(medians))
+        medians += [(None, 0)] * (len(wanted) - len(medians))
         labels = {str(n.get("id")): _label(n) for n in (await self._flow(scope))["nodes"]}
         out = []
         for i, node_id in enumerate(wanted):
             before = sessions if i == 0 else reached[i - 1]
-            ms = medians[i]
+            ms, timed = medians[i]
             out.append(
                 {
                     "nodeId": node_id,
@@ -401,7 +410,10 @@ class Analytics:
                     "sessions": reached[i],
                     "conversion": _ratio(reached[i], before),
                     "overall": _ratio(reached[i], sessions),
-                    "timeFromPrevious": {"p50": None if ms is None else _seconds(_quantized(ms))},
+                    "timeFromPrevious": {
+                        "p50": None if ms is None else _seconds(_quantized(ms)),
+                        "sessions": timed,
+                    },
                 }
             )
         return {**scope.head, "sessions": sessions, "steps": out}
@@ -651,3 +663,15 @@ def _day(d: date, counts: dict[str, int]) -> dict[str, Any]:
         "started": sum(counts.values()),
         **{s: counts.get(s, 0) for s in _ENDED},
     }
+
+
+def _histogram(bins: dict[int, int]) -> list[dict[str, Any]]:
+    """Ended sessions by duration: each bucket counts the sessions whose (sketched)
+    duration is at most ``le`` seconds and above the previous bucket's; ``le`` ``None``
+    is the last bucket, without a bound."""
+    counts = [0] * (len(HISTOGRAM_EDGES) + 1)
+    for b, n in bins.items():
+        seconds = _sketch.value_of(b) / 1000
+        counts[bisect.bisect_left(HISTOGRAM_EDGES, seconds)] += n
+    bounds: list[int | None] = [*HISTOGRAM_EDGES, None]
+    return [{"le": le, "sessions": n} for le, n in zip(bounds, counts, strict=True)]

@@ -9,13 +9,15 @@ grouped sums (a few hundred rows), never the rows it summed.
 from __future__ import annotations
 
 import itertools
+import json
 from abc import abstractmethod
-from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+
+from ._tables import UTCDateTime
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -217,40 +219,73 @@ class AnalyticsReads:
         start: datetime,
         end: datetime,
         positions: Mapping[str, Sequence[int]],
-    ) -> list[float | None]:
+        sample: int | None = None,
+    ) -> list[tuple[float | None, int]]:
         depth = max((len(p) for p in positions.values()), default=0)
         if depth == 0 or (versions is not None and not versions):
-            return [None] * depth
-        tr = self.tables.an_traces
-        # keys whose step i was matched at the same pair of positions share one scan
-        groups: dict[tuple[int, int | None, int], list[str]] = defaultdict(list)
-        for key, pos in positions.items():
-            for i, at in enumerate(pos):
-                groups[(i, pos[i - 1] if i else None, at)].append(key)
-        parts = []
-        for (step, before, at), keys in sorted(groups.items(), key=lambda g: g[0][:1]):
-            time = tr.c.state[("t", at)].as_float()
-            if before is not None:
-                time = time - tr.c.state[("t", before)].as_float()
-            where = [
-                tr.c.chatbot_id == chatbot_id,
-                _in(tr.c.path_key, keys),
-                tr.c.started_at >= start,
-                tr.c.started_at < end,
-            ]
-            if versions is not None:
-                where.append(_in(tr.c.version, versions))
-            parts.append(sa.select(sa.literal(step).label("step"), time.label("ms")).where(*where))
-        u = (parts[0] if len(parts) == 1 else sa.union_all(*parts)).subquery("times")
-        ranked = sa.select(
-            u.c.step,
-            u.c.ms,
-            sa.func.row_number().over(partition_by=u.c.step, order_by=u.c.ms).label("k"),
-            sa.func.count().over(partition_by=u.c.step).label("n"),
-        ).subquery("ranked")
-        q = sa.select(ranked.c.step, ranked.c.ms).where(ranked.c.k == (ranked.c.n + 1) // 2)
-        medians: list[float | None] = [None] * depth
+            return [(None, 0)] * depth
+        dialect = self.engine.dialect.name
+        traces = self.tables.an_traces.name
+        sql = _step_times_sql(dialect, traces, depth, versions is not None, sample is not None)
+        q = sa.text(sql).bindparams(
+            sa.bindparam("start", start, type_=UTCDateTime()),
+            sa.bindparam("end", end, type_=UTCDateTime()),
+        )
+        params: dict[str, Any] = {"chatbot_id": chatbot_id, "steps": json.dumps(positions)}
+        if versions is not None:
+            params["versions"] = json.dumps(sorted(versions))
+        if sample is not None:
+            params["sample"] = sample
+        medians: list[tuple[float | None, int]] = [(None, 0)] * depth
         async with self.engine.connect() as conn:
-            for step, ms in await conn.execute(q):
-                medians[int(step)] = float(ms)
+            for step, ms, n in await conn.execute(q, params):
+                medians[int(step)] = (None if ms is None else float(ms), int(n or 0))
         return medians
+
+
+def _step_times_sql(dialect: str, traces: str, depth: int, by_version: bool, sample: bool) -> str:
+    """The funnel's step times in one statement: one pass over the range's traces whose
+    path key is in ``:steps`` (a JSON object, key -> positions), the newest ``:sample``
+    of them with ``sample``, reading each trace's ``t`` at its key's positions in one row
+    (its JSON parsed once), then the nearest-rank median (the ``ceil(n/2)``-th smallest)
+    of each step's differences and how many there were."""
+    if dialect == "postgresql":
+        pos = "(m.m -> tr.path_key ->> {i})::int"
+        at = "(tr.state -> 't' ->> " + pos + ")::float8"
+        source = (
+            f'"{traces}" AS tr CROSS JOIN (SELECT CAST(:steps AS jsonb) AS m) AS m '
+            "WHERE m.m ? tr.path_key"
+        )
+        version = " AND tr.version IN (SELECT jsonb_array_elements_text(CAST(:versions AS jsonb)))"
+        materialized = "MATERIALIZED "
+    else:
+        pos = "json_extract(:steps, '$.\"' || tr.path_key || '\"[{i}]')"
+        at = "json_extract(tr.state, '$.t[' || " + pos + " || ']')"
+        known = "json_extract(:steps, '$.\"' || tr.path_key || '\"') IS NOT NULL"
+        source = f'"{traces}" AS tr WHERE {known}'
+        version = " AND tr.version IN (SELECT value FROM json_each(:versions))"
+        materialized = "MATERIALIZED "
+    columns = ", ".join(f"{at.format(i=i)} AS t{i}" for i in range(depth))
+    where = " AND tr.chatbot_id = :chatbot_id AND tr.started_at >= :start AND tr.started_at < :end"
+    per = f"WITH per AS {materialized}(SELECT {columns} FROM {source}{where}"
+    per += version if by_version else ""
+    per += " ORDER BY tr.started_at DESC LIMIT :sample)" if sample else ")"
+    diffs = [f"t{i}" + (f" - t{i - 1}" if i else "") for i in range(depth)]
+    if dialect != "postgresql":
+        # SQLite: a bounded sort per step (LIMIT/OFFSET) beats a window over every step
+        return per + " UNION ALL ".join(
+            f"SELECT {i}, (SELECT {d} AS ms FROM per WHERE t{i} IS NOT NULL ORDER BY ms"
+            f" LIMIT 1 OFFSET (SELECT (count(t{i}) - 1) / 2 FROM per)),"
+            f" (SELECT count(t{i}) FROM per)"
+            for i, d in enumerate(diffs)
+        )
+    times = " UNION ALL ".join(
+        f"SELECT {i} AS step, {d} AS ms FROM per WHERE t{i} IS NOT NULL"
+        for i, d in enumerate(diffs)
+    )
+    return (
+        f"{per}, times AS ({times}), ranked AS ("
+        "SELECT step, ms, row_number() OVER (PARTITION BY step ORDER BY ms) AS r,"
+        " count(*) OVER (PARTITION BY step) AS n FROM times) "
+        "SELECT step, ms, n FROM ranked WHERE r = (n + 1) / 2"
+    )

@@ -281,9 +281,13 @@ class BulkWriter(ABC):
     async def load_traces(self, conn: AsyncConnection, ids: Sequence[str]) -> dict[str, Trace]:
         """The analytics traces of these sessions (those that have one), by session id."""
 
-    @abstractmethod
     async def write_rollup(self, conn: AsyncConnection, rollup: Rollup) -> None:
         """Write :meth:`rollup_statements`."""
+        await self.run(conn, self.rollup_statements(rollup))
+
+    @abstractmethod
+    async def run(self, conn: AsyncConnection, statements: Sequence[tuple[str, Any]]) -> None:
+        """Run statements made by :meth:`rollup_statements`."""
 
     @abstractmethod
     async def add_counts(
@@ -412,8 +416,8 @@ class SQLiteBulk(BulkWriter):
             return {}
         return self._traces_of(await self._run(conn, self._traces_sql(), self._ids(ids)[0]))
 
-    async def write_rollup(self, conn: AsyncConnection, rollup: Rollup) -> None:
-        for sql, params in self.rollup_statements(rollup):
+    async def run(self, conn: AsyncConnection, statements: Sequence[tuple[str, Any]]) -> None:
+        for sql, params in statements:
             await self._run(conn, sql, params[0])
 
 
@@ -510,8 +514,8 @@ class PostgresBulk(BulkWriter):
             return {}
         return self._traces_of(await self._fetch(conn, self._traces_sql(), list(ids)))
 
-    async def write_rollup(self, conn: AsyncConnection, rollup: Rollup) -> None:
-        for sql, params in self.rollup_statements(rollup):
+    async def run(self, conn: AsyncConnection, statements: Sequence[tuple[str, Any]]) -> None:
+        for sql, params in statements:
             await conn.exec_driver_sql(sql, params)
 
 

@@ -56,6 +56,16 @@ def _attempt_key(writer_id: str) -> str:
     return f"batch:{writer_id}"
 
 
+def _rollup_failed(rollup: Rollup) -> None:
+    """A bug in the analytics fold must not cost the batch its events: log it, and let
+    the batch commit without its rollups (``sessiontrack analytics rebuild`` mends them)."""
+    rollup.failed = True
+    log.exception(
+        "sessiontrack: the analytics rollups of a batch failed and were skipped; "
+        "run 'sessiontrack analytics rebuild' to rebuild them from the log"
+    )
+
+
 def mask_url(url: str | sa.URL) -> str:
     """The URL with its password hidden, for logs and reprs."""
     return sa.make_url(url).render_as_string(hide_password=True)
@@ -87,6 +97,7 @@ class SQLAlchemyStore(ReadQueries, AnalyticsReads, Store):
         self._engine: AsyncEngine | None = None if self._own_engine else url_or_engine  # type: ignore[assignment]
         self._labels: dict[tuple[str, str | None], dict[str, str]] = {}
         self._bulk_writer: BulkWriter | None = None
+        self._path_keys: dict[tuple[str, str], str] = {}  # Rollup's memo, pure: kept
 
     def __repr__(self) -> str:
         url = self._url or (self._engine.url if self._engine else "?")
@@ -193,6 +204,10 @@ class SQLAlchemyStore(ReadQueries, AnalyticsReads, Store):
             ]
             known = await self._bulk.known_messages(conn, mids)
             await self._prefetch_labels(conn, sessions, chatbots)
+            rollup = None
+            if self.analytics:
+                traces = await self._bulk.load_traces(conn, list(sessions))
+                rollup = Rollup(traces, self._path_keys)
             folder = Folder(
                 sessions,
                 chatbots,
@@ -203,10 +218,8 @@ class SQLAlchemyStore(ReadQueries, AnalyticsReads, Store):
                 completion_grace_s=completion_grace_s,
             )
             await self._lookup_plans(conn, False)
-            res = await self._fold_and_append(conn, folder, reports)
-            await self._write(conn, res)
-            if self.analytics and res.events:
-                await self._rollup(conn, res.events)
+            res = await self._fold_and_append(conn, folder, reports, rollup)
+            await self._write(conn, res, rollup)
             if res.events:
                 await conn.execute(
                     t.state.update().where(t.state.c.key == "last_seq").values(value=res.last_seq)
@@ -258,10 +271,15 @@ class SQLAlchemyStore(ReadQueries, AnalyticsReads, Store):
             await conn.execute(st.delete().where(st.c.key == _attempt_key(writer_id)))
 
     async def _fold_and_append(
-        self, conn: AsyncConnection, folder: Folder, reports: Sequence[Report]
+        self,
+        conn: AsyncConnection,
+        folder: Folder,
+        reports: Sequence[Report],
+        rollup: Rollup | None = None,
     ) -> FoldResult:
         """Fold ``reports`` a chunk at a time, appending each chunk's events to the log
-        while the next chunk is folded: the database's work on the log (SQLite's thread,
+        while the next chunk is folded (and, with ``rollup``, the chunk's events folded
+        into the analytics rollups): the database's work on the log (SQLite's thread,
         PostgreSQL's server) overlaps the fold's Python work instead of following it."""
         res = folder.result
         pending: asyncio.Future[None] | None = None
@@ -273,13 +291,19 @@ class SQLAlchemyStore(ReadQueries, AnalyticsReads, Store):
                     await pending
                     pending = None
                 if len(res.events) > sent:
-                    pending = asyncio.ensure_future(self._bulk.events(conn, res.events[sent:]))
+                    chunk = res.events[sent:]
+                    pending = asyncio.ensure_future(self._bulk.events(conn, chunk))
                     sent = len(res.events)
                     await asyncio.sleep(0)  # the statement reaches the driver, then fold on
                     # aiosqlite's thread needs the GIL to start the statement, and would
                     # wait for it until the fold's switch interval (5 ms) ran out: yield it
                     # once here; SQLite releases it again for the statement's whole step
                     time.sleep(0)  # noqa: ASYNC251 (zero seconds: a GIL hand-over, no wait)
+                    if rollup is not None and not rollup.failed:
+                        try:
+                            rollup.add(chunk)
+                        except Exception:
+                            _rollup_failed(rollup)
             if pending is not None:
                 await pending
                 pending = None
@@ -342,7 +366,9 @@ class SQLAlchemyStore(ReadQueries, AnalyticsReads, Store):
     def _node_labels(self, chatbot_id: str, version: str | None) -> dict[str, str]:
         return self._labels.get((chatbot_id, version), {})
 
-    async def _write(self, conn: AsyncConnection, res: FoldResult) -> None:
+    async def _write(
+        self, conn: AsyncConnection, res: FoldResult, rollup: Rollup | None = None
+    ) -> None:
         t = self.tables
         for flow in res.flows:
             graph = flow["flow"]
@@ -382,21 +408,27 @@ class SQLAlchemyStore(ReadQueries, AnalyticsReads, Store):
             )
         if res.edges:
             await self._add_edges(conn, res)
+        pending = None
         if res.new_sessions or res.changed_sessions:
-            await self._bulk.sessions(conn, [*res.new_sessions, *res.changed_sessions])
+            rows = [*res.new_sessions, *res.changed_sessions]
+            pending = asyncio.ensure_future(self._bulk.sessions(conn, rows))
+        try:
+            statements = []
+            if rollup is not None and not rollup.failed and res.events:
+                if pending is not None:  # the statement runs while the rollups' rows are made
+                    await asyncio.sleep(0)
+                    time.sleep(0)  # noqa: ASYNC251 (a GIL hand-over, as in _fold_and_append)
+                try:
+                    statements = self._bulk.rollup_statements(rollup)
+                except Exception:
+                    _rollup_failed(rollup)
+        finally:
+            if pending is not None:
+                await pending
         deltas = [(cid, status, n) for (cid, status), n in res.count_deltas.items() if n]
         if deltas:
             await self._bulk.add_counts(conn, deltas)
-
-    async def _rollup(self, conn: AsyncConnection, events: Sequence[StoredEvent]) -> None:
-        """Fold the batch's events into the analytics rollups: one query loads the traces
-        of the sessions it did not start, a few statements write the deltas."""
-        started = {e.session_id for e in events if e.kind == "session_started"}
-        ids = {e.session_id for e in events} - started
-        traces = await self._bulk.load_traces(conn, list(ids))
-        rollup = Rollup(traces)
-        rollup.add(events)
-        await self._bulk.write_rollup(conn, rollup)
+        await self._bulk.run(conn, statements)
 
     async def _add_edges(self, conn: AsyncConnection, res: FoldResult) -> None:
         """Add the batch's observed edges to the stored graphs, in place: read, union,

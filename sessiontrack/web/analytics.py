@@ -36,10 +36,7 @@ def _filename(answer: dict[str, Any], report: str) -> str:
 
 
 def _service(tracker: Tracker) -> Analytics:
-    # ``tracker.analytics`` once the Tracker has that property (ISSUE12: the lead adds it
-    # at merge); until then the same service over the tracker's store.
-    found: Analytics | None = getattr(tracker, "analytics", None)
-    return found if found is not None else Analytics(tracker.store)
+    return tracker.analytics
 
 
 def _range(q: schemas.AnalyticsQuery) -> dict[str, Any]:

@@ -391,11 +391,17 @@ class _Range(_Answer):
     tz: str
 
 
+class HistogramBucket(_Answer):
+    le: int | None = Field(description="Upper bound in seconds; null for the last bucket")
+    sessions: int
+
+
 class Duration(_Answer):
     mean: Number
     p50: Number
     p90: Number
     p99: Number
+    histogram: list[HistogramBucket] = Field(description="Ended sessions by duration")
 
 
 class MessageFigures(_Answer):
@@ -497,13 +503,21 @@ class AnalyticsPaths(_Range):
     paths: list[PathFigures]
 
 
+class StepTime(_Answer):
+    p50: Number
+    sessions: int = Field(
+        description="Sessions the median is of: the newest 5,000 at the most (the step's "
+        "sessions count them all)"
+    )
+
+
 class StepFigures(_Answer):
     node_id: str
     label: str | None
     sessions: int
     conversion: Number
     overall: Number
-    time_from_previous: P50 = Field(description="Seconds")
+    time_from_previous: StepTime = Field(description="Seconds")
 
 
 class AnalyticsFunnel(_Range):
