@@ -430,11 +430,7 @@ async def measure_bot(
     profile_over: float,
 ) -> dict[str, Any]:
     start, end, lo, hi = window(spec)
-    an = getattr(tracker, "analytics", None)
-    if an is None:  # the property is not on main yet: the service on the tracker's store
-        from sessiontrack.analytics._service import Analytics
-
-        an = Analytics(tracker.store)
+    an = tracker.analytics
     common: dict[str, Any] = {"start_date": start, "end_date": end}
     calls: dict[str, Callable[[], Awaitable[Any]]] = {
         "summary": lambda: an.summary(bot, **common),
