@@ -21,6 +21,7 @@ import pluggy
 
 from ._intake import CLOSING, NOT_STARTED
 from .abc import Store
+from .analytics import Analytics
 from .errors import TrackerNotRunning
 from .models import Principal
 from .query import SessionQueries
@@ -64,6 +65,7 @@ class SyncTracker:
         self.plugin_manager: pluggy.PluginManager = self.tracker.plugin_manager
         self.hook = self.plugin_manager.hook
         self.sessions = SyncSessionQueries(self)
+        self.analytics = SyncAnalytics(self)
         self._shutdown_timeout = options.get("shutdown_timeout", 30.0)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -225,4 +227,31 @@ class SyncSessionQueries:
     chatbots = _blocking(SessionQueries.chatbots)
 
 
-__all__ = ["SyncSessionQueries", "SyncTracker"]
+def _blocking_analytics(
+    method: Callable[Concatenate[Analytics, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[SyncAnalytics, P], R]:
+    """A blocking twin of an :class:`Analytics` method: same arguments, same result."""
+
+    def call(self: SyncAnalytics, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        owner = self._owner
+        return owner.call(method(owner.tracker.analytics, *args, **kwargs))
+
+    functools.update_wrapper(call, method)
+    return call
+
+
+class SyncAnalytics:
+    """``SyncTracker.analytics``: every :class:`~sessiontrack.analytics.Analytics` method,
+    with the same arguments and results, as a blocking call."""
+
+    def __init__(self, owner: SyncTracker) -> None:
+        self._owner = owner
+
+    summary = _blocking_analytics(Analytics.summary)
+    nodes = _blocking_analytics(Analytics.nodes)
+    paths = _blocking_analytics(Analytics.paths)
+    funnel = _blocking_analytics(Analytics.funnel)
+    versions = _blocking_analytics(Analytics.versions)
+
+
+__all__ = ["SyncAnalytics", "SyncSessionQueries", "SyncTracker"]

@@ -9,7 +9,7 @@ backend today is :class:`sessiontrack.store.SQLAlchemyStore` (SQLite and Postgre
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +21,11 @@ if TYPE_CHECKING:  # type-only: importing the store package would import SQLAlch
     from .store._fold import FoldResult, Report
     from .store._reads import SessionFilter
 
-__all__ = ["BatchAttempt", "Feed", "Store", "Subscription"]
+__all__ = ["BatchAttempt", "Feed", "Span", "Store", "Subscription"]
+
+Span = tuple[int, int, int]
+"""``(grain, first_bucket, end_bucket)``: the rollup rows of one grain (0 quarter-hours,
+1 UTC days) whose bucket (epoch seconds) is in ``[first_bucket, end_bucket)``."""
 
 
 @dataclass
@@ -221,6 +225,83 @@ class Store(metaclass=ABCMeta):
     async def chatbots(self) -> list[dict[str, Any]]:
         """Every registered chatbot: ``{chatbot_id, name, current_version, updated_at}``,
         by name."""
+
+    # --- analytics (the rollups of sessiontrack.analytics; docs/analytics.md) -----------
+
+    @abstractmethod
+    async def flow_versions(self, chatbot_id: str) -> tuple[str, list[tuple[str, datetime]]] | None:
+        """The chatbot's current version and every registered ``(version, registered_at)``,
+        newest first; ``None`` when no chatbot has this id."""
+
+    @abstractmethod
+    async def flow_graphs(
+        self, chatbot_id: str, versions: Collection[str] | None
+    ) -> list[tuple[str, datetime, dict[str, Any]]]:
+        """``(version, registered_at, flow)`` of these registered versions (``None``:
+        all), newest first."""
+
+    @abstractmethod
+    async def analytics_counts(
+        self,
+        chatbot_id: str,
+        *,
+        metrics: Collection[str],
+        spans: Sequence[Span],
+        versions: Collection[str] | None,
+        dims: Collection[str] | None = None,
+        by_version: bool = False,
+        local_days: Sequence[tuple[int, int]] | None = None,
+        top: int | None = None,
+    ) -> list[tuple[str, str | None, str, int | None, float]]:
+        """Sums of the additive rollup ``an_counts`` over ``spans``, as rows
+        ``(metric, version, dim, day, value)`` in no particular order.
+
+        Only the rows of these ``metrics``, ``versions`` (``None``: every version) and
+        ``dims`` (``None``: every dim) are summed. ``version`` is ``None`` unless
+        ``by_version``. ``day`` is ``None`` unless ``local_days`` is given: then rows are
+        summed by local day, the number of days since 1970-01-01 of ``bucket + offset``,
+        where ``local_days`` lists ``(from_bucket, offset_seconds)`` in bucket order (the
+        first applies to every earlier bucket too). ``top`` (one metric only): just the
+        dims whose sum ranks within the ``top`` largest, ties included."""
+
+    @abstractmethod
+    async def analytics_bins(
+        self,
+        chatbot_id: str,
+        *,
+        metrics: Collection[str],
+        spans: Sequence[Span],
+        versions: Collection[str] | None,
+        dims: Collection[str] | None = None,
+    ) -> list[tuple[str, str, int, int]]:
+        """Sums of the sketch counts ``an_bins`` over ``spans`` as rows ``(metric, dim,
+        bin, n)``, filtered as in :meth:`analytics_counts`; rows with ``n`` 0 left out."""
+
+    @abstractmethod
+    async def analytics_paths(self, chatbot_id: str, keys: Collection[str]) -> dict[str, list[str]]:
+        """The node ids of each of these path keys (unknown keys are left out)."""
+
+    @abstractmethod
+    async def analytics_step_times(
+        self,
+        chatbot_id: str,
+        *,
+        versions: Collection[str] | None,
+        start: datetime,
+        end: datetime,
+        positions: Mapping[str, Sequence[int]],
+        sample: int | None = None,
+    ) -> list[tuple[float | None, int]]:
+        """Median times between funnel steps, from the per-session traces.
+
+        ``positions`` maps a path key to the indexes (in its path) of the executions
+        matched by steps 1, 2, ... (as many as it reached). For the sessions started in
+        ``[start, end)`` whose current path key is one of them, step ``i``'s time is
+        ``t[pos_i] - t[pos_(i-1)]`` ms (step 1: ``t[pos_1]``, from the session's start);
+        the answer lists, per step, the nearest-rank median of those times (the
+        ``ceil(n/2)``-th smallest, exact, in ms; ``None`` when no session reached it) and
+        how many sessions it is the median of. With ``sample``, only the ``sample``
+        sessions started last (of those on the matched paths) are read."""
 
 
 class Subscription(metaclass=ABCMeta):

@@ -1,9 +1,10 @@
-"""The ``sessiontrack`` command: migrate, purge, and serve (with the web extra)."""
+"""The ``sessiontrack`` command: migrate, purge, serve (with the web extra) and analytics."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import re
 import sqlite3
@@ -12,11 +13,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 import sqlalchemy as sa
 
-from .errors import SchemaOutdated
+from .errors import InvalidParameter, SchemaOutdated
 from .store import SQLAlchemyStore, _migrate, mask_url, normalize_url
 
 log = logging.getLogger("sessiontrack")
@@ -190,6 +192,99 @@ async def _serve_cmd(args: argparse.Namespace) -> None:
         await tracker.aclose()
 
 
+_REPORT_ONLY = {"steps": "funnel", "limit": "paths"}
+
+
+async def _export_cmd(args: argparse.Namespace) -> None:
+    from .analytics._csv import REPORTS
+    from .analytics._service import Analytics
+
+    for option, report in _REPORT_ONLY.items():
+        if getattr(args, option) is not None and args.report != report:
+            raise CommandError(f"--{option} applies to --report {report} only")
+    if args.report == "funnel" and not args.steps:
+        raise CommandError("--report funnel needs --steps (node ids, comma-separated)")
+    kwargs: dict[str, Any] = {
+        "version": args.version,
+        "start_date": args.start_date,
+        "end_date": args.end_date,
+        "tz": args.tz,
+    }
+    if args.steps is not None:
+        kwargs["steps"] = args.steps.split(",")
+    if args.limit is not None:
+        kwargs["limit"] = args.limit
+    store = await _open(args.database_url, args.prefix, migrate=False)
+    try:
+        report = getattr(Analytics(store), args.report)
+        try:
+            answer = await report(args.chatbot, **kwargs)
+        except InvalidParameter as exc:
+            raise CommandError(f"{_FLAGS.get(exc.field, exc.field)}: {exc.message}") from None
+        except LookupError:
+            raise CommandError(f"no chatbot {args.chatbot!r} in this database") from None
+    finally:
+        await store.close()
+    if args.format == "json":
+        text = json.dumps(answer, indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = REPORTS[args.report](answer)
+    if args.output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        await anyio.Path(args.output).write_text(text, encoding="utf-8", newline="")
+    except OSError as exc:
+        raise CommandError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+
+
+_FLAGS = {
+    "chatbotId": "--chatbot",
+    "version": "--version",
+    "startDate": "--start-date",
+    "endDate": "--end-date",
+    "tz": "--tz",
+    "steps": "--steps",
+    "limit": "--limit",
+}
+"""The flag for each field the analytics service may refuse."""
+
+
+def _analytics_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    group = sub.add_parser("analytics", help="flow analytics: export reports, rebuild rollups")
+    commands = group.add_subparsers(dest="analytics_command", required=True)
+    r = commands.add_parser(
+        "rebuild",
+        help="rebuild the analytics rollups from the event log",
+        description="Delete the analytics rollups and replay the whole event log into "
+        "them, in one transaction: writers wait until it commits.",
+    )
+    common(r)
+    r.add_argument("--quiet", action="store_true", help="no progress line")
+    r.set_defaults(run=_rebuild_cmd)
+    e = commands.add_parser(
+        "export",
+        help="write one analytics report as CSV or JSON",
+        description="Write a report of tracker.analytics (the figures of GET /analytics/*) "
+        "to a file or stdout.",
+    )
+    common(e)
+    e.add_argument("--chatbot", required=True, help="the chatbot id")
+    e.add_argument("--report", required=True, choices=REPORT_NAMES)
+    e.add_argument("--version", help="a flow version, or all (default: the current one)")
+    e.add_argument("--start-date", help="ISO date or datetime (default: 6 days before today)")
+    e.add_argument("--end-date", help="ISO date (inclusive) or datetime (default: today)")
+    e.add_argument("--tz", default="UTC", help="IANA time zone of the dates (default UTC)")
+    e.add_argument("--steps", help="funnel: node ids, comma-separated")
+    e.add_argument("--limit", type=int, help="paths: how many (1-100, default 20)")
+    e.add_argument("--format", choices=["csv", "json"], default="csv", help="default csv")
+    e.add_argument("--output", help="file to write (default: stdout)")
+    e.set_defaults(run=_export_cmd)
+
+
+REPORT_NAMES = ("summary", "nodes", "paths", "funnel")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sessiontrack", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -215,18 +310,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(run=_purge_cmd)
 
-    a = sub.add_parser("analytics", help="flow analytics: rebuild the rollups")
-    asub = a.add_subparsers(dest="analytics_command", required=True)
-    r = asub.add_parser(
-        "rebuild",
-        help="rebuild the analytics rollups from the event log",
-        description="Delete the analytics rollups and replay the whole event log into "
-        "them, in one transaction: writers wait until it commits.",
-    )
-    common(r)
-    r.add_argument("--quiet", action="store_true", help="no progress line")
-    r.set_defaults(run=_rebuild_cmd)
-
     s = sub.add_parser(
         "serve",
         help="serve the REST API, live events and dashboard (uvicorn)",
@@ -249,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between checks for events other processes committed",
     )
     s.set_defaults(run=_serve_cmd)
+    _analytics_parsers(sub, common)
     return parser
 
 

@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -64,6 +64,7 @@ class SessionQueries:
         limit: int = 20,
         offset: int = 0,
         cursor: str | None = None,
+        path: str | Sequence[str] | None = None,
         principal: Principal | None = None,
     ) -> Page[SessionSummary]:
         """A page of sessions, newest first by default.
@@ -74,6 +75,9 @@ class SessionQueries:
         (the name only, for a principal without ``can_see_pii``).
         ``cursor`` (the ``next_cursor`` of the previous page) continues with a keyset query
         whose cost does not grow with depth; it must be used with the same sort.
+        ``path`` (node ids, a list or comma-separated; needs ``chatbot_id``) keeps the
+        sessions whose current path through the flow is exactly that, as
+        ``tracker.analytics.paths`` lists them.
         """
         sort_col = SORT_FIELDS.get(sort_by) if isinstance(sort_by, str) else None
         if sort_col is None:
@@ -102,6 +106,7 @@ class SessionQueries:
             search_phones=principal is None or principal.can_see_pii,
             start=start_date,
             end=end_date,
+            path_keys=_path_keys(path, chatbot_id),
         )
         items, total, more = await self._store.list_sessions(
             f,
@@ -274,6 +279,32 @@ def _chatbots(chatbot_id: str | None, principal: Principal | None) -> frozenset[
     if chatbot_id:
         return frozenset({chatbot_id}) & allowed if allowed is not None else frozenset({chatbot_id})
     return allowed
+
+
+def _path_keys(path: str | Sequence[str] | None, chatbot_id: str | None) -> frozenset[str] | None:
+    """The ``an_traces.path_key`` values of a path: a path of exactly ``MAX_PATH`` nodes
+    may also be the kept head of a longer one (the paths report lists both alike)."""
+    if path is None:
+        return None
+    from .analytics._rollup import MAX_PATH, path_key
+
+    nodes = path.split(",") if isinstance(path, str) else path
+    if not chatbot_id:
+        raise InvalidParameter("path", "needs chatbotId: a path runs through one chatbot's flow")
+    if not isinstance(nodes, Sequence) or not nodes:
+        raise InvalidParameter("path", "must be one node id or more")
+    for node in nodes:
+        if not isinstance(node, str) or not node:
+            raise InvalidParameter("path", "must be node ids (non-empty text), comma-separated")
+        problem = unfit_text(node)
+        if problem:
+            raise InvalidParameter("path", problem)
+    if len(nodes) > MAX_PATH:
+        raise InvalidParameter("path", f"must have at most {MAX_PATH} node ids")
+    keys = {path_key(list(nodes))}
+    if len(nodes) == MAX_PATH:
+        keys.add(path_key(list(nodes), truncated=True))
+    return frozenset(keys)
 
 
 def _encode_cursor(last: SessionSummary, sort_col: str, order: str) -> str:

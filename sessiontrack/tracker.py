@@ -30,6 +30,7 @@ from ._stops import StopRequests
 from ._sweeper import Sweeper
 from ._writer import BatchWriter
 from .abc import Store, Subscription
+from .analytics._service import Analytics
 from .errors import TrackerNotRunning
 from .hookspecs import REQUIRED
 from .limits import CHATBOT_ID, CONVERSATION_ID
@@ -198,6 +199,7 @@ class Tracker(ReportingHooks):
         self._stack: AsyncExitStack | None = None
         self._feed = Feed(self.store)
         self._sessions = SessionQueries(self.store)
+        self._analytics = Analytics(self.store)
         if plugin_manager is None:
             plugin_manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         if not hasattr(plugin_manager.hook, "sessiontrack_session_started"):
@@ -340,6 +342,13 @@ class Tracker(ReportingHooks):
         ``stats``."""
         self._require_running()
         return self._sessions
+
+    @property
+    def analytics(self) -> Analytics:
+        """Flow analytics per flow version: ``summary``, ``nodes``, ``paths``, ``funnel``,
+        ``versions`` (see docs/analytics.md)."""
+        self._require_running()
+        return self._analytics
 
     @property
     def published_seq(self) -> int:

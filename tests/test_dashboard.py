@@ -12,11 +12,13 @@ was).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,7 @@ expect = playwright_api.expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.anyio]
 
+ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 HELPERS = Path(__file__).resolve().parent / "dashboard_helpers"
 AXE = HELPERS / "node_modules" / "axe-core" / "axe.min.js"
@@ -374,10 +377,109 @@ async def test_flow_without_positions_gets_a_layered_layout_and_pans_and_zooms(
     assert (round(x1 - x0), round(y1 - y0)) != (0, 0)
     await page.mouse.wheel(0, 400)
     await page.click("#flow-fit")
+    # Fit keeps the labels readable: the first node in view, the rest a pan away.
+    assert await page.locator("#flow-svg").evaluate(LABEL_PX) >= 9
+    assert await page.locator("#flow-svg").evaluate(NODE_ON_SCREEN, "b_start")
+    # Zoomed out on purpose, the whole graph is in view.
+    for _ in range(4):
+        await page.click("#flow-zoom-out")
     for node in await nodes.all():
         b = await node.bounding_box()
         assert box["x"] <= b["x"] and b["x"] + b["width"] <= box["x"] + box["width"]
         assert box["y"] <= b["y"] and b["y"] + b["height"] <= box["y"] + box["height"]
+
+
+FLOW_GEOMETRY = r"""svg => {
+    const boxes = [...svg.querySelectorAll('.node')].map(g => {
+        const m = g.transform.baseVal.consolidate().matrix;
+        const r = g.querySelector('.node-box');
+        return {id: g.dataset.nodeId, x: m.e, y: m.f, w: r.width.baseVal.value,
+                h: r.height.baseVal.value};
+    });
+    const byId = Object.fromEntries(boxes.map(b => [b.id, b]));
+    const back = [], crossings = [], ends = [];
+    for (const g of svg.querySelectorAll('.edge-g')) {
+        const s = byId[g.dataset.source], t = byId[g.dataset.target];
+        if (t.y + t.h / 2 > s.y + s.h / 2) continue;  // a forward edge
+        const name = `${s.id}>${t.id}`;
+        back.push(name);
+        const path = g.querySelector('.edge');
+        const length = path.getTotalLength();
+        for (let d = 0; d <= length; d += 2) {
+            const p = path.getPointAtLength(d);
+            for (const b of boxes) {
+                if (b === s || b === t) continue;
+                if (p.x > b.x + 1 && p.x < b.x + b.w - 1 && p.y > b.y + 1 && p.y < b.y + b.h - 1)
+                    crossings.push(`${name} crosses ${b.id}`);
+            }
+        }
+        // It ends on the target's outline, with an arrowhead.
+        const end = path.getPointAtLength(length);
+        const dx = Math.max(t.x - end.x, 0, end.x - t.x - t.w);
+        const dy = Math.max(t.y - end.y, 0, end.y - t.y - t.h);
+        const marker = (path.getAttribute('marker-end') || '').match(/url\(#(.+)\)/);
+        const head = !!(marker && document.getElementById(marker[1]));
+        ends.push([name, Math.hypot(dx, dy) <= 4, head]);
+    }
+    return {back, crossings: [...new Set(crossings)], ends};
+}"""
+
+NODE_ON_SCREEN = """(svg, id) => {
+    const s = svg.getBoundingClientRect();
+    const r = svg.querySelector(`.node[data-node-id='${id}'] .node-box`).getBoundingClientRect();
+    return r.width > 0 && s.left <= r.left && r.right <= s.right && s.top <= r.top
+        && r.bottom <= s.bottom;
+}"""
+
+LABEL_PX = """svg => Math.min(...[...svg.querySelectorAll('.node-label')].map(
+    e => parseFloat(getComputedStyle(e).fontSize) * e.getScreenCTM().a))"""
+
+
+async def test_flow_opens_with_its_first_node_and_routes_back_edges_round_the_nodes(
+    browser: Any, ui: str, base_url: str
+) -> None:
+    """The graph opens with its first node in view (and the current node when both fit);
+    edges back to an earlier node go round the layout, crossing no node, into their target
+    with an arrowhead; fit never zooms below readable labels."""
+    maria = await session_id(base_url, "Maria Garcia")
+    seed = await session_id(base_url, "Seed Customer 03")
+    cases = [
+        (f"#/sessions/{maria}", "start", "support_form", 4),
+        (f"#/sessions/{seed}", "start", None, 4),
+        ("#/?tab=completed&bot=billing", "b_start", None, 1),
+    ]
+    for viewport in (DESKTOP, PHONE):
+        for url, first, current, back_edges in cases:
+            page = await new_page(browser, viewport)
+            await page.goto(ui + url)
+            if "bot=billing" in url:
+                await page.click(f"{ROWS} .row-link >> nth=0")
+            svg = page.locator("#flow-svg")
+            await expect(svg.locator(".node").first).to_be_attached()
+            await page.wait_for_timeout(300)  # the first view is set on the next frame
+            where = (viewport["width"], url)
+            assert await svg.evaluate(NODE_ON_SCREEN, first), where
+            if current and viewport is DESKTOP:
+                assert await svg.evaluate(NODE_ON_SCREEN, current), where
+            assert await svg.evaluate(LABEL_PX) >= 9, where
+
+            geometry = await svg.evaluate(FLOW_GEOMETRY)
+            assert len(geometry["back"]) == back_edges, geometry
+            assert geometry["crossings"] == [], geometry["crossings"]
+            assert all(on and arrow for _, on, arrow in geometry["ends"]), geometry["ends"]
+
+            # Fit: all of it when it stays readable, else readable from the first node.
+            await page.click("#flow-fit")
+            assert await svg.evaluate(LABEL_PX) >= 9, where
+            assert await svg.evaluate(NODE_ON_SCREEN, first), where
+            # The reader can still zoom out past it, and the focus button comes back.
+            await page.click("#flow-zoom-out")
+            assert await svg.evaluate(LABEL_PX) < 9
+            if current:
+                await page.click("#flow-focus")
+                assert await svg.evaluate(NODE_ON_SCREEN, current), where
+            assert not page.errors
+            await page.context.close()
 
 
 async def test_long_conversation_loads_older_messages_on_scroll_up(
@@ -894,6 +996,124 @@ async def test_llm_and_tool_calls_show_in_the_list_and_the_detail_and_follow_liv
         await page.context.close()
 
 
+# --- what a new user reads: durations, times, toasts ---------------------------------------
+
+TOAST_OVERLAPS = """() => {
+    const cards = [...document.querySelectorAll('.stat, .total-item')];
+    const toasts = [...document.querySelectorAll('#toasts .toast')];
+    const overlap = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom
+        && b.top < a.bottom;
+    const name = e => e.id || e.dataset.total || e.textContent.trim().slice(0, 20);
+    const controls = [...document.querySelectorAll(
+        'main a, main button, main input, main select, .topbar a, #live')];
+    const hits = [], covered = [];
+    const bar = document.querySelector('.topbar').getBoundingClientRect();
+    let inBar = true;
+    for (const t of toasts) {
+        const r = t.getBoundingClientRect();
+        inBar &&= r.top >= bar.top && r.bottom <= bar.bottom;
+        for (const c of cards) if (overlap(r, c.getBoundingClientRect())) hits.push(name(c));
+        for (const c of controls) if (overlap(r, c.getBoundingClientRect())) covered.push(name(c));
+    }
+    return {cards: cards.length, toasts: toasts.length, hits, covered, inBar};
+}"""
+
+SHOW_TOASTS = """async () => {
+    const { toast } = await import(new URL('js/toast.js', location.href).href);
+    toast({kind: 'started', title: 'Somebody With A Long Name started a session',
+           text: 'Helpdesk', href: '#/'});
+    toast({kind: 'completed', title: 'Another Customer completed', text: 'done', href: '#/'});
+}"""
+
+
+async def test_toasts_cover_no_card(browser: Any, ui: str, base_url: str) -> None:
+    sid = await session_id(base_url, "Maria Garcia")
+    for viewport in (DESKTOP, PHONE):
+        page = await new_page(browser, viewport)
+        for url, cards in (
+            (ui + "#/?tab=all", "#stats .stat"),
+            (ui + f"#/sessions/{sid}", "#totals .total-item"),
+        ):
+            await page.goto(url)
+            await expect(page.locator(cards).first).to_be_visible()
+            await page.evaluate(SHOW_TOASTS)
+            await expect(page.locator("#toasts .toast").first).to_be_visible()
+            found = await page.evaluate(TOAST_OVERLAPS)
+            assert found["cards"] >= 3 and found["toasts"] >= 1, found
+            assert found["hits"] == [], (viewport, url, found)
+            if viewport is DESKTOP:  # in the top bar's free space: over no control either
+                assert found["inBar"] and found["covered"] == [], (url, found)
+        assert not page.errors
+        await page.context.close()
+
+
+async def test_durations_show_only_when_reported_and_times_show_seconds(
+    browser: Any, tracker: sessiontrack.Tracker, pm: pluggy.PluginManager
+) -> None:
+    """No duration reported: no duration shown (not "0 ms"); a reported 0 or a fraction of
+    a millisecond: "<1 ms". Started, Updated and Expires show seconds, so they differ."""
+    hook = pm.hook
+    hook.sessiontrack_flow_registered(chatbot_id="agent", name="Agent", flow=AGENT_FLOW)
+    sid = sessiontrack.new_session_id()
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=40)
+    hook.sessiontrack_session_started(
+        session_id=sid, chatbot_id="agent", contact={"name": "Tim Timer"}, at=t0
+    )
+    hook.sessiontrack_node_executed(session_id=sid, node_id="greet", at=t0 + timedelta(seconds=3))
+    for node, seconds, ms in (("classify", 5, 0.0), ("lookup", 7, 0.4), ("answer", 9, 1250.0)):
+        hook.sessiontrack_node_executed(
+            session_id=sid, node_id=node, at=t0 + timedelta(seconds=seconds), duration_ms=ms
+        )
+    await tracker.flush()
+
+    async with serve(host_app(create_app(tracker))) as base:
+        page = await new_page(browser)
+        await page.goto(f"{base}{PREFIX}/ui/#/?tab=all")
+        row = page.locator(f"{ROWS}[data-session-id='{sid}']")
+        started = row.locator("td[data-label=Started] time")
+        shown = await started.inner_text()
+        assert re.search(r"\d:\d\d:\d\d", shown), shown
+        await row.locator(".row-link").click()
+
+        steps = page.locator("#timeline li")
+        await expect(steps).to_have_count(4)
+        durations = await steps.evaluate_all(
+            "els => els.map(e => e.querySelector('.step-duration')?.textContent ?? null)"
+        )
+        assert durations == [None, " · <1 ms", " · <1 ms", " · 1.3 s"], durations
+        assert all("0 ms" not in t for t in await steps.all_inner_texts())
+        assert (await figures(page, "greet"))["stats"] == f"1{TIMES}"
+        assert (await figures(page, "classify"))["stats"] == f"1{TIMES} · <1 ms"
+        assert (await figures(page, "answer"))["stats"] == f"1{TIMES} · 1.3 s"
+
+        # Times with seconds, in the browser's zone: Started and Updated differ.
+        meta = page.locator("#metadata")
+        texts = {}
+        for label in ("Started", "Updated", "Expires"):
+            item = meta.locator(".meta-item", has=page.locator(f"dt:text-is('{label}')"))
+            element = item.locator("time")
+            text = await element.inner_text()
+            expected = await page.evaluate(
+                "iso => new Intl.DateTimeFormat(undefined, {year: 'numeric', month: 'short', "
+                "day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit'})"
+                ".format(new Date(iso))",
+                await element.get_attribute("datetime"),
+            )
+            assert text == expected and re.search(r"\d:\d\d:\d\d", text), (label, text)
+            texts[label] = text
+        assert len(set(texts.values())) == 3, texts
+
+        # Live: a node with no duration adds none.
+        hook.sessiontrack_node_executed(session_id=sid, node_id="handoff")
+        await expect(steps).to_have_count(5)
+        assert await steps.last.locator(".step-duration").count() == 0
+        await expect(
+            page.locator("#flow-svg .node[data-node-id='handoff'] .node-stats")
+        ).to_have_text(f"1{TIMES}")
+        assert not page.errors
+        await page.context.close()
+
+
 # --- an engine adapter's session ------------------------------------------------------------
 
 
@@ -994,3 +1214,211 @@ async def test_a_langgraph_session_shows_its_graph_tokens_and_tool_calls(
             await page.context.close()
     finally:
         adapter.close()
+
+
+# --- the flow as a heat map (FlowView.setHeat; the analytics page uses it) ------------------
+
+HEAT_FIXTURE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Heat map fixture</title>
+<link rel="stylesheet" href="app.css"></head>
+<body><main id="main"><h1>Heat map fixture</h1>
+<div id="host-a" class="panel" style="width: 820px"></div>
+<div id="host-b" class="panel" style="width: 420px"></div></main>
+<script type="module">
+import { FlowView, heatColor } from "./js/flow.js";
+Object.assign(window, { FlowView, heatColor, fixtureReady: true });
+</script></body></html>"""
+
+HEAT_FLOW: dict[str, Any] = {
+    "nodes": [
+        {"id": "start", "type": "start", "data": {"label": "Start"}},
+        {"id": "ask", "type": "question", "data": {"label": "Ask"}},
+        {"id": "answer", "type": "message", "data": {"label": "Answer"}},
+        {"id": "agent", "type": "handoff", "data": {"label": "Agent"}},
+        {"id": "gone", "type": "message", "data": {"label": "Removed later"}},
+    ],
+    "edges": [
+        {"id": "e1", "source": "start", "target": "ask"},
+        {"id": "e2", "source": "ask", "target": "answer"},
+        {"id": "e3", "source": "ask", "target": "agent"},
+        {"id": "e4", "source": "answer", "target": "ask"},
+        {"id": "e5", "source": "start", "target": "gone"},
+    ],
+}
+HEAT = {
+    "nodes": {
+        "start": {"level": 0, "text": "Start: 100 sessions, drop-off 0%"},
+        "ask": {"level": 0.25, "text": "Ask: 90 sessions, drop-off 25%"},
+        "answer": {"level": 1, "text": "Answer: 40 sessions, drop-off 100%"},
+        "agent": {"level": None, "text": "Agent: no sessions"},
+    },
+    "edges": {
+        "start\u0000ask": {"weight": 1, "text": "Start → Ask: 90 sessions (90%)"},
+        "ask\u0000answer": {"weight": 0.4, "text": "Ask → Answer: 40 sessions (44%)"},
+        "ask\u0000agent": {"weight": 0.05, "text": "Ask → Agent: 5 sessions (6%)"},
+        "answer\u0000ask": {"weight": 0.2, "text": "Answer → Ask: 20 sessions (50%)"},
+    },
+}
+
+
+async def heat_page(browser: Any, ui: str) -> Any:
+    """A page of the dashboard's origin with two FlowViews side by side (no session)."""
+    page = await new_page(browser)
+    url = ui + "__heat-fixture.html"
+    await page.route(url, lambda route: route.fulfill(body=HEAT_FIXTURE, content_type="text/html"))
+    await page.goto(url)
+    await page.wait_for_function("window.fixtureReady === true")
+    await page.evaluate(
+        """([flow, heat]) => {
+            window.activated = [];
+            window.views = {};
+            for (const [key, prefix] of [['a', 'heat-a'], ['b', 'heat-b']]) {
+                const view = new FlowView(flow, {
+                    idPrefix: prefix, onNodeActivate: (id) => activated.push(`${key}:${id}`) });
+                document.getElementById(`host-${key}`).append(view.el);
+                view.setHeat(heat);
+                views[key] = view;
+            }
+        }""",
+        [HEAT_FLOW, HEAT],
+    )
+    return page
+
+
+async def test_flow_heat_map_colours_nodes_sizes_edges_and_tells_on_hover_and_focus(
+    browser: Any, ui: str, axe_script: Path
+) -> None:
+    page = await heat_page(browser, ui)
+    svg = page.locator("#heat-a-svg")
+    await expect(svg).to_have_class(re.compile(r"\bheat\b"))
+
+    # Node fill by level, on the legend's scale; no data is grey and dashed.
+    fills = await svg.locator(".node").evaluate_all(
+        "els => Object.fromEntries(els.map(e => [e.dataset.nodeId, "
+        "getComputedStyle(e.querySelector('.node-box')).fill]))"
+    )
+    for node, level in (("start", 0), ("ask", 0.25), ("answer", 1)):
+        assert fills[node] == await page.evaluate("l => heatColor(l)", level), node
+    assert len({fills["start"], fills["ask"], fills["answer"]}) == 3
+    await expect(svg.locator(".node[data-node-id=agent]")).to_have_class(re.compile("heat-none"))
+    await expect(svg.locator(".node[data-node-id=gone]")).not_to_have_attribute("tabindex", "0")
+    legend = page.locator("#heat-a-heat-legend")
+    await expect(legend).to_be_visible()
+    await expect(legend).to_contain_text("Drop-off rate")
+    await expect(legend).to_contain_text("No data")
+    bar = await legend.locator(".heat-bar").evaluate("e => getComputedStyle(e).backgroundImage")
+    assert "linear-gradient" in bar
+
+    # Edge width by weight; each edge keeps an arrowhead of its own size.
+    widths = await svg.locator(".edge-g").evaluate_all(
+        "els => Object.fromEntries(els.map(e => [e.dataset.source + '>' + e.dataset.target, "
+        "parseFloat(getComputedStyle(e.querySelector('.edge')).strokeWidth)]))"
+    )
+    assert widths["start>ask"] > widths["ask>answer"] > widths["answer>ask"] > widths["ask>agent"]
+    assert widths["ask>agent"] >= 1.5
+    markers = await svg.locator(".edge-g.heat .edge").evaluate_all(
+        "els => els.map(e => e.getAttribute('marker-end'))"
+    )
+    assert len(set(markers)) == 4
+    for m in markers:
+        marker_id = m[len("url(#") : -1]
+        assert await page.locator(f"marker#{marker_id}").count() == 1
+
+    # Focusable, named by their text; the tooltip follows keyboard focus.
+    tip = page.locator("#heat-a-tooltip")
+    await expect(tip).to_be_hidden()
+    labels = await svg.locator("[tabindex='0']").evaluate_all(
+        "els => els.map(e => e.getAttribute('aria-label'))"
+    )
+    texts = [v["text"] for part in ("nodes", "edges") for v in HEAT[part].values()]
+    assert sorted(labels) == sorted(texts)
+    await svg.focus()
+    seen = []
+    for _ in range(len(texts)):
+        await page.keyboard.press("Tab")
+        label = await page.evaluate("document.activeElement.getAttribute('aria-label')")
+        await expect(tip).to_be_visible()
+        await expect(tip).to_have_text(label)
+        seen.append(label)
+    assert sorted(seen) == sorted(texts)
+    # A focused node or edge is shown with the tooltip inside the view.
+    tip_box = await tip.bounding_box()
+    host_box = await page.locator("#host-a .flow").bounding_box()
+    assert host_box["x"] <= tip_box["x"]
+    assert tip_box["x"] + tip_box["width"] <= host_box["x"] + host_box["width"]
+    await page.keyboard.press("Escape")
+    await expect(tip).to_be_hidden()
+
+    # Hover shows it too, and leaving hides it.
+    await svg.locator(".node[data-node-id=answer] .node-box").hover()
+    await expect(tip).to_have_text(HEAT["nodes"]["answer"]["text"])
+    await svg.locator(".edge-g[data-source=ask][data-target=agent] .edge-hit").hover()
+    await expect(tip).to_have_text(HEAT["edges"]["ask\u0000agent"]["text"])
+    await page.mouse.move(2, 2)
+    await expect(tip).to_be_hidden()
+
+    # A click (not a drag) or Enter on a node activates it, in its own view.
+    await page.locator("#heat-b-svg .node[data-node-id=ask] .node-box").click()
+    await page.keyboard.press("Enter")
+    assert await page.evaluate("activated") == ["b:ask", "b:ask"]
+    await expect(page.locator("#heat-b-svg .node[data-node-id=ask]")).to_have_attribute(
+        "role", "button"
+    )
+
+    # Two views on one page: no id twice; and the page passes the accessibility audit.
+    dupes = await page.evaluate(
+        "() => { const ids = [...document.querySelectorAll('[id]')].map(e => e.id); "
+        "return ids.filter((id, i) => ids.indexOf(id) !== i); }"
+    )
+    assert dupes == []
+    await page.add_script_tag(path=str(axe_script))
+    violations = await page.evaluate(
+        """async () => (await axe.run(document, {
+            runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'],
+            resultTypes: ['violations'],
+        })).violations.map(v => `${v.id}: ${v.help} (${v.nodes.map(
+            n => n.target.join(' ')).slice(0, 3).join(', ')})`)"""
+    )
+    assert violations == []
+
+    # The back edge (answer → ask) goes round the nodes, as in the plain graph; with every
+    # edge at full width (the example's flow, four back edges), its lanes stay apart.
+    geometry = await svg.evaluate(FLOW_GEOMETRY)
+    assert geometry["back"] == ["answer>ask"] and geometry["crossings"] == [], geometry
+    helpdesk_flow = json.loads((ROOT / "examples/helpdesk/flow.json").read_text())
+    lanes = await page.evaluate(
+        """flow => {
+            const heat = {nodes: {}, edges: {}};
+            for (const n of flow.nodes) heat.nodes[n.id] = {level: 0.5, text: n.id};
+            for (const e of flow.edges)
+                heat.edges[e.source + '\u0000' + e.target] = {weight: 1, text: e.id};
+            const view = new FlowView(flow, {idPrefix: 'heat-c'});
+            document.getElementById('host-b').replaceChildren(view.el);
+            view.setHeat(heat);
+            return [...view.svg.querySelectorAll('.edge-g.back-edge .edge')].map(p => {
+                const xs = [];
+                for (let d = 0; d <= p.getTotalLength(); d += 4) xs.push(p.getPointAtLength(d).x);
+                return [Math.min(...xs), Math.max(...xs), parseFloat(p.style.strokeWidth)];
+            });
+        }""",
+        helpdesk_flow,
+    )
+    assert len(lanes) == 4
+    width = max(w for _, _, w in lanes)
+    outer = sorted([lo for lo, _, _ in lanes] + [hi for _, hi, _ in lanes])
+    rights = sorted(hi for _, hi, _ in lanes if hi > outer[-1] - 200)
+    lefts = sorted(lo for lo, _, _ in lanes if lo < outer[0] + 200)
+    for side in (rights, lefts):
+        assert all(b - a >= width + 4 for a, b in pairwise(side)), (side, width)  # a gap
+    geometry = await page.locator("#heat-c-svg").evaluate(FLOW_GEOMETRY)
+    assert geometry["crossings"] == [], geometry["crossings"]
+
+    # null clears it: the plain graph again.
+    await page.evaluate("views.a.setHeat(null)")
+    await expect(svg).not_to_have_class(re.compile(r"\bheat\b"))
+    await expect(svg.locator("[tabindex='0']")).to_have_count(0)
+    await expect(legend).to_be_hidden()
+    assert await svg.locator(".node-box").evaluate_all("els => els.every(e => e.style.fill === '')")
+    assert await page.locator("#heat-a-svg marker.heat-marker").count() == 0
+    assert not page.errors
+    await page.context.close()

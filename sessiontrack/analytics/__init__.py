@@ -5,3 +5,9 @@ code :func:`rebuild` replays the whole log with); the read side sums them.
 """
 
 from __future__ import annotations
+
+from ._rebuild import rebuild
+from ._service import Analytics
+from ._sketch import ALPHA
+
+__all__ = ["ALPHA", "Analytics", "rebuild"]

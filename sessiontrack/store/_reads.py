@@ -40,10 +40,18 @@ class SessionFilter:
     search_phones: bool = True
     start: datetime | None = None
     end: datetime | None = None
+    path_keys: frozenset[str] | None = None
+    """Sessions whose current analytics path has one of these keys (``an_traces``)."""
 
     @property
     def countable_from_counters(self) -> bool:
-        return self.conversation_id is None and not self.search and not self.start and not self.end
+        return (
+            self.conversation_id is None
+            and not self.search
+            and not self.start
+            and not self.end
+            and self.path_keys is None
+        )
 
 
 _BROAD_SHARE = 0.05
@@ -221,6 +229,12 @@ class ReadQueries:
             w.append(s.c.started_at >= f.start)
         if f.end is not None:
             w.append(s.c.started_at <= f.end)
+        if f.path_keys is not None:
+            t = self.tables.an_traces
+            on_path = sa.select(t.c.session_id).where(t.c.path_key.in_(sorted(f.path_keys)))
+            if f.chatbot_ids is not None:  # the index leads with chatbot_id
+                on_path = on_path.where(t.c.chatbot_id.in_(sorted(f.chatbot_ids)))
+            w.append(s.c.id.in_(on_path))
         return w
 
     async def list_sessions(

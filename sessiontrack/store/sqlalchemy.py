@@ -20,6 +20,7 @@ from ..analytics._rollup import Rollup
 from ..errors import SchemaOutdated
 from ..events import StoredEvent
 from . import _graph, _migrate, _watch
+from ._analytics_reads import AnalyticsReads
 from ._bulk import BulkWriter, bulk_writer
 from ._errors import is_transient
 from ._fold import (
@@ -70,7 +71,7 @@ def mask_url(url: str | sa.URL) -> str:
     return sa.make_url(url).render_as_string(hide_password=True)
 
 
-class SQLAlchemyStore(ReadQueries, Store):
+class SQLAlchemyStore(ReadQueries, AnalyticsReads, Store):
     """Stores events and the session projection with SQLAlchemy's async engine.
 
     :param url_or_engine: a database URL (``sqlite+aiosqlite:///file.db``,

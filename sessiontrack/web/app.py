@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..tracker import Tracker
-from . import rest, sse
+from . import analytics, rest, sse
 from ._context import Context, context_of
 from ._errors import EXCEPTION_HANDLERS
 from .auth import Authenticator
@@ -50,7 +50,8 @@ def create_app(
     static_dir: str | Path | None = None,
     debug: bool = False,
 ) -> Starlette:
-    """The sub-app serving ``tracker``: REST API, ``/openapi.json``, SSE ``/events``,
+    """The sub-app serving ``tracker``: REST API (with flow analytics under
+    ``/analytics/``), ``/openapi.json``, SSE ``/events``,
     Socket.IO namespace ``/sessions`` at ``<prefix>/socket.io`` and the dashboard at
     ``/ui/``. Mount it under any prefix::
 
@@ -112,6 +113,11 @@ def create_app(
         Route("/events", sse.events, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/chatbot/{chatbot_id}", rest.chatbot_sessions, methods=["GET"]),
+        Route("/analytics/summary", analytics.summary, methods=["GET"]),
+        Route("/analytics/nodes", analytics.nodes, methods=["GET"]),
+        Route("/analytics/paths", analytics.paths, methods=["GET"]),
+        Route("/analytics/funnel", analytics.funnel, methods=["GET"]),
+        Route("/analytics/versions", analytics.versions, methods=["GET"]),
         Mount("/socket.io", app=socketio.ASGIApp(sio, socketio_path=None)),
         Route("/ui", _ui_redirect, methods=["GET", "HEAD"]),
         Mount(

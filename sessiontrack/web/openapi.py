@@ -55,13 +55,19 @@ _NO_NUL = "^[^\\u0000]*$"
 
 
 def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
-    props = model.model_json_schema(by_alias=True, mode="validation")["properties"]
+    spec = model.model_json_schema(by_alias=True, mode="validation")
+    props, required = spec["properties"], set(spec.get("required", ()))
     params = []
     for name, prop in props.items():
         schema = _SORT_ORDER if name == "sortOrder" else _without_null(prop)
         if schema.get("type") == "string" and not {"pattern", "format", "enum"} & set(schema):
             schema["pattern"] = _NO_NUL
-        param: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": schema}
+        param: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": schema,
+        }
         if "description" in schema:
             param["description"] = schema.pop("description")
         params.append(param)
@@ -150,6 +156,52 @@ def _session_links(pointer: str) -> dict[str, Any]:
     }
 
 
+_CSV = {
+    "schema": {
+        "type": "string",
+        "description": "The same figures as CSV (format=csv): a header row, then one row per "
+        "figure, node, path or step; Content-Disposition names a file",
+    }
+}
+_NO_CHATBOT = "Unknown chatbot, or one the principal may not see"
+_ANALYTICS = (
+    ("summary", "getAnalyticsSummary", "Sessions, outcomes and durations", schemas.AnalyticsQuery),
+    ("nodes", "getAnalyticsNodes", "Visits, exits and times per node and edge", None),
+    ("paths", "getAnalyticsPaths", "The most frequent paths through the flow", schemas.PathsQuery),
+    ("funnel", "getAnalyticsFunnel", "Sessions reaching steps in order", schemas.FunnelQuery),
+)
+
+
+_ANALYTICS_OPS = [op_id for _, op_id, _, _ in _ANALYTICS] + ["getAnalyticsVersions"]
+
+
+def _analytics_paths() -> dict[str, Any]:
+    """``/analytics/*``: four figure reports (JSON or CSV) and the version list."""
+    paths: dict[str, Any] = {}
+    for name, op_id, summary, query in _ANALYTICS:
+        ok = _json(f"Analytics{name.title()}", "The figures")
+        ok["content"]["text/csv"] = _CSV
+        op = _op(
+            op_id,
+            summary,
+            ok,
+            errors=(),
+            params=_query_params(query or schemas.AnalyticsQuery),
+        )
+        op["responses"]["404"]["description"] = _NO_CHATBOT
+        paths[f"/analytics/{name}"] = {"get": op}
+    versions = _op(
+        "getAnalyticsVersions",
+        "A chatbot's flow versions, newest first, with all-time session counts",
+        _json("AnalyticsVersions", "The versions"),
+        errors=(),
+        params=_query_params(schemas.VersionsQuery),
+    )
+    versions["responses"]["404"]["description"] = _NO_CHATBOT
+    paths["/analytics/versions"] = {"get": versions}
+    return paths
+
+
 def _paths() -> dict[str, Any]:
     list_params = [p for p in _query_params(schemas.ListQuery)]
     by_bot_params = [_CHATBOT_ID, *(p for p in list_params if p["name"] != "chatbotId")]
@@ -195,7 +247,11 @@ def _paths() -> dict[str, Any]:
                 links={
                     "ListChatbotSessions": _link(
                         "listChatbotSessions", chatbotId="$response.body#/0/id"
-                    )
+                    ),
+                    **{
+                        op_id[3:]: _link(op_id, **{"query.chatbotId": "$response.body#/0/id"})
+                        for op_id in _ANALYTICS_OPS
+                    },
                 },
             )
         },
@@ -231,6 +287,7 @@ def _paths() -> dict[str, Any]:
                 ],
             )
         },
+        **_analytics_paths(),
         "/{id}": {
             "get": _op(
                 "getSession",

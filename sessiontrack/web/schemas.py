@@ -9,6 +9,7 @@ are snake_case; the JSON is camelCase (``alias_generator``).
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import types
 import typing
@@ -134,6 +135,12 @@ class ListQuery(Query):
         min_length=1,
         description="nextCursor of the previous page: keyset paging, same sort required",
     )
+    path: str | None = Field(
+        None,
+        min_length=1,
+        description="Comma-separated node ids (needs chatbotId): only sessions whose "
+        "current path through the flow is exactly this (as /analytics/paths lists them)",
+    )
 
     @field_validator("sort_order", mode="before")
     @classmethod
@@ -173,6 +180,59 @@ class EventsQuery(Query):
         alias="access_token",
         description="Credentials for clients that cannot set headers (EventSource)",
     )
+
+
+DATE_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]{1,6})?)?(Z|[+-][0-9]{2}:?[0-9]{2})?)?$"
+)
+TZ_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+_DATE_HELP = (
+    "An ISO date (a whole local day in tz) or an ISO datetime (without an offset: in tz), "
+    "floored to the quarter-hour; "
+)
+
+
+class VersionsQuery(Query):
+    """Query parameters of ``GET /analytics/versions``."""
+
+    chatbot_id: str = Field(min_length=1, description="The chatbot")
+
+
+class AnalyticsQuery(VersionsQuery):
+    """Query parameters of ``GET /analytics/summary`` and ``/analytics/nodes``."""
+
+    version: str | None = Field(
+        None,
+        min_length=1,
+        description="A flow version, or all (every version); default the chatbot's current one",
+    )
+    start_date: str | None = Field(
+        None,
+        pattern=DATE_PATTERN,
+        description=_DATE_HELP + "sessions started from it on (default: 6 days before today)",
+    )
+    end_date: str | None = Field(
+        None,
+        pattern=DATE_PATTERN,
+        description=_DATE_HELP + "a date includes that day (default: today); at most 400 days",
+    )
+    tz: str = Field(
+        "UTC", min_length=1, max_length=64, pattern=TZ_PATTERN, description="IANA time zone"
+    )
+    format: Literal["json", "csv"] = Field("json", description="json, or csv (text/csv)")
+
+
+class PathsQuery(AnalyticsQuery):
+    """Query parameters of ``GET /analytics/paths``."""
+
+    limit: int = Field(20, ge=1, le=100, description="The most frequent this many paths")
+
+
+class FunnelQuery(AnalyticsQuery):
+    """Query parameters of ``GET /analytics/funnel``."""
+
+    steps: str = Field(min_length=1, description="1 to 20 node ids, comma-separated, in order")
 
 
 # --- responses: derived from the dataclasses of sessiontrack.models --------------------
@@ -312,6 +372,175 @@ class Error(_Model):
     detail: list[ErrorDetail] = Field(default_factory=list)
 
 
+# --- analytics answers (plain dicts from tracker.analytics; these document them) -------
+
+
+class _Answer(_Model):
+    model_config = ConfigDict(extra="forbid")
+
+
+Number = float | None
+"""A figure that is ``null`` when there is nothing to count."""
+
+
+class _Range(_Answer):
+    chatbot_id: str
+    version: str = Field(description="The version answered for, or all")
+    start_date: AwareDatetime = Field(description="Start of the half-open range, in tz")
+    end_date: AwareDatetime = Field(description="End of the half-open range, in tz")
+    tz: str
+
+
+class HistogramBucket(_Answer):
+    le: int | None = Field(description="Upper bound in seconds; null for the last bucket")
+    sessions: int
+
+
+class Duration(_Answer):
+    mean: Number
+    p50: Number
+    p90: Number
+    p99: Number
+    histogram: list[HistogramBucket] = Field(description="Ended sessions by duration")
+
+
+class MessageFigures(_Answer):
+    mean: Number
+    p50: Number
+    p90: Number
+
+
+class Mean(_Answer):
+    mean: Number
+
+
+class P50(_Answer):
+    p50: Number
+
+
+class P50P90(_Answer):
+    p50: Number
+    p90: Number
+
+
+class Tokens(_Answer):
+    input: int
+    output: int
+
+
+class Day(_Answer):
+    date: datetime.date
+    started: int
+    completed: int
+    expired: int
+    stopped: int
+
+
+class AnalyticsSummary(_Range):
+    """Sessions started in the range (seconds; rates 0..1)."""
+
+    sessions: int
+    active: int
+    by_status: dict[str, int]
+    by_reason: dict[str, int]
+    completion_rate: Number
+    duration: Duration
+    messages: MessageFigures
+    nodes: Mean
+    tokens: Tokens
+    cost: float
+    daily: list[Day]
+
+
+class Exits(_Answer):
+    completed: int
+    expired: int
+    stopped: int
+    active: int
+
+
+class NodeFigures(_Answer):
+    node_id: str
+    label: str | None
+    type: str | None
+    sessions: int
+    visits: int
+    exits: Exits
+    drop_off_rate: Number
+    bot_time: P50P90 = Field(description="Milliseconds")
+    wait_time: P50P90 = Field(description="Milliseconds")
+    errors: int
+
+
+class EdgeFigures(_Answer):
+    source: str
+    target: str
+    sessions: int
+    share: Number
+
+
+class AnalyticsNodes(_Range):
+    """Per node and edge of the flow (times at nodes in milliseconds)."""
+
+    sessions: int
+    flow_data: FlowData
+    nodes: list[NodeFigures]
+    edges: list[EdgeFigures]
+
+
+class PathFigures(_Answer):
+    nodes: list[str]
+    sessions: int
+    share: Number
+    completion_rate: Number
+    duration: P50 = Field(description="Seconds")
+
+
+class AnalyticsPaths(_Range):
+    """The most frequent paths, most sessions first."""
+
+    sessions: int
+    paths: list[PathFigures]
+
+
+class StepTime(_Answer):
+    p50: Number
+    sessions: int = Field(
+        description="Sessions the median is of: the newest 5,000 at the most (the step's "
+        "sessions count them all)"
+    )
+
+
+class StepFigures(_Answer):
+    node_id: str
+    label: str | None
+    sessions: int
+    conversion: Number
+    overall: Number
+    time_from_previous: StepTime = Field(description="Seconds")
+
+
+class AnalyticsFunnel(_Range):
+    """Sessions reaching each step in order."""
+
+    sessions: int
+    steps: list[StepFigures]
+
+
+class VersionFigures(_Answer):
+    version: str
+    registered_at: AwareDatetime | None
+    sessions: int
+
+
+class AnalyticsVersions(_Answer):
+    """A chatbot's flow versions, newest first."""
+
+    chatbot_id: str
+    current: str | None
+    versions: list[VersionFigures]
+
+
 # --- rendering ----------------------------------------------------------------------------
 
 _FREE_FORM: tuple[Any, ...] = (
@@ -384,4 +613,9 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Chatbot,
     StopResult,
     Error,
+    AnalyticsSummary,
+    AnalyticsNodes,
+    AnalyticsPaths,
+    AnalyticsFunnel,
+    AnalyticsVersions,
 )

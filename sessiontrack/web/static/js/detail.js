@@ -5,7 +5,7 @@ import { api } from "./api.js";
 import { Conversation } from "./conversation.js";
 import { CallTable } from "./calls.js";
 import {
-  ACTIVE, formatCost, formatDateTime, formatDuration, formatNumber, formatTime, h, mergeTotals, statusBadge,
+  ACTIVE, formatCost, formatDateTime, formatDuration, formatMs, formatNumber, formatTime, h, mergeTotals, statusBadge,
   timeEl, TOTAL_KEYS,
 } from "./dom.js";
 import { FlowView } from "./flow.js";
@@ -116,7 +116,7 @@ class DetailView {
     this.renderVariables();
     this.calls.render(s.llmCallHistory || [], s.toolCallHistory || []);
     this.flow.setExecution(s.nodeHistory || [], s.currentNodeId, ACTIVE.has(s.status));
-    this.flow.setFigures(s.nodeTotals || []);
+    this.flow.setFigures(s.nodeTotals || [], timedNodes(s));
     requestAnimationFrame(() => this.flow.initialView(s.currentNodeId));
   }
 
@@ -193,7 +193,8 @@ class DetailView {
           h("p", { class: "step-meta muted" },
             timeEl(x.at, formatTime(x.at)),
             x.type ? ` · ${x.type}` : "",
-            x.durationMs != null ? ` · ${formatNumber(Math.round(x.durationMs))} ms` : ""),
+            // No duration reported (null): nothing, rather than a made-up "0 ms".
+            typeof x.durationMs === "number" ? h("span", { class: "step-duration" }, ` · ${formatMs(x.durationMs)}`) : ""),
           x.error ? h("p", { class: "step-error" }, x.error) : null));
     });
     this.timelineList.replaceChildren(...items);
@@ -226,7 +227,7 @@ class DetailView {
           if (parts.has("totals")) this.renderTotals();
         }
         if (parts.has("calls")) this.calls.render(s.llmCallHistory || [], s.toolCallHistory || []);
-        if (parts.has("figures")) this.flow.setFigures(s.nodeTotals || []);
+        if (parts.has("figures")) this.flow.setFigures(s.nodeTotals || [], timedNodes(s));
         if (parts.has("timeline")) this.renderTimeline();
         if (parts.has("flow")) this.flow.setExecution(s.nodeHistory || [], s.currentNodeId, ACTIVE.has(s.status));
         if (parts.has("variables")) this.renderVariables();
@@ -367,6 +368,11 @@ class DetailView {
 function sameCall(a, b) {
   if (a.seq != null && b.seq != null) return a.seq === b.seq;
   return Date.parse(a.at) === Date.parse(b.at) && a.nodeId === b.nodeId && (a.model ?? a.name) === (b.model ?? b.name);
+}
+
+/** The nodes with at least one execution whose duration the engine reported. */
+function timedNodes(s) {
+  return new Set((s.nodeExecutions || []).filter((x) => typeof x.durationMs === "number").map((x) => String(x.nodeId)));
 }
 
 function nodeLabels(s) {

@@ -30,8 +30,9 @@ function append(el, children) {
 }
 
 const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+// With seconds: Started, Updated and Expires are often within the same minute.
 const dateTimeFmt = new Intl.DateTimeFormat(undefined, {
-  year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+  year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
 });
 const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: "short", year: "numeric", month: "short", day: "numeric" });
 const relFmt = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
@@ -51,9 +52,13 @@ export function formatCost(n) {
   return n > 0 && n < 1 ? smallCostFmt.format(n) : costFmt.format(n);
 }
 
-/** A duration in milliseconds: "340 ms", "1.2 s", "2m 05s". */
+/**
+ * A duration in milliseconds: "340 ms", "1.2 s", "2m 05s"; under a millisecond (a real
+ * 0 included: a timer's resolution, not "no time") "<1 ms"; none reported: "—".
+ */
 export function formatMs(ms) {
-  if (ms === null || ms === undefined) return "—";
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "—";
+  if (ms < 1) return "<1 ms";
   if (ms < 1000) return `${numFmt.format(Math.round(ms))} ms`;
   if (ms < 60000) return `${(ms / 1000).toFixed(ms < 10000 ? 1 : 0)} s`;
   const s = Math.round(ms / 1000);

@@ -1,4 +1,6 @@
 // The sessions list: tabs, filters, search, sort, keyset pagination, stats, live updates.
+// `path=n1,n2,…` (with a chatbot) keeps the sessions whose current path is exactly that: the
+// analytics page's top paths link here.
 
 import { api } from "./api.js";
 import {
@@ -6,7 +8,7 @@ import {
   relativeTimeEl, statusBadge, timeEl,
 } from "./dom.js";
 import { LiveStream } from "./live.js";
-import { listHref, navigate, sessionHref } from "./router.js";
+import { analyticsHref, listHref, navigate, sessionHref } from "./router.js";
 import { toast } from "./toast.js";
 
 const PAGE_SIZE = 20;
@@ -28,15 +30,24 @@ function normalize(params) {
   const tab = TABS.some(([t]) => t === params.tab) ? params.tab : "active";
   const sort = SORTS.some(([s]) => s === params.sort) ? params.sort : SORTS[0][0];
   const page = Math.max(1, Number.parseInt(params.page, 10) || 1);
-  return { tab, bot: params.bot || "", q: params.q || "", sort, page, cursor: params.cursor || "" };
+  // `chatbotId` is accepted too: the analytics page's links name the chatbot the API's way.
+  const bot = params.bot || params.chatbotId || "";
+  const path = bot ? (params.path || "").split(",").map((n) => n.trim()).filter(Boolean).join(",") : "";
+  // startDate/endDate: ISO datetimes with an offset (an analytics range), sessions started in [start, end).
+  const when = (v) => (v && !Number.isNaN(Date.parse(v)) ? v : "");
+  return {
+    tab, bot, q: params.q || "", sort, page, cursor: params.cursor || "", path,
+    startDate: when(params.startDate), endDate: when(params.endDate),
+  };
 }
 
-const stateKey = (s) => JSON.stringify([s.tab, s.bot, s.q, s.sort]);
+const stateKey = (s) => JSON.stringify([s.tab, s.bot, s.q, s.sort, s.path, s.startDate, s.endDate]);
 
 function hrefFor(state, changes = {}) {
   const s = { ...state, ...changes };
   return listHref({
-    tab: s.tab === "active" ? "" : s.tab, bot: s.bot, q: s.q,
+    tab: s.tab === "active" ? "" : s.tab, bot: s.bot, path: s.bot ? s.path : "", q: s.q,
+    startDate: s.startDate, endDate: s.endDate,
     sort: s.sort === SORTS[0][0] ? "" : s.sort,
     page: s.page > 1 ? s.page : "", cursor: s.page > 1 ? s.cursor : "",
   });
@@ -86,6 +97,8 @@ class ListView {
           .map((t, i) => h("th", { scope: "col", class: i >= 4 && i <= 7 ? "num" : null }, t)))),
       this.tbody);
     this.message = h("div", { class: "list-message", id: "list-message" });
+    this.pathNote = h("p", { class: "path-filter", id: "path-filter", hidden: true });
+    this.botAnalytics = h("a", { class: "btn btn-small", id: "chatbot-analytics", hidden: true }, "Analytics");
     this.pager = h("nav", { class: "pager", "aria-label": "Pagination", id: "pager" });
     this.region = h("div", { class: "table-region", "aria-busy": "true", id: "list-region" }, this.table, this.message);
     this.main.replaceChildren(h("section", { class: "list-view", "aria-labelledby": "list-title" },
@@ -98,12 +111,14 @@ class ListView {
         this.tabsNav,
         h("div", { class: "filters" },
           h("div", { class: "field" }, h("label", { for: "chatbot-filter" }, "Chatbot"), this.botSelect),
+          this.botAnalytics,
           h("div", { class: "field field-grow" }, h("label", { for: "search" }, "Search"), this.searchInput),
           h("div", { class: "field" }, h("label", { for: "sort" }, "Sort"), this.sortSelect))),
+      this.pathNote,
       this.region,
       this.pager));
 
-    this.botSelect.addEventListener("change", () => this.go({ bot: this.botSelect.value, page: 1, cursor: "" }));
+    this.botSelect.addEventListener("change", () => this.go({ bot: this.botSelect.value, path: "", page: 1, cursor: "" }));
     this.sortSelect.addEventListener("change", () => this.go({ sort: this.sortSelect.value, page: 1, cursor: "" }));
     const search = debounce(() => this.go({ q: this.searchInput.value.trim(), page: 1, cursor: "" }, true), 350);
     this.searchInput.addEventListener("input", search);
@@ -165,6 +180,24 @@ class ListView {
     if (document.activeElement !== this.searchInput) this.searchInput.value = s.q;
     this.sortSelect.value = s.sort;
     this.selectBot();
+    this.botAnalytics.hidden = !s.bot;
+    if (s.bot) {
+      this.botAnalytics.href = analyticsHref({ chatbotId: s.bot });
+      this.botAnalytics.setAttribute("aria-label", `Analytics of ${this.botName(s.bot)}`);
+    }
+    this.pathNote.hidden = !s.path && !s.startDate && !s.endDate;
+    if (!this.pathNote.hidden) {
+      const range = s.startDate || s.endDate
+        ? ` started ${s.startDate ? `from ${formatDateTime(s.startDate)}` : ""}${s.endDate ? ` until ${formatDateTime(s.endDate)}` : ""}`
+        : "";
+      this.pathNote.replaceChildren(
+        h("span", {}, s.path ? "Sessions whose path is exactly " : `Sessions${range}`),
+        s.path ? h("span", { class: "path-nodes" }, s.path.split(",").join(" › ")) : null,
+        s.path && range ? h("span", {}, `,${range}`) : null,
+        " ",
+        h("a", { class: "btn btn-small", href: hrefFor(s, { path: "", startDate: "", endDate: "", page: 1, cursor: "" }), id: "path-filter-clear" },
+          s.path ? "Show all paths" : "Show all dates"));
+    }
     document.title = `${TABS.find(([t]) => t === s.tab)[1]} sessions · sessiontrack`;
   }
 
@@ -174,6 +207,10 @@ class ListView {
       this.botSelect.append(h("option", { value: bot }, bot));
     }
     this.botSelect.value = bot;
+  }
+
+  botName(id) {
+    return chatbotsCache?.find((b) => b.id === id)?.name || id;
   }
 
   async loadChatbots() {
@@ -195,7 +232,10 @@ class ListView {
   query() {
     const s = this.state;
     const [sortBy, sortOrder] = s.sort.split(".");
-    const params = { filter: s.tab, chatbotId: s.bot, search: s.q, sortBy, sortOrder, limit: PAGE_SIZE };
+    const params = {
+      filter: s.tab, chatbotId: s.bot, path: s.path, startDate: s.startDate, endDate: s.endDate,
+      search: s.q, sortBy, sortOrder, limit: PAGE_SIZE,
+    };
     if (s.page > 1 && s.cursor) params.cursor = s.cursor;
     else params.offset = (s.page - 1) * PAGE_SIZE;
     return params;
@@ -255,7 +295,9 @@ class ListView {
       h("td", { class: "cell-customer", "data-label": "Customer" },
         h("a", { href: sessionHref(s.id), class: "row-link" }, name),
         s.customerName && s.customerPhone ? h("span", { class: "muted phone" }, s.customerPhone) : null),
-      h("td", { "data-label": "Chatbot" }, s.chatbotName || s.chatbotId),
+      h("td", { "data-label": "Chatbot", class: "cell-chatbot" },
+        h("a", { href: analyticsHref({ chatbotId: s.chatbotId }), class: "chatbot-link", title: `Analytics of ${s.chatbotName || s.chatbotId}` },
+          s.chatbotName || s.chatbotId)),
       h("td", { "data-label": "Status", class: "cell-status" }, statusBadge(s.status), errorBadge(s.errorCount)),
       h("td", { "data-label": "Current node", class: "cell-node" }, s.currentNodeLabel || s.currentNodeId || "—"),
       h("td", { "data-label": "Messages", class: "num cell-messages" }, formatNumber(s.messageCount)),
@@ -277,9 +319,9 @@ class ListView {
       hint = "The sessions on it may have moved.";
       action = h("a", { class: "btn", href: hrefFor(s, { page: 1, cursor: "" }) }, "Go to the first page");
     } else if (s.q || s.bot) {
-      title = s.q ? `No sessions match “${s.q}”` : "No sessions for this chatbot";
-      hint = "Try another search or chatbot.";
-      action = h("a", { class: "btn", href: hrefFor(s, { q: "", bot: "", page: 1, cursor: "" }) }, "Clear filters");
+      title = s.q ? `No sessions match “${s.q}”` : s.path ? "No sessions on this path" : "No sessions for this chatbot";
+      hint = s.path ? "No session in this tab has exactly this path." : "Try another search or chatbot.";
+      action = h("a", { class: "btn", href: hrefFor(s, { q: "", bot: "", path: "", startDate: "", endDate: "", page: 1, cursor: "" }) }, "Clear filters");
     }
     this.message.replaceChildren(h("div", { class: "state state-empty", id: "empty-state" },
       h("h2", {}, title), h("p", {}, hint), action));

@@ -1,4 +1,5 @@
-// Hash routing: "#/?tab=active&q=ann&page=2" is the list, "#/sessions/<id>" a session.
+// Hash routing: "#/?tab=active&q=ann&page=2" is the list, "#/sessions/<id>" a session,
+// "#/analytics?chatbotId=…&version=…&startDate=…&endDate=…&compare=…&steps=…" the analytics.
 // The hash keeps every view shareable under any mount prefix without server routes.
 
 export function parseHash(hash = location.hash) {
@@ -7,16 +8,27 @@ export function parseHash(hash = location.hash) {
   const params = Object.fromEntries(new URLSearchParams(query));
   const m = path.match(/^\/sessions\/([^/]+)\/?$/);
   if (m) return { view: "detail", id: decodeURIComponent(m[1]), params };
+  if (/^\/analytics\/?$/.test(path)) return { view: "analytics", params };
   return { view: "list", params };
 }
 
-export function listHref(params) {
+function queryString(params) {
   const query = new URLSearchParams();
   for (const [key, value] of Object.entries(params)) {
     if (value !== undefined && value !== null && value !== "") query.set(key, value);
   }
-  const qs = query.toString();
+  return query.toString();
+}
+
+export function listHref(params) {
+  const qs = queryString(params);
   return qs ? `#/?${qs}` : "#/";
+}
+
+/** The analytics page: {chatbotId, version, startDate, endDate, compare, steps}. */
+export function analyticsHref(params = {}) {
+  const qs = queryString(params);
+  return qs ? `#/analytics?${qs}` : "#/analytics";
 }
 
 export const sessionHref = (id) => `#/sessions/${encodeURIComponent(id)}`;

@@ -2,7 +2,8 @@
 
 import { h } from "./dom.js";
 
-const maxVisible = () => (window.matchMedia("(max-width: 720px)").matches ? 1 : 2);
+// One at a time: in the top bar (wide screens) or at the bottom (phones).
+const maxVisible = () => 1;
 const LIFETIME_MS = 6000;
 const BURST_WINDOW_MS = 3000;
 const BURST_LIMIT = 3;
