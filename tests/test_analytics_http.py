@@ -281,7 +281,10 @@ def parse_back(report: str, text: str) -> dict[str, Any]:
                     "sessions": int(r["sessions"]),
                     "conversion": _number(r["conversion"]),
                     "overall": _number(r["overall"]),
-                    "timeFromPrevious": {"p50": _number(r["timeFromPrevious.p50"])},
+                    "timeFromPrevious": {
+                        "p50": _number(r["timeFromPrevious.p50"]),
+                        "sessions": int(r["timeFromPrevious.sessions"]),
+                    },
                 }
                 for r in rows
             ]
@@ -318,7 +321,13 @@ def parse_back(report: str, text: str) -> dict[str, Any]:
 def json_figures(report: str, answer: dict[str, Any]) -> dict[str, Any]:
     """The part of a JSON answer the CSV carries, as the CSV carries it."""
     if report == "summary":
-        flat = _csv.flatten({k: v for k, v in answer.items() if k != "daily"})
+        figures = {k: v for k, v in answer.items() if k != "daily"}
+        duration = dict(figures["duration"])
+        histogram = duration.pop("histogram")
+        flat = _csv.flatten({**figures, "duration": duration})
+        for bucket in histogram:
+            le = "inf" if bucket["le"] is None else bucket["le"]
+            flat[f"duration.histogram.{le}"] = bucket["sessions"]
         for day in answer["daily"]:
             flat.update({f"daily.{day['date']}.{k}": v for k, v in day.items() if k != "date"})
         return {k: _csv.cell(v) for k, v in flat.items()}
@@ -362,14 +371,14 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_quoted() -> None:
                 "sessions": 3,
                 "conversion": 0.5,
                 "overall": None,
-                "timeFromPrevious": {"p50": 1.25},
+                "timeFromPrevious": {"p50": 1.25, "sessions": 3},
             }
         ]
     }
     rows = list(csv.reader(io.StringIO(_csv.funnel_csv(answer), newline="")))
     assert rows == [
         list(_csv.STEP_COLUMNS),
-        ["1", "'=HYPERLINK(1)", "'@cmd", "3", "0.5", "", "1.25"],
+        ["1", "'=HYPERLINK(1)", "'@cmd", "3", "0.5", "", "1.25", "3"],
     ]
     assert parse_back("funnel", _csv.funnel_csv(answer)) == {
         "steps": [{**answer["steps"][0], "nodeId": "=HYPERLINK(1)", "label": "@cmd"}]

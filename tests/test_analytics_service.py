@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from sessiontrack.analytics import _sketch
-from sessiontrack.analytics._service import Analytics
+from sessiontrack.analytics._service import HISTOGRAM_EDGES, Analytics
 from sessiontrack.errors import InvalidParameter, SessionNotFound
 from sessiontrack.models import Principal
 from sessiontrack.store import SQLAlchemyStore
@@ -450,7 +450,13 @@ async def test_empty_answers(analytics: Analytics) -> None:
     assert summary["byStatus"] == dict.fromkeys(
         ["running", "waiting_input", "waiting_flow", "completed", "expired", "stopped"], 0
     )
-    assert summary["duration"] == {"mean": None, "p50": None, "p90": None, "p99": None}
+    assert summary["duration"] == {
+        "mean": None,
+        "p50": None,
+        "p90": None,
+        "p99": None,
+        "histogram": [{"le": le, "sessions": 0} for le in [*HISTOGRAM_EDGES, None]],
+    }
     assert summary["messages"] == {"mean": None, "p50": None, "p90": None}
     assert summary["tokens"] == {"input": 0, "output": 0} and summary["cost"] == 0
     assert summary["byReason"] == {}
@@ -473,7 +479,7 @@ async def test_empty_answers(analytics: Analytics) -> None:
     funnel = await analytics.funnel(BOT, steps=["start", "pay"], **DAY)
     assert [s["sessions"] for s in funnel["steps"]] == [0, 0]
     assert funnel["steps"][0]["conversion"] is None
-    assert funnel["steps"][1]["timeFromPrevious"] == {"p50": None}
+    assert funnel["steps"][1]["timeFromPrevious"] == {"p50": None, "sessions": 0}
 
 
 async def test_summary_by_hand(analytics: Analytics, rollups: Rollups) -> None:
@@ -591,14 +597,14 @@ async def test_funnel_by_hand(analytics: Analytics, rollups: Rollups) -> None:
     assert (s1["nodeId"], s1["label"], s1["sessions"]) == ("start", "Hello", 4)
     assert (s1["conversion"], s1["overall"]) == (0.8, 0.8)
     # from the session start: 100, 0, 50, 200 ms -> the 2nd smallest of 4 is 50
-    assert s1["timeFromPrevious"] == {"p50": round(q(50) / 1000, 3)}
+    assert s1["timeFromPrevious"] == {"p50": round(q(50) / 1000, 3), "sessions": 4}
     assert (s2["sessions"], s2["conversion"], s2["overall"]) == (3, 0.75, 0.6)
     # start -> pay: 1000, 3000, 9000 ms -> the 2nd of 3
-    assert s2["timeFromPrevious"] == {"p50": round(q(3000) / 1000, 3)}
+    assert s2["timeFromPrevious"] == {"p50": round(q(3000) / 1000, 3), "sessions": 3}
     assert s2["label"] == "Pay"
     assert (s3["sessions"], s3["conversion"], s3["label"]) == (2, 2 / 3, None)
     # pay -> done: 3000, 500 -> the 1st of 2
-    assert s3["timeFromPrevious"] == {"p50": round(q(500) / 1000, 3)}
+    assert s3["timeFromPrevious"] == {"p50": round(q(500) / 1000, 3), "sessions": 2}
     repeated = await analytics.funnel(BOT, steps="start,start", version="all", **DAY)
     assert [s["sessions"] for s in repeated["steps"]] == [5, 0]
 
