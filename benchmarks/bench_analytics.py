@@ -281,8 +281,178 @@ async def copy_rollups(spec: Spec, url: str) -> float:
     return time.perf_counter() - t0
 
 
+# --- the storage layout of the rollups, brought up to date in place -----------------------
+
+# Tables whose layout changed after the data set's rollups were cached: on SQLite the
+# additive rollups and the path dictionary are WITHOUT ROWID tables (one b-tree each, rows
+# in key order); on PostgreSQL the primary keys of the additive rollups carry the summed
+# column (INCLUDE), so a range of them is an index-only scan.
+SQLITE_WITHOUT_ROWID = ("an_counts", "an_bins", "an_paths")
+PG_PK_INCLUDE = {"an_counts": ["value"], "an_bins": ["n"]}
+
+
+def _rollup_table(name: str) -> sa.Table:
+    from sessiontrack.store._tables import analytics_tables
+
+    md = sa.MetaData()
+    return {t.name: t for t in analytics_tables(md, PREFIX)}[PREFIX + name]
+
+
+def upgrade_sqlite_layout(path: Path) -> dict[str, float]:
+    """Rebuild each table of ``SQLITE_WITHOUT_ROWID`` that still has a rowid as a WITHOUT
+    ROWID copy (the columns and primary key of ``_tables.py``), copied a chatbot at a time
+    in key order, then the old table dropped, the copy renamed and ANALYZEd; one
+    transaction per table. Idempotent: a table already without rowid is left alone.
+    Returns the seconds per table converted (the file keeps the freed pages: no VACUUM)."""
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+    from sqlalchemy.schema import CreateTable
+
+    db = sqlite3.connect(path, isolation_level=None)
+    done: dict[str, float] = {}
+    try:
+        for name in SQLITE_WITHOUT_ROWID:
+            table = PREFIX + name
+            sql = db.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+            ).fetchone()
+            if sql is None:
+                continue  # no rollups yet: migration 0005 makes them with the new layout
+            if "WITHOUT ROWID" in sql[0].upper():
+                print(f"  layout: {table} already WITHOUT ROWID", flush=True)
+                continue
+            t0 = time.perf_counter()
+            tmp = f"{table}_wr"
+            t = _rollup_table(name).to_metadata(sa.MetaData(), name=tmp)
+            t.dialect_options["sqlite"]["with_rowid"] = False
+            ddl = str(CreateTable(t).compile(dialect=sqlite_dialect.dialect()))
+            assert "WITHOUT ROWID" in ddl, ddl
+            cols = ", ".join(c.name for c in t.columns)
+            pk = ", ".join(c.name for c in t.primary_key.columns)
+            total = db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            bots = [r[0] for r in db.execute(f"SELECT DISTINCT chatbot_id FROM {table}")]
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(f"DROP TABLE IF EXISTS {tmp}")
+                db.execute(ddl)
+                copied = 0
+                for i, bot in enumerate(bots, 1):
+                    cur = db.execute(
+                        f"INSERT INTO {tmp} ({cols}) SELECT {cols} FROM {table} "
+                        f"WHERE chatbot_id = ? ORDER BY {pk}",
+                        (bot,),
+                    )
+                    copied += cur.rowcount
+                    progress(
+                        f"layout: {table} WITHOUT ROWID: chatbot {i}/{len(bots)}, "
+                        f"{copied:,}/{total:,} rows, {time.perf_counter() - t0:.0f} s"
+                    )
+                assert copied == total, (table, copied, total)
+                db.execute(f"DROP TABLE {table}")
+                db.execute(f"ALTER TABLE {tmp} RENAME TO {table}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            finally:
+                progress_done()
+            progress(f"layout: ANALYZE {table}")
+            db.execute(f"ANALYZE {table}")
+            progress_done()
+            done[table] = time.perf_counter() - t0
+            print(
+                f"  layout: {table} rebuilt WITHOUT ROWID ({total:,} rows) in {done[table]:.0f} s",
+                flush=True,
+            )
+        if done:
+            progress("layout: WAL checkpoint")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            progress_done()
+    finally:
+        db.close()
+    return done
+
+
+async def upgrade_pg_layout(url: str) -> dict[str, float]:
+    """Give each primary key of ``PG_PK_INCLUDE`` its INCLUDE columns (one ``ALTER TABLE
+    ... DROP CONSTRAINT ..., ADD PRIMARY KEY (...) INCLUDE (...)``, the index build's
+    progress polled from ``pg_stat_progress_create_index``), then ``VACUUM ANALYZE`` so
+    the visibility map allows index-only scans. Idempotent: a primary key that already
+    includes them is left alone. Returns the seconds per table converted."""
+    import asyncpg
+
+    pg = await asyncpg.connect(_pg_dsn(url))
+    watch = await asyncpg.connect(_pg_dsn(url))
+    done: dict[str, float] = {}
+    try:
+        for name, include in PG_PK_INCLUDE.items():
+            table = PREFIX + name
+            row = await pg.fetchrow(
+                "SELECT c.conname, i.indnkeyatts, i.indnatts, "
+                "array(SELECT a.attname::text FROM unnest(i.indkey[i.indnkeyatts:]) k "
+                "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k) AS inc "
+                "FROM pg_constraint c JOIN pg_index i ON i.indexrelid = c.conindid "
+                "WHERE c.conrelid = to_regclass($1) AND c.contype = 'p'",
+                table,
+            )
+            if row is None:
+                continue  # no rollups yet
+            if sorted(row["inc"]) == sorted(include):
+                print(f"  layout: {table} primary key already INCLUDE ({', '.join(include)})")
+                continue
+            key = ", ".join(c.name for c in _rollup_table(name).primary_key.columns)
+            t0 = time.perf_counter()
+            task = asyncio.ensure_future(
+                pg.execute(
+                    f"ALTER TABLE {table} DROP CONSTRAINT {row['conname']}, "
+                    f"ADD PRIMARY KEY ({key}) INCLUDE ({', '.join(include)})"
+                )
+            )
+            while not task.done():
+                await asyncio.wait([task], timeout=1.0)
+                p = await watch.fetchrow(
+                    "SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total "
+                    "FROM pg_stat_progress_create_index WHERE relid = to_regclass($1)",
+                    table,
+                )
+                if p is not None:
+                    progress(
+                        f"layout: {table} primary key INCLUDE ({', '.join(include)}): "
+                        f"{p['phase']}, blocks {p['blocks_done']:,}/{p['blocks_total']:,}, "
+                        f"tuples {p['tuples_done']:,}/{p['tuples_total']:,}, "
+                        f"{time.perf_counter() - t0:.0f} s"
+                    )
+            progress_done()
+            await task
+            progress(f"layout: VACUUM ANALYZE {table}")
+            await pg.execute(f"VACUUM ANALYZE {table}")
+            progress_done()
+            done[table] = time.perf_counter() - t0
+            print(
+                f"  layout: {table} primary key now INCLUDE ({', '.join(include)}), "
+                f"with VACUUM ANALYZE, in {done[table]:.0f} s",
+                flush=True,
+            )
+    finally:
+        await watch.close()
+        await pg.close()
+    return done
+
+
+async def upgrade_layout(backend: str, spec: Spec, url: str) -> dict[str, float]:
+    if backend == "sqlite":
+        return await asyncio.to_thread(upgrade_sqlite_layout, sqlite_path(spec))
+    return await upgrade_pg_layout(url)
+
+
 async def ensure_rollups(
-    backend: str, spec: Spec, url: str, *, rebuild: bool, migration: bool, copy: bool
+    backend: str,
+    spec: Spec,
+    url: str,
+    *,
+    rebuild: bool,
+    migration: bool,
+    copy: bool,
+    layout: bool = True,
 ) -> dict[str, Any]:
     """Build the rollups for the loaded data if needed; the build figures (measured now or
     cached from the run that built them)."""
@@ -308,11 +478,24 @@ async def ensure_rollups(
     if mig_s is not None or rebuilt:
         await _analyze(backend, url)
     meta["traces"] = traces
+    if layout:
+        for table, secs in (await upgrade_layout(backend, spec, url)).items():
+            meta.setdefault("layout_upgrade", {})[table] = {
+                "seconds": secs,
+                "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "load_avg": os.getloadavg()[0],
+            }
     await _write_meta(backend, spec, url, meta)
     if "copied_from_sqlite_seconds" in meta:
         print(
             f"  rollups copied from the SQLite file in {meta['copied_from_sqlite_seconds']:.0f} s"
             " (not migrated here)",
+            flush=True,
+        )
+    for table, up in meta.get("layout_upgrade", {}).items():
+        print(
+            f"  layout of {table} upgraded in place in {up['seconds']:.0f} s "
+            f"({up['at']}, load {up['load_avg']:.1f})",
             flush=True,
         )
     for what in ("migration", "rebuild"):
@@ -590,6 +773,13 @@ async def main() -> None:
         help="PostgreSQL at revision 0004: copy the rollups built on the SQLite file "
         "(same log) instead of migrating (which replays 10M events)",
     )
+    ap.add_argument(
+        "--keep-layout",
+        action="store_true",
+        help="leave cached rollups in their old storage layout (by default they are "
+        "upgraded in place, once: WITHOUT ROWID on SQLite, covering primary keys on "
+        "PostgreSQL)",
+    )
     ap.add_argument("--build-only", action="store_true", help="load and build, measure nothing")
     ap.add_argument(
         "--profile-over", type=float, default=TARGET_MS, help="cProfile calls slower (ms)"
@@ -624,6 +814,7 @@ async def main() -> None:
             rebuild=args.rebuild,
             migration=args.migration,
             copy=args.rollups_from_sqlite,
+            layout=not args.keep_layout,
         )
         res: dict[str, Any] = {"load_seconds": load_s, "build": build}
         if not args.build_only:
