@@ -344,6 +344,29 @@ async def test_cards_and_heat_map_show_what_the_api_answers(page: Any, shop: Sho
     await expect(bar).to_have_attribute("aria-label", re.compile(f": {busiest['started']} started"))
 
 
+async def test_the_duration_histogram_draws_the_api_buckets(page: Any, shop: Shop) -> None:
+    await page.goto(shop.ui + "#/analytics?chatbotId=shop&version=v1")
+    await expect(page.locator(card("sessions"))).to_have_text("11")
+    summary = await api(shop, "analytics/summary", **asked(page, "summary", version="v1"))
+    histogram = summary["duration"]["histogram"]
+    # v1's ended sessions: 2 bounces of 7 s, 3 handoffs of 13 s and 5 payments of 16 s.
+    assert [b["sessions"] for b in histogram][:3] == [2, 8, 0]
+    assert sum(b["sessions"] for b in histogram) == 10 and histogram[-1]["le"] is None
+    bars = page.locator("#an-histogram .bar")
+    await expect(bars).to_have_count(len(histogram))
+    values = await bars.evaluate_all("bars => bars.map(b => Number(b.dataset.value))")
+    assert values == [b["sessions"] for b in histogram]
+    await expect(bars.nth(0)).to_have_attribute("aria-label", "2 sessions lasted up to 10 s")
+    await expect(bars.nth(1)).to_have_attribute("aria-label", "8 sessions lasted 10 s to 30 s")
+    await expect(bars.last).to_have_attribute("aria-label", "0 sessions lasted over 1 day")
+    await expect(page.locator("#an-hist-note")).to_contain_text("Ended sessions of the range")
+    # No ended session: no bars, a note.
+    await page.goto(shop.ui + "#/analytics?chatbotId=quiet")
+    await expect(page.locator(card("sessions"))).to_have_text("0")
+    await expect(page.locator("#an-hist-note")).to_have_text("No ended sessions in this range yet.")
+    await expect(page.locator("#an-histogram .chart")).to_be_hidden()
+
+
 async def test_a_top_path_links_to_exactly_its_sessions(page: Any, shop: Shop) -> None:
     await page.goto(shop.ui + "#/analytics?chatbotId=shop")
     paths = page.locator("#an-paths .an-path")

@@ -25,6 +25,13 @@ const longDayFmt = new Intl.DateTimeFormat(undefined, { weekday: "short", month:
 export const formatRate = (r) => (r === null || r === undefined ? "—" : pctFmt.format(r));
 export const formatSeconds = (s) => (s === null || s === undefined ? "—" : formatMs(s * 1000));
 const formatMean = (n) => (n === null || n === undefined ? "—" : meanFmt.format(n));
+/** A histogram bound in seconds: "30 s", "2 min", "6 h", "1 day". */
+function formatBound(s) {
+  if (s < 60) return `${meanFmt.format(s)} s`;
+  if (s < 3600) return `${meanFmt.format(s / 60)} min`;
+  if (s < 86400) return `${meanFmt.format(s / 3600)} h`;
+  return s === 86400 ? "1 day" : `${meanFmt.format(s / 86400)} days`;
+}
 const formatDate = (iso) => dayFmt.format(new Date(`${iso}T00:00:00Z`));
 
 /** YYYY-MM-DD of a local date. */
@@ -538,32 +545,23 @@ class AnalyticsView {
   }
 
   renderHistogram() {
-    const s = this.answers.summaryA;
-    const histogram = s.histogram || s.duration?.histogram;
-    if (Array.isArray(histogram) && histogram.length) {
-      let prev = 0;
-      const bars = histogram.map((bin) => {
-        const label = bin.le === null || bin.le === undefined ? `> ${formatSeconds(prev)}` : `≤ ${formatSeconds(bin.le)}`;
-        const tip = `${formatNumber(bin.sessions)} sessions lasted ${bin.le === null || bin.le === undefined ? `over ${formatSeconds(prev)}` : `${formatSeconds(prev)} to ${formatSeconds(bin.le)}`}`;
-        prev = bin.le ?? prev;
-        return { label, value: bin.sessions, tip };
-      });
-      this.histChart.set({ bars, label: "Ended sessions by duration" });
-      this.histNote.textContent = "Ended sessions of the range, by how long they lasted.";
+    const histogram = this.answers.summaryA.duration?.histogram || [];
+    if (!histogram.some((bin) => bin.sessions > 0)) {
+      this.histChart.el.hidden = true;
+      this.histNote.textContent = "No ended sessions in this range yet.";
       return;
     }
-    // The summary has no histogram yet: each top path's sessions at that path's median.
-    const bins = DURATION_BINS.map(([le, label]) => ({ le, label, value: 0, paths: 0 }));
-    for (const p of this.answers.paths.paths) {
-      const d = p.duration?.p50;
-      if (d === null || d === undefined) continue;
-      const bin = bins.find((b) => b.le === null || d <= b.le);
-      bin.value += p.sessions;
-      bin.paths += 1;
-    }
-    const bars = bins.map((b) => ({ label: b.label, value: b.value, tip: `${b.label}: ${formatNumber(b.value)} sessions on ${b.paths} top paths with that median duration` }));
-    this.histChart.set({ bars, label: "Sessions of the top paths by their path's median duration" });
-    this.histNote.textContent = "Approximate: the sessions of each top path, placed at that path's median duration.";
+    let prev = 0;
+    const bars = histogram.map((bin) => {
+      const last = bin.le === null || bin.le === undefined;
+      const label = last ? `> ${formatBound(prev)}` : `≤ ${formatBound(bin.le)}`;
+      const range = last ? `over ${formatBound(prev)}` : prev ? `${formatBound(prev)} to ${formatBound(bin.le)}` : `up to ${formatBound(bin.le)}`;
+      prev = last ? prev : bin.le;
+      return { label, value: bin.sessions, tip: `${plural(bin.sessions, "session")} lasted ${range}` };
+    });
+    this.histChart.el.hidden = false;
+    this.histChart.set({ bars, label: `Ended sessions by duration, ${bars.length} buckets` });
+    this.histNote.textContent = "Ended sessions of the range, by how long they lasted.";
   }
 
   // --- messages -------------------------------------------------------------------------
@@ -595,11 +593,6 @@ class AnalyticsView {
     document.removeEventListener("visibilitychange", this.onVisible);
   }
 }
-
-const DURATION_BINS = [
-  [10, "≤ 10 s"], [30, "10–30 s"], [60, "30 s–1 min"], [120, "1–2 min"], [300, "2–5 min"],
-  [600, "5–10 min"], [1800, "10–30 min"], [3600, "30–60 min"], [null, "> 1 h"],
-];
 
 /** Replace a select's options only when they changed (a live refresh must not close it). */
 function setOptions(select, options) {
