@@ -142,6 +142,7 @@ def test_document_is_openapi_3_1_with_the_mount_prefix(live: str) -> None:
         "endDate",
         "cursor",
         "path",
+        "version",
     }
     session = doc["components"]["schemas"]["Session"]
     assert set(session["required"]) == set(session["properties"])
