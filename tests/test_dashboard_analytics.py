@@ -384,9 +384,44 @@ async def test_a_top_path_links_to_exactly_its_sessions(page: Any, shop: Shop) -
     ids = set(await rows.evaluate_all("rows => rows.map(r => r.dataset.sessionId)"))
     assert ids == set(shop.sessions[("v2", tuple(FAQ))])
     await expect(page.locator("#path-filter")).to_contain_text(f" {SEP} ".join(FAQ))
+    await expect(page.locator("#version-filter")).to_have_text(" of flow version v2")
     # Back to every path of the chatbot.
     await page.click("#path-filter-clear")
     await expect(page.locator("#path-filter")).to_be_hidden()
+    assert "version=" not in page.url
+
+
+async def test_a_versions_top_path_lists_only_that_versions_sessions(page: Any, shop: Shop) -> None:
+    """v1 and v2 both have PAID sessions: v1's link lists v1's, the all-versions link both."""
+    await page.goto(shop.ui + "#/analytics?chatbotId=shop&version=v1")
+    paid = page.locator(f"#an-paths .an-path[data-nodes='{','.join(PAID)}']")
+    await expect(paid.locator(".an-path-sessions")).to_have_text("5 sessions")
+    answer = await api(shop, "analytics/paths", **asked(page, "paths", version="v1"))
+    assert answer["version"] == "v1"
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if "path=" in r.url else None)
+    await paid.locator(".an-path-link").click()
+    await expect(page).to_have_url(re.compile(re.escape("version=v1&path=start%2Cgreet%2Cask")))
+    rows = page.locator("#sessions-table tbody tr")
+    await expect(rows).to_have_count(5)
+    ids = set(await rows.evaluate_all("rows => rows.map(r => r.dataset.sessionId)"))
+    assert ids == set(shop.sessions[("v1", tuple(PAID))])
+    await expect(page.locator("#version-filter")).to_have_text(" of flow version v1")
+    await expect(page.locator("#path-filter")).to_contain_text(f" {SEP} ".join(PAID))
+    # The list asked the API for that version's path.
+    asks = [dict(parse_qsl(urlsplit(url).query)) for url in requests]
+    assert {"version": "v1", "path": ",".join(PAID)}.items() <= asks[-1].items(), asks
+    # All versions: no version in the link, both versions' sessions on those node ids.
+    await page.goto(shop.ui + "#/analytics?chatbotId=shop&version=all")
+    paid = page.locator(f"#an-paths .an-path[data-nodes='{','.join(PAID)}']")
+    await expect(paid.locator(".an-path-sessions")).to_have_text("7 sessions")
+    href = await paid.locator(".an-path-link").get_attribute("href")
+    assert "version=" not in href
+    await paid.locator(".an-path-link").click()
+    await expect(rows).to_have_count(7)
+    ids = set(await rows.evaluate_all("rows => rows.map(r => r.dataset.sessionId)"))
+    assert ids == set(shop.sessions[("v1", tuple(PAID))]) | set(shop.sessions[("v2", tuple(PAID))])
+    await expect(page.locator("#version-filter")).to_have_count(0)
 
 
 async def test_the_funnel_builds_from_picked_nodes(page: Any, shop: Shop) -> None:

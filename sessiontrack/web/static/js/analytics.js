@@ -70,13 +70,15 @@ function hrefFor(state, changes = {}) {
 }
 
 /**
- * The sessions list filtered to one path (every tab: ended and active sessions) and to the
- * answer's effective range (ISO datetimes: the list's startDate/endDate).
+ * The sessions list filtered to one path (every tab: ended and active sessions), to the
+ * answer's flow version (none for `all`: every version's sessions on those node ids) and
+ * to its effective range (ISO datetimes: the list's startDate/endDate).
  */
-export const pathHref = (chatbotId, nodes, range = {}) => listHref({
-  tab: "all", chatbotId, path: nodes.join(","), startDate: range.startDate,
+export const pathHref = (chatbotId, nodes, answer = {}) => listHref({
+  tab: "all", chatbotId, version: answer.version && answer.version !== "all" ? answer.version : "",
+  path: nodes.join(","), startDate: answer.startDate,
   // The analytics range is half-open, the list's endDate inclusive: one millisecond before.
-  endDate: range.endDate ? new Date(Date.parse(range.endDate) - 1).toISOString() : "",
+  endDate: answer.endDate ? new Date(Date.parse(answer.endDate) - 1).toISOString() : "",
 });
 
 let chatbotsCache = null;
