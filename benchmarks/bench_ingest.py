@@ -346,6 +346,7 @@ async def throughput(
     try:
         before = stats.events_stored
         t0 = time.perf_counter()
+        cpu0 = time.process_time()
         for i, (name, kw) in enumerate(calls):
             hooks[name](**kw)
             if not i % 100:
@@ -353,6 +354,7 @@ async def throughput(
                 await tracker.drain()
         await tracker.flush()
         elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
         stored = stats.events_stored - before
         batches = stats.batches
         problems = stats.duplicates + stats.orphans + stats.late + stats.failed
@@ -365,6 +367,9 @@ async def throughput(
         "seconds": elapsed,
         "events_per_s": stored / elapsed,
         "batches": batches,
+        # this process's CPU (the engine's calls, the writer, SQLite's thread; not the
+        # PostgreSQL server's): less sensitive than seconds to other load on the machine
+        "cpu_us_per_event": cpu / stored * 1e6,
         "analytics": analytics,
     }
 
@@ -507,7 +512,8 @@ async def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                     print(
                         f"  throughput run {r + 1}, analytics {onoff}: "
                         f"{run['events_per_s']:,.0f} events/s ({run['events']:,} in "
-                        f"{run['seconds']:.2f} s, {run['batches']} batches)",
+                        f"{run['seconds']:.2f} s, {run['batches']} batches, "
+                        f"{run['cpu_us_per_event']:.1f} µs CPU/event)",
                         flush=True,
                     )
             out["throughput_runs"] = runs[True]
@@ -574,7 +580,15 @@ def summarize(backend: str, out: dict[str, Any]) -> None:
         off = median([x["events_per_s"] for x in out["throughput_off_runs"]])
         pairs = zip(out["throughput_runs"], out["throughput_off_runs"], strict=True)
         on_off = median([a["events_per_s"] / b["events_per_s"] for a, b in pairs])
-        summary.update(events_per_s=eps, events_per_s_analytics_off=off, analytics_on_off=on_off)
+        cpu_on = median([x["cpu_us_per_event"] for x in out["throughput_runs"]])
+        cpu_off = median([x["cpu_us_per_event"] for x in out["throughput_off_runs"]])
+        summary.update(
+            events_per_s=eps,
+            events_per_s_analytics_off=off,
+            analytics_on_off=on_off,
+            cpu_us_per_event=cpu_on,
+            cpu_us_per_event_analytics_off=cpu_off,
+        )
         rows += [
             [
                 "durable events/s, analytics on",
@@ -584,6 +598,8 @@ def summarize(backend: str, out: dict[str, Any]) -> None:
             ],
             ["durable events/s, analytics off", off, "-", ""],
             ["analytics on / off (median of pairs)", on_off, "-", ""],
+            ["process CPU µs/event, analytics on", cpu_on, "-", ""],
+            ["process CPU µs/event, analytics off", cpu_off, "-", ""],
         ]
     if out.get("naive_runs"):
         naive_eps = median([x["events_per_s"] for x in out["naive_runs"]])

@@ -29,7 +29,6 @@ from web_helpers.live import settle
 import sessiontrack
 from sessiontrack.analytics import _csv
 from sessiontrack.analytics._rollup import MAX_PATH
-from sessiontrack.analytics._service import Analytics
 from sessiontrack.cli import main
 from sessiontrack.web import create_app, schemas
 
@@ -144,13 +143,13 @@ async def test_each_route_answers_the_service_figures(
         r = await api.get(f"/analytics/{report}", params=query, headers=bearer())
         assert r.status_code == 200, (report, extra, r.text)
         assert r.headers["content-type"] == "application/json"
-        method = getattr(Analytics(tracker.store), report)
+        method = getattr(tracker.analytics, report)
         expected = await method("bot-a", **_service_kwargs(report, query), principal=ADMIN)
         assert r.json() == expected, (report, extra)
         MODELS[report].model_validate(r.json())  # the documented shape, no extra keys
     r = await api.get("/analytics/versions", params={"chatbotId": "bot-a"}, headers=bearer())
     assert r.status_code == 200
-    assert r.json() == await Analytics(tracker.store).versions("bot-a")
+    assert r.json() == await tracker.analytics.versions("bot-a")
     schemas.AnalyticsVersions.model_validate(r.json())
     assert r.json()["current"] == "v2"
     assert [v["version"] for v in r.json()["versions"]] == ["v2", "v1"]

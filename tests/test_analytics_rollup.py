@@ -400,3 +400,23 @@ async def test_a_failing_rollup_costs_the_batch_only_its_rollups(
     monkeypatch.undo()
     await rebuild(tracker.store)
     assert len((await dump(tracker.store))["an_traces"]) == 1
+
+
+async def test_a_repeated_waiting_input_opens_another_wait(
+    tracker: sessiontrack.Tracker, pm: pluggy.PluginManager
+) -> None:
+    sid = start(pm, "bot", T0)
+    for s, hook, kw in [
+        (0, "node_executed", {"node_id": "ask"}),
+        (1, "status_changed", {"status": "waiting_input"}),
+        (3, "message", {"direction": "inbound", "text": "x"}),
+        (4, "status_changed", {"status": "waiting_input"}),  # asked again, no running between
+        (10, "message", {"direction": "inbound", "text": "y"}),
+        (11, "node_executed", {"node_id": "next"}),
+    ]:
+        getattr(pm.hook, f"sessiontrack_{hook}")(session_id=sid, at=T0 + timedelta(seconds=s), **kw)
+        await tracker.flush()  # each in its own batch: the state goes through the table
+    assert isinstance(tracker.store, SQLAlchemyStore)
+    rows = await dump(tracker.store)
+    assert bins(rows, "node.wait", "ask") == {bin_of(8000): 1}
+    assert bins(rows, "node.bot", "ask") == {bin_of(3000): 1}

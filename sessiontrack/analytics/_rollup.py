@@ -333,13 +333,15 @@ class Rollup:
 
     def _status(self, tr: Trace, e: StoredEvent) -> None:
         status = str(e.data.get("status"))
-        if status == tr.status:
-            return
-        tr.status = status
+        # every report of waiting_input opens a wait, also one repeated after an answer
+        # without a status in between (a second question at the same node)
         if status == _WAITING and tr.vo is not None and tr.ws is None:
             tr.ws = (e.at - tr.started_at) / _MS
             tr.hw = True
-        tr.dirty = True
+            tr.dirty = True
+        if status != tr.status:
+            tr.status = status
+            tr.dirty = True
 
     def _complete(self, tr: Trace, e: StoredEvent) -> None:
         if tr.ended:

@@ -210,6 +210,7 @@ def analytics_tables(md: sa.MetaData, p: str) -> tuple[sa.Table, sa.Table, sa.Ta
         md,
         *key(),
         sa.Column("value", sa.Float(), nullable=False),
+        sqlite_with_rowid=False,  # looked up and updated by key only: one b-tree, not two
     )
     bins = sa.Table(
         f"{p}an_bins",
@@ -217,6 +218,7 @@ def analytics_tables(md: sa.MetaData, p: str) -> tuple[sa.Table, sa.Table, sa.Ta
         *key(),
         sa.Column("bin", sa.Integer(), primary_key=True, autoincrement=False),
         sa.Column("n", sa.BigInteger(), nullable=False),
+        sqlite_with_rowid=False,
     )
     paths = sa.Table(
         f"{p}an_paths",
@@ -224,6 +226,7 @@ def analytics_tables(md: sa.MetaData, p: str) -> tuple[sa.Table, sa.Table, sa.Ta
         sa.Column("chatbot_id", sa.String(200), primary_key=True),
         sa.Column("path_key", sa.String(32), primary_key=True),
         sa.Column("nodes", json_type(), nullable=False),
+        sqlite_with_rowid=False,
     )
     traces = sa.Table(
         f"{p}an_traces",
