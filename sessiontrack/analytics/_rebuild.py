@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -109,7 +109,11 @@ def _reader(conn: Connection, e: sa.Table) -> Callable[[int, int], list[StoredEv
     sql = sa.text(f"SELECT {picks} FROM {q(e.name)} WHERE seq > :after ORDER BY seq LIMIT :n")
 
     def read(after: int, n: int) -> list[StoredEvent]:
-        rows = conn.execute(sql, {"after": after, "n": n}).all()
+        result = conn.execute(sql, {"after": after, "n": n})
+        try:
+            rows = result.cursor.fetchall()  # the DB-API's rows: no Row object each
+        finally:
+            result.close()
         return [
             StoredEvent(
                 seq=seq,
@@ -141,7 +145,7 @@ def _aware(value: datetime) -> datetime:
 
 def _utc_of_text(text: str) -> datetime:
     """A timestamp as SQLite stores it (naive UTC text, see ``UTCDateTime``), aware."""
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    return datetime.fromisoformat(text + "+00:00")  # tzinfo: timezone.utc, i.e. UTC
 
 
 async def rebuild(
