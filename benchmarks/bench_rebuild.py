@@ -45,10 +45,10 @@ def remove_sqlite() -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-async def build_log(url: str, n_sessions: int, days: float) -> int:
+async def build_log(url: str, n_sessions: int, days: float, concurrency: int) -> int:
     if url.startswith("sqlite"):
         remove_sqlite()
-    calls = list(workload(n_sessions, 200, seed=12))
+    calls = list(workload(n_sessions, concurrency, seed=12))
     step = timedelta(seconds=days * 86400 / len(calls))
     t0 = datetime.now(UTC) - timedelta(days=days)
     tracker, pm = await new_tracker(url, analytics=False, high_water=20_000)
@@ -81,6 +81,9 @@ async def main() -> None:
     ap.add_argument("--backends", default="sqlite,postgresql")
     ap.add_argument("--sessions", type=int, default=8000)
     ap.add_argument("--days", type=float, default=7.0)
+    ap.add_argument(
+        "--concurrency", type=int, default=200, help="sessions in progress at once in the log"
+    )
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--reuse", action="store_true", help="rebuild the log already there")
     ap.add_argument("--postgres-url", default=POSTGRES_URL)
@@ -89,7 +92,7 @@ async def main() -> None:
         url = url_of(backend, args.postgres_url)
         if not args.reuse:
             t0 = time.perf_counter()
-            n = await build_log(url, args.sessions, args.days)
+            n = await build_log(url, args.sessions, args.days, args.concurrency)
             print(f"{backend}: log of {n} events written in {time.perf_counter() - t0:.1f} s")
         rates, cpu_rates = [], []
         for r in range(args.repeat):
