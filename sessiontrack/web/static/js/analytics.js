@@ -481,7 +481,8 @@ class AnalyticsView {
     const top = Math.max(...paths.paths.map((p) => p.share || 0), 0.0001);
     this.pathsList.replaceChildren(...paths.paths.map((p, i) => {
       const names = p.nodes.map((id) => labels.get(id) || id);
-      const text = names.join(" › ");
+      // sessions that ran no node yet are on the empty path: no list filter names it
+      const text = names.length ? names.join(" › ") : "(no node run yet)";
       return h("li", { class: "an-path", dataset: { nodes: p.nodes.join(",") } },
         h("div", { class: "an-path-head" },
           h("span", { class: "an-path-rank", "aria-hidden": "true" }, `${i + 1}`),
@@ -489,8 +490,9 @@ class AnalyticsView {
         h("div", { class: "an-share", "aria-hidden": "true" }, h("span", { style: `width:${(100 * (p.share || 0)) / top}%` })),
         h("p", { class: "an-path-figures" },
           h("span", { class: "an-path-sessions" }, plural(p.sessions, "session")), ` · ${formatRate(p.share)} of all · `,
-          `${formatRate(p.completionRate)} completed · median ${formatSeconds(p.duration?.p50)} · `,
-          h("a", { href: pathHref(this.state.chatbotId, p.nodes, paths), class: "an-path-link", "aria-label": `Sessions on path ${i + 1}: ${text}` }, "Sessions →")));
+          `${formatRate(p.completionRate)} completed · median ${formatSeconds(p.duration?.p50)}`,
+          p.nodes.length ? " · " : null,
+          p.nodes.length ? h("a", { href: pathHref(this.state.chatbotId, p.nodes, paths), class: "an-path-link", "aria-label": `Sessions on path ${i + 1}: ${text}` }, "Sessions →") : null));
     }));
   }
 
