@@ -65,6 +65,7 @@ class SessionQueries:
         offset: int = 0,
         cursor: str | None = None,
         path: str | Sequence[str] | None = None,
+        version: str | None = None,
         principal: Principal | None = None,
     ) -> Page[SessionSummary]:
         """A page of sessions, newest first by default.
@@ -77,7 +78,9 @@ class SessionQueries:
         whose cost does not grow with depth; it must be used with the same sort.
         ``path`` (node ids, a list or comma-separated; needs ``chatbot_id``) keeps the
         sessions whose current path through the flow is exactly that, as
-        ``tracker.analytics.paths`` lists them.
+        ``tracker.analytics.paths`` lists them. ``version`` (a flow version name) keeps the
+        sessions that started with that version of their chatbot's flow (``flow_version``):
+        with ``path``, the sessions of one version's path, as the paths report counts them.
         """
         sort_col = SORT_FIELDS.get(sort_by) if isinstance(sort_by, str) else None
         if sort_col is None:
@@ -94,6 +97,7 @@ class SessionQueries:
         start_date = _utc(start_date, "startDate")
         end_date = _utc(end_date, "endDate")
         conversation_id = _text(conversation_id, "conversationId")
+        version = _text(version, "version")
         search = _text(search, "search")
         cursor = _text(cursor, "cursor")
         after = _decode_cursor(cursor, sort_col, order) if cursor else None
@@ -107,6 +111,7 @@ class SessionQueries:
             start=start_date,
             end=end_date,
             path_keys=_path_keys(path, chatbot_id),
+            version=version or None,
         )
         items, total, more = await self._store.list_sessions(
             f,

@@ -1,6 +1,6 @@
 """``GET /analytics/*`` (the HTTP face of ``tracker.analytics``), its CSV, the
-``analytics export`` command and the list filter ``path``: a real uvicorn under a prefix,
-on SQLite and PostgreSQL, and hypothesis against the app in-process."""
+``analytics export`` command and the list filters ``path`` and ``version``: a real uvicorn
+under a prefix, on SQLite and PostgreSQL, and hypothesis against the app in-process."""
 
 from __future__ import annotations
 
@@ -516,6 +516,48 @@ async def test_the_query_service_takes_a_path_as_a_list(
     with pytest.raises(sessiontrack.InvalidParameter) as err:
         await tracker.sessions.list(path=PATH_B)
     assert err.value.field == "path"
+
+
+async def test_the_version_filter_keeps_one_versions_sessions(
+    api: httpx.AsyncClient, tracker: sessiontrack.Tracker, engine: Engine, world: dict[str, Any]
+) -> None:
+    w = world
+    # A v2 session on v1's most common path: the path alone lists both versions' sessions.
+    late = run(engine, "bot-a", PATH_A, "completed")
+    await settle(tracker)
+    v1 = {w["a1"], w["a2"], w["b"], w["c"]}
+    assert await _listed(api, "/", chatbotId="bot-a", version="v1") == v1
+    assert await _listed(api, "/", chatbotId="bot-a", version="v2") == {w["v2"], late}
+    assert await _listed(api, "/chatbot/bot-a", version="v2") == {w["v2"], late}
+    assert await _listed(api, "/", version="v1") == v1  # bot-b's flow has no version v1
+    assert await _listed(api, "/", chatbotId="bot-a", version="v3") == set()
+    on_a = {"chatbotId": "bot-a", "path": ",".join(PATH_A)}
+    assert await _listed(api, "/", **on_a) == {w["a1"], w["a2"], late}
+    assert await _listed(api, "/", **on_a, version="v1") == {w["a1"], w["a2"]}
+    assert await _listed(api, "/", **on_a, version="v2") == {late}
+    assert await _listed(api, "/", **on_a, version="v1", status="running") == set()
+    # Each version's top paths link to exactly their sessions.
+    for version in ("v1", "v2"):
+        query = {"chatbotId": "bot-a", "version": version, **today_range()}
+        paths = (await api.get("/analytics/paths", params=query, headers=bearer())).json()
+        assert paths["paths"]
+        for p in paths["paths"]:
+            nodes = ",".join(p["nodes"])
+            listed = await _listed(api, "/", chatbotId="bot-a", path=nodes, version=version)
+            assert len(listed) == p["sessions"], (version, p)
+    # Tenants stay apart; an empty or NUL version is refused naming it.
+    r = await api.get("/", params={"version": "v1"}, headers=bearer("tenant-a"))
+    assert r.status_code == 200 and {s["id"] for s in r.json()["data"]} == v1
+    for bad in ("", "v\x001"):
+        r = await api.get("/", params={"chatbotId": "bot-a", "version": bad}, headers=bearer())
+        assert r.status_code == 400, r.text
+        assert [d["field"] for d in r.json()["detail"]] == ["version"]
+    # The query service alike.
+    page = await tracker.sessions.list(chatbot_id="bot-a", path=PATH_A, version="v2")
+    assert [s.id for s in page.data] == [late] and page.total == 1
+    with pytest.raises(sessiontrack.InvalidParameter) as err:
+        await tracker.sessions.list(version=2)  # type: ignore[arg-type]
+    assert err.value.field == "version"
 
 
 # --- any query string: 200, 400 naming a field, or 404 for another chatbot ----------------

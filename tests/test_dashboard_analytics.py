@@ -344,6 +344,29 @@ async def test_cards_and_heat_map_show_what_the_api_answers(page: Any, shop: Sho
     await expect(bar).to_have_attribute("aria-label", re.compile(f": {busiest['started']} started"))
 
 
+async def test_the_duration_histogram_draws_the_api_buckets(page: Any, shop: Shop) -> None:
+    await page.goto(shop.ui + "#/analytics?chatbotId=shop&version=v1")
+    await expect(page.locator(card("sessions"))).to_have_text("11")
+    summary = await api(shop, "analytics/summary", **asked(page, "summary", version="v1"))
+    histogram = summary["duration"]["histogram"]
+    # v1's ended sessions: 2 bounces of 7 s, 3 handoffs of 13 s and 5 payments of 16 s.
+    assert [b["sessions"] for b in histogram][:3] == [2, 8, 0]
+    assert sum(b["sessions"] for b in histogram) == 10 and histogram[-1]["le"] is None
+    bars = page.locator("#an-histogram .bar")
+    await expect(bars).to_have_count(len(histogram))
+    values = await bars.evaluate_all("bars => bars.map(b => Number(b.dataset.value))")
+    assert values == [b["sessions"] for b in histogram]
+    await expect(bars.nth(0)).to_have_attribute("aria-label", "2 sessions lasted up to 10 s")
+    await expect(bars.nth(1)).to_have_attribute("aria-label", "8 sessions lasted 10 s to 30 s")
+    await expect(bars.last).to_have_attribute("aria-label", "0 sessions lasted over 1 day")
+    await expect(page.locator("#an-hist-note")).to_contain_text("Ended sessions of the range")
+    # No ended session: no bars, a note.
+    await page.goto(shop.ui + "#/analytics?chatbotId=quiet")
+    await expect(page.locator(card("sessions"))).to_have_text("0")
+    await expect(page.locator("#an-hist-note")).to_have_text("No ended sessions in this range yet.")
+    await expect(page.locator("#an-histogram .chart")).to_be_hidden()
+
+
 async def test_a_top_path_links_to_exactly_its_sessions(page: Any, shop: Shop) -> None:
     await page.goto(shop.ui + "#/analytics?chatbotId=shop")
     paths = page.locator("#an-paths .an-path")
@@ -361,9 +384,44 @@ async def test_a_top_path_links_to_exactly_its_sessions(page: Any, shop: Shop) -
     ids = set(await rows.evaluate_all("rows => rows.map(r => r.dataset.sessionId)"))
     assert ids == set(shop.sessions[("v2", tuple(FAQ))])
     await expect(page.locator("#path-filter")).to_contain_text(f" {SEP} ".join(FAQ))
+    await expect(page.locator("#version-filter")).to_have_text(" of flow version v2")
     # Back to every path of the chatbot.
     await page.click("#path-filter-clear")
     await expect(page.locator("#path-filter")).to_be_hidden()
+    assert "version=" not in page.url
+
+
+async def test_a_versions_top_path_lists_only_that_versions_sessions(page: Any, shop: Shop) -> None:
+    """v1 and v2 both have PAID sessions: v1's link lists v1's, the all-versions link both."""
+    await page.goto(shop.ui + "#/analytics?chatbotId=shop&version=v1")
+    paid = page.locator(f"#an-paths .an-path[data-nodes='{','.join(PAID)}']")
+    await expect(paid.locator(".an-path-sessions")).to_have_text("5 sessions")
+    answer = await api(shop, "analytics/paths", **asked(page, "paths", version="v1"))
+    assert answer["version"] == "v1"
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if "path=" in r.url else None)
+    await paid.locator(".an-path-link").click()
+    await expect(page).to_have_url(re.compile(re.escape("version=v1&path=start%2Cgreet%2Cask")))
+    rows = page.locator("#sessions-table tbody tr")
+    await expect(rows).to_have_count(5)
+    ids = set(await rows.evaluate_all("rows => rows.map(r => r.dataset.sessionId)"))
+    assert ids == set(shop.sessions[("v1", tuple(PAID))])
+    await expect(page.locator("#version-filter")).to_have_text(" of flow version v1")
+    await expect(page.locator("#path-filter")).to_contain_text(f" {SEP} ".join(PAID))
+    # The list asked the API for that version's path.
+    asks = [dict(parse_qsl(urlsplit(url).query)) for url in requests]
+    assert {"version": "v1", "path": ",".join(PAID)}.items() <= asks[-1].items(), asks
+    # All versions: no version in the link, both versions' sessions on those node ids.
+    await page.goto(shop.ui + "#/analytics?chatbotId=shop&version=all")
+    paid = page.locator(f"#an-paths .an-path[data-nodes='{','.join(PAID)}']")
+    await expect(paid.locator(".an-path-sessions")).to_have_text("7 sessions")
+    href = await paid.locator(".an-path-link").get_attribute("href")
+    assert "version=" not in href
+    await paid.locator(".an-path-link").click()
+    await expect(rows).to_have_count(7)
+    ids = set(await rows.evaluate_all("rows => rows.map(r => r.dataset.sessionId)"))
+    assert ids == set(shop.sessions[("v1", tuple(PAID))]) | set(shop.sessions[("v2", tuple(PAID))])
+    await expect(page.locator("#version-filter")).to_have_count(0)
 
 
 async def test_the_funnel_builds_from_picked_nodes(page: Any, shop: Shop) -> None:
@@ -550,10 +608,10 @@ def screenshots(tmp_path: Path) -> Path:
 
 
 async def test_screenshots(
-    browser: Any, shop: Shop, screenshots: Path, request: pytest.FixtureRequest
+    browser: Any, shop: Shop, screenshots: Path, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     if "postgresql" in request.node.callspec.id:
-        pytest.skip("the pictures come from the SQLite run")
+        screenshots = tmp_path  # the kept pictures come from the SQLite run
     for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
         page = await new_page(browser, viewport, reduced_motion="reduce")
         await page.goto(shop.ui + "#/analytics?chatbotId=shop&version=v1&steps=start,greet,ask,pay")

@@ -42,6 +42,8 @@ class SessionFilter:
     end: datetime | None = None
     path_keys: frozenset[str] | None = None
     """Sessions whose current analytics path has one of these keys (``an_traces``)."""
+    version: str | None = None
+    """Sessions that started with this flow version (``flow_version``)."""
 
     @property
     def countable_from_counters(self) -> bool:
@@ -51,6 +53,7 @@ class SessionFilter:
             and not self.start
             and not self.end
             and self.path_keys is None
+            and self.version is None
         )
 
 
@@ -235,6 +238,8 @@ class ReadQueries:
             if f.chatbot_ids is not None:  # the index leads with chatbot_id
                 on_path = on_path.where(t.c.chatbot_id.in_(sorted(f.chatbot_ids)))
             w.append(s.c.id.in_(on_path))
+        if f.version is not None:
+            w.append(s.c.flow_version == f.version)
         return w
 
     async def list_sessions(

@@ -15,6 +15,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
 DEFAULT_PREFIX = "sessiontrack_"
+KEY = ("chatbot_id", "metric", "grain", "bucket", "version", "dim")
+"""The leading primary key columns of ``an_counts`` and ``an_bins``."""
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -195,14 +197,15 @@ def analytics_tables(md: sa.MetaData, p: str) -> tuple[sa.Table, sa.Table, sa.Ta
     each session's analytics state. See ``sessiontrack/analytics/_rollup.py``."""
 
     def key() -> list[sa.Column[Any]]:
+        # the primary key (KEY) is each table's PrimaryKeyConstraint
         return [
-            sa.Column("chatbot_id", sa.String(200), primary_key=True),
-            sa.Column("metric", sa.String(32), primary_key=True),
+            sa.Column("chatbot_id", sa.String(200), nullable=False),
+            sa.Column("metric", sa.String(32), nullable=False),
             # 0: the UTC quarter-hour of the session's start, 1: its UTC day (epoch seconds)
-            sa.Column("grain", sa.SmallInteger(), primary_key=True, autoincrement=False),
-            sa.Column("bucket", sa.BigInteger(), primary_key=True, autoincrement=False),
-            sa.Column("version", sa.String(64), primary_key=True),
-            sa.Column("dim", sa.Text(), primary_key=True),
+            sa.Column("grain", sa.SmallInteger(), nullable=False, autoincrement=False),
+            sa.Column("bucket", sa.BigInteger(), nullable=False, autoincrement=False),
+            sa.Column("version", sa.String(64), nullable=False),
+            sa.Column("dim", sa.Text(), nullable=False),
         ]
 
     counts = sa.Table(
@@ -210,14 +213,19 @@ def analytics_tables(md: sa.MetaData, p: str) -> tuple[sa.Table, sa.Table, sa.Ta
         md,
         *key(),
         sa.Column("value", sa.Float(), nullable=False),
-        sqlite_with_rowid=False,  # looked up and updated by key only: one b-tree, not two
+        # PostgreSQL: the value in the key's index too, so the reads' sums are index-only
+        # scans (no heap block per row); SQLite: looked up and updated by key only, one
+        # b-tree holding the rows in key order, not two
+        sa.PrimaryKeyConstraint(*KEY, postgresql_include=["value"]),
+        sqlite_with_rowid=False,
     )
     bins = sa.Table(
         f"{p}an_bins",
         md,
         *key(),
-        sa.Column("bin", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("bin", sa.Integer(), nullable=False, autoincrement=False),
         sa.Column("n", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint(*KEY, "bin", postgresql_include=["n"]),
         sqlite_with_rowid=False,
     )
     paths = sa.Table(

@@ -141,6 +141,13 @@ class ListQuery(Query):
         description="Comma-separated node ids (needs chatbotId): only sessions whose "
         "current path through the flow is exactly this (as /analytics/paths lists them)",
     )
+    version: str | None = Field(
+        None,
+        min_length=1,
+        description="A flow version name: only sessions that started with that version "
+        "of their chatbot's flow (with path: one version's path, as /analytics/paths "
+        "counts it)",
+    )
 
     @field_validator("sort_order", mode="before")
     @classmethod

@@ -8,6 +8,12 @@ the event log already there (``sessiontrack.analytics._rebuild.replay``, the sam
 writer runs on each batch), so an upgraded database answers analytics for its past
 sessions at once. The replay reads the whole log: on a large database this revision takes
 a while (about as long as ingesting the log took the writer's rollups).
+
+On PostgreSQL the primary keys of ``an_counts`` and ``an_bins`` carry their value
+(``INCLUDE (value)`` / ``INCLUDE (n)``), so the analytics reads sum them by index-only
+scans once the visibility map is set: by autovacuum, or ``VACUUM (ANALYZE)`` of the two
+tables after the upgrade where autovacuum is off (VACUUM cannot run in the migration's
+transaction; ``sessiontrack analytics rebuild`` runs it after its own).
 """
 
 from __future__ import annotations

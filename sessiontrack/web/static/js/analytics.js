@@ -25,6 +25,13 @@ const longDayFmt = new Intl.DateTimeFormat(undefined, { weekday: "short", month:
 export const formatRate = (r) => (r === null || r === undefined ? "—" : pctFmt.format(r));
 export const formatSeconds = (s) => (s === null || s === undefined ? "—" : formatMs(s * 1000));
 const formatMean = (n) => (n === null || n === undefined ? "—" : meanFmt.format(n));
+/** A histogram bound in seconds: "30 s", "2 min", "6 h", "1 day". */
+function formatBound(s) {
+  if (s < 60) return `${meanFmt.format(s)} s`;
+  if (s < 3600) return `${meanFmt.format(s / 60)} min`;
+  if (s < 86400) return `${meanFmt.format(s / 3600)} h`;
+  return s === 86400 ? "1 day" : `${meanFmt.format(s / 86400)} days`;
+}
 const formatDate = (iso) => dayFmt.format(new Date(`${iso}T00:00:00Z`));
 
 /** YYYY-MM-DD of a local date. */
@@ -63,13 +70,15 @@ function hrefFor(state, changes = {}) {
 }
 
 /**
- * The sessions list filtered to one path (every tab: ended and active sessions) and to the
- * answer's effective range (ISO datetimes: the list's startDate/endDate).
+ * The sessions list filtered to one path (every tab: ended and active sessions), to the
+ * answer's flow version (none for `all`: every version's sessions on those node ids) and
+ * to its effective range (ISO datetimes: the list's startDate/endDate).
  */
-export const pathHref = (chatbotId, nodes, range = {}) => listHref({
-  tab: "all", chatbotId, path: nodes.join(","), startDate: range.startDate,
+export const pathHref = (chatbotId, nodes, answer = {}) => listHref({
+  tab: "all", chatbotId, version: answer.version && answer.version !== "all" ? answer.version : "",
+  path: nodes.join(","), startDate: answer.startDate,
   // The analytics range is half-open, the list's endDate inclusive: one millisecond before.
-  endDate: range.endDate ? new Date(Date.parse(range.endDate) - 1).toISOString() : "",
+  endDate: answer.endDate ? new Date(Date.parse(answer.endDate) - 1).toISOString() : "",
 });
 
 let chatbotsCache = null;
@@ -472,7 +481,8 @@ class AnalyticsView {
     const top = Math.max(...paths.paths.map((p) => p.share || 0), 0.0001);
     this.pathsList.replaceChildren(...paths.paths.map((p, i) => {
       const names = p.nodes.map((id) => labels.get(id) || id);
-      const text = names.join(" › ");
+      // sessions that ran no node yet are on the empty path: no list filter names it
+      const text = names.length ? names.join(" › ") : "(no node run yet)";
       return h("li", { class: "an-path", dataset: { nodes: p.nodes.join(",") } },
         h("div", { class: "an-path-head" },
           h("span", { class: "an-path-rank", "aria-hidden": "true" }, `${i + 1}`),
@@ -480,8 +490,9 @@ class AnalyticsView {
         h("div", { class: "an-share", "aria-hidden": "true" }, h("span", { style: `width:${(100 * (p.share || 0)) / top}%` })),
         h("p", { class: "an-path-figures" },
           h("span", { class: "an-path-sessions" }, plural(p.sessions, "session")), ` · ${formatRate(p.share)} of all · `,
-          `${formatRate(p.completionRate)} completed · median ${formatSeconds(p.duration?.p50)} · `,
-          h("a", { href: pathHref(this.state.chatbotId, p.nodes, paths), class: "an-path-link", "aria-label": `Sessions on path ${i + 1}: ${text}` }, "Sessions →")));
+          `${formatRate(p.completionRate)} completed · median ${formatSeconds(p.duration?.p50)}`,
+          p.nodes.length ? " · " : null,
+          p.nodes.length ? h("a", { href: pathHref(this.state.chatbotId, p.nodes, paths), class: "an-path-link", "aria-label": `Sessions on path ${i + 1}: ${text}` }, "Sessions →") : null));
     }));
   }
 
@@ -538,32 +549,23 @@ class AnalyticsView {
   }
 
   renderHistogram() {
-    const s = this.answers.summaryA;
-    const histogram = s.histogram || s.duration?.histogram;
-    if (Array.isArray(histogram) && histogram.length) {
-      let prev = 0;
-      const bars = histogram.map((bin) => {
-        const label = bin.le === null || bin.le === undefined ? `> ${formatSeconds(prev)}` : `≤ ${formatSeconds(bin.le)}`;
-        const tip = `${formatNumber(bin.sessions)} sessions lasted ${bin.le === null || bin.le === undefined ? `over ${formatSeconds(prev)}` : `${formatSeconds(prev)} to ${formatSeconds(bin.le)}`}`;
-        prev = bin.le ?? prev;
-        return { label, value: bin.sessions, tip };
-      });
-      this.histChart.set({ bars, label: "Ended sessions by duration" });
-      this.histNote.textContent = "Ended sessions of the range, by how long they lasted.";
+    const histogram = this.answers.summaryA.duration?.histogram || [];
+    if (!histogram.some((bin) => bin.sessions > 0)) {
+      this.histChart.el.hidden = true;
+      this.histNote.textContent = "No ended sessions in this range yet.";
       return;
     }
-    // The summary has no histogram yet: each top path's sessions at that path's median.
-    const bins = DURATION_BINS.map(([le, label]) => ({ le, label, value: 0, paths: 0 }));
-    for (const p of this.answers.paths.paths) {
-      const d = p.duration?.p50;
-      if (d === null || d === undefined) continue;
-      const bin = bins.find((b) => b.le === null || d <= b.le);
-      bin.value += p.sessions;
-      bin.paths += 1;
-    }
-    const bars = bins.map((b) => ({ label: b.label, value: b.value, tip: `${b.label}: ${formatNumber(b.value)} sessions on ${b.paths} top paths with that median duration` }));
-    this.histChart.set({ bars, label: "Sessions of the top paths by their path's median duration" });
-    this.histNote.textContent = "Approximate: the sessions of each top path, placed at that path's median duration.";
+    let prev = 0;
+    const bars = histogram.map((bin) => {
+      const last = bin.le === null || bin.le === undefined;
+      const label = last ? `> ${formatBound(prev)}` : `≤ ${formatBound(bin.le)}`;
+      const range = last ? `over ${formatBound(prev)}` : prev ? `${formatBound(prev)} to ${formatBound(bin.le)}` : `up to ${formatBound(bin.le)}`;
+      prev = last ? prev : bin.le;
+      return { label, value: bin.sessions, tip: `${plural(bin.sessions, "session")} lasted ${range}` };
+    });
+    this.histChart.el.hidden = false;
+    this.histChart.set({ bars, label: `Ended sessions by duration, ${bars.length} buckets` });
+    this.histNote.textContent = "Ended sessions of the range, by how long they lasted.";
   }
 
   // --- messages -------------------------------------------------------------------------
@@ -595,11 +597,6 @@ class AnalyticsView {
     document.removeEventListener("visibilitychange", this.onVisible);
   }
 }
-
-const DURATION_BINS = [
-  [10, "≤ 10 s"], [30, "10–30 s"], [60, "30 s–1 min"], [120, "1–2 min"], [300, "2–5 min"],
-  [600, "5–10 min"], [1800, "10–30 min"], [3600, "30–60 min"], [null, "> 1 h"],
-];
 
 /** Replace a select's options only when they changed (a live refresh must not close it). */
 function setOptions(select, options) {

@@ -112,7 +112,7 @@ function axes(g, { w, h, max, format }) {
 
 /**
  * Vertical bars: `bars` [{label, value, tip}], in order; labels under the bars, thinned
- * out so they never overlap.
+ * out so they never overlap. Each bar carries its value as `data-value`.
  */
 export function drawBars({ bars, format = String }, width) {
   const height = 210;
@@ -127,7 +127,7 @@ export function drawBars({ bars, format = String }, width) {
   bars.forEach((b, i) => {
     const bh = (h * b.value) / max;
     const x = PAD.left + i * slot;
-    g.append(svg("g", { class: "bar", tabindex: 0, "data-tip": b.tip, "aria-label": b.tip, role: "img" },
+    g.append(svg("g", { class: "bar", tabindex: 0, "data-value": b.value, "data-tip": b.tip, "aria-label": b.tip, role: "img" },
       svg("rect", { class: "bar-hit", x, y: PAD.top, width: slot, height: h }),
       svg("rect", { class: "bar-fill", x: x + slot * 0.12, y: PAD.top + h - bh, width: Math.max(1, slot * 0.76), height: bh })));
     if (i % every === 0) {

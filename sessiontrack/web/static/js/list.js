@@ -1,6 +1,7 @@
 // The sessions list: tabs, filters, search, sort, keyset pagination, stats, live updates.
-// `path=n1,n2,…` (with a chatbot) keeps the sessions whose current path is exactly that: the
-// analytics page's top paths link here.
+// `path=n1,n2,…` (with a chatbot) keeps the sessions whose current path is exactly that, and
+// `version=v1` (with a chatbot) those that started with that flow version: the analytics
+// page's top paths link here.
 
 import { api } from "./api.js";
 import {
@@ -33,20 +34,21 @@ function normalize(params) {
   // `chatbotId` is accepted too: the analytics page's links name the chatbot the API's way.
   const bot = params.bot || params.chatbotId || "";
   const path = bot ? (params.path || "").split(",").map((n) => n.trim()).filter(Boolean).join(",") : "";
+  const version = bot ? params.version || "" : "";
   // startDate/endDate: ISO datetimes with an offset (an analytics range), sessions started in [start, end).
   const when = (v) => (v && !Number.isNaN(Date.parse(v)) ? v : "");
   return {
-    tab, bot, q: params.q || "", sort, page, cursor: params.cursor || "", path,
+    tab, bot, q: params.q || "", sort, page, cursor: params.cursor || "", path, version,
     startDate: when(params.startDate), endDate: when(params.endDate),
   };
 }
 
-const stateKey = (s) => JSON.stringify([s.tab, s.bot, s.q, s.sort, s.path, s.startDate, s.endDate]);
+const stateKey = (s) => JSON.stringify([s.tab, s.bot, s.q, s.sort, s.path, s.version, s.startDate, s.endDate]);
 
 function hrefFor(state, changes = {}) {
   const s = { ...state, ...changes };
   return listHref({
-    tab: s.tab === "active" ? "" : s.tab, bot: s.bot, path: s.bot ? s.path : "", q: s.q,
+    tab: s.tab === "active" ? "" : s.tab, bot: s.bot, version: s.bot ? s.version : "", path: s.bot ? s.path : "", q: s.q,
     startDate: s.startDate, endDate: s.endDate,
     sort: s.sort === SORTS[0][0] ? "" : s.sort,
     page: s.page > 1 ? s.page : "", cursor: s.page > 1 ? s.cursor : "",
@@ -118,7 +120,7 @@ class ListView {
       this.region,
       this.pager));
 
-    this.botSelect.addEventListener("change", () => this.go({ bot: this.botSelect.value, path: "", page: 1, cursor: "" }));
+    this.botSelect.addEventListener("change", () => this.go({ bot: this.botSelect.value, path: "", version: "", page: 1, cursor: "" }));
     this.sortSelect.addEventListener("change", () => this.go({ sort: this.sortSelect.value, page: 1, cursor: "" }));
     const search = debounce(() => this.go({ q: this.searchInput.value.trim(), page: 1, cursor: "" }, true), 350);
     this.searchInput.addEventListener("input", search);
@@ -185,18 +187,22 @@ class ListView {
       this.botAnalytics.href = analyticsHref({ chatbotId: s.bot });
       this.botAnalytics.setAttribute("aria-label", `Analytics of ${this.botName(s.bot)}`);
     }
-    this.pathNote.hidden = !s.path && !s.startDate && !s.endDate;
+    this.pathNote.hidden = !s.path && !s.version && !s.startDate && !s.endDate;
     if (!this.pathNote.hidden) {
       const range = s.startDate || s.endDate
         ? ` started ${s.startDate ? `from ${formatDateTime(s.startDate)}` : ""}${s.endDate ? ` until ${formatDateTime(s.endDate)}` : ""}`
         : "";
+      const version = s.version ? h("span", { id: "version-filter" }, " of flow version ", h("span", { class: "path-nodes" }, s.version)) : null;
+      const lead = s.path ? (s.version ? ", whose path is exactly " : " whose path is exactly ") : s.version ? range : "";
       this.pathNote.replaceChildren(
-        h("span", {}, s.path ? "Sessions whose path is exactly " : `Sessions${range}`),
+        h("span", {}, s.path || s.version ? "Sessions" : `Sessions${range}`),
+        version,
+        lead ? h("span", {}, lead) : null,
         s.path ? h("span", { class: "path-nodes" }, s.path.split(",").join(" › ")) : null,
         s.path && range ? h("span", {}, `,${range}`) : null,
         " ",
-        h("a", { class: "btn btn-small", href: hrefFor(s, { path: "", startDate: "", endDate: "", page: 1, cursor: "" }), id: "path-filter-clear" },
-          s.path ? "Show all paths" : "Show all dates"));
+        h("a", { class: "btn btn-small", href: hrefFor(s, { path: "", version: "", startDate: "", endDate: "", page: 1, cursor: "" }), id: "path-filter-clear" },
+          s.path ? "Show all paths" : s.version ? "Show all versions" : "Show all dates"));
     }
     document.title = `${TABS.find(([t]) => t === s.tab)[1]} sessions · sessiontrack`;
   }
@@ -233,7 +239,7 @@ class ListView {
     const s = this.state;
     const [sortBy, sortOrder] = s.sort.split(".");
     const params = {
-      filter: s.tab, chatbotId: s.bot, path: s.path, startDate: s.startDate, endDate: s.endDate,
+      filter: s.tab, chatbotId: s.bot, path: s.path, version: s.version, startDate: s.startDate, endDate: s.endDate,
       search: s.q, sortBy, sortOrder, limit: PAGE_SIZE,
     };
     if (s.page > 1 && s.cursor) params.cursor = s.cursor;
@@ -320,8 +326,8 @@ class ListView {
       action = h("a", { class: "btn", href: hrefFor(s, { page: 1, cursor: "" }) }, "Go to the first page");
     } else if (s.q || s.bot) {
       title = s.q ? `No sessions match “${s.q}”` : s.path ? "No sessions on this path" : "No sessions for this chatbot";
-      hint = s.path ? "No session in this tab has exactly this path." : "Try another search or chatbot.";
-      action = h("a", { class: "btn", href: hrefFor(s, { q: "", bot: "", path: "", startDate: "", endDate: "", page: 1, cursor: "" }) }, "Clear filters");
+      hint = s.path ? `No session${s.version ? " of this version" : ""} in this tab has exactly this path.` : "Try another search or chatbot.";
+      action = h("a", { class: "btn", href: hrefFor(s, { q: "", bot: "", path: "", version: "", startDate: "", endDate: "", page: 1, cursor: "" }) }, "Clear filters");
     }
     this.message.replaceChildren(h("div", { class: "state state-empty", id: "empty-state" },
       h("h2", {}, title), h("p", {}, hint), action));
