@@ -283,12 +283,33 @@ async def copy_rollups(spec: Spec, url: str) -> float:
 
 # --- the storage layout of the rollups, brought up to date in place -----------------------
 
-# Tables whose layout changed after the data set's rollups were cached: on SQLite the
-# additive rollups and the path dictionary are WITHOUT ROWID tables (one b-tree each, rows
-# in key order); on PostgreSQL the primary keys of the additive rollups carry the summed
-# column (INCLUDE), so a range of them is an index-only scan.
-SQLITE_WITHOUT_ROWID = ("an_counts", "an_bins", "an_paths")
-PG_PK_INCLUDE = {"an_counts": ["value"], "an_bins": ["n"]}
+# The layout wanted is the library's own (``_tables.py``), which changed after the data
+# set's rollups were cached: on SQLite the additive rollups and the path dictionary are
+# WITHOUT ROWID tables (one b-tree each, rows in key order); on PostgreSQL the primary keys
+# of the additive rollups INCLUDE the summed column, so a range of them is an index-only
+# scan.
+
+
+def _sqlite_without_rowid() -> list[str]:
+    from sessiontrack.store._tables import analytics_tables
+
+    tables = analytics_tables(sa.MetaData(), PREFIX)
+    return [
+        t.name.removeprefix(PREFIX)
+        for t in tables
+        if t.dialect_options["sqlite"]["with_rowid"] is False
+    ]
+
+
+def _pg_pk_include() -> dict[str, list[str]]:
+    from sessiontrack.store._tables import analytics_tables
+
+    out = {}
+    for t in analytics_tables(sa.MetaData(), PREFIX):
+        include = t.primary_key.dialect_options["postgresql"]["include"]
+        if include:
+            out[t.name.removeprefix(PREFIX)] = [str(c) for c in include]
+    return out
 
 
 def _rollup_table(name: str) -> sa.Table:
@@ -299,10 +320,10 @@ def _rollup_table(name: str) -> sa.Table:
 
 
 def upgrade_sqlite_layout(path: Path) -> dict[str, float]:
-    """Rebuild each table of ``SQLITE_WITHOUT_ROWID`` that still has a rowid as a WITHOUT
-    ROWID copy (the columns and primary key of ``_tables.py``), copied a chatbot at a time
-    in key order, then the old table dropped, the copy renamed and ANALYZEd; one
-    transaction per table. Idempotent: a table already without rowid is left alone.
+    """Rebuild each rollup table that ``_tables.py`` makes WITHOUT ROWID but that still has
+    a rowid as a WITHOUT ROWID copy (the columns and primary key of ``_tables.py``), copied
+    a chatbot at a time in key order, then the old table dropped, the copy renamed and
+    ANALYZEd; one transaction per table. Idempotent: a table already without rowid is left alone.
     Returns the seconds per table converted (the file keeps the freed pages: no VACUUM)."""
     from sqlalchemy.dialects import sqlite as sqlite_dialect
     from sqlalchemy.schema import CreateTable
@@ -310,7 +331,7 @@ def upgrade_sqlite_layout(path: Path) -> dict[str, float]:
     db = sqlite3.connect(path, isolation_level=None)
     done: dict[str, float] = {}
     try:
-        for name in SQLITE_WITHOUT_ROWID:
+        for name in _sqlite_without_rowid():
             table = PREFIX + name
             sql = db.execute(
                 "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
@@ -373,18 +394,18 @@ def upgrade_sqlite_layout(path: Path) -> dict[str, float]:
 
 
 async def upgrade_pg_layout(url: str) -> dict[str, float]:
-    """Give each primary key of ``PG_PK_INCLUDE`` its INCLUDE columns (one ``ALTER TABLE
-    ... DROP CONSTRAINT ..., ADD PRIMARY KEY (...) INCLUDE (...)``, the index build's
-    progress polled from ``pg_stat_progress_create_index``), then ``VACUUM ANALYZE`` so
-    the visibility map allows index-only scans. Idempotent: a primary key that already
-    includes them is left alone. Returns the seconds per table converted."""
+    """Give each rollup primary key that ``_tables.py`` makes covering its INCLUDE columns
+    (one ``ALTER TABLE ... DROP CONSTRAINT ..., ADD PRIMARY KEY (...) INCLUDE (...)``, the
+    index build's progress polled from ``pg_stat_progress_create_index``), then ``VACUUM
+    ANALYZE`` so the visibility map allows index-only scans. Idempotent: a primary key
+    that already includes them is left alone. Returns the seconds per table converted."""
     import asyncpg
 
     pg = await asyncpg.connect(_pg_dsn(url))
     watch = await asyncpg.connect(_pg_dsn(url))
     done: dict[str, float] = {}
     try:
-        for name, include in PG_PK_INCLUDE.items():
+        for name, include in _pg_pk_include().items():
             table = PREFIX + name
             row = await pg.fetchrow(
                 "SELECT c.conname, i.indnkeyatts, i.indnatts, "
