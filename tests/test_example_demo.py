@@ -43,7 +43,10 @@ async def live(database_url: str, prefix: str) -> AsyncIterator[tuple[Helpdesk, 
             "prefix": prefix,
             "migrate": True,
             "poll_interval": 0.05,
-            "idle_timeout": timedelta(seconds=1.5),
+            # long enough that a customer mid-conversation never expires on a loaded
+            # machine (a webhook round trip there can take over a second), short enough
+            # that the walked-away ones expire within the wait below
+            "idle_timeout": timedelta(seconds=4),
             "sweep_interval": 0.2,
         },
     )
