@@ -3,6 +3,7 @@ equals what a replay of the whole log builds, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import subprocess
@@ -358,6 +359,45 @@ async def test_hostile_input_never_breaks_a_batch(
     assert bins(live, "messages") == {0: 1, 1: 1}  # weird: none; late: its goodbye
     await rebuild(store)
     assert_same(live, await dump(store))
+
+
+async def test_hostile_node_ids_in_the_answers(
+    tracker: sessiontrack.Tracker, pm: pluggy.PluginManager
+) -> None:
+    """Node ids holding the dims' separator, backslashes, commas or spaces come back whole
+    from ``nodes()`` (exits and edges) and ``paths()``, live and after a rebuild."""
+    odd = ["a\x1fb", "\x1f", "back\\slash", "\\", "\\f", "a,b", " sp ace ", "\\\x1f"]
+    register(pm, "hostile", "v1")
+    sid = start(pm, "hostile", T0)
+    for node in odd:
+        pm.hook.sessiontrack_node_executed(session_id=sid, node_id=node, at=T0)
+    pm.hook.sessiontrack_session_completed(session_id=sid, at=T0 + timedelta(seconds=5))
+    await tracker.flush()
+    store = tracker.store
+    assert isinstance(store, SQLAlchemyStore)
+    kwargs: dict[str, Any] = {
+        "version": "all",
+        "start_date": "2026-11-02",
+        "end_date": "2026-11-02",
+    }
+    edges = [{"source": a, "target": b} for a, b in itertools.pairwise(odd)]
+
+    async def check() -> None:
+        nodes = await tracker.analytics.nodes("hostile", **kwargs)
+        by_id = {n["nodeId"]: n for n in nodes["nodes"]}
+        assert set(odd) <= set(by_id)
+        assert by_id[odd[-1]]["exits"]["completed"] == 1
+        assert all(by_id[n]["exits"]["completed"] == 0 for n in odd[:-1])
+        got = [{"source": e["source"], "target": e["target"]} for e in nodes["edges"]]
+        assert sorted(got, key=str) == sorted(edges, key=str)
+        paths = await tracker.analytics.paths("hostile", **kwargs)
+        assert [p["nodes"] for p in paths["paths"]] == [odd]
+
+    await check()
+    live = await dump(store)
+    await rebuild(store)
+    assert_same(live, await dump(store))
+    await check()
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

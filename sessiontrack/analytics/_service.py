@@ -26,6 +26,7 @@ from ..models import Principal
 from ..query import unfit_text
 from ..status import ACTIVE_STATUSES, STATUS_VALUES
 from . import _sketch
+from ._rollup import split_edge
 
 ALL = "all"
 MAX_DAYS = 400
@@ -264,7 +265,7 @@ class Analytics:
                 sums[metric][dim] += n
         exits: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(_EXITS, 0))
         for dim, n in sums["node.exit"].items():
-            node, _, status = dim.partition(SEP)
+            node, _, status = dim.rpartition(SEP)  # a status holds no SEP
             key = "active" if status in ACTIVE_STATUSES else status
             if key in _EXITS:
                 exits[node][key] += int(n)
@@ -295,7 +296,7 @@ class Analytics:
             )
         edges: list[dict[str, Any]] = []
         for dim, n in sums["edge"].items():
-            source, _, target = dim.partition(SEP)
+            source, target = split_edge(dim)
             if n:
                 onward = sums["node.onward"].get(source, 0)
                 edges.append(
