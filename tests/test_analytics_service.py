@@ -223,6 +223,11 @@ def q(ms: float) -> float:
         ({"start_date": "FUTURE"}, "startDate"),  # after the default end (today)
         ({"start_date": "2025-01-01", "end_date": "2026-11-01"}, "endDate"),  # > 400 days
         ({"start_date": "0001-01-01T00:00+14:00"}, "startDate"),
+        ({"end_date": "0001-01-03"}, "startDate"),  # the default week starts before year 1
+        ({"end_date": date(1, 1, 1)}, "startDate"),
+        ({"end_date": "9999-12-31"}, "endDate"),
+        ({"end_date": "9999-12-31", "tz": "Asia/Kolkata"}, "endDate"),
+        ({"start_date": "0001-01-01T00:00", "end_date": "0001-01-01T00:00"}, "endDate"),
     ],
 )
 async def test_argument_errors_name_the_field(
@@ -236,6 +241,24 @@ async def test_argument_errors_name_the_field(
         with pytest.raises(InvalidParameter) as err:
             await call(chatbot_id, **kwargs)
         assert err.value.field == field, err.value
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"start_date": "0001-01-01", "end_date": "0001-01-01"},
+        {"start_date": "0001-01-01", "end_date": "0001-01-01", "tz": "Etc/GMT+12"},
+        {"start_date": "9999-12-30", "end_date": "9999-12-30"},
+        {"start_date": "9999-12-31T23:45", "end_date": "9999-12-31T23:50"},
+        {"end_date": "0001-01-07"},
+    ],
+)
+async def test_the_first_and_last_supported_days_answer(
+    analytics: Analytics, kwargs: dict[str, Any]
+) -> None:
+    for call in (analytics.summary, analytics.nodes, analytics.paths):
+        assert (await call(BOT, **kwargs))["sessions"] == 0
+    assert (await analytics.funnel(BOT, steps=["n0"], **kwargs))["sessions"] == 0
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,7 @@ grows with the range (the step counts come from the rollups, for every session).
 SEP = "\x1f"
 _QUARTER = 900
 _DAY = 86400
+_INSTANT = timedelta(microseconds=1)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ENDED = ("completed", "expired", "stopped")
 _EXITS = (*_ENDED, "active")
@@ -565,10 +566,21 @@ def _range(start_date: object, end_date: object, zone: tzinfo) -> tuple[datetime
     else:
         end = _moment(end_date, "endDate", zone, end=True)
     if start_date is None:
-        last = (end - timedelta(microseconds=1)).astimezone(zone).date()
-        start = _moment(last - timedelta(days=6), "startDate", zone, end=False)
+        try:
+            last = (end - _INSTANT).astimezone(zone).date()
+            first = last - timedelta(days=6)
+        except (OverflowError, ValueError):  # the week before endDate is before year 1
+            raise InvalidParameter("startDate", "is outside the supported years") from None
+        start = _moment(first, "startDate", zone, end=False)
     else:
         start = _moment(start_date, "startDate", zone, end=False)
+    for name, moment, before in (("startDate", start, False), ("endDate", end, True)):
+        try:  # the answers show both ends, and the range's last day, in the zone
+            moment.astimezone(zone)
+            if before:
+                (moment - _INSTANT).astimezone(zone)
+        except (OverflowError, ValueError):
+            raise InvalidParameter(name, "is outside the supported years") from None
     field = "endDate" if end_date is not None else "startDate"
     if end < start:
         raise InvalidParameter(field, "endDate is before startDate")
