@@ -26,7 +26,6 @@ from sessiontrack.analytics._service import HISTOGRAM_EDGES, Analytics
 from sessiontrack.errors import InvalidParameter, SessionNotFound
 from sessiontrack.models import Principal
 from sessiontrack.store import SQLAlchemyStore
-from sessiontrack.tracker import Tracker
 from tests.adapter_helpers.docs import printed_output, run_documented_example
 
 pytestmark = pytest.mark.anyio
@@ -637,8 +636,6 @@ async def test_funnel_by_hand(analytics: Analytics, rollups: Rollups) -> None:
 
 async def test_the_worked_example_prints_what_the_page_says(backend: str, tmp_path: Path) -> None:
     """The page's example, run as printed through a real tracker (both backends)."""
-    if not hasattr(Tracker, "analytics"):
-        pytest.skip("tracker.analytics is added at the merge")
     page = ROOT / "docs" / "analytics.md"
     done = await run_documented_example(page, backend, tmp_path)
     assert done.stdout == printed_output(page)
