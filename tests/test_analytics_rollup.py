@@ -460,3 +460,49 @@ async def test_a_repeated_waiting_input_opens_another_wait(
     rows = await dump(tracker.store)
     assert bins(rows, "node.wait", "ask") == {bin_of(8000): 1}
     assert bins(rows, "node.bot", "ask") == {bin_of(3000): 1}
+
+
+async def test_a_chatbot_without_a_flow_answers_its_unversioned_sessions(
+    tracker: sessiontrack.Tracker, pm: pluggy.PluginManager
+) -> None:
+    """No flow registered (no chatbots row): the chatbot is known by its sessions, its
+    default version is the sessions without a flow version (``"version": null``)."""
+    for i, path in enumerate([["a", "b"], ["a", "b"], ["a"]]):
+        sid = start(pm, "noflow", T0 + timedelta(minutes=i))
+        for node in path:
+            pm.hook.sessiontrack_node_executed(session_id=sid, node_id=node, at=T0)
+        if i < 2:
+            pm.hook.sessiontrack_session_completed(session_id=sid, at=T0 + timedelta(seconds=9))
+    await tracker.flush()
+    analytics = tracker.analytics
+    day = {"start_date": "2026-11-02", "end_date": "2026-11-02"}
+    for version in (None, "all"):
+        kwargs: dict[str, Any] = {"version": version, **day}
+        summary = await analytics.summary("noflow", **kwargs)
+        assert summary["version"] == (version or None)
+        assert summary["sessions"] == 3 and summary["byStatus"]["completed"] == 2
+        nodes = await analytics.nodes("noflow", **kwargs)
+        assert nodes["flowData"] == {"nodes": [], "edges": []}
+        assert {n["nodeId"]: n["sessions"] for n in nodes["nodes"]} == {"a": 3, "b": 2}
+        assert [(e["source"], e["target"], e["sessions"]) for e in nodes["edges"]] == [
+            ("a", "b", 2)
+        ]
+        paths = await analytics.paths("noflow", **kwargs)
+        assert [(p["nodes"], p["sessions"]) for p in paths["paths"]] == [
+            (["a", "b"], 2),
+            (["a"], 1),
+        ]
+        funnel = await analytics.funnel("noflow", steps="a,b", **kwargs)
+        assert [s["sessions"] for s in funnel["steps"]] == [3, 2]
+        assert funnel["steps"][1]["timeFromPrevious"]["sessions"] == 2
+    assert (await analytics.summary("noflow", version="v1", **day))["sessions"] == 0
+    versions = await analytics.versions("noflow")
+    assert versions == {
+        "chatbotId": "noflow",
+        "current": None,
+        "versions": [{"version": None, "registeredAt": None, "sessions": 3}],
+    }
+    with pytest.raises(sessiontrack.SessionNotFound):
+        await analytics.summary("nobody", **day)
+    with pytest.raises(sessiontrack.SessionNotFound):
+        await analytics.versions("nobody")

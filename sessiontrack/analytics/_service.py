@@ -61,7 +61,7 @@ class _Scope:
     """A resolved request: the chatbot, the versions summed, the range and its spans."""
 
     chatbot_id: str
-    version: str  # the resolved name, or "all"
+    version: str  # the resolved name, "all", or "" (the sessions without a flow version)
     versions: frozenset[str] | None  # None: every version
     start: datetime  # UTC, on a quarter-hour
     end: datetime
@@ -72,7 +72,7 @@ class _Scope:
     def head(self) -> dict[str, Any]:
         return {
             "chatbotId": self.chatbot_id,
-            "version": self.version,
+            "version": self.version or None,
             "startDate": self.start.astimezone(self.zone).isoformat(),
             "endDate": self.end.astimezone(self.zone).isoformat(),
             "tz": self.tz,
@@ -442,7 +442,7 @@ class Analytics:
             for v, at in registered
         ]
         listed += [
-            {"version": v, "registeredAt": None, "sessions": n}
+            {"version": v or None, "registeredAt": None, "sessions": n}
             for v, n in sorted(per_version.items())
             if n
         ]
@@ -452,7 +452,7 @@ class Analytics:
 
     async def _known(
         self, chatbot_id: str, principal: Principal | None
-    ) -> tuple[str, list[tuple[str, datetime]]]:
+    ) -> tuple[str | None, list[tuple[str, datetime]]]:
         if principal is not None and not principal.may_see(chatbot_id):
             raise ChatbotNotFound(chatbot_id)
         known = await self._store.flow_versions(chatbot_id)
@@ -474,7 +474,8 @@ class Analytics:
         zone = _zone(tz)
         start, end = _range(start_date, end_date, zone)
         current, _ = await self._known(chatbot_id, principal)
-        name = current if version is None else version
+        # a chatbot that registered no flow: its sessions without a version, stored as ""
+        name = (current or "") if version is None else version
         versions = None if name == ALL else frozenset({name})
         return _Scope(chatbot_id, name, versions, start, end, zone, tz)
 
