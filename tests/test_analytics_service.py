@@ -631,6 +631,37 @@ async def test_funnel_by_hand(analytics: Analytics, rollups: Rollups) -> None:
     assert [s["sessions"] for s in repeated["steps"]] == [5, 0]
 
 
+async def test_the_funnel_times_sample_the_newest_sessions(
+    analytics: Analytics,
+    rollups: Rollups,
+    store: SQLAlchemyStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for minute, pay in ((0, 1000), (1, 3000), (2, 5000), (3, 7000)):
+        at = T0 + timedelta(minutes=minute)
+        rollups.session(at, ["start", "pay"], [0, pay], duration_ms=pay + 1)
+    await rollups.write()
+    key = path_key(["start", "pay"])
+    args: dict[str, Any] = {
+        "versions": {"v2"},
+        "start": datetime(2026, 11, 2, tzinfo=UTC),
+        "end": datetime(2026, 11, 3, tzinfo=UTC),
+        "positions": {key: [0, 1]},
+    }
+    one = await store.analytics_step_times(BOT, sample=1, **args)
+    assert one[1] == (7000, 1)  # the newest session's time
+    two = await store.analytics_step_times(BOT, sample=2, **args)
+    assert two[1] == (5000, 2)  # the median (the lower one) of the two newest: 5000, 7000
+    every = await store.analytics_step_times(BOT, **args)
+    assert every[1] == (3000, 4)
+    monkeypatch.setattr("sessiontrack.analytics._service.FUNNEL_TIME_SAMPLE", 2)
+    answer = await analytics.funnel(BOT, steps=["start", "pay"], **DAY)
+    s1, s2 = answer["steps"]
+    assert (s1["sessions"], s2["sessions"]) == (4, 4)  # the counts are every session's
+    assert s1["timeFromPrevious"]["sessions"] == s2["timeFromPrevious"]["sessions"] == 2
+    assert s2["timeFromPrevious"]["p50"] == round(q(5000) / 1000, 3)
+
+
 # --- docs/analytics.md ----------------------------------------------------------------------
 
 
