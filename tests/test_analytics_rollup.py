@@ -506,3 +506,47 @@ async def test_a_chatbot_without_a_flow_answers_its_unversioned_sessions(
         await analytics.summary("nobody", **day)
     with pytest.raises(sessiontrack.SessionNotFound):
         await analytics.versions("nobody")
+
+
+async def test_a_refused_rollup_row_costs_the_batch_its_rollups_not_its_events(
+    tracker: sessiontrack.Tracker, pm: pluggy.PluginManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = tracker.store
+    assert isinstance(store, SQLAlchemyStore)
+    table = store.tables.an_counts.name
+    if store.dialect == "postgresql":
+        ddl = [
+            f'CREATE FUNCTION "{table}_refuse"() RETURNS trigger LANGUAGE plpgsql AS $$ '
+            "BEGIN RAISE EXCEPTION 'refused'; END $$",
+            f'CREATE TRIGGER "{table}_refuse" BEFORE INSERT ON "{table}" FOR EACH ROW '
+            f"WHEN (NEW.chatbot_id = 'refused') EXECUTE FUNCTION \"{table}_refuse\"()",
+        ]
+        undo = [f'DROP TRIGGER "{table}_refuse" ON "{table}"', f'DROP FUNCTION "{table}_refuse"']
+    else:
+        ddl = [
+            f'CREATE TRIGGER "{table}_refuse" BEFORE INSERT ON "{table}" '
+            "WHEN NEW.chatbot_id = 'refused' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        ]
+        undo = [f'DROP TRIGGER "{table}_refuse"']
+    async with store.engine.begin() as conn:
+        for sql in ddl:
+            await conn.exec_driver_sql(sql)
+    refused = start(pm, "refused", T0)
+    pm.hook.sessiontrack_node_executed(session_id=refused, node_id="a", at=T0)
+    with caplog.at_level("ERROR", logger="sessiontrack.store.sqlalchemy"):
+        await tracker.flush()
+    assert tracker.stats.committed == tracker.stats.enqueued
+    assert "run 'sessiontrack analytics rebuild'" in caplog.text
+    session = await tracker.sessions.get(refused)
+    assert session.chatbot_id == "refused"
+    live = await dump(store)
+    assert not [r for r in live["an_counts"] if r[0] == "refused"]
+    fine = start(pm, "bot", T0)  # the next batch has its rollups again
+    pm.hook.sessiontrack_node_executed(session_id=fine, node_id="a", at=T0)
+    await tracker.flush()
+    assert counts(await dump(store), "node.visits")[(quarter_of(T0), "", "a")] == 1
+    async with store.engine.begin() as conn:
+        for sql in undo:
+            await conn.exec_driver_sql(sql)
+    await rebuild(store)
+    assert [r for r in (await dump(store))["an_counts"] if r[0] == "refused"]

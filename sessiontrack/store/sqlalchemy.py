@@ -428,7 +428,26 @@ class SQLAlchemyStore(ReadQueries, AnalyticsReads, Store):
         deltas = [(cid, status, n) for (cid, status), n in res.count_deltas.items() if n]
         if deltas:
             await self._bulk.add_counts(conn, deltas)
-        await self._bulk.run(conn, statements)
+        if statements:
+            assert rollup is not None
+            await self._run_rollups(conn, rollup, statements)
+
+    async def _run_rollups(
+        self, conn: AsyncConnection, rollup: Rollup, statements: list[tuple[str, Any]]
+    ) -> None:
+        """Run the rollups' statements in a SAVEPOINT: a row the database refuses costs the
+        batch its rollups (logged, as a failed fold is), not its events; a transient error
+        (the connection lost) still fails the batch, to be retried."""
+        savepoint = await conn.begin_nested()
+        try:
+            await self._bulk.run(conn, statements)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            await savepoint.rollback()
+            _rollup_failed(rollup)
+        else:
+            await savepoint.commit()
 
     async def _add_edges(self, conn: AsyncConnection, res: FoldResult) -> None:
         """Add the batch's observed edges to the stored graphs, in place: read, union,
