@@ -20,6 +20,7 @@ import sessiontrack
 from sessiontrack.analytics._rebuild import rebuild
 from sessiontrack.analytics._rollup import (
     _HANDLERS,
+    EMPTY_PATH_KEY,
     MAX_PATH,
     SEP,
     Rollup,
@@ -550,3 +551,38 @@ async def test_a_refused_rollup_row_costs_the_batch_its_rollups_not_its_events(
             await conn.exec_driver_sql(sql)
     await rebuild(store)
     assert [r for r in (await dump(store))["an_counts"] if r[0] == "refused"]
+
+
+async def test_a_path_row_committed_once_is_not_written_again_until_a_rebuild(
+    tracker: sessiontrack.Tracker, pm: pluggy.PluginManager
+) -> None:
+    store = tracker.store
+    assert isinstance(store, SQLAlchemyStore)
+    paths = store.tables.an_paths
+
+    async def session() -> None:
+        sid = start(pm, "bot", T0)
+        pm.hook.sessiontrack_node_executed(session_id=sid, node_id="a", at=T0)
+        await tracker.flush()
+
+    async def stored() -> set[str]:
+        async with store.engine.connect() as conn:
+            return set((await conn.execute(sa.select(paths.c.path_key))).scalars())
+
+    async def forget() -> None:  # as if the rows were never there: only a write shows
+        async with store.engine.begin() as conn:
+            await conn.execute(paths.delete())
+
+    await session()
+    assert await stored() == {EMPTY_PATH_KEY, path_key(["a"])}
+    await forget()
+    await session()  # the same paths: nothing to insert
+    assert await stored() == set()
+    await rebuild(store)
+    assert await stored() == {EMPTY_PATH_KEY, path_key(["a"])}
+    await forget()
+    await session()  # after a rebuild (its row in state), the writer inserts them again
+    assert await stored() == {EMPTY_PATH_KEY, path_key(["a"])}
+    assert (await tracker.analytics.paths("bot", version="all", start_date="2026-11-02"))["paths"][
+        0
+    ]["nodes"] == ["a"]

@@ -37,6 +37,8 @@ from ._sketch import ZERO_BIN, bin_of
 
 SEP: Final = "\x1f"
 """Joins the parts of a composite ``dim``; an edge's node ids are escaped (:func:`escape`)."""
+REBUILDS: Final = "analytics_rebuilds"
+"""The ``state`` key a rebuild increments (writers forget the path rows they wrote)."""
 MAX_PATH: Final = 100
 """Path entries kept per session; a longer path keeps its first ``MAX_PATH``."""
 QUARTER: Final = 900
