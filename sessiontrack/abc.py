@@ -229,9 +229,12 @@ class Store(metaclass=ABCMeta):
     # --- analytics (the rollups of sessiontrack.analytics; docs/analytics.md) -----------
 
     @abstractmethod
-    async def flow_versions(self, chatbot_id: str) -> tuple[str, list[tuple[str, datetime]]] | None:
+    async def flow_versions(
+        self, chatbot_id: str
+    ) -> tuple[str | None, list[tuple[str, datetime]]] | None:
         """The chatbot's current version and every registered ``(version, registered_at)``,
-        newest first; ``None`` when no chatbot has this id."""
+        newest first; ``(None, [])`` for a chatbot that registered no flow but has sessions
+        (or rollup rows); ``None`` when no chatbot has this id."""
 
     @abstractmethod
     async def flow_graphs(

@@ -177,6 +177,8 @@ BAD = [
     ("summary", {"chatbotId": "bot-a", "startDate": "yesterday"}, "startDate"),
     ("summary", {"chatbotId": "bot-a", "startDate": "2026-13-01"}, "startDate"),
     ("nodes", {"chatbotId": "bot-a", "endDate": "2026-02-30"}, "endDate"),
+    ("summary", {"chatbotId": "bot-a", "endDate": "0001-01-03"}, "startDate"),
+    ("nodes", {"chatbotId": "bot-a", "endDate": "9999-12-31", "tz": "Asia/Kolkata"}, "endDate"),
     ("nodes", {"chatbotId": "bot-a", "startDate": "2026-05-02", "endDate": "2026-04-30"}, None),
     ("paths", {"chatbotId": "bot-a", "startDate": "2024-01-01", "endDate": "2026-01-01"}, None),
     ("summary", {"chatbotId": "bot-a", "tz": "Mars/Olympus_Mons"}, "tz"),
@@ -597,11 +599,23 @@ def fuzz_get(backend: str, tmp_path: Path, prefix: str) -> Iterator[Any]:
 NAMES = ["chatbotId", "version", "startDate", "endDate", "tz", "format", "limit", "steps"]
 _day = st.dates().map(lambda d: d.isoformat())
 _moment = st.datetimes().map(lambda d: d.isoformat())
+_edge = st.sampled_from(
+    [
+        "0001-01-01",
+        "0001-01-06",
+        "0001-01-01T00:00",
+        "0001-01-01T00:00+00:00",
+        "0001-01-01T10:00+14:00",
+        "9999-12-31",
+        "9999-12-31T23:59",
+        "9999-12-31T23:59-12:00",
+    ]
+)
 PLAUSIBLE = {
     "chatbotId": st.sampled_from(["bot-a", "bot-a", "bot-z", ""]),
     "version": st.sampled_from(["all", "", "v9"]),
-    "startDate": _day | _moment,
-    "endDate": _day | _moment,
+    "startDate": _day | _moment | _edge,
+    "endDate": _day | _moment | _edge,
     "tz": st.sampled_from(["UTC", "Asia/Kolkata", "Pacific/Kiritimati", "Etc/GMT+12", "utc"]),
     "format": st.sampled_from(["json", "csv", "CSV"]),
     "limit": st.integers(-5, 200).map(str),

@@ -3,6 +3,7 @@ equals what a replay of the whole log builds, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import subprocess
@@ -19,6 +20,7 @@ import sessiontrack
 from sessiontrack.analytics._rebuild import rebuild
 from sessiontrack.analytics._rollup import (
     _HANDLERS,
+    EMPTY_PATH_KEY,
     MAX_PATH,
     SEP,
     Rollup,
@@ -360,6 +362,45 @@ async def test_hostile_input_never_breaks_a_batch(
     assert_same(live, await dump(store))
 
 
+async def test_hostile_node_ids_in_the_answers(
+    tracker: sessiontrack.Tracker, pm: pluggy.PluginManager
+) -> None:
+    """Node ids holding the dims' separator, backslashes, commas or spaces come back whole
+    from ``nodes()`` (exits and edges) and ``paths()``, live and after a rebuild."""
+    odd = ["a\x1fb", "\x1f", "back\\slash", "\\", "\\f", "a,b", " sp ace ", "\\\x1f"]
+    register(pm, "hostile", "v1")
+    sid = start(pm, "hostile", T0)
+    for node in odd:
+        pm.hook.sessiontrack_node_executed(session_id=sid, node_id=node, at=T0)
+    pm.hook.sessiontrack_session_completed(session_id=sid, at=T0 + timedelta(seconds=5))
+    await tracker.flush()
+    store = tracker.store
+    assert isinstance(store, SQLAlchemyStore)
+    kwargs: dict[str, Any] = {
+        "version": "all",
+        "start_date": "2026-11-02",
+        "end_date": "2026-11-02",
+    }
+    edges = [{"source": a, "target": b} for a, b in itertools.pairwise(odd)]
+
+    async def check() -> None:
+        nodes = await tracker.analytics.nodes("hostile", **kwargs)
+        by_id = {n["nodeId"]: n for n in nodes["nodes"]}
+        assert set(odd) <= set(by_id)
+        assert by_id[odd[-1]]["exits"]["completed"] == 1
+        assert all(by_id[n]["exits"]["completed"] == 0 for n in odd[:-1])
+        got = [{"source": e["source"], "target": e["target"]} for e in nodes["edges"]]
+        assert sorted(got, key=str) == sorted(edges, key=str)
+        paths = await tracker.analytics.paths("hostile", **kwargs)
+        assert [p["nodes"] for p in paths["paths"]] == [odd]
+
+    await check()
+    live = await dump(store)
+    await rebuild(store)
+    assert_same(live, await dump(store))
+    await check()
+
+
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "sessiontrack.cli", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
@@ -420,3 +461,128 @@ async def test_a_repeated_waiting_input_opens_another_wait(
     rows = await dump(tracker.store)
     assert bins(rows, "node.wait", "ask") == {bin_of(8000): 1}
     assert bins(rows, "node.bot", "ask") == {bin_of(3000): 1}
+
+
+async def test_a_chatbot_without_a_flow_answers_its_unversioned_sessions(
+    tracker: sessiontrack.Tracker, pm: pluggy.PluginManager
+) -> None:
+    """No flow registered (no chatbots row): the chatbot is known by its sessions, its
+    default version is the sessions without a flow version (``"version": null``)."""
+    for i, path in enumerate([["a", "b"], ["a", "b"], ["a"]]):
+        sid = start(pm, "noflow", T0 + timedelta(minutes=i))
+        for node in path:
+            pm.hook.sessiontrack_node_executed(session_id=sid, node_id=node, at=T0)
+        if i < 2:
+            pm.hook.sessiontrack_session_completed(session_id=sid, at=T0 + timedelta(seconds=9))
+    await tracker.flush()
+    analytics = tracker.analytics
+    day = {"start_date": "2026-11-02", "end_date": "2026-11-02"}
+    for version in (None, "all"):
+        kwargs: dict[str, Any] = {"version": version, **day}
+        summary = await analytics.summary("noflow", **kwargs)
+        assert summary["version"] == (version or None)
+        assert summary["sessions"] == 3 and summary["byStatus"]["completed"] == 2
+        nodes = await analytics.nodes("noflow", **kwargs)
+        assert nodes["flowData"] == {"nodes": [], "edges": []}
+        assert {n["nodeId"]: n["sessions"] for n in nodes["nodes"]} == {"a": 3, "b": 2}
+        assert [(e["source"], e["target"], e["sessions"]) for e in nodes["edges"]] == [
+            ("a", "b", 2)
+        ]
+        paths = await analytics.paths("noflow", **kwargs)
+        assert [(p["nodes"], p["sessions"]) for p in paths["paths"]] == [
+            (["a", "b"], 2),
+            (["a"], 1),
+        ]
+        funnel = await analytics.funnel("noflow", steps="a,b", **kwargs)
+        assert [s["sessions"] for s in funnel["steps"]] == [3, 2]
+        assert funnel["steps"][1]["timeFromPrevious"]["sessions"] == 2
+    assert (await analytics.summary("noflow", version="v1", **day))["sessions"] == 0
+    versions = await analytics.versions("noflow")
+    assert versions == {
+        "chatbotId": "noflow",
+        "current": None,
+        "versions": [{"version": None, "registeredAt": None, "sessions": 3}],
+    }
+    with pytest.raises(sessiontrack.SessionNotFound):
+        await analytics.summary("nobody", **day)
+    with pytest.raises(sessiontrack.SessionNotFound):
+        await analytics.versions("nobody")
+
+
+async def test_a_refused_rollup_row_costs_the_batch_its_rollups_not_its_events(
+    tracker: sessiontrack.Tracker, pm: pluggy.PluginManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = tracker.store
+    assert isinstance(store, SQLAlchemyStore)
+    table = store.tables.an_counts.name
+    if store.dialect == "postgresql":
+        ddl = [
+            f'CREATE FUNCTION "{table}_refuse"() RETURNS trigger LANGUAGE plpgsql AS $$ '
+            "BEGIN RAISE EXCEPTION 'refused'; END $$",
+            f'CREATE TRIGGER "{table}_refuse" BEFORE INSERT ON "{table}" FOR EACH ROW '
+            f"WHEN (NEW.chatbot_id = 'refused') EXECUTE FUNCTION \"{table}_refuse\"()",
+        ]
+        undo = [f'DROP TRIGGER "{table}_refuse" ON "{table}"', f'DROP FUNCTION "{table}_refuse"']
+    else:
+        ddl = [
+            f'CREATE TRIGGER "{table}_refuse" BEFORE INSERT ON "{table}" '
+            "WHEN NEW.chatbot_id = 'refused' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        ]
+        undo = [f'DROP TRIGGER "{table}_refuse"']
+    async with store.engine.begin() as conn:
+        for sql in ddl:
+            await conn.exec_driver_sql(sql)
+    refused = start(pm, "refused", T0)
+    pm.hook.sessiontrack_node_executed(session_id=refused, node_id="a", at=T0)
+    with caplog.at_level("ERROR", logger="sessiontrack.store.sqlalchemy"):
+        await tracker.flush()
+    assert tracker.stats.committed == tracker.stats.enqueued
+    assert "run 'sessiontrack analytics rebuild'" in caplog.text
+    session = await tracker.sessions.get(refused)
+    assert session.chatbot_id == "refused"
+    live = await dump(store)
+    assert not [r for r in live["an_counts"] if r[0] == "refused"]
+    fine = start(pm, "bot", T0)  # the next batch has its rollups again
+    pm.hook.sessiontrack_node_executed(session_id=fine, node_id="a", at=T0)
+    await tracker.flush()
+    assert counts(await dump(store), "node.visits")[(quarter_of(T0), "", "a")] == 1
+    async with store.engine.begin() as conn:
+        for sql in undo:
+            await conn.exec_driver_sql(sql)
+    await rebuild(store)
+    assert [r for r in (await dump(store))["an_counts"] if r[0] == "refused"]
+
+
+async def test_a_path_row_committed_once_is_not_written_again_until_a_rebuild(
+    tracker: sessiontrack.Tracker, pm: pluggy.PluginManager
+) -> None:
+    store = tracker.store
+    assert isinstance(store, SQLAlchemyStore)
+    paths = store.tables.an_paths
+
+    async def session() -> None:
+        sid = start(pm, "bot", T0)
+        pm.hook.sessiontrack_node_executed(session_id=sid, node_id="a", at=T0)
+        await tracker.flush()
+
+    async def stored() -> set[str]:
+        async with store.engine.connect() as conn:
+            return set((await conn.execute(sa.select(paths.c.path_key))).scalars())
+
+    async def forget() -> None:  # as if the rows were never there: only a write shows
+        async with store.engine.begin() as conn:
+            await conn.execute(paths.delete())
+
+    await session()
+    assert await stored() == {EMPTY_PATH_KEY, path_key(["a"])}
+    await forget()
+    await session()  # the same paths: nothing to insert
+    assert await stored() == set()
+    await rebuild(store)
+    assert await stored() == {EMPTY_PATH_KEY, path_key(["a"])}
+    await forget()
+    await session()  # after a rebuild (its row in state), the writer inserts them again
+    assert await stored() == {EMPTY_PATH_KEY, path_key(["a"])}
+    assert (await tracker.analytics.paths("bot", version="all", start_date="2026-11-02"))["paths"][
+        0
+    ]["nodes"] == ["a"]

@@ -26,7 +26,6 @@ from sessiontrack.analytics._service import HISTOGRAM_EDGES, Analytics
 from sessiontrack.errors import InvalidParameter, SessionNotFound
 from sessiontrack.models import Principal
 from sessiontrack.store import SQLAlchemyStore
-from sessiontrack.tracker import Tracker
 from tests.adapter_helpers.docs import printed_output, run_documented_example
 
 pytestmark = pytest.mark.anyio
@@ -223,6 +222,11 @@ def q(ms: float) -> float:
         ({"start_date": "FUTURE"}, "startDate"),  # after the default end (today)
         ({"start_date": "2025-01-01", "end_date": "2026-11-01"}, "endDate"),  # > 400 days
         ({"start_date": "0001-01-01T00:00+14:00"}, "startDate"),
+        ({"end_date": "0001-01-03"}, "startDate"),  # the default week starts before year 1
+        ({"end_date": date(1, 1, 1)}, "startDate"),
+        ({"end_date": "9999-12-31"}, "endDate"),
+        ({"end_date": "9999-12-31", "tz": "Asia/Kolkata"}, "endDate"),
+        ({"start_date": "0001-01-01T00:00", "end_date": "0001-01-01T00:00"}, "endDate"),
     ],
 )
 async def test_argument_errors_name_the_field(
@@ -236,6 +240,24 @@ async def test_argument_errors_name_the_field(
         with pytest.raises(InvalidParameter) as err:
             await call(chatbot_id, **kwargs)
         assert err.value.field == field, err.value
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"start_date": "0001-01-01", "end_date": "0001-01-01"},
+        {"start_date": "0001-01-01", "end_date": "0001-01-01", "tz": "Etc/GMT+12"},
+        {"start_date": "9999-12-30", "end_date": "9999-12-30"},
+        {"start_date": "9999-12-31T23:45", "end_date": "9999-12-31T23:50"},
+        {"end_date": "0001-01-07"},
+    ],
+)
+async def test_the_first_and_last_supported_days_answer(
+    analytics: Analytics, kwargs: dict[str, Any]
+) -> None:
+    for call in (analytics.summary, analytics.nodes, analytics.paths):
+        assert (await call(BOT, **kwargs))["sessions"] == 0
+    assert (await analytics.funnel(BOT, steps=["n0"], **kwargs))["sessions"] == 0
 
 
 @pytest.mark.parametrize(
@@ -609,13 +631,42 @@ async def test_funnel_by_hand(analytics: Analytics, rollups: Rollups) -> None:
     assert [s["sessions"] for s in repeated["steps"]] == [5, 0]
 
 
+async def test_the_funnel_times_sample_the_newest_sessions(
+    analytics: Analytics,
+    rollups: Rollups,
+    store: SQLAlchemyStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for minute, pay in ((0, 1000), (1, 3000), (2, 5000), (3, 7000)):
+        at = T0 + timedelta(minutes=minute)
+        rollups.session(at, ["start", "pay"], [0, pay], duration_ms=pay + 1)
+    await rollups.write()
+    key = path_key(["start", "pay"])
+    args: dict[str, Any] = {
+        "versions": {"v2"},
+        "start": datetime(2026, 11, 2, tzinfo=UTC),
+        "end": datetime(2026, 11, 3, tzinfo=UTC),
+        "positions": {key: [0, 1]},
+    }
+    one = await store.analytics_step_times(BOT, sample=1, **args)
+    assert one[1] == (7000, 1)  # the newest session's time
+    two = await store.analytics_step_times(BOT, sample=2, **args)
+    assert two[1] == (5000, 2)  # the median (the lower one) of the two newest: 5000, 7000
+    every = await store.analytics_step_times(BOT, **args)
+    assert every[1] == (3000, 4)
+    monkeypatch.setattr("sessiontrack.analytics._service.FUNNEL_TIME_SAMPLE", 2)
+    answer = await analytics.funnel(BOT, steps=["start", "pay"], **DAY)
+    s1, s2 = answer["steps"]
+    assert (s1["sessions"], s2["sessions"]) == (4, 4)  # the counts are every session's
+    assert s1["timeFromPrevious"]["sessions"] == s2["timeFromPrevious"]["sessions"] == 2
+    assert s2["timeFromPrevious"]["p50"] == round(q(5000) / 1000, 3)
+
+
 # --- docs/analytics.md ----------------------------------------------------------------------
 
 
 async def test_the_worked_example_prints_what_the_page_says(backend: str, tmp_path: Path) -> None:
     """The page's example, run as printed through a real tracker (both backends)."""
-    if not hasattr(Tracker, "analytics"):
-        pytest.skip("tracker.analytics is added at the merge")
     page = ROOT / "docs" / "analytics.md"
     done = await run_documented_example(page, backend, tmp_path)
     assert done.stdout == printed_output(page)

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..events import SESSION_STARTED, StoredEvent
-from ._rollup import Rollup, Trace
+from ._rollup import REBUILDS, Rollup, Trace
 
 if TYPE_CHECKING:
     from ..store._tables import Tables
@@ -162,6 +162,13 @@ async def rebuild(
         # the write lock, as every batch takes it first (SQLAlchemyStore._lock_log)
         await conn.execute(st.update().where(st.c.key == "last_seq").values(value=st.c.value))
         await conn.run_sync(clear, tables)
+        rebuilds = await conn.scalar(sa.select(st.c.value).where(st.c.key == REBUILDS))
+        if rebuilds is None:
+            await conn.execute(st.insert().values(key=REBUILDS, value=1))
+        else:
+            await conn.execute(
+                st.update().where(st.c.key == REBUILDS).values(value=int(rebuilds) + 1)
+            )
         done = await conn.run_sync(lambda c: replay(c, tables, progress=progress, chunk=chunk))
     if store.engine.dialect.name == "postgresql":
         await vacuum(store)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,7 +36,9 @@ from ..status import TERMINAL_STATUSES
 from ._sketch import ZERO_BIN, bin_of
 
 SEP: Final = "\x1f"
-"""Joins the parts of a composite ``dim``."""
+"""Joins the parts of a composite ``dim``; an edge's node ids are escaped (:func:`escape`)."""
+REBUILDS: Final = "analytics_rebuilds"
+"""The ``state`` key a rebuild increments (writers forget the path rows they wrote)."""
 MAX_PATH: Final = 100
 """Path entries kept per session; a longer path keeps its first ``MAX_PATH``."""
 QUARTER: Final = 900
@@ -60,6 +63,24 @@ def path_key(nodes: Sequence[str], truncated: bool = False) -> str:
 
 
 EMPTY_PATH_KEY: Final = path_key([])
+_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
+
+
+def escape(node: str) -> str:
+    """A node id without :data:`SEP`: ``\\`` is doubled and :data:`SEP` becomes ``\\f``,
+    so ``escape(a) + SEP + escape(b)`` splits back at its one :data:`SEP`."""
+    return node.replace("\\", "\\\\").replace(SEP, "\\f")
+
+
+def unescape(text: str) -> str:
+    """The node id :func:`escape` made ``text`` from."""
+    return _ESCAPED.sub(lambda m: SEP if m.group(1) == "f" else m.group(1), text)
+
+
+def split_edge(dim: str) -> tuple[str, str]:
+    """``(source, target)`` of an ``edge`` dim."""
+    source, _, target = dim.partition(SEP)
+    return unescape(source), unescape(target)
 
 
 def quarter_of(at: datetime) -> int:
@@ -265,7 +286,7 @@ class Rollup:
             pair = (last, node)
             if pair not in edges:
                 edges.add(pair)
-                key = (cid, "edge", b, version, last + SEP + node)
+                key = (cid, "edge", b, version, escape(last) + SEP + escape(node))
                 counts[key] = counts.get(key, 0) + 1
             onward = tr.onward if tr.onward is not None else tr._onward()
             if last not in onward:

@@ -26,6 +26,7 @@ from ..models import Principal
 from ..query import unfit_text
 from ..status import ACTIVE_STATUSES, STATUS_VALUES
 from . import _sketch
+from ._rollup import split_edge
 
 ALL = "all"
 MAX_DAYS = 400
@@ -40,6 +41,7 @@ grows with the range (the step counts come from the rollups, for every session).
 SEP = "\x1f"
 _QUARTER = 900
 _DAY = 86400
+_INSTANT = timedelta(microseconds=1)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ENDED = ("completed", "expired", "stopped")
 _EXITS = (*_ENDED, "active")
@@ -59,7 +61,7 @@ class _Scope:
     """A resolved request: the chatbot, the versions summed, the range and its spans."""
 
     chatbot_id: str
-    version: str  # the resolved name, or "all"
+    version: str  # the resolved name, "all", or "" (the sessions without a flow version)
     versions: frozenset[str] | None  # None: every version
     start: datetime  # UTC, on a quarter-hour
     end: datetime
@@ -70,7 +72,7 @@ class _Scope:
     def head(self) -> dict[str, Any]:
         return {
             "chatbotId": self.chatbot_id,
-            "version": self.version,
+            "version": self.version or None,
             "startDate": self.start.astimezone(self.zone).isoformat(),
             "endDate": self.end.astimezone(self.zone).isoformat(),
             "tz": self.tz,
@@ -264,7 +266,7 @@ class Analytics:
                 sums[metric][dim] += n
         exits: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(_EXITS, 0))
         for dim, n in sums["node.exit"].items():
-            node, _, status = dim.partition(SEP)
+            node, _, status = dim.rpartition(SEP)  # a status holds no SEP
             key = "active" if status in ACTIVE_STATUSES else status
             if key in _EXITS:
                 exits[node][key] += int(n)
@@ -295,7 +297,7 @@ class Analytics:
             )
         edges: list[dict[str, Any]] = []
         for dim, n in sums["edge"].items():
-            source, _, target = dim.partition(SEP)
+            source, target = split_edge(dim)
             if n:
                 onward = sums["node.onward"].get(source, 0)
                 edges.append(
@@ -440,7 +442,7 @@ class Analytics:
             for v, at in registered
         ]
         listed += [
-            {"version": v, "registeredAt": None, "sessions": n}
+            {"version": v or None, "registeredAt": None, "sessions": n}
             for v, n in sorted(per_version.items())
             if n
         ]
@@ -450,7 +452,7 @@ class Analytics:
 
     async def _known(
         self, chatbot_id: str, principal: Principal | None
-    ) -> tuple[str, list[tuple[str, datetime]]]:
+    ) -> tuple[str | None, list[tuple[str, datetime]]]:
         if principal is not None and not principal.may_see(chatbot_id):
             raise ChatbotNotFound(chatbot_id)
         known = await self._store.flow_versions(chatbot_id)
@@ -472,7 +474,8 @@ class Analytics:
         zone = _zone(tz)
         start, end = _range(start_date, end_date, zone)
         current, _ = await self._known(chatbot_id, principal)
-        name = current if version is None else version
+        # a chatbot that registered no flow: its sessions without a version, stored as ""
+        name = (current or "") if version is None else version
         versions = None if name == ALL else frozenset({name})
         return _Scope(chatbot_id, name, versions, start, end, zone, tz)
 
@@ -564,10 +567,21 @@ def _range(start_date: object, end_date: object, zone: tzinfo) -> tuple[datetime
     else:
         end = _moment(end_date, "endDate", zone, end=True)
     if start_date is None:
-        last = (end - timedelta(microseconds=1)).astimezone(zone).date()
-        start = _moment(last - timedelta(days=6), "startDate", zone, end=False)
+        try:
+            last = (end - _INSTANT).astimezone(zone).date()
+            first = last - timedelta(days=6)
+        except (OverflowError, ValueError):  # the week before endDate is before year 1
+            raise InvalidParameter("startDate", "is outside the supported years") from None
+        start = _moment(first, "startDate", zone, end=False)
     else:
         start = _moment(start_date, "startDate", zone, end=False)
+    for name, moment, before in (("startDate", start, False), ("endDate", end, True)):
+        try:  # the answers show both ends, and the range's last day, in the zone
+            moment.astimezone(zone)
+            if before:
+                (moment - _INSTANT).astimezone(zone)
+        except (OverflowError, ValueError):
+            raise InvalidParameter(name, "is outside the supported years") from None
     field = "endDate" if end_date is not None else "startDate"
     if end < start:
         raise InvalidParameter(field, "endDate is before startDate")

@@ -56,14 +56,25 @@ class AnalyticsReads:
     def engine(self) -> AsyncEngine:
         """The engine reads go through (the store class provides it)."""
 
-    async def flow_versions(self, chatbot_id: str) -> tuple[str, list[tuple[str, datetime]]] | None:
+    async def flow_versions(
+        self, chatbot_id: str
+    ) -> tuple[str | None, list[tuple[str, datetime]]] | None:
         c, fl = self.tables.chatbots, self.tables.flows
+        s, counts = self.tables.sessions, self.tables.an_counts
         async with self.engine.connect() as conn:
             current = await conn.scalar(
                 sa.select(c.c.current_version).where(c.c.chatbot_id == chatbot_id)
             )
-            if current is None:
-                return None
+            if current is None:  # no flow registered: known by its sessions or rollups
+                seen = await conn.scalar(
+                    sa.select(
+                        sa.or_(
+                            sa.exists().where(s.c.chatbot_id == chatbot_id),
+                            sa.exists().where(counts.c.chatbot_id == chatbot_id),
+                        )
+                    )
+                )
+                return (None, []) if seen else None
             rows = await conn.execute(
                 sa.select(fl.c.version, fl.c.registered_at)
                 .where(fl.c.chatbot_id == chatbot_id)

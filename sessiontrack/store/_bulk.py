@@ -224,9 +224,12 @@ class BulkWriter(ABC):
     def _params(self, rows: Sequence[Sequence[Any]]) -> Any:
         """The parameters of a ``_source`` statement for ``rows``."""
 
-    def rollup_statements(self, rollup: Rollup) -> list[tuple[str, Any]]:
+    def rollup_statements(
+        self, rollup: Rollup, known: set[tuple[str, str]] | None = None
+    ) -> list[tuple[str, Any]]:
         """The statements writing ``rollup``: count and bin deltas added to the rows,
-        the path keys inserted unless known, the changed traces upserted."""
+        the path keys inserted unless in the table already (or in ``known``: those of
+        ``(chatbot_id, path_key)`` committed before), the changed traces upserted."""
         out = []
         counts = rollup.count_rows()
         if counts:
@@ -235,7 +238,7 @@ class BulkWriter(ABC):
         if bins:
             out.append((self._an_bins_sql, self._params(bins)))
         dumps = self.dumps
-        paths = [(cid, key, dumps(nodes)) for cid, key, nodes in rollup.path_rows()]
+        paths = [(cid, key, dumps(nodes)) for cid, key, nodes in rollup.path_rows(known)]
         if paths:
             out.append((self._an_paths_sql, self._params(paths)))
         traces = rollup.changed()

@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ..abc import BatchAttempt, Store
-from ..analytics._rollup import Rollup
+from ..analytics._rollup import REBUILDS, Rollup
 from ..errors import SchemaOutdated
 from ..events import StoredEvent
 from . import _graph, _migrate, _watch
@@ -38,6 +38,7 @@ from ._urls import normalize_url
 
 log = logging.getLogger(__name__)
 _CHATBOT_KINDS = ("session_started", EDGE_OBSERVED)  # reports the fold needs the chatbot of
+_PATHS_WRITTEN_MAX = 100_000  # path keys remembered as written (see _paths_written)
 _FOLD_CHUNK = 2000  # reports folded before their events go to the log (see _fold_and_append)
 
 
@@ -98,6 +99,10 @@ class SQLAlchemyStore(ReadQueries, AnalyticsReads, Store):
         self._labels: dict[tuple[str, str | None], dict[str, str]] = {}
         self._bulk_writer: BulkWriter | None = None
         self._path_keys: dict[tuple[str, str], str] = {}  # Rollup's memo, pure: kept
+        # (chatbot_id, path_key) of the an_paths rows committed: a batch inserts only the
+        # others. A rebuild deletes the rows: it bumps REBUILDS, and the set is emptied.
+        self._paths_written: set[tuple[str, str]] = set()
+        self._rebuilds: int | None = None
 
     def __repr__(self) -> str:
         url = self._url or (self._engine.url if self._engine else "?")
@@ -233,6 +238,10 @@ class SQLAlchemyStore(ReadQueries, AnalyticsReads, Store):
                 await conn.execute(self._mark, {"key": key, "value": attempt.number})
                 attempt.result = res  # from here on, a failure may follow the commit
         self._after_commit(res)
+        if rollup is not None and not rollup.failed:
+            if len(self._paths_written) + len(rollup.paths) > _PATHS_WRITTEN_MAX:
+                self._paths_written.clear()  # bounded: a key forgotten is inserted again
+            self._paths_written.update(rollup.paths)
         return res
 
     @functools.cached_property
@@ -333,8 +342,15 @@ class SQLAlchemyStore(ReadQueries, AnalyticsReads, Store):
     async def _lock_log(self, conn: AsyncConnection) -> int:
         st = self.tables.state
         await conn.execute(st.update().where(st.c.key == "last_seq").values(value=st.c.value))
-        value = await conn.scalar(sa.select(st.c.value).where(st.c.key == "last_seq"))
-        return int(value or 0)
+        rows = await conn.execute(
+            sa.select(st.c.key, st.c.value).where(st.c.key.in_(("last_seq", REBUILDS)))
+        )
+        values: dict[str, int] = {key: value for key, value in rows}
+        rebuilds = values.get(REBUILDS)
+        if rebuilds != self._rebuilds:  # the path rows were rebuilt: insert them again
+            self._paths_written.clear()
+            self._rebuilds = rebuilds
+        return int(values.get("last_seq") or 0)
 
     async def _load_chatbots(self, conn: AsyncConnection, ids: set[str]) -> dict[str, Chatbot]:
         if not ids:
@@ -419,7 +435,7 @@ class SQLAlchemyStore(ReadQueries, AnalyticsReads, Store):
                     await asyncio.sleep(0)
                     time.sleep(0)  # noqa: ASYNC251 (a GIL hand-over, as in _fold_and_append)
                 try:
-                    statements = self._bulk.rollup_statements(rollup)
+                    statements = self._bulk.rollup_statements(rollup, self._paths_written)
                 except Exception:
                     _rollup_failed(rollup)
         finally:
@@ -428,7 +444,26 @@ class SQLAlchemyStore(ReadQueries, AnalyticsReads, Store):
         deltas = [(cid, status, n) for (cid, status), n in res.count_deltas.items() if n]
         if deltas:
             await self._bulk.add_counts(conn, deltas)
-        await self._bulk.run(conn, statements)
+        if statements:
+            assert rollup is not None
+            await self._run_rollups(conn, rollup, statements)
+
+    async def _run_rollups(
+        self, conn: AsyncConnection, rollup: Rollup, statements: list[tuple[str, Any]]
+    ) -> None:
+        """Run the rollups' statements in a SAVEPOINT: a row the database refuses costs the
+        batch its rollups (logged, as a failed fold is), not its events; a transient error
+        (the connection lost) still fails the batch, to be retried."""
+        savepoint = await conn.begin_nested()
+        try:
+            await self._bulk.run(conn, statements)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            await savepoint.rollback()
+            _rollup_failed(rollup)
+        else:
+            await savepoint.commit()
 
     async def _add_edges(self, conn: AsyncConnection, res: FoldResult) -> None:
         """Add the batch's observed edges to the stored graphs, in place: read, union,
