@@ -8,6 +8,8 @@ missing server skips those tests with the reason printed; under ``CI=true`` it f
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -113,3 +115,36 @@ def pm(tracker: sessiontrack.Tracker) -> Iterator[pluggy.PluginManager]:
     manager.register(tracker)
     yield manager
     manager.unregister(tracker)
+
+
+# --- the dashboard's browser tests ------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def axe_script() -> Path:
+    """axe-core (tests/dashboard_helpers/package.json), installed with ``npm ci`` if needed."""
+    from dashboard_helpers import AXE, HELPERS
+
+    if not AXE.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            if IN_CI:
+                pytest.fail("npm is needed for the accessibility audit (CI=true)")
+            pytest.skip("npm is missing: cannot install axe-core for the accessibility audit")
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=HELPERS,
+            check=True,
+            timeout=300,
+            capture_output=True,
+        )
+    return AXE
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    """Where screenshots go: ``SESSIONTRACK_SCREENSHOTS`` if set, else a temporary folder."""
+    chosen = os.environ.get("SESSIONTRACK_SCREENSHOTS")
+    folder = Path(chosen).resolve() if chosen else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

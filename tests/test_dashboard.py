@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -26,6 +24,7 @@ from typing import Any
 import httpx
 import pluggy
 import pytest
+from dashboard_helpers import axe_violations
 from dashboard_helpers.seed import BILLING_SESSIONS, LONG_MESSAGES, ORDER_PATH
 from dashboard_helpers.server import PREFIX, helpdesk
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -49,8 +48,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.anyio]
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-HELPERS = Path(__file__).resolve().parent / "dashboard_helpers"
-AXE = HELPERS / "node_modules" / "axe-core" / "axe.min.js"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 TERMINAL = {"completed", "expired", "stopped"}
@@ -607,25 +604,6 @@ async def test_keyboard_reaches_and_opens_a_session(page: Any, ui: str) -> None:
     await expect(page.locator("#flow-svg .node").first).to_be_attached()
 
 
-@pytest.fixture(scope="module")
-def axe_script() -> Path:
-    """axe-core (tests/dashboard_helpers/package.json), installed with ``npm ci`` if needed."""
-    if not AXE.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            if os.environ.get("CI", "").lower() == "true":
-                pytest.fail("npm is needed for the accessibility audit (CI=true)")
-            pytest.skip("npm is missing: cannot install axe-core for the accessibility audit")
-        subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=HELPERS,
-            check=True,
-            timeout=300,
-            capture_output=True,
-        )
-    return AXE
-
-
 async def test_pages_pass_an_accessibility_audit(
     browser: Any, ui: str, base_url: str, axe_script: Path
 ) -> None:
@@ -641,26 +619,10 @@ async def test_pages_pass_an_accessibility_audit(
             await page.goto(url)
             await expect(page.locator(ready).first).to_be_attached()
             await page.wait_for_timeout(500)
-            await page.add_script_tag(path=str(axe_script))
-            violations = await page.evaluate(
-                """async () => (await axe.run(document, {
-                    runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'],
-                    resultTypes: ['violations'],
-                })).violations.map(v => `${v.id}: ${v.help} (${v.nodes.map(
-                    n => n.target.join(' ')).slice(0, 3).join(', ')})`)"""
-            )
+            violations = await axe_violations(page, axe_script)
             assert violations == [], (viewport, url, violations)
         assert not page.errors
         await page.context.close()
-
-
-@pytest.fixture
-def screenshots(tmp_path: Path) -> Path:
-    """Where screenshots go: ``SESSIONTRACK_SCREENSHOTS`` if set, else a temporary folder."""
-    chosen = os.environ.get("SESSIONTRACK_SCREENSHOTS")
-    folder = Path(chosen).resolve() if chosen else tmp_path
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 async def test_screenshots(browser: Any, ui: str, base_url: str, screenshots: Path) -> None:
@@ -1371,14 +1333,7 @@ async def test_flow_heat_map_colours_nodes_sizes_edges_and_tells_on_hover_and_fo
         "return ids.filter((id, i) => ids.indexOf(id) !== i); }"
     )
     assert dupes == []
-    await page.add_script_tag(path=str(axe_script))
-    violations = await page.evaluate(
-        """async () => (await axe.run(document, {
-            runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'],
-            resultTypes: ['violations'],
-        })).violations.map(v => `${v.id}: ${v.help} (${v.nodes.map(
-            n => n.target.join(' ')).slice(0, 3).join(', ')})`)"""
-    )
+    violations = await axe_violations(page, axe_script)
     assert violations == []
 
     # The back edge (answer → ask) goes round the nodes, as in the plain graph; with every

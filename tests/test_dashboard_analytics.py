@@ -14,10 +14,7 @@ docs/images/): a plain test run leaves the checkout as it was.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -30,6 +27,7 @@ import httpx
 import pluggy
 import pytest
 from conftest import IN_CI, POSTGRES_URL, drop_prefixed_tables, require_postgres
+from dashboard_helpers import axe_violations
 from web_helpers.live import host_app, serve
 
 import sessiontrack
@@ -42,8 +40,6 @@ expect = playwright_api.expect
 pytestmark = [pytest.mark.browser, pytest.mark.anyio]
 
 CHROMIUM = Path("/usr/bin/chromium")
-HELPERS = Path(__file__).resolve().parent / "dashboard_helpers"
-AXE = HELPERS / "node_modules" / "axe-core" / "axe.min.js"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 LAUNCH_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"]
@@ -547,25 +543,6 @@ async def test_phone_width_and_date_pickers(browser: Any, shop: Shop) -> None:
     await page.context.close()
 
 
-@pytest.fixture(scope="module")
-def axe_script() -> Path:
-    """axe-core (tests/dashboard_helpers/package.json), installed with ``npm ci`` if needed."""
-    if not AXE.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            if IN_CI:
-                pytest.fail("npm is needed for the accessibility audit (CI=true)")
-            pytest.skip("npm is missing: cannot install axe-core for the accessibility audit")
-        subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=HELPERS,
-            check=True,
-            timeout=300,
-            capture_output=True,
-        )
-    return AXE
-
-
 async def test_the_page_passes_an_accessibility_audit(
     browser: Any, shop: Shop, axe_script: Path
 ) -> None:
@@ -576,26 +553,10 @@ async def test_the_page_passes_an_accessibility_audit(
         )
         await expect(page.locator("#an-funnel-steps-table tbody tr")).to_have_count(2)
         await page.wait_for_timeout(300)
-        await page.add_script_tag(path=str(axe_script))
-        violations = await page.evaluate(
-            """async () => (await axe.run(document, {
-                runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'],
-                resultTypes: ['violations'],
-            })).violations.map(v => `${v.id}: ${v.help} (${v.nodes.map(
-                n => n.target.join(' ')).slice(0, 3).join(', ')})`)"""
-        )
+        violations = await axe_violations(page, axe_script)
         assert violations == [], (viewport, violations)
         assert not page.errors
         await page.context.close()
-
-
-@pytest.fixture
-def screenshots(tmp_path: Path) -> Path:
-    """Where screenshots go: ``SESSIONTRACK_SCREENSHOTS`` if set, else a temporary folder."""
-    chosen = os.environ.get("SESSIONTRACK_SCREENSHOTS")
-    folder = Path(chosen).resolve() if chosen else tmp_path
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 async def test_screenshots(
