@@ -22,6 +22,7 @@ from ..models import (
     ToolCall,
 )
 from ..status import ACTIVE_STATUSES, ALL_STATUSES
+from ._filters import VariableTest, advanced_conditions
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -44,6 +45,21 @@ class SessionFilter:
     """Sessions whose current analytics path has one of these keys (``an_traces``)."""
     version: str | None = None
     """Sessions that started with this flow version (``flow_version``)."""
+    # the advanced filters (store/_filters.py)
+    node_id: str | None = None
+    """Sessions that executed this node at least once."""
+    completion_reason: str | None = None
+    min_messages: int | None = None
+    max_messages: int | None = None
+    min_duration: float | None = None
+    """Seconds: ``completed_at - started_at``, or ``now - started_at`` while active."""
+    max_duration: float | None = None
+    now: datetime | None = None
+    """The time active sessions' durations run to (the query service sets it)."""
+    has_error: bool | None = None
+    """``error_count > 0`` (node, LLM call and tool call errors), or ``= 0``."""
+    variables: tuple[VariableTest, ...] = ()
+    """Each test must hold (a top-level variable equal to one of its values)."""
 
     @property
     def countable_from_counters(self) -> bool:
@@ -54,6 +70,21 @@ class SessionFilter:
             and not self.end
             and self.path_keys is None
             and self.version is None
+            and not self.advanced
+        )
+
+    @property
+    def advanced(self) -> bool:
+        """Whether any of the advanced filters is set."""
+        return (
+            self.node_id is not None
+            or self.completion_reason is not None
+            or self.min_messages is not None
+            or self.max_messages is not None
+            or self.min_duration is not None
+            or self.max_duration is not None
+            or self.has_error is not None
+            or bool(self.variables)
         )
 
 
@@ -240,6 +271,20 @@ class ReadQueries:
             w.append(s.c.id.in_(on_path))
         if f.version is not None:
             w.append(s.c.flow_version == f.version)
+        if f.advanced:
+            w += advanced_conditions(
+                self.tables,
+                self.engine.dialect.name,
+                node_id=f.node_id,
+                completion_reason=f.completion_reason,
+                min_messages=f.min_messages,
+                max_messages=f.max_messages,
+                min_duration=f.min_duration,
+                max_duration=f.max_duration,
+                now=f.now,
+                has_error=f.has_error,
+                variables=f.variables,
+            )
         return w
 
     async def list_sessions(
