@@ -39,6 +39,10 @@ SORT_FIELDS = {
 MAX_LIMIT = 100
 MAX_VARIABLES = 10
 """At most this many ``variable`` tests in one list query."""
+COUNT_LIMIT = 1000
+"""A list with advanced filters counts this many matches at most (``SessionQueries``'
+``count_limit``): past it the page has ``total`` = the limit and ``total_exact=False``
+(``totalExact: false``). Counting them all would read every match."""
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 # Aliases: inside the class, ``list`` names the query method, not the builtin.
@@ -50,8 +54,9 @@ ChatbotList = list[dict[str, Any]]
 class SessionQueries:
     """Reads sessions, messages and statistics from a store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, count_limit: int = COUNT_LIMIT) -> None:
         self._store = store
+        self._count_limit = count_limit
 
     async def list(
         self,
@@ -137,6 +142,7 @@ class SessionQueries:
             end=end_date,
             path_keys=_path_keys(path, chatbot_id),
             version=version or None,
+            count_limit=self._count_limit,
             **_advanced(
                 node_id=node_id,
                 completion_reason=completion_reason,
@@ -158,9 +164,11 @@ class SessionQueries:
             after=after,
         )
         next_cursor = _encode_cursor(items[-1], sort_col, order) if more and items else None
+        capped = f.advanced and f.count_limit is not None and total > f.count_limit
         return Page(
             data=items,
-            total=total,
+            total=self._count_limit if capped else total,
+            total_exact=not capped,
             limit=limit,
             offset=offset,
             has_next=more,

@@ -25,6 +25,21 @@ JsonScalar = str | int | float | bool | None
 
 
 @dataclass(frozen=True, slots=True)
+class Plan:
+    """How to write the advanced filters' terms for one query."""
+
+    walk: bool = False
+    """The filter is broad: walk the sort order's index (SQLite: hide the other indexes)."""
+    rare_node: bool = False
+    """The ``node_id`` has few executions: read its sessions from the node index's range
+    (else each session costs one seek into that index)."""
+
+
+RARE_NODE = 20_000
+"""A node executed fewer times than this is read from its index range (``Plan.rare_node``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class VariableTest:
     """A top-level variable ``name`` equal to one of ``values`` (JSON scalars, compared with
     their JSON type: the string ``"1"`` is not the number ``1``, ``true`` is not ``1``)."""
@@ -46,33 +61,61 @@ def advanced_conditions(
     now: datetime | None,
     has_error: bool | None,
     variables: Sequence[VariableTest],
+    plan: Plan,
 ) -> list[Any]:
     s = tables.sessions
     w: list[Any] = []
+    # Written as ``col + 0`` (``|| ''`` for text) a term can use no index: the plan for a
+    # broad filter on SQLite, which has no statistics to know that walking the sort
+    # order's index and stopping after one page beats reading a wide range and sorting.
+    hide = plan.walk and dialect == "sqlite"
+    reason = s.c.completion_reason.concat("") if hide else s.c.completion_reason
+    messages = s.c.message_count + 0 if hide else s.c.message_count
+    errors = s.c.error_count + 0 if hide else s.c.error_count
     if node_id is not None:
-        e = tables.events
-        ran = sa.select(e.c.session_id).where(e.c.kind == NODE_EXECUTED, e.c.node_id == node_id)
-        w.append(s.c.id.in_(ran))
+        w.append(_ran(tables, node_id, plan.rare_node))
     if completion_reason is not None:
-        w.append(s.c.completion_reason == completion_reason)
+        w.append(reason == completion_reason)
     if min_messages is not None:
-        w.append(s.c.message_count >= min_messages)
+        w.append(messages >= min_messages)
     if max_messages is not None:
-        w.append(s.c.message_count <= max_messages)
+        w.append(messages <= max_messages)
     if min_duration is not None or max_duration is not None:
-        w.append(_duration(tables, min_duration, max_duration, now))
+        w.append(_duration(tables, min_duration, max_duration, now, hide))
     if has_error is not None:
-        w.append(s.c.error_count > 0 if has_error else s.c.error_count == 0)
+        zero: Any = sa.literal_column("0")  # a literal, so the partial index's WHERE matches
+        w.append(errors > zero if has_error else errors == zero)
     for test in variables:
         w.append(_variable(tables, dialect, test))
     return w
 
 
-def _duration(tables: Tables, low: float | None, high: float | None, now: datetime | None) -> Any:
+RAN: sa.ColumnElement[str] = sa.literal_column(f"'{NODE_EXECUTED}'", sa.String())
+"""The partial index's ``kind = 'node_executed'``, as a literal so that SQLite matches it."""
+
+
+def _ran(tables: Tables, node_id: str, rare: bool) -> Any:
+    """The sessions that executed ``node_id``: for a rare node, the few sessions of its
+    executions (the node index's range); else, per session, one seek into that index."""
+    s, e = tables.sessions, tables.events
+    if rare:
+        ids = sa.select(e.c.session_id).where(e.c.kind == RAN, e.c.node_id == node_id)
+        return s.c.id.in_(ids)
+    one = sa.select(sa.literal(1)).where(
+        e.c.kind == RAN, e.c.node_id == node_id, e.c.session_id == s.c.id
+    )
+    return one.exists()
+
+
+def _duration(
+    tables: Tables, low: float | None, high: float | None, now: datetime | None, hide: bool
+) -> Any:
     """Terminal sessions by their stored times; an active session's duration is the time
     since it started (``now - started_at``), a range of ``started_at``."""
     s = tables.sessions
-    d = duration_seconds(s.c.completed_at, s.c.started_at)
+    d: sa.ColumnElement[float] = duration_seconds(s.c.completed_at, s.c.started_at)
+    if hide:
+        d = d + 0
     ended: list[Any] = [s.c.completed_at.is_not(None)]
     running: list[Any] = [s.c.completed_at.is_(None)]
     if low is not None:

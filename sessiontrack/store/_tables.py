@@ -95,6 +95,12 @@ def filter_indexes(p: str, sessions: sa.Table) -> list[sa.Index]:
             postgresql_where=done,
         ),
         sa.Index(
+            f"ix_{p}sessions_active_started",
+            c.started_at,
+            sqlite_where=sa.text("completed_at IS NULL"),
+            postgresql_where=sa.text("completed_at IS NULL"),
+        ),
+        sa.Index(
             f"ix_{p}sessions_errors",
             c.started_at,
             c.id,

@@ -412,6 +412,14 @@ SessionPage = _derive(
             str | None,
             Field(None, description="Pass as cursor for the next page (cost independent of depth)"),
         ),
+        "total_exact": (
+            bool,
+            Field(
+                True,
+                description="false: more than total sessions match the advanced filters "
+                "(they count 1,000 at most)",
+            ),
+        ),
     },
 )
 Stats = _derive(models.Stats, "Stats")

@@ -10,6 +10,8 @@ Revises: 0005
 - ``(completion_reason, started_at, id)``, ``(message_count, started_at)``;
 - the duration of ended sessions (an expression index: ``EXTRACT(EPOCH FROM ...)`` on
   PostgreSQL, ``julianday`` in milliseconds on SQLite), partial on ``completed_at``;
+- the active sessions by ``started_at`` (partial on ``completed_at IS NULL``): an active
+  session's duration runs to now;
 - the sessions with an error (partial on ``error_count > 0``);
 - the events of node executions by ``(node_id, session_id)`` (partial), for ``nodeId``;
 - PostgreSQL only: a GIN index (``jsonb_path_ops``) on ``variables`` for ``variable``.
@@ -59,6 +61,14 @@ def upgrade() -> None:
         sqlite_where=done,
         postgresql_where=done,
     )
+    active = sa.text("completed_at IS NULL")
+    op.create_index(
+        f"ix_{p}sessions_active_started",
+        f"{p}sessions",
+        ["started_at"],
+        sqlite_where=active,
+        postgresql_where=active,
+    )
     erred = sa.text("error_count > 0")
     op.create_index(
         f"ix_{p}sessions_errors",
@@ -91,6 +101,7 @@ def downgrade() -> None:
         op.drop_index(f"ix_{p}sessions_variables", f"{p}sessions")
     op.drop_index(f"ix_{p}events_node", f"{p}events")
     op.drop_index(f"ix_{p}sessions_errors", f"{p}sessions")
+    op.drop_index(f"ix_{p}sessions_active_started", f"{p}sessions")
     op.drop_index(f"ix_{p}sessions_duration", f"{p}sessions")
     for name, table, _ in reversed(_plain(p)):
         op.drop_index(name, table)
