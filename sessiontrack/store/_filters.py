@@ -113,21 +113,27 @@ def _duration(
     """Terminal sessions by their stored times; an active session's duration is the time
     since it started (``now - started_at``), a range of ``started_at``."""
     s = tables.sessions
-    d: sa.ColumnElement[float] = duration_seconds(s.c.completed_at, s.c.started_at)
+    d: sa.ColumnElement[Any] = duration_seconds(s.c.completed_at, s.c.started_at)
     if hide:
         d = d + 0
     ended: list[Any] = [s.c.completed_at.is_not(None)]
     running: list[Any] = [s.c.completed_at.is_(None)]
     if low is not None:
-        ended.append(d >= low)
+        ended.append(d >= _numeric(low))
     if high is not None:
-        ended.append(d <= high)
+        ended.append(d <= _numeric(high))
     if now is not None:
         if low is not None:
             running.append(s.c.started_at <= now - timedelta(seconds=low))
         if high is not None:
             running.append(s.c.started_at >= now - timedelta(seconds=high))
     return sa.or_(sa.and_(*ended), sa.and_(*running))
+
+
+def _numeric(seconds: float) -> Any:
+    """A bound of the duration as a numeric, as PostgreSQL's EXTRACT gives: compared with
+    a double precision, the expression would be cast and its index not used."""
+    return sa.cast(sa.literal(seconds, sa.Float()), sa.Numeric())
 
 
 def _variable(tables: Tables, dialect: str, test: VariableTest) -> Any:
