@@ -81,7 +81,7 @@ def advanced_conditions(
     if max_messages is not None:
         w.append(messages <= max_messages)
     if min_duration is not None or max_duration is not None:
-        w.append(_duration(tables, min_duration, max_duration, now, hide))
+        w.append(_duration(tables, dialect, min_duration, max_duration, now, hide))
     if has_error is not None:
         zero: Any = sa.literal_column("0")  # a literal, so the partial index's WHERE matches
         w.append(errors > zero if has_error else errors == zero)
@@ -108,7 +108,12 @@ def _ran(tables: Tables, node_id: str, rare: bool) -> Any:
 
 
 def _duration(
-    tables: Tables, low: float | None, high: float | None, now: datetime | None, hide: bool
+    tables: Tables,
+    dialect: str,
+    low: float | None,
+    high: float | None,
+    now: datetime | None,
+    hide: bool,
 ) -> Any:
     """Terminal sessions by their stored times; an active session's duration is the time
     since it started (``now - started_at``), a range of ``started_at``."""
@@ -116,12 +121,15 @@ def _duration(
     d: sa.ColumnElement[Any] = duration_seconds(s.c.completed_at, s.c.started_at)
     if hide:
         d = d + 0
-    ended: list[Any] = [s.c.completed_at.is_not(None)]
+    # the duration is NULL while active: no ``completed_at IS NOT NULL`` term, which SQLite
+    # would serve from the completed_at index instead of the duration's
+    ended: list[Any] = []
     running: list[Any] = [s.c.completed_at.is_(None)]
+    pg = dialect == "postgresql"
     if low is not None:
-        ended.append(d >= _numeric(low))
+        ended.append(d >= (_numeric(low) if pg else low))
     if high is not None:
-        ended.append(d <= _numeric(high))
+        ended.append(d <= (_numeric(high) if pg else high))
     if now is not None:
         if low is not None:
             running.append(s.c.started_at <= now - timedelta(seconds=low))
