@@ -395,14 +395,11 @@ def _advanced(
     now: datetime | None,
 ) -> dict[str, Any]:
     """SessionFilter's advanced fields, checked (a bad one names its camelCase field)."""
+    # a range whose maximum is below its minimum is valid and matches nothing
     low_m = _count(min_messages, "minMessages")
     high_m = _count(max_messages, "maxMessages")
-    if low_m is not None and high_m is not None and low_m > high_m:
-        raise InvalidParameter("maxMessages", "must not be less than minMessages")
     low_d = _seconds(min_duration, "minDuration")
     high_d = _seconds(max_duration, "maxDuration")
-    if low_d is not None and high_d is not None and low_d > high_d:
-        raise InvalidParameter("maxDuration", "must not be less than minDuration")
     if has_error is not None and not isinstance(has_error, bool):
         raise InvalidParameter("hasError", "must be true or false")
     now = _utc(now, "now")

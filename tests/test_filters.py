@@ -92,6 +92,8 @@ async def test_each_filter_alone_and_combined(
         ({"min_duration": 60.001}, {b, c}),
         ({"max_duration": 60}, {a}),
         ({"min_duration": 500, "max_duration": 700}, {c}),
+        ({"min_duration": 700, "max_duration": 500}, set()),
+        ({"min_messages": 3, "max_messages": 2}, set()),
         ({"has_error": True}, {b}),
         ({"has_error": False}, {a, c}),
         ({"variable": "lang:en"}, {a, c}),
@@ -141,10 +143,8 @@ async def test_bad_advanced_arguments_name_the_field(tracker: sessiontrack.Track
     bad: list[tuple[dict[str, Any], str]] = [
         ({"min_messages": -1}, "minMessages"),
         ({"max_messages": 1.5}, "maxMessages"),
-        ({"min_messages": 3, "max_messages": 2}, "maxMessages"),
         ({"min_duration": -1}, "minDuration"),
         ({"max_duration": "10"}, "maxDuration"),
-        ({"min_duration": 10, "max_duration": 9}, "maxDuration"),
         ({"has_error": "yes"}, "hasError"),
         ({"node_id": ""}, "nodeId"),
         ({"completion_reason": "a\x00b"}, "completionReason"),
@@ -188,7 +188,6 @@ async def test_http_parses_repeats_refuses_and_keeps_tenants_apart(
         for query, field in [
             ("minMessages=-1", "minMessages"),
             ("maxMessages=x", "maxMessages"),
-            ("minMessages=4&maxMessages=3", "maxMessages"),
             ("minDuration=-0.5", "minDuration"),
             ("maxDuration=1e11", "maxDuration"),
             ("hasError=maybe", "hasError"),
@@ -283,11 +282,7 @@ def test_any_advanced_combination_over_http_matches_the_oracle(
         else:
             pairs.append((name, str(value)))
     r = get(urlencode(pairs) + "&limit=100")
-    lo_hi = [("minMessages", "maxMessages"), ("minDuration", "maxDuration")]
-    if any(lo in query and hi in query and query[lo] > query[hi] for lo, hi in lo_hi):
-        assert r.status_code == 400 and r.json()["detail"][0]["field"].startswith("max")
-        return
-    assert r.status_code == 200, r.text
+    assert r.status_code == 200, r.text  # a maximum below its minimum matches nothing
     q = {SNAKE.get(k, k): v for k, v in query.items()}
     # active sessions' durations run to the server's clock: far past NOW, and past every
     # duration drawn here, so for the oracle NOW does as well
