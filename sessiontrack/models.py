@@ -176,6 +176,9 @@ class Page(Generic[T]):
     has_next: bool
     has_previous: bool
     next_cursor: str | None = None
+    total_exact: bool = True
+    """``False``: with advanced filters, more sessions match than are counted; ``total``
+    is then that limit (:data:`sessiontrack.query.COUNT_LIMIT`, 1,000)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

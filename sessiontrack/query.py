@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, time, timedelta
@@ -22,6 +23,7 @@ from .errors import InvalidParameter, SessionNotFound
 from .models import Message, Page, Principal, SessionDetail, SessionSummary, Stats
 from .status import ACTIVE_STATUSES, ALL_STATUSES, TERMINAL_STATUSES
 from .store import SessionFilter
+from .store._filters import JsonScalar, VariableTest
 
 FILTER_GROUPS: dict[str, frozenset[str] | None] = {
     "all": None,
@@ -35,6 +37,12 @@ SORT_FIELDS = {
     "updated_at": "updated_at",
 }
 MAX_LIMIT = 100
+MAX_VARIABLES = 10
+"""At most this many ``variable`` tests in one list query."""
+COUNT_LIMIT = 1000
+"""A list with advanced filters counts this many matches at most (``SessionQueries``'
+``count_limit``): past it the page has ``total`` = the limit and ``total_exact=False``
+(``totalExact: false``). Counting them all would read every match."""
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 # Aliases: inside the class, ``list`` names the query method, not the builtin.
@@ -46,8 +54,9 @@ ChatbotList = list[dict[str, Any]]
 class SessionQueries:
     """Reads sessions, messages and statistics from a store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, count_limit: int = COUNT_LIMIT) -> None:
         self._store = store
+        self._count_limit = count_limit
 
     async def list(
         self,
@@ -66,6 +75,15 @@ class SessionQueries:
         cursor: str | None = None,
         path: str | Sequence[str] | None = None,
         version: str | None = None,
+        node_id: str | None = None,
+        completion_reason: str | None = None,
+        min_messages: int | None = None,
+        max_messages: int | None = None,
+        min_duration: float | None = None,
+        max_duration: float | None = None,
+        has_error: bool | None = None,
+        variable: str | Sequence[str] | None = None,
+        now: datetime | None = None,
         principal: Principal | None = None,
     ) -> Page[SessionSummary]:
         """A page of sessions, newest first by default.
@@ -81,6 +99,18 @@ class SessionQueries:
         ``tracker.analytics.paths`` lists them. ``version`` (a flow version name) keeps the
         sessions that started with that version of their chatbot's flow (``flow_version``):
         with ``path``, the sessions of one version's path, as the paths report counts them.
+
+        The advanced filters (see docs/http-api.md): ``node_id`` keeps the sessions that
+        executed that node at least once; ``completion_reason`` the ones that ended with
+        that reason; ``min_messages``/``max_messages`` bound ``message_count``;
+        ``min_duration``/``max_duration`` (seconds, inclusive) bound the duration,
+        ``completed_at - started_at`` once ended and ``now - started_at`` while active
+        (``now`` defaults to the current time); ``has_error`` keeps the sessions with (or,
+        ``False``, without) an error in a node, LLM call or tool call; ``variable``
+        (``name:value``, one or a list: all must hold) keeps the sessions whose top-level
+        variable ``name`` equals ``value``: a quoted JSON string matches only that string;
+        a JSON number, ``true``, ``false`` or ``null`` matches that value or the same text
+        as a string; anything else matches that text.
         """
         sort_col = SORT_FIELDS.get(sort_by) if isinstance(sort_by, str) else None
         if sort_col is None:
@@ -112,6 +142,18 @@ class SessionQueries:
             end=end_date,
             path_keys=_path_keys(path, chatbot_id),
             version=version or None,
+            count_limit=self._count_limit,
+            **_advanced(
+                node_id=node_id,
+                completion_reason=completion_reason,
+                min_messages=min_messages,
+                max_messages=max_messages,
+                min_duration=min_duration,
+                max_duration=max_duration,
+                has_error=has_error,
+                variable=variable,
+                now=now,
+            ),
         )
         items, total, more = await self._store.list_sessions(
             f,
@@ -122,9 +164,11 @@ class SessionQueries:
             after=after,
         )
         next_cursor = _encode_cursor(items[-1], sort_col, order) if more and items else None
+        capped = f.advanced and f.count_limit is not None and total > f.count_limit
         return Page(
             data=items,
-            total=total,
+            total=self._count_limit if capped else total,
+            total_exact=not capped,
             limit=limit,
             offset=offset,
             has_next=more,
@@ -333,3 +377,112 @@ def _decode_cursor(cursor: str, sort_col: str, order: str) -> tuple[datetime, st
     if (col, cur_order) != (sort_col, order):
         raise InvalidParameter("cursor", "was made for another sortBy/sortOrder")
     return when, sid
+
+
+# --- the advanced filters ------------------------------------------------------------------
+
+
+def _advanced(
+    *,
+    node_id: str | None,
+    completion_reason: str | None,
+    min_messages: int | None,
+    max_messages: int | None,
+    min_duration: float | None,
+    max_duration: float | None,
+    has_error: bool | None,
+    variable: str | Sequence[str] | None,
+    now: datetime | None,
+) -> dict[str, Any]:
+    """SessionFilter's advanced fields, checked (a bad one names its camelCase field)."""
+    # a range whose maximum is below its minimum is valid and matches nothing
+    low_m = _count(min_messages, "minMessages")
+    high_m = _count(max_messages, "maxMessages")
+    low_d = _seconds(min_duration, "minDuration")
+    high_d = _seconds(max_duration, "maxDuration")
+    if has_error is not None and not isinstance(has_error, bool):
+        raise InvalidParameter("hasError", "must be true or false")
+    now = _utc(now, "now")
+    if now is None and (low_d is not None or high_d is not None):
+        now = datetime.now(UTC)
+    return {
+        "node_id": _nonempty(node_id, "nodeId"),
+        "completion_reason": _nonempty(completion_reason, "completionReason"),
+        "min_messages": low_m,
+        "max_messages": high_m,
+        "min_duration": low_d,
+        "max_duration": high_d,
+        "now": now,
+        "has_error": has_error,
+        "variables": _variables(variable),
+    }
+
+
+def _nonempty(value: str | None, field: str) -> str | None:
+    value = _text(value, field)
+    if value == "":
+        raise InvalidParameter(field, "must not be empty")
+    return value
+
+
+def _count(value: int | None, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        raise InvalidParameter(field, f"must be an integer from 0 to {2**31 - 1}")
+    return value
+
+
+def _seconds(value: float | None, field: str) -> float | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= 10**10  # about 317 years: past any stored duration
+    ):
+        raise InvalidParameter(field, "must be a number of seconds from 0 to 10000000000")
+    return float(value)
+
+
+def _variables(value: str | Sequence[str] | None) -> tuple[VariableTest, ...]:
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, Sequence) or len(items) > MAX_VARIABLES:
+        raise InvalidParameter("variable", f"must be at most {MAX_VARIABLES} name:value tests")
+    return tuple(_variable_test(item) for item in items)
+
+
+def _variable_test(item: object) -> VariableTest:
+    if not isinstance(item, str):
+        raise InvalidParameter("variable", f"must be name:value text, got {type(item).__name__}")
+    problem = unfit_text(item)
+    if problem:
+        raise InvalidParameter("variable", problem)
+    name, colon, raw = item.partition(":")
+    if not colon or not name:
+        raise InvalidParameter("variable", f"must be name:value, got {item!r}")
+    if '"' in name or "\\" in name or len(name) > 200:
+        raise InvalidParameter(
+            "variable", 'the name must be at most 200 characters, without " or \\'
+        )
+    return VariableTest(name, _json_candidates(raw))
+
+
+def _json_candidates(raw: str) -> tuple[JsonScalar, ...]:
+    """What ``raw`` matches: a quoted JSON string only itself; a JSON number (finite, within
+    64 bits), ``true``, ``false`` or ``null`` that value or its text; else the text."""
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return (raw,)
+    if isinstance(parsed, str):
+        return (parsed,)
+    if parsed is None or isinstance(parsed, bool):
+        return (parsed, raw)
+    if isinstance(parsed, int) and -(2**63) <= parsed < 2**63:
+        return (parsed, raw)
+    if isinstance(parsed, float) and math.isfinite(parsed):
+        return (parsed, raw)
+    return (raw,)

@@ -79,7 +79,16 @@ MESSAGE_KEYS = {
     "nodeId",
     "timestamp",
 }
-PAGE_KEYS = {"data", "total", "limit", "offset", "hasNext", "hasPrevious", "nextCursor"}
+PAGE_KEYS = {
+    "data",
+    "total",
+    "totalExact",
+    "limit",
+    "offset",
+    "hasNext",
+    "hasPrevious",
+    "nextCursor",
+}
 
 
 def aware(value: str) -> datetime:

@@ -143,7 +143,18 @@ def test_document_is_openapi_3_1_with_the_mount_prefix(live: str) -> None:
         "cursor",
         "path",
         "version",
+        # the advanced filters
+        "nodeId",
+        "completionReason",
+        "minMessages",
+        "maxMessages",
+        "minDuration",
+        "maxDuration",
+        "hasError",
+        "variable",
     }
+    variable = next(p for p in doc["paths"]["/"]["get"]["parameters"] if p["name"] == "variable")
+    assert variable["schema"]["type"] == "array" and variable.get("explode", True)
     session = doc["components"]["schemas"]["Session"]
     assert set(session["required"]) == set(session["properties"])
     assert doc["security"] == [{"bearerAuth": []}]

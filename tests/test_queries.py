@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -20,6 +22,13 @@ BOTS = ["helpdesk", "sales", "billing"]
 TERMINAL = ["completed", "expired", "stopped"]
 
 
+NODES = ["n", "ask", "pay", "end"]
+REASONS = [None, "flow_end", "timeout", "agent: done"]
+LANGS = ["en", "es", "1", "true", ""]
+TIERS: list[Any] = [0, 1, 1.5, "1", True, False, None]
+NOW = T0 + timedelta(days=11)  # after every start: active sessions' durations run to it
+
+
 @dataclass
 class Known:
     id: str
@@ -30,6 +39,16 @@ class Known:
     status: str
     started_at: datetime
     updated_at: datetime
+    # what the advanced filters look at
+    nodes: frozenset[str] = frozenset()
+    messages: int = 0
+    completed_at: datetime | None = None
+    reason: str | None = None
+    error: bool = False
+    variables: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def duration(self, now: datetime) -> float:
+        return ((self.completed_at or now) - self.started_at).total_seconds()
 
 
 def build(pm: pluggy.PluginManager, n: int, seed: int) -> list[Known]:
@@ -45,29 +64,111 @@ def build(pm: pluggy.PluginManager, n: int, seed: int) -> list[Known]:
         started = T0 + timedelta(minutes=rng.randrange(60 * 24 * 10))
         if i % 17 == 0 and out:  # equal start times exercise the id tie-breaker
             started = out[-1].started_at
+        variables: dict[str, Any] = {}
+        if rng.random() < 0.8:
+            variables["lang"] = rng.choice(LANGS)
+        if rng.random() < 0.6:
+            variables["tier"] = rng.choice(TIERS)
         pm.hook.sessiontrack_session_started(
             session_id=sid,
             chatbot_id=bot,
             conversation_id=conv,
             contact={"phone": phone, "name": name},
+            variables=variables,
             at=started,
         )
-        updated = started
-        status = "running"
+        k = Known(sid, bot, conv, name, phone, "running", started, started)
+        k.variables = dict(variables)
+        nodes = set()
         for _ in range(rng.randrange(4)):
-            updated += timedelta(seconds=rng.randrange(1, 600))
-            pm.hook.sessiontrack_node_executed(session_id=sid, node_id="n", at=updated)
+            k.updated_at += timedelta(seconds=rng.randrange(1, 600))
+            node = rng.choice(NODES)
+            nodes.add(node)
+            failed = rng.random() < 0.1
+            k.error = k.error or failed
+            pm.hook.sessiontrack_node_executed(
+                session_id=sid, node_id=node, at=k.updated_at, error="boom" if failed else None
+            )
+            for _ in range(rng.randrange(3)):
+                k.messages += 1
+                direction = rng.choice(["inbound", "outbound"])
+                pm.hook.sessiontrack_message(
+                    session_id=sid, direction=direction, text="hi", at=k.updated_at
+                )
+        k.nodes = frozenset(nodes)
+        if rng.random() < 0.2:
+            patch = {"lang": rng.choice(LANGS), "step": rng.randrange(3)}
+            k.variables.update(patch)
+            pm.hook.sessiontrack_variables_changed(session_id=sid, variables=patch, at=k.updated_at)
+        if rng.random() < 0.05:
+            k.error = True
+            pm.hook.sessiontrack_llm_call(
+                session_id=sid, model="m", error="rate limited", at=k.updated_at
+            )
         roll = rng.random()
         if roll < 0.5:
-            status = rng.choice(TERMINAL)
-            updated += timedelta(seconds=rng.randrange(1, 600))
-            pm.hook.sessiontrack_session_completed(session_id=sid, status=status, at=updated)
+            k.status = rng.choice(TERMINAL)
+            k.reason = rng.choice(REASONS)
+            k.updated_at += timedelta(seconds=rng.randrange(1, 600))
+            k.completed_at = k.updated_at
+            pm.hook.sessiontrack_session_completed(
+                session_id=sid, status=k.status, reason=k.reason, at=k.updated_at
+            )
         elif roll < 0.75:
-            status = rng.choice(["waiting_input", "waiting_flow"])
-            updated += timedelta(seconds=rng.randrange(1, 600))
-            pm.hook.sessiontrack_status_changed(session_id=sid, status=status, at=updated)
-        out.append(Known(sid, bot, conv, name, phone, status, started, updated))
+            k.status = rng.choice(["waiting_input", "waiting_flow"])
+            k.updated_at += timedelta(seconds=rng.randrange(1, 600))
+            pm.hook.sessiontrack_status_changed(session_id=sid, status=k.status, at=k.updated_at)
+        out.append(k)
     return out
+
+
+def _same_json(stored: Any, wanted: Any) -> bool:
+    """JSON equality with JSON types: true is not 1, the string "1" is not the number 1."""
+    if isinstance(stored, bool) or isinstance(wanted, bool) or stored is None or wanted is None:
+        return stored is wanted
+    if isinstance(stored, str) or isinstance(wanted, str):
+        return isinstance(stored, str) and isinstance(wanted, str) and stored == wanted
+    return bool(stored == wanted)
+
+
+def _variable_matches(variables: dict[str, Any], test: str) -> bool:
+    """``name:value`` as docs/http-api.md defines it, written out plainly."""
+    name, _, raw = test.partition(":")
+    if name not in variables:
+        return False
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        wanted: list[Any] = [raw]
+    else:
+        if isinstance(parsed, str):
+            wanted = [parsed]
+        elif parsed is None or isinstance(parsed, bool | int | float):
+            wanted = [parsed, raw]
+        else:
+            wanted = [raw]
+    return any(_same_json(variables[name], w) for w in wanted)
+
+
+def advanced_oracle(k: Known, q: dict[str, Any]) -> bool:
+    """Whether ``k`` passes the advanced filters of ``q`` (durations run to ``NOW``)."""
+    if q.get("node_id") is not None and q["node_id"] not in k.nodes:
+        return False
+    if q.get("completion_reason") is not None and k.reason != q["completion_reason"]:
+        return False
+    if q.get("min_messages") is not None and k.messages < q["min_messages"]:
+        return False
+    if q.get("max_messages") is not None and k.messages > q["max_messages"]:
+        return False
+    now = q.get("now", NOW)
+    if q.get("min_duration") is not None and k.duration(now) < q["min_duration"]:
+        return False
+    if q.get("max_duration") is not None and k.duration(now) > q["max_duration"]:
+        return False
+    if q.get("has_error") is not None and k.error != q["has_error"]:
+        return False
+    tests = q.get("variable") or []
+    return all(_variable_matches(k.variables, t) for t in tests)
 
 
 def oracle(known: list[Known], q: dict[str, Any]) -> list[str]:
@@ -98,6 +199,8 @@ def oracle(known: list[Known], q: dict[str, Any]) -> list[str]:
             continue
         if q.get("end_date") and k.started_at > q["end_date"]:
             continue
+        if not advanced_oracle(k, q):
+            continue
         rows.append(k)
     key = "started_at" if q.get("sort_by", "startedAt") == "startedAt" else "updated_at"
     rows.sort(key=lambda k: (getattr(k, key), k.id), reverse=q.get("sort_order", "DESC") == "DESC")
@@ -121,19 +224,62 @@ def random_query(rng: random.Random, known: list[Known]) -> dict[str, Any]:
         q["start_date"] = T0 + timedelta(minutes=a)
         if rng.random() < 0.7:
             q["end_date"] = T0 + timedelta(minutes=b)
+    q.update(random_advanced(rng))
     q["sort_by"] = rng.choice(["startedAt", "updatedAt"])
     q["sort_order"] = rng.choice(["ASC", "DESC", "asc", "desc"])
     q["sort_order"] = q["sort_order"].upper()
     return q
 
 
+def random_advanced(rng: random.Random) -> dict[str, Any]:
+    """Some of the advanced filters, with values the data set has (and some it has not)."""
+    q: dict[str, Any] = {}
+    if rng.random() < 0.25:
+        q["node_id"] = rng.choice([*NODES, "never"])
+    if rng.random() < 0.2:
+        q["completion_reason"] = rng.choice([r for r in REASONS if r] + ["other"])
+    if rng.random() < 0.2:
+        q["min_messages"] = rng.randrange(5)
+    if rng.random() < 0.2:
+        q["max_messages"] = rng.randrange(q.get("min_messages", 0), 7)
+    if rng.random() < 0.2:
+        q["min_duration"] = rng.choice([0, 1, 300, 600.5, 1200, 86400])
+    if rng.random() < 0.2:
+        q["max_duration"] = q.get("min_duration", 0) + rng.choice([0, 300, 1500, 10**6])
+    if rng.random() < 0.2:
+        q["has_error"] = rng.random() < 0.5
+    if rng.random() < 0.3:
+        q["variable"] = rng.sample(
+            [
+                "lang:en",
+                "lang:1",
+                'lang:"1"',
+                "lang:true",
+                "lang:",
+                "tier:1",
+                "tier:1.5",
+                'tier:"1"',
+                "tier:true",
+                "tier:null",
+                "tier:false",
+                "tier:0",
+                "step:2",
+                "none:x",
+            ],
+            rng.randrange(1, 3),
+        )
+    if q.get("min_duration") is not None or q.get("max_duration") is not None:
+        q["now"] = NOW
+    return q
+
+
 async def test_random_filter_combinations_match_a_plain_python_oracle(
     pm: pluggy.PluginManager, tracker: sessiontrack.Tracker
 ) -> None:
-    known = build(pm, 150, seed=11)
+    known = build(pm, 200, seed=11)
     await tracker.flush()
     rng = random.Random(5)
-    for _ in range(60):
+    for _ in range(120):
         q = random_query(rng, known)
         expected = oracle(known, q)
         limit = rng.choice([1, 7, 20, 100])

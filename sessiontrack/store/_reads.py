@@ -22,6 +22,7 @@ from ..models import (
     ToolCall,
 )
 from ..status import ACTIVE_STATUSES, ALL_STATUSES
+from ._filters import RAN, RARE_NODE, Plan, VariableTest, advanced_conditions
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -44,6 +45,24 @@ class SessionFilter:
     """Sessions whose current analytics path has one of these keys (``an_traces``)."""
     version: str | None = None
     """Sessions that started with this flow version (``flow_version``)."""
+    # the advanced filters (store/_filters.py)
+    node_id: str | None = None
+    """Sessions that executed this node at least once."""
+    completion_reason: str | None = None
+    min_messages: int | None = None
+    max_messages: int | None = None
+    min_duration: float | None = None
+    """Seconds: ``completed_at - started_at``, or ``now - started_at`` while active."""
+    max_duration: float | None = None
+    now: datetime | None = None
+    """The time active sessions' durations run to (the query service sets it)."""
+    has_error: bool | None = None
+    """``error_count > 0`` (node, LLM call and tool call errors), or ``= 0``."""
+    variables: tuple[VariableTest, ...] = ()
+    """Each test must hold (a top-level variable equal to one of its values)."""
+    count_limit: int | None = None
+    """With advanced filters: count at most this many matches, plus one to tell that there
+    are more (``None``: count them all)."""
 
     @property
     def countable_from_counters(self) -> bool:
@@ -54,6 +73,21 @@ class SessionFilter:
             and not self.end
             and self.path_keys is None
             and self.version is None
+            and not self.advanced
+        )
+
+    @property
+    def advanced(self) -> bool:
+        """Whether any of the advanced filters is set."""
+        return (
+            self.node_id is not None
+            or self.completion_reason is not None
+            or self.min_messages is not None
+            or self.max_messages is not None
+            or self.min_duration is not None
+            or self.max_duration is not None
+            or self.has_error is not None
+            or bool(self.variables)
         )
 
 
@@ -199,7 +233,9 @@ class ReadQueries:
         s, c = self.tables.sessions, self.tables.chatbots
         return s.outerjoin(c, c.c.chatbot_id == s.c.chatbot_id)
 
-    def _where(self, f: SessionFilter, *, status_index: bool = True) -> list[Any]:
+    def _where(
+        self, f: SessionFilter, *, status_index: bool = True, plan: Plan | None = None
+    ) -> list[Any]:
         """The filter's conditions. ``status_index=False`` writes the status test so that
         no index on ``status`` can serve it (``status || ''``), leaving the planner the
         sort order's index: the right plan when the statuses match most rows."""
@@ -240,6 +276,21 @@ class ReadQueries:
             w.append(s.c.id.in_(on_path))
         if f.version is not None:
             w.append(s.c.flow_version == f.version)
+        if f.advanced:
+            w += advanced_conditions(
+                self.tables,
+                self.engine.dialect.name,
+                node_id=f.node_id,
+                completion_reason=f.completion_reason,
+                min_messages=f.min_messages,
+                max_messages=f.max_messages,
+                min_duration=f.min_duration,
+                max_duration=f.max_duration,
+                now=f.now,
+                has_error=f.has_error,
+                variables=f.variables,
+                plan=plan or Plan(),
+            )
         return w
 
     async def list_sessions(
@@ -268,7 +319,13 @@ class ReadQueries:
                 and len(f.statuses) > 1
                 and matching > _BROAD_SHARE * max(sum(counts.values()), 1)
             )
-            where = self._where(f, status_index=not broad)
+            plan, total = Plan(), matching
+            if f.advanced:
+                plan, total = await self._advanced_plan(conn, f)
+            elif not f.countable_from_counters:
+                count = sa.select(sa.func.count()).select_from(s).where(*self._where(f))
+                total = int(await conn.scalar(count) or 0)
+            where = self._where(f, status_index=not broad, plan=plan)
             if after is not None:
                 where.append(self._keyset(f, sort_col, after, descending))
             q = (
@@ -280,13 +337,28 @@ class ReadQueries:
                 .offset(offset)
             )
             rows = (await conn.execute(q)).all()
-            if f.countable_from_counters:
-                total = matching
-            else:
-                count = sa.select(sa.func.count()).select_from(s).where(*self._where(f))
-                total = int(await conn.scalar(count) or 0)
         items = [SessionSummary(**{**r._asdict(), "cost": float(r.cost)}) for r in rows[:limit]]
         return items, total, len(rows) > limit
+
+    async def _advanced_plan(self, conn: AsyncConnection, f: SessionFilter) -> tuple[Plan, int]:
+        """The plan of a list with advanced filters, and its total (counted up to
+        ``f.count_limit + 1`` rows: past the limit the filter is broad, and one page is
+        found fastest by walking the sort order's index)."""
+        s, e = self.tables.sessions, self.tables.events
+        rare = True
+        if f.node_id is not None:
+            runs = sa.select(sa.literal(1)).where(e.c.kind == RAN, e.c.node_id == f.node_id)
+            probe = sa.select(sa.func.count()).select_from(runs.limit(RARE_NODE).subquery())
+            rare = int(await conn.scalar(probe) or 0) < RARE_NODE
+        plan = Plan(rare_node=rare)
+        matches = sa.select(sa.literal(1)).select_from(s).where(*self._where(f, plan=plan))
+        if f.count_limit is not None:
+            matches = matches.limit(f.count_limit + 1)
+        count = sa.select(sa.func.count()).select_from(matches.subquery())
+        total = int(await conn.scalar(count) or 0)
+        walk = f.count_limit is not None and total > f.count_limit
+        # walking, each session costs one seek into the node index: no list to build first
+        return Plan(walk=walk, rare_node=rare and not walk), total
 
     def _keyset(
         self, f: SessionFilter, sort_col: Any, after: tuple[datetime, str], descending: bool

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
 
 DEFAULT_PREFIX = "sessiontrack_"
 KEY = ("chatbot_id", "metric", "grain", "bucket", "version", "dim")
@@ -50,6 +51,68 @@ def json_type() -> sa.types.TypeEngine[Any]:
 def id_type() -> sa.types.TypeEngine[str]:
     """Session ids: native ``uuid`` on PostgreSQL, their 36-character text on SQLite."""
     return sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql")
+
+
+class duration_seconds(sa.sql.functions.FunctionElement[float]):
+    """``completed_at - started_at`` in seconds, as each backend computes it: the same
+    expression in migration 0006's index and in the list filter, so the planner matches
+    them (SQLite's date functions work in whole milliseconds)."""
+
+    type = sa.Numeric(asdecimal=False)  # what PostgreSQL's EXTRACT returns
+    inherit_cache = True
+
+
+@compiles(duration_seconds, "postgresql")
+def _duration_pg(element: duration_seconds, compiler: Any, **kw: Any) -> str:
+    done, started = (compiler.process(c, **kw) for c in element.clauses)
+    return f"EXTRACT(EPOCH FROM ({done} - {started}))"
+
+
+@compiles(duration_seconds)
+def _duration_sqlite(element: duration_seconds, compiler: Any, **kw: Any) -> str:
+    done, started = (compiler.process(c, **kw) for c in element.clauses)
+    return f"round((julianday({done}) - julianday({started})) * 86400.0, 3)"
+
+
+def filter_indexes(p: str, sessions: sa.Table) -> list[sa.Index]:
+    """The indexes of the advanced list filters and of the updatedAt sorts (migration
+    0006_filters): see docs/http-api.md for which query each serves."""
+    c = sessions.c
+    erred = sa.text("error_count > 0")
+    return [
+        sa.Index(f"ix_{p}sessions_status_updated", c.status, c.updated_at, c.id),
+        sa.Index(f"ix_{p}sessions_chatbot_updated", c.chatbot_id, c.updated_at, c.id),
+        sa.Index(
+            f"ix_{p}sessions_chatbot_status_updated", c.chatbot_id, c.status, c.updated_at, c.id
+        ),
+        sa.Index(f"ix_{p}sessions_reason", c.completion_reason, c.started_at, c.id),
+        sa.Index(f"ix_{p}sessions_messages", c.message_count, c.started_at),
+        sa.Index(
+            f"ix_{p}sessions_duration",
+            # not partial: PostgreSQL keeps the statistics of a partial index's expression
+            # but does not use them; the duration of an active session is NULL anyway
+            duration_seconds(c.completed_at, c.started_at),
+        ),
+        sa.Index(
+            f"ix_{p}sessions_active_started",
+            c.started_at,
+            sqlite_where=sa.text("completed_at IS NULL"),
+            postgresql_where=sa.text("completed_at IS NULL"),
+        ),
+        sa.Index(
+            f"ix_{p}sessions_errors",
+            c.started_at,
+            c.id,
+            sqlite_where=erred,
+            postgresql_where=erred,
+        ),
+        sa.Index(
+            f"ix_{p}sessions_variables",
+            c.variables,
+            postgresql_using="gin",
+            postgresql_ops={"variables": "jsonb_path_ops"},
+        ).ddl_if(dialect="postgresql"),
+    ]
 
 
 def total_columns() -> list[sa.Column[Any]]:
@@ -146,7 +209,9 @@ def make_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
             f"ix_{p}sessions_expiry", "expires_at", sqlite_where=active, postgresql_where=active
         ),
     )
+    filter_indexes(p, sessions)  # they attach themselves to the table
     has_mid = sa.text("message_id IS NOT NULL")
+    ran = sa.text("kind = 'node_executed'")
     events = sa.Table(
         f"{p}events",
         md,
@@ -172,6 +237,10 @@ def make_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
             unique=True,
             sqlite_where=has_mid,
             postgresql_where=has_mid,
+        ),
+        # migration 0006_filters: the sessions that executed a node (nodeId)
+        sa.Index(
+            f"ix_{p}events_node", "node_id", "session_id", sqlite_where=ran, postgresql_where=ran
         ),
     )
     counts = sa.Table(

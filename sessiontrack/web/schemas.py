@@ -35,6 +35,8 @@ from ..status import STATUS_VALUES
 
 _ONE_STATUS = "|".join(STATUS_VALUES)
 STATUS_PATTERN = rf"^({_ONE_STATUS})(,({_ONE_STATUS}))*$"
+VARIABLE_PATTERN = r'^[^:"\\\u0000]{1,200}:[^\u0000]*$'
+"""``name:value``: a name of 1-200 characters without a colon, quote or backslash."""
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 # Built at run time from the core's tuples, so a status is defined once (in status.py).
@@ -66,8 +68,9 @@ class Query(_Model):
     def from_query_string(cls, raw: bytes) -> Self:
         """Validate a raw query string, percent-decoded as strict UTF-8: bytes that are not
         UTF-8 (a lone surrogate's encoding, say) become a 400 naming the parameter instead
-        of the silent U+FFFD that servers substitute."""
-        return cls.model_validate(_parse_query(raw))
+        of the silent U+FFFD that servers substitute. A list-typed parameter may repeat
+        (``variable=a:1&variable=b:2``); any other keeps its last value."""
+        return cls.model_validate(_parse_query(raw, _repeatable(cls)))
 
     @field_validator("*", mode="before")
     @classmethod
@@ -83,15 +86,29 @@ def _decode(part: bytes) -> str:
     return unquote_to_bytes(part.replace(b"+", b" ")).decode("utf-8", "surrogateescape")
 
 
-def _parse_query(raw: bytes) -> dict[str, str]:
-    query = {}
+@functools.cache
+def _repeatable(model: type[Query]) -> frozenset[str]:
+    """The query-string names of a model's list-typed fields."""
+    return frozenset(
+        f.alias or name
+        for name, f in model.model_fields.items()
+        if typing.get_origin(f.annotation) in (types.UnionType, typing.Union)
+        and any(typing.get_origin(a) is list for a in typing.get_args(f.annotation))
+    )
+
+
+def _parse_query(raw: bytes, repeatable: frozenset[str] = frozenset()) -> dict[str, Any]:
+    query: dict[str, Any] = {}
     for name, _, value in (p.partition(b"=") for p in raw.split(b"&") if p):
         key = _decode(name)
         problem = unfit_text(key)
         if problem:  # pydantic cannot even report a key with a lone surrogate
             shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
             raise InvalidParameter(shown, f"is not a parameter name: it {problem}")
-        query[key] = _decode(value)
+        if key in repeatable:
+            query.setdefault(key, []).append(_decode(value))
+        else:
+            query[key] = _decode(value)
     return query
 
 
@@ -149,10 +166,52 @@ class ListQuery(Query):
         "counts it)",
     )
 
+    # the advanced filters
+    node_id: str | None = Field(
+        None, min_length=1, description="Only sessions that executed this node at least once"
+    )
+    completion_reason: str | None = Field(
+        None, min_length=1, description="Only sessions that ended with this reason"
+    )
+    min_messages: int | None = Field(None, ge=0, le=2**31 - 1, description="messageCount at least")
+    max_messages: int | None = Field(None, ge=0, le=2**31 - 1, description="messageCount at most")
+    min_duration: float | None = Field(
+        None,
+        ge=0,
+        le=10**10,
+        description="Seconds, at least: completedAt - startedAt once ended, "
+        "now - startedAt while active",
+    )
+    max_duration: float | None = Field(
+        None, ge=0, le=10**10, description="Seconds, at most (as minDuration)"
+    )
+    has_error: bool | None = Field(
+        None,
+        description="true: sessions with an error in a node, LLM call or tool call; false: without",
+    )
+    variable: list[str] | None = Field(
+        None,
+        max_length=10,
+        description="Repeatable name:value, all must hold: the top-level variable name "
+        "equals value (a quoted JSON string matches only that string; a JSON number, "
+        "true, false or null matches that value or the same text; else the text)",
+        # checked by the query service, which names the field "variable"
+        json_schema_extra={"items": {"type": "string", "pattern": VARIABLE_PATTERN}},
+    )
+
     @field_validator("sort_order", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("variable", mode="before")
+    @classmethod
+    def _each_plain(cls, value: Any) -> Any:
+        for item in value if isinstance(value, list) else ():
+            problem = unfit_text(item) if isinstance(item, str) else None
+            if problem:
+                raise ValueError(problem)
+        return value
 
 
 class StatsQuery(Query):
@@ -352,6 +411,14 @@ SessionPage = _derive(
         "next_cursor": (
             str | None,
             Field(None, description="Pass as cursor for the next page (cost independent of depth)"),
+        ),
+        "total_exact": (
+            bool,
+            Field(
+                True,
+                description="false: more than total sessions match the advanced filters "
+                "(they count 1,000 at most)",
+            ),
         ),
     },
 )
