@@ -13,7 +13,7 @@ import concurrent.futures
 import functools
 import logging
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, Unpack
 
@@ -23,7 +23,7 @@ from ._intake import CLOSING, NOT_STARTED
 from .abc import Store
 from .analytics import Analytics
 from .errors import TrackerNotRunning
-from .models import Principal
+from .models import Principal, StopManyResult
 from .query import SessionQueries
 from .tracker import Tracker, TrackerOptions
 
@@ -187,6 +187,19 @@ class SyncTracker:
     ) -> None:
         """Stop an active session (:meth:`Tracker.stop`)."""
         self.call(self.tracker.stop(session_id, principal, reason=reason))
+
+    def stop_many(
+        self,
+        ids: Iterable[str] | None = None,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        principal: Principal | str | None = None,
+        reason: str = "stopped_by_api",
+    ) -> StopManyResult:
+        """Stop several sessions, by id or by filter (:meth:`Tracker.stop_many`)."""
+        return self.call(
+            self.tracker.stop_many(ids, filter=filter, principal=principal, reason=reason)
+        )
 
     def active_session(self, chatbot_id: str, conversation_id: str | int) -> str | None:
         """The conversation's active session, or ``None`` (:meth:`Tracker.active_session`)."""

@@ -110,6 +110,7 @@ def create_app(
         Route("/active", rest.active_sessions, methods=["GET"]),
         Route("/stats", rest.stats, methods=["GET"]),
         Route("/chatbots", rest.chatbots, methods=["GET"]),
+        Route("/stop", rest.stop_many, methods=["POST"]),
         Route("/events", sse.events, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/chatbot/{chatbot_id}", rest.chatbot_sessions, methods=["GET"]),
