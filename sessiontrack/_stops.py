@@ -205,6 +205,9 @@ async def select_active(
     :data:`MAX_STOPS`, or :class:`InvalidParameter` naming ``filter``."""
     if not isinstance(criteria, Mapping):
         raise InvalidParameter("filter", "must be a mapping of sessions.list arguments")
+    # What the list would ignore (None, blank text, an empty list) selects nothing here:
+    # it must not turn a filter into "every active session".
+    criteria = {k: v for k, v in map(_listed, criteria.items()) if not _blank(v)}
     if not criteria:
         raise InvalidParameter(
             "filter", "must name at least one criterion (filter='active' for every active one)"
@@ -241,6 +244,17 @@ async def select_active(
             "narrow it",
         ) from None
     return list(dict.fromkeys(found))[:MAX_STOPS]
+
+
+def _listed(item: tuple[str, Any]) -> tuple[str, Any]:
+    name, value = item
+    if isinstance(value, Iterable) and not isinstance(value, str | bytes | Mapping):
+        return name, list(value)  # an iterator is read once
+    return name, value
+
+
+def _blank(value: object) -> bool:
+    return value is None or value == [] or (isinstance(value, str) and not value.strip())
 
 
 class TooMany(Exception):

@@ -146,6 +146,7 @@ async def stop_many(request: Request) -> Response:
     criteria = None
     if body.filter is not None:
         criteria = {name: getattr(body.filter, name) for name in body.filter.model_fields_set}
+        # (null, blank values select nothing: the service refuses a filter of only those)
     result = await ctx.tracker.stop_many(body.ids, filter=criteria, principal=principal)
     return _Json(_model(schemas.StopManyResult, result))
 

@@ -221,9 +221,18 @@ _FILTER_FIELDS: dict[str, Any] = {
     for name, info in ListQuery.model_fields.items()
     if name not in _PAGING
 }
+
+
+class _JsonQuery(Query):
+    """List parameters in a JSON body: strict JSON types (a date is an ISO string, not a
+    number of seconds; a count a number)."""
+
+    model_config = ConfigDict(strict=True)
+
+
 StopFilter: Any = pydantic.create_model(
     "StopFilter",
-    __base__=Query,
+    __base__=_JsonQuery,
     __doc__="The list parameters of a POST /stop filter (camelCase, as in the query string).",
     __module__=__name__,
     **_FILTER_FIELDS,
@@ -268,7 +277,7 @@ class EventsQuery(Query):
 class StopManyBody(_Model):
     """The JSON body of ``POST /stop``: ``ids``, or a ``filter`` of list parameters."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     ids: list[Annotated[str, Field(pattern=UUID_PATTERN)]] | None = Field(
         None, max_length=MAX_STOPS, description=f"Session ids, at most {MAX_STOPS}"
