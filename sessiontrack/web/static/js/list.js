@@ -1,9 +1,12 @@
-// The sessions list: tabs, filters, search, sort, keyset pagination, stats, live updates.
+// The sessions list: tabs, filters, search, sort, keyset pagination, stats, live updates,
+// and row selection: a checkbox per active session, "Select all on this page", and
+// "Stop selected" (after a confirmation: POST /stop with the ids, a toast with the counts).
 // `path=n1,n2,…` (with a chatbot) keeps the sessions whose current path is exactly that, and
 // `version=v1` (with a chatbot) those that started with that flow version: the analytics
 // page's top paths link here.
 
 import { api } from "./api.js";
+import { confirmDialog } from "./confirm.js";
 import {
   ACTIVE, adaptiveThrottle, debounce, formatCompact, formatDateTime, formatNumber, h, mergeTotals, plural,
   relativeTimeEl, statusBadge, timeEl,
@@ -66,6 +69,8 @@ class ListView {
     this.main = main;
     this.state = null;
     this.rows = new Map();
+    this.selected = new Set();  // ids of active sessions on this page, checked
+    this.quietEnds = new Set();  // sessions this page stopped: their ends get no toast
     this.loaded = false;
     this.abort = null;
     this.lastFetchMs = 0;
@@ -95,9 +100,20 @@ class ListView {
     this.table = h("table", { class: "sessions", id: "sessions-table" },
       h("caption", { class: "sr-only" }, "Sessions"),
       h("thead", {}, h("tr", {},
+        h("th", { scope: "col", class: "cell-select" }, h("span", { class: "sr-only" }, "Select")),
         ["Customer", "Chatbot", "Status", "Current node", "Messages", "Nodes", "Tokens", "Tools", "Started", "Updated"]
           .map((t, i) => h("th", { scope: "col", class: i >= 4 && i <= 7 ? "num" : null }, t)))),
       this.tbody);
+    this.selectAll = h("input", { type: "checkbox", id: "select-all" });
+    this.selectionCount = h("span", { class: "selection-count", id: "selection-count", "aria-live": "polite" });
+    this.stopSelected = h("button", { type: "button", class: "btn btn-danger btn-small", id: "stop-selected", disabled: true }, "Stop selected");
+    this.clearSelection = h("button", { type: "button", class: "btn btn-small", id: "clear-selection", hidden: true }, "Clear selection");
+    this.selectionBar = h("div", { class: "selection-bar", id: "selection-bar", hidden: true },
+      h("label", { class: "select-all", for: "select-all" }, this.selectAll, "Select all on this page"),
+      this.selectionCount, this.stopSelected, this.clearSelection);
+    this.selectAll.addEventListener("change", () => this.selectPage(this.selectAll.checked));
+    this.stopSelected.addEventListener("click", () => this.stopSelection());
+    this.clearSelection.addEventListener("click", () => { this.selectPage(false); this.selectAll.focus(); });
     this.message = h("div", { class: "list-message", id: "list-message" });
     this.pathNote = h("p", { class: "path-filter", id: "path-filter", hidden: true });
     this.botAnalytics = h("a", { class: "btn btn-small", id: "chatbot-analytics", hidden: true }, "Analytics");
@@ -117,6 +133,7 @@ class ListView {
           h("div", { class: "field field-grow" }, h("label", { for: "search" }, "Search"), this.searchInput),
           h("div", { class: "field" }, h("label", { for: "sort" }, "Sort"), this.sortSelect))),
       this.pathNote,
+      this.selectionBar,
       this.region,
       this.pager));
 
@@ -161,6 +178,7 @@ class ListView {
     this.state = next;
     lastListHref = hrefFor(next);
     if (prev && stateKey(prev) !== stateKey(next)) cursorMemory.delete(stateKey(prev));
+    if (!prev || stateKey(prev) !== stateKey(next) || prev.page !== next.page) this.selected.clear();
     if (next.cursor) this.cursors().set(next.page, next.cursor);
     this.renderControls();
     if (!prev || prev.bot !== next.bot) this.loadStats();
@@ -287,7 +305,11 @@ class ListView {
       this.rows.set(session.id, { row, session });
       return row;
     });
+    for (const id of [...this.selected]) {
+      if (!ACTIVE.has(this.rows.get(id)?.session.status)) this.selected.delete(id);
+    }
     this.tbody.replaceChildren(...rows);
+    this.renderSelection();
     if (focusedId && this.rows.has(focusedId)) this.rows.get(focusedId).row.querySelector("a").focus();
     this.table.hidden = rows.length === 0;
     this.message.replaceChildren();
@@ -297,7 +319,16 @@ class ListView {
 
   renderRow(s) {
     const name = s.customerName || s.customerPhone || s.conversationId || "Unknown customer";
-    return h("tr", { dataset: { sessionId: s.id, status: s.status } },
+    let pick = null;
+    if (ACTIVE.has(s.status)) {
+      pick = h("input", { type: "checkbox", class: "row-select", "aria-label": `Select ${name}`, checked: this.selected.has(s.id) });
+      pick.addEventListener("change", () => {
+        if (pick.checked) this.selected.add(s.id); else this.selected.delete(s.id);
+        this.renderSelection();
+      });
+    }
+    return h("tr", { dataset: { sessionId: s.id, status: s.status }, class: this.selected.has(s.id) ? "row-selected" : null },
+      h("td", { class: "cell-select" }, pick),
       h("td", { class: "cell-customer", "data-label": "Customer" },
         h("a", { href: sessionHref(s.id), class: "row-link" }, name),
         s.customerName && s.customerPhone ? h("span", { class: "muted phone" }, s.customerPhone) : null),
@@ -389,7 +420,7 @@ class ListView {
       case "session:completed": {
         const name2 = entry ? (entry.session.customerName || entry.session.customerPhone) : null;
         const status = p.status || "completed";
-        toast({ kind: "completed", title: `${name2 || "A session"} ${status === "completed" ? "completed" : status}`, text: p.completionReason || "", href: sessionHref(p.sessionId) });
+        if (!this.quietEnds.delete(p.sessionId)) toast({ kind: "completed", title: `${name2 || "A session"} ${status === "completed" ? "completed" : status}`, text: p.completionReason || "", href: sessionHref(p.sessionId) });
         if (entry) this.patchRow(entry, { status, completedAt: p.completedAt, updatedAt: p.completedAt }, p.totals);
         this.refreshSoon();
         this.statsSoon();
@@ -414,6 +445,70 @@ class ListView {
     if (hadFocus) row.querySelector("a").focus();
     entry.row = row;
     entry.session = session;
+    if (!ACTIVE.has(session.status) && this.selected.delete(session.id)) this.renderSelection();
+    else if (!ACTIVE.has(session.status)) this.renderSelection();
+  }
+
+  /** The active sessions on this page, in the table's order. */
+  selectable() {
+    return [...this.rows.values()].filter((e) => ACTIVE.has(e.session.status)).map((e) => e.session.id);
+  }
+
+  selectPage(on) {
+    for (const id of this.selectable()) if (on) this.selected.add(id); else this.selected.delete(id);
+    for (const { row, session } of this.rows.values()) {
+      const box = row.querySelector(".row-select");
+      if (box) box.checked = this.selected.has(session.id);
+    }
+    this.renderSelection();
+  }
+
+  renderSelection() {
+    const ids = this.selectable();
+    const n = this.selected.size;
+    this.selectionBar.hidden = ids.length === 0 && n === 0;
+    this.selectAll.checked = ids.length > 0 && ids.every((id) => this.selected.has(id));
+    this.selectAll.indeterminate = n > 0 && !this.selectAll.checked;
+    this.selectionCount.textContent = n ? `${plural(n, "session")} selected` : "None selected";
+    this.stopSelected.disabled = n === 0 || this.stopping;
+    this.stopSelected.textContent = this.stopping ? "Stopping…" : n ? `Stop selected (${formatNumber(n)})` : "Stop selected";
+    this.clearSelection.hidden = n === 0;
+    for (const { row, session } of this.rows.values()) row.classList.toggle("row-selected", this.selected.has(session.id));
+  }
+
+  async stopSelection() {
+    const ids = this.selectable().filter((id) => this.selected.has(id));
+    if (!ids.length) return;
+    const names = ids.map((id) => {
+      const s = this.rows.get(id).session;
+      return s.customerName || s.customerPhone || s.conversationId || "a customer";
+    });
+    const shown = names.length > 3 ? `${names.slice(0, 3).join(", ")} and ${plural(names.length - 3, "other")}` : names.join(", ");
+    const title = ids.length === 1 ? "Stop 1 session?" : `Stop ${formatNumber(ids.length)} sessions?`;
+    const text = `The chatbots will not continue these conversations: ${shown}.`;
+    if (!(await confirmDialog(title, text, ids.length === 1 ? "Stop session" : `Stop ${formatNumber(ids.length)} sessions`))) {
+      this.stopSelected.focus();
+      return;
+    }
+    this.stopping = true;
+    this.renderSelection();
+    // Their session:completed events need no toast each: the answer's toast says it all.
+    for (const id of ids) this.quietEnds.add(id);
+    setTimeout(() => { for (const id of ids) this.quietEnds.delete(id); }, 30000);
+    try {
+      const result = await api("stop", { method: "POST", body: { ids } });
+      for (const id of ids) this.selected.delete(id);
+      const notes = [];
+      if (result.alreadyEnded.length) notes.push(`${plural(result.alreadyEnded.length, "session")} had already ended`);
+      if (result.notFound.length) notes.push(`${plural(result.notFound.length, "session")} not found`);
+      toast({ kind: "stopped", title: `Stopped ${plural(result.stopped.length, "session")}`, text: notes.join(" · "), force: true });
+    } catch (err) {
+      toast({ kind: "error", title: "Could not stop the sessions", text: err.message || String(err), force: true });
+    } finally {
+      this.stopping = false;
+      this.renderSelection();
+      this.resync();
+    }
   }
 
   resync() {
