@@ -315,6 +315,15 @@ async def test_post_stop_wants_a_json_body(
     broken = await api.post("/stop", content=b"{", headers={"content-type": "application/json"})
     assert broken.status_code == 400 and broken.json()["detail"][0]["field"] == "body"
     assert await statuses(tracker, world["a_wait1"]) == ["waiting_input"]
+    preflight = await api.options(
+        "/stop",
+        headers={
+            "Origin": "https://elsewhere.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert "access-control-allow-origin" not in preflight.headers  # no cross-site JSON POST
 
 
 class TestTenants:
