@@ -228,13 +228,16 @@ async def select_active(
             return []
         page = await queries.list(**kwargs, status=active, limit=100, principal=principal)
         if page.total > MAX_STOPS:
-            raise TooMany(page.total)
-        found = [s.id for s in page.data]
+            raise TooMany(str(page.total))
+        found = dict.fromkeys(s.id for s in page.data)
+        # Read on to the end rather than trust total: a list may count only so far.
         while page.next_cursor and len(found) <= MAX_STOPS:
             page = await queries.list(
                 **kwargs, status=active, limit=100, cursor=page.next_cursor, principal=principal
             )
-            found.extend(s.id for s in page.data)
+            found.update(dict.fromkeys(s.id for s in page.data))
+        if len(found) > MAX_STOPS:
+            raise TooMany(f"more than {MAX_STOPS}")
     except InvalidParameter as exc:
         raise InvalidParameter(f"filter.{exc.field}", exc.message) from None
     except TooMany as exc:
@@ -243,7 +246,7 @@ async def select_active(
             f"matches {exc.args[0]} active sessions; at most {MAX_STOPS} are stopped at once: "
             "narrow it",
         ) from None
-    return list(dict.fromkeys(found))[:MAX_STOPS]
+    return list(found)
 
 
 def _listed(item: tuple[str, Any]) -> tuple[str, Any]:
