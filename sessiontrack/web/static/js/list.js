@@ -5,7 +5,7 @@
 // `version=v1` (with a chatbot) those that started with that flow version: the analytics
 // page's top paths link here.
 
-import { api } from "./api.js";
+import { api, apiUrl, download, getToken } from "./api.js";
 import { confirmDialog } from "./confirm.js";
 import {
   ACTIVE, adaptiveThrottle, debounce, formatCompact, formatDateTime, formatNumber, h, mergeTotals, plural,
@@ -24,6 +24,14 @@ const SORTS = [
   ["updatedAt.ASC", "Least recently updated"],
 ];
 const MIN_REFRESH_MS = 1500;
+// The advanced filters: hash parameter = API parameter, with its kind.
+const ADVANCED = [
+  ["nodeId", "text"], ["completionReason", "text"],
+  ["minMessages", "count"], ["maxMessages", "count"],
+  ["minDuration", "seconds"], ["maxDuration", "seconds"],
+  ["hasError", "bool"],
+];
+const MAX_VARIABLES = 10;
 
 /** Remembers cursors per filter state, so "Previous" after "Next" is a keyset query too. */
 const cursorMemory = new Map();
@@ -40,19 +48,46 @@ function normalize(params) {
   const version = bot ? params.version || "" : "";
   // startDate/endDate: ISO datetimes with an offset (an analytics range), sessions started in [start, end).
   const when = (v) => (v && !Number.isNaN(Date.parse(v)) ? v : "");
+  const adv = {};
+  for (const [key, kind] of ADVANCED) adv[key] = advancedValue(kind, params[key]);
+  const variables = [].concat(params.variable || []).map((v) => String(v).trim())
+    .filter((v) => /^[^:"\\]+:/.test(v)).slice(0, MAX_VARIABLES);
   return {
-    tab, bot, q: params.q || "", sort, page, cursor: params.cursor || "", path, version,
-    startDate: when(params.startDate), endDate: when(params.endDate),
+    tab, bot, q: params.q || "", searchIn: params.in === "messages" ? "messages" : "customer",
+    sort, page, cursor: params.cursor || "", path, version,
+    startDate: when(params.startDate), endDate: when(params.endDate), ...adv, variable: variables,
   };
 }
 
-const stateKey = (s) => JSON.stringify([s.tab, s.bot, s.q, s.sort, s.path, s.version, s.startDate, s.endDate]);
+/** A hash value of an advanced filter as the API takes it, or "" (a value no filter can
+ * use is dropped, as a shared link may hold anything). */
+function advancedValue(kind, raw) {
+  const v = typeof raw === "string" ? raw.trim() : "";
+  if (!v) return "";
+  if (kind === "text") return v;
+  if (kind === "bool") return v === "true" || v === "false" ? v : "";
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) return "";
+  return kind === "count" ? String(Math.floor(n)) : String(n);
+}
+
+/** How many advanced filters are set. */
+const advancedCount = (s) => ADVANCED.filter(([k]) => s[k]).length + s.variable.length;
+
+const NO_ADVANCED = Object.fromEntries([...ADVANCED.map(([k]) => [k, ""]), ["variable", []]]);
+
+const stateKey = (s) => JSON.stringify([
+  s.tab, s.bot, s.q, s.searchIn, s.sort, s.path, s.version, s.startDate, s.endDate,
+  ...ADVANCED.map(([k]) => s[k]), s.variable,
+]);
 
 function hrefFor(state, changes = {}) {
   const s = { ...state, ...changes };
   return listHref({
     tab: s.tab === "active" ? "" : s.tab, bot: s.bot, version: s.bot ? s.version : "", path: s.bot ? s.path : "", q: s.q,
+    in: s.searchIn === "messages" ? "messages" : "",
     startDate: s.startDate, endDate: s.endDate,
+    ...Object.fromEntries(ADVANCED.map(([k]) => [k, s[k]])), variable: s.variable,
     sort: s.sort === SORTS[0][0] ? "" : s.sort,
     page: s.page > 1 ? s.page : "", cursor: s.page > 1 ? s.cursor : "",
   });
@@ -95,6 +130,15 @@ class ListView {
     this.searchInput = h("input", {
       id: "search", type: "search", placeholder: "Name or phone", autocomplete: "off", spellcheck: "false",
     });
+    this.searchIn = h("select", { id: "search-in" },
+      h("option", { value: "customer" }, "Customer"), h("option", { value: "messages" }, "Messages"));
+    this.filtersToggle = h("button", {
+      type: "button", class: "btn", id: "filters-toggle", "aria-expanded": "false", "aria-controls": "advanced-filters",
+    }, "Filters");
+    this.exportCsv = h("a", { class: "btn", id: "export-csv", download: "" }, "Export CSV");
+    this.exportJsonl = h("a", { class: "btn", id: "export-jsonl", download: "" }, "Export JSONL");
+    for (const link of [this.exportCsv, this.exportJsonl]) link.addEventListener("click", (e) => this.exportClicked(e, link));
+    this.panel = this.buildPanel();
     this.sortSelect = h("select", { id: "sort" }, SORTS.map(([v, label]) => h("option", { value: v }, label)));
     this.tbody = h("tbody");
     this.table = h("table", { class: "sessions", id: "sessions-table" },
@@ -131,7 +175,10 @@ class ListView {
           h("div", { class: "field" }, h("label", { for: "chatbot-filter" }, "Chatbot"), this.botSelect),
           this.botAnalytics,
           h("div", { class: "field field-grow" }, h("label", { for: "search" }, "Search"), this.searchInput),
-          h("div", { class: "field" }, h("label", { for: "sort" }, "Sort"), this.sortSelect))),
+          h("div", { class: "field" }, h("label", { for: "search-in" }, "Search in"), this.searchIn),
+          h("div", { class: "field" }, h("label", { for: "sort" }, "Sort"), this.sortSelect),
+          h("div", { class: "filter-actions" }, this.filtersToggle, this.exportCsv, this.exportJsonl))),
+      this.panel,
       this.pathNote,
       this.selectionBar,
       this.region,
@@ -139,11 +186,101 @@ class ListView {
 
     this.botSelect.addEventListener("change", () => this.go({ bot: this.botSelect.value, path: "", version: "", page: 1, cursor: "" }));
     this.sortSelect.addEventListener("change", () => this.go({ sort: this.sortSelect.value, page: 1, cursor: "" }));
+    this.searchIn.addEventListener("change", () => {
+      this.searchDebounce.cancel();
+      this.go({ searchIn: this.searchIn.value, q: this.searchInput.value.trim(), page: 1, cursor: "" });
+    });
+    this.filtersToggle.addEventListener("click", () => this.showPanel(this.panel.hidden));
     const search = debounce(() => this.go({ q: this.searchInput.value.trim(), page: 1, cursor: "" }, true), 350);
     this.searchInput.addEventListener("input", search);
     this.searchDebounce = search;
     this.searchInput.addEventListener("keydown", (e) => { if (e.key === "Enter") { search.cancel(); this.go({ q: this.searchInput.value.trim(), page: 1, cursor: "" }); } });
     this.loadChatbots();
+  }
+
+  buildPanel() {
+    const input = (id, label, attrs = {}) => {
+      const el = h("input", { id, autocomplete: "off", spellcheck: "false", ...attrs });
+      return [el, h("div", { class: "field" }, h("label", { for: id }, label), el)];
+    };
+    const number = (id, label, step) => input(id, label, { type: "number", min: "0", step, inputmode: step === "1" ? "numeric" : "decimal" });
+    const [node, nodeField] = input("f-node", "Ran node (id)", { type: "text" });
+    const [reason, reasonField] = input("f-reason", "Ended with reason", { type: "text" });
+    const [minMsg, minMsgField] = number("f-min-messages", "Messages, at least", "1");
+    const [maxMsg, maxMsgField] = number("f-max-messages", "Messages, at most", "1");
+    const [minDur, minDurField] = number("f-min-duration", "Duration, at least (min)", "any");
+    const [maxDur, maxDurField] = number("f-max-duration", "Duration, at most (min)", "any");
+    const errors = h("select", { id: "f-errors" },
+      h("option", { value: "" }, "Any"), h("option", { value: "true" }, "With errors"), h("option", { value: "false" }, "Without errors"));
+    const variables = h("textarea", {
+      id: "f-variables", rows: "2", spellcheck: "false", placeholder: "plan:gold", "aria-describedby": "f-variables-help",
+    });
+    this.inputs = { nodeId: node, completionReason: reason, minMessages: minMsg, maxMessages: maxMsg, minDuration: minDur, maxDuration: maxDur, hasError: errors, variable: variables };
+    const clear = h("button", { type: "button", class: "btn", id: "f-clear" }, "Clear filters");
+    const form = h("form", { class: "advanced-filters", id: "advanced-filters", hidden: true, "aria-label": "Advanced filters" },
+      h("div", { class: "advanced-grid" },
+        nodeField, reasonField, minMsgField, maxMsgField, minDurField, maxDurField,
+        h("div", { class: "field" }, h("label", { for: "f-errors" }, "Errors"), errors),
+        h("div", { class: "field field-wide" }, h("label", { for: "f-variables" }, "Variables"), variables,
+          h("p", { class: "field-help", id: "f-variables-help" }, `name:value, one a line (at most ${MAX_VARIABLES}); all must hold`))),
+      h("div", { class: "advanced-actions" },
+        h("button", { type: "submit", class: "btn btn-primary", id: "f-apply" }, "Apply filters"), clear));
+    form.addEventListener("submit", (e) => { e.preventDefault(); this.applyPanel(); });
+    clear.addEventListener("click", () => this.go({ ...NO_ADVANCED, page: 1, cursor: "" }));
+    return form;
+  }
+
+  showPanel(open) {
+    this.panel.hidden = !open;
+    this.filtersToggle.setAttribute("aria-expanded", String(open));
+    if (open) this.inputs.nodeId.focus();
+  }
+
+  /** The panel's inputs into the hash (durations: minutes shown, seconds sent). */
+  applyPanel() {
+    const changes = { page: 1, cursor: "" };
+    for (const [key, kind] of ADVANCED) {
+      let v = this.inputs[key].value.trim();
+      if (kind === "seconds" && v !== "" && Number.isFinite(Number(v))) v = String(Math.round(Number(v) * 60 * 1000) / 1000);
+      changes[key] = v;
+    }
+    changes.variable = this.inputs.variable.value.split("\n").map((l) => l.trim()).filter(Boolean);
+    this.go(changes);
+  }
+
+  fillPanel() {
+    const s = this.state;
+    for (const [key, kind] of ADVANCED) {
+      const el = this.inputs[key];
+      if (document.activeElement === el) continue;
+      el.value = kind === "seconds" && s[key] ? String(Math.round((Number(s[key]) / 60) * 1000) / 1000) : s[key];
+    }
+    if (document.activeElement !== this.inputs.variable) this.inputs.variable.value = s.variable.join("\n");
+    const n = advancedCount(s);
+    this.filtersToggle.replaceChildren("Filters", n ? h("span", { class: "filter-count", id: "filter-count" }, ` (${formatNumber(n)})`) : null);
+  }
+
+  /** The list parameters of the current view, without paging: what an export takes. */
+  filterParams() {
+    const { limit, offset, cursor, ...rest } = this.query();
+    return rest;
+  }
+
+  exportLinks() {
+    const params = this.filterParams();
+    this.exportCsv.href = apiUrl("export", { ...params, format: "csv" });
+    this.exportJsonl.href = apiUrl("export", { ...params, format: "jsonl" });
+  }
+
+  async exportClicked(event, link) {
+    if (!getToken()) return;  // cookies or loopback: the browser downloads the link itself
+    event.preventDefault();
+    const format = new URL(link.href).searchParams.get("format");
+    try {
+      await download(link.href, `sessions.${format}`);
+    } catch (err) {
+      toast({ kind: "error", title: "Could not export the sessions", text: err.message || String(err), force: true });
+    }
   }
 
   makeThrottle() {
@@ -181,6 +318,7 @@ class ListView {
     if (!prev || stateKey(prev) !== stateKey(next) || prev.page !== next.page) this.selected.clear();
     if (next.cursor) this.cursors().set(next.page, next.cursor);
     this.renderControls();
+    if (!prev && advancedCount(next)) this.showPanel(true);
     if (!prev || prev.bot !== next.bot) this.loadStats();
     this.load({ quiet: false });
   }
@@ -198,7 +336,11 @@ class ListView {
       "aria-current": tab === s.tab ? "page" : null,
     }, label)));
     if (document.activeElement !== this.searchInput) this.searchInput.value = s.q;
+    this.searchIn.value = s.searchIn;
+    this.searchInput.placeholder = s.searchIn === "messages" ? "Words in a message" : "Name or phone";
     this.sortSelect.value = s.sort;
+    this.fillPanel();
+    this.exportLinks();
     this.selectBot();
     this.botAnalytics.hidden = !s.bot;
     if (s.bot) {
@@ -258,8 +400,11 @@ class ListView {
     const [sortBy, sortOrder] = s.sort.split(".");
     const params = {
       filter: s.tab, chatbotId: s.bot, path: s.path, version: s.version, startDate: s.startDate, endDate: s.endDate,
-      search: s.q, sortBy, sortOrder, limit: PAGE_SIZE,
+      sortBy, sortOrder, limit: PAGE_SIZE,
     };
+    if (s.q) params[s.searchIn === "messages" ? "q" : "search"] = s.q;
+    for (const [key] of ADVANCED) if (s[key]) params[key] = s[key];
+    if (s.variable.length) params.variable = s.variable;
     if (s.page > 1 && s.cursor) params.cursor = s.cursor;
     else params.offset = (s.page - 1) * PAGE_SIZE;
     return params;
@@ -355,10 +500,11 @@ class ListView {
       title = "This page is empty";
       hint = "The sessions on it may have moved.";
       action = h("a", { class: "btn", href: hrefFor(s, { page: 1, cursor: "" }) }, "Go to the first page");
-    } else if (s.q || s.bot) {
-      title = s.q ? `No sessions match “${s.q}”` : s.path ? "No sessions on this path" : "No sessions for this chatbot";
-      hint = s.path ? `No session${s.version ? " of this version" : ""} in this tab has exactly this path.` : "Try another search or chatbot.";
-      action = h("a", { class: "btn", href: hrefFor(s, { q: "", bot: "", path: "", version: "", startDate: "", endDate: "", page: 1, cursor: "" }) }, "Clear filters");
+    } else if (s.q || s.bot || advancedCount(s)) {
+      title = s.q ? (s.searchIn === "messages" ? `No messages match “${s.q}”` : `No sessions match “${s.q}”`)
+        : s.path ? "No sessions on this path" : s.bot ? "No sessions for this chatbot" : "No sessions match these filters";
+      hint = s.path ? `No session${s.version ? " of this version" : ""} in this tab has exactly this path.` : "Try another search, chatbot or filter.";
+      action = h("a", { class: "btn", href: hrefFor(s, { q: "", bot: "", path: "", version: "", startDate: "", endDate: "", ...NO_ADVANCED, page: 1, cursor: "" }) }, "Clear filters");
     }
     this.message.replaceChildren(h("div", { class: "state state-empty", id: "empty-state" },
       h("h2", {}, title), h("p", {}, hint), action));
@@ -379,7 +525,7 @@ class ListView {
     const from = page.data.length ? (s.page - 1) * PAGE_SIZE + 1 : 0;
     const to = (s.page - 1) * PAGE_SIZE + page.data.length;
     const summary = h("p", { class: "pager-summary", id: "pager-summary" },
-      page.data.length ? `${formatNumber(from)}–${formatNumber(to)} of ${formatNumber(page.total)}` : `0 of ${formatNumber(page.total)}`);
+      page.data.length ? `${formatNumber(from)}–${formatNumber(to)} of ${totalText(page)}` : `0 of ${totalText(page)}`);
     const prevPage = s.page - 1;
     const prevCursor = prevPage > 1 ? this.cursors().get(prevPage) || "" : "";
     const prev = s.page > 1
@@ -525,6 +671,9 @@ class ListView {
     document.removeEventListener("visibilitychange", this.onVisible);
   }
 }
+
+/** The list's total; past what the advanced filters count (totalExact false): "1,000+". */
+const totalText = (page) => (page.totalExact === false ? `${formatNumber(page.total)}+` : formatNumber(page.total));
 
 function tokensCell(s) {
   const total = (s.inputTokens || 0) + (s.outputTokens || 0);
