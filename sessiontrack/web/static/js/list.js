@@ -50,14 +50,17 @@ function normalize(params) {
   const when = (v) => (v && !Number.isNaN(Date.parse(v)) ? v : "");
   const adv = {};
   for (const [key, kind] of ADVANCED) adv[key] = advancedValue(kind, params[key]);
-  const variables = [].concat(params.variable || []).map((v) => String(v).trim())
-    .filter((v) => /^[^:"\\]+:/.test(v)).slice(0, MAX_VARIABLES);
+  const variables = variableList([].concat(params.variable || []));
   return {
     tab, bot, q: params.q || "", searchIn: params.in === "messages" ? "messages" : "customer",
     sort, page, cursor: params.cursor || "", path, version,
     startDate: when(params.startDate), endDate: when(params.endDate), ...adv, variable: variables,
   };
 }
+
+/** `name:value` items the API can take (a name without colon, quote or backslash). */
+const variableList = (items) => items.map((v) => String(v).trim())
+  .filter((v) => /^[^:"\\]+:/.test(v)).slice(0, MAX_VARIABLES);
 
 /** A hash value of an advanced filter as the API takes it, or "" (a value no filter can
  * use is dropped, as a shared link may hold anything). */
@@ -244,7 +247,7 @@ class ListView {
       if (kind === "seconds" && v !== "" && Number.isFinite(Number(v))) v = String(Math.round(Number(v) * 60 * 1000) / 1000);
       changes[key] = v;
     }
-    changes.variable = this.inputs.variable.value.split("\n").map((l) => l.trim()).filter(Boolean);
+    changes.variable = variableList(this.inputs.variable.value.split("\n"));
     this.go(changes);
   }
 
@@ -502,7 +505,7 @@ class ListView {
       action = h("a", { class: "btn", href: hrefFor(s, { page: 1, cursor: "" }) }, "Go to the first page");
     } else if (s.q || s.bot || advancedCount(s)) {
       title = s.q ? (s.searchIn === "messages" ? `No messages match “${s.q}”` : `No sessions match “${s.q}”`)
-        : s.path ? "No sessions on this path" : s.bot ? "No sessions for this chatbot" : "No sessions match these filters";
+        : s.path ? "No sessions on this path" : advancedCount(s) ? "No sessions match these filters" : "No sessions for this chatbot";
       hint = s.path ? `No session${s.version ? " of this version" : ""} in this tab has exactly this path.` : "Try another search, chatbot or filter.";
       action = h("a", { class: "btn", href: hrefFor(s, { q: "", bot: "", path: "", version: "", startDate: "", endDate: "", ...NO_ADVANCED, page: 1, cursor: "" }) }, "Clear filters");
     }
