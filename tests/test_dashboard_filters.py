@@ -369,7 +369,9 @@ async def test_a_variable_line_without_name_and_value_is_left_out(page: Any, sit
     await expect(page.locator("#f-variables")).to_have_value("")
 
 
-async def test_message_search_finds_sessions_by_what_was_said(page: Any, site: Site) -> None:
+async def test_message_search_finds_sessions_by_what_was_said(
+    page: Any, site: Site, axe_script: Path
+) -> None:
     needs("message search (q)", has_search())
     await page.goto(site.ui + f"#/?tab=all&bot={BOT}")
     await expect(page.locator(ROWS).first).to_be_visible()
@@ -379,10 +381,16 @@ async def test_message_search_finds_sessions_by_what_was_said(page: Any, site: S
     await page.keyboard.press("Enter")
     await expect_rows(page, site, "open")
     assert page.lists[-1]["q"] == ["refund"] and "search" not in page.lists[-1]
+    # The matching message is shown under the customer, the word marked.
+    snippet = page.locator(f"{ROWS} .match-snippet")
+    await expect(snippet).to_have_text("Customer said: refund for my order")
+    await expect(snippet.locator("mark")).to_have_text("refund")
+    assert await axe_violations(page, axe_script) == []
     assert hash_params(page)["in"] == ["messages"]
     await page.locator("#search").fill("pay*")
     await page.keyboard.press("Enter")
     await expect_rows(page, site, "paid")
+    await expect(page.locator(f"{ROWS} .match-snippet mark")).to_have_text("payment")
     await page.reload()
     await expect_rows(page, site, "paid")
     await expect(page.locator("#search-in")).to_have_value("messages")
@@ -392,6 +400,7 @@ async def test_message_search_finds_sessions_by_what_was_said(page: Any, site: S
     await page.keyboard.press("Enter")
     await expect_rows(page, site, "quiet")
     assert page.lists[-1]["search"] == ["Customer quiet"] and "q" not in page.lists[-1]
+    await expect(page.locator(f"{ROWS} .match-snippet")).to_have_count(0)
 
 
 async def test_export_links_carry_the_current_filter_and_download_it(page: Any, site: Site) -> None:

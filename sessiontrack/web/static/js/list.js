@@ -424,6 +424,8 @@ class ListView {
       const page = await api("", { params: this.query(), signal: abort.signal });
       if (abort.signal.aborted) return;
       this.lastFetchMs = performance.now() - started;
+      this.matches = await this.loadMatches(page, abort.signal);
+      if (abort.signal.aborted) return;
       this.renderPage(page, quiet);
     } catch (err) {
       if (abort.signal.aborted || err.name === "AbortError") return;
@@ -440,6 +442,19 @@ class ListView {
         if (this.dirty && document.visibilityState === "visible") this.refreshSoon();
       }
     }
+  }
+
+  /** For a message search, the newest matching message of each session on the page
+   * (from GET /search/messages, its newest 100 matches), shown under the customer. */
+  async loadMatches(page, signal) {
+    const s = this.state;
+    const matches = new Map();
+    if (s.searchIn !== "messages" || !s.q || !page.data.length) return matches;
+    try {
+      const found = await api("search/messages", { params: { q: s.q, chatbotId: s.bot, limit: 100 }, signal });
+      for (const m of found.data) if (!matches.has(m.sessionId)) matches.set(m.sessionId, m);
+    } catch { /* the list stands without its snippets */ }
+    return matches;
   }
 
   renderPage(page, quiet) {
@@ -479,7 +494,8 @@ class ListView {
       h("td", { class: "cell-select" }, pick),
       h("td", { class: "cell-customer", "data-label": "Customer" },
         h("a", { href: sessionHref(s.id), class: "row-link" }, name),
-        s.customerName && s.customerPhone ? h("span", { class: "muted phone" }, s.customerPhone) : null),
+        s.customerName && s.customerPhone ? h("span", { class: "muted phone" }, s.customerPhone) : null,
+        this.matches?.has(s.id) ? matchSnippet(this.matches.get(s.id)) : null),
       h("td", { "data-label": "Chatbot", class: "cell-chatbot" },
         h("a", { href: analyticsHref({ chatbotId: s.chatbotId }), class: "chatbot-link", title: `Analytics of ${s.chatbotName || s.chatbotId}` },
           s.chatbotName || s.chatbotId)),
@@ -673,6 +689,26 @@ class ListView {
     if (this.abort) this.abort.abort();
     document.removeEventListener("visibilitychange", this.onVisible);
   }
+}
+
+/** A found message around its first highlight, the matched words marked. Highlights are
+ * [start, end) in code points. */
+function matchSnippet(m) {
+  const chars = Array.from(m.text || "");
+  const ranges = (m.highlights || []).filter(([a, b]) => a < b && b <= chars.length).sort((x, y) => x[0] - y[0]);
+  const from = ranges.length ? Math.max(0, ranges[0][0] - 30) : 0;
+  const to = Math.min(chars.length, from + 110);
+  const parts = [from > 0 ? "…" : ""];
+  let at = from;
+  for (const [a, b] of ranges) {
+    if (b <= at || a >= to) continue;
+    parts.push(chars.slice(at, Math.max(at, a)).join(""), h("mark", {}, chars.slice(Math.max(at, a), Math.min(b, to)).join("")));
+    at = Math.min(b, to);
+  }
+  parts.push(chars.slice(at, to).join(""), to < chars.length ? "…" : "");
+  const who = m.direction === "inbound" ? "Customer" : "Bot";
+  return h("p", { class: "match-snippet", title: `${who}, ${formatDateTime(m.timestamp)}` },
+    h("span", { class: "sr-only" }, `${who} said: `), ...parts);
 }
 
 /** The list's total; past what the advanced filters count (totalExact false): "1,000+". */
