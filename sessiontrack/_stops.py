@@ -35,6 +35,8 @@ from .store._fold import FoldResult, Report
 
 HOOK = "sessiontrack_stop_requested"
 log = logging.getLogger(__name__)
+_HEAD_READS = 4
+Head = tuple[str, str, str | None] | None
 
 
 def _may_see(principal: Principal | str | None, chatbot_id: str) -> bool:
@@ -84,7 +86,7 @@ class StopRequests:
         """See :meth:`sessiontrack.Tracker.stop_many`: each stop is the report
         :meth:`stop` makes, and all of them are committed by one flush. ``session_ids``
         are normalized and distinct."""
-        heads = {sid: await self._store.session_head(sid) for sid in session_ids}
+        heads = dict(zip(session_ids, await self._heads(session_ids), strict=True))
         if any(head is None and sid in self.owned for sid, head in heads.items()):
             await self._flush()  # some were reported here and not yet committed
             for sid, head in heads.items():
@@ -105,6 +107,17 @@ class StopRequests:
             already_ended=[sid for sid in session_ids if sid in ended_now],
             not_found=not_found,
         )
+
+    async def _heads(self, session_ids: Sequence[str]) -> list[Head]:
+        """The sessions' heads, a few reads at a time (PostgreSQL serves them in parallel
+        from its pool)."""
+        gate = asyncio.Semaphore(_HEAD_READS)
+
+        async def one(sid: str) -> Head:
+            async with gate:
+                return await self._store.session_head(sid)
+
+        return list(await asyncio.gather(*(one(sid) for sid in session_ids)))
 
     async def _commit_stops(
         self, session_ids: Sequence[str], principal: Principal | str | None, reason: str
