@@ -2,8 +2,9 @@
 
 It runs a :class:`~sessiontrack.Tracker` on an asyncio loop in a daemon thread of its own.
 The engine calls the hooks from any of its threads, as it would with an async tracker
-(they only validate and enqueue); ``flush``, ``drain``, ``stop``, ``active_session``,
-``purge`` and every ``sessions`` query are blocking calls that run on that loop.
+(they only validate and enqueue); ``flush``, ``drain``, ``stop``, ``stop_many``,
+``active_session``, ``purge`` and every ``sessions`` query are blocking calls that run on
+that loop.
 """
 
 from __future__ import annotations

@@ -429,9 +429,9 @@ class Tracker(ReportingHooks):
         engine's process gets ``sessiontrack_stop_requested``, the stop records
         ``principal``), and all are committed together; returns once they are.
 
-        At most 1,000 sessions a call (``MAX_STOPS``). A session the principal may not
-        see is "not found", as in :meth:`stop`; a ``filter`` sees only what
-        ``sessions.list`` shows the principal (a ``Principal``; an id is recorded only).
+        At most 1,000 sessions a call. A session the principal may not see is "not
+        found", as in :meth:`stop`; a ``filter`` sees only what ``sessions.list`` shows
+        the principal (a ``Principal``; an id is recorded only).
 
         :raises InvalidParameter: both or neither of ``ids`` and ``filter``, an id that is
             not a UUID, more than 1,000 ids or matching sessions, or a filter argument
