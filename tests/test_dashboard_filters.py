@@ -75,6 +75,7 @@ class Site:
     base: str
     ui: str
     ids: dict[str, str]
+    tracker: sessiontrack.Tracker
 
     async def api(self, path: str = "", **params: Any) -> Any:
         async with httpx.AsyncClient(timeout=10) as client:
@@ -189,7 +190,7 @@ async def site(
             ids = seed(pm.hook, datetime.now(UTC))
             await tracker.flush()
             async with serve(host_app(create_app(tracker))) as base:
-                yield Site(base, f"{base}{PREFIX}/ui/", ids)
+                yield Site(base, f"{base}{PREFIX}/ui/", ids, tracker)
     finally:
         if request.param == "postgresql":
             await drop_prefixed_tables(url, prefix)
@@ -423,6 +424,31 @@ async def test_export_links_carry_the_current_filter_and_download_it(page: Any, 
         await page.locator("#export-jsonl").click()
     lines = (await anyio.Path(await (await info.value).path()).read_text()).splitlines()
     assert len(lines) == len(rows)
+
+
+async def test_with_an_access_token_the_export_is_fetched_with_it(browser: Any, site: Site) -> None:
+    needs("GET /export", has_export())
+    seen: list[str | None] = []
+
+    def authenticate(request: Any) -> sessiontrack.Principal | None:
+        if str(request.connection.url.path).endswith("/export"):
+            seen.append(request.token)
+        return sessiontrack.Principal(id="lead") if request.token == "desk-token" else None
+
+    async with serve(host_app(create_app(site.tracker, authenticate=authenticate))) as base:
+        page = await new_page(browser)
+        await page.add_init_script("sessionStorage.setItem('sessiontrack.token', 'desk-token')")
+        await page.goto(f"{base}{PREFIX}/ui/#/?tab=all&bot={BOT}")
+        await expect(page.locator(ROWS)).to_have_count(4)
+        async with page.expect_download() as info:
+            await page.locator("#export-csv").click()
+        download = await info.value
+        assert download.suggested_filename == "sessions.csv"
+        text = await anyio.Path(await download.path()).read_text()
+        assert {r["id"] for r in csv.DictReader(io.StringIO(text))} == set(site.ids.values())
+        assert seen == ["desk-token"]
+        assert not page.errors
+        await page.context.close()
 
 
 async def test_the_panel_passes_an_accessibility_audit(
