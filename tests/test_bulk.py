@@ -268,6 +268,21 @@ async def test_post_stop_by_filter_takes_the_list_parameters_in_camel_case(
     assert {s["id"] for s in listed} == {world["a_run"], world["b_wait"]}
 
 
+async def test_post_stop_by_filter_takes_the_advanced_list_parameters_too(
+    api: httpx.AsyncClient, tracker: sessiontrack.Tracker, world: dict[str, Any]
+) -> None:
+    # a_wait1 and a_wait2 exchanged two messages; a_run none yet
+    body = {"filter": {"chatbotId": "bot-a", "minMessages": 2, "hasError": False}}
+    r = await api.post("/stop", json=body)
+    assert r.status_code == 200, r.text
+    assert sorted(r.json()["stopped"]) == sorted([world["a_wait1"], world["a_wait2"]])
+    assert await statuses(tracker, world["a_run"]) == ["running"]
+    bad = await api.post("/stop", json={"filter": {"minMessages": "two"}})
+    assert bad.status_code == 400 and bad.json()["detail"][0]["field"] == "filter.minMessages"
+    by_node = await tracker.stop_many(filter={"node_id": "start"})
+    assert by_node.stopped == [world["b_wait"]]  # a_run never ran a node
+
+
 @pytest.mark.parametrize(
     ("body", "fields"),
     [
