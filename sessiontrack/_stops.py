@@ -15,21 +15,32 @@ committed yet is flushed first, so that stopping it does not fail as "not found"
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from . import events as ev
 from ._host import HostHooks
 from ._ids import normalize_session_id
 from .abc import Store
-from .errors import SessionAlreadyTerminal, SessionNotFound
+from .errors import InvalidParameter, SessionAlreadyTerminal, SessionNotFound
 from .events import StoredEvent
-from .models import Principal
-from .status import TERMINAL_STATUSES
+from .models import Principal, StopManyResult
+from .query import SessionQueries, _statuses
+from .status import ACTIVE_STATUSES, TERMINAL_STATUSES
 from .store._fold import FoldResult, Report
 
 HOOK = "sessiontrack_stop_requested"
+log = logging.getLogger(__name__)
+_HEAD_READS = 4
+Head = tuple[str, str, str | None] | None
+
+
+def _may_see(principal: Principal | str | None, chatbot_id: str) -> bool:
+    return not isinstance(principal, Principal) or principal.may_see(chatbot_id)
 
 
 class StopRequests:
@@ -61,28 +72,87 @@ class StopRequests:
         if head is None and sid in self.owned:
             await self._flush()  # reported here and not yet committed: commit it first
             head = await self._store.session_head(sid)
-        if head is None or (isinstance(principal, Principal) and not principal.may_see(head[0])):
+        if head is None or not _may_see(principal, head[0]):
             raise SessionNotFound(sid)
         if head[1] in TERMINAL_STATUSES:
             raise SessionAlreadyTerminal(sid, head[1])
+        late = await self._commit_stops([sid], principal, reason)
+        if late:
+            raise SessionAlreadyTerminal(sid, late[sid])
+
+    async def stop_many(
+        self, session_ids: Sequence[str], principal: Principal | str | None, reason: str
+    ) -> StopManyResult:
+        """See :meth:`sessiontrack.Tracker.stop_many`: each stop is the report
+        :meth:`stop` makes, and all of them are committed by one flush. ``session_ids``
+        are normalized and distinct."""
+        heads = dict(zip(session_ids, await self._heads(session_ids), strict=True))
+        if any(head is None and sid in self.owned for sid, head in heads.items()):
+            await self._flush()  # some were reported here and not yet committed
+            for sid, head in heads.items():
+                if head is None:
+                    heads[sid] = await self._store.session_head(sid)
+        not_found, ended, active = [], [], []
+        for sid, head in heads.items():
+            if head is None or not _may_see(principal, head[0]):
+                not_found.append(sid)
+            elif head[1] in TERMINAL_STATUSES:
+                ended.append(sid)
+            else:
+                active.append(sid)
+        late = await self._commit_stops(active, principal, reason) if active else {}
+        ended_now = set(ended) | set(late)
+        return StopManyResult(
+            stopped=[sid for sid in active if sid not in late],
+            already_ended=[sid for sid in session_ids if sid in ended_now],
+            not_found=not_found,
+        )
+
+    async def _heads(self, session_ids: Sequence[str]) -> list[Head]:
+        """The sessions' heads, a few reads at a time (PostgreSQL serves them in parallel
+        from its pool)."""
+        gate = asyncio.Semaphore(_HEAD_READS)
+
+        async def one(sid: str) -> Head:
+            async with gate:
+                return await self._store.session_head(sid)
+
+        return list(await asyncio.gather(*(one(sid) for sid in session_ids)))
+
+    async def _commit_stops(
+        self, session_ids: Sequence[str], principal: Principal | str | None, reason: str
+    ) -> dict[str, str]:
+        """Report a stop of each session and flush: the sessions whose stop came too late
+        (they ended first), with the status they ended with."""
         who = principal.id if isinstance(principal, Principal) else principal
-        stop_id = uuid.uuid4().hex
-        data = {
-            "status": "stopped",
-            "reason": reason,
-            "requested_by": who,
-            "stop_requested": True,
-            "stop_id": stop_id,
-        }
-        self._pending.add(stop_id)
+        stops: dict[str, str] = {}
         try:
-            self._put((ev.SESSION_COMPLETED, sid, time.time(), data))
-            await self._flush()
+            for sid in session_ids:
+                stop_id = uuid.uuid4().hex
+                data = {
+                    "status": "stopped",
+                    "reason": reason,
+                    "requested_by": who,
+                    "stop_requested": True,
+                    "stop_id": stop_id,
+                }
+                self._pending.add(stop_id)
+                stops[stop_id] = sid
+                self._put((ev.SESSION_COMPLETED, sid, time.time(), data))
         finally:
-            self._pending.discard(stop_id)
-        status = self._late.pop(stop_id, None)
-        if status is not None:
-            raise SessionAlreadyTerminal(sid, status)
+            if stops:
+                try:
+                    await self._flush()
+                finally:
+                    self._pending.difference_update(stops)
+        late = {}
+        for stop_id, sid in stops.items():
+            status = self._late.pop(stop_id, None)
+            if status is not None:
+                late[sid] = status
+        if len(stops) > 1:
+            log.info("stopped %d of %d sessions for %s", len(stops) - len(late), len(stops), who)
+        return late
 
     def settle(self, res: FoldResult) -> None:
         """Note the stops of a committed batch that came too late (the writer calls it),
@@ -116,3 +186,92 @@ class StopRequests:
                 chatbot_id=event.chatbot_id,
                 conversation_id=event.data.get("conversation_id"),
             )
+
+
+MAX_STOPS = 1000
+"""Sessions one :meth:`~sessiontrack.Tracker.stop_many` call stops at the most."""
+
+NOT_FILTERS = frozenset({"limit", "offset", "cursor", "sort_by", "sort_order", "principal"})
+"""Arguments of ``sessions.list`` that page or sort rather than select."""
+
+
+def stop_ids(ids: object) -> list[str]:
+    """The distinct, normalized session ids of a ``stop_many(ids=...)``, in order."""
+    if isinstance(ids, str) or not isinstance(ids, Iterable):
+        raise InvalidParameter("ids", "must be a list of session ids")
+    chosen: dict[str, None] = {}
+    for i, value in enumerate(ids):
+        try:
+            chosen[normalize_session_id(value, f"ids[{i}]")] = None
+        except (TypeError, ValueError) as exc:
+            raise InvalidParameter("ids", str(exc)) from None
+        if len(chosen) > MAX_STOPS:
+            raise InvalidParameter("ids", f"at most {MAX_STOPS} session ids at once")
+    return list(chosen)
+
+
+async def select_active(
+    queries: SessionQueries, criteria: Mapping[str, Any], principal: Principal | None
+) -> list[str]:
+    """The ids of the active sessions matching ``criteria`` (arguments of
+    ``sessions.list``) that ``principal`` may see, newest first: at most
+    :data:`MAX_STOPS`, or :class:`InvalidParameter` naming ``filter``."""
+    if not isinstance(criteria, Mapping):
+        raise InvalidParameter("filter", "must be a mapping of sessions.list arguments")
+    # What the list would ignore (None, blank text, an empty list) selects nothing here:
+    # it must not turn a filter into "every active session".
+    criteria = {k: v for k, v in map(_listed, criteria.items()) if not _blank(v)}
+    if not criteria:
+        raise InvalidParameter(
+            "filter", "must name at least one criterion (filter='active' for every active one)"
+        )
+    known = set(inspect.signature(SessionQueries.list).parameters) - NOT_FILTERS - {"self"}
+    for name in criteria:
+        if name not in known:
+            raise InvalidParameter(f"filter.{name}", "is not a list filter")
+    kwargs = dict(criteria)
+    group = kwargs.pop("filter", None)
+    try:
+        # The caller's group and statuses, narrowed to the active ones: validated as the
+        # list validates them (the same messages), then intersected.
+        wanted = _statuses(kwargs.pop("status", None), group)
+        active = ACTIVE_STATUSES if wanted is None else wanted & ACTIVE_STATUSES
+        if not active:  # nothing active can match: check the other criteria, stop nothing
+            await queries.list(**kwargs, limit=1, principal=principal)
+            return []
+        page = await queries.list(**kwargs, status=active, limit=100, principal=principal)
+        if page.total > MAX_STOPS:
+            raise TooMany(str(page.total))
+        found = dict.fromkeys(s.id for s in page.data)
+        # Read on to the end rather than trust total: a list may count only so far.
+        while page.next_cursor and len(found) <= MAX_STOPS:
+            page = await queries.list(
+                **kwargs, status=active, limit=100, cursor=page.next_cursor, principal=principal
+            )
+            found.update(dict.fromkeys(s.id for s in page.data))
+        if len(found) > MAX_STOPS:
+            raise TooMany(f"more than {MAX_STOPS}")
+    except InvalidParameter as exc:
+        raise InvalidParameter(f"filter.{exc.field}", exc.message) from None
+    except TooMany as exc:
+        raise InvalidParameter(
+            "filter",
+            f"matches {exc.args[0]} active sessions; at most {MAX_STOPS} are stopped at once: "
+            "narrow it",
+        ) from None
+    return list(found)
+
+
+def _listed(item: tuple[str, Any]) -> tuple[str, Any]:
+    name, value = item
+    if isinstance(value, Iterable) and not isinstance(value, str | bytes | Mapping):
+        return name, list(value)  # an iterator is read once
+    return name, value
+
+
+def _blank(value: object) -> bool:
+    return value is None or value == [] or (isinstance(value, str) and not value.strip())
+
+
+class TooMany(Exception):
+    """A filter matches more sessions than one call stops."""

@@ -2,8 +2,9 @@
 
 It runs a :class:`~sessiontrack.Tracker` on an asyncio loop in a daemon thread of its own.
 The engine calls the hooks from any of its threads, as it would with an async tracker
-(they only validate and enqueue); ``flush``, ``drain``, ``stop``, ``active_session``,
-``purge`` and every ``sessions`` query are blocking calls that run on that loop.
+(they only validate and enqueue); ``flush``, ``drain``, ``stop``, ``stop_many``,
+``active_session``, ``purge`` and every ``sessions`` query are blocking calls that run on
+that loop.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import concurrent.futures
 import functools
 import logging
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, Unpack
 
@@ -23,7 +24,7 @@ from ._intake import CLOSING, NOT_STARTED
 from .abc import Store
 from .analytics import Analytics
 from .errors import TrackerNotRunning
-from .models import Principal
+from .models import Principal, StopManyResult
 from .query import SessionQueries
 from .tracker import Tracker, TrackerOptions
 
@@ -187,6 +188,19 @@ class SyncTracker:
     ) -> None:
         """Stop an active session (:meth:`Tracker.stop`)."""
         self.call(self.tracker.stop(session_id, principal, reason=reason))
+
+    def stop_many(
+        self,
+        ids: Iterable[str] | None = None,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        principal: Principal | str | None = None,
+        reason: str = "stopped_by_api",
+    ) -> StopManyResult:
+        """Stop several sessions, by id or by filter (:meth:`Tracker.stop_many`)."""
+        return self.call(
+            self.tracker.stop_many(ids, filter=filter, principal=principal, reason=reason)
+        )
 
     def active_session(self, chatbot_id: str, conversation_id: str | int) -> str | None:
         """The conversation's active session, or ``None`` (:meth:`Tracker.active_session`)."""

@@ -187,3 +187,17 @@ class Stats:
     completed_today: int
     total: int
     by_status: dict[str, int]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StopManyResult:
+    """What :meth:`~sessiontrack.Tracker.stop_many` did, session ids in the order asked.
+
+    ``stopped``: stopped by this call. ``already_ended``: had ended before its stop was
+    committed (a filter selects active sessions only, so there it means one that ended
+    meanwhile). ``not_found``: no such session, or one the principal may not see.
+    """
+
+    stopped: list[str]
+    already_ended: list[str]
+    not_found: list[str]

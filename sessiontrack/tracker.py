@@ -10,7 +10,7 @@ interfaces, never on a database driver. See docs/durability.md.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
@@ -26,15 +26,15 @@ from ._host import HostHooks
 from ._intake import NOT_STARTED, Intake
 from ._reporting import ReportingHooks
 from ._stats import TrackerStats
-from ._stops import StopRequests
+from ._stops import StopRequests, select_active, stop_ids
 from ._sweeper import Sweeper
 from ._writer import BatchWriter
 from .abc import Store, Subscription
 from .analytics._service import Analytics
-from .errors import TrackerNotRunning
+from .errors import InvalidParameter, TrackerNotRunning
 from .hookspecs import REQUIRED
 from .limits import CHATBOT_ID, CONVERSATION_ID
-from .models import Principal
+from .models import Principal, StopManyResult
 from .query import SessionQueries
 from .status import TERMINAL_STATUSES
 from .store import DEFAULT_PREFIX, create_store
@@ -413,6 +413,41 @@ class Tracker(ReportingHooks):
         """
         self._require_running()
         await self._stops.stop(session_id, principal, reason)
+
+    async def stop_many(
+        self,
+        ids: Iterable[str] | None = None,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        principal: Principal | str | None = None,
+        reason: str = "stopped_by_api",
+    ) -> StopManyResult:
+        """Stop several sessions: the ones in ``ids``, or the active sessions that match
+        ``filter`` (keyword arguments of :meth:`sessions.list
+        <sessiontrack.query.SessionQueries.list>`: ``chatbot_id``, ``status``,
+        ``search``, ...; at least one). Each is stopped as :meth:`stop` stops one (the
+        engine's process gets ``sessiontrack_stop_requested``, the stop records
+        ``principal``), and all are committed together; returns once they are.
+
+        At most 1,000 sessions a call. A session the principal may not see is "not
+        found", as in :meth:`stop`; a ``filter`` sees only what ``sessions.list`` shows
+        the principal (a ``Principal``; an id is recorded only).
+
+        :raises InvalidParameter: both or neither of ``ids`` and ``filter``, an id that is
+            not a UUID, more than 1,000 ids or matching sessions, or a filter argument
+            ``sessions.list`` refuses (``field`` is ``ids``, ``filter`` or
+            ``filter.<argument>``).
+        """
+        self._require_running()
+        if (ids is None) == (filter is None):
+            raise InvalidParameter("ids", "give ids or filter: exactly one of them")
+        if ids is not None:
+            chosen = stop_ids(ids)
+        else:
+            assert filter is not None
+            who = principal if isinstance(principal, Principal) else None
+            chosen = await select_active(self._sessions, filter, who)
+        return await self._stops.stop_many(chosen, principal, reason)
 
     async def active_session(self, chatbot_id: str, conversation_id: str | int) -> str | None:
         """The id of the conversation's active session, or ``None``: what an adapter asks

@@ -18,6 +18,7 @@ _ERRORS = {
     "401": "No or invalid credentials",
     "403": "No authenticator is configured and the client is not on the loopback interface",
     "404": "Unknown session, or one the principal may not see",
+    "415": "The body is not JSON (Content-Type must be application/json)",
     "503": "The tracker is not running (the host must enter it in its lifespan)",
 }
 _SORT_ORDER = {
@@ -30,7 +31,10 @@ _SORT_ORDER = {
 
 def _components() -> dict[str, Any]:
     _, top = models_json_schema(
-        [(m, "serialization") for m in schemas.RESPONSE_MODELS], by_alias=True, ref_template=_REF
+        [(m, "serialization") for m in schemas.RESPONSE_MODELS]
+        + [(schemas.StopManyBody, "validation")],
+        by_alias=True,
+        ref_template=_REF,
     )
     defs: dict[str, Any] = top.get("$defs", {})
     return defs
@@ -202,6 +206,21 @@ def _analytics_paths() -> dict[str, Any]:
     return paths
 
 
+def _stop_many() -> dict[str, Any]:
+    op = _op(
+        "stopSessions",
+        "Stop several sessions, by id or by filter",
+        _json("StopManyResult", "What was stopped, had already ended, or was not found"),
+        errors=("415",),
+    )
+    del op["responses"]["404"]  # an unknown or hidden id is listed in notFound
+    op["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model="StopManyBody")}}},
+    }
+    return op
+
+
 def _paths() -> dict[str, Any]:
     list_params = [p for p in _query_params(schemas.ListQuery)]
     by_bot_params = [_CHATBOT_ID, *(p for p in list_params if p["name"] != "chatbotId")]
@@ -287,6 +306,7 @@ def _paths() -> dict[str, Any]:
                 ],
             )
         },
+        "/stop": {"post": _stop_many()},
         **_analytics_paths(),
         "/{id}": {
             "get": _op(

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -16,6 +16,7 @@ from ..errors import InvalidParameter
 from ..models import Principal
 from . import schemas
 from ._context import Context, context_of
+from ._errors import error_response, validation_details
 from .auth import mask_phone
 
 
@@ -131,6 +132,23 @@ async def stop_session(request: Request) -> Response:
     return _Json(
         _model(schemas.StopResult, {"sessionId": sid, "status": "stopped", "success": True})
     )
+
+
+async def stop_many(request: Request) -> Response:
+    ctx, principal = await _begin(request)
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        # Only a JSON body: a cross-site <form> cannot send one without a CORS preflight.
+        return error_response(415, "the body must be JSON (Content-Type: application/json)")
+    try:
+        body = schemas.StopManyBody.model_validate_json(await request.body())
+    except ValidationError as exc:
+        return error_response(400, "invalid parameter", validation_details(exc, "body"))
+    criteria = None
+    if body.filter is not None:
+        criteria = {name: getattr(body.filter, name) for name in body.filter.model_fields_set}
+        # (null, blank values select nothing: the service refuses a filter of only those)
+    result = await ctx.tracker.stop_many(body.ids, filter=criteria, principal=principal)
+    return _Json(_model(schemas.StopManyResult, result))
 
 
 async def stats(request: Request) -> Response:

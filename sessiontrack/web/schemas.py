@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from .. import models
+from .._stops import MAX_STOPS
 from ..errors import InvalidParameter
 from ..models import MESSAGE_DIRECTIONS
 from ..query import FILTER_GROUPS, SORT_FIELDS, unfit_text
@@ -214,6 +215,31 @@ class ListQuery(Query):
         return value
 
 
+_PAGING = {"limit", "offset", "cursor", "sort_by", "sort_order"}
+_FILTER_FIELDS: dict[str, Any] = {
+    name: (info.annotation, info)
+    for name, info in ListQuery.model_fields.items()
+    if name not in _PAGING
+}
+
+
+class _JsonQuery(Query):
+    """List parameters in a JSON body: strict JSON types (a date is an ISO string, not a
+    number of seconds; a count a number)."""
+
+    model_config = ConfigDict(strict=True)
+
+
+StopFilter: Any = pydantic.create_model(
+    "StopFilter",
+    __base__=_JsonQuery,
+    __doc__="The list parameters of a POST /stop filter (camelCase, as in the query string).",
+    __module__=__name__,
+    **_FILTER_FIELDS,
+)
+"""ListQuery's selecting fields: a field the list gains is a stop filter too."""
+
+
 class StatsQuery(Query):
     """Query parameters of ``GET /stats``."""
 
@@ -245,6 +271,21 @@ class EventsQuery(Query):
         None,
         alias="access_token",
         description="Credentials for clients that cannot set headers (EventSource)",
+    )
+
+
+class StopManyBody(_Model):
+    """The JSON body of ``POST /stop``: ``ids``, or a ``filter`` of list parameters."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    ids: list[Annotated[str, Field(pattern=UUID_PATTERN)]] | None = Field(
+        None, max_length=MAX_STOPS, description=f"Session ids, at most {MAX_STOPS}"
+    )
+    filter: StopFilter | None = Field(
+        None,
+        description="List parameters as in the query string of GET / (no paging or "
+        f"sorting; at least one): the active sessions matching them, at most {MAX_STOPS}",
     )
 
 
@@ -428,6 +469,13 @@ Stats = _derive(models.Stats, "Stats")
 class Chatbot(_Model):
     id: str
     name: str
+
+
+StopManyResult = _derive(
+    models.StopManyResult,
+    "StopManyResult",
+    doc="What POST /stop did: session ids stopped, already ended, and not found.",
+)
 
 
 class StopResult(_Model):
@@ -686,6 +734,7 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Stats,
     Chatbot,
     StopResult,
+    StopManyResult,
     Error,
     AnalyticsSummary,
     AnalyticsNodes,

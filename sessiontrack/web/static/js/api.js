@@ -47,12 +47,45 @@ function askForToken(rejected) {
   return tokenRequest;
 }
 
+/** Query parameters on `url`: empty ones left out, a list as the parameter repeated. */
+export function setParams(url, params) {
+  for (const [key, value] of Object.entries(params || {})) {
+    if (Array.isArray(value)) for (const v of value) url.searchParams.append(key, v);
+    else if (value !== undefined && value !== null && value !== "") url.searchParams.set(key, value);
+  }
+  return url;
+}
+
+/** An API URL (absolute) with query parameters, for links such as the export. */
+export function apiUrl(path, params) {
+  return setParams(new URL(apiBase() + path.replace(/^\//, ""), location.origin), params).toString();
+}
+
+/** Download an API answer as a file: a plain link (cookies and loopback need nothing
+ * more; the browser streams it to disk), or with a token, fetched with it and saved. */
+export async function download(href, filename) {
+  const token = getToken();
+  if (!token) return false;  // the link's own navigation does it
+  const response = await fetch(href, { headers: { Authorization: `Bearer ${token}` }, credentials: "same-origin" });
+  if (!response.ok) {
+    const text = await response.text();
+    let data = null;
+    try { data = JSON.parse(text); } catch { data = text; }
+    throw new ApiError(response.status, data, describe(response, data));
+  }
+  const blob = await response.blob();
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = filename;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+  return true;
+}
+
 /** fetch() a path relative to the API root; JSON in, JSON out; throws ApiError. */
 export async function api(path, { method = "GET", params, body, signal } = {}) {
   const url = new URL(apiBase() + path.replace(/^\//, ""), location.origin);
-  for (const [key, value] of Object.entries(params || {})) {
-    if (value !== undefined && value !== null && value !== "") url.searchParams.set(key, value);
-  }
+  setParams(url, params);
   for (let attempt = 0; attempt < 4; attempt++) {
     const headers = { Accept: "application/json" };
     const token = getToken();

@@ -2,6 +2,7 @@
 // LLM and tool calls, variables.
 
 import { api } from "./api.js";
+import { confirmDialog } from "./confirm.js";
 import { Conversation } from "./conversation.js";
 import { CallTable } from "./calls.js";
 import {
@@ -384,18 +385,4 @@ function nodeLabels(s) {
 
 function backLink() {
   return h("a", { href: lastListHref, class: "back-link", id: "back-link" }, "← All sessions");
-}
-
-/** A modal confirmation using the page's <dialog>; resolves true when confirmed. */
-function confirmDialog(title, text, okLabel) {
-  const dialog = document.getElementById("confirm-dialog");
-  document.getElementById("confirm-title").textContent = title;
-  document.getElementById("confirm-text").textContent = text;
-  document.getElementById("confirm-ok").textContent = okLabel;
-  dialog.returnValue = "";
-  return new Promise((resolve) => {
-    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
-    dialog.showModal();
-    dialog.querySelector("button[value=cancel]").focus();
-  });
 }

@@ -1,9 +1,12 @@
-// The sessions list: tabs, filters, search, sort, keyset pagination, stats, live updates.
+// The sessions list: tabs, filters, search, sort, keyset pagination, stats, live updates,
+// and row selection: a checkbox per active session, "Select all on this page", and
+// "Stop selected" (after a confirmation: POST /stop with the ids, a toast with the counts).
 // `path=n1,n2,…` (with a chatbot) keeps the sessions whose current path is exactly that, and
 // `version=v1` (with a chatbot) those that started with that flow version: the analytics
 // page's top paths link here.
 
-import { api } from "./api.js";
+import { api, apiUrl, download, getToken } from "./api.js";
+import { confirmDialog } from "./confirm.js";
 import {
   ACTIVE, adaptiveThrottle, debounce, formatCompact, formatDateTime, formatNumber, h, mergeTotals, plural,
   relativeTimeEl, statusBadge, timeEl,
@@ -21,6 +24,14 @@ const SORTS = [
   ["updatedAt.ASC", "Least recently updated"],
 ];
 const MIN_REFRESH_MS = 1500;
+// The advanced filters: hash parameter = API parameter, with its kind.
+const ADVANCED = [
+  ["nodeId", "text"], ["completionReason", "text"],
+  ["minMessages", "count"], ["maxMessages", "count"],
+  ["minDuration", "seconds"], ["maxDuration", "seconds"],
+  ["hasError", "bool"],
+];
+const MAX_VARIABLES = 10;
 
 /** Remembers cursors per filter state, so "Previous" after "Next" is a keyset query too. */
 const cursorMemory = new Map();
@@ -37,19 +48,49 @@ function normalize(params) {
   const version = bot ? params.version || "" : "";
   // startDate/endDate: ISO datetimes with an offset (an analytics range), sessions started in [start, end).
   const when = (v) => (v && !Number.isNaN(Date.parse(v)) ? v : "");
+  const adv = {};
+  for (const [key, kind] of ADVANCED) adv[key] = advancedValue(kind, params[key]);
+  const variables = variableList([].concat(params.variable || []));
   return {
-    tab, bot, q: params.q || "", sort, page, cursor: params.cursor || "", path, version,
-    startDate: when(params.startDate), endDate: when(params.endDate),
+    tab, bot, q: params.q || "", searchIn: params.in === "messages" ? "messages" : "customer",
+    sort, page, cursor: params.cursor || "", path, version,
+    startDate: when(params.startDate), endDate: when(params.endDate), ...adv, variable: variables,
   };
 }
 
-const stateKey = (s) => JSON.stringify([s.tab, s.bot, s.q, s.sort, s.path, s.version, s.startDate, s.endDate]);
+/** `name:value` items the API can take (a name without colon, quote or backslash). */
+const variableList = (items) => items.map((v) => String(v).trim())
+  .filter((v) => /^[^:"\\]+:/.test(v)).slice(0, MAX_VARIABLES);
+
+/** A hash value of an advanced filter as the API takes it, or "" (a value no filter can
+ * use is dropped, as a shared link may hold anything). */
+function advancedValue(kind, raw) {
+  const v = typeof raw === "string" ? raw.trim() : "";
+  if (!v) return "";
+  if (kind === "text") return v;
+  if (kind === "bool") return v === "true" || v === "false" ? v : "";
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) return "";
+  return kind === "count" ? String(Math.floor(n)) : String(n);
+}
+
+/** How many advanced filters are set. */
+const advancedCount = (s) => ADVANCED.filter(([k]) => s[k]).length + s.variable.length;
+
+const NO_ADVANCED = Object.fromEntries([...ADVANCED.map(([k]) => [k, ""]), ["variable", []]]);
+
+const stateKey = (s) => JSON.stringify([
+  s.tab, s.bot, s.q, s.searchIn, s.sort, s.path, s.version, s.startDate, s.endDate,
+  ...ADVANCED.map(([k]) => s[k]), s.variable,
+]);
 
 function hrefFor(state, changes = {}) {
   const s = { ...state, ...changes };
   return listHref({
     tab: s.tab === "active" ? "" : s.tab, bot: s.bot, version: s.bot ? s.version : "", path: s.bot ? s.path : "", q: s.q,
+    in: s.searchIn === "messages" ? "messages" : "",
     startDate: s.startDate, endDate: s.endDate,
+    ...Object.fromEntries(ADVANCED.map(([k]) => [k, s[k]])), variable: s.variable,
     sort: s.sort === SORTS[0][0] ? "" : s.sort,
     page: s.page > 1 ? s.page : "", cursor: s.page > 1 ? s.cursor : "",
   });
@@ -66,6 +107,8 @@ class ListView {
     this.main = main;
     this.state = null;
     this.rows = new Map();
+    this.selected = new Set();  // ids of active sessions on this page, checked
+    this.quietEnds = new Set();  // sessions this page stopped: their ends get no toast
     this.loaded = false;
     this.abort = null;
     this.lastFetchMs = 0;
@@ -90,14 +133,34 @@ class ListView {
     this.searchInput = h("input", {
       id: "search", type: "search", placeholder: "Name or phone", autocomplete: "off", spellcheck: "false",
     });
+    this.searchIn = h("select", { id: "search-in" },
+      h("option", { value: "customer" }, "Customer"), h("option", { value: "messages" }, "Messages"));
+    this.filtersToggle = h("button", {
+      type: "button", class: "btn", id: "filters-toggle", "aria-expanded": "false", "aria-controls": "advanced-filters",
+    }, "Filters");
+    this.exportCsv = h("a", { class: "btn", id: "export-csv", download: "" }, "Export CSV");
+    this.exportJsonl = h("a", { class: "btn", id: "export-jsonl", download: "" }, "Export JSONL");
+    for (const link of [this.exportCsv, this.exportJsonl]) link.addEventListener("click", (e) => this.exportClicked(e, link));
+    this.panel = this.buildPanel();
     this.sortSelect = h("select", { id: "sort" }, SORTS.map(([v, label]) => h("option", { value: v }, label)));
     this.tbody = h("tbody");
     this.table = h("table", { class: "sessions", id: "sessions-table" },
       h("caption", { class: "sr-only" }, "Sessions"),
       h("thead", {}, h("tr", {},
+        h("th", { scope: "col", class: "cell-select" }, h("span", { class: "sr-only" }, "Select")),
         ["Customer", "Chatbot", "Status", "Current node", "Messages", "Nodes", "Tokens", "Tools", "Started", "Updated"]
           .map((t, i) => h("th", { scope: "col", class: i >= 4 && i <= 7 ? "num" : null }, t)))),
       this.tbody);
+    this.selectAll = h("input", { type: "checkbox", id: "select-all" });
+    this.selectionCount = h("span", { class: "selection-count", id: "selection-count", "aria-live": "polite" });
+    this.stopSelected = h("button", { type: "button", class: "btn btn-danger btn-small", id: "stop-selected", disabled: true }, "Stop selected");
+    this.clearSelection = h("button", { type: "button", class: "btn btn-small", id: "clear-selection", hidden: true }, "Clear selection");
+    this.selectionBar = h("div", { class: "selection-bar", id: "selection-bar", hidden: true },
+      h("label", { class: "select-all", for: "select-all" }, this.selectAll, "Select all on this page"),
+      this.selectionCount, this.stopSelected, this.clearSelection);
+    this.selectAll.addEventListener("change", () => this.selectPage(this.selectAll.checked));
+    this.stopSelected.addEventListener("click", () => this.stopSelection());
+    this.clearSelection.addEventListener("click", () => { this.selectPage(false); this.selectAll.focus(); });
     this.message = h("div", { class: "list-message", id: "list-message" });
     this.pathNote = h("p", { class: "path-filter", id: "path-filter", hidden: true });
     this.botAnalytics = h("a", { class: "btn btn-small", id: "chatbot-analytics", hidden: true }, "Analytics");
@@ -115,18 +178,112 @@ class ListView {
           h("div", { class: "field" }, h("label", { for: "chatbot-filter" }, "Chatbot"), this.botSelect),
           this.botAnalytics,
           h("div", { class: "field field-grow" }, h("label", { for: "search" }, "Search"), this.searchInput),
-          h("div", { class: "field" }, h("label", { for: "sort" }, "Sort"), this.sortSelect))),
+          h("div", { class: "field" }, h("label", { for: "search-in" }, "Search in"), this.searchIn),
+          h("div", { class: "field" }, h("label", { for: "sort" }, "Sort"), this.sortSelect),
+          h("div", { class: "filter-actions" }, this.filtersToggle, this.exportCsv, this.exportJsonl))),
+      this.panel,
       this.pathNote,
+      this.selectionBar,
       this.region,
       this.pager));
 
     this.botSelect.addEventListener("change", () => this.go({ bot: this.botSelect.value, path: "", version: "", page: 1, cursor: "" }));
     this.sortSelect.addEventListener("change", () => this.go({ sort: this.sortSelect.value, page: 1, cursor: "" }));
+    this.searchIn.addEventListener("change", () => {
+      this.searchDebounce.cancel();
+      this.go({ searchIn: this.searchIn.value, q: this.searchInput.value.trim(), page: 1, cursor: "" });
+    });
+    this.filtersToggle.addEventListener("click", () => this.showPanel(this.panel.hidden));
     const search = debounce(() => this.go({ q: this.searchInput.value.trim(), page: 1, cursor: "" }, true), 350);
     this.searchInput.addEventListener("input", search);
     this.searchDebounce = search;
     this.searchInput.addEventListener("keydown", (e) => { if (e.key === "Enter") { search.cancel(); this.go({ q: this.searchInput.value.trim(), page: 1, cursor: "" }); } });
     this.loadChatbots();
+  }
+
+  buildPanel() {
+    const input = (id, label, attrs = {}) => {
+      const el = h("input", { id, autocomplete: "off", spellcheck: "false", ...attrs });
+      return [el, h("div", { class: "field" }, h("label", { for: id }, label), el)];
+    };
+    const number = (id, label, step) => input(id, label, { type: "number", min: "0", step, inputmode: step === "1" ? "numeric" : "decimal" });
+    const [node, nodeField] = input("f-node", "Ran node (id)", { type: "text" });
+    const [reason, reasonField] = input("f-reason", "Ended with reason", { type: "text" });
+    const [minMsg, minMsgField] = number("f-min-messages", "Messages, at least", "1");
+    const [maxMsg, maxMsgField] = number("f-max-messages", "Messages, at most", "1");
+    const [minDur, minDurField] = number("f-min-duration", "Duration, at least (min)", "any");
+    const [maxDur, maxDurField] = number("f-max-duration", "Duration, at most (min)", "any");
+    const errors = h("select", { id: "f-errors" },
+      h("option", { value: "" }, "Any"), h("option", { value: "true" }, "With errors"), h("option", { value: "false" }, "Without errors"));
+    const variables = h("textarea", {
+      id: "f-variables", rows: "2", spellcheck: "false", placeholder: "plan:gold", "aria-describedby": "f-variables-help",
+    });
+    this.inputs = { nodeId: node, completionReason: reason, minMessages: minMsg, maxMessages: maxMsg, minDuration: minDur, maxDuration: maxDur, hasError: errors, variable: variables };
+    const clear = h("button", { type: "button", class: "btn", id: "f-clear" }, "Clear filters");
+    const form = h("form", { class: "advanced-filters", id: "advanced-filters", hidden: true, "aria-label": "Advanced filters" },
+      h("div", { class: "advanced-grid" },
+        nodeField, reasonField, minMsgField, maxMsgField, minDurField, maxDurField,
+        h("div", { class: "field" }, h("label", { for: "f-errors" }, "Errors"), errors),
+        h("div", { class: "field field-wide" }, h("label", { for: "f-variables" }, "Variables"), variables,
+          h("p", { class: "field-help", id: "f-variables-help" }, `name:value, one a line (at most ${MAX_VARIABLES}); all must hold`))),
+      h("div", { class: "advanced-actions" },
+        h("button", { type: "submit", class: "btn btn-primary", id: "f-apply" }, "Apply filters"), clear));
+    form.addEventListener("submit", (e) => { e.preventDefault(); this.applyPanel(); });
+    clear.addEventListener("click", () => this.go({ ...NO_ADVANCED, page: 1, cursor: "" }));
+    return form;
+  }
+
+  showPanel(open) {
+    this.panel.hidden = !open;
+    this.filtersToggle.setAttribute("aria-expanded", String(open));
+    if (open) this.inputs.nodeId.focus();
+  }
+
+  /** The panel's inputs into the hash (durations: minutes shown, seconds sent). */
+  applyPanel() {
+    const changes = { page: 1, cursor: "" };
+    for (const [key, kind] of ADVANCED) {
+      let v = this.inputs[key].value.trim();
+      if (kind === "seconds" && v !== "" && Number.isFinite(Number(v))) v = String(Math.round(Number(v) * 60 * 1000) / 1000);
+      changes[key] = v;
+    }
+    changes.variable = variableList(this.inputs.variable.value.split("\n"));
+    this.go(changes);
+  }
+
+  fillPanel() {
+    const s = this.state;
+    for (const [key, kind] of ADVANCED) {
+      const el = this.inputs[key];
+      if (document.activeElement === el) continue;
+      el.value = kind === "seconds" && s[key] ? String(Math.round((Number(s[key]) / 60) * 1000) / 1000) : s[key];
+    }
+    if (document.activeElement !== this.inputs.variable) this.inputs.variable.value = s.variable.join("\n");
+    const n = advancedCount(s);
+    this.filtersToggle.replaceChildren("Filters", n ? h("span", { class: "filter-count", id: "filter-count" }, ` (${formatNumber(n)})`) : null);
+  }
+
+  /** The list parameters of the current view, without paging: what an export takes. */
+  filterParams() {
+    const { limit, offset, cursor, ...rest } = this.query();
+    return rest;
+  }
+
+  exportLinks() {
+    const params = this.filterParams();
+    this.exportCsv.href = apiUrl("export", { ...params, format: "csv" });
+    this.exportJsonl.href = apiUrl("export", { ...params, format: "jsonl" });
+  }
+
+  async exportClicked(event, link) {
+    if (!getToken()) return;  // cookies or loopback: the browser downloads the link itself
+    event.preventDefault();
+    const format = new URL(link.href).searchParams.get("format");
+    try {
+      await download(link.href, `sessions.${format}`);
+    } catch (err) {
+      toast({ kind: "error", title: "Could not export the sessions", text: err.message || String(err), force: true });
+    }
   }
 
   makeThrottle() {
@@ -161,8 +318,10 @@ class ListView {
     this.state = next;
     lastListHref = hrefFor(next);
     if (prev && stateKey(prev) !== stateKey(next)) cursorMemory.delete(stateKey(prev));
+    if (!prev || stateKey(prev) !== stateKey(next) || prev.page !== next.page) this.selected.clear();
     if (next.cursor) this.cursors().set(next.page, next.cursor);
     this.renderControls();
+    if (!prev && advancedCount(next)) this.showPanel(true);
     if (!prev || prev.bot !== next.bot) this.loadStats();
     this.load({ quiet: false });
   }
@@ -180,7 +339,11 @@ class ListView {
       "aria-current": tab === s.tab ? "page" : null,
     }, label)));
     if (document.activeElement !== this.searchInput) this.searchInput.value = s.q;
+    this.searchIn.value = s.searchIn;
+    this.searchInput.placeholder = s.searchIn === "messages" ? "Words in a message" : "Name or phone";
     this.sortSelect.value = s.sort;
+    this.fillPanel();
+    this.exportLinks();
     this.selectBot();
     this.botAnalytics.hidden = !s.bot;
     if (s.bot) {
@@ -240,8 +403,11 @@ class ListView {
     const [sortBy, sortOrder] = s.sort.split(".");
     const params = {
       filter: s.tab, chatbotId: s.bot, path: s.path, version: s.version, startDate: s.startDate, endDate: s.endDate,
-      search: s.q, sortBy, sortOrder, limit: PAGE_SIZE,
+      sortBy, sortOrder, limit: PAGE_SIZE,
     };
+    if (s.q) params[s.searchIn === "messages" ? "q" : "search"] = s.q;
+    for (const [key] of ADVANCED) if (s[key]) params[key] = s[key];
+    if (s.variable.length) params.variable = s.variable;
     if (s.page > 1 && s.cursor) params.cursor = s.cursor;
     else params.offset = (s.page - 1) * PAGE_SIZE;
     return params;
@@ -258,6 +424,8 @@ class ListView {
       const page = await api("", { params: this.query(), signal: abort.signal });
       if (abort.signal.aborted) return;
       this.lastFetchMs = performance.now() - started;
+      this.matches = await this.loadMatches(page, abort.signal);
+      if (abort.signal.aborted) return;
       this.renderPage(page, quiet);
     } catch (err) {
       if (abort.signal.aborted || err.name === "AbortError") return;
@@ -276,6 +444,19 @@ class ListView {
     }
   }
 
+  /** For a message search, the newest matching message of each session on the page
+   * (from GET /search/messages, its newest 100 matches), shown under the customer. */
+  async loadMatches(page, signal) {
+    const s = this.state;
+    const matches = new Map();
+    if (s.searchIn !== "messages" || !s.q || !page.data.length) return matches;
+    try {
+      const found = await api("search/messages", { params: { q: s.q, chatbotId: s.bot, limit: 100 }, signal });
+      for (const m of found.data) if (!matches.has(m.sessionId)) matches.set(m.sessionId, m);
+    } catch { /* the list stands without its snippets */ }
+    return matches;
+  }
+
   renderPage(page, quiet) {
     this.loaded = true;
     const focusedId = document.activeElement?.closest?.("tr[data-session-id]")?.dataset.sessionId;
@@ -287,7 +468,11 @@ class ListView {
       this.rows.set(session.id, { row, session });
       return row;
     });
+    for (const id of [...this.selected]) {
+      if (!ACTIVE.has(this.rows.get(id)?.session.status)) this.selected.delete(id);
+    }
     this.tbody.replaceChildren(...rows);
+    this.renderSelection();
     if (focusedId && this.rows.has(focusedId)) this.rows.get(focusedId).row.querySelector("a").focus();
     this.table.hidden = rows.length === 0;
     this.message.replaceChildren();
@@ -297,10 +482,20 @@ class ListView {
 
   renderRow(s) {
     const name = s.customerName || s.customerPhone || s.conversationId || "Unknown customer";
-    return h("tr", { dataset: { sessionId: s.id, status: s.status } },
+    let pick = null;
+    if (ACTIVE.has(s.status)) {
+      pick = h("input", { type: "checkbox", class: "row-select", "aria-label": `Select ${name}`, checked: this.selected.has(s.id) });
+      pick.addEventListener("change", () => {
+        if (pick.checked) this.selected.add(s.id); else this.selected.delete(s.id);
+        this.renderSelection();
+      });
+    }
+    return h("tr", { dataset: { sessionId: s.id, status: s.status }, class: this.selected.has(s.id) ? "row-selected" : null },
+      h("td", { class: "cell-select" }, pick),
       h("td", { class: "cell-customer", "data-label": "Customer" },
         h("a", { href: sessionHref(s.id), class: "row-link" }, name),
-        s.customerName && s.customerPhone ? h("span", { class: "muted phone" }, s.customerPhone) : null),
+        s.customerName && s.customerPhone ? h("span", { class: "muted phone" }, s.customerPhone) : null,
+        this.matches?.has(s.id) ? matchSnippet(this.matches.get(s.id)) : null),
       h("td", { "data-label": "Chatbot", class: "cell-chatbot" },
         h("a", { href: analyticsHref({ chatbotId: s.chatbotId }), class: "chatbot-link", title: `Analytics of ${s.chatbotName || s.chatbotId}` },
           s.chatbotName || s.chatbotId)),
@@ -324,10 +519,11 @@ class ListView {
       title = "This page is empty";
       hint = "The sessions on it may have moved.";
       action = h("a", { class: "btn", href: hrefFor(s, { page: 1, cursor: "" }) }, "Go to the first page");
-    } else if (s.q || s.bot) {
-      title = s.q ? `No sessions match “${s.q}”` : s.path ? "No sessions on this path" : "No sessions for this chatbot";
-      hint = s.path ? `No session${s.version ? " of this version" : ""} in this tab has exactly this path.` : "Try another search or chatbot.";
-      action = h("a", { class: "btn", href: hrefFor(s, { q: "", bot: "", path: "", version: "", startDate: "", endDate: "", page: 1, cursor: "" }) }, "Clear filters");
+    } else if (s.q || s.bot || advancedCount(s)) {
+      title = s.q ? (s.searchIn === "messages" ? `No messages match “${s.q}”` : `No sessions match “${s.q}”`)
+        : s.path ? "No sessions on this path" : advancedCount(s) ? "No sessions match these filters" : "No sessions for this chatbot";
+      hint = s.path ? `No session${s.version ? " of this version" : ""} in this tab has exactly this path.` : "Try another search, chatbot or filter.";
+      action = h("a", { class: "btn", href: hrefFor(s, { q: "", bot: "", path: "", version: "", startDate: "", endDate: "", ...NO_ADVANCED, page: 1, cursor: "" }) }, "Clear filters");
     }
     this.message.replaceChildren(h("div", { class: "state state-empty", id: "empty-state" },
       h("h2", {}, title), h("p", {}, hint), action));
@@ -348,7 +544,7 @@ class ListView {
     const from = page.data.length ? (s.page - 1) * PAGE_SIZE + 1 : 0;
     const to = (s.page - 1) * PAGE_SIZE + page.data.length;
     const summary = h("p", { class: "pager-summary", id: "pager-summary" },
-      page.data.length ? `${formatNumber(from)}–${formatNumber(to)} of ${formatNumber(page.total)}` : `0 of ${formatNumber(page.total)}`);
+      page.data.length ? `${formatNumber(from)}–${formatNumber(to)} of ${totalText(page)}` : `0 of ${totalText(page)}`);
     const prevPage = s.page - 1;
     const prevCursor = prevPage > 1 ? this.cursors().get(prevPage) || "" : "";
     const prev = s.page > 1
@@ -389,7 +585,7 @@ class ListView {
       case "session:completed": {
         const name2 = entry ? (entry.session.customerName || entry.session.customerPhone) : null;
         const status = p.status || "completed";
-        toast({ kind: "completed", title: `${name2 || "A session"} ${status === "completed" ? "completed" : status}`, text: p.completionReason || "", href: sessionHref(p.sessionId) });
+        if (!this.quietEnds.delete(p.sessionId)) toast({ kind: "completed", title: `${name2 || "A session"} ${status === "completed" ? "completed" : status}`, text: p.completionReason || "", href: sessionHref(p.sessionId) });
         if (entry) this.patchRow(entry, { status, completedAt: p.completedAt, updatedAt: p.completedAt }, p.totals);
         this.refreshSoon();
         this.statsSoon();
@@ -414,6 +610,70 @@ class ListView {
     if (hadFocus) row.querySelector("a").focus();
     entry.row = row;
     entry.session = session;
+    if (!ACTIVE.has(session.status) && this.selected.delete(session.id)) this.renderSelection();
+    else if (!ACTIVE.has(session.status)) this.renderSelection();
+  }
+
+  /** The active sessions on this page, in the table's order. */
+  selectable() {
+    return [...this.rows.values()].filter((e) => ACTIVE.has(e.session.status)).map((e) => e.session.id);
+  }
+
+  selectPage(on) {
+    for (const id of this.selectable()) if (on) this.selected.add(id); else this.selected.delete(id);
+    for (const { row, session } of this.rows.values()) {
+      const box = row.querySelector(".row-select");
+      if (box) box.checked = this.selected.has(session.id);
+    }
+    this.renderSelection();
+  }
+
+  renderSelection() {
+    const ids = this.selectable();
+    const n = this.selected.size;
+    this.selectionBar.hidden = ids.length === 0 && n === 0;
+    this.selectAll.checked = ids.length > 0 && ids.every((id) => this.selected.has(id));
+    this.selectAll.indeterminate = n > 0 && !this.selectAll.checked;
+    this.selectionCount.textContent = n ? `${plural(n, "session")} selected` : "None selected";
+    this.stopSelected.disabled = n === 0 || this.stopping;
+    this.stopSelected.textContent = this.stopping ? "Stopping…" : n ? `Stop selected (${formatNumber(n)})` : "Stop selected";
+    this.clearSelection.hidden = n === 0;
+    for (const { row, session } of this.rows.values()) row.classList.toggle("row-selected", this.selected.has(session.id));
+  }
+
+  async stopSelection() {
+    const ids = this.selectable().filter((id) => this.selected.has(id));
+    if (!ids.length) return;
+    const names = ids.map((id) => {
+      const s = this.rows.get(id).session;
+      return s.customerName || s.customerPhone || s.conversationId || "a customer";
+    });
+    const shown = names.length > 3 ? `${names.slice(0, 3).join(", ")} and ${plural(names.length - 3, "other")}` : names.join(", ");
+    const title = ids.length === 1 ? "Stop 1 session?" : `Stop ${formatNumber(ids.length)} sessions?`;
+    const text = `The chatbots will not continue these conversations: ${shown}.`;
+    if (!(await confirmDialog(title, text, ids.length === 1 ? "Stop session" : `Stop ${formatNumber(ids.length)} sessions`))) {
+      this.stopSelected.focus();
+      return;
+    }
+    this.stopping = true;
+    this.renderSelection();
+    // Their session:completed events need no toast each: the answer's toast says it all.
+    for (const id of ids) this.quietEnds.add(id);
+    setTimeout(() => { for (const id of ids) this.quietEnds.delete(id); }, 30000);
+    try {
+      const result = await api("stop", { method: "POST", body: { ids } });
+      for (const id of ids) this.selected.delete(id);
+      const notes = [];
+      if (result.alreadyEnded.length) notes.push(`${plural(result.alreadyEnded.length, "session")} had already ended`);
+      if (result.notFound.length) notes.push(`${plural(result.notFound.length, "session")} not found`);
+      toast({ kind: "stopped", title: `Stopped ${plural(result.stopped.length, "session")}`, text: notes.join(" · "), force: true });
+    } catch (err) {
+      toast({ kind: "error", title: "Could not stop the sessions", text: err.message || String(err), force: true });
+    } finally {
+      this.stopping = false;
+      this.renderSelection();
+      this.resync();
+    }
   }
 
   resync() {
@@ -430,6 +690,29 @@ class ListView {
     document.removeEventListener("visibilitychange", this.onVisible);
   }
 }
+
+/** A found message around its first highlight, the matched words marked. Highlights are
+ * [start, end) in code points. */
+function matchSnippet(m) {
+  const chars = Array.from(m.text || "");
+  const ranges = (m.highlights || []).filter(([a, b]) => a < b && b <= chars.length).sort((x, y) => x[0] - y[0]);
+  const from = ranges.length ? Math.max(0, ranges[0][0] - 30) : 0;
+  const to = Math.min(chars.length, from + 110);
+  const parts = [from > 0 ? "…" : ""];
+  let at = from;
+  for (const [a, b] of ranges) {
+    if (b <= at || a >= to) continue;
+    parts.push(chars.slice(at, Math.max(at, a)).join(""), h("mark", {}, chars.slice(Math.max(at, a), Math.min(b, to)).join("")));
+    at = Math.min(b, to);
+  }
+  parts.push(chars.slice(at, to).join(""), to < chars.length ? "…" : "");
+  const who = m.direction === "inbound" ? "Customer" : "Bot";
+  return h("p", { class: "match-snippet", title: `${who}, ${formatDateTime(m.timestamp)}` },
+    h("span", { class: "sr-only" }, `${who} said: `), ...parts);
+}
+
+/** The list's total; past what the advanced filters count (totalExact false): "1,000+". */
+const totalText = (page) => (page.totalExact === false ? `${formatNumber(page.total)}+` : formatNumber(page.total));
 
 function tokensCell(s) {
   const total = (s.inputTokens || 0) + (s.outputTokens || 0);

@@ -1,21 +1,30 @@
-// Hash routing: "#/?tab=active&q=ann&page=2" is the list, "#/sessions/<id>" a session,
+// Hash routing: "#/?tab=active&q=ann&page=2" is the list (with its advanced filters:
+// nodeId, completionReason, minMessages, maxMessages, minDuration, maxDuration, hasError,
+// variable (repeatable) and in=messages for a message search), "#/sessions/<id>" a session,
 // "#/analytics?chatbotId=…&version=…&startDate=…&endDate=…&compare=…&steps=…" the analytics.
 // The hash keeps every view shareable under any mount prefix without server routes.
 
 export function parseHash(hash = location.hash) {
   const raw = hash.replace(/^#/, "") || "/";
   const [path, query = ""] = raw.split("?");
-  const params = Object.fromEntries(new URLSearchParams(query));
+  const search = new URLSearchParams(query);
+  const params = Object.fromEntries(search);
+  // A repeatable parameter (variable=a:1&variable=b:2) keeps every value, as a list.
+  for (const key of REPEATABLE) if (search.has(key)) params[key] = search.getAll(key);
   const m = path.match(/^\/sessions\/([^/]+)\/?$/);
   if (m) return { view: "detail", id: decodeURIComponent(m[1]), params };
   if (/^\/analytics\/?$/.test(path)) return { view: "analytics", params };
   return { view: "list", params };
 }
 
+/** Parameters that may repeat in a hash; their value is a list. */
+export const REPEATABLE = ["variable"];
+
 function queryString(params) {
   const query = new URLSearchParams();
   for (const [key, value] of Object.entries(params)) {
-    if (value !== undefined && value !== null && value !== "") query.set(key, value);
+    if (Array.isArray(value)) for (const v of value) { if (v !== "") query.append(key, v); }
+    else if (value !== undefined && value !== null && value !== "") query.set(key, value);
   }
   return query.toString();
 }

@@ -12,9 +12,14 @@ const recent = [];
 const pending = new Map();  // kind → count of suppressed toasts in the current burst
 let flushTimer = null;
 
-/** Show a toast: {kind, title, text, href}. */
-export function toast({ kind = "info", title, text, href }) {
+/** Show a toast: {kind, title, text, href}; `force` skips the rate limit (the answer to
+ * something the reader did, which a burst of live events must not swallow). */
+export function toast({ kind = "info", title, text, href, force = false }) {
   const now = Date.now();
+  if (force) {
+    show(kind, title, text, href);
+    return;
+  }
   while (recent.length && now - recent[0] > BURST_WINDOW_MS) recent.shift();
   if (recent.length >= BURST_LIMIT) {
     pending.set(kind, (pending.get(kind) || 0) + 1);
