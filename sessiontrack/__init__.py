@@ -30,6 +30,7 @@ from .models import (
     SessionDetail,
     SessionSummary,
     Stats,
+    StopManyResult,
     ToolCall,
 )
 from .status import ACTIVE_STATUSES, TERMINAL_STATUSES, Status
@@ -58,6 +59,7 @@ __all__ = [
     "SessionTrackError",
     "Stats",
     "Status",
+    "StopManyResult",
     "StoredEvent",
     "SyncTracker",
     "ToolCall",
