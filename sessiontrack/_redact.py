@@ -71,11 +71,11 @@ class Redaction:
         self.names = names
         self.fields = fields
         # Built-ins say what a string needs before they can match (a digit, an "@"): when
-        # a JSON argument's text has none of it, none of its leaves has, and it is kept.
-        needs = [r.needs for r in texts if isinstance(r, Pattern)]
+        # a string (or a JSON argument's whole text) has none of it, it is kept as is.
+        needs = [r.needs for r in texts if isinstance(r, Pattern) and r.needs]
         self._needs = (
-            re.compile("|".join(f"(?:{n.pattern})" for n in needs if n is not None) or "(?!)")
-            if len(needs) == len(texts) and all(needs)
+            re.compile(f"[{''.join(dict.fromkeys(needs))}]" if needs else "(?!)")
+            if len(needs) == len(texts)
             else None
         )
 
@@ -96,6 +96,8 @@ class Redaction:
                 data[field] = self.json(value, field, hook, field == "variables")
 
     def text(self, value: str, name: str, hook: str, limit: int) -> str:
+        if self._needs is not None and self._needs.search(value) is None:
+            return value  # no built-in can match: one search instead of one per redactor
         out = value
         for redactor in self.texts:
             out = redactor(out)

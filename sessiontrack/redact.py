@@ -57,6 +57,7 @@ class Pattern:
         check: Callable[[str], bool] | None = None,
         name: str | None = None,
         needs: str | None = None,
+        hint: str | None = None,
     ) -> None:
         if not isinstance(replacement, str):
             raise TypeError(f"replacement must be a string, got {type(replacement).__name__}")
@@ -64,10 +65,16 @@ class Pattern:
         self.replacement = replacement
         self.check = check
         self.name = name
-        self.needs = re.compile(needs) if needs else None  # a cheap first look
+        # A cheap first look: the characters (a regex set's body) a match needs one of.
+        self.needs = needs
+        self._needs = re.compile(f"[{needs}]") if needs else None
+        # A shape every match contains, without look-arounds: quick to rule out.
+        self._hint = re.compile(hint) if hint else None
 
     def __call__(self, text: str) -> str:
-        if self.needs is not None and self.needs.search(text) is None:
+        if self._needs is not None and self._needs.search(text) is None:
+            return text
+        if self._hint is not None and self._hint.search(text) is None:
             return text
         if self.check is None:
             return self.regex.sub(self.replacement, text)
@@ -197,6 +204,7 @@ PHONE = Pattern(
     check=_not_a_date,
     name="PHONE",
     needs=r"\d",
+    hint=r"(?:\d\D*+){7}",
 )
 """Phone numbers: 7 to 15 digits (E.164's maximum) written as one number, maybe with a
 leading ``+`` and single spaces, dots, hyphens or brackets between the digits, and not
@@ -210,6 +218,7 @@ CARD = Pattern(
     check=luhn_valid,
     name="CARD",
     needs=r"\d",
+    hint=r"(?:\d\D*+){13}",
 )
 """Payment card numbers: 13 to 19 digits, maybe grouped with spaces or hyphens, not part
 of a longer number, whose Luhn checksum holds."""
@@ -234,7 +243,8 @@ IBAN = _Iban(
     "[iban]",
     check=iban_valid,
     name="IBAN",
-    needs=r"\d{2}",
+    needs=r"\d",
+    hint=r"\d\d(?<=[A-Za-z]{2}\d\d)",
 )
 """IBANs (ISO 13616) in any case: country code, check digits and 11 to 30 letters and
 digits, compact or in groups separated by single spaces, whose mod-97 checksum holds."""

@@ -237,3 +237,27 @@ def test_tracker_refuses_a_bad_redactor(bad: Any, match: str, tmp_path: Any) -> 
 def test_markers_refuse_bad_arguments(call: Any) -> None:
     with pytest.raises(TypeError):
         call()
+
+
+_DIGITY = st.text(alphabet=string.digits + string.ascii_letters[:8] + "DEGB +-.()@", max_size=60)
+
+
+@given(_DIGITY)
+def test_the_quick_first_looks_never_change_the_result(text: str) -> None:
+    for r in redact.ALL:
+        without_hints = type(r)(r.regex, r.replacement, check=r.check)
+        assert r(text) == without_hints(text), r
+
+
+def test_sync_tracker_takes_redact(tmp_path: Any) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'sync.db'}"
+    with sessiontrack.SyncTracker(url, redact=[redact.EMAIL, redact.contact()]) as tracker:
+        sid = sessiontrack.new_session_id()
+        contact = {"phone": "+15550001234", "name": "Ana"}
+        tracker.hook.sessiontrack_session_started(session_id=sid, chatbot_id="b", contact=contact)
+        tracker.hook.sessiontrack_message(session_id=sid, direction="inbound", text="me@x.org")
+        tracker.flush()
+        detail = tracker.sessions.get(sid)
+        messages = tracker.sessions.messages(sid)
+    assert (detail.customer_phone, detail.customer_name) == ("[redacted]", "[redacted]")
+    assert [m.text for m in messages] == ["[email]"]
