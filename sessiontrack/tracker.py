@@ -34,7 +34,7 @@ from .abc import Store, Subscription
 from .analytics._service import Analytics
 from .errors import InvalidParameter, TrackerNotRunning
 from .hookspecs import REQUIRED
-from .limits import CHATBOT_ID, CONVERSATION_ID
+from .limits import CHATBOT_ID, CONVERSATION_ID, REASON
 from .models import Principal, StopManyResult
 from .query import SessionQueries
 from .status import TERMINAL_STATUSES
@@ -422,7 +422,12 @@ class Tracker(ReportingHooks):
             ended while the stop was on its way to the database.
         """
         self._require_running()
-        await self._stops.stop(session_id, principal, reason)
+        await self._stops.stop(session_id, principal, self._redacted_reason(reason, "stop"))
+
+    def _redacted_reason(self, reason: str, call: str) -> str:
+        if self._redaction is not None and isinstance(reason, str) and reason:
+            return self._redaction.text(reason, "reason", call, REASON)
+        return reason
 
     async def stop_many(
         self,
@@ -457,6 +462,7 @@ class Tracker(ReportingHooks):
             assert filter is not None
             who = principal if isinstance(principal, Principal) else None
             chosen = await select_active(self._sessions, filter, who)
+        reason = self._redacted_reason(reason, "stop_many")
         return await self._stops.stop_many(chosen, principal, reason)
 
     async def active_session(self, chatbot_id: str, conversation_id: str | int) -> str | None:

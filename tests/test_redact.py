@@ -261,3 +261,21 @@ def test_sync_tracker_takes_redact(tmp_path: Any) -> None:
         messages = tracker.sessions.messages(sid)
     assert (detail.customer_phone, detail.customer_name) == ("[redacted]", "[redacted]")
     assert [m.text for m in messages] == ["[email]"]
+
+
+@pytest.fixture
+def tracker_options() -> dict[str, Any]:
+    return {"redact": [redact.EMAIL]}
+
+
+@pytest.mark.anyio
+async def test_a_stop_reason_is_redacted(tracker: sessiontrack.Tracker, pm: Any) -> None:
+    sid = sessiontrack.new_session_id()
+    pm.hook.sessiontrack_session_started(session_id=sid, chatbot_id="b")
+    sid2 = sessiontrack.new_session_id()
+    pm.hook.sessiontrack_session_started(session_id=sid2, chatbot_id="b")
+    await tracker.stop(sid, "ops@example.com", reason="asked by jane@example.org")
+    await tracker.stop_many([sid2], principal="ops", reason="asked by joe@example.org")
+    detail, detail2 = await tracker.sessions.get(sid), await tracker.sessions.get(sid2)
+    assert detail.completion_reason == "asked by [email]"
+    assert detail2.completion_reason == "asked by [email]"
