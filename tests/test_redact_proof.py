@@ -1,5 +1,5 @@
-"""The proof of redaction at write: known secrets reported through every hook, on both
-backends, and afterwards not one of them anywhere the tracker put data.
+"""The proof of redaction at write: known secrets reported through every hook (and a stop
+reason), on both backends, and afterwards not one of them anywhere the tracker put data.
 
 Searched as bytes: the SQLite file with its WAL (while the tracker runs, and after it
 checkpointed on close); on PostgreSQL every table of the prefix (each row as text), the
@@ -16,6 +16,7 @@ import json
 import logging
 import random
 import string
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -166,9 +167,9 @@ def _clean(haystack: bytes | str, where: str) -> None:
     assert not leaked, f"{where}: found {leaked}"
 
 
-async def _rest(api: httpx.AsyncClient, sid: str, sid2: str) -> str:
+async def _rest(api: httpx.AsyncClient, *sids: str) -> str:
     paths = ["/", "/active", "/stats", "/chatbots", "/chatbot/rbot", "/?search=Zebulon"]
-    for s in (sid, sid2):
+    for s in sids:
         paths += [f"/{s}", f"/{s}/messages"]
     answers = []
     for path in paths:
@@ -204,13 +205,6 @@ async def _postgres_dump(url: str, prefix: str, start_lsn: str) -> tuple[bytes, 
             for table in list(tables):
                 for (row,) in await conn.execute(sa.text(f'SELECT t::text FROM "{table}" t')):
                     rows.append(row.encode())
-            await conn.execute(sa.text("CHECKPOINT"))
-            relations = await conn.execute(sa.text(_RELATIONS), {"p": prefix + "%"})
-            paths = [p for (p,) in relations if p is not None]
-            assert len(paths) > 10, paths
-            for path in paths:
-                read = sa.text("SELECT pg_read_binary_file(:f)")
-                files.append((await conn.execute(read, {"f": path})).scalar_one())
             segments = await conn.execute(
                 sa.text(
                     "SELECT name FROM pg_ls_waldir() "
@@ -223,19 +217,31 @@ async def _postgres_dump(url: str, prefix: str, start_lsn: str) -> tuple[bytes, 
             for (name,) in list(segments):
                 read = sa.text("SELECT pg_read_binary_file(:f)")
                 wal.append((await conn.execute(read, {"f": f"pg_wal/{name}"})).scalar_one())
+            await conn.execute(sa.text("CHECKPOINT"))  # the relation files, up to date
+            relations = await conn.execute(sa.text(_RELATIONS), {"p": prefix + "%"})
+            paths = [p for (p,) in relations if p is not None]
+            assert len(paths) > 10, paths
+            for path in paths:
+                read = sa.text("SELECT pg_read_binary_file(:f)")
+                files.append((await conn.execute(read, {"f": path})).scalar_one())
     finally:
         await engine.dispose()
     return b"\n".join(rows), b"".join(files), b"".join(wal)
 
 
-async def _wal_position(url: str) -> str:
-    engine = create_async_engine(url)
+@pytest.fixture
+async def wal_start(backend: str, database_url: str) -> AsyncIterator[str]:
+    """On PostgreSQL, the WAL position at the start, kept from recycling until the test
+    has read the WAL since: a temporary replication slot, gone with its connection."""
+    if backend != "postgresql":
+        yield ""
+        return
+    engine = create_async_engine(database_url)
     try:
         async with engine.connect() as conn:
-            lsn: str = (
-                await conn.execute(sa.text("SELECT pg_current_wal_lsn()::text"))
-            ).scalar_one()
-            return lsn
+            sql = "SELECT lsn::text FROM pg_create_physical_replication_slot(:n, true, true)"
+            lsn: str = (await conn.execute(sa.text(sql), {"n": f"redact_{_RUN}"})).scalar_one()
+            yield lsn
     finally:
         await engine.dispose()
 
@@ -255,25 +261,27 @@ async def test_no_secret_is_stored_published_or_logged(
     pm: pluggy.PluginManager,
     api: httpx.AsyncClient,
     caplog: pytest.LogCaptureFixture,
+    wal_start: str,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    start_lsn = await _wal_position(database_url) if backend == "postgresql" else ""
     committed = Committed()
     tracker.plugin_manager.register(committed)
-    sid, sid2 = sessiontrack.new_session_id(), sessiontrack.new_session_id()
+    sid, sid2, sid3 = (sessiontrack.new_session_id() for _ in range(3))
     async with sse_stream(api) as stream:
         _report_everything(pm.hook, sid, sid2)
+        pm.hook.sessiontrack_session_started(session_id=sid3, chatbot_id="rbot")
+        await tracker.stop(sid3, "ops", reason=f"{CANARY} {EMAIL} {PHONE} {CUSTOM}")
         await tracker.flush()
-        live = []
-        while (
-            not live or live[-1].event != "session:completed" or live[-1].data["sessionId"] != sid2
-        ):
-            live.append(await stream.next())
+        live, ended = [], set()
+        while ended != {sid, sid2, sid3}:
+            live.append(event := await stream.next())
+            if event.event == "session:completed":
+                ended.add(event.data["sessionId"])
     live_text = json.dumps([(e.event, e.data) for e in live])
     _found(live_text, "live events (SSE)")
     _found("\n".join(committed.seen), "sessiontrack_events_committed")
 
-    rest = await _rest(api, sid, sid2)
+    rest = await _rest(api, sid, sid2, sid3)
     _found(rest, "REST answers")
     for placeholder in ("[phone]", "[email]", "[card]", "[iban]", "[redacted]", "[ticket]"):
         assert placeholder in rest, placeholder
@@ -283,7 +291,7 @@ async def test_no_secret_is_stored_published_or_logged(
         await tracker.aclose()  # checkpoints the WAL into the file
         _found(_sqlite_files(tmp_path), "the SQLite file after close")
     else:
-        rows, files, wal = await _postgres_dump(database_url, prefix, start_lsn)
+        rows, files, wal = await _postgres_dump(database_url, prefix, wal_start)
         _found(rows, "PostgreSQL rows")
         _found(files, "PostgreSQL table, index and TOAST files")
         _found(wal, "PostgreSQL WAL")
