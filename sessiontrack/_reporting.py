@@ -16,6 +16,7 @@ from . import _validate as v
 from . import events as ev
 from ._conversations import Conversations
 from ._ids import normalize_session_id
+from ._redact import Redaction
 from .hookspecs import hookimpl
 from .limits import (
     CALL_TEXT,
@@ -49,6 +50,7 @@ class ReportingHooks:
     _owned: set[str]
     _enqueue: Callable[[Report], None]
     _conversations: Conversations  # starts and completions not yet committed
+    _redaction: Redaction | None  # Tracker(redact=...): runs before the report is queued
 
     @staticmethod
     def _at(at: Any, hook: str) -> Any:
@@ -109,6 +111,8 @@ class ReportingHooks:
             data["metadata"] = v.json_object(metadata, "metadata", h)
         if expires_at is not None:
             data["expires_at"] = v.moment(expires_at, "expires_at", h)
+        if self._redaction is not None:
+            self._redaction.report(ev.SESSION_STARTED, data, h)
         self._enqueue((ev.SESSION_STARTED, sid, self._at(at, h), data))
         if data["conversation_id"] is not None:
             self._conversations.started(data["chatbot_id"], data["conversation_id"], sid)
@@ -133,6 +137,8 @@ class ReportingHooks:
             "duration_ms": v.duration(duration_ms, "duration_ms", h),
             "error": v.opt_text(error, "error", h, TEXT),
         }
+        if self._redaction is not None:
+            self._redaction.report(ev.NODE_EXECUTED, data, h)
         self._enqueue((ev.NODE_EXECUTED, sid, self._at(at, h), data))
 
     @hookimpl(tryfirst=True)
@@ -159,6 +165,8 @@ class ReportingHooks:
             "node_id": v.opt_text(node_id, "node_id", h, NODE_ID),
             "message_id": v.opt_text(message_id, "message_id", h, MESSAGE_ID, ints=True),
         }
+        if self._redaction is not None:
+            self._redaction.report(ev.MESSAGE, data, h)
         self._enqueue((ev.MESSAGE, sid, self._at(at, h), data))
 
     @hookimpl(tryfirst=True)
@@ -180,6 +188,8 @@ class ReportingHooks:
             "node_id": v.opt_text(node_id, "node_id", h, NODE_ID),
             "reason": v.opt_text(reason, "reason", h, REASON),
         }
+        if self._redaction is not None:
+            self._redaction.report(kind, data, h)
         self._enqueue((kind, sid, self._at(at, h), data))
         if kind == ev.SESSION_COMPLETED:
             self._conversations.ended(sid)
@@ -191,6 +201,8 @@ class ReportingHooks:
         h = "sessiontrack_variables_changed"
         sid = self._sid(session_id, h)
         data = {"variables": v.json_object(v.required(variables, "variables", h), "variables", h)}
+        if self._redaction is not None:
+            self._redaction.report(ev.VARIABLES_CHANGED, data, h)
         self._enqueue((ev.VARIABLES_CHANGED, sid, self._at(at, h), data))
 
     @hookimpl(tryfirst=True)
@@ -202,6 +214,8 @@ class ReportingHooks:
         if type(status) is not str or status not in _TERMINAL:
             status = v.choice(status, _TERMINAL, "terminal status", h)
         data = {"status": status, "reason": v.opt_text(reason, "reason", h, REASON)}
+        if self._redaction is not None:
+            self._redaction.report(ev.SESSION_COMPLETED, data, h)
         self._enqueue((ev.SESSION_COMPLETED, sid, self._at(at, h), data))
         self._conversations.ended(sid)
 
@@ -256,6 +270,8 @@ class ReportingHooks:
             "finish_reason": v.opt_text(finish_reason, "finish_reason", h, CALL_TEXT),
             "error": v.opt_text(error, "error", h, TEXT),
         }
+        if self._redaction is not None:
+            self._redaction.report(ev.LLM_CALL, data, h)
         self._enqueue((ev.LLM_CALL, sid, self._at(at, h), data))
 
     @hookimpl(tryfirst=True)
@@ -282,4 +298,6 @@ class ReportingHooks:
             "error": v.opt_text(error, "error", h, TEXT),
             "duration_ms": v.duration(duration_ms, "duration_ms", h),
         }
+        if self._redaction is not None:
+            self._redaction.report(ev.TOOL_CALL, data, h)
         self._enqueue((ev.TOOL_CALL, sid, self._at(at, h), data))

@@ -24,6 +24,7 @@ from ._dispatch import DEFAULT_MAX_EVENTS, CommittedDispatcher
 from ._feed import Feed
 from ._host import HostHooks
 from ._intake import NOT_STARTED, Intake
+from ._redact import Redaction
 from ._reporting import ReportingHooks
 from ._stats import TrackerStats
 from ._stops import StopRequests, select_active, stop_ids
@@ -33,7 +34,7 @@ from .abc import Store, Subscription
 from .analytics._service import Analytics
 from .errors import InvalidParameter, TrackerNotRunning
 from .hookspecs import REQUIRED
-from .limits import CHATBOT_ID, CONVERSATION_ID
+from .limits import CHATBOT_ID, CONVERSATION_ID, REASON
 from .models import Principal, StopManyResult
 from .query import SessionQueries
 from .status import TERMINAL_STATUSES
@@ -68,6 +69,7 @@ class TrackerOptions(TypedDict, total=False):
     retry_max: float
     max_committed_queue: int
     analytics: bool
+    redact: Iterable[object] | None
 
 
 class Tracker(ReportingHooks):
@@ -128,6 +130,12 @@ class Tracker(ReportingHooks):
         answers from what is already there, and ``sessiontrack analytics rebuild``
         builds the rollups from the log later. With a :class:`~sessiontrack.abc.Store`
         passed in, ``False`` sets the store's ``analytics`` attribute if it has one.
+    :param redact: redactors run over what the hooks report before it is buffered, so
+        nothing they remove is stored, published or logged: the built-ins of
+        :mod:`sessiontrack.redact` (``redact.PHONE``, ``redact.EMAIL``, ``redact.CARD``,
+        ``redact.IBAN``, ``redact.ALL``, ``redact.variables(...)``,
+        ``redact.contact(...)``) and callables ``str -> str``, applied in this order
+        (see docs/privacy.md). Anything else raises ``TypeError`` here.
     """
 
     def __init__(
@@ -151,6 +159,7 @@ class Tracker(ReportingHooks):
         retry_max: float = 5.0,
         max_committed_queue: int = DEFAULT_MAX_EVENTS,
         analytics: bool = True,
+        redact: Iterable[object] | None = None,
     ) -> None:
         if overflow not in ("raise", "drop"):
             raise ValueError(f"overflow must be 'raise' or 'drop', got {overflow!r}")
@@ -174,6 +183,7 @@ class Tracker(ReportingHooks):
             raise ValueError(f"completion_grace must be from 0 to 1 hour, got {completion_grace}")
         if not 0 <= commit_delay <= 1:
             raise ValueError(f"commit_delay must be from 0 to 1 second, got {commit_delay!r}")
+        self._redaction = None if redact is None else Redaction(redact)
         if isinstance(url_or_engine, Store):
             self.store: Store = url_or_engine
             if not analytics and hasattr(url_or_engine, "analytics"):
@@ -412,7 +422,12 @@ class Tracker(ReportingHooks):
             ended while the stop was on its way to the database.
         """
         self._require_running()
-        await self._stops.stop(session_id, principal, reason)
+        await self._stops.stop(session_id, principal, self._redacted_reason(reason, "stop"))
+
+    def _redacted_reason(self, reason: str, call: str) -> str:
+        if self._redaction is not None and isinstance(reason, str) and reason:
+            return self._redaction.text(reason, "reason", call, REASON)
+        return reason
 
     async def stop_many(
         self,
@@ -447,6 +462,7 @@ class Tracker(ReportingHooks):
             assert filter is not None
             who = principal if isinstance(principal, Principal) else None
             chosen = await select_active(self._sessions, filter, who)
+        reason = self._redacted_reason(reason, "stop_many")
         return await self._stops.stop_many(chosen, principal, reason)
 
     async def active_session(self, chatbot_id: str, conversation_id: str | int) -> str | None:
