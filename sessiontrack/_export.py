@@ -110,12 +110,15 @@ def _wire(value: Any) -> Any:
     return value
 
 
-def detail_json(fs: FullSession) -> dict[str, Any]:
+def detail_json(fs: FullSession, *, metadata: bool = True) -> dict[str, Any]:
     """A session's export line as a dict: the detail as ``GET /{id}`` gives it (with every
     message and call), plus ``seq`` on each node execution and ``channelMessageId`` on
-    each message, which an import needs to give back the same detail."""
+    each message, which an import needs to give back the same detail, and the engine's
+    ``metadata`` (unless ``metadata=False``: the HTTP API never serves it)."""
     d = fs.detail
     out: dict[str, Any] = _wire(d)
+    if not metadata:
+        del out["metadata"]
     out["isActive"] = d.is_active
     for execution, seq in zip(out["nodeExecutions"], fs.node_seqs, strict=True):
         execution["seq"] = seq
@@ -151,9 +154,11 @@ async def csv_stream(
     mask: Mask | None = None,
     progress: Progress | None = None,
     on_batch: OnBatch | None = None,
+    metadata: bool = True,
     batch_size: int = 1000,
 ) -> AsyncIterator[bytes]:
-    """The CSV: the header, then one row per session, one chunk per batch."""
+    """The CSV: the header, then one row per session, one chunk per batch (``metadata``:
+    not a column of the CSV, taken for the same signature as :func:`jsonl_stream`)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
@@ -179,6 +184,7 @@ async def jsonl_stream(
     mask: Mask | None = None,
     progress: Progress | None = None,
     on_batch: OnBatch | None = None,
+    metadata: bool = True,
     batch_size: int = 200,
 ) -> AsyncIterator[bytes]:
     """The JSON Lines: one session's whole detail a line, one chunk per batch."""
@@ -188,7 +194,7 @@ async def jsonl_stream(
             await on_batch([fs.detail.id for fs in batch])
         lines = []
         for fs in batch:
-            line = detail_json(fs)
+            line = detail_json(fs, metadata=metadata)
             if mask is not None and line["customerPhone"]:
                 line["customerPhone"] = mask(line["customerPhone"])
             lines.append(_dumps(line))

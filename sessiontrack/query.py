@@ -235,6 +235,7 @@ class SessionQueries:
         mask: Callable[[str], str | None] | None = None,
         progress: Callable[[int], None] | None = None,
         on_batch: Callable[[IdList], Awaitable[None]] | None = None,
+        metadata: bool = True,
         **filters: Any,
     ) -> AsyncIterator[bytes]:
         """Every session matching ``filters`` (the arguments of :meth:`session_filter`),
@@ -246,7 +247,9 @@ class SessionQueries:
         the stream reads the store in keyset batches as it is consumed, so its memory is
         one batch's. For a ``principal`` without ``can_see_pii``, phone numbers go through
         ``mask`` (default: left out). ``progress`` gets the running count of sessions
-        written, ``on_batch`` each batch's session ids before it is sent.
+        written, ``on_batch`` each batch's session ids before it is sent. ``metadata=False``
+        leaves the engine's ``metadata`` out of the JSON Lines (the HTTP API never serves
+        it; an import then gives every session empty metadata).
         """
         from . import _export
 
@@ -272,6 +275,7 @@ class SessionQueries:
             mask=masking,
             progress=progress,
             on_batch=on_batch,
+            metadata=metadata,
         )
 
     async def active(

@@ -342,6 +342,35 @@ class FunnelQuery(AnalyticsQuery):
     steps: str = Field(min_length=1, description="1 to 20 node ids, comma-separated, in order")
 
 
+_NOT_EXPORTED = frozenset({"limit", "offset", "cursor"})
+"""List parameters ``GET /export`` does without: it streams every matching session."""
+
+
+class _ExportFormat(Query):
+    format: Literal["jsonl", "csv"] = Field(
+        "jsonl", description="jsonl (one session detail a line) or csv (one list item a row)"
+    )
+
+    @field_validator("sort_order", mode="before", check_fields=False)
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+_EXPORTED: dict[str, Any] = {
+    name: (f.annotation, f)
+    for name, f in ListQuery.model_fields.items()
+    if name not in _NOT_EXPORTED
+}
+ExportQuery: Any = pydantic.create_model(
+    "ExportQuery",
+    __base__=_ExportFormat,
+    __doc__="Query parameters of ``GET /export``: the list parameters (but paging) and format.",
+    __module__=__name__,
+    **_EXPORTED,
+)
+
+
 # --- responses: derived from the dataclasses of sessiontrack.models --------------------
 
 
