@@ -13,7 +13,7 @@ import io
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import fields, is_dataclass, replace
+from dataclasses import fields, is_dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +21,9 @@ import orjson
 
 from .abc import Store
 from .models import SessionSummary
+from .status import ACTIVE_STATUSES
 from .store import ExportOrder, FullSession, SessionFilter
+from .store._transfer import SummaryRow
 
 FORMATS = ("jsonl", "csv")
 MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
@@ -34,7 +36,6 @@ OnBatch = Callable[[list[str]], Awaitable[None]]
 _SUMMARY_FIELDS = [f.name for f in fields(SessionSummary)]
 _FREE_FORM = frozenset({"variables", "metadata", "payload", "flow_data", "arguments", "result"})
 """Fields holding the engine's own JSON: written as stored, keys untouched."""
-_FORMULA = re.compile(r"^[=+\-@\t\r]")
 _PLAIN_NUMBER = re.compile(r"^[+-]?[\d\s().*-]*$")
 
 
@@ -47,15 +48,17 @@ CSV_COLUMNS = [*(_camel(n) for n in _SUMMARY_FIELDS), "isActive", "durationSecon
 """The CSV header: a list item's fields (as ``GET /`` names them), then ``durationSeconds``."""
 
 
-def duration_seconds(s: SessionSummary) -> float:
-    """How long a session has run: to its completion, or (still active) to its last
-    activity (``updatedAt``), in seconds with millisecond precision."""
-    end = s.completed_at or s.updated_at
-    return round((end - s.started_at).total_seconds(), 3)
+def duration_seconds(started_at: datetime, ended_at: datetime) -> float:
+    """How long a session has run, in seconds with millisecond precision: ``ended_at`` is
+    its completion or, while it is active, its last activity (``updatedAt``)."""
+    return round((ended_at - started_at).total_seconds(), 3)
 
 
 def _iso(value: datetime | None) -> str:
-    return "" if value is None else value.isoformat().replace("+00:00", "Z")
+    if value is None:
+        return ""
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def _cell(value: str | None) -> str:
@@ -64,36 +67,50 @@ def _cell(value: str | None) -> str:
     masked or not) gets a ``'`` in front, as OWASP's advice on CSV injection has it."""
     if not value:
         return ""
-    if _FORMULA.match(value) and not (value[0] in "+-" and _PLAIN_NUMBER.match(value)):
+    if value[0] in _RISKY and not (value[0] in "+-" and _PLAIN_NUMBER.match(value)):
         return "'" + value
     return value
 
 
-def csv_row(s: SessionSummary) -> list[Any]:
-    return [
-        s.id,
-        _cell(s.conversation_id),
-        _cell(s.chatbot_id),
-        _cell(s.chatbot_name),
-        _cell(s.customer_phone),
-        _cell(s.customer_name),
-        s.status,
-        _cell(s.current_node_id),
-        _cell(s.current_node_label),
-        _iso(s.started_at),
-        _iso(s.updated_at),
-        _iso(s.completed_at),
-        s.node_count,
-        s.message_count,
-        s.input_tokens,
-        s.output_tokens,
-        repr(s.cost),
-        s.llm_calls,
-        s.tool_calls,
-        s.error_count,
-        "true" if s.is_active else "false",
-        duration_seconds(s),
-    ]
+_RISKY = frozenset("=+-@\t\r")
+_TEXT = tuple(
+    i
+    for i, name in enumerate(_SUMMARY_FIELDS)
+    if name
+    in {
+        "conversation_id",
+        "chatbot_id",
+        "chatbot_name",
+        "customer_phone",
+        "customer_name",
+        "current_node_id",
+        "current_node_label",
+    }
+)
+_TIMES = tuple(
+    i
+    for i, name in enumerate(_SUMMARY_FIELDS)
+    if name in {"started_at", "updated_at", "completed_at"}
+)
+_STATUS = _SUMMARY_FIELDS.index("status")
+_PHONE = _SUMMARY_FIELDS.index("customer_phone")
+_COST = _SUMMARY_FIELDS.index("cost")
+_STARTED, _UPDATED, _COMPLETED = _TIMES
+
+
+def csv_row(row: SummaryRow) -> list[Any]:
+    """One CSV row of a list item (a tuple of ``SessionSummary``'s fields, in order)."""
+    out = list(row)
+    for i in _TEXT:
+        value = out[i]
+        if value and value[0] in _RISKY:
+            out[i] = _cell(value)
+    for i in _TIMES:
+        out[i] = _iso(out[i])
+    out[_COST] = repr(row[_COST])
+    out.append("true" if row[_STATUS] in ACTIVE_STATUSES else "false")
+    out.append(duration_seconds(row[_STARTED], row[_COMPLETED] or row[_UPDATED]))
+    return out
 
 
 def _wire(value: Any) -> Any:
@@ -140,10 +157,11 @@ def _iso_default(value: Any) -> Any:
     raise TypeError(f"cannot export {type(value).__name__}")
 
 
-def _masked_summary(s: SessionSummary, mask: Mask | None) -> SessionSummary:
-    if mask is None or not s.customer_phone:
-        return s
-    return replace(s, customer_phone=mask(s.customer_phone))
+def _masked(row: SummaryRow, mask: Mask) -> SummaryRow:
+    phone = row[_PHONE]
+    if not phone:
+        return row
+    return (*row[:_PHONE], mask(phone), *row[_PHONE + 1 :])
 
 
 async def csv_stream(
@@ -166,10 +184,12 @@ async def csv_stream(
     done = 0
     async for batch in store.iter_summaries(f, order, batch_size=batch_size):
         if on_batch is not None:
-            await on_batch([s.id for s in batch])
+            await on_batch([row[0] for row in batch])
         buf.seek(0)
         buf.truncate()
-        writer.writerows(csv_row(_masked_summary(s, mask)) for s in batch)
+        if mask is not None:
+            batch = [_masked(row, mask) for row in batch]
+        writer.writerows(map(csv_row, batch))
         yield buf.getvalue().encode()
         done += len(batch)
         if progress is not None:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # type-only: importing the store package would import SQLAlch
     from .models import Message, SessionDetail, SessionSummary, Stats
     from .store._fold import FoldResult, Report
     from .store._reads import SessionFilter
-    from .store._transfer import ExportOrder, FullSession
+    from .store._transfer import ExportOrder, FullSession, SummaryRow
 
 __all__ = ["BatchAttempt", "Feed", "Span", "Store", "Subscription"]
 
@@ -232,12 +232,13 @@ class Store(metaclass=ABCMeta):
     @abstractmethod
     def iter_summaries(
         self, f: SessionFilter, order: ExportOrder, *, batch_size: int = 1000
-    ) -> AsyncIterator[list[SessionSummary]]:
+    ) -> AsyncIterator[list[SummaryRow]]:
         """Every session matching ``f`` as list items, in ``order`` (the sort column, then
-        id), in batches of up to ``batch_size``. Each batch is a keyset query on a
-        connection of its own: memory and the cost of a batch do not grow with the export.
-        A session whose sort value changes while the export runs may be missed or appear
-        twice (``started_at`` never changes)."""
+        id), in batches of up to ``batch_size``: tuples of the fields of
+        :class:`~sessiontrack.models.SessionSummary` in their order. Each batch is a keyset
+        query on a connection of its own: memory and the cost of a batch do not grow with
+        the export. A session whose sort value changes while the export runs may be missed or
+        appear twice (``started_at`` never changes)."""
 
     @abstractmethod
     def iter_details(

@@ -286,9 +286,12 @@ async def test_batches_are_keyset_pages_that_miss_and_repeat_nothing(
         order = ExportOrder(descending=descending)
         batches = [b async for b in store.iter_summaries(f, order, batch_size=5)]
         assert [len(b) for b in batches] == [5, 5, 5, 5, 3]
-        got = [s.id for b in batches for s in b]
+        got = [row[0] for b in batches for row in b]
         listed = await tracker.sessions.list(limit=100, sort_order="DESC" if descending else "ASC")
         assert got == [s.id for s in listed.data]
+        # each row is a list item's fields in order, as typed there
+        as_rows = [tuple(getattr(s, f.name) for f in dataclasses.fields(s)) for s in listed.data]
+        assert [row for b in batches for row in b] == as_rows
         full = [fs.detail.id async for b in store.iter_details(f, order, batch_size=4) for fs in b]
         assert full == got
 

@@ -6,6 +6,8 @@ holds a transaction (or SQLite's WAL) open, and its memory is one batch's.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,9 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..events import LLM_CALL, MESSAGE, NODE_EXECUTED, TOOL_CALL
-from ..models import Message, SessionDetail, SessionSummary
+from ..models import Message, SessionDetail
 from ._fold import name_key
 from ._reads import ReadQueries, SessionFilter, _Activity
+from ._tables import UTCDateTime
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,6 +28,11 @@ if TYPE_CHECKING:
 _DETAIL_KINDS = (NODE_EXECUTED, MESSAGE, LLM_CALL, TOOL_CALL)
 _FLOW_CACHE = 256
 """Flow graphs kept between batches (one per chatbot version seen); cleared when full."""
+
+
+SummaryRow = tuple[Any, ...]
+"""A list item as a tuple: the fields of :class:`~sessiontrack.models.SessionSummary`, in
+their order, as typed there (times aware, in UTC)."""
 
 
 class NotEmpty(Exception):
@@ -52,21 +60,56 @@ class ExportOrder:
 class TransferQueries(ReadQueries):
     async def iter_summaries(
         self, f: SessionFilter, order: ExportOrder, *, batch_size: int = 1000
-    ) -> AsyncIterator[list[SessionSummary]]:
-        """Every session matching ``f`` as list items, in batches of ``batch_size``,
-        in ``order``: each batch is one keyset query, so a deep batch costs as the first."""
-        after: tuple[datetime, str] | None = None
-        while True:
+    ) -> AsyncIterator[list[SummaryRow]]:
+        """Every session matching ``f`` as list items, in batches of ``batch_size``, in
+        ``order``: tuples of the fields of ``SessionSummary`` in their order (a million
+        dataclasses would cost more than the rest of a CSV export). Each batch is one
+        keyset query, so a deep batch costs as the first; the next batch is read while the
+        caller handles this one."""
+        s = self.tables.sessions
+        cols = self._summary_columns()
+        times = [i for i, c in enumerate(cols) if isinstance(c.type, UTCDateTime)]
+        sort_at = [c.name for c in cols].index(order.sort_by)
+        raw = self.engine.dialect.name == "sqlite"
+        if raw:  # SQLite's stored text, parsed in C below: SQLAlchemy's parser is Python
+            cols = [
+                sa.type_coerce(c, sa.String).label(c.name) if i in times else c
+                for i, c in enumerate(cols)
+            ]
+        cost_at = [c.name for c in cols].index(s.c.cost.name)
+
+        async def read(after: tuple[datetime, str] | None) -> list[SummaryRow]:
+            q = self._batch(f, order, after, batch_size, columns=cols)
             async with self.engine.connect() as conn:
-                rows = (await conn.execute(self._batch(f, order, after, batch_size))).all()
-            if not rows:
-                return
-            items = [SessionSummary(**{**r._asdict(), "cost": float(r.cost)}) for r in rows]
-            yield items
-            if len(rows) < batch_size:
-                return
-            last = items[-1]
-            after = (getattr(last, order.sort_by), last.id)
+                rows = (await conn.execute(q)).all()
+            out = []
+            for r in rows:
+                values = list(r)
+                if raw:
+                    for i in times:
+                        text = values[i]
+                        if text is not None:
+                            values[i] = datetime.fromisoformat(text).replace(tzinfo=UTC)
+                values[cost_at] = float(values[cost_at])
+                out.append(tuple(values))
+            return out
+
+        pending = asyncio.ensure_future(read(None))
+        try:
+            while True:
+                batch = await pending
+                if len(batch) == batch_size:
+                    last = batch[-1]
+                    pending = asyncio.ensure_future(read((last[sort_at], last[0])))
+                if batch:
+                    yield batch
+                if len(batch) < batch_size:
+                    return
+        finally:
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending
 
     async def iter_details(
         self, f: SessionFilter, order: ExportOrder, *, batch_size: int = 200
@@ -101,13 +144,14 @@ class TransferQueries(ReadQueries):
         limit: int,
         *,
         detail: bool = False,
+        columns: list[Any] | None = None,
     ) -> Any:
         s = self.tables.sessions
         sort_col = s.c[order.sort_by]
         where = self._where(f)
         if after is not None:
             where.append(self._keyset(f, sort_col, after, order.descending))
-        cols = self._summary_columns()
+        cols = columns or self._summary_columns()
         if detail:
             cols += [
                 s.c.variables,
