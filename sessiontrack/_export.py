@@ -103,13 +103,20 @@ def csv_row(row: SummaryRow) -> list[Any]:
     out = list(row)
     for i in _TEXT:
         value = out[i]
-        if value and value[0] in _RISKY:
+        # a phone number (the commonest leading +) is let through without the regex
+        if value and value[0] in _RISKY and not value[1:].isdigit():
             out[i] = _cell(value)
     for i in _TIMES:
-        out[i] = _iso(out[i])
+        value = out[i]
+        if value is not None:  # stored times are UTC: isoformat ends in +00:00
+            text = value.isoformat()
+            out[i] = text[:-6] + "Z" if text.endswith("+00:00") else text
+        else:
+            out[i] = ""
     out[_COST] = repr(row[_COST])
     out.append("true" if row[_STATUS] in ACTIVE_STATUSES else "false")
-    out.append(duration_seconds(row[_STARTED], row[_COMPLETED] or row[_UPDATED]))
+    ended = row[_COMPLETED] or row[_UPDATED]
+    out.append(round((ended - row[_STARTED]).total_seconds(), 3))
     return out
 
 

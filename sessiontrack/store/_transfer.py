@@ -85,11 +85,11 @@ class TransferQueries(ReadQueries):
             out = []
             for r in rows:
                 values = list(r)
-                if raw:
+                if raw:  # naive UTC text: one C call with the offset appended
                     for i in times:
                         text = values[i]
                         if text is not None:
-                            values[i] = datetime.fromisoformat(text).replace(tzinfo=UTC)
+                            values[i] = datetime.fromisoformat(text + "+00:00")
                 values[cost_at] = float(values[cost_at])
                 out.append(tuple(values))
             return out
