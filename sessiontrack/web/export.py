@@ -23,6 +23,8 @@ from .rest import _begin
 async def export(request: Request) -> Response:
     ctx, principal = await _begin(request, None)
     params = dict(schemas.ExportQuery.from_query_string(request.scope["query_string"]))
+    for name in schemas.NOT_EXPORTED:
+        del params[name]  # refused when given: only their defaults are left here
     fmt = params.pop("format")
     tracker = ctx.tracker
 

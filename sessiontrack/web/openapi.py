@@ -289,7 +289,11 @@ def _paths() -> dict[str, Any]:
                     },
                 },
                 errors=(),
-                params=_query_params(schemas.ExportQuery),
+                params=[
+                    p
+                    for p in _query_params(schemas.ExportQuery)
+                    if p["name"] not in schemas.NOT_EXPORTED
+                ],
             )
         },
         "/chatbot/{chatbotId}": {

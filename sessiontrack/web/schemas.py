@@ -342,33 +342,23 @@ class FunnelQuery(AnalyticsQuery):
     steps: str = Field(min_length=1, description="1 to 20 node ids, comma-separated, in order")
 
 
-_NOT_EXPORTED = frozenset({"limit", "offset", "cursor"})
-"""List parameters ``GET /export`` does without: it streams every matching session."""
+NOT_EXPORTED = ("limit", "offset", "cursor")
+"""List parameters ``GET /export`` refuses: it streams every matching session."""
 
 
-class _ExportFormat(Query):
+class ExportQuery(ListQuery):
+    """Query parameters of ``GET /export``: the list parameters but paging, and ``format``.
+
+    A subclass, so that every list parameter and its checks apply to the export as well."""
+
     format: Literal["jsonl", "csv"] = Field(
         "jsonl", description="jsonl (one session detail a line) or csv (one list item a row)"
     )
 
-    @field_validator("sort_order", mode="before", check_fields=False)
+    @field_validator(*NOT_EXPORTED, mode="before")
     @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
-
-
-_EXPORTED: dict[str, Any] = {
-    name: (f.annotation, f)
-    for name, f in ListQuery.model_fields.items()
-    if name not in _NOT_EXPORTED
-}
-ExportQuery: Any = pydantic.create_model(
-    "ExportQuery",
-    __base__=_ExportFormat,
-    __doc__="Query parameters of ``GET /export``: the list parameters (but paging) and format.",
-    __module__=__name__,
-    **_EXPORTED,
-)
+    def _no_paging(cls, value: Any) -> Any:
+        raise ValueError("an export has no pages: it streams every matching session")
 
 
 # --- responses: derived from the dataclasses of sessiontrack.models --------------------
