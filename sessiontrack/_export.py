@@ -13,7 +13,7 @@ import io
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import fields, is_dataclass
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -34,8 +34,6 @@ OnBatch = Callable[[list[str]], Awaitable[None]]
 """Called with the ids of each batch before it is sent (the HTTP route audits them)."""
 
 _SUMMARY_FIELDS = [f.name for f in fields(SessionSummary)]
-_FREE_FORM = frozenset({"variables", "metadata", "payload", "flow_data", "arguments", "result"})
-"""Fields holding the engine's own JSON: written as stored, keys untouched."""
 _PLAIN_NUMBER = re.compile(r"^[+-]?[\d\s().*-]*$")
 
 
@@ -120,18 +118,34 @@ def csv_row(row: SummaryRow) -> list[Any]:
     return out
 
 
-def _wire(value: Any) -> Any:
-    """A dataclass as the HTTP API's JSON names it (camelCase), free-form JSON untouched."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {
-            _camel(f.name): getattr(value, f.name)
-            if f.name in _FREE_FORM
-            else _wire(getattr(value, f.name))
-            for f in fields(value)
-        }
-    if isinstance(value, list):
-        return [_wire(v) for v in value]
-    return value
+_NESTED = frozenset(
+    {"node_executions", "messages", "node_totals", "llm_call_history", "tool_call_history"}
+)
+"""The detail's fields holding lists of dataclasses; every other field is copied as it is
+(scalars, and the free-form JSON: variables, metadata, flow_data, payloads, arguments)."""
+
+
+_KEYS: dict[type, tuple[tuple[str, str, bool], ...]] = {}
+
+
+def _keys(cls: type) -> tuple[tuple[str, str, bool], ...]:
+    """``(attribute, JSON name, nested)`` of each field of a model dataclass."""
+    keys = _KEYS.get(cls)
+    if keys is None:
+        keys = _KEYS[cls] = tuple((f.name, _camel(f.name), f.name in _NESTED) for f in fields(cls))
+    return keys
+
+
+def _wire(value: Any) -> dict[str, Any]:
+    """A model dataclass as the HTTP API names its fields (camelCase), free-form JSON as
+    stored; the nested lists (messages, calls …) hold dataclasses of plain fields."""
+    out: dict[str, Any] = {}
+    for name, key, nested in _keys(type(value)):
+        item = getattr(value, name)
+        if nested:
+            item = [{k: getattr(v, n) for n, k, _ in _keys(type(v))} for v in item]
+        out[key] = item
+    return out
 
 
 def detail_json(fs: FullSession, *, metadata: bool = True) -> dict[str, Any]:
