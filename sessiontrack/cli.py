@@ -263,7 +263,8 @@ def _filter_flags() -> dict[str, tuple[str, str]]:
     return {
         name: ("--" + name.replace("_", "-"), str(p.annotation))
         for name, p in params.items()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "principal"
+        # ``now`` is the library's clock for durations, not a filter
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("principal", "now")
     }
 
 
@@ -293,7 +294,7 @@ def _flag_value(annotation: str) -> Callable[[str], Any]:
 async def _export_sessions_cmd(args: argparse.Namespace) -> None:
     from .query import SessionQueries
 
-    filters = {name: getattr(args, name) for name in _filter_flags()}
+    filters = {name: _one_or_many(getattr(args, name)) for name in _filter_flags()}
     store = await _open(args.database_url, args.prefix, migrate=False)
     show = _progress_printer(line="exported {} sessions…") if not args.quiet else None
     written = [0]
@@ -331,6 +332,16 @@ async def _export_sessions_cmd(args: argparse.Namespace) -> None:
         )
     finally:
         await store.close()
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _one_or_many(value: Any) -> Any:
+    """A repeatable flag given once is its value: ``--path a,b`` stays comma-separated."""
+    return value[0] if isinstance(value, list) and len(value) == 1 else value
 
 
 def _flag_of(field: str) -> str:
@@ -389,13 +400,13 @@ def _transfer_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None
     x.add_argument("--format", choices=["jsonl", "csv"], required=True)
     x.add_argument("--output", help="file to write (default: stdout); FILE.partial until done")
     for name, (flag, annotation) in _filter_flags().items():
-        many = "list" in annotation and "Iterable" not in annotation
+        many = "Sequence" in annotation  # variable: name:value tests, repeated
         x.add_argument(
             flag,
             dest=name,
             type=_flag_value(annotation),
             action="append" if many else "store",
-            help=f"list filter {name}" + (" (repeatable)" if many else ""),
+            help=f"as the list parameter {_camel(name)}" + (" (repeatable)" if many else ""),
         )
     x.add_argument("--sort-by", default="startedAt", choices=["startedAt", "updatedAt"])
     x.add_argument("--sort-order", default="DESC", choices=["ASC", "DESC"])

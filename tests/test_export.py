@@ -230,6 +230,12 @@ async def test_export_applies_the_list_filters_tenants_and_masking(
         {"start_date": T0 + timedelta(minutes=3), "end_date": T0 + timedelta(minutes=8)},
         {"version": "v2"},
         {"conversation_id": "conv-2"},
+        # the advanced filters apply as they do to the list
+        {"has_error": True},
+        {"node_id": "start", "completion_reason": "flow_end"},
+        {"min_messages": 6, "max_messages": 6},
+        {"variable": ["step:3"]},
+        {"variable": ["done:true", "nested:x"]},
     ):
         listed = await tracker.sessions.list(limit=100, **q)
         assert [r["id"] for r in await exported(**q)] == [s.id for s in listed.data], q
@@ -342,6 +348,11 @@ async def test_cli_export_with_progress_then_import(
     assert csv_run.returncode == 0, csv_run.stderr
     rows = list(csv.DictReader(io.StringIO(csv_run.stdout)))
     assert rows and {r["chatbotId"] for r in rows} == {"help"}
+    advanced = run(
+        "export", *common, "--format", "csv", "--variable", "step:3", "--has-error", "true"
+    )
+    assert advanced.returncode == 0, advanced.stderr
+    assert [r["id"] for r in csv.DictReader(io.StringIO(advanced.stdout))] == [ids[3]]
     bad = run("export", *common, "--format", "csv", "--status", "sleeping")
     assert bad.returncode == 2 and "--status: unknown status 'sleeping'" in bad.stderr
     other = other_prefix

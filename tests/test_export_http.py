@@ -75,6 +75,10 @@ async def test_csv_streams_every_matching_session_as_the_list_shows_it(
             assert g[key] == (s[key] or ""), key
         assert int(g["messageCount"]) == s["messageCount"]
         assert float(g["durationSeconds"]) >= 0
+    advanced = {"minMessages": "1", "hasError": "false", "nodeId": "ask"}
+    listed2 = await api.get("/", params={**advanced, "limit": 100}, headers=admin)
+    exported = await api.get("/export", params={**advanced, "format": "csv"}, headers=admin)
+    assert [g["id"] for g in rows(exported.text)] == [s["id"] for s in listed2.json()["data"]]
     q = {"format": "csv", "filter": "active", "chatbotId": "bot-a", "sortOrder": "asc"}
     active = rows((await api.get("/export", params=q, headers=admin)).text)
     assert sorted(g["id"] for g in active) == sorted(world["a"][1::2])
