@@ -71,26 +71,29 @@ class TransferQueries(ReadQueries):
         times = [i for i, c in enumerate(cols) if isinstance(c.type, UTCDateTime)]
         sort_at = [c.name for c in cols].index(order.sort_by)
         raw = self.engine.dialect.name == "sqlite"
-        if raw:  # SQLite's stored text, parsed in C below: SQLAlchemy's parser is Python
-            cols = [
-                sa.type_coerce(c, sa.String).label(c.name) if i in times else c
-                for i, c in enumerate(cols)
-            ]
+        # SQLite: the stored text, parsed in C below (SQLAlchemy's parser is Python code);
+        # PostgreSQL: asyncpg's aware datetimes as they come, no decorator call per value
+        as_read = sa.String() if raw else sa.DateTime(timezone=True)
+        cols = [
+            sa.type_coerce(c, as_read).label(c.name) if i in times else c
+            for i, c in enumerate(cols)
+        ]
         cost_at = [c.name for c in cols].index(s.c.cost.name)
 
         async def read(after: tuple[datetime, str] | None) -> list[SummaryRow]:
             q = self._batch(f, order, after, batch_size, columns=cols)
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(q)).all()
+            if not raw:  # double precision: cost is a float already
+                return [tuple(r) for r in rows]
             out = []
             for r in rows:
                 values = list(r)
-                if raw:  # naive UTC text: one C call with the offset appended
-                    for i in times:
-                        text = values[i]
-                        if text is not None:
-                            values[i] = datetime.fromisoformat(text + "+00:00")
-                values[cost_at] = float(values[cost_at])
+                for i in times:  # naive UTC text: one C call with the offset appended
+                    text = values[i]
+                    if text is not None:
+                        values[i] = datetime.fromisoformat(text + "+00:00")
+                values[cost_at] = float(values[cost_at])  # SQLite may hold the default 0
                 out.append(tuple(values))
             return out
 
