@@ -9,7 +9,7 @@ backend today is :class:`sessiontrack.store.SQLAlchemyStore` (SQLite and Postgre
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # type-only: importing the store package would import SQLAlch
     from .models import Message, SessionDetail, SessionSummary, Stats
     from .store._fold import FoldResult, Report
     from .store._reads import SessionFilter
+    from .store._transfer import ExportOrder, FullSession, SummaryRow
 
 __all__ = ["BatchAttempt", "Feed", "Span", "Store", "Subscription"]
 
@@ -225,6 +226,43 @@ class Store(metaclass=ABCMeta):
     async def chatbots(self) -> list[dict[str, Any]]:
         """Every registered chatbot: ``{chatbot_id, name, current_version, updated_at}``,
         by name."""
+
+    # --- export and import (sessiontrack export / import; docs/export.md) ---------------
+
+    @abstractmethod
+    def iter_summaries(
+        self, f: SessionFilter, order: ExportOrder, *, batch_size: int = 1000
+    ) -> AsyncIterator[list[SummaryRow]]:
+        """Every session matching ``f`` as list items, in ``order`` (the sort column, then
+        id), in batches of up to ``batch_size``: tuples of the fields of
+        :class:`~sessiontrack.models.SessionSummary` in their order. Each batch is a keyset
+        query on a connection of its own: memory and the cost of a batch do not grow with
+        the export. A session whose sort value changes while the export runs may be missed or
+        appear twice (``started_at`` never changes)."""
+
+    @abstractmethod
+    def iter_details(
+        self, f: SessionFilter, order: ExportOrder, *, batch_size: int = 200
+    ) -> AsyncIterator[list[FullSession]]:
+        """Like :meth:`iter_summaries`, each session with its whole detail (every message,
+        node execution, LLM and tool call, the flow graph) and its node executions'
+        sequence numbers."""
+
+    @abstractmethod
+    async def is_empty(self) -> bool:
+        """Whether no session and no event is stored (an import needs an empty store)."""
+
+    @abstractmethod
+    async def import_sessions(
+        self, sessions: Sequence[FullSession], chatbots: Sequence[dict[str, Any]]
+    ) -> None:
+        """Write whole sessions (as :meth:`iter_details` read them) in one transaction, under
+        their own sequence numbers, so that :meth:`get_session` returns the same details;
+        ``chatbots`` (``chatbot_id, name, current_version, updated_at, flows``) are added
+        where missing.
+
+        :raises sessiontrack.store.NotEmpty: if one of the sessions is stored already.
+        """
 
     # --- analytics (the rollups of sessiontrack.analytics; docs/analytics.md) -----------
 

@@ -1,4 +1,5 @@
-"""The ``sessiontrack`` command: migrate, purge, serve (with the web extra) and analytics."""
+"""The ``sessiontrack`` command: migrate, purge, serve (with the web extra), analytics,
+export and import."""
 
 from __future__ import annotations
 
@@ -250,6 +251,180 @@ _FLAGS = {
 """The flag for each field the analytics service may refuse."""
 
 
+def _filter_flags() -> dict[str, tuple[str, str]]:
+    """``{parameter: (flag, annotation)}`` of every filter ``tracker.sessions`` takes
+    (:meth:`SessionQueries.session_filter`): the list filters, so a filter added there is
+    a flag of ``sessiontrack export`` too."""
+    import inspect
+
+    from .query import SessionQueries
+
+    params = inspect.signature(SessionQueries.session_filter).parameters
+    return {
+        name: ("--" + name.replace("_", "-"), str(p.annotation))
+        for name, p in params.items()
+        # ``now`` is the library's clock for durations, not a filter
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("principal", "now")
+    }
+
+
+def _flag_value(annotation: str) -> Callable[[str], Any]:
+    def when(text: str) -> datetime:
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an ISO 8601 datetime, got {text!r}"
+            ) from None
+        if value.utcoffset() is None:
+            raise argparse.ArgumentTypeError(f"{text!r} needs a timezone (Z or +01:00)")
+        return value
+
+    def flag(text: str) -> bool:
+        if text.lower() not in ("true", "false"):
+            raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+        return text.lower() == "true"
+
+    for word, parse in (("datetime", when), ("bool", flag), ("int", int), ("float", float)):
+        if word in annotation:
+            return parse
+    return str
+
+
+async def _export_sessions_cmd(args: argparse.Namespace) -> None:
+    from .query import SessionQueries
+
+    filters = {name: _one_or_many(getattr(args, name)) for name in _filter_flags()}
+    store = await _open(args.database_url, args.prefix, migrate=False)
+    show = _progress_printer(line="exported {} sessions…") if not args.quiet else None
+    written = [0]
+
+    def progress(done: int) -> None:
+        written[0] = done
+        if show is not None:
+            show(done)
+
+    target = Path(args.output) if args.output else None
+    partial = target.with_name(target.name + ".partial") if target else None
+    try:
+        try:
+            body = SessionQueries(store).export(
+                format=args.format,
+                sort_by=args.sort_by,
+                sort_order=args.sort_order,
+                progress=progress,
+                **{k: v for k, v in filters.items() if v is not None},
+            )
+        except InvalidParameter as exc:
+            raise CommandError(f"{_flag_of(exc.field)}: {exc.message}") from None
+        started = time.monotonic()
+        with _output(partial) as out:
+            async for chunk in body:
+                out.write(chunk)
+        if partial is not None and target is not None:
+            partial.replace(target)  # a finished file only: an interrupted one stays .partial
+        if show is not None:
+            sys.stderr.write("\n")
+        took = time.monotonic() - started
+        where = f" to {target}" if target else ""
+        sys.stderr.write(
+            f"exported {written[0]} sessions as {args.format}{where} in {took:.1f} s\n"
+        )
+    finally:
+        await store.close()
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _one_or_many(value: Any) -> Any:
+    """A repeatable flag given once is its value: ``--path a,b`` stays comma-separated."""
+    return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+
+def _flag_of(field: str) -> str:
+    name = re.sub(r"(?<!^)([A-Z])", r"_\1", field).lower()
+    flags = {**{k: v[0] for k, v in _filter_flags().items()}, "sort_by": "--sort-by"}
+    return flags.get(name, "--" + name.replace("_", "-"))
+
+
+@contextlib.contextmanager
+def _output(path: Path | None) -> Iterator[Any]:
+    if path is None:
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    try:
+        fh = path.open("wb")
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
+    with fh:
+        yield fh
+
+
+async def _import_cmd(args: argparse.Namespace) -> None:
+    from ._import import BadExport, import_jsonl
+    from .store import NotEmpty
+
+    if not await anyio.Path(args.file).is_file():
+        raise CommandError(f"no file {args.file}")
+    store = await _open(args.database_url, args.prefix, migrate=True)
+    show = _progress_printer(line="imported {} of {} sessions…") if not args.quiet else None
+    try:
+        started = time.monotonic()
+        try:
+            total = await import_jsonl(store, args.file, progress=show)
+        except NotEmpty as exc:
+            raise CommandError(str(exc)) from None
+        except BadExport as exc:
+            raise CommandError(f"{args.file}: {exc} (nothing was imported)") from None
+        if show is not None:
+            sys.stderr.write("\n")
+        took = time.monotonic() - started
+        print(f"imported {total} sessions from {args.file} in {took:.1f} s")
+    finally:
+        await store.close()
+
+
+def _transfer_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    x = sub.add_parser(
+        "export",
+        help="write every session matching the filters as JSON Lines or CSV",
+        description="Stream the sessions matching the list filters (those of GET /, as "
+        "flags) to a file or stdout: jsonl gives each session's whole detail a line (what "
+        "sessiontrack import reads), csv one list row per session. See docs/export.md.",
+    )
+    common(x)
+    x.add_argument("--format", choices=["jsonl", "csv"], required=True)
+    x.add_argument("--output", help="file to write (default: stdout); FILE.partial until done")
+    for name, (flag, annotation) in _filter_flags().items():
+        many = "Sequence" in annotation  # variable: name:value tests, repeated
+        x.add_argument(
+            flag,
+            dest=name,
+            type=_flag_value(annotation),
+            action="append" if many else "store",
+            help=f"as the list parameter {_camel(name)}" + (" (repeatable)" if many else ""),
+        )
+    x.add_argument("--sort-by", default="startedAt", choices=["startedAt", "updatedAt"])
+    x.add_argument("--sort-order", default="DESC", choices=["ASC", "DESC"])
+    x.add_argument("--quiet", action="store_true", help="no progress line")
+    x.set_defaults(run=_export_sessions_cmd)
+    i = sub.add_parser(
+        "import",
+        help="import a JSON Lines export into an empty database",
+        description="Write the sessions of a 'sessiontrack export --format jsonl' file into "
+        "a database holding none (the tables are created or upgraded first): each "
+        "session's detail reads back as it was exported.",
+    )
+    common(i)
+    i.add_argument("file", help="the .jsonl file")
+    i.add_argument("--quiet", action="store_true", help="no progress line")
+    i.set_defaults(run=_import_cmd)
+
+
 def _analytics_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
     group = sub.add_parser("analytics", help="flow analytics: export reports, rebuild rollups")
     commands = group.add_subparsers(dest="analytics_command", required=True)
@@ -333,6 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(run=_serve_cmd)
     _analytics_parsers(sub, common)
+    _transfer_parsers(sub, common)
     return parser
 
 

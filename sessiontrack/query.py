@@ -13,7 +13,7 @@ import binascii
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -22,7 +22,7 @@ from .abc import Store
 from .errors import InvalidParameter, SessionNotFound
 from .models import Message, Page, Principal, SessionDetail, SessionSummary, Stats
 from .status import ACTIVE_STATUSES, ALL_STATUSES, TERMINAL_STATUSES
-from .store import SessionFilter
+from .store import ExportOrder, SessionFilter
 from .store._filters import JsonScalar, VariableTest
 
 FILTER_GROUPS: dict[str, frozenset[str] | None] = {
@@ -49,6 +49,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 SummaryList = list[SessionSummary]
 MessageList = list[Message]
 ChatbotList = list[dict[str, Any]]
+IdList = list[str]
 
 
 class SessionQueries:
@@ -124,14 +125,82 @@ class SessionQueries:
             raise InvalidParameter("limit", f"must be an integer from 1 to {MAX_LIMIT}")
         if not isinstance(offset, int) or offset < 0:
             raise InvalidParameter("offset", "must be a non-negative integer")
+        cursor = _text(cursor, "cursor")
+        after = _decode_cursor(cursor, sort_col, order) if cursor else None
+        f = self.session_filter(
+            status=status,
+            filter=filter,
+            chatbot_id=chatbot_id,
+            conversation_id=conversation_id,
+            search=search,
+            start_date=start_date,
+            end_date=end_date,
+            path=path,
+            version=version,
+            node_id=node_id,
+            completion_reason=completion_reason,
+            min_messages=min_messages,
+            max_messages=max_messages,
+            min_duration=min_duration,
+            max_duration=max_duration,
+            has_error=has_error,
+            variable=variable,
+            now=now,
+            principal=principal,
+        )
+        items, total, more = await self._store.list_sessions(
+            f,
+            sort_by=sort_col,
+            descending=order == "DESC",
+            limit=limit,
+            offset=0 if after else offset,
+            after=after,
+        )
+        next_cursor = _encode_cursor(items[-1], sort_col, order) if more and items else None
+        capped = f.advanced and f.count_limit is not None and total > f.count_limit
+        return Page(
+            data=items,
+            total=self._count_limit if capped else total,
+            total_exact=not capped,
+            limit=limit,
+            offset=offset,
+            has_next=more,
+            has_previous=offset > 0 or after is not None,
+            next_cursor=next_cursor,
+        )
+
+    def session_filter(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        filter: str | None = None,
+        chatbot_id: str | None = None,
+        conversation_id: str | None = None,
+        search: str | None = None,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+        path: str | Sequence[str] | None = None,
+        version: str | None = None,
+        node_id: str | None = None,
+        completion_reason: str | None = None,
+        min_messages: int | None = None,
+        max_messages: int | None = None,
+        min_duration: float | None = None,
+        max_duration: float | None = None,
+        has_error: bool | None = None,
+        variable: str | Sequence[str] | None = None,
+        now: datetime | None = None,
+        principal: Principal | None = None,
+    ) -> SessionFilter:
+        """The validated filter of :meth:`list`'s filter arguments (all but paging and
+        sort), limited to the chatbots ``principal`` may see: what :meth:`list`,
+        :meth:`export` and bulk operations select sessions with."""
         start_date = _utc(start_date, "startDate")
         end_date = _utc(end_date, "endDate")
         conversation_id = _text(conversation_id, "conversationId")
         version = _text(version, "version")
         search = _text(search, "search")
-        cursor = _text(cursor, "cursor")
-        after = _decode_cursor(cursor, sort_col, order) if cursor else None
-        f = SessionFilter(
+        return SessionFilter(
             statuses=_statuses(status, filter),
             chatbot_ids=_chatbots(chatbot_id, principal),
             conversation_id=conversation_id or None,
@@ -155,25 +224,58 @@ class SessionQueries:
                 now=now,
             ),
         )
-        items, total, more = await self._store.list_sessions(
+
+    def export(
+        self,
+        *,
+        format: str = "jsonl",
+        sort_by: str = "startedAt",
+        sort_order: str = "DESC",
+        principal: Principal | None = None,
+        mask: Callable[[str], str | None] | None = None,
+        progress: Callable[[int], None] | None = None,
+        on_batch: Callable[[IdList], Awaitable[None]] | None = None,
+        metadata: bool = True,
+        **filters: Any,
+    ) -> AsyncIterator[bytes]:
+        """Every session matching ``filters`` (the arguments of :meth:`session_filter`),
+        as a stream of bytes: ``jsonl``, one session's whole detail a line (every message,
+        node execution and call), or ``csv``, one list item a row plus ``durationSeconds``.
+        See docs/export.md for both formats.
+
+        The arguments are checked now (:class:`~sessiontrack.errors.InvalidParameter`);
+        the stream reads the store in keyset batches as it is consumed, so its memory is
+        one batch's. For a ``principal`` without ``can_see_pii``, phone numbers go through
+        ``mask`` (default: left out). ``progress`` gets the running count of sessions
+        written, ``on_batch`` each batch's session ids before it is sent. ``metadata=False``
+        leaves the engine's ``metadata`` out of the JSON Lines (the HTTP API never serves
+        it; an import then gives every session empty metadata).
+        """
+        from . import _export
+
+        if format not in _export.FORMATS:
+            raise InvalidParameter("format", f"must be jsonl or csv, got {format!r}")
+        sort_col = SORT_FIELDS.get(sort_by) if isinstance(sort_by, str) else None
+        if sort_col is None:
+            raise InvalidParameter(
+                "sortBy", f"must be one of startedAt, updatedAt, got {sort_by!r}"
+            )
+        order = str(sort_order).upper()
+        if order not in ("ASC", "DESC"):
+            raise InvalidParameter("sortOrder", f"must be ASC or DESC, got {sort_order!r}")
+        f = self.session_filter(principal=principal, **filters)
+        masking: Callable[[str], str | None] | None = None
+        if principal is not None and not principal.can_see_pii:
+            masking = mask or _hidden
+        stream = _export.csv_stream if format == "csv" else _export.jsonl_stream
+        return stream(
+            self._store,
             f,
-            sort_by=sort_col,
-            descending=order == "DESC",
-            limit=limit,
-            offset=0 if after else offset,
-            after=after,
-        )
-        next_cursor = _encode_cursor(items[-1], sort_col, order) if more and items else None
-        capped = f.advanced and f.count_limit is not None and total > f.count_limit
-        return Page(
-            data=items,
-            total=self._count_limit if capped else total,
-            total_exact=not capped,
-            limit=limit,
-            offset=offset,
-            has_next=more,
-            has_previous=offset > 0 or after is not None,
-            next_cursor=next_cursor,
+            ExportOrder(sort_by=sort_col, descending=order == "DESC"),
+            mask=masking,
+            progress=progress,
+            on_batch=on_batch,
+            metadata=metadata,
         )
 
     async def active(
@@ -257,6 +359,10 @@ class SessionQueries:
         """Registered chatbots the principal may see."""
         bots = await self._store.chatbots()
         return [b for b in bots if principal is None or principal.may_see(b["chatbot_id"])]
+
+
+def _hidden(phone: str) -> None:
+    return None
 
 
 def _session_id(value: object) -> str:

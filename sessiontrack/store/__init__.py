@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from ._reads import SessionFilter
 from ._tables import DEFAULT_PREFIX, Tables, make_tables
+from ._transfer import ExportOrder, FullSession, NotEmpty
 from ._urls import normalize_url
 from .sqlalchemy import SQLAlchemyStore, mask_url
 
@@ -24,6 +25,9 @@ def create_store(
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "ExportOrder",
+    "FullSession",
+    "NotEmpty",
     "SQLAlchemyStore",
     "SessionFilter",
     "Tables",

@@ -32,8 +32,8 @@ from ._fold import (
     SessionState,
     flow_labels,
 )
-from ._reads import ReadQueries
 from ._tables import DEFAULT_PREFIX, make_tables
+from ._transfer import TransferQueries
 from ._urls import normalize_url
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def mask_url(url: str | sa.URL) -> str:
     return sa.make_url(url).render_as_string(hide_password=True)
 
 
-class SQLAlchemyStore(ReadQueries, AnalyticsReads, Store):
+class SQLAlchemyStore(TransferQueries, AnalyticsReads, Store):
     """Stores events and the session projection with SQLAlchemy's async engine.
 
     :param url_or_engine: a database URL (``sqlite+aiosqlite:///file.db``,

@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..tracker import Tracker
-from . import analytics, rest, sse
+from . import analytics, export, rest, sse
 from ._context import Context, context_of
 from ._errors import EXCEPTION_HANDLERS
 from .auth import Authenticator
@@ -111,6 +111,7 @@ def create_app(
         Route("/stats", rest.stats, methods=["GET"]),
         Route("/chatbots", rest.chatbots, methods=["GET"]),
         Route("/stop", rest.stop_many, methods=["POST"]),
+        Route("/export", export.export, methods=["GET"]),
         Route("/events", sse.events, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/chatbot/{chatbot_id}", rest.chatbot_sessions, methods=["GET"]),

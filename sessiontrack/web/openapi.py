@@ -274,6 +274,28 @@ def _paths() -> dict[str, Any]:
                 },
             )
         },
+        "/export": {
+            "get": _op(
+                "exportSessions",
+                "Every matching session, streamed as JSON Lines or CSV",
+                {
+                    "description": "A stream (Content-Disposition names a file): jsonl, one "
+                    "session detail a line with every message, node execution (and its seq) "
+                    "and call; csv, a header row and one list item a row plus "
+                    "durationSeconds. See docs/export.md",
+                    "content": {
+                        "application/x-ndjson": {"schema": {"type": "string"}},
+                        "text/csv": {"schema": {"type": "string"}},
+                    },
+                },
+                errors=(),
+                params=[
+                    p
+                    for p in _query_params(schemas.ExportQuery)
+                    if p["name"] not in schemas.NOT_EXPORTED
+                ],
+            )
+        },
         "/chatbot/{chatbotId}": {
             "get": _op(
                 "listChatbotSessions",

@@ -342,6 +342,25 @@ class FunnelQuery(AnalyticsQuery):
     steps: str = Field(min_length=1, description="1 to 20 node ids, comma-separated, in order")
 
 
+NOT_EXPORTED = ("limit", "offset", "cursor")
+"""List parameters ``GET /export`` refuses: it streams every matching session."""
+
+
+class ExportQuery(ListQuery):
+    """Query parameters of ``GET /export``: the list parameters but paging, and ``format``.
+
+    A subclass, so that every list parameter and its checks apply to the export as well."""
+
+    format: Literal["jsonl", "csv"] = Field(
+        "jsonl", description="jsonl (one session detail a line) or csv (one list item a row)"
+    )
+
+    @field_validator(*NOT_EXPORTED, mode="before")
+    @classmethod
+    def _no_paging(cls, value: Any) -> Any:
+        raise ValueError("an export has no pages: it streams every matching session")
+
+
 # --- responses: derived from the dataclasses of sessiontrack.models --------------------
 
 
