@@ -120,7 +120,7 @@ class Difference:
             if self.inbound is None
             else f"after inbound message {self.turn} "
             f"({json.dumps(self.inbound.text, ensure_ascii=False)} "
-            f"at +{self.inbound.offset_ms / 1000:.1f} s)"
+            f"at +{self.inbound.offset_ms / 1000:.2f} s)"
         )
         where = f" at node {self.node_id!r}" if self.node_id else ""
         lines = [
@@ -225,7 +225,10 @@ class ReplayRun:
 
     def tool(self, name: str, arguments: Any = None, *, node_id: str | None = None) -> Any:
         """The recorded result of the next tool call; :class:`UnrecordedCall` (noted in
-        the report) when the recording's next call is another tool or other arguments."""
+        the report) when the recording's next call is another tool or other arguments.
+
+        :param node_id: the node making the call, when the engine knows it (the report
+            names the recorded call's node otherwise)."""
         expected = self._tools[0] if self._tools else None
         actual = f"tool {name}({_json(arguments)})"
         if expected is None or expected["name"] != name or expected["arguments"] != arguments:
@@ -234,7 +237,8 @@ class ReplayRun:
                 if expected is None
                 else f"tool {expected['name']}({_json(expected['arguments'])})"
             )
-            self._capture().unrecorded("tool", node_id, shown, actual)
+            where = node_id or (expected or {}).get("nodeId")
+            self._capture().unrecorded("tool", where, shown, actual)
             raise UnrecordedCall(f"{actual}: the recording has {shown}")
         self._tools.pop(0)
         if expected.get("error"):
@@ -321,8 +325,8 @@ async def replay(
         session_id=run.session_id,
         flow_version=data["flow"].get("version"),
         engine_flow_version=capture.flow_version or data["flow"].get("version"),
-        expected=expected,
-        actual=actual,
+        expected=[_canonical(t) for t in expected],
+        actual=[_canonical(t) for t in actual],
     )
     report.first = _first_difference(expected, actual, capture, inbound)
     if capture.errors:
@@ -523,6 +527,25 @@ def _turn_difference(
                     path_before=(*before, *nodes),
                 )
     return None
+
+
+def _canonical(steps: list[Step]) -> list[Step]:
+    """One turn's steps laid out the same way whatever order the engine reported them in
+    (some report a node before what it says, some after): each node followed by the
+    messages it said, messages of no node of this turn next, the end last."""
+    nodes = [s for s in steps if s.kind == "node"]
+    said: list[list[Step]] = [[] for _ in nodes]
+    loose: list[Step] = []
+    at = 0
+    for m in (s for s in steps if s.kind == "message"):
+        j = next((j for j in range(at, len(nodes)) if nodes[j].node_id == m.node_id), None)
+        if j is None:
+            loose.append(m)
+        else:
+            said[j].append(m)
+            at = j
+    out = [step for n, msgs in zip(nodes, said, strict=True) for step in (n, *msgs)]
+    return [*out, *loose, *(s for s in steps if s.kind == "end")]
 
 
 def _lines(turns: list[list[Step]]) -> list[str]:
