@@ -51,19 +51,35 @@ async def session_fixture(
     """The fixture of one session: every message and every LLM and tool call it recorded.
 
     :param principal: limits which sessions may be read (others: ``SessionNotFound``).
-    :param mask: when given, the customer's phone number is replaced by ``mask(phone)``
-        wherever it appears in the fixture (contact, conversation id, texts, payloads,
-        variables, tool arguments and results), so a principal without the PII permission
-        never sees it.
+    :param mask: when given, the customer's phone number (as stored, and as its bare
+        digits) is replaced by ``mask(number)`` wherever it appears in the fixture
+        (contact, conversation id, texts, payloads, metadata, tool arguments and results),
+        so a principal without the PII permission never sees it.
     """
     detail = await sessions.get(session_id, principal=principal, message_limit=1, call_limit=None)
     messages = await sessions.messages(detail.id, principal=principal)
     fixture = build_fixture(detail, messages)
     phone = detail.customer_phone
     if mask is not None and phone:
-        masked = mask(phone)
-        fixture = _replace_strings(fixture, lambda s: s.replace(phone, masked))
+        fixture = _replace_strings(fixture, _phone_masker(phone, mask))
     return fixture
+
+
+def _phone_masker(phone: str, mask: Mask) -> Callable[[str], str]:
+    """Replaces the phone number as stored and as bare digits (WhatsApp's conversation ids
+    are the number without its ``+``)."""
+    forms = [phone]
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    if len(digits) >= 7 and digits != phone:
+        forms.append(digits)
+    pairs = [(form, mask(form)) for form in forms]
+
+    def change(text: str) -> str:
+        for form, masked in pairs:
+            text = text.replace(form, masked)
+        return text
+
+    return change
 
 
 def build_fixture(detail: SessionDetail, messages: list[Message]) -> dict[str, Any]:
