@@ -125,6 +125,7 @@ def test_document_is_openapi_3_1_with_the_mount_prefix(live: str) -> None:
         "/stop",
         "/{id}",
         "/{id}/messages",
+        "/{id}/fixture",
         "/{id}/stop",
         *ANALYTICS_PATHS,
     }
