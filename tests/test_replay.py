@@ -181,3 +181,19 @@ async def test_a_fixture_file_round_trips_and_bad_ones_are_refused(
         await replay(newer, HelpdeskReplay())
     with pytest.raises(ValueError, match="not a sessiontrack fixture"):
         load_fixture({"session": {}})
+
+
+async def test_a_stopped_session_replays_its_path_and_not_its_end(hd: Harness) -> None:
+    ann = hd.customer(ANN, "Ann Lee")
+    await ann.say("hi")
+    await ann.tap("order")
+    sid = (await ann.current())["id"]
+    assert (await hd.stop(sid)).status_code == 200
+    fixture = await fixture_of(hd, ANN)
+    assert fixture["expected"]["end"] == {"status": "stopped", "reason": "stopped_by_api"}
+    report = await replay(fixture, HelpdeskReplay(), pace=0.01)
+    assert report.ok, str(report)
+    assert [s.line() for s in report.actual[2]] == [
+        "node ask_order",
+        '  say [ask_order] text: "What is your order number? It looks like A-1234."',
+    ]
