@@ -1,5 +1,5 @@
 """The ``sessiontrack`` command: migrate, purge, serve (with the web extra), analytics,
-export and import."""
+export, import and fixture."""
 
 from __future__ import annotations
 
@@ -460,6 +460,45 @@ def _analytics_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], Non
 REPORT_NAMES = ("summary", "nodes", "paths", "funnel")
 
 
+async def _fixture_cmd(args: argparse.Namespace) -> None:
+    from ._fixture import session_fixture
+    from .errors import SessionNotFound
+    from .query import SessionQueries
+
+    store = await _open(args.database_url, args.prefix, migrate=False)
+    try:
+        fixture = await session_fixture(SessionQueries(store), args.session_id)
+    except InvalidParameter as exc:
+        raise CommandError(f"SESSION_ID: {exc.message}") from None
+    except SessionNotFound:
+        raise CommandError(f"no session {args.session_id!r} in this database") from None
+    finally:
+        await store.close()
+    text = json.dumps(fixture, indent=2, ensure_ascii=False) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        await anyio.Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    print(f"fixture of session {fixture['session']['id']} written to {args.output}")
+
+
+def _fixture_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    f = sub.add_parser(
+        "fixture",
+        help="write a session as a replayable test fixture (JSON)",
+        description="Write one session as a test fixture for sessiontrack.testing.replay: "
+        "its flow version and graph, inbound messages with their timing, the node path "
+        "and outbound messages expected, and the recorded LLM and tool calls.",
+    )
+    f.add_argument("session_id", metavar="SESSION_ID", help="the session's id")
+    common(f)
+    f.add_argument("--output", help="file to write (default: stdout)")
+    f.set_defaults(run=_fixture_cmd)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sessiontrack", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -509,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_serve_cmd)
     _analytics_parsers(sub, common)
     _transfer_parsers(sub, common)
+    _fixture_parser(sub, common)
     return parser
 
 

@@ -284,6 +284,6 @@ def sessiontrack_events_committed(events: Sequence[StoredEvent]) -> None:
 
 @hookspec
 def sessiontrack_session_read(session_id: str, principal: str | None, what: str) -> None:
-    """A session's detail (``what="detail"``) or messages (``what="messages"``) were read
-    through the HTTP API, or it was exported by ``GET /export`` (``what="export"``): an
-    audit trail for reads of personal data."""
+    """A session's detail (``what="detail"``), messages (``what="messages"``) or fixture
+    (``what="fixture"``) were read through the HTTP API, or it was exported by
+    ``GET /export`` (``what="export"``): an audit trail for reads of personal data."""

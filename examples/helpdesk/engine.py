@@ -367,7 +367,9 @@ class FlowEngine:
         elif node.waits:
             await self._say(conv, node, self._prompt(conv, node))
         elif kind == "setVariable":
-            self._set(conv, {k: await self._value(v, conv) for k, v in data["assign"].items()})
+            self._set(
+                conv, {k: await self._value(v, conv, node) for k, v in data["assign"].items()}
+            )
         elif kind == "condition":
             for rule in data.get("rules", []):
                 if matches(rule, conv.variables):
@@ -399,13 +401,38 @@ class FlowEngine:
             )
         return Reply("text", text)
 
-    async def _value(self, spec: Any, conv: _Conversation) -> Any:
+    async def _value(self, spec: Any, conv: _Conversation, node: Node) -> Any:
         if isinstance(spec, str):
             return render(spec, conv.variables)
         if isinstance(spec, Mapping) and "lookup" in spec:
-            result = self.lookups[spec["lookup"]](render(spec.get("key", ""), conv.variables))
-            return await result if inspect.isawaitable(result) else result
+            return await self._lookup(
+                conv, node, spec["lookup"], render(spec.get("key", ""), conv.variables)
+            )
         return spec
+
+    async def _lookup(self, conv: _Conversation, node: Node, name: str, key: str) -> Any:
+        """A data source's answer, reported as a tool call (so a replay can feed it back)."""
+        started = time.perf_counter()
+        result: Any = None
+        error: str | None = None
+        try:
+            result = self.lookups[name](key)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self.hook.sessiontrack_tool_call(
+                session_id=conv.session_id,
+                node_id=node.id,
+                name=name,
+                arguments={"key": key},
+                result=result,
+                error=error,
+                duration_ms=(time.perf_counter() - started) * 1000,
+            )
+        return result
 
     # --- reports ------------------------------------------------------------------------
 

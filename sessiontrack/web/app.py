@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..tracker import Tracker
-from . import analytics, export, rest, sse
+from . import analytics, export, fixture, rest, sse
 from ._context import Context, context_of
 from ._errors import EXCEPTION_HANDLERS
 from .auth import Authenticator
@@ -129,6 +129,7 @@ def create_app(
         ),
         Route("/{session_id}", rest.get_session, methods=["GET"]),
         Route("/{session_id}/messages", rest.session_messages, methods=["GET"]),
+        Route("/{session_id}/fixture", fixture.session_fixture_route, methods=["GET"]),
         Route("/{session_id}/stop", rest.stop_session, methods=["POST"]),
     ]
     app = Starlette(

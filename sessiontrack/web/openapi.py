@@ -350,6 +350,18 @@ def _paths() -> dict[str, Any]:
                 params=[_SESSION_ID, *_query_params(schemas.MessagesQuery)],
             )
         },
+        "/{id}/fixture": {
+            "get": _op(
+                "getSessionFixture",
+                "A session as a replayable test fixture (docs/replay.md)",
+                _json(
+                    {"type": "object", "description": "The fixture, format sessiontrack-fixture"},
+                    "The fixture",
+                ),
+                errors=(),
+                params=[_SESSION_ID],
+            )
+        },
         "/{id}/stop": {
             "post": _op(
                 "stopSession",
