@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,9 +22,10 @@ from ..models import (
 )
 from ..status import ACTIVE_STATUSES, ALL_STATUSES
 from ._filters import RAN, RARE_NODE, Plan, VariableTest, advanced_conditions
+from ._search import SearchReads
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
     from ._tables import Tables
 
@@ -63,6 +63,8 @@ class SessionFilter:
     count_limit: int | None = None
     """With advanced filters: count at most this many matches, plus one to tell that there
     are more (``None``: count them all)."""
+    words: tuple[str, ...] | None = None
+    """Sessions with a message whose text has every one of these words (as prefixes)."""
 
     @property
     def countable_from_counters(self) -> bool:
@@ -73,6 +75,7 @@ class SessionFilter:
             and not self.end
             and self.path_keys is None
             and self.version is None
+            and not self.words
             and not self.advanced
         )
 
@@ -196,13 +199,8 @@ class _Activity:
         return [NodeTotals(**sums) for sums in self._nodes.values()]
 
 
-class ReadQueries:
+class ReadQueries(SearchReads):
     tables: Tables
-
-    @property
-    @abstractmethod
-    def engine(self) -> AsyncEngine:
-        """The engine reads go through (the store class provides it)."""
 
     def _summary_columns(self) -> list[Any]:
         s, c = self.tables.sessions, self.tables.chatbots
@@ -257,13 +255,10 @@ class ReadQueries:
         if f.conversation_id is not None:
             w.append(s.c.conversation_id == f.conversation_id)
         if f.search:
-            pattern = _like(f.search.casefold())
-            by_name = s.c.name_key.like(pattern, escape="\\")
-            w.append(
-                sa.or_(by_name, s.c.customer_phone.like(pattern, escape="\\"))
-                if f.search_phones
-                else by_name
-            )
+            term = f.search.casefold()
+            w.append(self.search_sql.contact_match(term, _like(term), f.search_phones))
+        if f.words:
+            w.append(self.search_sql.sessions_with_message(list(f.words)))
         if f.start is not None:
             w.append(s.c.started_at >= f.start)
         if f.end is not None:
