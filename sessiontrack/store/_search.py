@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ MAX_TERMS = 100
 TRIGRAM = 3
 """The shortest customer search term the trigram indexes can answer."""
 _WORD = re.compile(r"[^\W_]+")
+_BACKFILL = 500_000
 
 
 def terms(text: str) -> list[str]:
@@ -142,12 +144,21 @@ class SearchSQL:
             self.tables.sessions.name: {self.name_index, self.phone_index},
         }
 
-    def backfill(self, conn: Connection) -> None:
+    def backfill(
+        self, conn: Connection, progress: Callable[[int, int], None] | None = None
+    ) -> None:
         """Index every stored message and contact (SQLite; PostgreSQL's indexes are
-        built by their ``CREATE INDEX``)."""
-        if self.dialect == "sqlite":
-            for sql in self._index_sql(ranged=False):
-                conn.exec_driver_sql(sql)
+        built by their ``CREATE INDEX``), ``_BACKFILL`` sequence numbers at a time;
+        ``progress`` gets the events done and their number."""
+        if self.dialect != "sqlite":
+            return
+        e = self.tables.events
+        last = int(conn.scalar(sa.select(sa.func.max(e.c.seq))) or 0)
+        for after in range(0, last, _BACKFILL):
+            for sql in self._index_sql(ranged=True):
+                conn.exec_driver_sql(sql, (after, min(after + _BACKFILL, last)))
+            if progress is not None:
+                progress(min(after + _BACKFILL, last), last)
 
     # --- the writer and purges ------------------------------------------------------------
 

@@ -42,7 +42,11 @@ def upgrade() -> None:
         log.info("sessiontrack: search index: %s", sql.split(" (")[0])
         conn.exec_driver_sql(sql)
     log.info("sessiontrack: search index: indexing the stored messages and contacts")
-    search.backfill(conn)
+
+    def progress(done: int, total: int) -> None:
+        log.info("sessiontrack: search index: %d of %d events", done, total)
+
+    search.backfill(conn, progress)
     log.info("sessiontrack: search indexes built in %.1f s", time.perf_counter() - t0)
 
 
