@@ -124,8 +124,8 @@ class SessionQueries:
         a JSON number, ``true``, ``false`` or ``null`` matches that value or the same text
         as a string; anything else matches that text.
 
-        ``q`` keeps the sessions with a message whose text has every word of it, each word
-        matching the start of a word of the text (``refund`` finds "Refunds"), as
+        ``q`` keeps the sessions with a message whose text has every word of it (a word
+        ending in ``*`` is a prefix: ``refund*`` finds "Refunds"), as
         :meth:`search_messages` finds messages.
         """
         sort_col = SORT_FIELDS.get(sort_by) if isinstance(sort_by, str) else None
@@ -303,9 +303,9 @@ class SessionQueries:
         cursor: str | None = None,
         principal: Principal | None = None,
     ) -> MessageSearchPage:
-        """Messages whose text has every word of ``q`` (case-insensitive; each word matches
-        the start of a word: ``ref`` finds "refund"), newest first, with the ranges of the
-        matched words; a query of punctuation only finds nothing. ``cursor`` (the
+        """Messages whose text has every word of ``q`` (case-insensitive whole words; a
+        word ending in ``*`` is a prefix: ``ref*`` finds "Refund"), newest first, with the
+        ranges of the matched words; a query of punctuation only finds nothing. ``cursor`` (the
         ``next_cursor`` of the previous page) continues.
         A principal limited to some chatbots finds only their messages."""
         words = _words(q)

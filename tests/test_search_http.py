@@ -55,7 +55,7 @@ async def test_search_messages_answers_pages_and_highlights(
     api: httpx.AsyncClient, world: dict[str, str]
 ) -> None:
     h = bearer("admin")
-    r = await api.get("/search/messages", params={"q": "refund ord", "limit": 2}, headers=h)
+    r = await api.get("/search/messages", params={"q": "refund* ord*", "limit": 2}, headers=h)
     assert r.status_code == 200, r.text
     body = r.json()
     assert set(body) == {"data", "nextCursor"}
@@ -67,7 +67,7 @@ async def test_search_messages_answers_pages_and_highlights(
     assert first["timestamp"].endswith("Z") or "+00:00" in first["timestamp"]
     more = await api.get(
         "/search/messages",
-        params={"q": "refund ord", "limit": 2, "cursor": body["nextCursor"]},
+        params={"q": "refund* ord*", "limit": 2, "cursor": body["nextCursor"]},
         headers=h,
     )
     rest = more.json()

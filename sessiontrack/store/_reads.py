@@ -75,7 +75,7 @@ class SessionFilter:
             and not self.end
             and self.path_keys is None
             and self.version is None
-            and not self.words
+            and self.words is None
             and not self.advanced
         )
 
@@ -257,7 +257,7 @@ class ReadQueries(SearchReads):
         if f.search:
             term = f.search.casefold()
             w.append(self.search_sql.contact_match(term, _like(term), f.search_phones))
-        if f.words:
+        if f.words is not None:  # () (a query of punctuation) matches nothing
             w.append(self.search_sql.sessions_with_message(list(f.words)))
         if f.start is not None:
             w.append(s.c.started_at >= f.start)

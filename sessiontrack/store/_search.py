@@ -14,10 +14,16 @@ indexes for existing rows, the writer keeps them in step in each batch's transac
   ``to_tsvector('simple', data->>'text')`` of the message events, and ``pg_trgm`` GIN
   indexes on ``name_key`` and ``customer_phone``.
 
-Message queries are words: each word of the query must start a word of the text (``ref``
-finds "refund" and "Refunds"), case-insensitively. The customer search keeps its meaning
-(a substring of the case-folded name or of the phone); a term of three characters or more
-is looked up in the trigram index and checked again with ``LIKE``, a shorter one scans.
+Message queries are words, all of which a message must have, case- (and on SQLite
+diacritic-) insensitively: ``refund`` finds "Refund!" but not "refunds"; a word ending in
+``*`` is a prefix (``refund*`` finds both). Whole words stream from the index newest first,
+so a first page costs the same for a rare word and for one in every other message; a
+prefix merges the lists of every word it begins before the first row comes out (FTS5
+without a prefix index, GIN's partial match), so it costs with the words it covers.
+
+The customer search keeps its meaning (a substring of the case-folded name or of the
+phone); a term of three characters or more is looked up in the trigram index and checked
+again with ``LIKE``, a shorter one scans.
 """
 
 from __future__ import annotations
@@ -45,16 +51,26 @@ MAX_TERMS = 100
 TRIGRAM = 3
 """The shortest customer search term the trigram indexes can answer."""
 _WORD = re.compile(r"[^\W_]+")
+_QUERY_WORD = re.compile(r"([^\W_]+)(\*?)")
 _BACKFILL = 500_000
 
 
 def terms(text: str) -> list[str]:
-    """The words of a message query, case-folded, in order, without repeats."""
+    """The words of a message query, case-folded, in order, without repeats; a word
+    written with a trailing ``*`` (a prefix) keeps it."""
     out: list[str] = []
-    for word in _WORD.findall(text.casefold()):
-        if word not in out:
-            out.append(word)
+    for word, star in _QUERY_WORD.findall(text.casefold()):
+        if word + star not in out:
+            out.append(word + star)
     return out
+
+
+def _fts5_term(word: str) -> str:
+    return f'"{word[:-1]}"*' if word.endswith("*") else f'"{word}"'
+
+
+def _tsquery_term(word: str) -> str:
+    return f"'{word[:-1]}':*" if word.endswith("*") else f"'{word}'"
 
 
 def _fold(word: str) -> str:
@@ -64,15 +80,18 @@ def _fold(word: str) -> str:
 
 def highlights(text: str | None, words: list[str]) -> list[list[int]]:
     """``[start, end]`` (Unicode code points, end exclusive) of each word of ``text`` that
-    one of ``words`` begins, compared case- and diacritic-insensitively."""
+    is one of ``words`` (or begins with one ending in ``*``), compared case- and
+    diacritic-insensitively."""
     if not text:
         return []
-    folded = [_fold(w) for w in words]
-    return [
-        [m.start(), m.end()]
-        for m in _WORD.finditer(text)
-        if any(_fold(m.group()).startswith(w) for w in folded)
-    ]
+    exact = {_fold(w) for w in words if not w.endswith("*")}
+    prefixes = [_fold(w[:-1]) for w in words if w.endswith("*")]
+    out = []
+    for m in _WORD.finditer(text):
+        word = _fold(m.group())
+        if word in exact or any(word.startswith(p) for p in prefixes):
+            out.append([m.start(), m.end()])
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +178,9 @@ class SearchSQL:
                 conn.exec_driver_sql(sql, (after, min(after + _BACKFILL, last)))
             if progress is not None:
                 progress(min(after + _BACKFILL, last), last)
+        for table in (self.message_fts, self.contact_fts):
+            # one b-tree segment instead of the chunks' dozens: every query reads them all
+            conn.exec_driver_sql(f"INSERT INTO {table} ({table}) VALUES ('optimize')")
 
     # --- the writer and purges ------------------------------------------------------------
 
@@ -216,9 +238,9 @@ class SearchSQL:
         """A condition on the events table: a message whose text has every word."""
         e = self.tables.events
         if self.dialect == "sqlite":
-            query = " ".join(f'"{w}"*' for w in words)
+            query = " ".join(map(_fts5_term, words))
             return e.c.seq.in_(self._fts_rowids(self.message_fts, query))
-        tsquery = " & ".join(f"'{w}':*" for w in words)
+        tsquery = " & ".join(map(_tsquery_term, words))
         return sa.and_(
             e.c.kind == MESSAGE,
             sa.literal_column(self.tsvector).op("@@")(
@@ -286,9 +308,7 @@ class SearchReads:
         if sql.dialect == "sqlite":
             # the FTS table drives, in rowid order, so the first page reads a page of rows
             fts = sa.table(sql.message_fts, sa.column("rowid"))
-            match = sa.literal_column(sql.message_fts).op("MATCH")(
-                " ".join(f'"{w}"*' for w in words)
-            )
+            match = sa.literal_column(sql.message_fts).op("MATCH")(" ".join(map(_fts5_term, words)))
             q = (
                 sa.select(e.c.seq, e.c.session_id, e.c.chatbot_id, e.c.at, e.c.data)
                 .select_from(fts.join(e, e.c.seq == fts.c.rowid))

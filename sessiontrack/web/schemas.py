@@ -203,7 +203,7 @@ class ListQuery(Query):
         None,
         max_length=200,
         description="Words of a message's text: sessions with a message having every "
-        "word (each matching the start of a word, any case)",
+        "word (any case; a word ending in * is a prefix)",
     )
 
     @field_validator("sort_order", mode="before")
@@ -252,8 +252,8 @@ class SearchMessagesQuery(Query):
     q: str = Field(
         min_length=1,
         max_length=200,
-        description="The words to find: every one must start a word of the message "
-        "(any case; ref finds Refund)",
+        description="The words to find, all in one message (any case; a word ending "
+        "in * is a prefix: ref* finds Refund)",
     )
     chatbot_id: str | None = Field(None, min_length=1, description="Only this chatbot")
     limit: int = Field(20, ge=1, le=100)
