@@ -232,7 +232,12 @@ class ReadQueries(SearchReads):
         return s.outerjoin(c, c.c.chatbot_id == s.c.chatbot_id)
 
     def _where(
-        self, f: SessionFilter, *, status_index: bool = True, plan: Plan | None = None
+        self,
+        f: SessionFilter,
+        *,
+        status_index: bool = True,
+        plan: Plan | None = None,
+        found: list[str] | None = None,
     ) -> list[Any]:
         """The filter's conditions. ``status_index=False`` writes the status test so that
         no index on ``status`` can serve it (``status || ''``), leaving the planner the
@@ -256,7 +261,7 @@ class ReadQueries(SearchReads):
             w.append(s.c.conversation_id == f.conversation_id)
         if f.search:
             term = f.search.casefold()
-            w.append(self.search_sql.contact_match(term, _like(term), f.search_phones))
+            w.append(self.search_sql.contact_match(term, _like(term), f.search_phones, found))
         if f.words is not None:  # () (a query of punctuation) matches nothing
             w.append(self.search_sql.sessions_with_message(list(f.words)))
         if f.start is not None:
@@ -314,13 +319,17 @@ class ReadQueries(SearchReads):
                 and len(f.statuses) > 1
                 and matching > _BROAD_SHARE * max(sum(counts.values()), 1)
             )
+            # the customer search's candidates, looked up once for the page and the total
+            found = await self.search_sql.contact_candidates(conn, f.search, f.search_phones)
             plan, total = Plan(), matching
             if f.advanced:
                 plan, total = await self._advanced_plan(conn, f)
             elif not f.countable_from_counters:
-                count = sa.select(sa.func.count()).select_from(s).where(*self._where(f))
+                count = (
+                    sa.select(sa.func.count()).select_from(s).where(*self._where(f, found=found))
+                )
                 total = int(await conn.scalar(count) or 0)
-            where = self._where(f, status_index=not broad, plan=plan)
+            where = self._where(f, status_index=not broad, plan=plan, found=found)
             if after is not None:
                 where.append(self._keyset(f, sort_col, after, descending))
             q = (

@@ -28,6 +28,7 @@ again with ``LIKE``, a shorter one scans.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from abc import abstractmethod
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 MAX_TERMS = 100
 """Words a message query may have (as many as 200 characters can hold: the HTTP limit)."""
 TRIGRAM = 3
+ESCAPE = "\\"
 """The shortest customer search term the trigram indexes can answer."""
 _WORD = re.compile(r"[^\W_]+")
 _QUERY_WORD = re.compile(r"([^\W_]+)(\*?)")
@@ -255,24 +257,53 @@ class SearchSQL:
             return sa.false()
         return s.c.id.in_(sa.select(e.c.session_id).where(self.message_match(words)))
 
-    def contact_match(self, term: str, pattern: str, phones: bool) -> Any:
-        """A condition on the sessions table: ``term`` (case-folded) is a substring of the
-        name key, or (with ``phones``) of the phone; ``pattern`` is its ``LIKE`` form."""
-        s = self.tables.sessions
-        by_name = s.c.name_key.like(pattern, escape="\\")
-        exact = (
-            sa.or_(by_name, s.c.customer_phone.like(pattern, escape="\\")) if phones else by_name
-        )
-        if self.dialect != "sqlite" or len(term) < TRIGRAM:
-            return exact  # PostgreSQL's planner takes the trigram indexes for the LIKEs
-        phrase = '"' + term.replace('"', '""') + '"'
-        query = f"{{name phone}} : {phrase}" if phones else f"name : {phrase}"
+    def _contact_query(self, term: str, phones: bool) -> str | None:
+        """The FTS5 query finding the candidates of a customer search, or ``None`` where
+        the trigram index cannot help (PostgreSQL's planner uses its own for the LIKEs; a
+        term without a word of three characters). Each word is a phrase of its own: fewer
+        and rarer trigrams than the whole term's, and LIKE checks the rest."""
+        words = [w for w in term.split() if len(w) >= TRIGRAM]
+        if self.dialect != "sqlite" or not words:
+            return None
+        columns = "{name phone}" if phones else "name"
+        return " AND ".join(f'{columns} : "{w.replace(chr(34), chr(34) * 2)}"' for w in words)
+
+    def _candidates(self, query: str) -> Any:
         e = self.tables.events
-        started = sa.select(e.c.session_id).where(
+        return sa.select(e.c.session_id).where(
             e.c.seq.in_(self._fts_rowids(self.contact_fts, query))
         )
+
+    async def contact_candidates(
+        self, conn: AsyncConnection, search: str | None, phones: bool
+    ) -> list[str] | None:
+        """The ids of the sessions the trigram index finds for a customer search (a
+        superset: :meth:`contact_match` checks them), or ``None`` without a usable query."""
+        query = self._contact_query(search.casefold(), phones) if search else None
+        if query is None:
+            return None
+        return [r[0] for r in await conn.execute(self._candidates(query))]
+
+    def contact_match(
+        self, term: str, pattern: str, phones: bool, found: list[str] | None = None
+    ) -> Any:
+        """A condition on the sessions table: ``term`` (case-folded) is a substring of the
+        name key, or (with ``phones``) of the phone; ``pattern`` is its ``LIKE`` form;
+        ``found`` the :meth:`contact_candidates` if they were looked up already."""
+        s = self.tables.sessions
+        by_name = s.c.name_key.like(pattern, escape=ESCAPE)
+        by_phone = s.c.customer_phone.like(pattern, escape=ESCAPE)
+        exact = sa.or_(by_name, by_phone) if phones else by_name
+        query = self._contact_query(term, phones)
+        if query is None:
+            return exact  # PostgreSQL's planner takes the trigram indexes for the LIKEs
         # the index finds the candidates; LIKE keeps exactly what the scan would have
-        return sa.and_(s.c.id.in_(started), exact)
+        if found is not None:
+            ids: Any = sa.select(sa.column("value")).select_from(
+                sa.func.json_each(sa.literal(json.dumps(found)))
+            )
+            return sa.and_(s.c.id.in_(ids), exact)
+        return sa.and_(s.c.id.in_(self._candidates(query)), exact)
 
 
 class SearchReads:
