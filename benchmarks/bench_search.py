@@ -2,12 +2,12 @@
 
 Uses the data set bench_queries.py loads (benchmarks/.data/ and the ``bench_q_`` tables;
 it loads them if they are missing). Opening it with ``migrate=True`` upgrades an older
-copy to migration 0006, which builds the search indexes: the time that takes is printed
+copy to migration 0007, which builds the search indexes: the time that takes is printed
 and recorded. Then the public query service is timed:
 
 - the customer search (``tracker.sessions.list(search=...)``, first page and total) for
   full names, single names (each in about 3% of the sessions) and seven phone digits,
-  against the substring scan the list did before 0006 (the same query with the indexes
+  against the substring scan the list did before 0007 (the same query with the indexes
   out of reach), in the same run;
 - message search (``tracker.sessions.search_messages``), the first page of 20, for words
   of very different frequencies, a four-word query and a word no message has; prefixes
@@ -88,7 +88,7 @@ async def upgrade(url: str) -> float | None:
 
 
 async def scan_search(store: Any, term: str) -> Any:
-    """The list's customer search as 0005 ran it: LIKE over every row (``|| ''`` keeps
+    """The list's customer search as 0006 ran it: LIKE over every row (``|| ''`` keeps
     PostgreSQL's planner off the trigram indexes), first page and total."""
     s = store.tables.sessions
     pattern = f"%{term.casefold()}%"
@@ -138,7 +138,7 @@ async def measure(url: str, reps: int) -> dict[str, Any]:
             return await scan_search(tracker.store, FULL_NAMES[i % len(FULL_NAMES)])
 
         progress("the substring scan (baseline)")
-        out["name search, full name, by scan (0005 baseline)"] = await timeit(
+        out["name search, full name, by scan (0006 baseline)"] = await timeit(
             scan, max(5, reps // 3), 1
         )
 
@@ -232,8 +232,8 @@ async def main() -> None:
         res: dict[str, Any] = {"load_average_before": _load()}
         upgraded = await upgrade(url)
         if upgraded is not None:
-            print(f"  migration 0006 took {upgraded:.0f} s (load average {_load()})", flush=True)
-        res["migration_0006_seconds"] = upgraded
+            print(f"  migration 0007 took {upgraded:.0f} s (load average {_load()})", flush=True)
+        res["migration_0007_seconds"] = upgraded
         runs = [await measure(url, args.reps) for _ in range(args.runs)]
         res["runs"] = runs
         res["summary"] = report(backend, runs)

@@ -292,7 +292,7 @@ async def test_purge_removes_the_index_entries(
     assert (await q.list(search="ann")).total == 2
 
 
-async def test_upgrade_to_0006_indexes_what_is_stored(database_url: str, prefix: str) -> None:
+async def test_upgrade_to_0007_indexes_what_is_stored(database_url: str, prefix: str) -> None:
     options: dict[str, Any] = {"prefix": prefix, "migrate": True, "sweep_interval": None}
     async with sessiontrack.Tracker(database_url, **options) as tracker:
         pm = tracker.plugin_manager
@@ -300,9 +300,9 @@ async def test_upgrade_to_0006_indexes_what_is_stored(database_url: str, prefix:
         say(pm, sid, "my refund")
         await tracker.flush()
         async with tracker.store.engine.begin() as conn:
-            await conn.run_sync(_migrate.upgrade, prefix, "0005")  # a no-op: at head
+            await conn.run_sync(_migrate.upgrade, prefix, "0006")  # a no-op: at head
             await conn.run_sync(lambda c: _downgrade(c, prefix))
-            assert await conn.run_sync(_migrate.current, prefix) == "0005"
+            assert await conn.run_sync(_migrate.current, prefix) == "0006"
     async with sessiontrack.Tracker(database_url, **options) as tracker:
         async with tracker.store.engine.connect() as conn:
             assert await conn.run_sync(_migrate.current, prefix) == _migrate.HEAD
@@ -317,4 +317,4 @@ async def test_upgrade_to_0006_indexes_what_is_stored(database_url: str, prefix:
 def _downgrade(conn: sa.Connection, prefix: str) -> None:
     from alembic import command
 
-    command.downgrade(_migrate._config(conn, prefix), "0005")
+    command.downgrade(_migrate._config(conn, prefix), "0006")

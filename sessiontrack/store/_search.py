@@ -1,6 +1,6 @@
 """Search: message text (words and prefixes) and the customer's name and phone (substrings).
 
-One class a dialect makes every SQLite/PostgreSQL choice (migration ``0006`` builds the
+One class a dialect makes every SQLite/PostgreSQL choice (migration ``0007`` builds the
 indexes for existing rows, the writer keeps them in step in each batch's transaction):
 
 - **SQLite**: two contentless FTS5 tables. ``<prefix>message_fts`` holds each message's
@@ -126,7 +126,7 @@ class SearchSQL:
         # the PostgreSQL index's expression, written as every query must write it
         self.tsvector = f"to_tsvector('simple'::regconfig, ({e}.data ->> 'text'::text))"
 
-    # --- schema (migration 0006) ----------------------------------------------------------
+    # --- schema (migration 0007) ----------------------------------------------------------
 
     def create_statements(self) -> list[str]:
         """The DDL creating the search indexes (their backfill is :meth:`backfill`)."""
