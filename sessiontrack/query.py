@@ -161,6 +161,7 @@ class SessionQueries:
             has_error=has_error,
             variable=variable,
             now=now,
+            q=q,
             principal=principal,
         )
         items, total, more = await self._store.list_sessions(
@@ -205,6 +206,7 @@ class SessionQueries:
         has_error: bool | None = None,
         variable: str | Sequence[str] | None = None,
         now: datetime | None = None,
+        q: str | None = None,
         principal: Principal | None = None,
     ) -> SessionFilter:
         """The validated filter of :meth:`list`'s filter arguments (all but paging and
