@@ -239,6 +239,7 @@ class SyncSessionQueries:
     messages = _blocking(SessionQueries.messages)
     stats = _blocking(SessionQueries.stats)
     chatbots = _blocking(SessionQueries.chatbots)
+    search_messages = _blocking(SessionQueries.search_messages)
 
 
 def _blocking_analytics(

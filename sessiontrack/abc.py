@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # type-only: importing the store package would import SQLAlch
     from .models import Message, SessionDetail, SessionSummary, Stats
     from .store._fold import FoldResult, Report
     from .store._reads import SessionFilter
+    from .store._search import MessageHit
     from .store._transfer import ExportOrder, FullSession, SummaryRow
 
 __all__ = ["BatchAttempt", "Feed", "Span", "Store", "Subscription"]
@@ -217,6 +218,19 @@ class Store(metaclass=ABCMeta):
     ) -> list[Message]:
         """A session's messages, oldest first; ``limit`` and ``before`` (a message id)
         page backwards from the newest."""
+
+    @abstractmethod
+    async def search_messages(
+        self,
+        words: list[str],
+        *,
+        chatbot_ids: frozenset[str] | None,
+        limit: int,
+        before: int | None,
+    ) -> list[MessageHit]:
+        """Messages whose text has every one of ``words`` (case-folded; each begins a
+        word of the text), newest first (by sequence number), at most ``limit``, only
+        those older than the message ``before`` if given, of these chatbots if given."""
 
     @abstractmethod
     async def stats(self, *, chatbot_ids: frozenset[str] | None, since: datetime) -> Stats:

@@ -182,6 +182,28 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class MessageMatch:
+    """A message that a search found: ``highlights`` are the ``[start, end]`` ranges of
+    the matched words in ``text`` (Unicode code points, end exclusive)."""
+
+    session_id: str
+    message_id: int
+    chatbot_id: str
+    direction: str
+    timestamp: datetime
+    text: str | None
+    highlights: list[list[int]]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MessageSearchPage:
+    """One page of message search results, newest first; ``next_cursor`` continues."""
+
+    data: list[MessageMatch]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Stats:
     active: int
     completed_today: int

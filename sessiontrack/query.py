@@ -20,10 +20,20 @@ from typing import Any
 from ._ids import normalize_session_id
 from .abc import Store
 from .errors import InvalidParameter, SessionNotFound
-from .models import Message, Page, Principal, SessionDetail, SessionSummary, Stats
+from .models import (
+    Message,
+    MessageMatch,
+    MessageSearchPage,
+    Page,
+    Principal,
+    SessionDetail,
+    SessionSummary,
+    Stats,
+)
 from .status import ACTIVE_STATUSES, ALL_STATUSES, TERMINAL_STATUSES
 from .store import ExportOrder, SessionFilter
 from .store._filters import JsonScalar, VariableTest
+from .store._search import MAX_TERMS, highlights, terms
 
 FILTER_GROUPS: dict[str, frozenset[str] | None] = {
     "all": None,
@@ -85,6 +95,7 @@ class SessionQueries:
         has_error: bool | None = None,
         variable: str | Sequence[str] | None = None,
         now: datetime | None = None,
+        q: str | None = None,
         principal: Principal | None = None,
     ) -> Page[SessionSummary]:
         """A page of sessions, newest first by default.
@@ -112,6 +123,10 @@ class SessionQueries:
         variable ``name`` equals ``value``: a quoted JSON string matches only that string;
         a JSON number, ``true``, ``false`` or ``null`` matches that value or the same text
         as a string; anything else matches that text.
+
+        ``q`` keeps the sessions with a message whose text has every word of it (a word
+        ending in ``*`` is a prefix: ``refund*`` finds "Refunds"), as
+        :meth:`search_messages` finds messages.
         """
         sort_col = SORT_FIELDS.get(sort_by) if isinstance(sort_by, str) else None
         if sort_col is None:
@@ -146,6 +161,7 @@ class SessionQueries:
             has_error=has_error,
             variable=variable,
             now=now,
+            q=q,
             principal=principal,
         )
         items, total, more = await self._store.list_sessions(
@@ -190,6 +206,7 @@ class SessionQueries:
         has_error: bool | None = None,
         variable: str | Sequence[str] | None = None,
         now: datetime | None = None,
+        q: str | None = None,
         principal: Principal | None = None,
     ) -> SessionFilter:
         """The validated filter of :meth:`list`'s filter arguments (all but paging and
@@ -223,6 +240,7 @@ class SessionQueries:
                 variable=variable,
                 now=now,
             ),
+            words=_words(q),
         )
 
     def export(
@@ -276,6 +294,52 @@ class SessionQueries:
             progress=progress,
             on_batch=on_batch,
             metadata=metadata,
+        )
+
+    async def search_messages(
+        self,
+        q: str,
+        *,
+        chatbot_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+        principal: Principal | None = None,
+    ) -> MessageSearchPage:
+        """Messages whose text has every word of ``q`` (case-insensitive whole words; a
+        word ending in ``*`` is a prefix: ``ref*`` finds "Refund"), newest first, with the
+        ranges of the matched words; a query of punctuation only finds nothing. ``cursor`` (the
+        ``next_cursor`` of the previous page) continues.
+        A principal limited to some chatbots finds only their messages."""
+        words = _words(q)
+        if words is None:
+            raise InvalidParameter("q", "is required: the words to find")
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+            raise InvalidParameter("limit", f"must be an integer from 1 to {MAX_LIMIT}")
+        cursor = _text(cursor, "cursor")
+        before = _decode_search_cursor(cursor) if cursor else None
+        if not words:
+            return MessageSearchPage(data=[])
+        hits = await self._store.search_messages(
+            list(words),
+            chatbot_ids=_chatbots(chatbot_id, principal),
+            limit=limit + 1,
+            before=before,
+        )
+        data = [
+            MessageMatch(
+                session_id=h.session_id,
+                message_id=h.seq,
+                chatbot_id=h.chatbot_id,
+                direction=h.data["direction"],
+                timestamp=h.at,
+                text=h.data.get("text"),
+                highlights=highlights(h.data.get("text"), list(words)),
+            )
+            for h in hits[:limit]
+        ]
+        more = len(hits) > limit
+        return MessageSearchPage(
+            data=data, next_cursor=_encode_search_cursor(data[-1].message_id) if more else None
         )
 
     async def active(
@@ -411,6 +475,33 @@ def _text(value: str | None, field: str) -> str | None:
     if problem:
         raise InvalidParameter(field, problem)
     return value
+
+
+def _words(q: str | None) -> tuple[str, ...] | None:
+    """The words of a message query (``None`` for no query or a blank one)."""
+    q = _text(q, "q")
+    if q is None or not q.strip():
+        return None
+    words = terms(q)  # none (only punctuation): nothing matches
+    if len(words) > MAX_TERMS:
+        raise InvalidParameter("q", f"must have at most {MAX_TERMS} words")
+    return tuple(words)
+
+
+def _encode_search_cursor(message_id: int) -> str:
+    raw = json.dumps(["m", message_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_search_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        kind, message_id = json.loads(raw)
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidParameter("cursor", "is not a cursor this API returned") from None
+    if kind != "m" or type(message_id) is not int or not 1 <= message_id < 2**63:
+        raise InvalidParameter("cursor", "is not a cursor this API returned")
+    return message_id
 
 
 def _utc(value: datetime | None, field: str) -> datetime | None:

@@ -128,6 +128,7 @@ def test_document_is_openapi_3_1_with_the_mount_prefix(live: str) -> None:
         "/{id}/messages",
         "/{id}/fixture",
         "/{id}/stop",
+        "/search/messages",
         *ANALYTICS_PATHS,
     }
     params = {p["name"] for p in doc["paths"]["/"]["get"]["parameters"]}
@@ -155,9 +156,13 @@ def test_document_is_openapi_3_1_with_the_mount_prefix(live: str) -> None:
         "maxDuration",
         "hasError",
         "variable",
+        "q",
     }
     variable = next(p for p in doc["paths"]["/"]["get"]["parameters"] if p["name"] == "variable")
     assert variable["schema"]["type"] == "array" and variable.get("explode", True)
+    search = {p["name"]: p for p in doc["paths"]["/search/messages"]["get"]["parameters"]}
+    assert set(search) == {"q", "chatbotId", "limit", "cursor"}
+    assert [name for name, p in search.items() if p["required"]] == ["q"]
     session = doc["components"]["schemas"]["Session"]
     assert set(session["required"]) == set(session["properties"])
     assert doc["security"] == [{"bearerAuth": []}]
@@ -165,7 +170,7 @@ def test_document_is_openapi_3_1_with_the_mount_prefix(live: str) -> None:
 
 def test_every_operation_is_documented(schema: Any) -> None:
     operations = [r.ok() for r in schema.get_all_operations()]
-    assert len(operations) == 17
+    assert len(operations) == 18
 
 
 ANALYTICS_PATHS = [f"/analytics/{r}" for r in ("summary", "nodes", "paths", "funnel", "versions")]

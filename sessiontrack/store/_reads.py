@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,9 +22,10 @@ from ..models import (
 )
 from ..status import ACTIVE_STATUSES, ALL_STATUSES
 from ._filters import RAN, RARE_NODE, Plan, VariableTest, advanced_conditions
+from ._search import SearchReads
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
     from ._tables import Tables
 
@@ -63,6 +63,8 @@ class SessionFilter:
     count_limit: int | None = None
     """With advanced filters: count at most this many matches, plus one to tell that there
     are more (``None``: count them all)."""
+    words: tuple[str, ...] | None = None
+    """Sessions with a message whose text has every one of these words (as prefixes)."""
 
     @property
     def countable_from_counters(self) -> bool:
@@ -73,6 +75,7 @@ class SessionFilter:
             and not self.end
             and self.path_keys is None
             and self.version is None
+            and self.words is None
             and not self.advanced
         )
 
@@ -196,13 +199,8 @@ class _Activity:
         return [NodeTotals(**sums) for sums in self._nodes.values()]
 
 
-class ReadQueries:
+class ReadQueries(SearchReads):
     tables: Tables
-
-    @property
-    @abstractmethod
-    def engine(self) -> AsyncEngine:
-        """The engine reads go through (the store class provides it)."""
 
     def _summary_columns(self) -> list[Any]:
         s, c = self.tables.sessions, self.tables.chatbots
@@ -234,7 +232,12 @@ class ReadQueries:
         return s.outerjoin(c, c.c.chatbot_id == s.c.chatbot_id)
 
     def _where(
-        self, f: SessionFilter, *, status_index: bool = True, plan: Plan | None = None
+        self,
+        f: SessionFilter,
+        *,
+        status_index: bool = True,
+        plan: Plan | None = None,
+        found: list[str] | None = None,
     ) -> list[Any]:
         """The filter's conditions. ``status_index=False`` writes the status test so that
         no index on ``status`` can serve it (``status || ''``), leaving the planner the
@@ -257,13 +260,10 @@ class ReadQueries:
         if f.conversation_id is not None:
             w.append(s.c.conversation_id == f.conversation_id)
         if f.search:
-            pattern = _like(f.search.casefold())
-            by_name = s.c.name_key.like(pattern, escape="\\")
-            w.append(
-                sa.or_(by_name, s.c.customer_phone.like(pattern, escape="\\"))
-                if f.search_phones
-                else by_name
-            )
+            term = f.search.casefold()
+            w.append(self.search_sql.contact_match(term, _like(term), f.search_phones, found))
+        if f.words is not None:  # () (a query of punctuation) matches nothing
+            w.append(self.search_sql.sessions_with_message(list(f.words)))
         if f.start is not None:
             w.append(s.c.started_at >= f.start)
         if f.end is not None:
@@ -319,13 +319,17 @@ class ReadQueries:
                 and len(f.statuses) > 1
                 and matching > _BROAD_SHARE * max(sum(counts.values()), 1)
             )
+            # the customer search's candidates, looked up once for the page and the total
+            found = await self.search_sql.contact_candidates(conn, f.search, f.search_phones)
             plan, total = Plan(), matching
             if f.advanced:
                 plan, total = await self._advanced_plan(conn, f)
             elif not f.countable_from_counters:
-                count = sa.select(sa.func.count()).select_from(s).where(*self._where(f))
+                count = (
+                    sa.select(sa.func.count()).select_from(s).where(*self._where(f, found=found))
+                )
                 total = int(await conn.scalar(count) or 0)
-            where = self._where(f, status_index=not broad, plan=plan)
+            where = self._where(f, status_index=not broad, plan=plan, found=found)
             if after is not None:
                 where.append(self._keyset(f, sort_col, after, descending))
             q = (

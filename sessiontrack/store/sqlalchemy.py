@@ -226,6 +226,8 @@ class SQLAlchemyStore(TransferQueries, AnalyticsReads, Store):
             res = await self._fold_and_append(conn, folder, reports, rollup)
             await self._write(conn, res, rollup)
             if res.events:
+                # the search indexes see the batch's messages and contacts in its transaction
+                await self.search_sql.index_batch(conn, res.events[0].seq - 1, res.last_seq)
                 await conn.execute(
                     t.state.update().where(t.state.c.key == "last_seq").values(value=res.last_seq)
                 )
@@ -562,8 +564,8 @@ class SQLAlchemyStore(TransferQueries, AnalyticsReads, Store):
         batch_size: int = 1000,
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Delete terminal sessions completed before ``cutoff`` with their events and
-        analytics traces (the analytics rollups keep counting them).
+        """Delete terminal sessions completed before ``cutoff`` with their events, search
+        index entries and analytics traces (the analytics rollups keep counting them).
 
         Works in batches of ``batch_size`` sessions, one transaction each, so a long purge
         never holds the write lock for long; ``progress`` gets the running total.
@@ -584,6 +586,7 @@ class SQLAlchemyStore(TransferQueries, AnalyticsReads, Store):
                 if not rows:
                     return total
                 ids = [r.id for r in rows]
+                await self.search_sql.purge(conn, ids)  # by value: before the rows go
                 await conn.execute(e.delete().where(e.c.session_id.in_(ids)))
                 await conn.execute(s.delete().where(s.c.id.in_(ids)))
                 # the rollups keep counting them: they are figures of the past

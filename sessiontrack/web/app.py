@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..tracker import Tracker
-from . import analytics, export, fixture, rest, sse
+from . import analytics, export, fixture, rest, search, sse
 from ._context import Context, context_of
 from ._errors import EXCEPTION_HANDLERS
 from .auth import Authenticator
@@ -120,6 +120,7 @@ def create_app(
         Route("/analytics/paths", analytics.paths, methods=["GET"]),
         Route("/analytics/funnel", analytics.funnel, methods=["GET"]),
         Route("/analytics/versions", analytics.versions, methods=["GET"]),
+        Route("/search/messages", search.search_messages, methods=["GET"]),
         Mount("/socket.io", app=socketio.ASGIApp(sio, socketio_path=None)),
         Route("/ui", _ui_redirect, methods=["GET", "HEAD"]),
         Mount(

@@ -330,6 +330,21 @@ def _paths() -> dict[str, Any]:
         },
         "/stop": {"post": _stop_many()},
         **_analytics_paths(),
+        "/search/messages": {
+            "get": _op(
+                "searchMessages",
+                "Messages whose text has the words, newest first, with highlights",
+                _json("MessageSearchPage", "A page of messages"),
+                errors=(),
+                params=_query_params(schemas.SearchMessagesQuery),
+                links={
+                    "GetSession": _link("getSession", id="$response.body#/data/0/sessionId"),
+                    "GetSessionMessages": _link(
+                        "getSessionMessages", id="$response.body#/data/0/sessionId"
+                    ),
+                },
+            )
+        },
         "/{id}": {
             "get": _op(
                 "getSession",

@@ -199,6 +199,12 @@ class ListQuery(Query):
         # checked by the query service, which names the field "variable"
         json_schema_extra={"items": {"type": "string", "pattern": VARIABLE_PATTERN}},
     )
+    q: str | None = Field(
+        None,
+        max_length=200,
+        description="Words of a message's text: sessions with a message having every "
+        "word (any case; a word ending in * is a prefix)",
+    )
 
     @field_validator("sort_order", mode="before")
     @classmethod
@@ -238,6 +244,20 @@ StopFilter: Any = pydantic.create_model(
     **_FILTER_FIELDS,
 )
 """ListQuery's selecting fields: a field the list gains is a stop filter too."""
+
+
+class SearchMessagesQuery(Query):
+    """Query parameters of ``GET /search/messages``."""
+
+    q: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The words to find, all in one message (any case; a word ending "
+        "in * is a prefix: ref* finds Refund)",
+    )
+    chatbot_id: str | None = Field(None, min_length=1, description="Only this chatbot")
+    limit: int = Field(20, ge=1, le=100)
+    cursor: str | None = Field(None, min_length=1, description="nextCursor of the previous page")
 
 
 class StatsQuery(Query):
@@ -483,6 +503,24 @@ SessionPage = _derive(
     },
 )
 Stats = _derive(models.Stats, "Stats")
+MessageMatch = _derive(
+    models.MessageMatch,
+    "MessageMatch",
+    doc="A message a search found; highlights are [start, end) ranges of the matched "
+    "words in text, in Unicode code points.",
+    narrow={"direction": Direction},
+)
+MessageSearchPage = _derive(
+    models.MessageSearchPage,
+    "MessageSearchPage",
+    narrow={
+        "data": _list_of(MessageMatch),
+        "next_cursor": (
+            str | None,
+            Field(None, description="Pass as cursor for the next page; null on the last"),
+        ),
+    },
+)
 
 
 class Chatbot(_Model):
@@ -751,6 +789,8 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     SessionPage,
     Message,
     Stats,
+    MessageMatch,
+    MessageSearchPage,
     Chatbot,
     StopResult,
     StopManyResult,
