@@ -187,7 +187,11 @@ async def _serve_cmd(args: argparse.Namespace) -> None:
         raise
     try:
         await serve_tracker(
-            tracker, host=args.host, port=args.port, mount_path="" if mount == "/" else mount
+            tracker,
+            host=args.host,
+            port=args.port,
+            mount_path="" if mount == "/" else mount,
+            access_log=args.access_log,
         )
     finally:
         await tracker.aclose()
@@ -544,6 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.5,
         help="seconds between checks for events other processes committed",
+    )
+    s.add_argument(
+        "--access-log", action="store_true", help="log every request (uvicorn's access log)"
     )
     s.set_defaults(run=_serve_cmd)
     _analytics_parsers(sub, common)

@@ -76,7 +76,13 @@ def build(
 
 
 async def serve_tracker(
-    tracker: Tracker, *, host: str, port: int, mount_path: str = "", **app_options: Any
+    tracker: Tracker,
+    *,
+    host: str,
+    port: int,
+    mount_path: str = "",
+    access_log: bool = False,
+    **app_options: Any,
 ) -> None:
     """Serve a tracker that is already running until uvicorn is told to stop."""
     app = host_app(tracker, mount_path=mount_path, enter_tracker=False, **app_options)
@@ -86,6 +92,8 @@ async def serve_tracker(
         port=port,
         lifespan="on",
         log_level="info",
+        # a line per request cost a tenth of a list request's time; proxies log anyway
+        access_log=access_log,
         timeout_graceful_shutdown=3,
         proxy_headers=True,
     )
