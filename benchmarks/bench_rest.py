@@ -182,7 +182,8 @@ def cpu_seconds(pid: int) -> float:
     tick = os.sysconf("SC_CLK_TCK")
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        tasks = Path(f"/proc/{pid}/task").iterdir()
+        children = [c for task in tasks for c in (task / "children").read_text().split()]
     except OSError:
         return 0.0
     own = (int(fields[11]) + int(fields[12])) / tick
