@@ -146,6 +146,8 @@ class SQLAlchemyStore(TransferQueries, AnalyticsReads, Store):
             sa.event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
             if self._own_engine:
                 self.readers = sqlite_readers(self._engine.url)
+        else:
+            self.read_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
         if migrate is None:
             migrate = self.dialect == "sqlite"
         async with self.engine.begin() as conn:
@@ -157,6 +159,7 @@ class SQLAlchemyStore(TransferQueries, AnalyticsReads, Store):
                     raise SchemaOutdated(current, _migrate.HEAD)
 
     async def close(self) -> None:
+        self.read_engine = None
         if self.readers is not None:
             self.readers.dispose()
             self.readers = None
