@@ -33,20 +33,28 @@ TWO = ("--workers", "2")
 def workers_of(port: int) -> list[int]:
     """The worker processes of the ``sessiontrack serve`` listening on ``port``."""
     parent = serve_pid(port)
+    workers = []
     # a worker started again is the child of the supervisor's thread that started it
-    tasks = Path(f"/proc/{parent}/task").iterdir()
-    children = [pid for task in tasks for pid in (task / "children").read_text().split()]
-    return [
-        int(pid)
-        for pid in children
-        if b"multiprocessing.spawn" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:  # a thread that ended
+            continue
+        for pid in children:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:  # a worker that just died
+                continue
+            if b"multiprocessing.spawn" in cmdline:
+                workers.append(int(pid))
+    return workers
 
 
 def connections_by_worker(port: int) -> dict[int, int]:
     """How many established connections to ``port`` each worker holds (from /proc)."""
     owner: dict[str, int] = {}
-    for pid in workers_of(port):
+    workers = workers_of(port)
+    for pid in workers:
         for fd in Path(f"/proc/{pid}/fd").iterdir():
             try:
                 target = os.readlink(fd)
@@ -54,7 +62,7 @@ def connections_by_worker(port: int) -> dict[int, int]:
                 continue
             if target.startswith("socket:["):
                 owner[target[8:-1]] = pid
-    counts = dict.fromkeys(workers_of(port), 0)
+    counts = dict.fromkeys(workers, 0)
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()

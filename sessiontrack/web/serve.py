@@ -17,6 +17,7 @@ from starlette.routing import Mount
 
 from ..models import Principal
 from ..tracker import Tracker
+from ._coalesce import CoalescingH11Protocol
 from .app import create_app
 from .auth import Authenticator, AuthRequest
 
@@ -113,6 +114,7 @@ async def serve_tracker(
         log_level="info",
         # a line per request cost a tenth of a list request's time; proxies log anyway
         access_log=access_log,
+        http=CoalescingH11Protocol,
         timeout_graceful_shutdown=3,
         proxy_headers=True,
     )
