@@ -56,12 +56,13 @@ class SSEEncoder:
 
 
 @functools.cache
-def _session_fields() -> tuple[tuple[str, str], ...]:
-    """(attribute, wire name) of every field of the ``Session`` response model, in its
+def _fields(model_name: str) -> tuple[tuple[str, str], ...]:
+    """(attribute, wire name) of every field of a response model of ``schemas``, in its
     order: the model stays the one definition of the wire form (and of the OpenAPI)."""
-    from .schemas import Session
+    from . import schemas
 
-    return tuple((name, f.alias or name) for name, f in Session.model_fields.items())
+    model = getattr(schemas, model_name)
+    return tuple((name, f.alias or name) for name, f in model.model_fields.items())
 
 
 def session_item(item: SessionSummary, masked: bool) -> dict[str, Any]:
@@ -69,7 +70,7 @@ def session_item(item: SessionSummary, masked: bool) -> dict[str, Any]:
     Validating twenty store rows into pydantic models only to dump them again was a
     millisecond of every list request; ``tests/test_serve_wire.py`` checks that both
     give the same JSON."""
-    body = {wire: getattr(item, name) for name, wire in _session_fields()}
+    body = {wire: getattr(item, name) for name, wire in _fields("Session")}
     if masked and body["customerPhone"]:
         body["customerPhone"] = mask_phone(body["customerPhone"])
     return body
@@ -86,14 +87,6 @@ def sessions_json(items: Iterable[SessionSummary], masked: bool) -> bytes:
 
 def page_json(page: Page[SessionSummary], masked: bool) -> bytes:
     """The JSON of a ``SessionPage``."""
-    return encode(
-        {
-            "data": [session_item(s, masked) for s in page.data],
-            "total": page.total,
-            "limit": page.limit,
-            "offset": page.offset,
-            "hasNext": page.has_next,
-            "hasPrevious": page.has_previous,
-            "nextCursor": page.next_cursor,
-        }
-    )
+    body = {wire: getattr(page, name) for name, wire in _fields("SessionPage")}
+    body["data"] = [session_item(s, masked) for s in page.data]
+    return encode(body)
