@@ -176,6 +176,9 @@ async def _serve_cmd(args: argparse.Namespace) -> None:
     except ImportError as exc:
         raise CommandError(f'{exc} (pip install "sessiontrack[web]")') from None
     mount = args.mount_path if args.mount_path in ("", "/") else "/" + args.mount_path.strip("/")
+    mount = "" if mount == "/" else mount
+    if args.workers < 1:
+        raise CommandError(f"--workers must be at least 1, got {args.workers}")
     tracker = tracker_for(
         args.database_url, table_prefix=args.prefix, poll_interval=args.poll_interval
     )
@@ -185,12 +188,41 @@ async def _serve_cmd(args: argparse.Namespace) -> None:
     except BaseException:
         await tracker.store.close()  # a failed start leaves the engine (and its thread) open
         raise
+    if args.workers > 1:
+        await tracker.aclose()  # the database answers: each worker opens its own
+        await _serve_workers(args, mount)
+        return
     try:
         await serve_tracker(
-            tracker, host=args.host, port=args.port, mount_path="" if mount == "/" else mount
+            tracker,
+            host=args.host,
+            port=args.port,
+            mount_path=mount,
+            access_log=args.access_log,
         )
     finally:
         await tracker.aclose()
+
+
+async def _serve_workers(args: argparse.Namespace, mount: str) -> None:
+    from .web.workers import ServeOptions, reuseport_supported, supervise
+
+    if not reuseport_supported():
+        raise CommandError("--workers above 1 needs SO_REUSEPORT as Linux has it")
+    options = ServeOptions(
+        database_url=args.database_url,
+        host=args.host,
+        port=args.port,
+        table_prefix=args.prefix,
+        mount_path=mount,
+        poll_interval=args.poll_interval,
+        access_log=args.access_log,
+        log_level=logging.getLogger().getEffectiveLevel(),
+    )
+    try:
+        await supervise(options, args.workers)
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
 
 
 _REPORT_ONLY = {"steps": "funnel", "limit": "paths"}
@@ -544,6 +576,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.5,
         help="seconds between checks for events other processes committed",
+    )
+    s.add_argument(
+        "--access-log", action="store_true", help="log every request (uvicorn's access log)"
+    )
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the port (default 1; Linux); with more than one, "
+        "Socket.IO clients must use the websocket transport",
     )
     s.set_defaults(run=_serve_cmd)
     _analytics_parsers(sub, common)

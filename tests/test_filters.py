@@ -307,7 +307,8 @@ async def _plan(tracker: sessiontrack.Tracker, **kwargs: Any) -> str:
             plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params).all()
             captured.append("\n".join(str(row[-1]) for row in plan))
 
-    sync_engine = store.engine.sync_engine
+    # list reads on a SQLite file run on the store's reader engine (store/_readers.py)
+    sync_engine = store.readers.engine if store.readers else store.engine.sync_engine
     sa.event.listen(sync_engine, "before_cursor_execute", grab)
     try:
         await tracker.sessions.list(**kwargs)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -25,9 +28,12 @@ from ._filters import RAN, RARE_NODE, Plan, VariableTest, advanced_conditions
 from ._search import SearchReads
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+    from ._readers import Readers
     from ._tables import Tables
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -101,6 +107,12 @@ _BROAD_SHARE = 0.05
 def _like(term: str) -> str:
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def _summary(keys: list[str], row: Any) -> SessionSummary:
+    values = dict(zip(keys, row, strict=True))
+    values["cost"] = float(values["cost"])
+    return SessionSummary(**values)
 
 
 def _float(value: Any) -> float | None:
@@ -201,6 +213,11 @@ class _Activity:
 
 class ReadQueries(SearchReads):
     tables: Tables
+    readers: Readers | None = None
+    """SQLite's synchronous reader engine, if the store has one (see :meth:`_read`)."""
+    read_engine: AsyncEngine | None = None
+    """PostgreSQL: the engine in autocommit, for reads that need no transaction: no BEGIN
+    and no ROLLBACK, two round trips fewer per request."""
 
     def _summary_columns(self) -> list[Any]:
         s, c = self.tables.sessions, self.tables.chatbots
@@ -226,6 +243,17 @@ class ReadQueries(SearchReads):
             s.c.tool_calls,
             s.c.error_count,
         ]
+
+    @functools.cached_property
+    def _summary_select(self) -> sa.Select[Any]:
+        """The list's SELECT of summary columns, built once: coercing its twenty columns
+        cost a list request more than SQLite's work did."""
+        return sa.select(*self._summary_columns()).select_from(self._from())
+
+    @functools.cached_property
+    def _counts_select(self) -> sa.Select[Any]:
+        c = self.tables.counts
+        return sa.select(c.c.status, sa.func.sum(c.c.n)).group_by(c.c.status)
 
     def _from(self) -> Any:
         s, c = self.tables.sessions, self.tables.chatbots
@@ -305,46 +333,72 @@ class ReadQueries(SearchReads):
     ) -> tuple[list[SessionSummary], int, bool]:
         """One page (``limit`` rows after ``offset`` or after the keyset ``after``), the
         total matching, and whether more rows follow."""
+
+        def page(conn: sa.Connection) -> tuple[list[SessionSummary], int, bool]:
+            return self._list_page(conn, f, sort_by, descending, limit, offset, after)
+
+        return await self._read(page)
+
+    async def _read(self, fn: Callable[[sa.Connection], _T]) -> _T:
+        """Run the synchronous read ``fn`` on a connection: on SQLite (a file), in one
+        thread hop on the store's synchronous reader engine; elsewhere in one greenlet on
+        the async engine. aiosqlite hands every call (cursor, execute, fetch, close) to
+        the connection's thread and back, and under concurrent requests those hand-offs
+        (and the GIL passed back and forth with them) cost more than the queries."""
+        readers = self.readers
+        if readers is None:
+            async with (self.read_engine or self.engine).connect() as conn:
+                return await conn.run_sync(fn)
+
+        def run() -> _T:
+            with readers.engine.connect() as conn:
+                return fn(conn)
+
+        # an executor of its own: anyio's to_thread cost a list request more than its
+        # query (SQLAlchemy's async engine means asyncio anyway)
+        return await asyncio.get_running_loop().run_in_executor(readers.executor, run)
+
+    def _list_page(
+        self,
+        conn: sa.Connection,
+        f: SessionFilter,
+        sort_by: str,
+        descending: bool,
+        limit: int,
+        offset: int,
+        after: tuple[datetime, str] | None,
+    ) -> tuple[list[SessionSummary], int, bool]:
         s = self.tables.sessions
         sort_col = s.c[sort_by]
         order = [sort_col.desc(), s.c.id.desc()] if descending else [sort_col.asc(), s.c.id.asc()]
-        async with self.engine.connect() as conn:
-            counts = await self._status_counts(conn, f.chatbot_ids)
-            matching = sum(n for st, n in counts.items() if f.statuses is None or st in f.statuses)
-            # Several statuses are read from the status index range by range and then
-            # sorted; when they match most sessions, walking the sort order's index and
-            # stopping after one page is far cheaper. The counters tell which case this is.
-            broad = (
-                f.statuses is not None
-                and len(f.statuses) > 1
-                and matching > _BROAD_SHARE * max(sum(counts.values()), 1)
-            )
-            # the customer search's candidates, looked up once for the page and the total
-            found = await self.search_sql.contact_candidates(conn, f.search, f.search_phones)
-            plan, total = Plan(), matching
-            if f.advanced:
-                plan, total = await self._advanced_plan(conn, f)
-            elif not f.countable_from_counters:
-                count = (
-                    sa.select(sa.func.count()).select_from(s).where(*self._where(f, found=found))
-                )
-                total = int(await conn.scalar(count) or 0)
-            where = self._where(f, status_index=not broad, plan=plan, found=found)
-            if after is not None:
-                where.append(self._keyset(f, sort_col, after, descending))
-            q = (
-                sa.select(*self._summary_columns())
-                .select_from(self._from())
-                .where(*where)
-                .order_by(*order)
-                .limit(limit + 1)
-                .offset(offset)
-            )
-            rows = (await conn.execute(q)).all()
-        items = [SessionSummary(**{**r._asdict(), "cost": float(r.cost)}) for r in rows[:limit]]
-        return items, total, len(rows) > limit
+        counts = self._status_counts_sync(conn, f.chatbot_ids)
+        matching = sum(n for st, n in counts.items() if f.statuses is None or st in f.statuses)
+        # Several statuses are read from the status index range by range and then
+        # sorted; when they match most sessions, walking the sort order's index and
+        # stopping after one page is far cheaper. The counters tell which case this is.
+        broad = (
+            f.statuses is not None
+            and len(f.statuses) > 1
+            and matching > _BROAD_SHARE * max(sum(counts.values()), 1)
+        )
+        # the customer search's candidates, looked up once for the page and the total
+        found = self.search_sql.contact_candidates_sync(conn, f.search, f.search_phones)
+        plan, total = Plan(), matching
+        if f.advanced:
+            plan, total = self._advanced_plan(conn, f)
+        elif not f.countable_from_counters:
+            count = sa.select(sa.func.count()).select_from(s).where(*self._where(f, found=found))
+            total = int(conn.scalar(count) or 0)
+        where = self._where(f, status_index=not broad, plan=plan, found=found)
+        if after is not None:
+            where.append(self._keyset(f, sort_col, after, descending))
+        q = self._summary_select.where(*where).order_by(*order).limit(limit + 1).offset(offset)
+        result = conn.execute(q)
+        keys = list(result.keys())
+        rows = result.all()
+        return [_summary(keys, r) for r in rows[:limit]], total, len(rows) > limit
 
-    async def _advanced_plan(self, conn: AsyncConnection, f: SessionFilter) -> tuple[Plan, int]:
+    def _advanced_plan(self, conn: sa.Connection, f: SessionFilter) -> tuple[Plan, int]:
         """The plan of a list with advanced filters, and its total (counted up to
         ``f.count_limit + 1`` rows: past the limit the filter is broad, and one page is
         found fastest by walking the sort order's index)."""
@@ -353,13 +407,13 @@ class ReadQueries(SearchReads):
         if f.node_id is not None:
             runs = sa.select(sa.literal(1)).where(e.c.kind == RAN, e.c.node_id == f.node_id)
             probe = sa.select(sa.func.count()).select_from(runs.limit(RARE_NODE).subquery())
-            rare = int(await conn.scalar(probe) or 0) < RARE_NODE
+            rare = int(conn.scalar(probe) or 0) < RARE_NODE
         plan = Plan(rare_node=rare)
         matches = sa.select(sa.literal(1)).select_from(s).where(*self._where(f, plan=plan))
         if f.count_limit is not None:
             matches = matches.limit(f.count_limit + 1)
         count = sa.select(sa.func.count()).select_from(matches.subquery())
-        total = int(await conn.scalar(count) or 0)
+        total = int(conn.scalar(count) or 0)
         walk = f.count_limit is not None and total > f.count_limit
         # walking, each session costs one seek into the node index: no list to build first
         return Plan(walk=walk, rare_node=rare and not walk), total
@@ -386,11 +440,16 @@ class ReadQueries(SearchReads):
         self, conn: AsyncConnection, chatbot_ids: frozenset[str] | None
     ) -> dict[str, int]:
         """Sessions per status (of some chatbots), from the counters table."""
+        return await conn.run_sync(self._status_counts_sync, chatbot_ids)
+
+    def _status_counts_sync(
+        self, conn: sa.Connection, chatbot_ids: frozenset[str] | None
+    ) -> dict[str, int]:
         c = self.tables.counts
-        q = sa.select(c.c.status, sa.func.sum(c.c.n)).group_by(c.c.status)
+        q = self._counts_select
         if chatbot_ids is not None:
             q = q.where(c.c.chatbot_id.in_(sorted(chatbot_ids)))
-        return {status: int(n) for status, n in await conn.execute(q)}
+        return {status: int(n) for status, n in conn.execute(q)}
 
     async def get_session(
         self, session_id: str, *, message_limit: int, call_limit: int | None = None

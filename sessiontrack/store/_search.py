@@ -314,6 +314,15 @@ class SearchSQL:
             return None
         return [r[0] for r in await conn.execute(self._candidates(query))]
 
+    def contact_candidates_sync(
+        self, conn: sa.Connection, search: str | None, phones: bool
+    ) -> list[str] | None:
+        """:meth:`contact_candidates` on a synchronous connection (the list reads')."""
+        query = self._contact_query(search.casefold(), phones) if search else None
+        if query is None:
+            return None
+        return [r[0] for r in conn.execute(self._candidates(query))]
+
     def contact_match(
         self, term: str, pattern: str, phones: bool, found: list[str] | None = None
     ) -> Any:

@@ -32,6 +32,7 @@ from ._fold import (
     SessionState,
     flow_labels,
 )
+from ._readers import sqlite_readers
 from ._tables import DEFAULT_PREFIX, make_tables
 from ._transfer import TransferQueries
 from ._urls import normalize_url
@@ -143,6 +144,10 @@ class SQLAlchemyStore(TransferQueries, AnalyticsReads, Store):
             self._engine = create_async_engine(url, **kwargs)
         if self.dialect == "sqlite":
             sa.event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+            if self._own_engine:
+                self.readers = sqlite_readers(self._engine.url)
+        else:
+            self.read_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
         if migrate is None:
             migrate = self.dialect == "sqlite"
         async with self.engine.begin() as conn:
@@ -154,6 +159,10 @@ class SQLAlchemyStore(TransferQueries, AnalyticsReads, Store):
                     raise SchemaOutdated(current, _migrate.HEAD)
 
     async def close(self) -> None:
+        self.read_engine = None
+        if self.readers is not None:
+            self.readers.dispose()
+            self.readers = None
         if self._engine is not None and self._own_engine:
             await self._engine.dispose()
             self._engine = None

@@ -12,6 +12,7 @@ Without an authenticator only loopback clients are served, as the local principa
 
 from __future__ import annotations
 
+import functools
 import inspect
 import ipaddress
 import logging
@@ -160,6 +161,7 @@ def parse_host(value: str) -> tuple[str, int | None] | None:
     return match["name"], int(port) if port else None
 
 
+@functools.lru_cache(maxsize=256)
 def is_local_host(value: str) -> bool:
     """Whether a ``Host`` value names this machine: ``localhost``, ``<name>.localhost``, a
     dotted address in 127.0.0.0/8 or ``[::1]``, with an optional port."""
@@ -178,10 +180,20 @@ def is_local_host(value: str) -> bool:
     return labels[-1] == "localhost" and all(_LABEL.fullmatch(label) for label in labels)
 
 
+@functools.lru_cache(maxsize=256)
 def is_local_origin(origin: str) -> bool:
     """Whether an ``Origin`` header is ``http(s)://<a local host>[:port]``."""
     scheme, sep, host = origin.partition("://")
     return sep == "://" and scheme.lower() in ("http", "https") and is_local_host(host)
+
+
+@functools.lru_cache(maxsize=256)
+def _loopback_address(host: str) -> bool:
+    # cached, like the host checks: parsing them was a twentieth of a list request
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
 
 
 def _forwarded(conn: HTTPConnection) -> bool:
@@ -200,12 +212,7 @@ def is_loopback(conn: HTTPConnection) -> bool:
     WebSocket here (so an Origin header, when present, must name this machine too).
     """
     client = conn.client
-    if client is None:
-        return False
-    try:
-        if not ipaddress.ip_address(client.host.split("%")[0]).is_loopback:
-            return False
-    except ValueError:
+    if client is None or not _loopback_address(client.host):
         return False
     headers = conn.headers
     if _forwarded(conn):

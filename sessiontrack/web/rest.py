@@ -14,13 +14,19 @@ from .. import models
 from .._ids import normalize_session_id
 from ..errors import InvalidParameter
 from ..models import Principal
-from . import schemas
+from . import _wire, schemas
 from ._context import Context, context_of
 from ._errors import error_response, validation_details
 from .auth import mask_phone
 
 
 class _Json(JSONResponse):
+    media_type = "application/json"
+
+
+class _Encoded(Response):
+    """A body already encoded as JSON (see ``_wire``)."""
+
     media_type = "application/json"
 
 
@@ -32,10 +38,6 @@ def _masked(item: Any, principal: Principal) -> Any:
     if Context.masks(principal) and item.customer_phone:
         return dataclasses.replace(item, customer_phone=mask_phone(item.customer_phone))
     return item
-
-
-def _session(item: models.SessionSummary, principal: Principal) -> Any:
-    return _model(schemas.Session, _masked(item, principal))
 
 
 def _model(model: Any, item: Any) -> Any:
@@ -77,15 +79,14 @@ def _list_kwargs(request: Request) -> dict[str, Any]:
     return dict(schemas.ListQuery.from_query_string(request.scope["query_string"]))
 
 
-def _page(page: models.Page[models.SessionSummary], principal: Principal) -> Any:
-    masked = dataclasses.replace(page, data=[_masked(s, principal) for s in page.data])
-    return _dump(schemas.SessionPage.model_validate(masked))
+def _page(page: models.Page[models.SessionSummary], principal: Principal) -> Response:
+    return _Encoded(_wire.page_json(page, Context.masks(principal)))
 
 
 async def list_sessions(request: Request) -> Response:
     ctx, principal = await _begin(request, None)
     page = await ctx.tracker.sessions.list(**_list_kwargs(request), principal=principal)
-    return _Json(_page(page, principal))
+    return _page(page, principal)
 
 
 async def chatbot_sessions(request: Request) -> Response:
@@ -93,13 +94,13 @@ async def chatbot_sessions(request: Request) -> Response:
     kwargs = _list_kwargs(request)
     kwargs["chatbot_id"] = _strict_segment(request, "chatbot_id")
     page = await ctx.tracker.sessions.list(**kwargs, principal=principal)
-    return _Json(_page(page, principal))
+    return _page(page, principal)
 
 
 async def active_sessions(request: Request) -> Response:
     ctx, principal = await _begin(request)
     items = await ctx.tracker.sessions.active(principal=principal)
-    return _Json([_session(s, principal) for s in items])
+    return _Encoded(_wire.sessions_json(items, Context.masks(principal)))
 
 
 async def get_session(request: Request) -> Response:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +17,7 @@ from starlette.routing import Mount
 
 from ..models import Principal
 from ..tracker import Tracker
+from ._coalesce import CoalescingH11Protocol
 from .app import create_app
 from .auth import Authenticator, AuthRequest
 
@@ -43,13 +45,21 @@ def tracker_for(database_url: str, *, table_prefix: str, poll_interval: float = 
 
 
 def host_app(
-    tracker: Tracker, *, mount_path: str = "", enter_tracker: bool = True, **app_options: Any
+    tracker: Tracker,
+    *,
+    mount_path: str = "",
+    enter_tracker: bool = True,
+    websocket_only: bool = False,
+    **app_options: Any,
 ) -> Starlette:
     """The standalone host app: the sub-app mounted at ``mount_path`` (``""``: at the root),
-    entering ``tracker`` in its lifespan unless ``enter_tracker=False`` (the caller runs it)."""
+    entering ``tracker`` in its lifespan unless ``enter_tracker=False`` (the caller runs it).
+    ``websocket_only``: the Socket.IO endpoint refuses HTTP long-polling with 400."""
     token = os.environ.get(TOKEN_ENV)
     authenticate = token_authenticator(token) if token else None
     sub_app = create_app(tracker, authenticate=authenticate, **app_options)
+    if websocket_only:
+        sub_app.state.sio.eio.transports = ["websocket"]
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -76,20 +86,39 @@ def build(
 
 
 async def serve_tracker(
-    tracker: Tracker, *, host: str, port: int, mount_path: str = "", **app_options: Any
+    tracker: Tracker,
+    *,
+    host: str,
+    port: int,
+    mount_path: str = "",
+    access_log: bool = False,
+    sockets: list[socket.socket] | None = None,
+    websocket_only: bool = False,
+    **app_options: Any,
 ) -> None:
-    """Serve a tracker that is already running until uvicorn is told to stop."""
-    app = host_app(tracker, mount_path=mount_path, enter_tracker=False, **app_options)
+    """Serve a tracker that is already running until uvicorn is told to stop (on
+    ``sockets`` if given, else on ``host:port``). ``websocket_only``: Socket.IO refuses
+    HTTP long-polling (for several workers on one port, see ``workers``)."""
+    app = host_app(
+        tracker,
+        mount_path=mount_path,
+        enter_tracker=False,
+        websocket_only=websocket_only,
+        **app_options,
+    )
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         lifespan="on",
         log_level="info",
+        # a line per request cost a tenth of a list request's time; proxies log anyway
+        access_log=access_log,
+        http=CoalescingH11Protocol,
         timeout_graceful_shutdown=3,
         proxy_headers=True,
     )
-    await uvicorn.Server(config).serve()
+    await uvicorn.Server(config).serve(sockets=sockets)
 
 
 async def serve(

@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -18,9 +18,15 @@ from .live import PREFIX, free_port
 
 @asynccontextmanager
 async def serve_process(
-    database_url: str, table_prefix: str, log_dir: Path, *, env: dict[str, str] | None = None
+    database_url: str,
+    table_prefix: str,
+    log_dir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    args: Sequence[str] = (),
 ) -> AsyncIterator[str]:
-    """Run ``sessiontrack serve`` on a free port; yields its root URL once it answers."""
+    """Run ``sessiontrack serve`` (with extra ``args``) on a free port; yields its root URL
+    once it answers."""
     port = free_port()
     cmd = [
         sys.executable,
@@ -38,6 +44,7 @@ async def serve_process(
         PREFIX,
         "--poll-interval",
         "0.1",
+        *args,
     ]
     log_path = log_dir / f"serve-{port}.log"
     # Opening a log file and forking are quick; the process must outlive this call.
