@@ -23,6 +23,8 @@ from .hookspecs import REQUIRED, hookimpl, hookspec
 from .models import (
     LLMCall,
     Message,
+    MessageMatch,
+    MessageSearchPage,
     NodeExecution,
     NodeTotals,
     Page,
@@ -47,6 +49,8 @@ __all__ = [
     "InvalidParameter",
     "LLMCall",
     "Message",
+    "MessageMatch",
+    "MessageSearchPage",
     "NodeExecution",
     "NodeTotals",
     "Page",
