@@ -175,6 +175,22 @@ async def test_jsonl_round_trip_into_an_empty_database_gives_identical_details(
         assert (await copy.sessions.stats()).total == len(ids)
         again = await export_bytes(copy, format="jsonl", sort_order="ASC")
         assert again == body
+        # the search indexes hold the imported messages and contacts as the writer's would
+        texts = [m["text"] for d in before.values() for m in d["messages"] if m["text"]]
+        word = texts[0].split()[0]
+        found = await tracker.sessions.search_messages(word, limit=100)
+        copied = await copy.sessions.search_messages(word, limit=100)
+        assert found.data and [(m.session_id, m.message_id) for m in copied.data] == [
+            (m.session_id, m.message_id) for m in found.data
+        ]
+        name = next(d["customer_name"] for d in before.values() if d["customer_name"])
+        by_name = await tracker.sessions.list(search=name[:4], limit=100)
+        copied_name = await copy.sessions.list(search=name[:4], limit=100)
+        assert by_name.data and [x.id for x in copied_name.data] == [x.id for x in by_name.data]
+        by_word = await tracker.sessions.list(q=word, limit=100)
+        assert [x.id for x in (await copy.sessions.list(q=word, limit=100)).data] == [
+            x.id for x in by_word.data
+        ]
         with pytest.raises(NotEmpty):
             await import_jsonl(copy.store, path)
         # new reports continue after the imported sequence numbers

@@ -215,12 +215,38 @@ class SearchSQL:
         for sql in self._index_sql(ranged=True):
             await conn.exec_driver_sql(sql, (after, last))
 
+    async def index_sessions(self, conn: AsyncConnection, ids: list[str]) -> None:
+        """Index every event of these sessions (written in this transaction, as an import
+        writes them: under their own sequence numbers, which need not be contiguous).
+        Nothing to do on PostgreSQL."""
+        if self.dialect != "sqlite" or not ids:
+            return
+        marks = ", ".join("?" * len(ids))
+        message, _ = self._index_sql(ranged=False)
+        await conn.exec_driver_sql(f"{message} AND e.session_id IN ({marks})", tuple(ids))
+        await conn.exec_driver_sql(self._contact_of_sessions(marks), tuple(ids))
+
+    def _contact_of_sessions(self, marks: str, *, delete: bool = False) -> str:
+        """Insert (or delete) the contact entries of the sessions ``marks`` stands for. A
+        contact entry is keyed by the smallest sequence number of its session's events:
+        the writer's key, its ``session_started`` event, is always the session's first
+        event; an imported session (whose log holds no start) is keyed the same way."""
+        s, e = self.tables.sessions.name, self.tables.events.name
+        verb = "'delete', " if delete else ""
+        into = f"{self.contact_fts}, " if delete else ""
+        return (
+            f"INSERT INTO {self.contact_fts} ({into}rowid, name, phone) "
+            f"SELECT {verb}MIN(e.seq), s.name_key, s.customer_phone FROM {e} AS e JOIN {s} AS s "
+            f"ON s.id = e.session_id WHERE e.session_id IN ({marks}) "
+            "AND (s.name_key IS NOT NULL OR s.customer_phone IS NOT NULL) GROUP BY s.id"
+        )
+
     async def purge(self, conn: AsyncConnection, ids: list[str]) -> None:
         """Remove the index entries of these sessions; call it before their events and
         rows are deleted, in the same transaction (contentless FTS5 deletes by value)."""
         if self.dialect != "sqlite" or not ids:
             return
-        s, e = self.tables.sessions.name, self.tables.events.name
+        e = self.tables.events.name
         marks = ", ".join("?" * len(ids))
         await conn.exec_driver_sql(
             f"INSERT INTO {self.message_fts} ({self.message_fts}, rowid, body) "
@@ -229,14 +255,7 @@ class SearchSQL:
             "AND json_extract(e.data, '$.text') IS NOT NULL",
             tuple(ids),
         )
-        await conn.exec_driver_sql(
-            f"INSERT INTO {self.contact_fts} ({self.contact_fts}, rowid, name, phone) "
-            f"SELECT 'delete', e.seq, s.name_key, s.customer_phone FROM {e} AS e JOIN {s} AS s "
-            f"ON s.id = e.session_id WHERE e.session_id IN ({marks}) "
-            f"AND e.kind = '{SESSION_STARTED}' "
-            "AND (s.name_key IS NOT NULL OR s.customer_phone IS NOT NULL)",
-            tuple(ids),
-        )
+        await conn.exec_driver_sql(self._contact_of_sessions(marks, delete=True), tuple(ids))
 
     # --- conditions -----------------------------------------------------------------------
 

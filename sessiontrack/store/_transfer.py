@@ -286,6 +286,7 @@ class TransferQueries(ReadQueries):
             events = [ev for fs in sessions for ev in _event_rows(fs)]
             if events:
                 await conn.execute(t.events.insert(), events)
+            await self.search_sql.index_sessions(conn, ids)  # the writer's indexes too
             await self._add_counts(conn, sessions)
             top = max((ev["seq"] for ev in events), default=0)
             await conn.execute(
