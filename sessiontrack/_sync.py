@@ -14,7 +14,7 @@ import concurrent.futures
 import functools
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, Unpack
 
@@ -224,6 +224,38 @@ def _blocking(
     return call
 
 
+def _next_chunk(stream: AsyncIterator[bytes]) -> Coroutine[Any, Any, bytes | None]:
+    async def step() -> bytes | None:
+        try:
+            return await anext(stream)
+        except StopAsyncIteration:
+            return None
+
+    return step()
+
+
+def _blocking_export(self: SyncSessionQueries, /, **kwargs: Any) -> Iterator[bytes]:
+    owner = self._owner
+    # checked now, in the caller's thread, as the coroutine method checks before it reads
+    stream = owner.tracker.sessions.export(**kwargs)
+    return _chunks(owner, stream)
+
+
+def _chunks(owner: SyncTracker, stream: AsyncIterator[bytes]) -> Iterator[bytes]:
+    """The chunks of ``stream``, each read on the tracker's loop; a consumer that stops
+    early closes it there too."""
+    try:
+        while (chunk := owner.call(_next_chunk(stream))) is not None:
+            yield chunk
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None and owner.running:
+            owner.call(close())
+
+
+functools.update_wrapper(_blocking_export, SessionQueries.export)
+
+
 class SyncSessionQueries:
     """``SyncTracker.sessions``: every :class:`~sessiontrack.query.SessionQueries` method,
     with the same arguments and results, as a blocking call."""
@@ -240,6 +272,14 @@ class SyncSessionQueries:
     stats = _blocking(SessionQueries.stats)
     chatbots = _blocking(SessionQueries.chatbots)
     search_messages = _blocking(SessionQueries.search_messages)
+    export = _blocking_export
+    """:meth:`SessionQueries.export`, blocking: an iterator of the same chunks of bytes,
+    each read on the tracker's loop."""
+
+    def session_filter(self, **kwargs: Any) -> Any:
+        return self._owner.tracker.sessions.session_filter(**kwargs)
+
+    functools.update_wrapper(session_filter, SessionQueries.session_filter)
 
 
 def _blocking_analytics(

@@ -7,6 +7,7 @@ engine would run, against a real SQLite file and a real PostgreSQL.
 from __future__ import annotations
 
 import inspect
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -285,7 +286,10 @@ def test_every_query_method_has_a_blocking_twin_with_the_same_signature() -> Non
     for name in public:
         original = getattr(SessionQueries, name)
         twin = getattr(SyncSessionQueries, name)
-        assert inspect.iscoroutinefunction(original) and not inspect.iscoroutinefunction(twin)
+        assert not inspect.iscoroutinefunction(twin)
+        # every query is a coroutine but the two that read nothing when called: export
+        # (a stream, read as it is consumed) and session_filter (a pure check)
+        assert inspect.iscoroutinefunction(original) == (name not in ("export", "session_filter"))
         assert inspect.signature(twin) == inspect.signature(original)
         assert twin.__doc__ == original.__doc__
 
@@ -295,3 +299,37 @@ def test_the_options_type_lists_every_tracker_option() -> None:
     keyword = {n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
     assert set(get_type_hints(TrackerOptions)) == keyword
     assert sessiontrack.SyncTracker is SyncTracker
+
+
+async def test_the_blocking_export_gives_the_bytes_of_the_coroutine_export(
+    database_url: str, prefix: str
+) -> None:
+    def run() -> None:
+        with SyncTracker(database_url, **options(prefix)) as tracker:
+            sids = [sessiontrack.new_session_id() for _ in range(3)]
+            for n, sid in enumerate(sids):
+                tracker.hook.sessiontrack_session_started(
+                    session_id=sid, chatbot_id="bot", conversation_id=str(n)
+                )
+                tracker.hook.sessiontrack_message(
+                    session_id=sid, direction="inbound", text=f"hello {n}"
+                )
+            tracker.flush()
+            chunks = list(tracker.sessions.export(format="jsonl", sort_order="ASC"))
+            lines = b"".join(chunks).splitlines()
+            assert [json.loads(line)["id"] for line in lines] == sids
+
+            async def direct() -> bytes:
+                stream = tracker.tracker.sessions.export(format="jsonl", sort_order="ASC")
+                return b"".join([c async for c in stream])
+
+            assert b"".join(chunks) == tracker.call(direct())
+            f = tracker.sessions.session_filter(chatbot_id="bot")
+            assert f.chatbot_ids == frozenset({"bot"})
+            with pytest.raises(sessiontrack.InvalidParameter):
+                tracker.sessions.export(format="xml")
+            # a consumer that stops early leaves the tracker usable
+            next(iter(tracker.sessions.export(format="csv")))
+            assert tracker.sessions.stats().total == 3
+
+    await in_thread(run)
