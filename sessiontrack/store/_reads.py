@@ -6,7 +6,7 @@ import asyncio
 import functools
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,7 +24,17 @@ from ..models import (
     ToolCall,
 )
 from ..status import ACTIVE_STATUSES, ALL_STATUSES
-from ._filters import RAN, RARE_NODE, Plan, VariableTest, advanced_conditions
+from ._filters import (
+    RAN,
+    RARE_NODE,
+    Drive,
+    Plan,
+    VariableTest,
+    advanced_conditions,
+    drive,
+    json_conditions,
+    tag_conditions,
+)
 from ._search import SearchReads
 
 if TYPE_CHECKING:
@@ -384,8 +394,17 @@ class ReadQueries(SearchReads):
         # the customer search's candidates, looked up once for the page and the total
         found = self.search_sql.contact_candidates_sync(conn, f.search, f.search_phones)
         plan, total = Plan(), matching
+        driven = None
+        if f.advanced and sort_by == "started_at":
+            dialect = self.engine.dialect.name
+            chatbots = f.chatbot_ids is not None
+            driven = drive(f.node_id, f.variables, dialect, chatbots=chatbots)
+        if driven is not None:
+            return self._driven_page(conn, f, driven, descending, limit, offset, after, found)
         if f.advanced:
-            plan, total = self._advanced_plan(conn, f)
+            # a status most sessions have (the counters tell) is no index to count from
+            common = f.statuses is None or matching > _BROAD_SHARE * sum(counts.values())
+            plan, total = self._advanced_plan(conn, f, common_status=common)
         elif not f.countable_from_counters:
             count = sa.select(sa.func.count()).select_from(s).where(*self._where(f, found=found))
             total = int(conn.scalar(count) or 0)
@@ -398,7 +417,68 @@ class ReadQueries(SearchReads):
         rows = result.all()
         return [_summary(keys, r) for r in rows[:limit]], total, len(rows) > limit
 
-    def _advanced_plan(self, conn: sa.Connection, f: SessionFilter) -> tuple[Plan, int]:
+    def _driven_page(
+        self,
+        conn: sa.Connection,
+        f: SessionFilter,
+        driven: Drive,
+        descending: bool,
+        limit: int,
+        offset: int,
+        after: tuple[datetime, str] | None,
+        found: list[str] | None,
+    ) -> tuple[list[SessionSummary], int, bool]:
+        """A page sorted by ``started_at`` read from the driving tag's index (migration
+        0008: ``(tag, started_at, session_id)``, or ``(tag, chatbot_id, ...)`` with
+        chatbots), and its total counted from the same range in the page's order (up to
+        ``f.count_limit + 1``). The chatbots and the time range are tested on the tag's
+        copy of the session's columns, the status so that no status index can serve it
+        (``status || ''``)."""
+        s, c = self.tables.sessions, self.tables.chatbots
+        d = self.tables.tags.alias("d")
+        dialect = self.engine.dialect.name
+        rest = replace(f, chatbot_ids=None, start=None, end=None)
+        on_session = self._where(rest, status_index=False, plan=Plan(tags=True), found=found)
+        on_session += json_conditions(self.tables, dialect, driven)
+        where = [*on_session, *tag_conditions(self.tables, dialect, driven, d)]
+        if f.chatbot_ids is not None:
+            bots = sorted(f.chatbot_ids)
+            where.append(d.c.chatbot_id.in_(bots) if len(bots) != 1 else d.c.chatbot_id == bots[0])
+        if f.start is not None:
+            where.append(d.c.started_at >= f.start)
+        if f.end is not None:
+            where.append(d.c.started_at <= f.end)
+        joined = d.join(s, s.c.id == d.c.session_id)
+        key = [d.c.started_at, d.c.session_id]
+        order = [k.desc() for k in key] if descending else [k.asc() for k in key]
+        # nothing to test on the session: the count reads the tags alone
+        matches = sa.select(sa.literal(1)).select_from(joined if on_session else d).where(*where)
+        if f.count_limit is not None:
+            # in the page's order: PostgreSQL then walks the tag's index with one seek per
+            # session and stops at the limit, rather than hashing every tagged session
+            matches = matches.order_by(*order).limit(f.count_limit + 1)
+        count = sa.select(sa.func.count()).select_from(matches.subquery())
+        total = int(conn.scalar(count) or 0)
+        if after is not None:
+            lhs = sa.tuple_(*key)
+            rhs = sa.tuple_(*[sa.literal(v, type_=k.type) for v, k in zip(after, key, strict=True)])
+            where.append(lhs < rhs if descending else lhs > rhs)
+        q = (
+            sa.select(*self._summary_columns())
+            .select_from(joined.outerjoin(c, c.c.chatbot_id == s.c.chatbot_id))
+            .where(*where)
+            .order_by(*order)
+            .limit(limit + 1)
+            .offset(offset)
+        )
+        result = conn.execute(q)
+        keys = list(result.keys())
+        rows = result.all()
+        return [_summary(keys, r) for r in rows[:limit]], total, len(rows) > limit
+
+    def _advanced_plan(
+        self, conn: sa.Connection, f: SessionFilter, *, common_status: bool
+    ) -> tuple[Plan, int]:
         """The plan of a list with advanced filters, and its total (counted up to
         ``f.count_limit + 1`` rows: past the limit the filter is broad, and one page is
         found fastest by walking the sort order's index)."""
@@ -408,8 +488,13 @@ class ReadQueries(SearchReads):
             runs = sa.select(sa.literal(1)).where(e.c.kind == RAN, e.c.node_id == f.node_id)
             probe = sa.select(sa.func.count()).select_from(runs.limit(RARE_NODE).subquery())
             rare = int(conn.scalar(probe) or 0) < RARE_NODE
-        plan = Plan(rare_node=rare)
-        matches = sa.select(sa.literal(1)).select_from(s).where(*self._where(f, plan=plan))
+        ranged = any(
+            v is not None for v in (f.min_messages, f.max_messages, f.min_duration, f.max_duration)
+        )
+        first = ranged and common_status and self.engine.dialect.name == "sqlite"
+        plan = Plan(rare_node=rare, ranges_first=first)
+        where = self._where(f, status_index=not first, plan=plan)
+        matches = sa.select(sa.literal(1)).select_from(s).where(*where)
         if f.count_limit is not None:
             matches = matches.limit(f.count_limit + 1)
         count = sa.select(sa.func.count()).select_from(matches.subquery())

@@ -140,6 +140,8 @@ class Tables:
     an_bins: sa.Table
     an_paths: sa.Table
     an_traces: sa.Table
+    tags: sa.Table
+    """Migration 0008_filter_plans: a row per (session, executed node or scalar variable)."""
     prefix: str
 
     @property
@@ -257,7 +259,26 @@ def make_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
         sa.Column("value", sa.BigInteger(), nullable=False),
     )
     an = analytics_tables(md, p)
-    return Tables(md, chatbots, flows, sessions, events, counts, state, *an, prefix)
+    tags = tags_table(md, p)
+    return Tables(md, chatbots, flows, sessions, events, counts, state, *an, tags, prefix)
+
+
+def tags_table(md: sa.MetaData, p: str) -> sa.Table:
+    """The sessions' tags (migration 0008_filter_plans): ``n<node id>`` for each node a
+    session executed, ``v<name>=<value>`` for each top-level scalar variable (store/_tags.py
+    encodes them), with the session's ``started_at`` and ``chatbot_id`` so that a list
+    filtered by one tag is read in ``started_at`` order from the tag's index."""
+    return sa.Table(
+        f"{p}tags",
+        md,
+        sa.Column("session_id", id_type(), primary_key=True),
+        sa.Column("tag", sa.String(), primary_key=True),
+        sa.Column("chatbot_id", sa.String(200), nullable=False),
+        sa.Column("started_at", UTCDateTime(), nullable=False),
+        sa.Index(f"ix_{p}tags_started", "tag", "started_at", "session_id"),
+        sa.Index(f"ix_{p}tags_chatbot", "tag", "chatbot_id", "started_at", "session_id"),
+        sqlite_with_rowid=False,
+    )
 
 
 def analytics_tables(md: sa.MetaData, p: str) -> tuple[sa.Table, sa.Table, sa.Table, sa.Table]:

@@ -21,6 +21,7 @@ from ..models import Message, SessionDetail
 from ._fold import name_key
 from ._reads import ReadQueries, SessionFilter, _Activity
 from ._tables import UTCDateTime
+from ._tags import session_tags
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -287,6 +288,19 @@ class TransferQueries(ReadQueries):
             if events:
                 await conn.execute(t.events.insert(), events)
             await self.search_sql.index_sessions(conn, ids)  # the writer's indexes too
+            tags = [
+                row
+                for fs in sessions
+                for row in session_tags(
+                    fs.detail.id,
+                    fs.detail.chatbot_id,
+                    fs.detail.started_at,
+                    fs.detail.variables,
+                    fs.detail.node_history,
+                )
+            ]
+            if tags:  # the list filters' tags (store/_tags.py), as the writer keeps them
+                await conn.execute(t.tags.insert(), tags)
             await self._add_counts(conn, sessions)
             top = max((ev["seq"] for ev in events), default=0)
             await conn.execute(

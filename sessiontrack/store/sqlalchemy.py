@@ -34,6 +34,7 @@ from ._fold import (
 )
 from ._readers import sqlite_readers
 from ._tables import DEFAULT_PREFIX, make_tables
+from ._tags import snapshot, write_tags
 from ._transfer import TransferQueries
 from ._urls import normalize_url
 
@@ -211,6 +212,7 @@ class SQLAlchemyStore(TransferQueries, AnalyticsReads, Store):
             await self._lookup_plans(conn, True)
             ids = {sid for _, sid, _, _ in reports if sid}  # flows and edges have no session
             sessions = await self._bulk.load_sessions(conn, list(ids))
+            tags_before = snapshot(sessions)  # the tags' inputs before the fold (_tags.py)
             chatbot_ids = {d["chatbot_id"] for k, _, _, d in reports if k in _CHATBOT_KINDS}
             chatbots = await self._load_chatbots(conn, chatbot_ids)
             mids = [
@@ -234,6 +236,8 @@ class SQLAlchemyStore(TransferQueries, AnalyticsReads, Store):
             await self._lookup_plans(conn, False)
             res = await self._fold_and_append(conn, folder, reports, rollup)
             await self._write(conn, res, rollup)
+            written = [*res.new_sessions, *res.changed_sessions]
+            await write_tags(conn, t, tags_before, written, res.events)
             if res.events:
                 # the search indexes see the batch's messages and contacts in its transaction
                 await self.search_sql.index_batch(conn, res.events[0].seq - 1, res.last_seq)
@@ -597,6 +601,7 @@ class SQLAlchemyStore(TransferQueries, AnalyticsReads, Store):
                 ids = [r.id for r in rows]
                 await self.search_sql.purge(conn, ids)  # by value: before the rows go
                 await conn.execute(e.delete().where(e.c.session_id.in_(ids)))
+                await conn.execute(t.tags.delete().where(t.tags.c.session_id.in_(ids)))
                 await conn.execute(s.delete().where(s.c.id.in_(ids)))
                 # the rollups keep counting them: they are figures of the past
                 tr = t.an_traces
