@@ -32,7 +32,7 @@ from dashboard_helpers import axe_violations
 from web_helpers.live import PREFIX, host_app, serve
 
 import sessiontrack
-from sessiontrack.web import create_app, schemas
+from sessiontrack.web import create_app
 
 playwright_api = pytest.importorskip("playwright.async_api")
 async_playwright = playwright_api.async_playwright
@@ -48,26 +48,6 @@ ROWS = "#sessions-table tbody tr"
 BOT = "desk"
 
 expect.set_options(timeout=15_000)
-
-
-def needs(what: str, present: bool) -> None:
-    if not present:
-        reason = f"this build has no {what} yet"
-        if IN_CI:
-            pytest.fail(f"{reason}; CI=true: the dashboard's filter tests must run")
-        pytest.skip(reason)
-
-
-def has_filters() -> bool:
-    return "node_id" in schemas.ListQuery.model_fields
-
-
-def has_search() -> bool:
-    return "q" in schemas.ListQuery.model_fields
-
-
-def has_export() -> bool:
-    return hasattr(schemas, "ExportQuery")
 
 
 @dataclass
@@ -265,7 +245,6 @@ async def open_panel(page: Any, site: Site, extra: str = "") -> None:
 async def test_a_node_filter_goes_into_the_hash_the_request_and_survives_a_reload(
     page: Any, site: Site
 ) -> None:
-    needs("advanced list filters", has_filters())
     await open_panel(page, site)
     await expect(page.locator("#filters-toggle")).to_have_attribute("aria-expanded", "true")
     await expect(page.locator("#f-node")).to_be_focused()
@@ -318,7 +297,6 @@ async def test_a_node_filter_goes_into_the_hash_the_request_and_survives_a_reloa
 async def test_each_filter_and_a_combination_shows_what_the_api_answers(
     page: Any, site: Site, fill: dict[str, str], hashed: dict[str, list[str]], names: list[str]
 ) -> None:
-    needs("advanced list filters", has_filters())
     await open_panel(page, site)
     for selector, value in fill.items():
         if selector == "#f-errors":
@@ -343,7 +321,6 @@ async def test_each_filter_and_a_combination_shows_what_the_api_answers(
 async def test_a_shared_link_opens_the_panel_with_its_filters_in_minutes(
     page: Any, site: Site
 ) -> None:
-    needs("advanced list filters", has_filters())
     await page.goto(
         site.ui + f"#/?tab=all&bot={BOT}&minDuration=90&hasError=false&variable=plan:gold"
         "&minMessages=-4&maxMessages=lots"  # a hand-edited link: those two are dropped
@@ -358,7 +335,6 @@ async def test_a_shared_link_opens_the_panel_with_its_filters_in_minutes(
 
 
 async def test_a_variable_line_without_name_and_value_is_left_out(page: Any, site: Site) -> None:
-    needs("advanced list filters", has_filters())
     await open_panel(page, site)
     await page.locator("#f-variables").fill("no colon here")
     await page.locator("#f-reason").fill("handoff")
@@ -373,7 +349,6 @@ async def test_a_variable_line_without_name_and_value_is_left_out(page: Any, sit
 async def test_message_search_finds_sessions_by_what_was_said(
     page: Any, site: Site, axe_script: Path
 ) -> None:
-    needs("message search (q)", has_search())
     await page.goto(site.ui + f"#/?tab=all&bot={BOT}")
     await expect(page.locator(ROWS).first).to_be_visible()
     await page.locator("#search-in").select_option("messages")
@@ -405,14 +380,13 @@ async def test_message_search_finds_sessions_by_what_was_said(
 
 
 async def test_export_links_carry_the_current_filter_and_download_it(page: Any, site: Site) -> None:
-    needs("GET /export", has_export())
-    extra = "&nodeId=ask" if has_filters() else ""
-    await page.goto(site.ui + f"#/?tab=all&bot={BOT}{extra}")
+    await page.goto(site.ui + f"#/?tab=all&bot={BOT}&nodeId=ask")
     await expect(page.locator(ROWS).first).to_be_visible()
     href = await page.locator("#export-csv").get_attribute("href")
     query = parse_qs(urlsplit(href).query)
     assert urlsplit(href).path == f"{PREFIX}/export"
     assert query["format"] == ["csv"] and query["chatbotId"] == [BOT]
+    assert query["nodeId"] == ["ask"]
     assert not {"limit", "offset", "cursor"} & set(query)
     async with page.expect_download() as info:
         await page.locator("#export-csv").click()
@@ -427,7 +401,6 @@ async def test_export_links_carry_the_current_filter_and_download_it(page: Any, 
 
 
 async def test_with_an_access_token_the_export_is_fetched_with_it(browser: Any, site: Site) -> None:
-    needs("GET /export", has_export())
     seen: list[str | None] = []
 
     def authenticate(request: Any) -> sessiontrack.Principal | None:
