@@ -120,6 +120,21 @@ def pm(tracker: sessiontrack.Tracker) -> Iterator[pluggy.PluginManager]:
 # --- the dashboard's browser tests ------------------------------------------------------
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium, for the browser tests (a skip locally without it, a failure
+    under ``CI=true``)."""
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is missing (apt-get install -y chromium)"
+        if IN_CI:
+            pytest.fail(f"{reason}; CI=true: the browser tests must run")
+        pytest.skip(reason)
+    return CHROMIUM
+
+
 @pytest.fixture(scope="session")
 def axe_script() -> Path:
     """axe-core (tests/dashboard_helpers/package.json), installed with ``npm ci`` if needed."""

@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pluggy
 import pytest
-from conftest import IN_CI, POSTGRES_URL, drop_prefixed_tables, require_postgres
+from conftest import POSTGRES_URL, drop_prefixed_tables, require_postgres
 from dashboard_helpers import axe_violations
 from web_helpers.live import host_app, serve
 
@@ -39,7 +39,6 @@ expect = playwright_api.expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.anyio]
 
-CHROMIUM = Path("/usr/bin/chromium")
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 LAUNCH_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"]
@@ -151,16 +150,6 @@ def seed(hook: Any, now: datetime) -> dict[tuple[str, tuple[str, ...]], list[str
     return made
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Path:
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing (apt-get install -y chromium)"
-        if IN_CI:
-            pytest.fail(f"{reason}; CI=true: the browser tests must run")
-        pytest.skip(reason)
-    return CHROMIUM
-
-
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
 )
@@ -195,9 +184,9 @@ async def shop(
 
 
 @pytest.fixture(scope="module")
-async def browser(shop: Shop) -> AsyncIterator[Any]:
+async def browser(shop: Shop, chromium: Path) -> AsyncIterator[Any]:
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        browser = await p.chromium.launch(executable_path=str(chromium), args=LAUNCH_ARGS)
         yield browser
         await browser.close()
 
