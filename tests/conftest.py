@@ -78,6 +78,15 @@ def prefix() -> str:
     return f"st{uuid.uuid4().hex[:10]}_"
 
 
+async def module_database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database URL for a module-scoped fixture: a new SQLite file, or PostgreSQL (the
+    caller uses a fresh prefix and drops its tables)."""
+    if backend == "postgresql":
+        await require_postgres()
+        return POSTGRES_URL
+    return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'sessions.db'}"
+
+
 @pytest.fixture
 async def database_url(backend: str, tmp_path: Path, prefix: str) -> AsyncIterator[str]:
     """A URL on a fresh database: a new SQLite file, or PostgreSQL with a fresh prefix."""

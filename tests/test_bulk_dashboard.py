@@ -18,7 +18,7 @@ import anyio
 import httpx
 import pluggy
 import pytest
-from conftest import POSTGRES_URL, drop_prefixed_tables, require_postgres
+from conftest import drop_prefixed_tables, module_database_url
 from dashboard_helpers import axe_violations
 from web_helpers.engine import Engine
 from web_helpers.live import PREFIX, host_app, serve
@@ -92,11 +92,7 @@ async def site(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, chromium: Path
 ) -> AsyncIterator[Site]:
     prefix = f"st{uuid.uuid4().hex[:10]}_"
-    if request.param == "postgresql":
-        await require_postgres()
-        url = POSTGRES_URL
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('bulk') / 'bulk.db'}"
+    url = await module_database_url(request.param, tmp_path_factory)
     pm = pluggy.PluginManager("sessiontrack")
     pm.add_hookspecs(sessiontrack.hookspecs)
     heard = Heard()

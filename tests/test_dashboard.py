@@ -13,7 +13,6 @@ was).
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -47,7 +46,6 @@ expect = playwright_api.expect
 pytestmark = [pytest.mark.browser, pytest.mark.anyio]
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 TERMINAL = {"completed", "expired", "stopped"}
@@ -57,12 +55,7 @@ expect.set_options(timeout=15_000)
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing (apt-get install -y chromium)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}; CI=true: the browser tests must run")
-        pytest.skip(reason)
+def base_url(tmp_path_factory: pytest.TempPathFactory, chromium: Path) -> Iterator[str]:
     with helpdesk(tmp_path_factory.mktemp("dashboard")) as url:
         yield url
 
@@ -73,9 +66,9 @@ def ui(base_url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-async def browser(base_url: str) -> AsyncIterator[Any]:
+async def browser(base_url: str, chromium: Path) -> AsyncIterator[Any]:
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        browser = await p.chromium.launch(executable_path=str(chromium), args=LAUNCH_ARGS)
         yield browser
         await browser.close()
 

@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pluggy
 import pytest
-from conftest import POSTGRES_URL, drop_prefixed_tables, require_postgres
+from conftest import drop_prefixed_tables, module_database_url
 from dashboard_helpers import axe_violations
 from web_helpers.live import host_app, serve
 
@@ -157,11 +157,7 @@ async def shop(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, chromium: Path
 ) -> AsyncIterator[Shop]:
     prefix = f"st{uuid.uuid4().hex[:10]}_"
-    if request.param == "postgresql":
-        await require_postgres()
-        url = POSTGRES_URL
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('analytics') / 'shop.db'}"
+    url = await module_database_url(request.param, tmp_path_factory)
     pm = pluggy.PluginManager("sessiontrack")
     pm.add_hookspecs(sessiontrack.hookspecs)
     try:
