@@ -62,6 +62,28 @@ def test_sweeper_expiry_yields_to_activity_queued_before_it() -> None:
     assert "if_overdue" not in res.event_rows[-1]["data"]
 
 
+def test_a_repeated_sweeper_expiry_is_not_a_late_report() -> None:
+    """Two sweeps can see a session overdue before the first expiry is committed (a slow
+    commit, a short sweep interval): the second expiry is dropped, not counted as late."""
+    started: Report = ("session_started", SID, T0, {"chatbot_id": "b"})
+
+    def sweep(s: int) -> Report:
+        return (
+            "session_completed",
+            SID,
+            T0 + timedelta(seconds=s),
+            {"status": "expired", "reason": "timeout", "if_overdue": True},
+        )
+
+    res = fold([started, sweep(61), sweep(62)])
+    assert res.new_sessions[0].status == "expired"
+    assert (res.late, res.dropped) == (0, [])
+    assert [r["kind"] for r in res.event_rows] == ["session_started", "session_completed"]
+    # an engine's report after the expiry is still late
+    node: Report = ("node_executed", SID, T0 + timedelta(seconds=63), {"node_id": "n"})
+    assert fold([started, sweep(61), node]).late == 1
+
+
 def test_utc_text_caches_the_second_and_formats_like_isoformat() -> None:
     """The SQLite writer's timestamp text, against the plain formatting it replaces."""
     import random

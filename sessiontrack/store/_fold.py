@@ -263,6 +263,10 @@ class Folder:
             res.dropped.append(Dropped("orphan", sid, hook_name(kind, data), None))
             return
         elif st.status in TERMINAL_STATUSES and not self._in_grace(kind, st, at):
+            if data.get("if_overdue"):
+                # The sweeper's own repeat: it saw the session overdue again before its
+                # first expiry was committed (a slow commit, a short sweep interval).
+                return
             res.late += 1
             stop_id = data.get("stop_id")
             res.dropped.append(Dropped("late", sid, hook_name(kind, data), st.status, stop_id))
