@@ -51,6 +51,7 @@ EVENT_COLUMNS = (
     "data",
 )
 AN_KEY = ("chatbot_id", "metric", "grain", "bucket", "version", "dim")
+TAG_COLUMNS = ("session_id", "tag", "chatbot_id", "started_at")
 TRACE_COLUMNS = ("session_id", "chatbot_id", "version", "started_at", "status", "path_key", "state")
 
 
@@ -148,6 +149,11 @@ class BulkWriter(ABC):
             f"INSERT INTO {self._q(pa.name)} (chatbot_id, path_key, nodes) "
             f"{self._source(pa, ('chatbot_id', 'path_key', 'nodes'))} "
             "ON CONFLICT (chatbot_id, path_key) DO NOTHING"
+        )
+        tg = tables.tags
+        self._tags_sql = (
+            f"INSERT INTO {self._q(tg.name)} ({', '.join(TAG_COLUMNS)}) "
+            f"{self._source(tg, TAG_COLUMNS)} ON CONFLICT DO NOTHING"
         )
         tr = tables.an_traces
         self._an_traces_sql = (
@@ -297,6 +303,12 @@ class BulkWriter(ABC):
         self, conn: AsyncConnection, deltas: Sequence[tuple[str, str, int]]
     ) -> None:
         """Add ``n`` to the session counter of each ``(chatbot_id, status, n)``."""
+
+    async def tags(self, conn: AsyncConnection, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert tag rows ``(session_id, tag, chatbot_id, started_at)`` unless there."""
+        ts = self.ts
+        rows = [(sid, tag, cid, ts(started)) for sid, tag, cid, started in rows]
+        await self.run(conn, [(self._tags_sql, self._params(rows))])
 
     @abstractmethod
     async def load_sessions(

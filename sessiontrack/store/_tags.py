@@ -20,13 +20,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ..events import NODE_EXECUTED, StoredEvent
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
+    from ._bulk import BulkWriter
     from ._fold import SessionState
     from ._tables import Tables
 
@@ -125,21 +125,16 @@ def tag_changes(
     before: Mapping[str, Before],
     states: Iterable[SessionState],
     events: Sequence[StoredEvent],
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """The batch's tag rows to insert (unless there), to delete, and the sessions whose
-    ``started_at`` moved (their tags follow)."""
+) -> tuple[list[tuple[str, str, str, datetime]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The batch's tag rows ``(session_id, tag, chatbot_id, started_at)`` to insert (unless
+    there), to delete, and the sessions whose ``started_at`` moved (their tags follow)."""
     by_id = {st.id: st for st in states}
-    add: dict[tuple[str, str], dict[str, Any]] = {}
+    add: dict[tuple[str, str], tuple[str, str, str, datetime]] = {}
     drop: list[dict[str, Any]] = []
     moved: list[dict[str, Any]] = []
 
     def row(st: SessionState, tag: str) -> None:
-        add[(st.id, tag)] = {
-            "session_id": st.id,
-            "tag": tag,
-            "chatbot_id": st.chatbot_id,
-            "started_at": st.started_at,
-        }
+        add[(st.id, tag)] = (st.id, tag, st.chatbot_id, st.started_at)
 
     for st in by_id.values():
         old = before.get(st.id)
@@ -165,6 +160,7 @@ def tag_changes(
 async def write_tags(
     conn: AsyncConnection,
     tables: Tables,
+    bulk: BulkWriter,
     before: Mapping[str, Before],
     states: Iterable[SessionState],
     events: Sequence[StoredEvent],
@@ -184,6 +180,5 @@ async def write_tags(
             .values(started_at=sa.bindparam("started")),
             moved,
         )
-    if add:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        await conn.execute(insert(t).on_conflict_do_nothing(), add)
+    if add:  # one statement, however many (a node's tag is one a node execution)
+        await bulk.tags(conn, add)

@@ -237,7 +237,7 @@ class SQLAlchemyStore(TransferQueries, AnalyticsReads, Store):
             res = await self._fold_and_append(conn, folder, reports, rollup)
             await self._write(conn, res, rollup)
             written = [*res.new_sessions, *res.changed_sessions]
-            await write_tags(conn, t, tags_before, written, res.events)
+            await write_tags(conn, t, self._bulk, tags_before, written, res.events)
             if res.events:
                 # the search indexes see the batch's messages and contacts in its transaction
                 await self.search_sql.index_batch(conn, res.events[0].seq - 1, res.last_seq)
