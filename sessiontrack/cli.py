@@ -199,6 +199,7 @@ async def _serve_cmd(args: argparse.Namespace) -> None:
             port=args.port,
             mount_path=mount,
             access_log=args.access_log,
+            http=args.http,
         )
     finally:
         await tracker.aclose()
@@ -217,6 +218,7 @@ async def _serve_workers(args: argparse.Namespace, mount: str) -> None:
         mount_path=mount,
         poll_interval=args.poll_interval,
         access_log=args.access_log,
+        http=args.http,
         log_level=logging.getLogger().getEffectiveLevel(),
     )
     try:
@@ -579,6 +581,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--access-log", action="store_true", help="log every request (uvicorn's access log)"
+    )
+    s.add_argument(
+        "--http",
+        choices=["auto", "httptools", "h11"],
+        default="auto",
+        help="the HTTP/1.1 parser: httptools (C, in the web extra) or h11 (pure Python); "
+        "auto takes httptools when it is installed (default)",
     )
     s.add_argument(
         "--workers",

@@ -17,7 +17,7 @@ from starlette.routing import Mount
 
 from ..models import Principal
 from ..tracker import Tracker
-from ._coalesce import CoalescingH11Protocol
+from ._coalesce import protocol
 from .app import create_app
 from .auth import Authenticator, AuthRequest
 
@@ -92,13 +92,15 @@ async def serve_tracker(
     port: int,
     mount_path: str = "",
     access_log: bool = False,
+    http: str = "auto",
     sockets: list[socket.socket] | None = None,
     websocket_only: bool = False,
     **app_options: Any,
 ) -> None:
     """Serve a tracker that is already running until uvicorn is told to stop (on
     ``sockets`` if given, else on ``host:port``). ``websocket_only``: Socket.IO refuses
-    HTTP long-polling (for several workers on one port, see ``workers``)."""
+    HTTP long-polling (for several workers on one port, see ``workers``). ``http``: the
+    HTTP parser, "httptools", "h11" or "auto" (httptools when installed)."""
     app = host_app(
         tracker,
         mount_path=mount_path,
@@ -114,7 +116,7 @@ async def serve_tracker(
         log_level="info",
         # a line per request cost a tenth of a list request's time; proxies log anyway
         access_log=access_log,
-        http=CoalescingH11Protocol,
+        http=protocol(http),
         timeout_graceful_shutdown=3,
         proxy_headers=True,
     )

@@ -45,6 +45,7 @@ class ServeOptions:
     mount_path: str = ""
     poll_interval: float = 0.5
     access_log: bool = False
+    http: str = "auto"
     log_level: int = logging.WARNING
 
 
@@ -93,6 +94,7 @@ async def _serve_worker(options: ServeOptions, sock: socket.socket) -> None:
             port=options.port,
             mount_path=options.mount_path,
             access_log=options.access_log,
+            http=options.http,
             sockets=[sock],
             websocket_only=True,
         )
