@@ -420,24 +420,29 @@ async def _import_cmd(args: argparse.Namespace) -> None:
         await store.close()
 
 
-def _archive_progress(stream=sys.stderr) -> Callable[[str, int, int | None], None]:  # type: ignore[no-untyped-def]
-    """The archive's progress: one line per phase, rewritten as it goes."""
-    last: list[str] = []
+class _PhaseLine:
+    """The archive's progress on stderr: one line per phase, rewritten as it goes."""
 
-    def show(phase: str, done: int, total: int | None) -> None:
-        if last and last[0] != phase:
-            stream.write("\n")
-        last[:] = [phase]
-        text = {
-            "write": f"archived {done} sessions…",
-            "written": f"archived {done} sessions, file synced and in place; verifying…",
-            "verify": f"verified {done} of {total} sessions…",
-            "purge": f"purged {done} of {total} sessions…",
-        }[phase]
-        stream.write("\r" + text)
-        stream.flush()
+    _TEXT = {
+        "write": "archived {} sessions…",
+        "written": "archived {} sessions, file synced and in place; verifying…",
+        "verify": "verified {} of {} sessions…",
+        "purge": "purged {} of {} sessions…",
+    }
 
-    return show
+    def __init__(self) -> None:
+        self.phase: str | None = None
+
+    def __call__(self, phase: str, done: int, total: int | None) -> None:
+        if self.phase is not None and self.phase != phase:
+            sys.stderr.write("\n")
+        self.phase = phase
+        sys.stderr.write("\r" + self._TEXT[phase].format(done, total))
+        sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.phase is not None:
+            sys.stderr.write("\n")
 
 
 async def _archive_cmd(args: argparse.Namespace) -> None:
@@ -447,7 +452,7 @@ async def _archive_cmd(args: argparse.Namespace) -> None:
         raise CommandError(f"--batch-size must be at least 1, got {args.batch_size}")
     store = await _open(args.database_url, args.prefix, migrate=False)
     cutoff = datetime.now(UTC) - args.older_than
-    show = _archive_progress() if not args.quiet else None
+    show = _PhaseLine() if not args.quiet else None
     try:
         try:
             result = await archive(
@@ -467,7 +472,7 @@ async def _archive_cmd(args: argparse.Namespace) -> None:
             raise CommandError(f"cannot archive into {args.output}: {exc}") from None
     finally:
         if show is not None:
-            sys.stderr.write("\n")
+            show.end()
         await store.close()
     if result.removed:
         print(f"removed {len(result.removed)} temporary files of an archive never completed")

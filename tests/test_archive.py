@@ -265,10 +265,21 @@ async def test_a_busy_directory_is_refused_and_a_failed_verification_purges_noth
     assert set(check_directory(folder).ids) == set(pop.old)
 
 
-KILL_POINTS = ["write:4", "written:0", "purge:0", "purge:4", "verify:0"]
-"""Where the driver pauses to be killed: while writing (after the first batch), after the
-rename before the verification, verified before the purge, in the middle of the purge,
-and while verifying (an archive an earlier kill left unpurged, if there is one)."""
+def kill_points(rng: random.Random) -> list[str]:
+    """Where the runs are killed, in this order, so that each kind of point meets a fresh
+    archive and one an earlier kill left: while writing (after a seeded batch); in the
+    middle of the purge of a fresh archive; after the rename, before the verification;
+    during the verification of the archive that kill left; verified, before its purge;
+    and the real command at a seeded moment. ``phase:done`` pauses the driver at the first
+    progress report of that phase at or past ``done``."""
+    return [
+        f"write:{rng.choice((4, 8))}",
+        f"purge:{rng.choice((4, 8))}",
+        "written:0",
+        "verify:0",
+        "purge:0",
+        "random",
+    ]
 
 
 async def test_killed_at_seeded_points_nothing_is_lost_and_a_rerun_completes(
@@ -281,8 +292,7 @@ async def test_killed_at_seeded_points_nothing_is_lost_and_a_rerun_completes(
     rng = random.Random(14)
     folder = tmp_path / "archives"
     pop = Population()
-    points = [*rng.sample(KILL_POINTS, len(KILL_POINTS)), "random"]
-    for point in points:
+    for point in kill_points(rng):
         if point == "random":
             # the real command, killed at a seeded moment of its run
             pop.add(tracker.plugin_manager, rng.randint(9, 14))
@@ -309,13 +319,13 @@ async def test_killed_at_seeded_points_nothing_is_lost_and_a_rerun_completes(
         phase = point.partition(":")[0]
         if phase == "write":  # a temporary file, no archive of this run
             assert got.partial and not got.unpurged, point
-        elif phase in ("written", "purge"):  # an archive in place, its purge unfinished
-            [manifest] = got.unpurged  # (for a purge: maybe one an earlier kill left)
+        elif phase != "random":  # an archive in place, its purge unfinished
+            [manifest] = got.unpurged
             held = len(set(manifest["ids"]) & left)
-            if phase == "written":
+            if phase in ("written", "verify"):  # nothing of it purged yet
                 assert held == manifest["sessions"], point
             else:
-                assert 0 < held <= manifest["sessions"] - (4 if point == "purge:4" else 0), point
+                assert 0 < held <= manifest["sessions"] - int(point.partition(":")[2]), point
     done = archive_cli(database_url, prefix, folder)
     assert done.returncode == 0, done.stderr
     got = check_directory(folder)
