@@ -343,3 +343,70 @@ async def test_killed_at_seeded_points_nothing_is_lost_and_a_rerun_completes(
         assert await import_jsonl(store, union) == len(pop.old)
     finally:
         await store.close()
+
+
+class Stop(Exception):
+    """Raised from the progress callback: the run ends there, its files as they are."""
+
+
+def stop_at(phase: str) -> Any:
+    def progress(now: str, done: int, total: int | None) -> None:
+        if now == phase:
+            raise Stop(phase)
+
+    return progress
+
+
+async def test_a_run_ended_between_the_two_renames_is_finished_by_the_next(
+    tracker: sessiontrack.Tracker,
+    database_url: str,
+    prefix: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pop = Population()
+    pop.add(tracker.plugin_manager, 5)
+    await tracker.flush()
+    folder = tmp_path / "archives"
+    with pytest.raises(Stop):
+        await run_archive(database_url, prefix, folder, progress=stop_at("written"))
+    [data] = folder.glob("*.jsonl.gz")
+    # the manifest in place, the data file still at its temporary name
+    partial = data.with_name(data.name + ".partial")
+    data.rename(partial)
+    result = await run_archive(database_url, prefix, folder)
+    assert result.resumed == (data,) and result.file is None
+    assert (result.archived, result.purged) == (0, 5)
+    got = check_directory(folder)
+    assert got.complete == [data] and not got.unpurged and not got.partial
+    assert set(got.ids) == set(pop.old)
+    # the same state with a temporary file that does not verify: both go, as never
+    # completed, and the run archives the sessions anew
+    pop.add(tracker.plugin_manager, 3)
+    await tracker.flush()
+    with pytest.raises(Stop):
+        await run_archive(database_url, prefix, folder, progress=stop_at("written"))
+    newest = max(folder.glob("*.jsonl.gz"))
+    broken = newest.with_name(newest.name + ".partial")
+    broken.write_bytes(newest.read_bytes()[:-10])
+    newest.unlink()
+    result = await run_archive(database_url, prefix, folder)
+    assert broken in result.removed and result.archived == result.purged == 3
+    got = check_directory(folder)
+    assert len(got.complete) == 2 and set(got.ids) == set(pop.old) and not got.partial
+    # a manifest of another database is left alone, with a warning
+    pop.add(tracker.plugin_manager, 2)
+    await tracker.flush()
+    store = SQLAlchemyStore(database_url, prefix=prefix)
+    await store.open(migrate=False)
+    try:
+        with pytest.raises(Stop):
+            cutoff = datetime.now(UTC) - timedelta(days=30)
+            await archive(store, folder, cutoff, source="elsewhere", progress=stop_at("purge"))
+    finally:
+        await store.close()
+    with caplog.at_level("WARNING", logger="sessiontrack._archive"):
+        result = await run_archive(database_url, prefix, folder)
+    assert "is of elsewhere, not" in caplog.text
+    assert result.resumed == () and result.archived == 2  # archived again, by this source
+    assert len(check_directory(folder).unpurged) == 1
