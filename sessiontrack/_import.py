@@ -1,19 +1,21 @@
 """Import: a JSON Lines export written back into an empty database.
 
-``sessiontrack import`` reads the file twice: first for the chatbots (their names and the
-flow graph of each version the sessions ran), then the sessions, written in transactions
-of a few hundred. Each session keeps its id and every message, node execution and call
-keeps its sequence number, so ``get_session`` gives back the detail that was exported.
+``sessiontrack import`` reads the file (plain, or gzip-compressed as ``sessiontrack
+archive`` writes it) twice: first for the chatbots (their names and the flow graph of each
+version the sessions ran), then the sessions, written in transactions of a few hundred.
+Each session keeps its id and every message, node execution and call keeps its sequence
+number, so ``get_session`` gives back the detail that was exported.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -21,6 +23,7 @@ from .abc import Store
 from .models import LLMCall, Message, NodeExecution, NodeTotals, SessionDetail, ToolCall
 from .store import FullSession, NotEmpty
 
+_GZIP_MAGIC = b"\x1f\x8b"
 IMPORTED_VERSION = "imported"
 """The version name given to a chatbot's current flow when no exported version had it."""
 _EMPTY_FLOW: dict[str, Any] = {"nodes": [], "edges": []}
@@ -132,8 +135,18 @@ class _Chatbot:
         }
 
 
-def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+def _open(path: Path) -> IO[bytes] | gzip.GzipFile:
+    """The file, decompressed if it is gzip (an archive of ``sessiontrack archive``, or
+    several concatenated: gzip reads every member)."""
     with path.open("rb") as fh:
+        magic = fh.read(2)
+    if magic == _GZIP_MAGIC:
+        return gzip.open(path, "rb")
+    return path.open("rb")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    with _open(path) as fh:
         for number, line in enumerate(fh, 1):
             if line.strip():
                 yield number, line

@@ -3,8 +3,8 @@
 It runs a :class:`~sessiontrack.Tracker` on an asyncio loop in a daemon thread of its own.
 The engine calls the hooks from any of its threads, as it would with an async tracker
 (they only validate and enqueue); ``flush``, ``drain``, ``stop``, ``stop_many``,
-``active_session``, ``purge`` and every ``sessions`` query are blocking calls that run on
-that loop.
+``active_session``, ``purge``, ``apply_retention`` and every ``sessions`` query are blocking
+calls that run on that loop.
 """
 
 from __future__ import annotations
@@ -209,6 +209,10 @@ class SyncTracker:
     def purge(self, older_than: timedelta, **kwargs: Any) -> int:
         """Delete sessions that ended more than ``older_than`` ago (:meth:`Tracker.purge`)."""
         return self.call(self.tracker.purge(older_than, **kwargs))
+
+    def apply_retention(self) -> int:
+        """Purge now what is past its retention (:meth:`Tracker.apply_retention`)."""
+        return self.call(self.tracker.apply_retention())
 
 
 def _blocking(

@@ -185,10 +185,15 @@ class Store(metaclass=ABCMeta):
         *,
         batch_size: int = 1000,
         progress: Callable[[int], None] | None = None,
+        chatbot_ids: Collection[str] | None = None,
+        exclude_chatbot_ids: Collection[str] = (),
+        ids: Collection[str] | None = None,
     ) -> int:
         """Delete terminal sessions completed before ``cutoff``, with their events, in
         transactions of ``batch_size`` sessions; returns how many were deleted. Active
-        sessions are never deleted."""
+        sessions are never deleted. ``chatbot_ids`` limits the purge to those chatbots,
+        ``exclude_chatbot_ids`` spares those, ``ids`` limits it to these sessions (an id
+        not stored, or not matching the rest, is passed over)."""
 
     @abstractmethod
     async def list_sessions(

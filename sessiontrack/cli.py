@@ -1,5 +1,5 @@
 """The ``sessiontrack`` command: migrate, purge, serve (with the web extra), analytics,
-export, import and fixture."""
+export, import, fixture and archive."""
 
 from __future__ import annotations
 
@@ -422,6 +422,95 @@ async def _import_cmd(args: argparse.Namespace) -> None:
         await store.close()
 
 
+class _PhaseLine:
+    """The archive's progress on stderr: one line per phase, rewritten as it goes."""
+
+    _TEXT = {
+        "write": "archived {} sessions…",
+        "written": "archived {} sessions, file synced and in place; verifying…",
+        "verify": "verified {} of {} sessions…",
+        "purge": "purged {} of {} sessions…",
+    }
+
+    def __init__(self) -> None:
+        self.phase: str | None = None
+
+    def __call__(self, phase: str, done: int, total: int | None) -> None:
+        if self.phase is not None and self.phase != phase:
+            sys.stderr.write("\n")
+        self.phase = phase
+        sys.stderr.write("\r" + self._TEXT[phase].format(done, total))
+        sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.phase is not None:
+            sys.stderr.write("\n")
+
+
+async def _archive_cmd(args: argparse.Namespace) -> None:
+    from ._archive import ArchiveError, archive, source_name
+
+    if args.batch_size < 1:
+        raise CommandError(f"--batch-size must be at least 1, got {args.batch_size}")
+    store = await _open(args.database_url, args.prefix, migrate=False)
+    cutoff = datetime.now(UTC) - args.older_than
+    show = _PhaseLine() if not args.quiet else None
+    try:
+        try:
+            result = await archive(
+                store,
+                args.output,
+                cutoff,
+                source=source_name(args.database_url, args.prefix),
+                chatbot_ids=args.chatbot_id,
+                batch_size=args.batch_size,
+                progress=show,
+            )
+        except ArchiveError as exc:
+            raise CommandError(str(exc)) from None
+        except OSError as exc:
+            if exc.filename is None:
+                raise  # not a file: the database's, reported with its traceback
+            raise CommandError(f"cannot archive into {args.output}: {exc}") from None
+    finally:
+        if show is not None:
+            show.end()
+        await store.close()
+    if result.removed:
+        print(f"removed {len(result.removed)} temporary files of an archive never completed")
+    for path in result.resumed:
+        print(f"finished {path}, left by a run that did not finish")
+    when = cutoff.isoformat(timespec="seconds")
+    if result.file is None:
+        print(f"no session ended before {when}: nothing to archive (purged {result.purged})")
+    else:
+        print(
+            f"archived {result.archived} sessions that ended before {when} to {result.file} "
+            f"(verified), purged {result.purged}"
+        )
+
+
+def _archive_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    a = sub.add_parser(
+        "archive",
+        help="write old sessions to a verified archive file, then purge them",
+        description="Write the sessions that ended before --older-than ago to a new "
+        "gzip-compressed JSON Lines file in --output (what 'sessiontrack import' reads), "
+        "with a manifest; sync it, verify it, and only then purge exactly the sessions "
+        "it holds. A run that was interrupted is finished by the next one. See "
+        "docs/privacy.md.",
+    )
+    common(a)
+    a.add_argument("--older-than", required=True, type=parse_duration, help="e.g. 90d, 12h")
+    a.add_argument("--output", required=True, help="the archive directory (created if needed)")
+    a.add_argument(
+        "--chatbot-id", action="append", help="only this chatbot's sessions (repeatable)"
+    )
+    a.add_argument("--batch-size", type=int, default=200, help="sessions per read and purge")
+    a.add_argument("--quiet", action="store_true", help="no progress line")
+    a.set_defaults(run=_archive_cmd)
+
+
 def _transfer_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
     x = sub.add_parser(
         "export",
@@ -600,6 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
     _analytics_parsers(sub, common)
     _transfer_parsers(sub, common)
     _fixture_parser(sub, common)
+    _archive_parser(sub, common)
     return parser
 
 

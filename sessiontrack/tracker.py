@@ -28,7 +28,7 @@ from ._redact import Redaction
 from ._reporting import ReportingHooks
 from ._stats import TrackerStats
 from ._stops import StopRequests, select_active, stop_ids
-from ._sweeper import Sweeper
+from ._sweeper import Retention, Sweeper, check_retention
 from ._writer import BatchWriter
 from .abc import Store, Subscription
 from .analytics._service import Analytics
@@ -70,6 +70,7 @@ class TrackerOptions(TypedDict, total=False):
     max_committed_queue: int
     analytics: bool
     redact: Iterable[object] | None
+    retention: Mapping[str, timedelta] | None
 
 
 class Tracker(ReportingHooks):
@@ -136,6 +137,14 @@ class Tracker(ReportingHooks):
         ``redact.IBAN``, ``redact.ALL``, ``redact.variables(...)``,
         ``redact.contact(...)``) and callables ``str -> str``, applied in this order
         (see docs/privacy.md). Anything else raises ``TypeError`` here.
+    :param retention: how long terminal sessions are kept after they ended, per chatbot
+        id, ``"*"`` standing for every chatbot without a key of its own (without ``"*"``
+        those are kept): ``{"*": timedelta(days=90), "support": timedelta(days=30)}``.
+        The sweeper purges what is past it every ``sweep_interval`` seconds, with the
+        sessions' events, search entries and analytics traces (the rollups keep counting
+        them), and logs what it purged; :meth:`apply_retention` does it at once. A key
+        that is not a chatbot id, or a period that is not a ``timedelta`` longer than
+        ``completion_grace`` and at most 100 years, raises here.
     """
 
     def __init__(
@@ -160,6 +169,7 @@ class Tracker(ReportingHooks):
         max_committed_queue: int = DEFAULT_MAX_EVENTS,
         analytics: bool = True,
         redact: Iterable[object] | None = None,
+        retention: Mapping[str, timedelta] | None = None,
     ) -> None:
         if overflow not in ("raise", "drop"):
             raise ValueError(f"overflow must be 'raise' or 'drop', got {overflow!r}")
@@ -184,6 +194,7 @@ class Tracker(ReportingHooks):
         if not 0 <= commit_delay <= 1:
             raise ValueError(f"commit_delay must be from 0 to 1 second, got {commit_delay!r}")
         self._redaction = None if redact is None else Redaction(redact)
+        rules = {} if retention is None else check_retention(retention, completion_grace)
         if isinstance(url_or_engine, Store):
             self.store: Store = url_or_engine
             if not analytics and hasattr(url_or_engine, "analytics"):
@@ -210,6 +221,7 @@ class Tracker(ReportingHooks):
         self._feed = Feed(self.store)
         self._sessions = SessionQueries(self.store)
         self._analytics = Analytics(self.store)
+        self._retention = Retention(self.store, rules) if rules else None
         if plugin_manager is None:
             plugin_manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         if not hasattr(plugin_manager.hook, "sessiontrack_session_started"):
@@ -284,6 +296,8 @@ class Tracker(ReportingHooks):
             tg.start_soon(self._watch)
             if self._sweep_interval is not None:
                 tg.start_soon(Sweeper(self.store, self._enqueue, self._sweep_interval).run)
+                if self._retention is not None:
+                    tg.start_soon(self._retention.run, self._sweep_interval)
             self._stack = stack.pop_all()
         log.info("sessiontrack tracker started on %r", self.store)
 
@@ -504,6 +518,15 @@ class Tracker(ReportingHooks):
         """Delete sessions that ended more than ``older_than`` ago, with their events."""
         self._require_running()
         return await self.store.purge(datetime.now(UTC) - older_than, **kwargs)
+
+    async def apply_retention(self) -> int:
+        """Purge now the terminal sessions past their chatbot's ``retention`` (what the
+        sweeper does every ``sweep_interval`` seconds); returns how many were purged
+        (0 without ``retention``)."""
+        self._require_running()
+        if self._retention is None:
+            return 0
+        return await self._retention.apply()
 
     @asynccontextmanager
     async def subscribe(

@@ -81,6 +81,8 @@ class SessionFilter:
     are more (``None``: count them all)."""
     words: tuple[str, ...] | None = None
     """Sessions with a message whose text has every one of these words (as prefixes)."""
+    completed_before: datetime | None = None
+    """Terminal sessions completed before this time (what an archive takes)."""
 
     @property
     def countable_from_counters(self) -> bool:
@@ -92,6 +94,7 @@ class SessionFilter:
             and self.path_keys is None
             and self.version is None
             and self.words is None
+            and self.completed_before is None
             and not self.advanced
         )
 
@@ -314,6 +317,8 @@ class ReadQueries(SearchReads):
             w.append(s.c.id.in_(on_path))
         if f.version is not None:
             w.append(s.c.flow_version == f.version)
+        if f.completed_before is not None:
+            w.append(s.c.completed_at < f.completed_before)
         if f.advanced:
             w += advanced_conditions(
                 self.tables,

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -576,15 +576,30 @@ class SQLAlchemyStore(TransferQueries, AnalyticsReads, Store):
         *,
         batch_size: int = 1000,
         progress: Callable[[int], None] | None = None,
+        chatbot_ids: Collection[str] | None = None,
+        exclude_chatbot_ids: Collection[str] = (),
+        ids: Collection[str] | None = None,
     ) -> int:
         """Delete terminal sessions completed before ``cutoff`` with their events, search
         index entries and analytics traces (the analytics rollups keep counting them).
 
         Works in batches of ``batch_size`` sessions, one transaction each, so a long purge
         never holds the write lock for long; ``progress`` gets the running total.
+        ``chatbot_ids`` keeps to those chatbots' sessions, ``exclude_chatbot_ids`` leaves
+        those chatbots' alone, and ``ids`` keeps to these sessions (an archive purges
+        exactly what it wrote; ids no longer stored are passed over).
         """
+        if ids is not None and len(ids) > batch_size:
+            return await self._purge_ids(cutoff, list(ids), batch_size, progress)
         t = self.tables
         s, e = t.sessions, t.events
+        which = [s.c.completed_at.is_not(None), s.c.completed_at < cutoff]
+        if chatbot_ids is not None:
+            which.append(s.c.chatbot_id.in_(sorted(chatbot_ids)))
+        if exclude_chatbot_ids:
+            which.append(s.c.chatbot_id.not_in(sorted(exclude_chatbot_ids)))
+        if ids is not None:
+            which.append(s.c.id.in_(sorted(ids)))
         total = 0
         while True:
             async with self.engine.begin() as conn:
@@ -592,7 +607,7 @@ class SQLAlchemyStore(TransferQueries, AnalyticsReads, Store):
                 rows = (
                     await conn.execute(
                         sa.select(s.c.id, s.c.chatbot_id, s.c.status)
-                        .where(s.c.completed_at.is_not(None), s.c.completed_at < cutoff)
+                        .where(*which)
                         .limit(batch_size)
                     )
                 ).all()
@@ -613,6 +628,21 @@ class SQLAlchemyStore(TransferQueries, AnalyticsReads, Store):
             total += len(rows)
             if progress is not None:
                 progress(total)
+
+    async def _purge_ids(
+        self,
+        cutoff: datetime,
+        ids: list[str],
+        batch_size: int,
+        progress: Callable[[int], None] | None,
+    ) -> int:
+        """:meth:`purge` of many ids, ``batch_size`` at a time (one bound list each)."""
+        total = 0
+        for at in range(0, len(ids), batch_size):
+            total += await self.purge(cutoff, batch_size=batch_size, ids=ids[at : at + batch_size])
+            if progress is not None:
+                progress(total)
+        return total
 
     async def events_after(
         self,
