@@ -220,6 +220,7 @@ def expected_states(events: list[Event]) -> list[dict[str, Any]]:
     states: list[dict[str, Any]] = []
     messages: list[str] = []
     nodes: list[str] = []
+    called: set[str] = set()
     calls = 0
     for k in range(len(events) + 1):
         if k:
@@ -232,6 +233,7 @@ def expected_states(events: list[Event]) -> list[dict[str, Any]]:
                 messages.append(what[0])
             else:
                 calls += 1
+                called.add(what[1])
         states.append(
             {
                 "step": k,
@@ -239,6 +241,8 @@ def expected_states(events: list[Event]) -> list[dict[str, Any]]:
                 "timeline": [LABELS.get(n, n) for n in nodes],
                 "executed": sorted(set(nodes)),
                 "current": nodes[-1] if nodes else None,
+                # Figures under a node: what it ran and called so far.
+                "figures": sorted(set(nodes) | called),
                 "calls": calls,
                 "urlStep": str(k),
             }
@@ -260,6 +264,9 @@ STATE_JS = """() => {
     executed: [...document.querySelectorAll('#flow-svg .node.executed')]
       .map((n) => n.dataset.nodeId).sort(),
     current: current ? current.dataset.nodeId : null,
+    figures: [...document.querySelectorAll('#flow-svg .node')]
+      .filter((n) => n.querySelector('.node-stats').textContent)
+      .map((n) => n.dataset.nodeId).sort(),
     calls: document.querySelectorAll('#calls-table tbody tr').length,
     urlStep: params.get('step'),
   };
@@ -680,10 +687,15 @@ async def test_replay_and_compare_pass_an_accessibility_audit_and_screenshots(
         await expect(page.locator("#flow-svg .node.current")).to_have_count(1)
         await page.wait_for_timeout(200)
         assert await axe_violations(page, axe_script) == [], (size, "replay")
-        await page.screenshot(path=str(screenshots / f"replay-{size}.png"))
+        await page.screenshot(
+            path=str(screenshots / f"replay-{size}.png"), full_page=size == "desktop"
+        )
         await compare(page, site, "ann", "ben")
         await page.wait_for_timeout(200)
         assert await axe_violations(page, axe_script) == [], (size, "compare")
+        # A full-page picture takes what is below the window too: the conversations'
+        # blocks are drawn only in view (content-visibility), so draw them all for it.
+        await page.add_style_tag(content=".chunk { content-visibility: visible; }")
         await page.screenshot(
             path=str(screenshots / f"compare-{size}.png"), full_page=size == "desktop"
         )

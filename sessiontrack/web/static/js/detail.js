@@ -274,7 +274,10 @@ class DetailView {
     }
     this.renderTimeline(execs, execs.length - 1);
     this.flow.setExecution(execs.map((x) => x.nodeId), execs.length ? execs[execs.length - 1].nodeId : null, execs.length > 0);
-    this.calls.render((s.llmCallHistory || []).slice(0, llm), (s.toolCallHistory || []).slice(0, tool));
+    const llmCalls = (s.llmCallHistory || []).slice(0, llm);
+    const toolCalls = (s.toolCallHistory || []).slice(0, tool);
+    this.calls.render(llmCalls, toolCalls);
+    this.flow.setFigures(figuresSoFar(execs, llmCalls, toolCalls), timedNodes({ nodeExecutions: execs }));
     this.main.querySelector(".detail-view")?.setAttribute("data-replay-step", String(index));
     this.replayUrl();
   }
@@ -391,7 +394,7 @@ class DetailView {
           if (parts.has("meta")) this.renderMeta();
           if (parts.has("totals")) this.renderTotals();
         }
-        if (parts.has("figures")) this.flow.setFigures(s.nodeTotals || [], timedNodes(s));
+        if (parts.has("figures") && !this.replay) this.flow.setFigures(s.nodeTotals || [], timedNodes(s));
         if (parts.has("variables")) this.renderVariables();
         // In replay the step decides what these show; new events only add steps.
         if (this.replay) {
@@ -549,6 +552,34 @@ class DetailView {
 function sameCall(a, b) {
   if (a.seq != null && b.seq != null) return a.seq === b.seq;
   return Date.parse(a.at) === Date.parse(b.at) && a.nodeId === b.nodeId && (a.model ?? a.name) === (b.model ?? b.name);
+}
+
+/** Per-node figures (as the detail's nodeTotals) of the executions and calls given: a
+ * replay's figures at its step. */
+function figuresSoFar(execs, llmCalls, toolCalls) {
+  const byId = new Map();
+  const of = (nodeId) => {
+    const key = String(nodeId);
+    if (!byId.has(key)) byId.set(key, { nodeId, executions: 0, durationMs: 0, inputTokens: 0, outputTokens: 0, cost: 0, llmCalls: 0, toolCalls: 0, errorCount: 0 });
+    return byId.get(key);
+  };
+  for (const x of execs) {
+    const t = of(x.nodeId);
+    t.executions += 1;
+    t.durationMs += x.durationMs || 0;
+    if (x.error) t.errorCount += 1;
+  }
+  for (const c of llmCalls) {
+    if (c.nodeId == null) continue;
+    const t = of(c.nodeId);
+    Object.assign(t, { llmCalls: t.llmCalls + 1, inputTokens: t.inputTokens + (c.inputTokens || 0), outputTokens: t.outputTokens + (c.outputTokens || 0), cost: t.cost + (c.cost || 0), errorCount: t.errorCount + (c.error ? 1 : 0) });
+  }
+  for (const c of toolCalls) {
+    if (c.nodeId == null) continue;
+    const t = of(c.nodeId);
+    Object.assign(t, { toolCalls: t.toolCalls + 1, errorCount: t.errorCount + (c.error ? 1 : 0) });
+  }
+  return [...byId.values()];
 }
 
 /** The nodes with at least one execution whose duration the engine reported. */

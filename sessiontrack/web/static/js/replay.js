@@ -17,6 +17,18 @@ export const MIN_STEP_MS = 250;
 const TIE_RANK = { inbound: 0, llm: 1, tool: 1, node: 2, outbound: 3 };
 const EMPTY = { nodes: 0, messages: 0, llm: 0, tool: 0 };
 
+// The transport's icons, drawn (media-control glyphs are missing from many fonts).
+const ICONS = {
+  first: "M5 4h2.5v16H5z M20 4v16L9 12z",
+  back: "M6 4h2.5v16H6z M19 4v16L10 12z",
+  play: "M7 4v16l13-8z",
+  pause: "M6 4h4.5v16H6z M13.5 4H18v16h-4.5z",
+  forward: "M15.5 4H18v16h-2.5z M5 4v16l9-8z",
+  last: "M16.5 4H19v16h-2.5z M4 4v16l11-8z",
+};
+const icon = (name) => h("svg", { class: "icon", viewBox: "0 0 24 24", width: "18", height: "18", "aria-hidden": "true", focusable: "false" },
+  h("path", { d: ICONS[name] }));
+
 /**
  * The session's events as replay steps, oldest first. Each kind keeps its stored order
  * (node executions, messages by id, calls by seq); kinds are merged by timestamp. Step 0
@@ -102,17 +114,17 @@ export class ReplayBar {
     this.onStep = onStep;
     this.onSpeed = onSpeed;
 
-    const button = (id, label, text, fn, key) => {
-      const b = h("button", { type: "button", class: "btn btn-icon", id, "aria-label": label, title: `${label} (${key})`, "aria-keyshortcuts": key }, text);
+    const button = (id, label, name, fn, key) => {
+      const b = h("button", { type: "button", class: "btn btn-icon", id, "aria-label": label, title: `${label} (${key})`, "aria-keyshortcuts": key }, icon(name));
       b.addEventListener("click", fn);
       return b;
     };
-    this.firstButton = button("replay-first", "First step", "⏮", () => this.seek(0), "Home");
-    this.backButton = button("replay-back", "Step back", "◀", () => this.seek(this.index - 1), "ArrowLeft");
-    this.playButton = button("replay-play", "Play", "▶", () => this.toggle(), "Space");
+    this.firstButton = button("replay-first", "First step", "first", () => this.seek(0), "Home");
+    this.backButton = button("replay-back", "Step back", "back", () => this.seek(this.index - 1), "ArrowLeft");
+    this.playButton = button("replay-play", "Play", "play", () => this.toggle(), "Space");
     this.playButton.classList.add("btn-primary");
-    this.forwardButton = button("replay-forward", "Step forward", "▶|", () => this.seek(this.index + 1), "ArrowRight");
-    this.lastButton = button("replay-last", "Last step", "⏭", () => this.seek(this.steps.length - 1), "End");
+    this.forwardButton = button("replay-forward", "Step forward", "forward", () => this.seek(this.index + 1), "ArrowRight");
+    this.lastButton = button("replay-last", "Last step", "last", () => this.seek(this.steps.length - 1), "End");
     this.slider = h("input", { type: "range", id: "replay-slider", min: "0", step: "1", "aria-label": "Step" });
     this.slider.addEventListener("input", () => this.seek(Number(this.slider.value), { keepPlaying: true }));
     this.speedButtons = SPEEDS.map((s) => {
@@ -236,7 +248,7 @@ export class ReplayBar {
     const label = this.playing ? "Pause" : "Play";
     this.playButton.setAttribute("aria-label", label);
     this.playButton.title = `${label} (Space)`;
-    this.playButton.textContent = this.playing ? "⏸" : "▶";
+    this.playButton.replaceChildren(icon(this.playing ? "pause" : "play"));
     this.el.dataset.playing = String(this.playing);
     this.el.dataset.speed = String(this.speed);
     for (const b of this.speedButtons) b.setAttribute("aria-pressed", String(Number(b.dataset.speed) === this.speed));
