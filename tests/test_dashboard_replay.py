@@ -142,12 +142,25 @@ DAN: list[Event] = [  # another chatbot, other node ids, the same labels but the
 ]
 
 
+TIA: list[Event] = [  # stamped two by two in the same instant, reported in this order
+    (1, "in", "hello"),
+    (1, "llm", ("gpt-test", "m1")),
+    (1, "node", ("m1", "Menu")),
+    (1, "out", ("Hi there", "m1")),
+    (2, "node", ("t1", "Tech support")),
+    (2, "out", ("Tech here", "t1")),
+]
+EVE: list[Event] = [(1, "node", ("s1", "Start")), (2, "out", ("Welcome", "s1"))]  # active
+
+
 @dataclass
 class Site:
     base: str
     ui: str
     backend: str
     ids: dict[str, str]
+    hook: Any
+    tracker: sessiontrack.Tracker
 
 
 def report(hook: Any, sid: str, start: datetime, events: list[Event]) -> None:
@@ -193,7 +206,14 @@ def seed(hook: Any, now: datetime) -> dict[str, str]:
     hook.sessiontrack_flow_registered(chatbot_id=SHOP, name="Shop", flow=SHOP_V1, version="v1")
     hook.sessiontrack_flow_registered(chatbot_id=DESK, name="Desk", flow=DESK_FLOW, version="d1")
     ids: dict[str, str] = {}
-    plan = [("ann", SHOP, ANN), ("ben", SHOP, BEN), ("cara", SHOP, CARA), ("dan", DESK, DAN)]
+    plan = [
+        ("ann", SHOP, ANN),
+        ("ben", SHOP, BEN),
+        ("cara", SHOP, CARA),
+        ("dan", DESK, DAN),
+        ("tia", DESK, TIA),
+        ("eve", DESK, EVE),
+    ]
     for i, (name, bot, events) in enumerate(plan):
         if name == "cara":
             hook.sessiontrack_flow_registered(
@@ -209,6 +229,8 @@ def seed(hook: Any, now: datetime) -> dict[str, str]:
             at=start,
         )
         report(hook, sid, start, events)
+        if name == "eve":
+            continue
         hook.sessiontrack_session_completed(
             session_id=sid, reason="flow_end", at=start + timedelta(seconds=events[-1][0] + 1)
         )
@@ -312,7 +334,7 @@ async def site(
             ids = seed(pm.hook, datetime.now(UTC))
             await tracker.flush()
             async with serve(host_app(create_app(tracker))) as base:
-                yield Site(base, f"{base}{PREFIX}/ui/", request.param, ids)
+                yield Site(base, f"{base}{PREFIX}/ui/", request.param, ids, pm.hook, tracker)
     finally:
         if request.param == "postgresql":
             await drop_prefixed_tables(url, prefix)
@@ -343,9 +365,13 @@ async def page(browser: Any) -> AsyncIterator[Any]:
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def only_sqlite(site: Site) -> None:
+@pytest.fixture
+def ui_site(site: Site) -> Site:
+    """The site, for a test that only drives the page: skipped (before it opens a page) on
+    PostgreSQL, whose data the SQLite run's page shows the same."""
     if site.backend != "sqlite":
-        pytest.skip("looks at the page only: the SQLite run covers it")
+        pytest.skip("drives the page only: the SQLite run covers it")
+    return site
 
 
 def hash_params(page: Any) -> dict[str, list[str]]:
@@ -361,6 +387,17 @@ async def open_replay(page: Any, site: Site, name: str) -> None:
     await expect(page.locator("#replay")).to_be_visible()
 
 
+async def animations(page: Any) -> tuple[str, str]:
+    """The animations of the step's new message and of the flow's current node."""
+    new = page.locator("#conversation .msg.replay-new")
+    await expect(new).to_have_count(1)
+    message: str = await new.evaluate("e => getComputedStyle(e).animationName")
+    node: str = await page.locator("#flow-svg .node.current .node-box").evaluate(
+        "e => getComputedStyle(e).animationName"
+    )
+    return message, node
+
+
 async def test_stepping_keeps_flow_timeline_conversation_and_calls_together(
     page: Any, site: Site
 ) -> None:
@@ -374,6 +411,8 @@ async def test_stepping_keeps_flow_timeline_conversation_and_calls_together(
     for k in range(1, len(want)):
         await page.keyboard.press("ArrowRight")
         assert await at_step(page, k) == want[k], k
+        if k == 3:  # a message: it slides in (no reduced motion here), the node pulses
+            assert await animations(page) == ("replay-in", "node-pulse")
     # The last step is the session as the live page shows it, and Forward stops there.
     await expect(page.locator("#replay-forward")).to_be_disabled()
     await expect(page.locator("#replay-caption")).to_contain_text("Bot: “Bye!”")
@@ -400,8 +439,52 @@ async def test_stepping_keeps_flow_timeline_conversation_and_calls_together(
     await expect(page.locator("#calls-table tbody tr")).to_have_count(2)
 
 
-async def test_play_pause_and_speed_follow_the_recorded_timing(page: Any, site: Site) -> None:
-    only_sqlite(site)
+async def test_events_of_one_instant_keep_their_stored_order(page: Any, site: Site) -> None:
+    # Messages and calls by sequence number; a node after the customer's message and the
+    # calls it made, before its reply.
+    await page.goto(site.ui + f"#/sessions/{site.ids['tia']}?step=0")
+    await expect(page.locator("#replay")).to_have_attribute("data-step", "0")
+    kinds = []
+    for k in range(1, len(TIA) + 1):
+        await page.keyboard.press("ArrowRight")
+        await expect(page.locator("#replay")).to_have_attribute("data-step", str(k))
+        kinds.append(await page.locator("#replay-caption .replay-what").get_attribute("data-kind"))
+        if k == 3:
+            await expect(page.locator("#flow-svg .node.current")).to_have_attribute(
+                "data-node-id", "m1"
+            )
+            await expect(page.locator("#conversation p.msg-text")).to_have_text(["hello"])
+    assert kinds == ["inbound", "llm", "node", "outbound", "node", "outbound"]
+    await expect(page.locator("#replay-gap")).to_be_hidden()
+
+
+async def test_live_events_become_new_steps_without_moving_the_replay(
+    ui_site: Site, page: Any
+) -> None:
+    site = ui_site
+    sid = site.ids["eve"]
+    await page.goto(site.ui + f"#/sessions/{sid}?step=2")
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    await expect(page.locator("#replay-caption")).to_contain_text("Step 2 of 2")
+    at = datetime.now(UTC)
+    site.hook.sessiontrack_message(session_id=sid, direction="inbound", text="help", at=at)
+    site.hook.sessiontrack_node_executed(
+        session_id=sid, node_id="m1", label="Menu", at=at + timedelta(seconds=1)
+    )
+    await site.tracker.flush()
+    await expect(page.locator("#replay-caption")).to_contain_text("Step 2 of 4")
+    # The replay stays where it was: the new events are not shown yet.
+    await expect(page.locator("#conversation p.msg-text")).to_have_text(["Welcome"])
+    await expect(page.locator("#timeline li.step")).to_have_count(1)
+    await page.keyboard.press("End")
+    await expect(page.locator("#replay")).to_have_attribute("data-step", "4")
+    await expect(page.locator("#conversation p.msg-text")).to_have_text(["Welcome", "help"])
+    await expect(page.locator("#flow-svg .node.current")).to_have_attribute("data-node-id", "m1")
+    await expect(page.locator("#timeline li.step")).to_have_count(2)
+
+
+async def test_play_pause_and_speed_follow_the_recorded_timing(ui_site: Site, page: Any) -> None:
+    site = ui_site
     await open_replay(page, site, "ann")
     want = expected_states(ANN)
     await page.locator("#replay-speed-10").click()
@@ -455,8 +538,8 @@ async def test_play_pause_and_speed_follow_the_recorded_timing(page: Any, site: 
     await expect(page.locator("#replay")).to_have_attribute("data-playing", "false")
 
 
-async def test_a_link_to_a_step_opens_that_step(browser: Any, site: Site) -> None:
-    only_sqlite(site)
+async def test_a_link_to_a_step_opens_that_step(ui_site: Site, browser: Any) -> None:
+    site = ui_site
     want = expected_states(ANN)
     first = await new_page(browser)
     await open_replay(first, site, "ann")
@@ -467,7 +550,9 @@ async def test_a_link_to_a_step_opens_that_step(browser: Any, site: Site) -> Non
     link = first.url
     assert hash_params(first) == {"step": ["8"], "speed": ["4"]}
     # A fresh tab with the link: the same step, the same speed, everything agreeing.
-    second = await new_page(browser)
+    second = await first.context.new_page()
+    second.errors = []
+    second.on("pageerror", lambda exc: second.errors.append(str(exc)))
     await second.goto(link)
     assert await at_step(second, 8) == shown
     await expect(second.locator("#replay-speed-4")).to_have_attribute("aria-pressed", "true")
@@ -482,9 +567,9 @@ async def test_a_link_to_a_step_opens_that_step(browser: Any, site: Site) -> Non
     await first.go_back()
     await expect(first.locator("#replay")).to_have_count(0)
     await expect(first.locator("#conversation .msg")).to_have_count(5)
-    for p in (first, second):
-        assert not p.errors
-        await p.context.close()
+    assert not first.errors
+    assert not second.errors
+    await first.context.close()
 
 
 async def compare(page: Any, site: Site, a: str, b: str) -> Any:
@@ -600,8 +685,10 @@ async def test_compare_across_flow_versions_and_chatbots(page: Any, site: Site) 
     await expect(page.locator("#first-divergence")).to_have_count(0)
 
 
-async def test_compare_is_reached_from_the_list_and_from_a_session(page: Any, site: Site) -> None:
-    only_sqlite(site)
+async def test_compare_is_reached_from_the_list_and_from_a_session(
+    ui_site: Site, page: Any
+) -> None:
+    site = ui_site
     await page.goto(site.ui + f"#/?tab=all&bot={SHOP}")
     await expect(page.locator(ROWS)).to_have_count(3)
     link = page.locator("#compare-selected")
@@ -633,9 +720,10 @@ async def test_compare_is_reached_from_the_list_and_from_a_session(page: Any, si
     await expect(page.locator("#replay")).to_have_attribute("data-step", "0")
 
 
-async def test_keyboard_and_reduced_motion(browser: Any, site: Site) -> None:
-    only_sqlite(site)
-    for motion, animation in (("no-preference", "replay-in"), ("reduce", "none")):
+async def test_keyboard_and_reduced_motion(ui_site: Site, browser: Any) -> None:
+    site = ui_site
+    # (Without reduced motion the new message slides in: see the stepping test.)
+    for motion in ("reduce",):
         page = await new_page(browser, reduced_motion=motion)
         await page.goto(site.ui + f"#/sessions/{site.ids['ann']}?step=2")
         await expect(page.locator("#replay")).to_have_attribute("data-step", "2")
@@ -643,17 +731,7 @@ async def test_keyboard_and_reduced_motion(browser: Any, site: Site) -> None:
         await page.locator("#main").focus()
         await page.keyboard.press("ArrowRight")
         await expect(page.locator("#replay")).to_have_attribute("data-step", "3")
-        new = page.locator("#conversation .msg.replay-new")
-        await expect(new).to_have_count(1)
-        name = await new.evaluate("e => getComputedStyle(e).animationName")
-        assert name == animation, motion
-        pulse = await page.locator("#flow-svg .node.current .node-box").evaluate(
-            "e => getComputedStyle(e).animationName"
-        )
-        assert pulse == ("none" if motion == "reduce" else "node-pulse")
-        if motion != "reduce":
-            await page.context.close()
-            continue
+        assert await animations(page) == ("none", "none")
         await page.keyboard.press("End")
         await expect(page.locator("#replay")).to_have_attribute("data-step", str(len(ANN)))
         await page.keyboard.press("Home")
@@ -677,11 +755,12 @@ async def test_keyboard_and_reduced_motion(browser: Any, site: Site) -> None:
 
 
 async def test_replay_and_compare_pass_an_accessibility_audit_and_screenshots(
-    browser: Any, site: Site, axe_script: Path, screenshots: Path
+    ui_site: Site, browser: Any, axe_script: Path, screenshots: Path
 ) -> None:
-    only_sqlite(site)
+    site = ui_site
+    page = await new_page(browser, DESKTOP, reduced_motion="reduce")
     for viewport, size in ((DESKTOP, "desktop"), (PHONE, "phone")):
-        page = await new_page(browser, viewport, reduced_motion="reduce")
+        await page.set_viewport_size(viewport)
         await page.goto(site.ui + f"#/sessions/{site.ids['ann']}?step=8")
         await expect(page.locator("#replay")).to_have_attribute("data-step", "8")
         await expect(page.locator("#flow-svg .node.current")).to_have_count(1)
@@ -699,7 +778,7 @@ async def test_replay_and_compare_pass_an_accessibility_audit_and_screenshots(
         await page.screenshot(
             path=str(screenshots / f"compare-{size}.png"), full_page=size == "desktop"
         )
-        assert not page.errors
-        await page.context.close()
+    assert not page.errors
+    await page.context.close()
     for name in ("replay-desktop", "replay-phone", "compare-desktop", "compare-phone"):
         assert (screenshots / f"{name}.png").stat().st_size > 10_000

@@ -12,8 +12,10 @@ export const GAP_CAP_MS = 3000;
 /** The least time a step stays on screen at 1× (events stored in the same instant). */
 export const MIN_STEP_MS = 250;
 
-// On equal timestamps (and no sequence numbers to settle it): what the customer said, the
-// calls a node made while it ran, the node (an engine reports it when it ends), its reply.
+// Messages and calls carry their event sequence number: among them it is the stored
+// order. Node executions carry none, so each goes in by its timestamp; in the same instant
+// it goes after what the customer said and the calls made while it ran (an engine reports
+// a node when it ends) and before its reply.
 const TIE_RANK = { inbound: 0, llm: 1, tool: 1, node: 2, outbound: 3 };
 const EMPTY = { nodes: 0, messages: 0, llm: 0, tool: 0 };
 
@@ -30,48 +32,39 @@ const icon = (name) => h("svg", { class: "icon", viewBox: "0 0 24 24", width: "1
   h("path", { d: ICONS[name] }));
 
 /**
- * The session's events as replay steps, oldest first. Each kind keeps its stored order
- * (node executions, messages by id, calls by seq); kinds are merged by timestamp. Step 0
- * is the session's start, before any event. A step: {kind: "start" | "node" | "inbound" |
- * "outbound" | "llm" | "tool", at, item, gapMs (since the step before), counts: {nodes,
- * messages, llm, tool} (how many of each have happened, this step included)}.
+ * The session's events as replay steps, oldest first: messages, LLM and tool calls in
+ * their stored order (by sequence number), node executions (in their stored order)
+ * merged in by timestamp. Step 0 is the session's start, before any event. A step:
+ * {kind: "start" | "node" | "inbound" | "outbound" | "llm" | "tool", at, item, gapMs (since
+ * the step before), counts: {nodes, messages, llm, tool} (how many of each have
+ * happened, this step included)}.
  */
 export function buildSteps(session, messages) {
-  const lists = [
-    (session.nodeExecutions || []).map((x) => ({ kind: "node", at: x.at, seq: null, item: x })),
-    (messages || []).map((m) => ({ kind: m.direction === "inbound" ? "inbound" : "outbound", at: m.timestamp, seq: m.id, item: m })),
-    (session.llmCallHistory || []).map((c) => ({ kind: "llm", at: c.at, seq: c.seq ?? null, item: c })),
-    (session.toolCallHistory || []).map((c) => ({ kind: "tool", at: c.at, seq: c.seq ?? null, item: c })),
-  ].map((list) => list.map((e) => ({ ...e, t: Date.parse(e.at) })));
-  const heads = lists.map(() => 0);
-  const startT = Date.parse(session.startedAt);
+  const timed = (e) => ({ ...e, t: Date.parse(e.at) });
+  const nodes = (session.nodeExecutions || []).map((x) => timed({ kind: "node", at: x.at, item: x }));
+  const logged = [
+    ...(messages || []).map((m) => timed({ kind: m.direction === "inbound" ? "inbound" : "outbound", at: m.timestamp, seq: m.id, item: m })),
+    ...(session.llmCallHistory || []).map((c) => timed({ kind: "llm", at: c.at, seq: c.seq, item: c })),
+    ...(session.toolCallHistory || []).map((c) => timed({ kind: "tool", at: c.at, seq: c.seq, item: c })),
+  ].sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0) || a.t - b.t);
   const steps = [{ kind: "start", at: session.startedAt, item: null, gapMs: 0, counts: { ...EMPTY } }];
   let counts = { ...EMPTY };
-  let lastT = startT;
-  for (;;) {
-    let pick = -1;
-    for (let i = 0; i < lists.length; i++) {
-      const e = lists[i][heads[i]];
-      if (e && (pick < 0 || before(e, lists[pick][heads[pick]]))) pick = i;
-    }
-    if (pick < 0) break;
-    const e = lists[pick][heads[pick]++];
+  let lastT = Date.parse(session.startedAt);
+  let i = 0, j = 0;
+  while (i < nodes.length || j < logged.length) {
+    const n = nodes[i], e = logged[j];
+    const takeNode = n && (!e || n.t < e.t || (n.t === e.t && TIE_RANK.node < TIE_RANK[e.kind]) || !Number.isFinite(e.t));
+    const x = takeNode ? nodes[i++] : logged[j++];
     counts = { ...counts };
-    if (e.kind === "node") counts.nodes++;
-    else if (e.kind === "llm") counts.llm++;
-    else if (e.kind === "tool") counts.tool++;
+    if (x.kind === "node") counts.nodes++;
+    else if (x.kind === "llm") counts.llm++;
+    else if (x.kind === "tool") counts.tool++;
     else counts.messages++;
-    const t = Number.isFinite(e.t) ? e.t : lastT;
-    steps.push({ kind: e.kind, at: e.at, item: e.item, gapMs: Math.max(0, t - (Number.isFinite(lastT) ? lastT : t)), counts });
-    lastT = Math.max(Number.isFinite(lastT) ? lastT : t, t);
+    const t = Number.isFinite(x.t) ? x.t : lastT;
+    steps.push({ kind: x.kind, at: x.at, item: x.item, gapMs: Number.isFinite(lastT) && Number.isFinite(t) ? Math.max(0, t - lastT) : 0, counts });
+    if (Number.isFinite(t)) lastT = Number.isFinite(lastT) ? Math.max(lastT, t) : t;
   }
   return steps;
-}
-
-function before(a, b) {
-  if (a.t !== b.t) return a.t < b.t;
-  if (a.seq !== null && b.seq !== null) return a.seq < b.seq;
-  return TIE_RANK[a.kind] < TIE_RANK[b.kind];
 }
 
 /** How long step `step` waits after the one before it at `speed`, and whether its
