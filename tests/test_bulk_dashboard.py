@@ -156,9 +156,12 @@ async def test_stop_selected_asks_first_then_stops_and_tells_the_counts(
     bot, live, done = await site.bot(active=3, ended=2)
     await open_list(page, site, bot)
     await expect(page.locator(ROWS)).to_have_count(5)
-    # Only active sessions can be picked; ended rows have no checkbox.
+    # Every row can be picked (two of them to compare); only active ones can be stopped.
     for sid in done:
-        await expect(row(page, sid).locator(".row-select")).to_have_count(0)
+        await row(page, sid).locator(".row-select").check()
+    await expect(page.locator("#selection-count")).to_have_text("2 sessions selected")
+    await expect(page.locator("#stop-selected")).to_be_disabled()
+    await page.locator("#clear-selection").click()
     await expect(page.locator("#stop-selected")).to_be_disabled()
     await expect(page.locator("#selection-count")).to_have_text("None selected")
     url = page.url
@@ -189,7 +192,7 @@ async def test_stop_selected_asks_first_then_stops_and_tells_the_counts(
     assert sorted(page.stop_bodies[0]["ids"]) == sorted([live[0], live[2]])
     for sid in (live[0], live[2]):
         await expect(row(page, sid)).to_have_attribute("data-status", "stopped")
-        await expect(row(page, sid).locator(".row-select")).to_have_count(0)
+        await expect(row(page, sid).locator(".row-select")).not_to_be_checked()
     await expect(row(page, live[1])).to_have_attribute("data-status", "waiting_input")
     await expect(page.locator("#selection-count")).to_have_text("None selected")
     assert [await site.status(s) for s in live] == ["stopped", "waiting_input", "stopped"]

@@ -1,6 +1,7 @@
-// Entry point: routes the hash to the list, the detail or the analytics view.
+// Entry point: routes the hash to the list, the detail, the comparison or the analytics view.
 
 import { mountAnalytics } from "./analytics.js";
+import { mountCompare } from "./compare.js";
 import { mountDetail } from "./detail.js";
 import { refreshRelativeTimes } from "./dom.js";
 import { mountList } from "./list.js";
@@ -9,16 +10,23 @@ import { parseHash } from "./router.js";
 const main = document.getElementById("main");
 let current = null;  // {view, id, instance}
 
-const MOUNT = { list: mountList, analytics: mountAnalytics };
+const MOUNT = {
+  list: (el, t) => mountList(el, t.params),
+  analytics: (el, t) => mountAnalytics(el, t.params),
+  detail: (el, t) => mountDetail(el, t.id, t.params),
+  compare: (el, t) => mountCompare(el, t.ids),
+};
 
 function route() {
   const target = parseHash();
-  if (current && current.view === target.view && target.view !== "detail") {
+  // The same view of the same session(s): only its parameters changed (a list filter, a
+  // replay step), so the view updates in place.
+  if (current && current.view === target.view && current.id === target.id) {
     current.instance.update(target.params);
     return;
   }
   current?.instance.destroy();
-  const instance = target.view === "detail" ? mountDetail(main, target.id) : MOUNT[target.view](main, target.params);
+  const instance = MOUNT[target.view](main, target);
   current = { ...target, instance };
   document.getElementById("nav-sessions").setAttribute("aria-current", target.view === "list" ? "page" : "false");
   document.getElementById("nav-analytics").setAttribute("aria-current", target.view === "analytics" ? "page" : "false");

@@ -12,7 +12,12 @@ const NEAR_BOTTOM_PX = 96;
 const SENDERS = { inbound: "Customer", outbound: "Bot" };
 
 export class Conversation {
-  constructor(sessionId, messages, messageCount) {
+  /**
+   * options.id (default "conversation"): the log's id, so two can share a page (their
+   * status line and button take it as a prefix). options.live (default true): false for a
+   * replay, which announces its steps itself.
+   */
+  constructor(sessionId, messages, messageCount, { id = "conversation", live = true, label } = {}) {
     this.sessionId = sessionId;
     this.oldestId = messages.length ? messages[0].id : null;
     this.loadedCount = messages.length;
@@ -22,14 +27,15 @@ export class Conversation {
     this.lastDay = null;
     this.seen = new Set(messages.map((m) => m.id));
 
-    this.status = h("div", { class: "conv-status", id: "conv-status" });
-    this.olderButton = h("button", { type: "button", class: "btn btn-small", id: "load-older" }, "Load older messages");
+    const own = id === "conversation";
+    this.status = h("div", { class: "conv-status", id: own ? "conv-status" : `${id}-status` });
+    this.olderButton = h("button", { type: "button", class: "btn btn-small", id: own ? "load-older" : `${id}-load-older` }, "Load older messages");
     this.olderButton.addEventListener("click", () => this.loadOlder());
     this.top = h("div", { class: "conv-top" }, this.olderButton, this.status);
     this.chunks = h("div", { class: "conv-chunks" });
     this.scroller = h("div", {
-      class: "conv-scroller", id: "conversation", role: "log", tabindex: "0",
-      "aria-label": "Conversation, newest at the bottom", "aria-live": "polite", "aria-relevant": "additions",
+      class: "conv-scroller", id, role: "log", tabindex: "0",
+      "aria-label": label ?? "Conversation, newest at the bottom", "aria-live": live ? "polite" : "off", "aria-relevant": "additions",
     }, this.top, this.chunks);
     this.jump = h("button", { type: "button", class: "btn btn-small jump-latest", hidden: true }, "↓ Latest messages");
     this.jump.addEventListener("click", () => this.scrollToBottom());

@@ -1,5 +1,7 @@
-// The session detail: header with Stop, totals, metadata, conversation, flow, timeline,
-// LLM and tool calls, variables.
+// The session detail: header with Stop, Replay and Compare, totals, metadata,
+// conversation, flow, timeline, LLM and tool calls, variables. With `step` in the hash
+// (#/sessions/<id>?step=3&speed=4) it is in replay mode: the conversation, the flow, the
+// timeline and the call table show the session as it was at that step (js/replay.js).
 
 import { api } from "./api.js";
 import { confirmDialog } from "./confirm.js";
@@ -13,16 +15,30 @@ import { FlowView } from "./flow.js";
 import { jsonTree, openPathsOf } from "./json.js";
 import { lastListHref } from "./list.js";
 import { LiveStream } from "./live.js";
+import { buildSteps, ReplayBar, SPEEDS } from "./replay.js";
+import { compareHref, navigate, sessionHref } from "./router.js";
 import { toast } from "./toast.js";
 
-export function mountDetail(main, id) {
-  return new DetailView(main, id);
+const MESSAGE_PAGE = 1000;
+
+export function mountDetail(main, id, params = {}) {
+  return new DetailView(main, id, params);
+}
+
+/** The replay a hash asks for: {step, speed}, or null (no `step`: the live page). */
+function replayParams(params) {
+  if (params?.step === undefined) return null;
+  const step = Number.parseInt(params.step, 10);
+  const speed = Number(params.speed);
+  return { step: Number.isFinite(step) && step >= 0 ? step : 0, speed: SPEEDS.includes(speed) ? speed : 1 };
 }
 
 class DetailView {
-  constructor(main, id) {
+  constructor(main, id, params = {}) {
     this.main = main;
     this.id = id;
+    this.wanted = replayParams(params);
+    this.replay = null;
     this.session = null;
     this.parts = [];
     // Outlives re-renders: the outcome of a stop stays visible after the reload it causes.
@@ -76,8 +92,28 @@ class DetailView {
         notFound ? null : retry)));
   }
 
+  /** The hash changed on this session: a replay step or speed, or in or out of replay. */
+  update(params) {
+    const wanted = replayParams(params);
+    this.wanted = wanted;
+    if (!this.session) return;  // load() renders what is wanted
+    if (!wanted) { if (this.replay || this.replayLoading) { this.leaveReplay(); this.render(); } return; }
+    if (!this.replay) { this.enterReplay({ focus: true }); return; }
+    // Apply the link's step and speed, then write the URL once (a step past the end
+    // becomes the last one).
+    this.applying = true;
+    try {
+      if (wanted.speed !== this.replay.speed) this.replay.setSpeed(wanted.speed);
+      if (wanted.step !== this.replay.index) this.replay.seek(wanted.step, { fromUrl: true });
+    } finally {
+      this.applying = false;
+    }
+    this.replayUrl();
+  }
+
   render() {
     for (const part of this.parts) part.destroy();
+    this.leaveReplay();
     const s = this.session;
     const who = s.customerName || s.customerPhone || s.conversationId || "Unknown customer";
     document.title = `${who} · session · sessiontrack`;
@@ -88,6 +124,9 @@ class DetailView {
     this.totalsEl = h("dl", { class: "totals", id: "totals" });
     this.calls = new CallTable(nodeLabels(s));
     this.conversation = new Conversation(s.id, s.messages || [], s.messageCount);
+    this.convSlot = h("div", { class: "conv-slot" }, this.conversation.el);
+    this.replaySlot = h("div", { class: "replay-slot" });
+    this.compareBox = this.compareControl();
     this.flow = new FlowView(s.flowData);
     this.timelineList = h("ol", { class: "timeline-list" });
     this.timeline = h("div", { class: "timeline", id: "timeline", tabindex: "0", "aria-label": "Node timeline" }, this.timelineList);
@@ -101,13 +140,17 @@ class DetailView {
       h("div", { class: "detail-head" },
         h("div", { class: "detail-title" }, h("h1", {}, who), this.badgeSlot,
           h("p", { class: "session-id muted" }, "Session ", h("code", {}, s.id))),
-        this.stopSlot),
+        h("div", { class: "detail-actions" },
+          h("a", { class: "btn", id: "replay-button", href: sessionHref(s.id, { step: 0 }) }, "▶ Replay"),
+          this.compareBox,
+          this.stopSlot)),
       this.stopMessage,
+      this.replaySlot,
       this.totalsEl,
       h("details", { class: "meta-box", open: window.matchMedia("(min-width: 721px)").matches },
         h("summary", {}, "Session details"), this.metaEl),
       h("div", { class: "detail-grid" },
-        panel("conversation", "Conversation", this.conversation.el),
+        panel("conversation", "Conversation", this.convSlot),
         panel("flow", "Flow", this.flow.el, this.flow.legend),
         panel("timeline", "Node timeline", this.timeline),
         panel("calls", "LLM and tool calls", this.calls.el),
@@ -119,6 +162,132 @@ class DetailView {
     this.flow.setExecution(s.nodeHistory || [], s.currentNodeId, ACTIVE.has(s.status));
     this.flow.setFigures(s.nodeTotals || [], timedNodes(s));
     requestAnimationFrame(() => this.flow.initialView(s.currentNodeId));
+    if (this.wanted) this.enterReplay({ focus: false });
+  }
+
+  /** "Compare with…": another recent session of this chatbot, or any session id. */
+  compareControl() {
+    const s = this.session;
+    const select = h("select", { id: "compare-with" }, h("option", { value: "" }, "Loading sessions…"));
+    const go = h("button", { type: "submit", class: "btn btn-small", id: "compare-go" }, "Compare");
+    const form = h("form", { class: "compare-form" },
+      h("div", { class: "field" }, h("label", { for: "compare-with" }, "Compare with"), select), go);
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      if (select.value) navigate(compareHref(s.id, select.value));
+    });
+    const box = h("details", { class: "compare-box", id: "compare-box" }, h("summary", { class: "btn" }, "Compare…"), form);
+    box.addEventListener("toggle", async () => {
+      if (!box.open || box.dataset.loaded) return;
+      box.dataset.loaded = "true";
+      try {
+        const page = await api("", { params: { filter: "all", chatbotId: s.chatbotId, limit: 20 } });
+        const others = page.data.filter((x) => x.id !== s.id);
+        select.replaceChildren(...(others.length ? others.map((x) => h("option", { value: x.id },
+          `${x.customerName || x.customerPhone || x.conversationId || x.id.slice(0, 8)} · ${x.status} · ${formatDateTime(x.startedAt)}`))
+          : [h("option", { value: "" }, "No other session of this chatbot")]));
+      } catch (err) {
+        select.replaceChildren(h("option", { value: "" }, `Could not load sessions: ${err.message}`));
+      }
+    });
+    return box;
+  }
+
+  /** Every message of the session (the detail holds the newest 100), oldest first. */
+  async allMessages() {
+    const s = this.session;
+    let messages = [...(s.messages || [])];
+    while (messages.length && messages.length < (s.messageCount || 0)) {
+      const older = await api(`${encodeURIComponent(s.id)}/messages`, { params: { limit: MESSAGE_PAGE, before: messages[0].id } });
+      const seen = new Set(messages.map((m) => m.id));
+      const fresh = older.filter((m) => !seen.has(m.id));
+      if (!fresh.length) break;
+      messages = [...fresh, ...messages];
+    }
+    return messages;
+  }
+
+  async enterReplay({ focus }) {
+    if (this.replay || this.replayLoading) return;
+    this.replayLoading = true;
+    this.replaySlot.replaceChildren(h("p", { class: "replay-bar state", role: "status" }, "Loading the session's events…"));
+    let messages;
+    try {
+      messages = await this.allMessages();
+    } catch (err) {
+      this.replayLoading = false;
+      if (this.destroyed) return;
+      this.replaySlot.replaceChildren(h("p", { class: "replay-bar state state-error", role: "alert" }, `Could not load the messages to replay: ${err.message}`));
+      return;
+    }
+    this.replayLoading = false;
+    if (this.destroyed || !this.wanted || this.replay) return;
+    this.replayMessages = messages;
+    const s = this.session;
+    this.main.querySelector(".detail-view")?.classList.add("replaying");
+    this.conversation.destroy();
+    this.parts = this.parts.filter((p) => p !== this.conversation);
+    this.conversation = null;
+    this.replayShown = -1;
+    this.replay = new ReplayBar(buildSteps(s, messages), {
+      step: this.wanted.step,
+      speed: this.wanted.speed,
+      exitHref: sessionHref(s.id),
+      onStep: (index, forward) => this.drawStep(index, forward),
+      onSpeed: () => this.replayUrl(),
+    });
+    this.replaySlot.replaceChildren(this.replay.el);
+    this.drawStep(this.replay.index, false);
+    if (focus) this.replay.playButton.focus({ preventScroll: true });
+  }
+
+  leaveReplay() {
+    this.replay?.destroy();
+    this.replay = null;
+    this.replayLoading = false;
+    this.replayConversation?.destroy();
+    this.replayConversation = null;
+  }
+
+  /** The page as it was at step `index`: messages, nodes and calls up to it. */
+  drawStep(index, forward) {
+    const s = this.session;
+    const step = this.replay.steps[index];
+    const { nodes, messages, llm, tool } = step.counts;
+    const execs = (s.nodeExecutions || []).slice(0, nodes);
+    // The conversation: one more message is appended; any other move redraws it.
+    if (forward && messages === this.replayShown + 1 && this.replayConversation) {
+      this.replayConversation.append(this.replayMessages[messages - 1]);
+    } else if (messages !== this.replayShown || !this.replayConversation) {
+      this.replayConversation?.destroy();
+      this.replayConversation = new Conversation(s.id, this.replayMessages.slice(0, messages), messages, { live: false, label: "Conversation at this replay step" });
+      this.convSlot.replaceChildren(this.replayConversation.el);
+    }
+    this.replayShown = messages;
+    for (const el of this.convSlot.querySelectorAll(".msg.replay-current")) el.classList.remove("replay-current");
+    if (step.kind === "inbound" || step.kind === "outbound") {
+      const li = this.convSlot.querySelector(`.msg[data-message-id="${step.item.id}"]`);
+      if (li) {
+        li.classList.add("replay-current");
+        if (forward) li.classList.add("replay-new");
+      }
+    }
+    this.renderTimeline(execs, execs.length - 1);
+    this.flow.setExecution(execs.map((x) => x.nodeId), execs.length ? execs[execs.length - 1].nodeId : null, execs.length > 0);
+    const llmCalls = (s.llmCallHistory || []).slice(0, llm);
+    const toolCalls = (s.toolCallHistory || []).slice(0, tool);
+    this.calls.render(llmCalls, toolCalls);
+    this.flow.setFigures(figuresSoFar(execs, llmCalls, toolCalls), timedNodes({ nodeExecutions: execs }));
+    this.main.querySelector(".detail-view")?.setAttribute("data-replay-step", String(index));
+    this.replayUrl();
+  }
+
+  /** The step (and speed) into the hash, without a history entry per step. */
+  replayUrl() {
+    if (!this.replay || this.applying) return;
+    const speed = this.replay.speed;
+    this.wanted = { step: this.replay.index, speed };
+    navigate(sessionHref(this.id, { step: this.replay.index, speed: speed === 1 ? "" : speed }), { replace: true });
   }
 
   refreshHeader() {
@@ -174,17 +343,15 @@ class DetailView {
     this.metaEl.replaceChildren(...rows.map(([k, v]) => h("div", { class: "meta-item" }, h("dt", {}, k), h("dd", {}, v))));
   }
 
-  renderTimeline() {
-    const s = this.session;
-    const execs = s.nodeExecutions || [];
-    const active = ACTIVE.has(s.status);
+  /** The node executions (`currentIndex`: the one marked current; by default the last,
+   * while the session is active). */
+  renderTimeline(execs = this.session.nodeExecutions || [], currentIndex = ACTIVE.has(this.session.status) ? execs.length - 1 : -1) {
     if (!execs.length) {
-      this.timelineList.replaceChildren(h("li", { class: "muted" }, "No nodes executed yet."));
+      this.timelineList.replaceChildren(h("li", { class: "muted" }, this.replay ? "No node has run yet at this step." : "No nodes executed yet."));
       return;
     }
     const items = execs.map((x, i) => {
-      const last = i === execs.length - 1;
-      const current = last && active;
+      const current = i === currentIndex;
       return h("li", { class: `step${current ? " current" : ""}${x.error ? " failed" : ""}`, "aria-current": current ? "step" : null, dataset: { nodeId: x.nodeId } },
         h("span", { class: "step-index", "aria-hidden": "true" }, String(i + 1)),
         h("div", { class: "step-body" },
@@ -227,11 +394,19 @@ class DetailView {
           if (parts.has("meta")) this.renderMeta();
           if (parts.has("totals")) this.renderTotals();
         }
+        if (parts.has("figures") && !this.replay) this.flow.setFigures(s.nodeTotals || [], timedNodes(s));
+        if (parts.has("variables")) this.renderVariables();
+        // In replay the step decides what these show; new events only add steps.
+        if (this.replay) {
+          if (parts.has("calls") || parts.has("timeline") || parts.has("messages")) {
+            this.replay.setSteps(buildSteps(s, this.replayMessages));
+          }
+          return;
+        }
+        if (this.replayLoading) return;
         if (parts.has("calls")) this.calls.render(s.llmCallHistory || [], s.toolCallHistory || []);
-        if (parts.has("figures")) this.flow.setFigures(s.nodeTotals || [], timedNodes(s));
         if (parts.has("timeline")) this.renderTimeline();
         if (parts.has("flow")) this.flow.setExecution(s.nodeHistory || [], s.currentNodeId, ACTIVE.has(s.status));
-        if (parts.has("variables")) this.renderVariables();
       });
     }
     this.pending.add(part);
@@ -272,11 +447,18 @@ class DetailView {
           error: p.error, durationMs: p.durationMs, at: p.at,
         }, { toolCalls: 1, errorCount: p.error ? 1 : 0 });
         break;
-      case "session:message-sent":
-        this.conversation.append({ id: p.messageId, sessionId: p.sessionId, direction: p.direction, type: p.type, text: p.text, payload: p.payload, nodeId: p.nodeId, timestamp: p.timestamp });
+      case "session:message-sent": {
+        const m = { id: p.messageId, sessionId: p.sessionId, direction: p.direction, type: p.type, text: p.text, payload: p.payload, nodeId: p.nodeId, timestamp: p.timestamp };
+        if (this.replay) {
+          if (!this.replayMessages.some((x) => x.id === m.id)) this.replayMessages.push(m);
+          this.schedule("messages");
+        } else if (this.conversation) {
+          this.conversation.append(m);
+        }
         Object.assign(s, { messageCount: p.messageCount ?? s.messageCount + 1, updatedAt: p.timestamp });
         this.schedule("meta");
         break;
+      }
       case "session:status-changed":
         Object.assign(s, { status: p.newStatus, updatedAt: p.updatedAt });
         if (p.currentNodeId) Object.assign(s, { currentNodeId: p.currentNodeId, currentNodeLabel: p.currentNodeLabel });
@@ -360,6 +542,7 @@ class DetailView {
 
   destroy() {
     this.destroyed = true;
+    this.leaveReplay();
     for (const part of this.parts) part.destroy();
     this.stream?.close();
   }
@@ -369,6 +552,34 @@ class DetailView {
 function sameCall(a, b) {
   if (a.seq != null && b.seq != null) return a.seq === b.seq;
   return Date.parse(a.at) === Date.parse(b.at) && a.nodeId === b.nodeId && (a.model ?? a.name) === (b.model ?? b.name);
+}
+
+/** Per-node figures (as the detail's nodeTotals) of the executions and calls given: a
+ * replay's figures at its step. */
+function figuresSoFar(execs, llmCalls, toolCalls) {
+  const byId = new Map();
+  const of = (nodeId) => {
+    const key = String(nodeId);
+    if (!byId.has(key)) byId.set(key, { nodeId, executions: 0, durationMs: 0, inputTokens: 0, outputTokens: 0, cost: 0, llmCalls: 0, toolCalls: 0, errorCount: 0 });
+    return byId.get(key);
+  };
+  for (const x of execs) {
+    const t = of(x.nodeId);
+    t.executions += 1;
+    t.durationMs += x.durationMs || 0;
+    if (x.error) t.errorCount += 1;
+  }
+  for (const c of llmCalls) {
+    if (c.nodeId == null) continue;
+    const t = of(c.nodeId);
+    Object.assign(t, { llmCalls: t.llmCalls + 1, inputTokens: t.inputTokens + (c.inputTokens || 0), outputTokens: t.outputTokens + (c.outputTokens || 0), cost: t.cost + (c.cost || 0), errorCount: t.errorCount + (c.error ? 1 : 0) });
+  }
+  for (const c of toolCalls) {
+    if (c.nodeId == null) continue;
+    const t = of(c.nodeId);
+    Object.assign(t, { toolCalls: t.toolCalls + 1, errorCount: t.errorCount + (c.error ? 1 : 0) });
+  }
+  return [...byId.values()];
 }
 
 /** The nodes with at least one execution whose duration the engine reported. */

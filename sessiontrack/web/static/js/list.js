@@ -1,6 +1,7 @@
 // The sessions list: tabs, filters, search, sort, keyset pagination, stats, live updates,
-// and row selection: a checkbox per active session, "Select all on this page", and
-// "Stop selected" (after a confirmation: POST /stop with the ids, a toast with the counts).
+// and row selection: a checkbox per session, "Select all on this page", "Stop selected"
+// (the active ones among them, after a confirmation: POST /stop with the ids, a toast with
+// the counts) and "Compare" (exactly two selected: #/compare/<a>/<b>).
 // `path=n1,n2,…` (with a chatbot) keeps the sessions whose current path is exactly that, and
 // `version=v1` (with a chatbot) those that started with that flow version: the analytics
 // page's top paths link here.
@@ -12,7 +13,7 @@ import {
   relativeTimeEl, statusBadge, timeEl,
 } from "./dom.js";
 import { LiveStream } from "./live.js";
-import { analyticsHref, listHref, navigate, sessionHref } from "./router.js";
+import { analyticsHref, compareHref, listHref, navigate, sessionHref } from "./router.js";
 import { toast } from "./toast.js";
 
 const PAGE_SIZE = 20;
@@ -107,7 +108,7 @@ class ListView {
     this.main = main;
     this.state = null;
     this.rows = new Map();
-    this.selected = new Set();  // ids of active sessions on this page, checked
+    this.selected = new Set();  // ids of sessions on this page, checked
     this.quietEnds = new Set();  // sessions this page stopped: their ends get no toast
     this.loaded = false;
     this.abort = null;
@@ -155,9 +156,11 @@ class ListView {
     this.selectionCount = h("span", { class: "selection-count", id: "selection-count", "aria-live": "polite" });
     this.stopSelected = h("button", { type: "button", class: "btn btn-danger btn-small", id: "stop-selected", disabled: true }, "Stop selected");
     this.clearSelection = h("button", { type: "button", class: "btn btn-small", id: "clear-selection", hidden: true }, "Clear selection");
+    // A link (it navigates), without href until exactly two sessions are selected.
+    this.compareSelected = h("a", { class: "btn btn-small", id: "compare-selected", "aria-disabled": "true", title: "Select exactly two sessions to compare them" }, "Compare");
     this.selectionBar = h("div", { class: "selection-bar", id: "selection-bar", hidden: true },
       h("label", { class: "select-all", for: "select-all" }, this.selectAll, "Select all on this page"),
-      this.selectionCount, this.stopSelected, this.clearSelection);
+      this.selectionCount, this.compareSelected, this.stopSelected, this.clearSelection);
     this.selectAll.addEventListener("change", () => this.selectPage(this.selectAll.checked));
     this.stopSelected.addEventListener("click", () => this.stopSelection());
     this.clearSelection.addEventListener("click", () => { this.selectPage(false); this.selectAll.focus(); });
@@ -469,7 +472,7 @@ class ListView {
       return row;
     });
     for (const id of [...this.selected]) {
-      if (!ACTIVE.has(this.rows.get(id)?.session.status)) this.selected.delete(id);
+      if (!this.rows.has(id)) this.selected.delete(id);
     }
     this.tbody.replaceChildren(...rows);
     this.renderSelection();
@@ -482,14 +485,11 @@ class ListView {
 
   renderRow(s) {
     const name = s.customerName || s.customerPhone || s.conversationId || "Unknown customer";
-    let pick = null;
-    if (ACTIVE.has(s.status)) {
-      pick = h("input", { type: "checkbox", class: "row-select", "aria-label": `Select ${name}`, checked: this.selected.has(s.id) });
-      pick.addEventListener("change", () => {
-        if (pick.checked) this.selected.add(s.id); else this.selected.delete(s.id);
-        this.renderSelection();
-      });
-    }
+    const pick = h("input", { type: "checkbox", class: "row-select", "aria-label": `Select ${name}`, checked: this.selected.has(s.id) });
+    pick.addEventListener("change", () => {
+      if (pick.checked) this.selected.add(s.id); else this.selected.delete(s.id);
+      this.renderSelection();
+    });
     return h("tr", { dataset: { sessionId: s.id, status: s.status }, class: this.selected.has(s.id) ? "row-selected" : null },
       h("td", { class: "cell-select" }, pick),
       h("td", { class: "cell-customer", "data-label": "Customer" },
@@ -610,13 +610,18 @@ class ListView {
     if (hadFocus) row.querySelector("a").focus();
     entry.row = row;
     entry.session = session;
-    if (!ACTIVE.has(session.status) && this.selected.delete(session.id)) this.renderSelection();
-    else if (!ACTIVE.has(session.status)) this.renderSelection();
+    // A selected session that ends stays selected (to compare), but no longer counts for Stop.
+    if (!ACTIVE.has(session.status)) this.renderSelection();
   }
 
-  /** The active sessions on this page, in the table's order. */
+  /** The sessions on this page, in the table's order. */
   selectable() {
-    return [...this.rows.values()].filter((e) => ACTIVE.has(e.session.status)).map((e) => e.session.id);
+    return [...this.rows.values()].map((e) => e.session.id);
+  }
+
+  /** The selected sessions that can be stopped (active), in the table's order. */
+  stoppable() {
+    return this.selectable().filter((id) => this.selected.has(id) && ACTIVE.has(this.rows.get(id).session.status));
   }
 
   selectPage(on) {
@@ -634,15 +639,27 @@ class ListView {
     this.selectionBar.hidden = ids.length === 0 && n === 0;
     this.selectAll.checked = ids.length > 0 && ids.every((id) => this.selected.has(id));
     this.selectAll.indeterminate = n > 0 && !this.selectAll.checked;
+    const stop = this.stoppable().length;
     this.selectionCount.textContent = n ? `${plural(n, "session")} selected` : "None selected";
-    this.stopSelected.disabled = n === 0 || this.stopping;
-    this.stopSelected.textContent = this.stopping ? "Stopping…" : n ? `Stop selected (${formatNumber(n)})` : "Stop selected";
+    this.stopSelected.disabled = stop === 0 || this.stopping;
+    this.stopSelected.textContent = this.stopping ? "Stopping…" : stop ? `Stop selected (${formatNumber(stop)})` : "Stop selected";
+    this.stopSelected.title = n && !stop ? "None of the selected sessions is active" : "";
+    const pair = ids.filter((id) => this.selected.has(id));
+    if (pair.length === 2) {
+      this.compareSelected.href = compareHref(pair[0], pair[1]);
+      this.compareSelected.removeAttribute("aria-disabled");
+      this.compareSelected.title = "Compare the two selected sessions side by side";
+    } else {
+      this.compareSelected.removeAttribute("href");
+      this.compareSelected.setAttribute("aria-disabled", "true");
+      this.compareSelected.title = "Select exactly two sessions to compare them";
+    }
     this.clearSelection.hidden = n === 0;
     for (const { row, session } of this.rows.values()) row.classList.toggle("row-selected", this.selected.has(session.id));
   }
 
   async stopSelection() {
-    const ids = this.selectable().filter((id) => this.selected.has(id));
+    const ids = this.stoppable();
     if (!ids.length) return;
     const names = ids.map((id) => {
       const s = this.rows.get(id).session;

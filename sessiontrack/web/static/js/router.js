@@ -1,6 +1,8 @@
 // Hash routing: "#/?tab=active&q=ann&page=2" is the list (with its advanced filters:
 // nodeId, completionReason, minMessages, maxMessages, minDuration, maxDuration, hasError,
 // variable (repeatable) and in=messages for a message search), "#/sessions/<id>" a session,
+// "#/sessions/<id>?step=7&speed=4" a session in replay mode at step 7 (step 0: before its
+// first event), "#/compare/<id>/<id>" two sessions side by side,
 // "#/analytics?chatbotId=…&version=…&startDate=…&endDate=…&compare=…&steps=…" the analytics.
 // The hash keeps every view shareable under any mount prefix without server routes.
 
@@ -13,6 +15,8 @@ export function parseHash(hash = location.hash) {
   for (const key of REPEATABLE) if (search.has(key)) params[key] = search.getAll(key);
   const m = path.match(/^\/sessions\/([^/]+)\/?$/);
   if (m) return { view: "detail", id: decodeURIComponent(m[1]), params };
+  const c = path.match(/^\/compare\/([^/]+)\/([^/]+)\/?$/);
+  if (c) return { view: "compare", id: `${c[1]}/${c[2]}`, ids: [decodeURIComponent(c[1]), decodeURIComponent(c[2])], params };
   if (/^\/analytics\/?$/.test(path)) return { view: "analytics", params };
   return { view: "list", params };
 }
@@ -40,7 +44,14 @@ export function analyticsHref(params = {}) {
   return qs ? `#/analytics?${qs}` : "#/analytics";
 }
 
-export const sessionHref = (id) => `#/sessions/${encodeURIComponent(id)}`;
+/** A session; with `params` (e.g. {step: 3, speed: 4}) in replay mode at that step. */
+export function sessionHref(id, params = {}) {
+  const qs = queryString(params);
+  return `#/sessions/${encodeURIComponent(id)}${qs ? `?${qs}` : ""}`;
+}
+
+/** Two sessions side by side. */
+export const compareHref = (a, b) => `#/compare/${encodeURIComponent(a)}/${encodeURIComponent(b)}`;
 
 /** Change the hash; `replace` avoids a history entry (used while typing a search). */
 export function navigate(href, { replace = false } = {}) {
