@@ -607,7 +607,18 @@ async def _webhook_deliveries(service: Any, args: argparse.Namespace) -> None:
         )
 
 
+async def _webhook_deliver(service: Any, args: argparse.Namespace) -> None:
+    from .notify import Webhooks
+
+    group = Webhooks(poll_interval=args.poll_interval)
+    sys.stderr.write(
+        "delivering the webhook subscriptions (when this process holds the lease; Ctrl-C stops)\n"
+    )
+    await group.run(service.store)
+
+
 _WEBHOOK_ACTIONS: dict[str, Callable[[Any, argparse.Namespace], Any]] = {
+    "deliver": _webhook_deliver,
     "add": _webhook_add,
     "list": _webhook_list,
     "remove": _webhook_remove,
@@ -647,6 +658,14 @@ def _webhooks_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None
     common(d)
     d.add_argument("id", metavar="ID", help="the subscription's id")
     d.add_argument("--limit", type=int, default=20, help="how many, 1-1000 (default 20)")
+    w = commands.add_parser(
+        "deliver",
+        help="deliver the subscriptions from this process (no tracker needed)",
+        description="Run the webhooks consumer group on its own: it takes the lease when "
+        "no other process holds it, then delivers, polling the log.",
+    )
+    common(w)
+    w.add_argument("--poll-interval", type=float, default=1.0, help="seconds (default 1)")
     group.set_defaults(run=_webhooks_cmd)
 
 

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from .abc import Lease, Store
@@ -282,6 +283,8 @@ class ConsumerGroup:
                     self._consumers.pop(name, None)
                     return
             except Exception:
+                # cancelled meanwhile (shutdown, lease lost): that, not the error, ends it
+                await anyio.lowlevel.checkpoint_if_cancelled()
                 failures += 1
                 delay = backoff(failures, initial, cap)
                 log.exception(

@@ -165,7 +165,7 @@ def start_host(url: str, prefix: str, log: Path) -> subprocess.Popen[bytes]:
 async def test_kill_9_mid_delivery_loses_nothing_and_one_process_delivers(
     database_url: str, prefix: str, tmp_path: Path
 ) -> None:
-    receiver = Receiver(delay=0.4)
+    receiver = Receiver(delay=0.25)
     procs: list[subprocess.Popen[bytes]] = []
     async with receiver.serving() as hook_url, host(database_url, prefix) as tracker:
         created = await WebhookService(tracker.store).create(hook_url, batch=8)
@@ -175,7 +175,7 @@ async def test_kill_9_mid_delivery_loses_nothing_and_one_process_delivers(
         try:
             logs = [tmp_path / "a.log", tmp_path / "b.log"]
             procs = [start_host(database_url, prefix, log) for log in logs]
-            await report(tracker, 25)  # 100 events: 13 POSTs of up to 8
+            await report(tracker, 15)  # 60 events: 8 POSTs of up to 8
             expected = await logged_seqs(tracker, start)
             await wait_until(lambda: len(receiver.received) >= 3, within=30)
             pids = {r.headers["x-test-host"] for r in receiver.received}
@@ -499,3 +499,35 @@ async def test_the_documented_receiver_verifies_real_deliveries(
         finally:
             proc.kill()
             proc.wait()
+
+
+async def test_the_cli_delivery_worker_delivers(
+    database_url: str, prefix: str, tmp_path: Path
+) -> None:
+    receiver = Receiver()
+    async with receiver.serving() as hook_url, host(database_url, prefix) as tracker:
+        created = await WebhookService(tracker.store).create(hook_url)
+        receiver.secrets[created.webhook.id] = created.secret
+        log = tmp_path / "deliver.log"
+        cmd = ["webhooks", "deliver", "--database-url", database_url, "--prefix", prefix]
+        with open(log, "wb") as out:  # noqa: ASYNC230 - a local file, opened once
+            proc = subprocess.Popen(  # noqa: ASYNC220 - the worker outlives this call
+                [sys.executable, "-m", "sessiontrack.cli", *cmd, "--poll-interval", "0.1"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            ids = await report(tracker, 2)
+            expected = await logged_seqs(tracker, created.webhook.cursor or 0)
+            await wait_until(
+                lambda: [e["seq"] for e in receiver.events(created.webhook.id)] == expected,
+                within=30,
+            )
+            assert {e["sessionId"] for e in receiver.events(created.webhook.id)} == set(ids)
+            assert all(r.signed for r in receiver.received)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            with anyio.fail_after(15):
+                while proc.poll() is None:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+        assert proc.returncode == 130, log.read_text()

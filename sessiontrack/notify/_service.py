@@ -31,6 +31,10 @@ class WebhookService:
             raise TypeError(f"webhooks need the SQLAlchemy store, got {type(store).__name__}")
         self._store = store
 
+    @property
+    def store(self) -> SQLAlchemyStore:
+        return self._store
+
     async def create(
         self,
         url: str,
