@@ -63,6 +63,10 @@ class Consumer(metaclass=ABCMeta):
     """Where a new cursor starts: after the events committed so far (``"head"``), or
     before the first event of the log (``"beginning"``). A cursor that exists (after a
     restart) is never moved back."""
+    creates_cursor: bool = True
+    """Whether the group creates the cursor when there is none. ``False``: the cursor is
+    made elsewhere (a webhook's, with its subscription), and a missing one means the
+    consumer is gone: the group stops running it."""
 
     @abstractmethod
     async def handle(self, events: Sequence[StoredEvent]) -> int | None:
@@ -255,6 +259,12 @@ class ConsumerGroup:
         while True:
             wake = self._wake
             try:
+                if cursor is None and not consumer.creates_cursor:
+                    cursor = await store.read_cursor(name)
+                    if cursor is None:
+                        log.info("consumer %r: it has no cursor; stopping it", name)
+                        self._consumers.pop(name, None)
+                        return
                 if cursor is None:
                     start = None if consumer.start == "head" else 0
                     cursor = await store.create_cursor(name, start)

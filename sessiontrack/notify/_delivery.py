@@ -44,6 +44,8 @@ def event_json(event: StoredEvent) -> dict[str, Any]:
 class WebhookConsumer(Consumer):
     """Delivers one subscription's events, in sequence order, from its own cursor."""
 
+    creates_cursor = False  # made with the subscription, deleted with it
+
     def __init__(self, hooks: Webhooks, row: dict[str, Any]) -> None:
         self.hooks = hooks
         self.id: str = row["id"]
