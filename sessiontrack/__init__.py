@@ -12,11 +12,13 @@ from ._sync import SyncTracker
 from .errors import (
     BufferFull,
     InvalidParameter,
+    PermissionDenied,
     SchemaOutdated,
     SessionAlreadyTerminal,
     SessionNotFound,
     SessionTrackError,
     TrackerNotRunning,
+    WebhookNotFound,
 )
 from .events import WIRE_NAMES, StoredEvent
 from .hookspecs import REQUIRED, hookimpl, hookspec
@@ -54,6 +56,7 @@ __all__ = [
     "NodeExecution",
     "NodeTotals",
     "Page",
+    "PermissionDenied",
     "Principal",
     "SchemaOutdated",
     "SessionAlreadyTerminal",
@@ -71,6 +74,7 @@ __all__ = [
     "TrackerNotRunning",
     "TrackerOptions",
     "TrackerStats",
+    "WebhookNotFound",
     "hookimpl",
     "hookspec",
     "hookspecs",

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # type-only: importing the store package would import SQLAlch
     from .store._search import MessageHit
     from .store._transfer import ExportOrder, FullSession, SummaryRow
 
-__all__ = ["BatchAttempt", "Feed", "Span", "Store", "Subscription"]
+__all__ = ["BatchAttempt", "Feed", "Lease", "Span", "Store", "Subscription"]
 
 Span = tuple[int, int, int]
 """``(grain, first_bucket, end_bucket)``: the rollup rows of one grain (0 quarter-hours,
@@ -44,6 +44,20 @@ class BatchAttempt:
     writer_id: str
     number: int
     result: FoldResult | None = None
+
+
+class Lease(metaclass=ABCMeta):
+    """The right of one process, among every process sharing a store, to run a named
+    group of log consumers (see :meth:`Store.acquire_lease`)."""
+
+    @abstractmethod
+    async def alive(self) -> bool:
+        """Whether the lease is still held (PostgreSQL: its connection still answers).
+        ``False`` means it is lost: stop delivering and acquire it again."""
+
+    @abstractmethod
+    async def release(self) -> None:
+        """Give the lease up (another process may take it at once); never raises."""
 
 
 class Store(metaclass=ABCMeta):
@@ -160,6 +174,35 @@ class Store(metaclass=ABCMeta):
     @abstractmethod
     async def last_seq(self) -> int:
         """The newest committed sequence number (0 for an empty log)."""
+
+    # --- durable consumers (sessiontrack/consumer.py, docs/notifications.md) ------------
+    @abstractmethod
+    async def read_cursor(self, name: str) -> int | None:
+        """The sequence number stored under cursor ``name``, or ``None`` if it has none."""
+
+    @abstractmethod
+    async def create_cursor(self, name: str, seq: int | None = None) -> int:
+        """Create cursor ``name`` at ``seq`` (``None``: the log's head, read in the same
+        transaction) unless it exists; returns the cursor's stored value either way."""
+
+    @abstractmethod
+    async def advance_cursor(self, name: str, seq: int) -> bool:
+        """Move cursor ``name`` forward to ``seq`` (never back: a smaller value leaves it
+        as it is). Returns ``False`` if the cursor no longer exists (deleted meanwhile)."""
+
+    @abstractmethod
+    async def delete_cursor(self, name: str) -> None:
+        """Delete cursor ``name`` (nothing happens if there is none)."""
+
+    @abstractmethod
+    async def cursors(self, prefix: str = "") -> dict[str, int]:
+        """Every cursor whose name starts with ``prefix``: ``{name: seq}``."""
+
+    @abstractmethod
+    async def acquire_lease(self, name: str) -> Lease | None:
+        """Try to take lease ``name`` without waiting: the lease, or ``None`` while
+        another process (or another consumer group of this one) holds it. A lease held
+        by a process that dies is released by the database or the kernel, at once."""
 
     # --- sessions -----------------------------------------------------------------------
 

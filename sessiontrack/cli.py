@@ -622,6 +622,144 @@ def _fixture_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None])
     f.set_defaults(run=_fixture_cmd)
 
 
+async def _webhooks_cmd(args: argparse.Namespace) -> None:
+    from .errors import WebhookNotFound
+    from .notify._service import WebhookService
+
+    store = await _open(args.database_url, args.prefix, migrate=False)
+    try:
+        service = WebhookService(store)
+        try:
+            await _WEBHOOK_ACTIONS[args.webhooks_command](service, args)
+        except InvalidParameter as exc:
+            flag = {"chatbotIds": "--chatbot", "events": "--event", "id": "ID"}.get(
+                exc.field, "--" + exc.field if exc.field != "url" else "URL"
+            )
+            raise CommandError(f"{flag}: {exc.message}") from None
+        except WebhookNotFound as exc:
+            raise CommandError(str(exc)) from None
+    finally:
+        await store.close()
+
+
+def _webhook_line(hook: Any) -> str:
+    state = hook.state if hook.paused_reason is None else f"{hook.state} ({hook.paused_reason})"
+    events = ",".join(hook.events) or "all events"
+    bots = ",".join(hook.chatbot_ids) or "all chatbots"
+    return (
+        f"{hook.id}  {hook.url}  {state}  failures={hook.failures}  cursor={hook.cursor}  "
+        f"[{events}; {bots}; batch {hook.batch}]"
+    )
+
+
+async def _webhook_add(service: Any, args: argparse.Namespace) -> None:
+    created = await service.create(
+        args.url,
+        events=args.event,
+        chatbot_ids=args.chatbot,
+        secret=args.secret,
+        batch=args.batch,
+        description=args.description,
+    )
+    print(_webhook_line(created.webhook))
+    print(f"secret: {created.secret}  (shown once: keep it in the receiver's settings)")
+
+
+async def _webhook_list(service: Any, args: argparse.Namespace) -> None:
+    hooks = await service.list()
+    if args.json:
+        from .notify._models import to_json
+
+        items = [to_json(h, lag=await service.lag(h)) for h in hooks]
+        print(json.dumps(items, indent=2, ensure_ascii=False))
+        return
+    for hook in hooks:
+        print(_webhook_line(hook))
+    if not hooks:
+        print("no webhook subscriptions")
+
+
+async def _webhook_remove(service: Any, args: argparse.Namespace) -> None:
+    await service.remove(args.id)
+    print(f"webhook {args.id} removed")
+
+
+async def _webhook_resume(service: Any, args: argparse.Namespace) -> None:
+    print(_webhook_line(await service.resume(args.id)))
+
+
+async def _webhook_deliveries(service: Any, args: argparse.Namespace) -> None:
+    for d in await service.deliveries(args.id, limit=args.limit):
+        answer = d.status_code if d.status_code is not None else "-"
+        print(
+            f"{d.at.isoformat(timespec='seconds')}  seq {d.first_seq}-{d.last_seq} "
+            f"({d.events} events)  attempt {d.attempt}  {answer}  {d.latency_ms:.0f} ms"
+            + (f"  {d.error}" if d.error else "")
+        )
+
+
+async def _webhook_deliver(service: Any, args: argparse.Namespace) -> None:
+    from .notify import Webhooks
+
+    group = Webhooks(poll_interval=args.poll_interval)
+    sys.stderr.write(
+        "delivering the webhook subscriptions (when this process holds the lease; Ctrl-C stops)\n"
+    )
+    await group.run(service.store)
+
+
+_WEBHOOK_ACTIONS: dict[str, Callable[[Any, argparse.Namespace], Any]] = {
+    "deliver": _webhook_deliver,
+    "add": _webhook_add,
+    "list": _webhook_list,
+    "remove": _webhook_remove,
+    "resume": _webhook_resume,
+    "deliveries": _webhook_deliveries,
+}
+
+
+def _webhooks_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    group = sub.add_parser(
+        "webhooks",
+        help="manage webhook subscriptions (see docs/notifications.md)",
+        description="Add, list, remove and resume the webhook subscriptions stored in the "
+        "database; the process running sessiontrack.notify.Webhooks delivers them.",
+    )
+    commands = group.add_subparsers(dest="webhooks_command", required=True)
+    a = commands.add_parser("add", help="subscribe a URL to the events committed from now on")
+    common(a)
+    a.add_argument("url", metavar="URL", help="http or https URL receiving the POSTs")
+    a.add_argument(
+        "--event",
+        action="append",
+        help="an event name, e.g. session:completed (repeatable; default: every event)",
+    )
+    a.add_argument("--chatbot", action="append", help="a chatbot id (repeatable; default: all)")
+    a.add_argument("--secret", help="the signing secret (default: a new random one)")
+    a.add_argument("--batch", type=int, default=100, help="events per POST, 1-500 (default 100)")
+    a.add_argument("--description", default="", help="a note for whoever reads the list")
+    l_ = commands.add_parser("list", help="every subscription, its state and cursor")
+    common(l_)
+    l_.add_argument("--json", action="store_true", help="as GET /webhooks answers")
+    for name, text in (("remove", "delete a subscription"), ("resume", "resume a paused one")):
+        c = commands.add_parser(name, help=text)
+        common(c)
+        c.add_argument("id", metavar="ID", help="the subscription's id")
+    d = commands.add_parser("deliveries", help="a subscription's newest delivery attempts")
+    common(d)
+    d.add_argument("id", metavar="ID", help="the subscription's id")
+    d.add_argument("--limit", type=int, default=20, help="how many, 1-1000 (default 20)")
+    w = commands.add_parser(
+        "deliver",
+        help="deliver the subscriptions from this process (no tracker needed)",
+        description="Run the webhooks consumer group on its own: it takes the lease when "
+        "no other process holds it, then delivers, polling the log.",
+    )
+    common(w)
+    w.add_argument("--poll-interval", type=float, default=1.0, help="seconds (default 1)")
+    group.set_defaults(run=_webhooks_cmd)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sessiontrack", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -690,6 +828,7 @@ def build_parser() -> argparse.ArgumentParser:
     _transfer_parsers(sub, common)
     _fixture_parser(sub, common)
     _archive_parser(sub, common)
+    _webhooks_parsers(sub, common)
     return parser
 
 

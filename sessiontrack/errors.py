@@ -62,3 +62,20 @@ class InvalidParameter(SessionTrackError, ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class PermissionDenied(SessionTrackError, PermissionError):
+    """The principal may not do this (``action`` says what): 403."""
+
+    def __init__(self, action: str, why: str) -> None:
+        super().__init__(f"not allowed to {action}: {why}")
+        self.action = action
+        self.why = why
+
+
+class WebhookNotFound(SessionTrackError, LookupError):
+    """No webhook subscription has this id (or the principal may not see it)."""
+
+    def __init__(self, webhook_id: str) -> None:
+        super().__init__(f"webhook {webhook_id} not found")
+        self.webhook_id = webhook_id

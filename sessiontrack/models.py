@@ -26,11 +26,15 @@ class Principal:
     :param id: a stable identifier, recorded with stop requests and audit reads.
     :param chatbot_ids: the chatbots this principal may see; ``None`` means all.
     :param can_see_pii: whether phone numbers are shown unmasked.
+    :param can_manage: whether it may manage notifications (``/webhooks``: add, list,
+        remove, resume); ``False`` by default, the local principal included. One limited
+        to some chatbots manages only subscriptions to those chatbots.
     """
 
     id: str
     chatbot_ids: frozenset[str] | None = None
     can_see_pii: bool = True
+    can_manage: bool = False
 
     def may_see(self, chatbot_id: str) -> bool:
         return self.chatbot_ids is None or chatbot_id in self.chatbot_ids

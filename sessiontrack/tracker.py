@@ -10,7 +10,7 @@ interfaces, never on a database driver. See docs/durability.md.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
@@ -32,6 +32,7 @@ from ._sweeper import Retention, Sweeper, check_retention
 from ._writer import BatchWriter
 from .abc import Store, Subscription
 from .analytics._service import Analytics
+from .consumer import ConsumerGroup
 from .errors import InvalidParameter, TrackerNotRunning
 from .hookspecs import REQUIRED
 from .limits import CHATBOT_ID, CONVERSATION_ID, REASON
@@ -71,6 +72,7 @@ class TrackerOptions(TypedDict, total=False):
     analytics: bool
     redact: Iterable[object] | None
     retention: Mapping[str, timedelta] | None
+    consumers: Iterable[ConsumerGroup]
 
 
 class Tracker(ReportingHooks):
@@ -145,6 +147,10 @@ class Tracker(ReportingHooks):
         them), and logs what it purged; :meth:`apply_retention` does it at once. A key
         that is not a chatbot id, or a period that is not a ``timedelta`` longer than
         ``completion_grace`` and at most 100 years, raises here.
+    :param consumers: durable consumers of the committed log to run while the tracker
+        runs (:class:`sessiontrack.consumer.ConsumerGroup`, e.g.
+        ``sessiontrack.notify.Webhooks()``): each group in a task of its own, woken as
+        batches are dispatched, in one process at a time across hosts (its lease).
     """
 
     def __init__(
@@ -170,6 +176,7 @@ class Tracker(ReportingHooks):
         analytics: bool = True,
         redact: Iterable[object] | None = None,
         retention: Mapping[str, timedelta] | None = None,
+        consumers: Iterable[ConsumerGroup] = (),
     ) -> None:
         if overflow not in ("raise", "drop"):
             raise ValueError(f"overflow must be 'raise' or 'drop', got {overflow!r}")
@@ -232,6 +239,12 @@ class Tracker(ReportingHooks):
         self._owned = self._stops.owned
         self._feed.add_listener(self._stops.on_event)
         self._writer = self._new_writer()
+        self.consumers: tuple[ConsumerGroup, ...] = tuple(consumers)
+        """The consumer groups this tracker runs (see :mod:`sessiontrack.consumer`)."""
+        for group in self.consumers:
+            if not isinstance(group, ConsumerGroup):
+                raise TypeError(f"consumers must be ConsumerGroup objects, got {group!r}")
+            self._feed.add_listener(_poker(group))
         plugin_manager.register(self)
 
     def __repr__(self) -> str:
@@ -298,6 +311,8 @@ class Tracker(ReportingHooks):
                 tg.start_soon(Sweeper(self.store, self._enqueue, self._sweep_interval).run)
                 if self._retention is not None:
                     tg.start_soon(self._retention.run, self._sweep_interval)
+            for group in self.consumers:
+                tg.start_soon(group.run, self.store)
             self._stack = stack.pop_all()
         log.info("sessiontrack tracker started on %r", self.store)
 
@@ -546,6 +561,13 @@ class Tracker(ReportingHooks):
         tracker is registered on, awaiting async implementations; a failing
         implementation is logged, never raised."""
         await self._host.call(hook, **kwargs)
+
+
+def _poker(group: ConsumerGroup) -> Callable[[object], None]:
+    def poke(_event: object) -> None:
+        group.poke()
+
+    return poke
 
 
 __all__ = ["REQUIRED", "Tracker", "TrackerOptions", "TrackerStats"]

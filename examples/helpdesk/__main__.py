@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from datetime import timedelta
+from typing import Any
 
 import anyio
 import uvicorn
@@ -122,6 +123,18 @@ async def _simulate(simulator: Simulator, server: uvicorn.Server) -> None:
         tg.cancel_scope.cancel()
 
 
+def webhook_delivery() -> list[Any]:
+    """The demo delivers the webhook subscriptions of its database (``sessiontrack
+    webhooks add --database-url sqlite:///helpdesk.db URL``; docs/notifications.md)."""
+    try:
+        from sessiontrack.notify import Webhooks
+
+        return [Webhooks()]
+    except ImportError as exc:
+        print(f"webhooks off: {exc}")
+        return []
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -147,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             "idle_timeout": timedelta(seconds=args.idle_timeout),
             "sweep_interval": min(5.0, args.idle_timeout / 4),
             "migrate": True,
+            "consumers": webhook_delivery(),
         },
     )
     started = True

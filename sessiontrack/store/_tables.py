@@ -142,6 +142,12 @@ class Tables:
     an_traces: sa.Table
     tags: sa.Table
     """Migration 0008_filter_plans: a row per (session, executed node or scalar variable)."""
+    cursors: sa.Table
+    """Migration 0009_notify: the named cursors of the log consumers (consumer.py)."""
+    webhooks: sa.Table
+    """Migration 0009_notify: the webhook subscriptions (sessiontrack.notify)."""
+    deliveries: sa.Table
+    """Migration 0009_notify: the webhooks' delivery log (one row per attempt)."""
     prefix: str
 
     @property
@@ -260,7 +266,60 @@ def make_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
     )
     an = analytics_tables(md, p)
     tags = tags_table(md, p)
-    return Tables(md, chatbots, flows, sessions, events, counts, state, *an, tags, prefix)
+    notify = notify_tables(md, p)
+    return Tables(md, chatbots, flows, sessions, events, counts, state, *an, tags, *notify, prefix)
+
+
+def notify_tables(md: sa.MetaData, p: str) -> tuple[sa.Table, sa.Table, sa.Table]:
+    """The log consumers' cursors, the webhook subscriptions and their delivery log
+    (migration 0009_notify creates them)."""
+    cursors = sa.Table(
+        f"{p}cursors",
+        md,
+        # "webhook:<id>", "otel", "alerts": the last sequence number the consumer handled
+        sa.Column("name", sa.String(200), primary_key=True),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+    )
+    webhooks = sa.Table(
+        f"{p}webhooks",
+        md,
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("url", sa.String(2000), nullable=False),
+        sa.Column("secret", sa.String(200), nullable=False),
+        sa.Column("description", sa.String(500), nullable=False, server_default=""),
+        sa.Column("events", json_type(), nullable=False),  # wire names; [] = every kind
+        sa.Column("chatbot_ids", json_type(), nullable=False),  # [] = every chatbot
+        sa.Column("batch", sa.Integer(), nullable=False, server_default="100"),
+        sa.Column("state", sa.String(20), nullable=False),  # active | paused
+        sa.Column("paused_reason", sa.String(1000)),
+        sa.Column("failures", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("created_by", sa.String(200)),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+    )
+    deliveries = sa.Table(
+        f"{p}webhook_deliveries",
+        md,
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        sa.Column("webhook_id", sa.String(36), nullable=False),
+        sa.Column("at", UTCDateTime(), nullable=False),
+        sa.Column("first_seq", sa.BigInteger(), nullable=False),
+        sa.Column("last_seq", sa.BigInteger(), nullable=False),
+        sa.Column("events", sa.Integer(), nullable=False),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("status_code", sa.Integer()),
+        sa.Column("latency_ms", sa.Float(), nullable=False),
+        sa.Column("error", sa.String(1000)),
+        sa.Index(f"ix_{p}webhook_deliveries_hook", "webhook_id", "id"),
+        sa.Index(f"ix_{p}webhook_deliveries_at", "at"),
+    )
+    return cursors, webhooks, deliveries
 
 
 def tags_table(md: sa.MetaData, p: str) -> sa.Table:

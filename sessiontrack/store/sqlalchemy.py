@@ -22,6 +22,7 @@ from ..events import StoredEvent
 from . import _graph, _migrate, _watch
 from ._analytics_reads import AnalyticsReads
 from ._bulk import BulkWriter, bulk_writer
+from ._cursors import CursorQueries
 from ._errors import is_transient
 from ._fold import (
     EDGE_OBSERVED,
@@ -37,6 +38,7 @@ from ._tables import DEFAULT_PREFIX, make_tables
 from ._tags import snapshot, write_tags
 from ._transfer import TransferQueries
 from ._urls import normalize_url
+from ._webhooks import WebhookQueries
 
 log = logging.getLogger(__name__)
 _CHATBOT_KINDS = ("session_started", EDGE_OBSERVED)  # reports the fold needs the chatbot of
@@ -74,7 +76,7 @@ def mask_url(url: str | sa.URL) -> str:
     return sa.make_url(url).render_as_string(hide_password=True)
 
 
-class SQLAlchemyStore(TransferQueries, AnalyticsReads, Store):
+class SQLAlchemyStore(TransferQueries, AnalyticsReads, CursorQueries, WebhookQueries, Store):
     """Stores events and the session projection with SQLAlchemy's async engine.
 
     :param url_or_engine: a database URL (``sqlite+aiosqlite:///file.db``,

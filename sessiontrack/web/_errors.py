@@ -11,7 +11,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..errors import InvalidParameter, SessionAlreadyTerminal, SessionNotFound
+from ..errors import (
+    InvalidParameter,
+    PermissionDenied,
+    SessionAlreadyTerminal,
+    SessionNotFound,
+    WebhookNotFound,
+)
 from ._context import TrackerDown
 from .auth import NotAuthenticated
 
@@ -76,6 +82,10 @@ async def on_not_found(_: Request, exc: Exception) -> Response:
     return error_response(404, str(exc))
 
 
+async def on_denied(_: Request, exc: Exception) -> Response:
+    return error_response(403, str(exc))
+
+
 async def on_terminal(_: Request, exc: Exception) -> Response:
     return error_response(409, str(exc))
 
@@ -100,6 +110,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ValidationError: on_validation,
     InvalidParameter: on_invalid,
     SessionNotFound: on_not_found,
+    WebhookNotFound: on_not_found,
+    PermissionDenied: on_denied,
     SessionAlreadyTerminal: on_terminal,
     NotAuthenticated: on_unauthenticated,
     TrackerDown: on_tracker_down,

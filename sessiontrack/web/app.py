@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..tracker import Tracker
-from . import analytics, export, fixture, rest, search, sse
+from . import analytics, export, fixture, rest, search, sse, webhooks
 from ._context import Context, context_of
 from ._errors import EXCEPTION_HANDLERS
 from .auth import Authenticator
@@ -121,6 +121,12 @@ def create_app(
         Route("/analytics/funnel", analytics.funnel, methods=["GET"]),
         Route("/analytics/versions", analytics.versions, methods=["GET"]),
         Route("/search/messages", search.search_messages, methods=["GET"]),
+        Route("/webhooks", webhooks.list_webhooks, methods=["GET"]),
+        Route("/webhooks", webhooks.create_webhook, methods=["POST"]),
+        Route("/webhooks/{webhook_id}", webhooks.get_webhook, methods=["GET"]),
+        Route("/webhooks/{webhook_id}", webhooks.delete_webhook, methods=["DELETE"]),
+        Route("/webhooks/{webhook_id}/resume", webhooks.resume_webhook, methods=["POST"]),
+        Route("/webhooks/{webhook_id}/deliveries", webhooks.webhook_deliveries, methods=["GET"]),
         Mount("/socket.io", app=socketio.ASGIApp(sio, socketio_path=None)),
         Route("/ui", _ui_redirect, methods=["GET", "HEAD"]),
         Mount(
