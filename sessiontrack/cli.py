@@ -1,5 +1,5 @@
 """The ``sessiontrack`` command: migrate, purge, serve (with the web extra), analytics,
-export, import, fixture and archive."""
+export, import, fixture, archive, webhooks and otel."""
 
 from __future__ import annotations
 
@@ -760,6 +760,88 @@ def _webhooks_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None
     group.set_defaults(run=_webhooks_cmd)
 
 
+async def _otel_cmd(args: argparse.Namespace) -> None:
+    try:
+        from .otel import OtelExporter
+    except ImportError as exc:
+        raise CommandError(str(exc)) from None
+    headers = dict(h.split("=", 1) for h in args.header)
+    exporter = OtelExporter(
+        endpoint=args.endpoint,
+        headers=headers or None,
+        capture_content=args.capture_content,
+        start="beginning" if args.from_beginning else "head",
+        poll_interval=args.poll_interval,
+    )
+    store = await _open(args.database_url, args.prefix, migrate=False)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(exporter.run, store)
+            if not args.quiet:
+                tg.start_soon(_otel_progress, exporter)
+    finally:
+        await store.close()
+        exporter.shutdown()
+
+
+async def _otel_progress(exporter: Any) -> None:
+    shown = None
+    while True:
+        await anyio.sleep(2)
+        s = exporter.stats
+        line = (
+            f"otel: {s.spans} spans ({s.roots} sessions) exported, up to seq {s.last_seq}"
+            if exporter.leading
+            else "otel: waiting for the lease (another process exports)"
+        )
+        if line != shown:
+            sys.stderr.write(f"\r{line}")
+            sys.stderr.flush()
+            shown = line
+
+
+def _otel_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    o = sub.add_parser(
+        "otel",
+        help="export sessions as OpenTelemetry traces over OTLP/HTTP (the otel extra)",
+        description="Run the OpenTelemetry exporter on its own: it reads the committed "
+        "event log from its cursor ('otel') and sends each session as a trace to an "
+        "OTLP/HTTP endpoint, until interrupted. One process at a time exports; others wait.",
+    )
+    common(o)
+    o.add_argument(
+        "--endpoint",
+        help="OTLP/HTTP base URL, e.g. http://collector:4318 (default: the "
+        "OTEL_EXPORTER_OTLP_* variables, else http://localhost:4318)",
+    )
+    o.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        type=_header,
+        help="an HTTP header NAME=VALUE for the endpoint (repeatable)",
+    )
+    o.add_argument(
+        "--capture-content",
+        action="store_true",
+        help="put message text and tool arguments and results on the spans",
+    )
+    o.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="a new cursor starts at the first event of the log, not at its head",
+    )
+    o.add_argument("--poll-interval", type=float, default=1.0, help="seconds between polls")
+    o.add_argument("--quiet", action="store_true", help="no progress line")
+    o.set_defaults(run=_otel_cmd)
+
+
+def _header(text: str) -> str:
+    if "=" not in text or not text.split("=", 1)[0].strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sessiontrack", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -829,6 +911,7 @@ def build_parser() -> argparse.ArgumentParser:
     _fixture_parser(sub, common)
     _archive_parser(sub, common)
     _webhooks_parsers(sub, common)
+    _otel_parser(sub, common)
     return parser
 
 
