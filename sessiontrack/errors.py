@@ -62,3 +62,11 @@ class InvalidParameter(SessionTrackError, ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class ErasureNotAllowed(SessionTrackError, PermissionError):
+    """The principal may not erase (nor read the audit): its ``can_erase`` is false."""
+
+    def __init__(self, principal: str) -> None:
+        super().__init__(f"principal {principal!r} may not erase data nor read the audit")
+        self.principal = principal

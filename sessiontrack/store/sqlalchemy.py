@@ -22,6 +22,7 @@ from ..events import StoredEvent
 from . import _graph, _migrate, _watch
 from ._analytics_reads import AnalyticsReads
 from ._bulk import BulkWriter, bulk_writer
+from ._erase import ErasureQueries
 from ._errors import is_transient
 from ._fold import (
     EDGE_OBSERVED,
@@ -74,7 +75,7 @@ def mask_url(url: str | sa.URL) -> str:
     return sa.make_url(url).render_as_string(hide_password=True)
 
 
-class SQLAlchemyStore(TransferQueries, AnalyticsReads, Store):
+class SQLAlchemyStore(ErasureQueries, TransferQueries, AnalyticsReads, Store):
     """Stores events and the session projection with SQLAlchemy's async engine.
 
     :param url_or_engine: a database URL (``sqlite+aiosqlite:///file.db``,

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..errors import InvalidParameter, SessionAlreadyTerminal, SessionNotFound
+from ..errors import ErasureNotAllowed, InvalidParameter, SessionAlreadyTerminal, SessionNotFound
 from ._context import TrackerDown
 from .auth import NotAuthenticated
 
@@ -86,6 +86,10 @@ async def on_unauthenticated(_: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.message, headers=headers)
 
 
+async def on_not_allowed(_: Request, exc: Exception) -> Response:
+    return error_response(403, str(exc))
+
+
 async def on_tracker_down(_: Request, exc: Exception) -> Response:
     return error_response(503, str(exc), headers={"Retry-After": "5"})
 
@@ -103,5 +107,6 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     SessionAlreadyTerminal: on_terminal,
     NotAuthenticated: on_unauthenticated,
     TrackerDown: on_tracker_down,
+    ErasureNotAllowed: on_not_allowed,
     HTTPException: on_http,
 }
