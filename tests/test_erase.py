@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import random
 import string
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,8 +29,10 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from conftest import POSTGRES_URL
+import sqlalchemy as sa
+from conftest import POSTGRES_URL, require_postgres
 from privacy_helpers import postgres_dump, sqlite_files
+from sqlalchemy.ext.asyncio import create_async_engine
 from web_helpers.fixtures import api, app_options, live_url, web_app
 
 import sessiontrack
@@ -73,6 +76,28 @@ class Customer:
 def customer(tag: str) -> Customer:
     digits = "".join(_rng.choice(string.digits) for _ in range(8))
     return Customer(f"+4915{digits}", f"Quirinus {tag}{_RUN}", f"zx{tag}{_RUN}qv")
+
+
+@pytest.fixture
+async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A new SQLite file, or a PostgreSQL database of the test's own: VACUUM keeps the
+    dead rows any open transaction of the same database may still see, and other
+    processes' transactions in the shared one (other test runs) must not decide whether
+    an erasure could scrub."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'sessions.db'}"
+        return
+    await require_postgres()
+    name = f"st_erase_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield sa.make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 from abc import abstractmethod
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -49,6 +50,8 @@ KEY_KINDS = ("phone", "conversation_id", "session_id")
 """What an erasure can be keyed by."""
 COUNT_FIELDS = ("sessions", "events", "messages", "tags", "analytics_traces")
 _ZERO = 1e-9  # a rollup sum this close to zero after the subtraction held only theirs
+_REWRITES = 6  # VACUUM FULL of a table, at most (waiting 0.2 s, 0.4 s, ... between)
+_KEPT = re.compile(r"found \d+ removable, (\d+) nonremovable row versions")
 _HORIZON_WAIT = 30.0
 """Seconds a scrub waits for older transactions (PostgreSQL) or readers (SQLite's WAL)."""
 
@@ -289,41 +292,80 @@ class ErasureQueries:
 
     async def _scrub_postgresql(self) -> bool:
         """Rewrite the tables that held the erased rows (with their indexes and TOAST),
-        so no page keeps a dead tuple or an index key of theirs; ``False`` if a
-        transaction older than the erasure was still open, whose snapshot made VACUUM
-        keep those tuples (run ``VACUUM FULL`` on them again once it has ended)."""
+        so no page keeps a dead tuple or an index key of theirs; ``False`` if a snapshot
+        older than the erasure was still held, which made VACUUM keep those tuples (run
+        ``VACUUM FULL`` on them again once it has ended)."""
         t = self.tables
         q = self.engine.dialect.identifier_preparer.quote
         async with self.engine.connect() as conn:
             auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            since = await auto.scalar(sa.text("SELECT clock_timestamp()"))
-            older = await self._older_transactions(auto, since)
+            # a transaction id newer than every deletion of the erasure
+            after = await auto.scalar(sa.text("SELECT CAST(pg_current_xact_id() AS text)"))
+            older = await self._older_snapshots(auto, str(after))
             if older:
                 log.warning(
-                    "sessiontrack: erasure: %d transactions of this database were open since "
-                    "before the erasure after %s s; VACUUM FULL keeps the row versions they "
-                    "may still see: run it again on the sessiontrack tables once they end",
+                    "sessiontrack: erasure: %d transactions of this database still held "
+                    "snapshots older than the erasure after %s s; VACUUM FULL keeps the row "
+                    "versions they may see: run it again on the sessiontrack tables later",
                     older,
                     _HORIZON_WAIT,
                 )
             for table in (t.sessions, t.events, t.tags, t.an_traces, t.an_counts, t.an_bins):
-                await auto.exec_driver_sql(f"VACUUM (FULL, ANALYZE) {q(table.name)}")
+                older += await self._rewrite(auto, q(table.name))
         return not older
 
-    async def _older_transactions(self, conn: AsyncConnection, since: datetime) -> int:
-        """Wait (``_HORIZON_WAIT`` at most) until no other transaction of the database
-        began before ``since``; returns how many still had."""
+    async def _rewrite(self, auto: AsyncConnection, name: str) -> int:
+        """``VACUUM (FULL, VERBOSE)`` one table until it kept no dead row version, a few
+        times at most, then ``ANALYZE`` it (pg_statistic's sampled values); returns 1
+        if dead versions were still kept. A snapshot no view showed (a backend starting
+        up counts for every database's horizon) can make VACUUM FULL copy them: its
+        report's "nonremovable row versions" then exceed the table's rows."""
+        raw = await auto.get_raw_connection()
+        driver: Any = raw.driver_connection
+        reports: list[str] = []
+
+        def note(_conn: Any, message: Any) -> None:
+            reports.append(str(message))
+
+        driver.add_log_listener(note)
+        try:
+            for attempt in range(_REWRITES):
+                reports.clear()
+                await auto.exec_driver_sql(f"VACUUM (FULL, VERBOSE) {name}")
+                rows = int(await auto.scalar(sa.text(f"SELECT count(*) FROM {name}")) or 0)
+                found = [int(m.group(1)) for r in reports for m in [_KEPT.search(r)] if m]
+                if not found or found[0] <= rows:
+                    break
+                log.info("sessiontrack: erasure: VACUUM FULL %s kept dead rows; again", name)
+                await anyio.sleep(0.2 * 2**attempt)
+            else:
+                return 1
+        finally:
+            driver.remove_log_listener(note)
+        await auto.exec_driver_sql(f"ANALYZE {name}")
+        return 0
+
+    async def _older_snapshots(self, conn: AsyncConnection, after: str) -> int:
+        """Wait (``_HORIZON_WAIT`` at most) until no other session of the database, no
+        replication slot and no prepared transaction holds a snapshot (or a transaction
+        id) older than ``after``: VACUUM keeps what any of them may still see. Returns
+        how many still did."""
+        x = "age(CAST(CAST(:x AS text) AS xid))"
         sql = sa.text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND xact_start < :since"
+            "SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            f"AND pid <> pg_backend_pid() AND (age(backend_xmin) > {x} "
+            f"OR age(backend_xid) > {x})) "
+            f"+ (SELECT count(*) FROM pg_replication_slots WHERE age(xmin) > {x}) "
+            "+ (SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database() "
+            f"AND age(transaction) > {x})"
         )
         older = 0
         with anyio.move_on_after(_HORIZON_WAIT):
             while True:
-                older = int(await conn.scalar(sql, {"since": since}) or 0)
+                older = int(await conn.scalar(sql, {"x": after}) or 0)
                 if not older:
                     break
-                await anyio.sleep(0.1)  # polled: PostgreSQL has no event for a transaction's end
+                await anyio.sleep(0.1)  # polled: PostgreSQL has no event for a snapshot's end
         return older
 
     # --- the audit ------------------------------------------------------------------
