@@ -16,6 +16,8 @@ only ever saw B. The PostgreSQL WAL is not searched: it keeps A until recycled
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import logging
 import random
 import string
@@ -36,6 +38,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from web_helpers.fixtures import api, app_options, live_url, web_app
 
 import sessiontrack
+from sessiontrack import cli
+from sessiontrack.errors import ErasureNotAllowed, InvalidParameter
 
 __all__ = ["api", "app_options", "live_url", "web_app"]
 pytestmark = pytest.mark.anyio
@@ -331,3 +335,192 @@ async def test_an_erased_customer_is_nowhere_and_the_other_intact(
     assert any(r.name.startswith("sessiontrack.store") for r in records), "blind: no records"
     _absent("\n".join(r.getMessage() for r in records), a, "logs")
     _absent(repr([r.args for r in records]), a, "log arguments")
+
+
+def _figures(result: Any) -> dict[str, Any]:
+    out = dataclasses.asdict(result) if dataclasses.is_dataclass(result) else dict(result)
+    out.pop("audit_id")
+    return out
+
+
+async def test_the_api_the_cli_and_post_erase_count_alike(
+    backend: str,
+    database_url: str,
+    prefix: str,
+    tracker: sessiontrack.Tracker,
+    api: httpx.AsyncClient,
+) -> None:
+    people = [customer(f"c{n}") for n in range(3)]
+    for n, c in enumerate(people):
+        report(tracker.plugin_manager.hook, c, BASE + timedelta(minutes=n))
+    await tracker.flush()
+
+    by_api = await tracker.erase(phone=people[0].phone, principal="dpo", scrub=False)
+    argv = ["erase", "--database-url", database_url, "--prefix", prefix, "--quiet"]
+    argv += ["--phone", people[1].phone, "--principal", "dpo", "--no-scrub"]
+    code = await anyio.to_thread.run_sync(cli.main, argv)
+    assert code == 0
+    cli_record = (await tracker.audit(phone=people[1].phone))[0]
+    r = await api.post(
+        "/erase", json={"phone": people[2].phone}, headers={"Authorization": "Bearer eraser"}
+    )
+    assert r.status_code == 200, r.text
+    by_rest = r.json()
+
+    expected = {
+        "sessions": 2,
+        "events": 15,
+        "messages": 4,
+        "tags": 8,
+        "analytics_traces": 2,
+        "scrubbed": False,
+    }
+    assert _figures(by_api) == expected
+    assert cli_record.counts == {k: v for k, v in expected.items() if k != "scrubbed"}
+    assert (cli_record.principal, cli_record.key_kind) == ("dpo", "phone")
+    assert by_rest.pop("scrubbed") is True  # POST /erase scrubs
+    assert {
+        "sessions": by_rest["sessions"],
+        "events": by_rest["events"],
+        "messages": by_rest["messages"],
+        "tags": by_rest["tags"],
+        "analyticsTraces": by_rest["analyticsTraces"],
+    } == {
+        "sessions": 2,
+        "events": 15,
+        "messages": 4,
+        "tags": 8,
+        "analyticsTraces": 2,
+    }
+    assert (await tracker.sessions.list()).total == 0
+    rest_record = (await tracker.audit(phone=people[2].phone))[0]
+    assert (rest_record.id, rest_record.principal) == (by_rest["auditId"], "dpo")
+
+
+async def test_who_may_erase_and_bad_bodies(
+    tracker: sessiontrack.Tracker, api: httpx.AsyncClient
+) -> None:
+    c = customer("p")
+    sids = report(tracker.plugin_manager.hook, c, BASE)
+    await tracker.flush()
+    eraser, viewer = {"Authorization": "Bearer eraser"}, {"Authorization": "Bearer viewer"}
+
+    r = await api.post("/erase", json={"phone": c.phone}, headers=viewer)
+    assert r.status_code == 403, r.text
+    assert c.phone not in r.text
+    assert (await api.get("/audit", headers=viewer)).status_code == 403
+    bad = [
+        ({}, "body"),
+        ({"phone": c.phone, "sessionId": sids[0]}, "body"),
+        ({"phone": 4915}, "phone"),
+        ({"phone": ""}, "phone"),
+        ({"phone": None}, "phone"),
+        ({"sessionId": "not-a-uuid"}, "sessionId"),
+        ({"conversationId": "x" * 201}, "conversationId"),
+        ({"phone": c.phone, "who": "me"}, "who"),
+        ([c.phone], "body"),
+    ]
+    for body, field in bad:
+        r = await api.post("/erase", json=body, headers=eraser)
+        assert r.status_code == 400, (body, r.text)
+        assert field in [d["field"] for d in r.json()["detail"]], (body, r.json())
+        assert c.phone not in r.text, "an error must not repeat the phone number"
+    r = await api.post("/erase", content=b"phone=1", headers=eraser)
+    assert r.status_code == 415
+    r = await api.get("/audit?limit=0", headers=eraser)
+    assert r.status_code == 400 and r.json()["detail"][0]["field"] == "limit"
+
+    # a principal limited to other chatbots erases nothing of this one
+    r = await api.post(
+        "/erase", json={"phone": c.phone}, headers={"Authorization": "Bearer tenant"}
+    )
+    assert r.status_code == 200 and r.json()["sessions"] == 0
+    assert (await tracker.sessions.list()).total == 2
+    with pytest.raises(ErasureNotAllowed):
+        await tracker.erase(phone=c.phone, principal=VIEWER)
+    with pytest.raises(InvalidParameter) as exc:
+        await tracker.erase(phone=c.phone, session_id=sids[0])
+    assert exc.value.field == "phone" and c.phone not in str(exc.value)
+    with pytest.raises(InvalidParameter):
+        await tracker.erase()
+    # by session id: that session only
+    assert (await tracker.erase(session_id=sids[1].upper(), scrub=False)).sessions == 1
+    assert [s.id for s in (await tracker.sessions.list()).data] == [sids[0]]
+
+
+async def test_the_audit_keeps_a_keyed_hash_never_the_key(
+    backend: str,
+    database_url: str,
+    prefix: str,
+    tmp_path: Path,
+    tracker: sessiontrack.Tracker,
+    api: httpx.AsyncClient,
+) -> None:
+    c = customer("h")
+    sids = report(tracker.plugin_manager.hook, c, BASE)
+    await tracker.flush()
+    auth = {"Authorization": "Bearer eraser"}
+    for tail in ("", "/messages", "/fixture"):
+        assert (await api.get(f"/{sids[0]}{tail}", headers=auth)).status_code == 200
+    assert (await api.get(f"/export?format=csv&chatbotId={BOT}", headers=auth)).status_code == 200
+
+    result = await tracker.erase(conversation_id=c.phone, principal=ERASER, scrub=False)
+    assert result.sessions == 2
+
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            key = await conn.scalar(sa.text(f"SELECT key FROM {prefix}audit_key WHERE id = 1"))
+            rows = (await conn.execute(sa.text(f"SELECT * FROM {prefix}audit ORDER BY id"))).all()
+    finally:
+        await engine.dispose()
+    assert key is not None and len(bytes(key)) == 32
+    erasures = [r for r in rows if r.action == "erase"]
+    assert len(erasures) == 1
+    expected = hmac.new(bytes(key), f"conversation_id\x00{c.phone}".encode(), hashlib.sha256)
+    assert erasures[0].key_hash == expected.hexdigest()
+    assert erasures[0].key_hash != hashlib.sha256(c.phone.encode()).hexdigest()
+    assert erasures[0].principal == "dpo"
+    _absent(repr(rows), c, "the audit table")
+    reads = sorted((r.what, str(r.session_id)) for r in rows if r.action == "read")
+    assert reads == sorted(
+        [("detail", sids[0]), ("messages", sids[0]), ("fixture", sids[0])]
+        + [("export", s) for s in sids]
+    )
+
+    # found again by the key, by the API and by GET /audit
+    found = await tracker.audit(conversation_id=c.phone)
+    assert [r.id for r in found] == [result.audit_id]
+    assert await tracker.audit(phone=c.phone) == []  # another kind of key: another hash
+    assert {r.session_id for r in await tracker.audit(session_id=sids[0])} == {sids[0]}
+    listed = (await api.get("/audit?action=erase", headers=auth)).json()
+    assert [(r["id"], r["keyKind"], r["counts"]["sessions"]) for r in listed] == [
+        (result.audit_id, "conversation_id", 2)
+    ]
+    page = (await api.get("/audit?limit=2", headers=auth)).json()
+    older = (await api.get(f"/audit?limit=100&before={page[-1]['id']}", headers=auth)).json()
+    assert len(page) + len(older) == len(rows)
+
+
+async def test_an_audit_key_of_the_host(database_url: str, prefix: str) -> None:
+    secret = b"k" * 32
+    options: dict[str, Any] = {"prefix": prefix, "migrate": True, "audit_key": secret}
+    async with sessiontrack.Tracker(database_url, **options) as tracker:
+        result = await tracker.erase(phone="+100", principal="ops", scrub=False)
+        (record,) = await tracker.audit(phone="+100")
+    assert record.id == result.audit_id and result.sessions == 0
+    assert record.key_hash == hmac.new(secret, b"phone\x00+100", hashlib.sha256).hexdigest()
+    with pytest.raises(ValueError, match="16 bytes"):
+        sessiontrack.Tracker(database_url, audit_key=b"short")
+
+
+def test_the_sync_tracker_erases(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'sync.db'}"
+    c = customer("s")
+    with sessiontrack.SyncTracker(url, commit_delay=0) as tracker:
+        report(tracker.hook, c, BASE)
+        tracker.flush()
+        result = tracker.erase(phone=c.phone, principal="ops")
+        assert (result.sessions, result.events, result.scrubbed) == (2, 15, True)
+        assert [r.id for r in tracker.audit(phone=c.phone)] == [result.audit_id]
+    _absent(sqlite_files(tmp_path, "sync.db"), c, "the SQLite file")

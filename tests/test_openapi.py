@@ -123,6 +123,8 @@ def test_document_is_openapi_3_1_with_the_mount_prefix(live: str) -> None:
         "/chatbot/{chatbotId}",
         "/events",
         "/stop",
+        "/erase",
+        "/audit",
         "/export",
         "/{id}",
         "/{id}/messages",

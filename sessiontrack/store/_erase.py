@@ -145,7 +145,7 @@ class ErasureQueries:
             ).scalar_one()
         totals = dict.fromkeys(COUNT_FIELDS, 0)
         where = self._selector(kind, value, chatbot_ids)
-        scrubbed = not scrub
+        scrubbed = False
         async with self.engine.connect() as conn:
             if self.dialect == "sqlite":
                 await conn.exec_driver_sql("PRAGMA secure_delete=ON")
