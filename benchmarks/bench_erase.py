@@ -5,6 +5,8 @@ about 9 events each (two customers in every hundred share a phone number), then 
 one phone number with ``scrub=False`` and another with ``scrub=True`` (SQLite: FTS5
 optimize, VACUUM, WAL truncate; PostgreSQL: VACUUM FULL of the touched tables), and
 prints the seconds each took and the database's size. docs/privacy.md quotes the figures.
+Give PostgreSQL a database of its own: the scrub waits (30 s at most) for snapshots other
+sessions of the same database hold.
 """
 
 from __future__ import annotations
