@@ -147,7 +147,7 @@ async def client_main(url: str, concurrency: int, duration: float, mix_name: str
     )
 
 
-def serve_command(url: str, port: int, workers: int) -> list[str]:
+def serve_command(url: str, port: int, workers: int, http: str | None = None) -> list[str]:
     """``sessiontrack serve`` as a user runs it."""
     from bench_queries import PREFIX
 
@@ -155,6 +155,8 @@ def serve_command(url: str, port: int, workers: int) -> list[str]:
     cmd += ["--prefix", PREFIX, "--port", str(port), "--mount-path", MOUNT]
     if workers != 1:
         cmd += ["--workers", str(workers)]
+    if http is not None:
+        cmd += ["--http", http]
     return cmd
 
 
@@ -209,7 +211,7 @@ async def host_main(args: argparse.Namespace) -> dict[str, Any]:
     if args.code:  # another checkout's sessiontrack (e.g. main's), for a same-run baseline
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.code, env.get("PYTHONPATH")]))
     server = await asyncio.create_subprocess_exec(
-        *serve_command(url, port, args.workers),
+        *serve_command(url, port, args.workers, args.http),
         env=env,
         cwd=args.code,  # python -m puts the working directory first on sys.path
         stdout=subprocess.DEVNULL,
@@ -254,6 +256,11 @@ def main() -> None:
         choices=sorted(QUERIES),
         default="lists",
         help="lists: the dashboard's lists (default); full: with search",
+    )
+    parser.add_argument(
+        "--http",
+        choices=["auto", "httptools", "h11"],
+        help="sessiontrack serve --http (the HTTP parser; default: serve's own default)",
     )
     parser.add_argument(
         "--workers", type=int, default=1, help="sessiontrack serve --workers (default 1)"

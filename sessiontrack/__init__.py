@@ -11,6 +11,7 @@ from ._ids import new_session_id
 from ._sync import SyncTracker
 from .errors import (
     BufferFull,
+    ErasureNotAllowed,
     InvalidParameter,
     PermissionDenied,
     SchemaOutdated,
@@ -23,6 +24,8 @@ from .errors import (
 from .events import WIRE_NAMES, StoredEvent
 from .hookspecs import REQUIRED, hookimpl, hookspec
 from .models import (
+    AuditRecord,
+    ErasureResult,
     LLMCall,
     Message,
     MessageMatch,
@@ -47,7 +50,10 @@ __all__ = [
     "REQUIRED",
     "TERMINAL_STATUSES",
     "WIRE_NAMES",
+    "AuditRecord",
     "BufferFull",
+    "ErasureNotAllowed",
+    "ErasureResult",
     "InvalidParameter",
     "LLMCall",
     "Message",

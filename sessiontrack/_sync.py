@@ -3,8 +3,8 @@
 It runs a :class:`~sessiontrack.Tracker` on an asyncio loop in a daemon thread of its own.
 The engine calls the hooks from any of its threads, as it would with an async tracker
 (they only validate and enqueue); ``flush``, ``drain``, ``stop``, ``stop_many``,
-``active_session``, ``purge``, ``apply_retention`` and every ``sessions`` query are blocking
-calls that run on that loop.
+``active_session``, ``purge``, ``apply_retention``, ``erase``, ``audit`` and every
+``sessions`` query are blocking calls that run on that loop.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ._intake import CLOSING, NOT_STARTED
 from .abc import Store
 from .analytics import Analytics
 from .errors import TrackerNotRunning
-from .models import Principal, StopManyResult
+from .models import AuditRecord, ErasureResult, Principal, StopManyResult
 from .query import SessionQueries
 from .tracker import Tracker, TrackerOptions
 
@@ -213,6 +213,32 @@ class SyncTracker:
     def apply_retention(self) -> int:
         """Purge now what is past its retention (:meth:`Tracker.apply_retention`)."""
         return self.call(self.tracker.apply_retention())
+
+    def erase(
+        self,
+        *,
+        phone: str | None = None,
+        conversation_id: str | None = None,
+        session_id: str | None = None,
+        principal: Principal | str | None = None,
+        scrub: bool = True,
+        batch_size: int = 500,
+    ) -> ErasureResult:
+        """Remove every stored trace of one person (:meth:`Tracker.erase`)."""
+        return self.call(
+            self.tracker.erase(
+                phone=phone,
+                conversation_id=conversation_id,
+                session_id=session_id,
+                principal=principal,
+                scrub=scrub,
+                batch_size=batch_size,
+            )
+        )
+
+    def audit(self, **kwargs: Any) -> list[AuditRecord]:
+        """The audit records, newest first (:meth:`Tracker.audit`)."""
+        return self.call(self.tracker.audit(**kwargs))
 
 
 def _blocking(

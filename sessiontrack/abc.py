@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # type-only: importing the store package would import SQLAlchemy
     from .events import StoredEvent
-    from .models import Message, SessionDetail, SessionSummary, Stats
+    from .models import AuditRecord, Message, SessionDetail, SessionSummary, Stats
     from .store._fold import FoldResult, Report
     from .store._reads import SessionFilter
     from .store._search import MessageHit
@@ -405,6 +405,55 @@ class Store(metaclass=ABCMeta):
         ``ceil(n/2)``-th smallest, exact, in ms; ``None`` when no session reached it) and
         how many sessions it is the median of. With ``sample``, only the ``sample``
         sessions started last (of those on the matched paths) are read."""
+
+    # --- erasure and the audit (docs/privacy.md) ---------------------------------------
+
+    @abstractmethod
+    async def erase(
+        self,
+        kind: str,
+        value: str,
+        *,
+        chatbot_ids: frozenset[str] | None = None,
+        principal: str | None = None,
+        audit_key: bytes | None = None,
+        batch_size: int = 500,
+        scrub: bool = True,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Delete the sessions whose ``kind`` (``phone``: the contact's phone or the
+        conversation id; ``conversation_id``; ``session_id``) is ``value``, of
+        ``chatbot_ids`` only if given, with everything they left: events, tags, search
+        entries, analytics traces, their share of the status counts and of the analytics
+        rollups. Transactions of ``batch_size`` sessions, each under the log's write
+        lock; ``progress`` gets the running number of sessions. An audit row (who, when,
+        ``kind``, the HMAC-SHA256 of the key with ``audit_key`` or the database's key) is
+        written before and gets the counts after. ``scrub`` then makes the freed bytes
+        unreadable (rewriting the touched tables: see docs/privacy.md for the cost).
+        Returns ``sessions``, ``events``, ``messages``, ``tags``, ``analytics_traces``,
+        ``audit_id`` and ``scrubbed`` (whether the scrub ran and nothing older than the
+        erasure kept a snapshot open meanwhile)."""
+
+    @abstractmethod
+    async def audit_hash(self, kind: str, value: str, key: bytes | None = None) -> str:
+        """The hash an erasure of ``value`` by ``kind`` records (hex HMAC-SHA256 with
+        ``key``, or else the database's audit key)."""
+
+    @abstractmethod
+    async def record_reads(self, session_ids: list[str], principal: str | None, what: str) -> None:
+        """Write an audit row (``action='read'``) for each session read."""
+
+    @abstractmethod
+    async def audit_records(
+        self,
+        *,
+        action: str | None = None,
+        key_hash: str | None = None,
+        session_id: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        """Audit rows, newest first, with ``id`` below ``before`` if given."""
 
 
 class Subscription(metaclass=ABCMeta):

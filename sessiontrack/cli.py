@@ -1,5 +1,5 @@
 """The ``sessiontrack`` command: migrate, purge, serve (with the web extra), analytics,
-export, import, fixture, archive, webhooks and otel."""
+export, import, fixture, archive, webhooks, otel and erase."""
 
 from __future__ import annotations
 
@@ -152,6 +152,66 @@ async def _purge_cmd(args: argparse.Namespace) -> None:
         print(f"purged {total} sessions that ended before {cutoff.isoformat(timespec='seconds')}")
     finally:
         await store.close()
+
+
+async def _erase_cmd(args: argparse.Namespace) -> None:
+    import os
+
+    from ._erasure import erasure_key
+    from .store._erase import COUNT_FIELDS
+
+    try:
+        kind, value = erasure_key(
+            phone=args.phone, conversation_id=args.conversation_id, session_id=args.session_id
+        )
+    except InvalidParameter as exc:
+        raise CommandError(f"--{exc.field.replace('_', '-')}: {exc.message}") from None
+    key = os.environ.get("SESSIONTRACK_AUDIT_KEY")
+    store = await _open(args.database_url, args.prefix, migrate=False)
+    try:
+        show = _progress_printer(line="erased {} sessions…") if not args.quiet else None
+        counts = await store.erase(
+            kind,
+            value,
+            principal=args.principal,
+            audit_key=key.encode() if key else None,
+            batch_size=args.batch_size,
+            scrub=not args.no_scrub,
+            progress=show,
+        )
+        if show is not None and counts["sessions"]:
+            sys.stderr.write("\n")
+    finally:
+        await store.close()
+    figures = ", ".join(f"{counts[name]} {name.replace('_', ' ')}" for name in COUNT_FIELDS)
+    print(f"erased {figures} (audit record {counts['audit_id']})")
+
+
+def _erase_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    e = sub.add_parser(
+        "erase",
+        help="erase one person's sessions, events, messages and index entries",
+        description="Erase every stored trace of one person (docs/privacy.md): the "
+        "sessions of a phone number, conversation or session, with their events, "
+        "messages, tags, search entries and analytics traces; the analytics rollups are "
+        "recomputed without them. An audit record keeps who, when, an HMAC of the key "
+        "(with SESSIONTRACK_AUDIT_KEY if set, else the database's key) and the counts.",
+    )
+    common(e)
+    key = e.add_mutually_exclusive_group(required=True)
+    key.add_argument("--phone", help="the customer's phone number, as reported")
+    key.add_argument("--conversation-id", help="the engine's conversation id")
+    key.add_argument("--session-id", help="one session's id")
+    e.add_argument("--principal", help="who asks (recorded in the audit)")
+    e.add_argument("--batch-size", type=int, default=500, help="sessions a transaction")
+    e.add_argument(
+        "--no-scrub",
+        action="store_true",
+        help="skip rewriting the tables (SQLite VACUUM, PostgreSQL VACUUM FULL): faster, "
+        "but deleted bytes stay in free space until reused",
+    )
+    e.add_argument("--quiet", action="store_true", help="no progress line")
+    e.set_defaults(run=_erase_cmd)
 
 
 async def _rebuild_cmd(args: argparse.Namespace) -> None:
@@ -912,6 +972,7 @@ def build_parser() -> argparse.ArgumentParser:
     _archive_parser(sub, common)
     _webhooks_parsers(sub, common)
     _otel_parser(sub, common)
+    _erase_parser(sub, common)
     return parser
 
 

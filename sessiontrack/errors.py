@@ -79,3 +79,11 @@ class WebhookNotFound(SessionTrackError, LookupError):
     def __init__(self, webhook_id: str) -> None:
         super().__init__(f"webhook {webhook_id} not found")
         self.webhook_id = webhook_id
+
+
+class ErasureNotAllowed(SessionTrackError, PermissionError):
+    """The principal may not erase (nor read the audit): its ``can_erase`` is false."""
+
+    def __init__(self, principal: str) -> None:
+        super().__init__(f"principal {principal!r} may not erase data nor read the audit")
+        self.principal = principal

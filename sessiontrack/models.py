@@ -29,12 +29,15 @@ class Principal:
     :param can_manage: whether it may manage notifications (``/webhooks``: add, list,
         remove, resume); ``False`` by default, the local principal included. One limited
         to some chatbots manages only subscriptions to those chatbots.
+    :param can_erase: whether this principal may erase a person's data (``POST /erase``)
+        and read the audit (``GET /audit``); within ``chatbot_ids`` only.
     """
 
     id: str
     chatbot_ids: frozenset[str] | None = None
     can_see_pii: bool = True
     can_manage: bool = False
+    can_erase: bool = False
 
     def may_see(self, chatbot_id: str) -> bool:
         return self.chatbot_ids is None or chatbot_id in self.chatbot_ids
@@ -227,3 +230,45 @@ class StopManyResult:
     stopped: list[str]
     already_ended: list[str]
     not_found: list[str]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ErasureResult:
+    """What :meth:`~sessiontrack.Tracker.erase` removed.
+
+    ``sessions``, ``events`` (every kind, messages included), ``messages``, ``tags`` (the
+    list filters' rows) and ``analytics_traces`` (sessions whose figures were taken out of
+    the analytics rollups) are row counts; ``audit_id`` is the audit record written.
+    ``scrubbed``: the freed bytes were overwritten too (``scrub``, see docs/privacy.md);
+    ``False`` when not asked for, or when a transaction (PostgreSQL) or a reader (SQLite)
+    older than the erasure stayed open for 30 s, keeping what it could still see.
+    """
+
+    sessions: int
+    events: int
+    messages: int
+    tags: int
+    analytics_traces: int
+    audit_id: int
+    scrubbed: bool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AuditRecord:
+    """A row of the audit: an erasure or (when recorded) a read of a session.
+
+    An erasure has ``key_kind`` (``phone``, ``conversation_id`` or ``session_id``),
+    ``key_hash`` (the HMAC-SHA256 of the key, hex; never the key) and ``counts`` (the
+    :class:`ErasureResult`'s figures); a read has ``session_id`` and ``what``
+    (``detail``, ``messages``, ``fixture`` or ``export``).
+    """
+
+    id: int
+    at: datetime
+    action: str
+    principal: str | None
+    key_kind: str | None = None
+    key_hash: str | None = None
+    counts: dict[str, int] | None = None
+    session_id: str | None = None
+    what: str | None = None

@@ -21,6 +21,7 @@ import pluggy
 from . import _validate, hookspecs
 from ._conversations import Conversations
 from ._dispatch import DEFAULT_MAX_EVENTS, CommittedDispatcher
+from ._erasure import erasure_key
 from ._feed import Feed
 from ._host import HostHooks
 from ._intake import NOT_STARTED, Intake
@@ -33,10 +34,10 @@ from ._writer import BatchWriter
 from .abc import Store, Subscription
 from .analytics._service import Analytics
 from .consumer import ConsumerGroup
-from .errors import InvalidParameter, TrackerNotRunning
+from .errors import ErasureNotAllowed, InvalidParameter, TrackerNotRunning
 from .hookspecs import REQUIRED
 from .limits import CHATBOT_ID, CONVERSATION_ID, REASON
-from .models import Principal, StopManyResult
+from .models import AuditRecord, ErasureResult, Principal, StopManyResult
 from .query import SessionQueries
 from .status import TERMINAL_STATUSES
 from .store import DEFAULT_PREFIX, create_store
@@ -73,6 +74,8 @@ class TrackerOptions(TypedDict, total=False):
     redact: Iterable[object] | None
     retention: Mapping[str, timedelta] | None
     consumers: Iterable[ConsumerGroup]
+    audit_key: bytes | str | None
+    audit_reads: bool
 
 
 class Tracker(ReportingHooks):
@@ -151,6 +154,15 @@ class Tracker(ReportingHooks):
         runs (:class:`sessiontrack.consumer.ConsumerGroup`, e.g.
         ``sessiontrack.notify.Webhooks()``): each group in a task of its own, woken as
         batches are dispatched, in one process at a time across hosts (its lease).
+    :param audit_key: the key of the HMAC-SHA256 an erasure's audit record keeps instead
+        of the erased phone number or id (at least 16 bytes; a ``str`` is UTF-8 encoded).
+        Default: the random key migration 0010 stored in the database, which keeps the
+        hash from being reversed by whoever holds the audit rows alone, not by whoever
+        holds the whole database; a key kept elsewhere (a secret store) protects against
+        that too. Keep it stable: :meth:`audit` finds an erasure by its key's hash.
+    :param audit_reads: record each read of a session's detail, messages, fixture or
+        export through the web app in the audit table (``action="read"``), besides
+        calling ``sessiontrack_session_read`` (which is called either way).
     """
 
     def __init__(
@@ -177,6 +189,8 @@ class Tracker(ReportingHooks):
         redact: Iterable[object] | None = None,
         retention: Mapping[str, timedelta] | None = None,
         consumers: Iterable[ConsumerGroup] = (),
+        audit_key: bytes | str | None = None,
+        audit_reads: bool = False,
     ) -> None:
         if overflow not in ("raise", "drop"):
             raise ValueError(f"overflow must be 'raise' or 'drop', got {overflow!r}")
@@ -202,6 +216,8 @@ class Tracker(ReportingHooks):
             raise ValueError(f"commit_delay must be from 0 to 1 second, got {commit_delay!r}")
         self._redaction = None if redact is None else Redaction(redact)
         rules = {} if retention is None else check_retention(retention, completion_grace)
+        self._audit_key = _audit_key(audit_key)
+        self.audit_reads = audit_reads
         if isinstance(url_or_engine, Store):
             self.store: Store = url_or_engine
             if not analytics and hasattr(url_or_engine, "analytics"):
@@ -529,6 +545,110 @@ class Tracker(ReportingHooks):
             return sid
         return None
 
+    async def erase(
+        self,
+        *,
+        phone: str | None = None,
+        conversation_id: str | None = None,
+        session_id: str | None = None,
+        principal: Principal | str | None = None,
+        scrub: bool = True,
+        batch_size: int = 500,
+    ) -> ErasureResult:
+        """Remove every stored trace of one person: the sessions of this phone number
+        (the contact's phone, or a conversation keyed by it), conversation or session,
+        with their events, messages, tags, search index entries and analytics traces;
+        the analytics rollups are recomputed without them. Give exactly one key.
+
+        Everything reported before the call is committed first; the erasure then runs
+        in transactions of ``batch_size`` sessions under the writer's lock. A
+        :class:`Principal` erases within its chatbots only, and needs ``can_erase``; a
+        ``str`` is recorded only. The audit keeps who, when, the key's kind and its
+        HMAC (see ``audit_key``) and the counts, never the key. ``scrub`` (default)
+        then rewrites what held the rows so the bytes are gone from the files too:
+        SQLite ``VACUUM``, PostgreSQL ``VACUUM FULL`` of the touched tables, both
+        locking them meanwhile (docs/privacy.md gives the cost and what stays).
+
+        :raises InvalidParameter: not exactly one key, or one that is blank or too long
+            (``field`` names it), or a malformed session id.
+        :raises ErasureNotAllowed: a principal without ``can_erase``.
+        """
+        self._require_running()
+        kind, value = erasure_key(
+            phone=phone, conversation_id=conversation_id, session_id=session_id
+        )
+        who, scope = _who(principal)
+        if isinstance(principal, Principal) and not principal.can_erase:
+            raise ErasureNotAllowed(principal.id)
+        await self.flush()
+        counts = await self.store.erase(
+            kind,
+            value,
+            chatbot_ids=scope,
+            principal=who,
+            audit_key=self._audit_key,
+            batch_size=batch_size,
+            scrub=scrub,
+        )
+        return ErasureResult(**counts)
+
+    async def audit(
+        self,
+        *,
+        action: Literal["erase", "read"] | None = None,
+        phone: str | None = None,
+        conversation_id: str | None = None,
+        session_id: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        """The audit records, newest first: erasures (``action="erase"``) and recorded
+        reads (``"read"``, see ``audit_reads``). A ``phone`` or ``conversation_id``
+        finds the erasures of that key (by its hash); a ``session_id`` the reads of that
+        session and its erasure by id. ``before`` (an id) pages back; ``limit`` 1-1000."""
+        self._require_running()
+        if action not in (None, "erase", "read"):
+            raise InvalidParameter("action", "must be erase or read")
+        if not 1 <= limit <= 1000:
+            raise InvalidParameter("limit", "must be from 1 to 1000")
+        keys = {k: v for k, v in (("phone", phone), ("conversation_id", conversation_id)) if v}
+        if len(keys) > 1:
+            raise InvalidParameter("phone", "give at most one of phone and conversation_id")
+        digest = None
+        if keys:
+            ((kind, value),) = keys.items()
+            digest = await self.store.audit_hash(kind, value, self._audit_key)
+        sid = None
+        if session_id is not None:
+            sid = erasure_key(session_id=session_id)[1]
+        records = await self.store.audit_records(
+            action=action, key_hash=digest, session_id=sid, before=before, limit=limit
+        )
+        if sid is not None:
+            by_id = await self.store.audit_records(
+                action="erase",
+                key_hash=await self.store.audit_hash("session_id", sid, self._audit_key),
+                before=before,
+                limit=limit,
+            )
+            records = sorted({r.id: r for r in [*records, *by_id]}.values(), key=lambda r: -r.id)
+            records = records[:limit]
+        return records
+
+    async def session_read(
+        self, session_ids: list[str], principal: Principal | str | None, what: str
+    ) -> None:
+        """Note reads of sessions (``what``: ``detail``, ``messages``, ``fixture`` or
+        ``export``): ``sessiontrack_session_read`` for each, and with ``audit_reads`` an
+        audit row each, in one transaction. The web app calls it after every such read."""
+        who = principal.id if isinstance(principal, Principal) else principal
+        for sid in session_ids:
+            await self.call_hook(
+                "sessiontrack_session_read", session_id=sid, principal=who, what=what
+            )
+        if self.audit_reads and session_ids:
+            await self.store.record_reads(list(session_ids), who, what)
+
     async def purge(self, older_than: timedelta, **kwargs: Any) -> int:
         """Delete sessions that ended more than ``older_than`` ago, with their events."""
         self._require_running()
@@ -568,6 +688,24 @@ def _poker(group: ConsumerGroup) -> Callable[[object], None]:
         group.poke()
 
     return poke
+
+
+def _audit_key(key: bytes | str | None) -> bytes | None:
+    if key is None:
+        return None
+    if isinstance(key, str):
+        key = key.encode()
+    if not isinstance(key, bytes):
+        raise TypeError(f"audit_key must be bytes or str, got {type(key).__name__}")
+    if len(key) < 16:
+        raise ValueError("audit_key must be at least 16 bytes")
+    return key
+
+
+def _who(principal: Principal | str | None) -> tuple[str | None, frozenset[str] | None]:
+    if isinstance(principal, Principal):
+        return principal.id, principal.chatbot_ids
+    return principal, None
 
 
 __all__ = ["REQUIRED", "Tracker", "TrackerOptions", "TrackerStats"]

@@ -148,6 +148,10 @@ class Tables:
     """Migration 0009_notify: the webhook subscriptions (sessiontrack.notify)."""
     deliveries: sa.Table
     """Migration 0009_notify: the webhooks' delivery log (one row per attempt)."""
+    audit: sa.Table
+    """Migration 0010_audit: a row per erasure (and per audited read, when asked for)."""
+    audit_key: sa.Table
+    """Migration 0010_audit: the database's HMAC key for the audit's key hashes."""
     prefix: str
 
     @property
@@ -267,7 +271,45 @@ def make_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
     an = analytics_tables(md, p)
     tags = tags_table(md, p)
     notify = notify_tables(md, p)
-    return Tables(md, chatbots, flows, sessions, events, counts, state, *an, tags, *notify, prefix)
+    audit = audit_tables(md, p)
+    return Tables(
+        md, chatbots, flows, sessions, events, counts, state, *an, tags, *notify, *audit, prefix
+    )
+
+
+def audit_tables(md: sa.MetaData, p: str) -> tuple[sa.Table, sa.Table]:
+    """The audit (migration 0010_audit): ``action`` is ``erase`` (``key_kind``,
+    ``key_hash``: the HMAC-SHA256 of the erased key, never the key; ``counts``) or
+    ``read`` (``session_id``, ``what``); ``audit_key`` holds the random key of those
+    HMACs that the migration made (store/_erase.py, docs/privacy.md)."""
+    audit = sa.Table(
+        f"{p}audit",
+        md,
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        sa.Column("at", UTCDateTime(), nullable=False),
+        sa.Column("action", sa.String(16), nullable=False),
+        sa.Column("principal", sa.String(200)),
+        sa.Column("key_kind", sa.String(32)),
+        sa.Column("key_hash", sa.String(64)),
+        sa.Column("session_id", id_type()),
+        sa.Column("what", sa.String(32)),
+        sa.Column("counts", json_type()),
+        sa.Index(f"ix_{p}audit_action_id", "action", "id"),
+        sa.Index(f"ix_{p}audit_key_hash", "key_hash"),
+    )
+    key = sa.Table(
+        f"{p}audit_key",
+        md,
+        sa.Column("id", sa.SmallInteger(), primary_key=True, autoincrement=False),
+        sa.Column("key", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+    )
+    return audit, key
 
 
 def notify_tables(md: sa.MetaData, p: str) -> tuple[sa.Table, sa.Table, sa.Table]:

@@ -55,6 +55,10 @@ async def _poll(store: SQLAlchemyStore, wake: Wake, poll_interval: float) -> Non
 
 async def _listen(store: SQLAlchemyStore, wake: Wake, poll_interval: float) -> None:
     async with store.engine.connect() as conn:
+        # no transaction: the keep-alive's would stay open ("idle in transaction") for
+        # the tracker's whole life, holding the database's xmin horizon back, so that no
+        # VACUUM could remove a dead row meanwhile (nor an erasure's VACUUM FULL)
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None

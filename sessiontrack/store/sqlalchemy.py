@@ -23,6 +23,7 @@ from . import _graph, _migrate, _watch
 from ._analytics_reads import AnalyticsReads
 from ._bulk import BulkWriter, bulk_writer
 from ._cursors import CursorQueries
+from ._erase import ErasureQueries
 from ._errors import is_transient
 from ._fold import (
     EDGE_OBSERVED,
@@ -76,7 +77,9 @@ def mask_url(url: str | sa.URL) -> str:
     return sa.make_url(url).render_as_string(hide_password=True)
 
 
-class SQLAlchemyStore(TransferQueries, AnalyticsReads, CursorQueries, WebhookQueries, Store):
+class SQLAlchemyStore(
+    ErasureQueries, TransferQueries, AnalyticsReads, CursorQueries, WebhookQueries, Store
+):
     """Stores events and the session projection with SQLAlchemy's async engine.
 
     :param url_or_engine: a database URL (``sqlite+aiosqlite:///file.db``,

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..errors import (
+    ErasureNotAllowed,
     InvalidParameter,
     PermissionDenied,
     SessionAlreadyTerminal,
@@ -96,6 +97,10 @@ async def on_unauthenticated(_: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.message, headers=headers)
 
 
+async def on_not_allowed(_: Request, exc: Exception) -> Response:
+    return error_response(403, str(exc))
+
+
 async def on_tracker_down(_: Request, exc: Exception) -> Response:
     return error_response(503, str(exc), headers={"Retry-After": "5"})
 
@@ -115,5 +120,6 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     SessionAlreadyTerminal: on_terminal,
     NotAuthenticated: on_unauthenticated,
     TrackerDown: on_tracker_down,
+    ErasureNotAllowed: on_not_allowed,
     HTTPException: on_http,
 }

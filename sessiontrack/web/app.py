@@ -111,6 +111,8 @@ def create_app(
         Route("/stats", rest.stats, methods=["GET"]),
         Route("/chatbots", rest.chatbots, methods=["GET"]),
         Route("/stop", rest.stop_many, methods=["POST"]),
+        Route("/erase", rest.erase, methods=["POST"]),
+        Route("/audit", rest.audit, methods=["GET"]),
         Route("/export", export.export, methods=["GET"]),
         Route("/events", sse.events, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),

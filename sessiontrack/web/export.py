@@ -29,10 +29,7 @@ async def export(request: Request) -> Response:
     tracker = ctx.tracker
 
     async def audit(ids: list[str]) -> None:
-        for sid in ids:
-            await tracker.call_hook(
-                "sessiontrack_session_read", session_id=sid, principal=principal.id, what="export"
-            )
+        await tracker.session_read(ids, principal, "export")
 
     body = tracker.sessions.export(
         format=fmt,

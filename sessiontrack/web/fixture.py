@@ -30,7 +30,5 @@ async def session_fixture_route(request: Request) -> Response:
         principal=principal,
         mask=_mask if Context.masks(principal) else None,
     )
-    await ctx.tracker.call_hook(
-        "sessiontrack_session_read", session_id=sid, principal=principal.id, what="fixture"
-    )
+    await ctx.tracker.session_read([sid], principal, "fixture")
     return _Json(fixture)

@@ -32,7 +32,7 @@ _SORT_ORDER = {
 def _components() -> dict[str, Any]:
     _, top = models_json_schema(
         [(m, "serialization") for m in schemas.RESPONSE_MODELS]
-        + [(schemas.StopManyBody, "validation")],
+        + [(schemas.StopManyBody, "validation"), (schemas.EraseBody, "validation")],
         by_alias=True,
         ref_template=_REF,
     )
@@ -221,6 +221,37 @@ def _stop_many() -> dict[str, Any]:
     return op
 
 
+_NO_ERASE = (
+    "The principal may not erase (Principal.can_erase is false), or no authenticator is "
+    "configured and the client is not on the loopback interface"
+)
+
+
+def _privacy_paths() -> dict[str, Any]:
+    erase = _op(
+        "eraseData",
+        "Erase every stored trace of one person (docs/privacy.md)",
+        _json("ErasureResult", "What was removed, and the audit record"),
+        errors=("415",),
+    )
+    del erase["responses"]["404"]  # nothing found is an erasure of nothing, counted 0
+    erase["responses"]["403"]["description"] = _NO_ERASE
+    erase["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model="EraseBody")}}},
+    }
+    audit = _op(
+        "listAudit",
+        "The audit: erasures and recorded reads, newest first",
+        _json({"type": "array", "items": {"$ref": _REF.format(model="AuditRecord")}}, "Records"),
+        errors=(),
+        params=_query_params(schemas.AuditQuery),
+    )
+    del audit["responses"]["404"]
+    audit["responses"]["403"]["description"] = _NO_ERASE
+    return {"/erase": {"post": erase}, "/audit": {"get": audit}}
+
+
 def _paths() -> dict[str, Any]:
     list_params = [p for p in _query_params(schemas.ListQuery)]
     by_bot_params = [_CHATBOT_ID, *(p for p in list_params if p["name"] != "chatbotId")]
@@ -329,6 +360,7 @@ def _paths() -> dict[str, Any]:
             )
         },
         "/stop": {"post": _stop_many()},
+        **_privacy_paths(),
         **_analytics_paths(),
         "/search/messages": {
             "get": _op(

@@ -107,9 +107,7 @@ async def get_session(request: Request) -> Response:
     ctx, principal = await _begin(request)
     sid = _session_id(request)
     detail = await ctx.tracker.sessions.get(sid, principal=principal)
-    await ctx.tracker.call_hook(
-        "sessiontrack_session_read", session_id=detail.id, principal=principal.id, what="detail"
-    )
+    await ctx.tracker.session_read([detail.id], principal, "detail")
     return _Json(_model(schemas.SessionDetail, _masked(detail, principal)))
 
 
@@ -120,9 +118,7 @@ async def session_messages(request: Request) -> Response:
     items = await ctx.tracker.sessions.messages(
         sid, limit=q.limit, before=q.before, principal=principal
     )
-    await ctx.tracker.call_hook(
-        "sessiontrack_session_read", session_id=sid, principal=principal.id, what="messages"
-    )
+    await ctx.tracker.session_read([sid], principal, "messages")
     return _Json([_model(schemas.Message, m) for m in items])
 
 
@@ -150,6 +146,54 @@ async def stop_many(request: Request) -> Response:
         # (null, blank values select nothing: the service refuses a filter of only those)
     result = await ctx.tracker.stop_many(body.ids, filter=criteria, principal=principal)
     return _Json(_model(schemas.StopManyResult, result))
+
+
+def _json_body(request: Request) -> Response | None:
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        # Only a JSON body: a cross-site <form> cannot send one without a CORS preflight.
+        return error_response(415, "the body must be JSON (Content-Type: application/json)")
+    return None
+
+
+def _may_erase(principal: Principal) -> Response | None:
+    if not principal.can_erase:
+        return error_response(403, f"principal {principal.id!r} may not erase data")
+    return None
+
+
+async def erase(request: Request) -> Response:
+    ctx, principal = await _begin(request)
+    refused = _may_erase(principal) or _json_body(request)
+    if refused is not None:
+        return refused
+    try:
+        body = schemas.EraseBody.model_validate_json(await request.body())
+    except ValidationError as exc:
+        return error_response(400, "invalid parameter", validation_details(exc, "body"))
+    if len(body.model_fields_set) != 1:
+        detail = "give exactly one of phone, conversationId and sessionId"
+        return error_response(400, "invalid parameter", [{"field": "body", "message": detail}])
+    result = await ctx.tracker.erase(
+        phone=body.phone,
+        conversation_id=body.conversation_id,
+        session_id=body.session_id,
+        principal=principal,
+    )
+    return _Json(_model(schemas.ErasureResult, result))
+
+
+async def audit(request: Request) -> Response:
+    ctx, principal = await _begin(request, None)
+    refused = _may_erase(principal)
+    if refused is not None:
+        return refused
+    q = schemas.AuditQuery.from_query_string(request.scope["query_string"])
+    records = await ctx.tracker.audit(
+        action=q.action, session_id=q.session_id, before=q.before, limit=q.limit
+    )
+    if principal.chatbot_ids is not None:
+        records = [r for r in records if r.principal == principal.id]
+    return _Json([_model(schemas.AuditRecord, r) for r in records])
 
 
 async def stats(request: Request) -> Response:

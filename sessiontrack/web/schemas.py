@@ -309,6 +309,34 @@ class StopManyBody(_Model):
     )
 
 
+class EraseBody(_Model):
+    """The JSON body of ``POST /erase``: exactly one of ``phone``, ``conversationId`` and
+    ``sessionId``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    phone: str | None = Field(
+        None, min_length=1, max_length=64, description="The customer's phone number, as reported"
+    )
+    conversation_id: str | None = Field(
+        None, min_length=1, max_length=200, description="The engine's conversation id"
+    )
+    session_id: str | None = Field(None, pattern=UUID_PATTERN, description="One session's id")
+
+
+class AuditQuery(Query):
+    """Query parameters of ``GET /audit``."""
+
+    action: Literal["erase", "read"] | None = Field(None, description="Only these records")
+    session_id: str | None = Field(
+        None, pattern=UUID_PATTERN, description="The reads of this session, and its erasure"
+    )
+    limit: int = Field(100, ge=1, le=1000, description="At most this many, newest first")
+    before: int | None = Field(
+        None, ge=1, le=2**63 - 1, description="Only records older than this record id"
+    )
+
+
 DATE_PATTERN = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
     r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]{1,6})?)?(Z|[+-][0-9]{2}:?[0-9]{2})?)?$"
@@ -532,6 +560,18 @@ StopManyResult = _derive(
     models.StopManyResult,
     "StopManyResult",
     doc="What POST /stop did: session ids stopped, already ended, and not found.",
+)
+
+ErasureResult = _derive(
+    models.ErasureResult,
+    "ErasureResult",
+    doc="What POST /erase removed (row counts) and the id of its audit record.",
+)
+AuditRecord = _derive(
+    models.AuditRecord,
+    "AuditRecord",
+    doc="An erasure (keyKind, keyHash: HMAC-SHA256 of the key, counts) or a recorded read "
+    "(sessionId, what).",
 )
 
 
@@ -794,6 +834,8 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Chatbot,
     StopResult,
     StopManyResult,
+    ErasureResult,
+    AuditRecord,
     Error,
     AnalyticsSummary,
     AnalyticsNodes,
