@@ -569,6 +569,10 @@ async def test_a_host_killed_mid_export_loses_nothing_and_the_cli_resumes(
             # a generous limit: the CLI's own start (imports) took over 20 s on a loaded
             # two-core machine, and a SIGINT during its imports fails the test
             await wait_until(lambda: {k for k, _ in receiver.shapes()} >= set(expected), 90)
+            # the host may have exported everything before it died: then the CLI has
+            # nothing to send, and a SIGINT still in its imports fails it; interrupt it
+            # once it runs (its first progress line)
+            await wait_until(lambda: b"otel:" in (tmp_path / "cli.err").read_bytes(), 90)
         finally:
             cli.send_signal(signal.SIGINT)
             await cli.wait()
