@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import threading
+from abc import abstractmethod
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -90,12 +91,14 @@ class CursorQueries:
     tables: Tables
 
     @property
+    @abstractmethod
     def engine(self) -> AsyncEngine:
-        raise NotImplementedError
+        """The store's engine (the store class provides it)."""
 
     @property
+    @abstractmethod
     def dialect(self) -> str:
-        raise NotImplementedError
+        """The backend's name (the store class provides it)."""
 
     def _dialect_insert(self, table: sa.Table) -> Any:
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)

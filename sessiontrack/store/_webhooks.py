@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -26,8 +27,9 @@ class WebhookQueries:
     tables: Tables
 
     @property
+    @abstractmethod
     def engine(self) -> AsyncEngine:
-        raise NotImplementedError
+        """The store's engine (the store class provides it)."""
 
     async def add_webhook(self, row: Mapping[str, Any]) -> int:
         """Insert a subscription and its cursor at the log's head, in one transaction;
