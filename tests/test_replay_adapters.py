@@ -1,0 +1,139 @@
+"""Recorded adapter sessions replayed as regression tests: a conversation through a real
+engine (LangGraph, python-telegram-bot, transitions) and its adapter into a real tracker
+(SQLite and PostgreSQL), its fixture from ``GET /{id}/fixture``, replayed with the
+adapter's ``ReplayEngine`` against the unchanged engine (clean) and a changed one (fails at
+the node that changed, with a readable diff)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from langchain_core.messages import HumanMessage
+from langgraph.prebuilt import ToolNode
+from langgraph.types import Command
+
+import sessiontrack
+from examples.support_agent.agent import SupportModel, build_agent, lookup_order, support_graph
+from sessiontrack.adapters.langgraph import LangGraphAdapter, LangGraphReplay
+from sessiontrack.testing import ReplayFailed, assert_replays, replay
+from sessiontrack.web import create_app
+
+pytestmark = pytest.mark.anyio
+
+
+async def fixture_of(tracker: sessiontrack.Tracker, session_id: str) -> dict[str, Any]:
+    """The session's fixture, as ``GET /{id}/fixture`` gives it."""
+    await tracker.flush()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(tracker), client=("127.0.0.1", 50000)),
+        base_url="http://127.0.0.1",
+    ) as api:
+        response = await api.get(f"/{session_id}/fixture")
+    assert response.status_code == 200, response.text
+    fixture: dict[str, Any] = response.json()
+    return fixture
+
+
+# --- LangGraph ----------------------------------------------------------------------------
+
+
+def support_agent(model: Any, tools: list[Any] | None = None) -> Any:
+    """The support example's graph on ``model``, with ``tools`` (default: the real
+    ``lookup_order``)."""
+
+    async def agent(state: Any) -> dict[str, Any]:
+        return {"messages": [await model.ainvoke(state["messages"])]}
+
+    node = ToolNode(tools or [lookup_order], handle_tool_errors=True)
+    return support_graph(agent, node, {"waiting_for": "customer"})
+
+
+async def record_support(tracker: sessiontrack.Tracker) -> dict[str, Any]:
+    """A question, an order number (a tool call), no more questions: the example's model."""
+    adapter = LangGraphAdapter(tracker, build_agent(SupportModel()), "support", name="Support")
+    config = {"configurable": {"thread_id": "customer-42"}}
+    await adapter.ainvoke({"messages": [HumanMessage("Where is my order?", id="m1")]}, config)
+    await adapter.ainvoke(Command(resume="1001"), config)
+    await adapter.ainvoke(Command(resume="no, thanks"), config)
+    sid = adapter.cached_session("customer-42")
+    assert sid is None  # completed
+    adapter.close()
+    await tracker.flush()
+    page = await tracker.sessions.list(chatbot_id="support", conversation_id="customer-42")
+    [summary] = page.data
+    return await fixture_of(tracker, summary.id)
+
+
+async def test_langgraph_unchanged_graph_replays_clean(tracker: sessiontrack.Tracker) -> None:
+    fixture = await record_support(tracker)
+    assert [c["name"] for c in fixture["recorded"]["toolCalls"]] == ["lookup_order"]
+    assert len(fixture["recorded"]["llmCalls"]) == 4
+    replayer = LangGraphReplay(support_agent, tools=[lookup_order])
+    report = await assert_replays(fixture, replayer)
+    assert report.engine_flow_version == report.flow_version
+    texts = [s.text for turn in report.actual for s in turn if s.kind == "message"]
+    assert texts == [
+        "Happy to check. Which order number?",
+        "Order 1001 is shipped on Monday, arriving Thursday. Anything else?",
+        "Glad I could help. Goodbye!",
+    ]
+    assert replayer.errors == []
+
+
+def support_agent_signing(model: Any, tools: list[Any]) -> Any:
+    """Changed: the model node signs every answer."""
+
+    async def agent(state: Any) -> dict[str, Any]:
+        answer = await model.ainvoke(state["messages"])
+        if answer.text:
+            answer = answer.model_copy(update={"content": f"{answer.text} (Acme support)"})
+        return {"messages": [answer]}
+
+    return support_graph(agent, ToolNode(tools, handle_tool_errors=True), {"waiting_for": "x"})
+
+
+def support_agent_ending_after_tools(model: Any, tools: list[Any]) -> Any:
+    """Changed: the graph ends after the tool call instead of answering with its result."""
+    graph = support_agent(model, tools)
+    builder = graph.builder
+    builder.edges.discard(("tools", "agent"))
+    builder.add_edge("tools", "__end__")
+    return builder.compile(checkpointer=graph.checkpointer)
+
+
+async def test_langgraph_a_changed_branch_fails_where_the_path_departs(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    fixture = await record_support(tracker)
+    report = await replay(
+        fixture, LangGraphReplay(support_agent_ending_after_tools, tools=[lookup_order])
+    )
+    first = report.first
+    assert first is not None, str(report)
+    assert (first.kind, first.turn, first.node_id) == ("path", 2, "agent")
+    assert first.expected == "node 'agent'" and first.actual == "no further node"
+    assert first.path_before[-3:] == ("ask", "agent", "tools")
+    text = str(report)
+    assert "the engine started another session" in text  # turn 3 found the graph ended
+    assert 'after inbound message 2 ("1001"' in text
+    assert "\n-  node agent\n" in text
+
+
+async def test_langgraph_a_changed_text_fails_at_the_node_that_said_it(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    fixture = await record_support(tracker)
+    with pytest.raises(ReplayFailed) as failed:
+        await assert_replays(fixture, LangGraphReplay(support_agent_signing, tools=[lookup_order]))
+    report = failed.value.report
+    first = report.first
+    assert first is not None
+    assert (first.kind, first.turn, first.node_id) == ("message", 1, "agent")
+    assert first.expected == 'say [agent] text: "Happy to check. Which order number?"'
+    assert first.actual == 'say [agent] text: "Happy to check. Which order number? (Acme support)"'
+    assert first.path_before == ("agent",)
+    assert '\n+    say [agent] text: "Happy to check. Which order number? (Acme support)"' in str(
+        report
+    )
