@@ -10,17 +10,32 @@ from typing import Any
 
 import httpx
 import pytest
+from adapter_helpers.telegram import FakeBotAPI
 from langchain_core.messages import HumanMessage
 from langgraph.prebuilt import ToolNode
 from langgraph.types import Command
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.ext import (
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    ConversationHandler,
+    MessageHandler,
+    filters,
+)
 
 import sessiontrack
 from examples.support_agent.agent import SupportModel, build_agent, lookup_order, support_graph
 from sessiontrack.adapters.langgraph import LangGraphAdapter, LangGraphReplay
+from sessiontrack.adapters.telegram import TelegramAdapter, TelegramReplay, TrackingRateLimiter
 from sessiontrack.testing import ReplayFailed, assert_replays, replay
 from sessiontrack.web import create_app
 
-pytestmark = pytest.mark.anyio
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.filterwarnings("ignore:If 'per_message=False':UserWarning"),
+]
 
 
 async def fixture_of(tracker: sessiontrack.Tracker, session_id: str) -> dict[str, Any]:
@@ -137,3 +152,142 @@ async def test_langgraph_a_changed_text_fails_at_the_node_that_said_it(
     assert '\n+    say [agent] text: "Happy to check. Which order number? (Acme support)"' in str(
         report
     )
+
+
+# --- python-telegram-bot -------------------------------------------------------------------
+
+
+def order_conversation(
+    *, pasta_skips_size: bool = True, coming: str = "One {} pizza, coming."
+) -> ConversationHandler[Any]:
+    """/start → name → a button (pizza or pasta) → size (pizza only) → done."""
+
+    async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> str:
+        assert update.message is not None
+        await update.message.reply_text("Your name?")
+        return "name"
+
+    async def name(update: Update, context: ContextTypes.DEFAULT_TYPE) -> str:
+        assert update.message is not None
+        buttons = [[InlineKeyboardButton(d, callback_data=d) for d in ("pizza", "pasta")]]
+        await update.message.reply_text(
+            f"Hi {update.message.text}! Pizza or pasta?",
+            reply_markup=InlineKeyboardMarkup(buttons),
+        )
+        return "dish"
+
+    async def dish(update: Update, context: ContextTypes.DEFAULT_TYPE) -> str | int:
+        query = update.callback_query
+        assert query is not None and query.message is not None
+        await query.answer()
+        if query.data == "pasta" and pasta_skips_size:
+            await context.bot.send_message(query.message.chat.id, "One pasta, coming.")
+            return ConversationHandler.END
+        await context.bot.send_message(query.message.chat.id, "Which size?")
+        return "size"
+
+    async def size(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
+        assert update.message is not None
+        await update.message.reply_text(coming.format(update.message.text))
+        return ConversationHandler.END
+
+    text = filters.TEXT & ~filters.COMMAND
+    return ConversationHandler(
+        entry_points=[CommandHandler("start", start)],
+        states={
+            "name": [MessageHandler(text, name)],
+            "dish": [CallbackQueryHandler(dish)],
+            "size": [MessageHandler(text, size)],
+        },
+        fallbacks=[],
+        per_message=False,
+    )
+
+
+def update(n: int, text: str | None = None, data: str | None = None) -> dict[str, Any]:
+    chat = {"id": 7, "type": "private"}
+    user = {"id": 7, "is_bot": False, "first_name": "Ann", "last_name": "Lee"}
+    if data is not None:
+        shown = {"message_id": 1000 + n, "date": 0, "chat": chat, "text": "Pizza or pasta?"}
+        query = {"id": f"q{n}", "from": user, "chat_instance": "7", "data": data, "message": shown}
+        return {"update_id": n, "callback_query": query}
+    message: dict[str, Any] = {"message_id": n, "date": 0, "chat": chat, "from": user, "text": text}
+    if text and text.startswith("/"):
+        message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text)}]
+    return {"update_id": n, "message": message}
+
+
+async def record_order(tracker: sessiontrack.Tracker, dish: str) -> dict[str, Any]:
+    app = (
+        ApplicationBuilder()
+        .token("123456:offline")
+        .request(FakeBotAPI())
+        .rate_limiter(TrackingRateLimiter())
+        .updater(None)
+        .build()
+    )
+    adapter = TelegramAdapter(tracker, app, "pizza-bot", name="Pizza bot")
+    app.add_handler(adapter.track(order_conversation()))
+    updates = [update(1, "/start"), update(2, "Ann"), update(3, data=dish)]
+    if dish == "pizza":
+        updates.append(update(4, "large"))
+    async with app:
+        for data in updates:
+            await app.process_update(Update.de_json(data, app.bot))
+    adapter.close()
+    await tracker.flush()
+    [summary] = (await tracker.sessions.list(chatbot_id="pizza-bot")).data
+    assert summary.status == "completed"
+    return await fixture_of(tracker, summary.id)
+
+
+async def test_telegram_unchanged_conversation_replays_clean(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    fixture = await record_order(tracker, "pizza")
+    assert [m["type"] for m in fixture["inbound"]] == ["text", "text", "callback_query", "text"]
+    replayer = TelegramReplay(order_conversation)
+    report = await assert_replays(fixture, replayer)
+    assert [s.node_id for t in report.actual for s in t if s.kind == "node"] == [
+        "entry",
+        "name",
+        "dish",
+        "size",
+    ]
+    assert [m["text"] for m in replayer.bot_api.sent] == [
+        "Your name?",
+        "Hi Ann! Pizza or pasta?",
+        "Which size?",
+        "One large pizza, coming.",
+    ]
+
+
+async def test_telegram_a_changed_text_fails_at_its_node(tracker: sessiontrack.Tracker) -> None:
+    fixture = await record_order(tracker, "pizza")
+    changed = TelegramReplay(lambda: order_conversation(coming="One {} pizza, on its way."))
+    report = await replay(fixture, changed)
+    first = report.first
+    assert first is not None
+    assert (first.kind, first.turn, first.node_id) == ("message", 4, "size")
+    assert first.expected == 'say [size] text: "One large pizza, coming."'
+    assert first.actual == 'say [size] text: "One large pizza, on its way."'
+    text = str(report)
+    assert 'after inbound message 4 ("large"' in text
+    assert "path so far: entry → name → dish → size" in text
+
+
+async def test_telegram_a_changed_branch_fails_where_the_path_departs(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    fixture = await record_order(tracker, "pasta")
+    with pytest.raises(ReplayFailed) as failed:
+        await assert_replays(
+            fixture, TelegramReplay(lambda: order_conversation(pasta_skips_size=False))
+        )
+    report = failed.value.report
+    first = report.first
+    assert first is not None
+    assert (first.kind, first.turn, first.node_id) == ("message", 3, "dish")
+    assert first.expected == 'say [dish] text: "One pasta, coming."'
+    assert first.actual == 'say [dish] text: "Which size?"'
+    assert "\n-  end completed (flow_end)" in str(report)
