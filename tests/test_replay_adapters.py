@@ -24,11 +24,13 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+from transitions import Machine
 
 import sessiontrack
 from examples.support_agent.agent import SupportModel, build_agent, lookup_order, support_graph
 from sessiontrack.adapters.langgraph import LangGraphAdapter, LangGraphReplay
 from sessiontrack.adapters.telegram import TelegramAdapter, TelegramReplay, TrackingRateLimiter
+from sessiontrack.adapters.transitions import TransitionsAdapter, TransitionsReplay
 from sessiontrack.testing import ReplayFailed, assert_replays, replay
 from sessiontrack.web import create_app
 
@@ -36,6 +38,12 @@ pytestmark = [
     pytest.mark.anyio,
     pytest.mark.filterwarnings("ignore:If 'per_message=False':UserWarning"),
 ]
+
+
+async def fixture_of_stored(database_url: str, prefix: str, session_id: str) -> dict[str, Any]:
+    """The fixture of a session a finished process stored, from a tracker opened anew."""
+    async with sessiontrack.Tracker(database_url, prefix=prefix, migrate=True) as tracker:
+        return await fixture_of(tracker, session_id)
 
 
 async def fixture_of(tracker: sessiontrack.Tracker, session_id: str) -> dict[str, Any]:
@@ -291,3 +299,119 @@ async def test_telegram_a_changed_branch_fails_where_the_path_departs(
     assert first.expected == 'say [dish] text: "One pasta, coming."'
     assert first.actual == 'say [dish] text: "Which size?"'
     assert "\n-  end completed (flow_end)" in str(report)
+
+
+# --- transitions ---------------------------------------------------------------------------
+
+HELP_STATES = ["start", "menu", "order", "status", {"name": "done", "final": True}]
+HELP_WAITING = {"menu", "order", "status"}
+REPLIES = {
+    "menu": "Hi! Say 'order' or 'bye'.",
+    "order": "Your order number?",
+    "status": "Order {} is on its way. Anything else?",
+    "done": "Goodbye!",
+}
+
+
+def help_machine(*, number_to: str = "status") -> Machine:
+    transitions = [
+        ["hello", "start", "menu"],
+        ["order", "menu", "order"],
+        ["bye", "menu", "done"],
+        ["number", "order", number_to],
+        ["back", "status", "menu"],
+    ]
+    return Machine(
+        model=None, states=HELP_STATES, transitions=transitions, initial="start", send_event=True
+    )
+
+
+def help_turn(replies: dict[str, str]) -> Any:
+    """The host's code for one customer message (the same in production and in a replay)."""
+
+    def turn(adapter: TransitionsAdapter, chat: Any, message: Any) -> None:
+        adapter.inbound(chat, message.text, message_id=message.message_id)
+        said = (message.text or "").strip().lower()
+        if chat.state == "start":
+            chat.hello()
+        elif chat.state == "menu":
+            chat.trigger("bye" if said == "bye" else "order")
+        elif chat.state == "order":
+            chat.number()
+        elif chat.state == "status":
+            chat.back()
+        adapter.outbound(chat, replies[chat.state].format(said))
+
+    return turn
+
+
+class Inbound:
+    def __init__(self, text: str, message_id: str) -> None:
+        self.text, self.message_id = text, message_id
+
+
+async def record_help(database_url: str, prefix: str) -> dict[str, Any]:
+    said = ["hi", "order", "1001", "thanks", "bye"]
+    with sessiontrack.SyncTracker(database_url, prefix=prefix, migrate=True) as sync:
+        adapter = TransitionsAdapter(sync, help_machine(), "help", waiting=HELP_WAITING)
+
+        class Chat:
+            pass
+
+        chat = Chat()
+        sid = adapter.track(chat, "c-1", contact={"name": "Ann"})
+        turn = help_turn(REPLIES)
+        for n, text in enumerate(said, 1):
+            turn(adapter, chat, Inbound(text, f"in-{n}"))
+        adapter.close()
+        sync.flush()
+        assert sync.sessions.get(sid).status == "completed"
+    return await fixture_of_stored(database_url, prefix, sid)
+
+
+async def test_transitions_unchanged_machine_replays_clean(database_url: str, prefix: str) -> None:
+    fixture = await record_help(database_url, prefix)
+    assert fixture["expected"]["end"] == {"status": "completed", "reason": "flow_end"}
+    replayer = TransitionsReplay(help_machine, help_turn(REPLIES), waiting=HELP_WAITING)
+    report = await assert_replays(fixture, replayer)
+    assert replayer.errors == []
+    assert [[s.node_id for s in t if s.kind == "node"] for t in report.actual] == [
+        ["start"],
+        ["menu"],
+        ["order"],
+        ["status"],
+        ["menu"],
+        ["done"],
+    ]
+
+
+async def test_transitions_a_changed_transition_fails_where_the_path_departs(
+    database_url: str, prefix: str
+) -> None:
+    fixture = await record_help(database_url, prefix)
+    changed = TransitionsReplay(
+        lambda: help_machine(number_to="done"), help_turn(REPLIES), waiting=HELP_WAITING
+    )
+    report = await replay(fixture, changed)
+    first = report.first
+    assert first is not None
+    assert (first.kind, first.turn, first.node_id) == ("path", 3, "status")
+    assert (first.expected, first.actual) == ("node 'status'", "node 'done'")
+    assert first.path_before == ("start", "menu", "order")
+    text = str(report)
+    assert 'after inbound message 3 ("1001"' in text
+    assert "\n-  node status\n" in text and "\n+turn 4\n" in text
+
+
+async def test_transitions_a_changed_text_fails_at_its_state(
+    database_url: str, prefix: str
+) -> None:
+    fixture = await record_help(database_url, prefix)
+    replies = {**REPLIES, "order": "Which order number?"}
+    with pytest.raises(ReplayFailed) as failed:
+        await assert_replays(fixture, TransitionsReplay(help_machine, help_turn(replies)))
+    first = failed.value.report.first
+    assert first is not None
+    assert (first.kind, first.turn, first.node_id) == ("message", 2, "order")
+    assert first.expected == 'say [order] text: "Your order number?"'
+    assert first.actual == 'say [order] text: "Which order number?"'
