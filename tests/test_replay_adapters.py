@@ -6,6 +6,9 @@ the node that changed, with a readable diff)."""
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,6 +37,7 @@ from sessiontrack.adapters.transitions import TransitionsAdapter, TransitionsRep
 from sessiontrack.testing import ReplayFailed, assert_replays, replay
 from sessiontrack.web import create_app
 
+DOC = Path(__file__).resolve().parent.parent / "docs" / "replay.md"
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.filterwarnings("ignore:If 'per_message=False':UserWarning"),
@@ -415,3 +419,88 @@ async def test_transitions_a_changed_text_fails_at_its_state(
     assert (first.kind, first.turn, first.node_id) == ("message", 2, "order")
     assert first.expected == 'say [order] text: "Your order number?"'
     assert first.actual == 'say [order] text: "Which order number?"'
+
+
+# --- the examples of docs/replay.md ----------------------------------------------------------
+
+
+def documented(heading: str) -> dict[str, Any]:
+    """The first ``python`` block under ``### heading`` in docs/replay.md, run as a module
+    (not as ``__main__``): its names."""
+    text = DOC.read_text(encoding="utf-8")
+    part = text[text.index(f"### {heading}\n") :]
+    found = re.search(r"^```python\n(.*?)^```", part, re.S | re.M)
+    assert found is not None, heading
+    names: dict[str, Any] = {"__name__": "replay_doc_example"}
+    exec(compile(found.group(1), f"docs/replay.md ({heading})", "exec"), names)
+    return names
+
+
+def save(fixture: dict[str, Any], target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(fixture), encoding="utf-8")
+
+
+async def run_documented_test(names: dict[str, Any], fixture: dict[str, Any], file: str) -> None:
+    """Save ``fixture`` where the example reads it (relative to the working directory,
+    a temporary one) and run the example's test function."""
+    save(fixture, Path(file))
+    [test] = [f for n, f in names.items() if n.startswith("test_")]
+    await test()
+
+
+async def test_the_documented_langgraph_example(
+    tracker: sessiontrack.Tracker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = documented("LangGraph")
+    fixture = await record_support(tracker)
+    monkeypatch.chdir(tmp_path)
+    await run_documented_test(names, fixture, "tests/fixtures/support.json")
+
+
+async def test_the_documented_telegram_example(
+    tracker: sessiontrack.Tracker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = documented("python-telegram-bot")
+    app = (
+        ApplicationBuilder()
+        .token("123456:offline")
+        .request(FakeBotAPI())
+        .rate_limiter(TrackingRateLimiter())
+        .updater(None)
+        .build()
+    )
+    adapter = TelegramAdapter(tracker, app, "pizza-bot")
+    app.add_handler(adapter.track(names["pizza_order"]()))
+    async with app:
+        for n, text in enumerate(["/start", "Ann", "large"], 1):
+            await app.process_update(Update.de_json(update(n, text), app.bot))
+    adapter.close()
+    await tracker.flush()
+    [summary] = (await tracker.sessions.list(chatbot_id="pizza-bot")).data
+    fixture = await fixture_of(tracker, summary.id)
+    monkeypatch.chdir(tmp_path)
+    await run_documented_test(names, fixture, "tests/fixtures/pizza.json")
+
+
+async def test_the_documented_transitions_example(
+    database_url: str, prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = documented("transitions")
+    with sessiontrack.SyncTracker(database_url, prefix=prefix, migrate=True) as sync:
+        adapter = TransitionsAdapter(
+            sync, names["make_machine"](), "help", waiting={"menu", "order", "status"}
+        )
+
+        class Chat:
+            pass
+
+        chat = Chat()
+        sid = adapter.track(chat, "c-2")
+        for n, text in enumerate(["hi", "order", "1001", "thanks", "bye"], 1):
+            names["turn"](adapter, chat, Inbound(text, f"in-{n}"))
+        adapter.close()
+        sync.flush()
+    fixture = await fixture_of_stored(database_url, prefix, sid)
+    monkeypatch.chdir(tmp_path)
+    await run_documented_test(names, fixture, "tests/fixtures/help.json")
