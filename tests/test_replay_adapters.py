@@ -14,9 +14,11 @@ from typing import Any
 import httpx
 import pytest
 from adapter_helpers.telegram import FakeBotAPI
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode
-from langgraph.types import Command
+from langgraph.types import Command, interrupt
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import (
     ApplicationBuilder,
@@ -164,6 +166,49 @@ async def test_langgraph_a_changed_text_fails_at_the_node_that_said_it(
     assert '\n+    say [agent] text: "Happy to check. Which order number? (Acme support)"' in str(
         report
     )
+
+
+def support_agent_summing_up(model: Any, tools: list[Any]) -> Any:
+    """Changed: the support graph, but where it ended a new node asks the model for a
+    summary first."""
+
+    async def agent(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [await model.ainvoke(state["messages"])]}
+
+    def ask(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [HumanMessage(interrupt({"waiting_for": "customer"}))]}
+
+    def route(state: MessagesState) -> str:
+        last = state["messages"][-1]
+        if isinstance(last, AIMessage) and last.tool_calls:
+            return "tools"
+        return "ask" if last.text.endswith("?") else "summary"
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("agent", agent)
+    graph.add_node("tools", ToolNode(tools, handle_tool_errors=True))
+    graph.add_node("ask", ask)
+    graph.add_node("summary", agent)
+    graph.add_edge(START, "agent")
+    graph.add_conditional_edges("agent", route, ["tools", "ask", "summary"])
+    graph.add_edge("tools", "agent")
+    graph.add_edge("ask", "agent")
+    graph.add_edge("summary", END)
+    return graph.compile(checkpointer=InMemorySaver())
+
+
+async def test_langgraph_a_model_call_more_than_recorded_is_an_llm_difference(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    fixture = await record_support(tracker)
+    replayer = LangGraphReplay(support_agent_summing_up, tools=[lookup_order])
+    report = await replay(fixture, replayer)
+    first = report.first
+    assert first is not None, str(report)
+    assert (first.kind, first.turn) == ("llm", 3), str(report)
+    assert (first.expected, first.actual) == ("no further LLM call", "an LLM call")
+    assert [type(e).__name__ for e in replayer.errors] == ["UnrecordedCall"]
+    assert "summary: UnrecordedCall" in str(report)  # the node's error, in the notes
 
 
 # --- python-telegram-bot -------------------------------------------------------------------
