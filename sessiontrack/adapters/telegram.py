@@ -28,7 +28,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from enum import Enum
 from functools import partial
 from typing import Any, cast
@@ -752,12 +752,34 @@ _REPLAY_BOT = {"id": 1, "is_bot": True, "first_name": "Replay", "username": "rep
 
 class OfflineBotAPI(BaseRequest):
     """The Bot API answered in memory, for an ``Application`` that runs without network:
-    ``getMe`` gives a bot, each ``send*`` call the message sent (with the next message
+    ``getMe`` gives ``bot``, each ``send*`` call the message sent (with the next message
     id, counting from ``first_id``; kept in :attr:`sent`), any other call ``true``."""
 
-    def __init__(self, first_id: int = 1_000_000_001) -> None:
+    def __init__(
+        self, first_id: int = 1_000_000_001, *, bot: Mapping[str, Any] | None = None
+    ) -> None:
         self.sent: list[dict[str, Any]] = []
+        self.bot = dict(bot or _REPLAY_BOT)
         self._ids = itertools.count(first_id)
+
+    @staticmethod
+    def answer(
+        bot: Mapping[str, Any], method: str, params: Mapping[str, Any], ids: Iterator[int]
+    ) -> Any:
+        """The ``result`` of Bot API call ``method``: ``bot`` for ``getMe``, for a
+        ``send*`` call a private-chat message with the next of ``ids`` (and the text or
+        caption sent), ``true`` for any other."""
+        if method == "getMe":
+            return dict(bot)
+        if not method.startswith("send"):
+            return True
+        chat_id = str(params.get("chat_id"))
+        chat = {"id": int(chat_id) if chat_id.lstrip("-").isdigit() else 0, "type": "private"}
+        result: dict[str, Any] = {"message_id": next(ids), "date": 0, "chat": chat}
+        for field in ("text", "caption"):
+            if isinstance(params.get(field), str):
+                result[field] = params[field]
+        return result
 
     @property
     def read_timeout(self) -> float | None:
@@ -781,16 +803,8 @@ class OfflineBotAPI(BaseRequest):
     ) -> tuple[int, bytes]:
         endpoint = url.rsplit("/", 1)[-1]
         params = request_data.parameters if request_data is not None else {}
-        result: Any = True
-        if endpoint == "getMe":
-            result = _REPLAY_BOT
-        elif endpoint.startswith("send"):
-            chat_id = params.get("chat_id")
-            chat = {"id": int(str(chat_id)) if str(chat_id).lstrip("-").isdigit() else 0}
-            result = {"message_id": next(self._ids), "date": 0, "chat": {**chat, "type": "private"}}
-            for field in ("text", "caption"):
-                if isinstance(params.get(field), str):
-                    result[field] = params[field]
+        result = self.answer(self.bot, endpoint, params, self._ids)
+        if endpoint.startswith("send"):
             self.sent.append(result)
         return 200, json.dumps({"ok": True, "result": result}).encode()
 
