@@ -754,3 +754,24 @@ async def test_the_documented_transitions_example(
     fixture = await fixture_of_stored(database_url, prefix, sid)
     monkeypatch.chdir(tmp_path)
     await run_documented_test(names, fixture, "tests/fixtures/help.json")
+
+
+async def test_the_documented_pipecat_example(
+    tracker: sessiontrack.Tracker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = documented("pipecat")
+
+    class Documented(PizzaFlow):
+        def build(self, llm: Any) -> FlowManager:
+            manager: FlowManager = names["build"](llm)
+            return manager
+
+        async def start(self, flow: FlowManager) -> None:
+            await flow.initialize(names["order"]())
+
+    script = [{"text": ["What would ", "you like?"]}, {"call": ("take_order", {"item": "pizza"})}]
+    script.append({"text": ["Thanks, ", "goodbye!"]})
+    fixture = await record_pizza_call(tracker, Documented(), script, ["A pizza, please"])
+    assert fixture["expected"]["end"] == {"status": "completed", "reason": "flow_end"}
+    monkeypatch.chdir(tmp_path)
+    await run_documented_test(names, fixture, "tests/fixtures/call.json")
