@@ -501,17 +501,23 @@ class PizzaFlow:
     order leads, ``noting`` what the order node says after its question (a ``tts_say``)."""
 
     def __init__(
-        self, *, order_to: str = "goodbye", noting: str = "Today's special: margherita."
+        self,
+        *,
+        order_to: str = "goodbye",
+        noting: str = "Today's special: margherita.",
+        price: float = 12.5,
     ) -> None:
-        self.order_to, self.noting = order_to, noting
+        self.order_to, self.noting, self.price = order_to, noting, price
+        self.context = LLMContext()
 
     def build(self, llm: Any) -> FlowManager:
         strategies = UserTurnStrategies(
             start=[ExternalUserTurnStartStrategy()],
             stop=[ExternalUserTurnStopStrategy(timeout=0.02)],
         )
+        self.context = LLMContext()
         aggregators = LLMContextAggregatorPair(
-            LLMContext(), user_params=LLMUserAggregatorParams(user_turn_strategies=strategies)
+            self.context, user_params=LLMUserAggregatorParams(user_turn_strategies=strategies)
         )
         worker = PipelineWorker(
             Pipeline([aggregators.user(), llm, aggregators.assistant()]),
@@ -537,7 +543,7 @@ class PizzaFlow:
 
     def order(self) -> NodeConfig:
         async def place_order(args: dict[str, Any], flow: FlowManager) -> tuple[Any, Any]:
-            total = 12.5 if args["item"] == "pizza" else 9.0  # what a price service says
+            total = self.price  # what a price service says
             return {"order": args["item"], "total": total}, self.leave(self.order_to)
 
         return {
@@ -576,10 +582,16 @@ PIZZA_SCRIPT: list[dict[str, Any]] = [
 
 
 async def record_pizza_call(
-    tracker: sessiontrack.Tracker, flow: PizzaFlow, script: list[dict[str, Any]], said: list[str]
+    tracker: sessiontrack.Tracker,
+    flow: PizzaFlow,
+    script: list[dict[str, Any]],
+    said: list[str],
+    *,
+    hang_up: str | None = None,
 ) -> dict[str, Any]:
     """A call through the real pipeline, FlowManager and adapter (the LLM scripted, the
-    customer's words pushed as a transport with voice detection pushes them)."""
+    customer's words pushed as a transport with voice detection pushes them); ``hang_up``:
+    the caller hangs up after the last words (a cancel with that reason)."""
     adapter = PipecatAdapter(tracker, "pizza-call", name="Pizza by phone")
     manager = flow.build(ScriptedLLM(list(script)))
     observer = await adapter.observer("+15550001", worker=manager.worker, contact={"name": "Ada"})
@@ -594,7 +606,9 @@ async def record_pizza_call(
             for text in said:
                 await manager.worker.queue_frames(spoken_frames(text))
                 await observer.customer_turn()
-            await running  # the flow's goodbye ends the call
+            if hang_up is not None:
+                await manager.worker.cancel(reason=hang_up)
+            await running  # the flow's goodbye ends the call, or the hang-up
     finally:
         if not running.done():
             await manager.worker.cancel()
@@ -669,6 +683,35 @@ async def test_pipecat_a_changed_text_fails_at_the_node_that_said_it(
     assert first.expected == 'say [order] text: "Today\'s special: margherita."'
     assert first.actual == 'say [order] text: "Today\'s special: pepperoni."'
     assert first.path_before == ("greeting", "order")
+
+
+async def test_pipecat_functions_hand_back_the_recorded_results(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    fixture = await record_pizza_call(
+        tracker, PizzaFlow(), PIZZA_SCRIPT, ["I am Ada", "A pizza, please"]
+    )
+    changed = PizzaFlow(price=99.0)  # the price service answers otherwise today
+    await assert_replays(fixture, PipecatReplay(changed.build, start=changed.start))
+    given = changed.context.get_messages()  # what the LLM was given: pipecat's async results
+    results = [
+        json.loads(json.loads(m["content"])["result"]) for m in given if m["role"] == "developer"
+    ]
+    assert results == [{"name": "Ada"}, {"order": "pizza", "total": 12.5}]
+
+
+async def test_pipecat_a_call_the_caller_hung_up_replays_clean(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    fixture = await record_pizza_call(
+        tracker, PizzaFlow(), PIZZA_SCRIPT[:3], ["I am Ada"], hang_up="hang-up"
+    )
+    assert fixture["expected"]["end"] == {"status": "completed", "reason": "cancelled: hang-up"}
+    flow = PizzaFlow()
+    replayer = PipecatReplay(flow.build, start=flow.start)
+    report = await assert_replays(fixture, replayer)
+    assert report.actual[-1][-1].line() == "end completed (cancelled: hang-up)"
+    assert replayer.errors == []
 
 
 # --- the examples of docs/replay.md ----------------------------------------------------------
