@@ -1,16 +1,19 @@
 """Recorded adapter sessions replayed as regression tests: a conversation through a real
-engine (LangGraph, python-telegram-bot, transitions) and its adapter into a real tracker
+engine (LangGraph, python-telegram-bot, transitions, pipecat) and its adapter into a real tracker
 (SQLite and PostgreSQL), its fixture from ``GET /{id}/fixture``, replayed with the
 adapter's ``ReplayEngine`` against the unchanged engine (clean) and a changed one (fails at
 the node that changed, with a readable diff)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from adapter_helpers.telegram import FakeBotAPI
@@ -19,6 +22,19 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode
 from langgraph.types import Command, interrupt
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import (
+    LLMContextAggregatorPair,
+    LLMUserAggregatorParams,
+)
+from pipecat.turns.user_start.external_user_turn_start_strategy import (
+    ExternalUserTurnStartStrategy,
+)
+from pipecat.turns.user_stop.external_user_turn_stop_strategy import ExternalUserTurnStopStrategy
+from pipecat.turns.user_turn_strategies import UserTurnStrategies
+from pipecat.workers.runner import WorkerRunner
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import (
     ApplicationBuilder,
@@ -34,10 +50,21 @@ from transitions import Machine
 import sessiontrack
 from examples.support_agent.agent import SupportModel, build_agent, lookup_order, support_graph
 from sessiontrack.adapters.langgraph import LangGraphAdapter, LangGraphReplay
+from sessiontrack.adapters.pipecat import (
+    PipecatAdapter,
+    PipecatReplay,
+    recorded_responses,
+    spoken_frames,
+)
 from sessiontrack.adapters.telegram import TelegramAdapter, TelegramReplay, TrackingRateLimiter
 from sessiontrack.adapters.transitions import TransitionsAdapter, TransitionsReplay
 from sessiontrack.testing import ReplayFailed, assert_replays, replay
 from sessiontrack.web import create_app
+from tests.test_adapter_pipecat import ScriptedLLM
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # "moves into pipecat.flows"
+    from pipecat_flows import FlowManager, FlowsFunctionSchema, NodeConfig
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "replay.md"
 pytestmark = [
@@ -466,6 +493,227 @@ async def test_transitions_a_changed_text_fails_at_its_state(
     assert first.actual == 'say [order] text: "Which order number?"'
 
 
+# --- pipecat ----------------------------------------------------------------------------
+
+
+class PizzaFlow:
+    """A pipecat-flows call: greeting → order → goodbye; ``order_to`` where placing the
+    order leads, ``noting`` what the order node says after its question (a ``tts_say``)."""
+
+    def __init__(
+        self,
+        *,
+        order_to: str = "goodbye",
+        noting: str = "Today's special: margherita.",
+        price: float = 12.5,
+    ) -> None:
+        self.order_to, self.noting, self.price = order_to, noting, price
+        self.context = LLMContext()
+
+    def build(self, llm: Any) -> FlowManager:
+        strategies = UserTurnStrategies(
+            start=[ExternalUserTurnStartStrategy()],
+            stop=[ExternalUserTurnStopStrategy(timeout=0.02)],
+        )
+        self.context = LLMContext()
+        aggregators = LLMContextAggregatorPair(
+            self.context, user_params=LLMUserAggregatorParams(user_turn_strategies=strategies)
+        )
+        worker = PipelineWorker(
+            Pipeline([aggregators.user(), llm, aggregators.assistant()]),
+            params=PipelineParams(enable_metrics=True, enable_usage_metrics=True),
+            idle_timeout_secs=None,
+            enable_rtvi=False,
+        )
+        return FlowManager(worker=worker, llm=llm, context_aggregator=aggregators)
+
+    async def start(self, flow: FlowManager) -> None:
+        await flow.initialize(self.greeting())
+
+    def greeting(self) -> NodeConfig:
+        async def collect_name(args: dict[str, Any], flow: FlowManager) -> tuple[Any, Any]:
+            flow.state["name"] = args["name"]
+            return {"name": args["name"]}, self.order()
+
+        return {
+            "name": "greeting",
+            "task_messages": [{"role": "system", "content": "Ask for the customer's name."}],
+            "functions": [pipecat_function("collect_name", collect_name, name="string")],
+        }
+
+    def order(self) -> NodeConfig:
+        async def place_order(args: dict[str, Any], flow: FlowManager) -> tuple[Any, Any]:
+            total = self.price  # what a price service says
+            return {"order": args["item"], "total": total}, self.leave(self.order_to)
+
+        return {
+            "name": "order",
+            "task_messages": [{"role": "system", "content": "Take the order."}],
+            "post_actions": [{"type": "tts_say", "text": self.noting}],
+            "functions": [pipecat_function("place_order", place_order, item="string")],
+        }
+
+    def leave(self, name: str) -> NodeConfig:
+        return {
+            "name": name,
+            "task_messages": [{"role": "system", "content": "Say goodbye."}],
+            "functions": [],
+            "post_actions": [{"type": "end_conversation"}] if name == "goodbye" else [],
+        }
+
+
+def pipecat_function(function: str, handler: Any, **properties: str) -> FlowsFunctionSchema:
+    return FlowsFunctionSchema(
+        name=function,
+        description=function,
+        properties={k: {"type": t} for k, t in properties.items()},
+        required=list(properties),
+        handler=handler,
+    )
+
+
+PIZZA_SCRIPT: list[dict[str, Any]] = [
+    {"text": ["Hello! ", "What is ", "your name?"]},
+    {"call": ("collect_name", {"name": "Ada"})},
+    {"text": ["What would ", "you like?"]},
+    {"call": ("place_order", {"item": "pizza"})},
+    {"text": ["Bye, ", "Ada!"]},
+]
+
+
+async def record_pizza_call(
+    tracker: sessiontrack.Tracker,
+    flow: PizzaFlow,
+    script: list[dict[str, Any]],
+    said: list[str],
+    *,
+    hang_up: str | None = None,
+) -> dict[str, Any]:
+    """A call through the real pipeline, FlowManager and adapter (the LLM scripted, the
+    customer's words pushed as a transport with voice detection pushes them); ``hang_up``:
+    the caller hangs up after the last words (a cancel with that reason)."""
+    adapter = PipecatAdapter(tracker, "pizza-call", name="Pizza by phone")
+    manager = flow.build(ScriptedLLM(list(script)))
+    observer = await adapter.observer("+15550001", worker=manager.worker, contact={"name": "Ada"})
+    observer.track_flow(manager)
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(manager.worker)
+    running = asyncio.get_running_loop().create_task(runner.run())
+    try:
+        await flow.start(manager)
+        with anyio.fail_after(10):
+            await observer.customer_turn()
+            for text in said:
+                await manager.worker.queue_frames(spoken_frames(text))
+                await observer.customer_turn()
+            if hang_up is not None:
+                await manager.worker.cancel(reason=hang_up)
+            await running  # the flow's goodbye ends the call, or the hang-up
+    finally:
+        if not running.done():
+            await manager.worker.cancel()
+            await running
+        adapter.close()
+    return await fixture_of(tracker, observer.session_id)
+
+
+async def test_pipecat_unchanged_flow_replays_clean(tracker: sessiontrack.Tracker) -> None:
+    flow = PizzaFlow()
+    fixture = await record_pizza_call(tracker, flow, PIZZA_SCRIPT, ["I am Ada", "A pizza, please"])
+    assert [m["text"] for m in fixture["inbound"]] == ["I am Ada", "A pizza, please"]
+    assert fixture["expected"]["end"] == {"status": "completed", "reason": "flow_end"}
+    assert [
+        (r.text, [c["name"] for c in r.function_calls]) for r in recorded_responses(fixture)
+    ] == [
+        ("Hello! What is your name?", []),
+        (None, ["collect_name"]),
+        ("What would you like?", []),
+        (None, ["place_order"]),
+        ("Bye, Ada!", []),
+    ]
+    replayer = PipecatReplay(flow.build, start=flow.start)
+    report = await assert_replays(fixture, replayer)
+    assert [[s.node_id for s in t if s.kind == "node"] for t in report.actual] == [
+        ["greeting"],
+        ["order"],
+        ["goodbye"],
+    ]
+    texts = [s.text for t in report.actual for s in t if s.kind == "message"]
+    assert texts == [
+        "Hello! What is your name?",
+        "Today's special: margherita.",
+        "What would you like?",
+        "Bye, Ada!",
+    ]
+    assert replayer.errors == []
+    assert replayer.built.state == {"name": "Ada"}  # the flow's own handlers ran
+
+
+async def test_pipecat_a_changed_branch_fails_where_the_path_departs(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    fixture = await record_pizza_call(
+        tracker, PizzaFlow(), PIZZA_SCRIPT, ["I am Ada", "A pizza, please"]
+    )
+    changed = PizzaFlow(order_to="confirm")  # placing the order leads elsewhere now
+    report = await replay(fixture, PipecatReplay(changed.build, start=changed.start))
+    first = report.first
+    assert first is not None, str(report)
+    assert (first.kind, first.turn, first.node_id) == ("path", 2, "goodbye")
+    assert (first.expected, first.actual) == ("node 'goodbye'", "node 'confirm'")
+    assert first.path_before == ("greeting", "order")
+    text = str(report)
+    assert 'after inbound message 2 ("A pizza, please"' in text
+    assert "\n-  node goodbye\n" in text and "\n+  node confirm\n" in text
+    assert "\n-  end completed (flow_end)" in text  # the changed call did not hang up
+
+
+async def test_pipecat_a_changed_text_fails_at_the_node_that_said_it(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    fixture = await record_pizza_call(
+        tracker, PizzaFlow(), PIZZA_SCRIPT, ["I am Ada", "A pizza, please"]
+    )
+    changed = PizzaFlow(noting="Today's special: pepperoni.")
+    with pytest.raises(ReplayFailed) as failed:
+        await assert_replays(fixture, PipecatReplay(changed.build, start=changed.start))
+    first = failed.value.report.first
+    assert first is not None
+    assert (first.kind, first.turn, first.node_id) == ("message", 1, "order")
+    assert first.expected == 'say [order] text: "Today\'s special: margherita."'
+    assert first.actual == 'say [order] text: "Today\'s special: pepperoni."'
+    assert first.path_before == ("greeting", "order")
+
+
+async def test_pipecat_functions_hand_back_the_recorded_results(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    fixture = await record_pizza_call(
+        tracker, PizzaFlow(), PIZZA_SCRIPT, ["I am Ada", "A pizza, please"]
+    )
+    changed = PizzaFlow(price=99.0)  # the price service answers otherwise today
+    await assert_replays(fixture, PipecatReplay(changed.build, start=changed.start))
+    given = changed.context.get_messages()  # what the LLM was given: pipecat's async results
+    results = [
+        json.loads(json.loads(m["content"])["result"]) for m in given if m["role"] == "developer"
+    ]
+    assert results == [{"name": "Ada"}, {"order": "pizza", "total": 12.5}]
+
+
+async def test_pipecat_a_call_the_caller_hung_up_replays_clean(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    fixture = await record_pizza_call(
+        tracker, PizzaFlow(), PIZZA_SCRIPT[:3], ["I am Ada"], hang_up="hang-up"
+    )
+    assert fixture["expected"]["end"] == {"status": "completed", "reason": "cancelled: hang-up"}
+    flow = PizzaFlow()
+    replayer = PipecatReplay(flow.build, start=flow.start)
+    report = await assert_replays(fixture, replayer)
+    assert report.actual[-1][-1].line() == "end completed (cancelled: hang-up)"
+    assert replayer.errors == []
+
+
 # --- the examples of docs/replay.md ----------------------------------------------------------
 
 
@@ -549,3 +797,24 @@ async def test_the_documented_transitions_example(
     fixture = await fixture_of_stored(database_url, prefix, sid)
     monkeypatch.chdir(tmp_path)
     await run_documented_test(names, fixture, "tests/fixtures/help.json")
+
+
+async def test_the_documented_pipecat_example(
+    tracker: sessiontrack.Tracker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = documented("pipecat")
+
+    class Documented(PizzaFlow):
+        def build(self, llm: Any) -> FlowManager:
+            manager: FlowManager = names["build"](llm)
+            return manager
+
+        async def start(self, flow: FlowManager) -> None:
+            await flow.initialize(names["order"]())
+
+    script = [{"text": ["What would ", "you like?"]}, {"call": ("take_order", {"item": "pizza"})}]
+    script.append({"text": ["Thanks, ", "goodbye!"]})
+    fixture = await record_pizza_call(tracker, Documented(), script, ["A pizza, please"])
+    assert fixture["expected"]["end"] == {"status": "completed", "reason": "flow_end"}
+    monkeypatch.chdir(tmp_path)
+    await run_documented_test(names, fixture, "tests/fixtures/call.json")

@@ -30,10 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
 
@@ -46,6 +49,7 @@ try:
         ErrorFrame,
         Frame,
         FunctionCallCancelFrame,
+        FunctionCallFromLLM,
         FunctionCallInProgressFrame,
         FunctionCallResultFrame,
         FunctionCallsStartedFrame,
@@ -58,21 +62,37 @@ try:
         TranscriptionFrame,
         TTSSpeakFrame,
         UserStartedSpeakingFrame,
+        UserStoppedSpeakingFrame,
     )
     from pipecat.metrics.metrics import (
+        LLMTokenUsage,
         LLMUsageMetricsData,
         ProcessingMetricsData,
         TTFBMetricsData,
     )
     from pipecat.observers.base_observer import BaseObserver, FramePushed
+    from pipecat.pipeline.worker import PipelineWorker
+    from pipecat.processors.frame_processor import FrameDirection
+    from pipecat.services.llm_service import LLMService
+    from pipecat.services.settings import LLMSettings
+    from pipecat.workers.runner import WorkerRunner
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "sessiontrack.adapters.pipecat needs pipecat: pip install 'sessiontrack[pipecat]'"
     ) from exc
 
+from ..testing import ReplayInbound, ReplayRun, UnrecordedCall
 from ..tracker import Tracker
 
-__all__ = ["PipecatAdapter", "SessionObserver"]
+__all__ = [
+    "PipecatAdapter",
+    "PipecatReplay",
+    "RecordedLLMService",
+    "RecordedResponse",
+    "SessionObserver",
+    "recorded_responses",
+    "spoken_frames",
+]
 
 log = logging.getLogger(__name__)
 
@@ -659,3 +679,343 @@ def _jsonable(value: Any, depth: int = 0) -> Any:
 
 def _short(value: Any) -> str | None:
     return None if value is None else str(value)[:1000]
+
+
+# --- replaying a recorded session (sessiontrack.testing) ---------------------------------
+
+_SAID_WITHIN_MS = 50.0
+"""An outbound message reported at most this long before an LLM call at its node is that
+call's text (the observer reports a response's text and then its call, at its end; a
+``tts_say`` at the node's entry comes a model's time to first byte earlier)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RecordedResponse:
+    """One recorded LLM response, rebuilt from a fixture (:func:`recorded_responses`)."""
+
+    turn: int
+    node_id: str | None
+    model: str | None
+    text: str | None
+    """What the bot said at the end of the response (``None``: nothing)."""
+    function_calls: tuple[dict[str, Any], ...] = ()
+    """The recorded tool calls the response asked for (``name``, ``arguments``,
+    ``callId``, ``result``, ``error``)."""
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+def recorded_responses(fixture: Mapping[str, Any]) -> list[RecordedResponse]:
+    """The LLM responses of a session the pipecat adapter recorded, one per recorded LLM
+    call (the ``sessiontrack_llm_call`` hook records a call's figures, not its words). The
+    observer reports a response's text just before its call, at the response's end, and
+    a function's result after it (pipecat runs functions as tasks): a response's text is
+    the outbound message its node said at most 50 ms before the call, and its function
+    calls are the tool calls of its turn and node reported after it, before the next
+    response of that turn."""
+    calls = sorted(fixture["recorded"]["llmCalls"], key=lambda c: (c["turn"], c["offsetMs"]))
+    said = fixture["expected"]["outbound"]
+    tools = sorted(fixture["recorded"]["toolCalls"], key=lambda t: (t["turn"], t["offsetMs"]))
+    made: list[list[dict[str, Any]]] = [[] for _ in calls]
+    for tool in tools:
+        owner = None
+        for i, call in enumerate(calls):
+            same = call["turn"] == tool["turn"] and call["nodeId"] == tool["nodeId"]
+            if same and call["offsetMs"] <= tool["offsetMs"]:
+                owner = i  # the last response of its node and turn before it
+        if owner is None:  # a result before its response ended: the next response
+            owner = next(
+                (
+                    i
+                    for i, c in enumerate(calls)
+                    if c["turn"] == tool["turn"] and c["nodeId"] == tool["nodeId"]
+                ),
+                None,
+            )
+        if owner is not None:
+            made[owner].append(tool)
+    out: list[RecordedResponse] = []
+    previous: float | None = None
+    for i, call in enumerate(calls):
+        if i and calls[i - 1]["turn"] != call["turn"]:
+            previous = None
+        at = call["offsetMs"]
+        texts = [
+            m
+            for m in said
+            if m["turn"] == call["turn"]
+            and m["nodeId"] == call["nodeId"]
+            and m["offsetMs"] <= at
+            and at - m["offsetMs"] <= _SAID_WITHIN_MS
+            and (previous is None or m["offsetMs"] > previous)
+        ]
+        previous = at
+        out.append(
+            RecordedResponse(
+                turn=call["turn"],
+                node_id=call["nodeId"],
+                model=call["model"],
+                text=texts[-1]["text"] if texts else None,
+                function_calls=tuple(made[i]),
+                input_tokens=call["inputTokens"],
+                output_tokens=call["outputTokens"],
+            )
+        )
+    return out
+
+
+class RecordedLLMService(LLMService):
+    """A pipecat ``LLMService`` answering each context with the next recorded response
+    (:func:`recorded_responses`): its text as one ``LLMTextFrame``, its tokens as usage
+    metrics, its function calls (recorded name, arguments and call id) through pipecat's
+    own ``run_function_calls``. The function's handler runs as in production (a
+    pipecat-flows handler picks the next node); the result it hands back is replaced by
+    the recorded one. A response more than the recording had is an ``ErrorFrame`` and a
+    difference of kind ``llm``.
+
+    :param node: the node the conversation is at (for the report of an unrecorded call).
+    """
+
+    def __init__(self, run: ReplayRun, *, node: Callable[[], str | None] = lambda: None) -> None:
+        self.responses = deque(recorded_responses(run.fixture))
+        model = next((r.model for r in self.responses if r.model), None) or "recorded"
+        unset: dict[str, Any] = {
+            f.name: None for f in fields(LLMSettings) if f.name not in ("model", "extra")
+        }
+        super().__init__(settings=LLMSettings(model=model, **unset))
+        self.run = run
+        self.node = node
+        self._results: dict[str, Any] = {}  # tool call id → the recorded result
+
+    def can_generate_metrics(self) -> bool:
+        return True
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, LLMContextFrame):
+            await self._respond(frame.context)
+        else:
+            await self.push_frame(frame, direction)
+
+    async def _respond(self, context: Any) -> None:
+        await self.push_frame(LLMFullResponseStartFrame())
+        try:
+            try:
+                self.run.llm(node_id=self.node())
+            except UnrecordedCall as exc:
+                await self.push_error(error_msg=f"replay: {exc}")
+                return
+            response = self.responses.popleft()
+            if response.text:
+                await self.push_frame(LLMTextFrame(response.text))
+            if response.input_tokens is not None or response.output_tokens is not None:
+                prompt, completion = response.input_tokens or 0, response.output_tokens or 0
+                usage = LLMTokenUsage(
+                    prompt_tokens=prompt,
+                    completion_tokens=completion,
+                    total_tokens=prompt + completion,
+                )
+                await self.start_llm_usage_metrics(usage)
+            calls = [self._call(n, tool, context) for n, tool in enumerate(response.function_calls)]
+            if calls:
+                await self.run_function_calls(calls)
+        finally:
+            await self.push_frame(LLMFullResponseEndFrame())
+
+    def _call(self, n: int, tool: Mapping[str, Any], context: Any) -> FunctionCallFromLLM:
+        name, arguments = tool["name"], tool["arguments"]
+        call_id = tool["callId"] or f"replay-call-{len(self.responses)}-{n}"
+        with contextlib.suppress(UnrecordedCall):  # failed when recorded: the handler's own
+            self._results[call_id] = self.run.tool(name, arguments, node_id=self.node())
+        self._replace_results(name)
+        return FunctionCallFromLLM(
+            function_name=name,
+            tool_call_id=call_id,
+            arguments=arguments if isinstance(arguments, Mapping) else {},
+            context=context,
+        )
+
+    def _replace_results(self, name: str) -> None:
+        """Wrap the registered handler of ``name`` (registered by the host, or by
+        pipecat flows from the node's functions) so its result is the recorded one."""
+        registry = getattr(self, "_functions", None)  # pipecat's own registry (private)
+        item = registry.get(name) if isinstance(registry, dict) else None
+        handler = getattr(item, "handler", None)
+        if item is None or not callable(handler) or getattr(handler, "_sessiontrack", False):
+            return
+        results = self._results
+
+        async def replayed(params: Any) -> None:
+            if params.tool_call_id in results:
+                recorded = results.pop(params.tool_call_id)
+                given = params.result_callback
+
+                async def result_callback(result: Any, *, properties: Any = None) -> None:
+                    final = properties is None or properties.is_final
+                    await given(recorded if final else result, properties=properties)
+
+                params.result_callback = result_callback
+            await handler(params)
+
+        replayed._sessiontrack = True  # type: ignore[attr-defined]
+        item.handler = replayed
+
+
+class PipecatReplay:
+    """A :class:`~sessiontrack.testing.ReplayEngine` for a pipecat pipeline: builds it on
+    a :class:`RecordedLLMService`, watches it with a :class:`SessionObserver` of a
+    :class:`PipecatAdapter` on the replay's tracker, runs it, and pushes each inbound
+    message as the frames a transport with its own voice detection and a speech-to-text
+    service push (``UserStartedSpeakingFrame``, a final ``TranscriptionFrame``,
+    ``UserStoppedSpeakingFrame``)::
+
+        replayer = PipecatReplay(build, start=lambda flow: flow.initialize(first_node()))
+        await assert_replays(fixture, replayer)
+
+    :param build: ``build(llm)`` makes the conversation's ``PipelineWorker`` around the
+        given LLM service, or a pipecat-flows ``FlowManager`` on one (its nodes are then
+        tracked): the pipeline from the user context aggregator on, without transport and
+        speech-to-text; the aggregator's user turn strategies must take the pushed frames
+        (``ExternalUserTurnStrategies``).
+    :param start: ``start(built)``, once the pipeline runs (may be ``async``): a flow's
+        ``initialize(first_node)``, a bot that speaks first.
+    :param frames: the frames for an inbound message (default: :func:`spoken_frames` of
+        its text).
+    :param nodes: ``edges``, ``version``: as for :class:`PipecatAdapter`.
+    :param answer_timeout: seconds to wait, per turn, for the bot to answer (the
+        observer's :meth:`~SessionObserver.customer_turn`) before the next message.
+
+    Each turn ends once the bot waits for the customer again (its response ended with
+    no function call pending) or the pipeline ended: the adapter reports a node once the
+    bot has answered in it, so everything a turn did is reported by then. A turn whose
+    recording has no LLM call and no outbound message is not waited for. At the end a
+    pipeline still running is cancelled: with the recorded reason when the recording
+    ended with a cancel (a hang-up), else silently, as a stop.
+    """
+
+    def __init__(
+        self,
+        build: Callable[[RecordedLLMService], Any],
+        *,
+        start: Callable[[Any], Any] | None = None,
+        frames: Callable[[ReplayInbound], list[Frame]] | None = None,
+        nodes: Iterable[str | tuple[str, str | None]] = (),
+        edges: Iterable[tuple[str, str] | tuple[str, str, str | None]] = (),
+        version: str | None = None,
+        answer_timeout: float = 5.0,
+    ) -> None:
+        self.build = build
+        self.start = start
+        self.frames = frames or _spoken
+        self.nodes, self.edges, self.version = list(nodes), list(edges), version
+        self.answer_timeout = answer_timeout
+        self.llm: RecordedLLMService | None = None
+        self.built: Any = None
+        self.worker: Any = None
+        self.observer: SessionObserver | None = None
+        self.errors: list[str] = []
+        """Turns the bot did not answer within ``answer_timeout``, a pipeline that did
+        not end."""
+        self._runner: asyncio.Task[Any] | None = None
+
+    async def replay_start(self, run: ReplayRun) -> None:
+        tracker = await run.tracker()
+        adapter = PipecatAdapter(
+            tracker,
+            run.chatbot_id,
+            name=run.flow.get("name"),
+            nodes=self.nodes,
+            edges=self.edges,
+            version=self.version,
+        )
+        adapter.make_session_id = run.new_session_id
+        run.at_end(adapter.close)
+        llm = RecordedLLMService(run)
+        built = self.build(llm)
+        worker = built if isinstance(built, PipelineWorker) else built.worker
+        observer = await adapter.observer(
+            run.conversation_id or run.session_id,
+            worker=worker,
+            contact=run.contact or None,
+            metadata=run.metadata or None,
+        )
+        if worker is not built:
+            observer.track_flow(built)
+        llm.node = lambda: observer.node_id
+        self.llm, self.built, self.worker, self.observer = llm, built, worker, observer
+        runner = WorkerRunner(handle_sigint=False)
+        await runner.add_workers(worker)
+        self._runner = asyncio.get_running_loop().create_task(runner.run())
+        run.at_end(partial(self._end, run))
+        if self.start is not None:
+            started = self.start(built)
+            if inspect.isawaitable(started):
+                await started
+        await self._answered(run, 0)
+
+    async def replay_inbound(self, message: ReplayInbound, run: ReplayRun) -> None:
+        assert self.worker is not None, "replay_start() first"
+        if self._runner is not None and self._runner.done():
+            return  # the pipeline ended: the session's end is in the report
+        await self.worker.queue_frames(self.frames(message))
+        await self._answered(run, message.turn)
+
+    async def _answered(self, run: ReplayRun, turn: int) -> None:
+        """Wait for the end of ``turn``: the bot's answer, or the pipeline's end."""
+        observer = self.observer
+        assert observer is not None
+        recorded = run.fixture
+        if not any(
+            item["turn"] == turn
+            for item in (*recorded["recorded"]["llmCalls"], *recorded["expected"]["outbound"])
+        ):
+            await asyncio.sleep(0.05)  # nothing to wait for: let the frames settle
+            return
+        try:
+            await asyncio.wait_for(observer.customer_turn(), self.answer_timeout)
+        except TimeoutError:
+            self.errors.append(f"turn {turn}: no answer within {self.answer_timeout} s")
+        if run.status is not None and not run.active:  # an EndFrame: the frames still
+            await self._ended()  # on their way (the goodbye) belong to this turn
+
+    async def _ended(self) -> None:
+        runner = self._runner
+        if runner is None or runner.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(runner), self.answer_timeout)
+        except TimeoutError:
+            self.errors.append(f"the pipeline did not end within {self.answer_timeout} s")
+            runner.cancel()
+
+    async def _end(self, run: ReplayRun) -> None:
+        runner, observer = self._runner, self.observer
+        if runner is None or observer is None:
+            return
+        if not runner.done() and run.active:
+            end = run.fixture["expected"]["end"]
+            reason = end.get("reason") or ""
+            if end["status"] == "completed" and reason.startswith("cancelled"):
+                await self.worker.cancel(reason=reason.partition(": ")[2] or None)  # hang-up
+            else:
+                observer.stop_requested()  # as a stop: nothing more is reported
+        await self._ended()
+
+
+def spoken_frames(text: str, user_id: str = "customer") -> list[Frame]:
+    """The frames of a customer saying ``text``, as a transport with its own voice
+    detection and a speech-to-text service push them: ``UserStartedSpeakingFrame``, a
+    final ``TranscriptionFrame``, ``UserStoppedSpeakingFrame``."""
+    return [
+        UserStartedSpeakingFrame(),
+        TranscriptionFrame(text, user_id, _timestamp()),
+        UserStoppedSpeakingFrame(),
+    ]
+
+
+def _spoken(message: ReplayInbound) -> list[Frame]:
+    return spoken_frames(message.text or "")
+
+
+def _timestamp() -> str:
+    return datetime.now(UTC).isoformat()
