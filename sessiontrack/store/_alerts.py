@@ -65,7 +65,8 @@ class AlertQueries:
             q = q.where(r.c.id == rule_id)
         with anyio.CancelScope(shield=True):
             async with self.engine.connect() as conn:
-                return [dict(row._mapping) for row in await conn.execute(q)]
+                rows = [dict(row._mapping) for row in await conn.execute(q)]
+        return rows
 
     async def delete_alert_rule(self, rule_id: str) -> bool:
         """Delete a rule and the deliveries of its alerts still pending (its alerts stay,
@@ -169,7 +170,7 @@ class AlertQueries:
         (``alert``)."""
         a, d = self.tables.alerts, self.tables.alert_deliveries
         q = (
-            sa.select(d, *(c.label(f"alert_{c.name}") for c in a.c))
+            sa.select(d, *(c.label(f"a__{c.name}") for c in a.c))
             .select_from(d.join(a, a.c.id == d.c.alert_id))
             .where(d.c.state == PENDING, d.c.next_at <= now)
             .order_by(d.c.next_at, d.c.id)
@@ -179,7 +180,7 @@ class AlertQueries:
             rows = [dict(r._mapping) for r in await conn.execute(q)]
         out = []
         for row in rows:
-            alert = {c.name: row.pop(f"alert_{c.name}") for c in a.c}
+            alert = {c.name: row.pop(f"a__{c.name}") for c in a.c}
             out.append({**row, "alert": alert})
         return out
 
@@ -193,12 +194,14 @@ class AlertQueries:
         """When the earliest pending delivery is due."""
         d = self.tables.alert_deliveries
         async with self.engine.connect() as conn:
-            value = await conn.scalar(sa.select(sa.func.min(d.c.next_at)).where(d.c.state == PENDING))
+            value = await conn.scalar(
+                sa.select(sa.func.min(d.c.next_at)).where(d.c.state == PENDING)
+            )
         if isinstance(value, str):  # SQLite's min() loses the column's type
             value = datetime.fromisoformat(value)
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value
+        if not isinstance(value, datetime):
+            return None
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
     # --- what the periodic rules read ---------------------------------------------------
 
@@ -237,6 +240,11 @@ class AlertQueries:
             at = times.get(seq, r.started_at)
             if at < since:
                 out.append(
-                    {"session_id": r.id, "chatbot_id": r.chatbot_id, "spell_seq": seq, "spell_at": at}
+                    {
+                        "session_id": r.id,
+                        "chatbot_id": r.chatbot_id,
+                        "spell_seq": seq,
+                        "spell_at": at,
+                    }
                 )
         return out
