@@ -16,10 +16,9 @@ from ..models import Principal
 from ..notify._alert_service import AlertService
 from ..notify._alerting import Alerts
 from ..notify._rules import rule_json
+from . import schemas
 from ._context import Context, context_of
 from ._errors import error_response
-
-_ALERT_PARAMS = ("limit", "before", "ruleId", "chatbotId")
 
 
 def _alerts_group(ctx: Context) -> Alerts | None:
@@ -72,33 +71,14 @@ async def delete_rule(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def _one(request: Request, name: str) -> str | None:
-    values = request.query_params.getlist(name)
-    if len(values) > 1:
-        raise InvalidParameter(name, "must be given at most once")
-    return values[0] if values else None
-
-
-def _integer(value: str | None, name: str, message: str) -> int | None:
-    if value is None:
-        return None
-    if not value.isascii() or not value.isdigit() or len(value) > 18:
-        raise InvalidParameter(name, message)
-    return int(value)
-
-
 async def list_alerts(request: Request) -> Response:
     _, principal, service = await _begin(request)
-    unknown = sorted(set(request.query_params) - set(_ALERT_PARAMS))
-    if unknown:
-        raise InvalidParameter(unknown[0], f"unknown parameter; known: {', '.join(_ALERT_PARAMS)}")
-    limit = _integer(_one(request, "limit"), "limit", "must be an integer from 1 to 500")
-    before = _integer(_one(request, "before"), "before", "must be an alert id (an integer)")
+    q = schemas.AlertsQuery.from_query_string(request.scope["query_string"])
     items = await service.alerts(
-        limit=50 if limit is None else limit,
-        before=before,
-        rule_id=_one(request, "ruleId"),
-        chatbot_id=_one(request, "chatbotId"),
+        limit=q.limit,
+        before=q.before,
+        rule_id=q.rule_id,
+        chatbot_id=q.chatbot_id,
         principal=principal,
     )
     return JSONResponse(items)
