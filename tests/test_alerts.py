@@ -5,10 +5,12 @@ with deliveries still in the outbox, and the /alerts API's checks and tenancy.""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -16,9 +18,11 @@ import httpx
 import pytest
 
 import sessiontrack
+from sessiontrack import cli
 from sessiontrack.notify import SMTP, AlertRule, Alerts, AlertService, Target, verify
 from sessiontrack.web import create_app
 from tests.alert_helpers import HttpReceiver, eventually, smtp_server
+from tests.conftest import POSTGRES_URL, drop_prefixed_tables, require_postgres
 from tests.web_helpers.live import free_port, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -487,3 +491,57 @@ async def test_alert_rules_through_the_api(database_url: str, prefix: str) -> No
             ]:
                 answer = await api.get("/alerts", params=params, headers=admin)
                 assert answer.status_code == 400 and answer.json()["detail"][0]["field"] == field
+
+
+# --- the CLI ----------------------------------------------------------------------------
+
+
+def test_cli_manages_rules_and_lists_alerts(
+    backend: str, tmp_path: Path, prefix: str, capsys: Any
+) -> None:
+    if backend == "postgresql":
+        anyio.run(require_postgres)
+        url = POSTGRES_URL
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    common = ["--database-url", url, "--prefix", prefix]
+    try:
+        assert cli.main(["migrate", *common]) == 0
+        capsys.readouterr()
+        assert cli.main(["alerts", "add", "{nope", *common]) == 2
+        assert "RULE: not JSON" in capsys.readouterr().err
+        bad = json.dumps({"name": "x", "kind": "stuck", "params": {"status": "done"}})
+        assert cli.main(["alerts", "add", bad, *common]) == 2
+        assert "RULE: params.status: must be an active status" in capsys.readouterr().err
+        rule = {
+            "name": "expired",
+            "kind": "session_ended",
+            "params": {"statuses": ["expired"]},
+            "targets": [{"type": "webhook", "url": "http://127.0.0.1:9/hook"}],
+        }
+        (tmp_path / "rule.json").write_text(json.dumps(rule), encoding="utf-8")
+        assert cli.main(["alerts", "add", f"@{tmp_path / 'rule.json'}", *common]) == 0
+        out = capsys.readouterr().out
+        rid = out.split()[0]
+        assert "session_ended" in out and "targets[0] secret: whsec_" in out
+        assert cli.main(["alerts", "rules", *common]) == 0
+        listed = capsys.readouterr().out
+        assert rid in listed and "whsec_" not in listed
+        assert cli.main(["alerts", "rules", "--json", *common]) == 0
+        assert json.loads(capsys.readouterr().out)[0]["params"] == {
+            "statuses": ["expired"],
+            "reasons": [],
+        }
+        assert cli.main(["alerts", "list", *common]) == 0
+        assert capsys.readouterr().out == "no alerts\n"
+        assert cli.main(["alerts", "list", "--limit", "0", *common]) == 2
+        assert "--limit: must be an integer from 1 to 500" in capsys.readouterr().err
+        assert cli.main(["alerts", "remove", rid, *common]) == 0
+        capsys.readouterr()
+        assert cli.main(["alerts", "remove", rid, *common]) == 2
+        assert f"alert rule {rid} not found" in capsys.readouterr().err
+        assert cli.main(["alerts", "remove", "x", *common]) == 2
+        assert "ID: must be an alert rule id" in capsys.readouterr().err
+    finally:
+        if backend == "postgresql":
+            anyio.run(drop_prefixed_tables, POSTGRES_URL, prefix)

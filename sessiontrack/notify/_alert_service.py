@@ -35,6 +35,10 @@ class AlertService:
         self._store = store
         self.dashboard_url = dashboard_url
 
+    @property
+    def store(self) -> SQLAlchemyStore:
+        return self._store
+
     async def create_rule(
         self, body: Mapping[str, Any], *, principal: Principal | None = None
     ) -> tuple[AlertRule, builtins.list[str | None]]:
