@@ -6,6 +6,11 @@ with deliveries still in the outbox, and the /alerts API's checks and tenancy.""
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +31,7 @@ from tests.conftest import POSTGRES_URL, drop_prefixed_tables, require_postgres
 from tests.web_helpers.live import free_port, wait_until
 
 pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parent.parent
 SECRET = "alert-secret-0123456789"
 DASHBOARD = "https://ops.example/api/chatbot-sessions/ui/"
 
@@ -545,3 +551,76 @@ def test_cli_manages_rules_and_lists_alerts(
     finally:
         if backend == "postgresql":
             anyio.run(drop_prefixed_tables, POSTGRES_URL, prefix)
+
+
+# --- the example's demo posts its alerts to a local receiver ------------------------------
+
+
+async def test_the_demo_posts_its_alerts_to_a_local_receiver(tmp_path: Path) -> None:
+    receiver = HttpReceiver()
+    async with receiver.serving() as base:
+        port = free_port()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "HELPDESK_ALERTS_URL": f"{base}/alerts"}
+        env.pop("WHATSAPP_APP_SECRET", None)
+        command = [sys.executable, "-m", "examples.helpdesk", "--port", str(port)]
+        command += ["--database-url", f"sqlite:///{tmp_path / 'demo.db'}"]
+        command += ["--customers", "12", "--idle-timeout", "2"]
+        with open(tmp_path / "demo.log", "wb") as out:  # noqa: ASYNC230 - opened once
+            proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)  # noqa: ASYNC220
+        try:
+            await wait_until(lambda: len(receiver.of("/alerts")) >= 1, 60)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            with anyio.fail_after(20):
+                while proc.poll() is None:  # noqa: ASYNC110 - a child process
+                    await anyio.sleep(0.05)
+    log = (tmp_path / "demo.log").read_text()
+    assert "alerts: posted to" in log, log
+    post = receiver.of("/alerts")[0]
+    alert = post.body["alert"]
+    assert verify(
+        "helpdesk-alerts-secret",
+        post.raw,
+        post.headers["x-sessiontrack-signature"],
+        post.headers["x-sessiontrack-timestamp"],
+    )
+    assert alert["details"]["status"] in ("expired", "stopped")
+    assert (
+        alert["url"]
+        == f"http://127.0.0.1:{port}/api/chatbot-sessions/ui/#/sessions/{alert['sessionId']}"
+    )
+
+
+# --- docs/notifications.md: the alert rules example runs as printed ----------------------
+
+
+def docs_example() -> str:
+    text = (ROOT / "docs" / "notifications.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+    (code,) = [b for b in blocks if "AlertRule.session_ended(" in b]
+    return str(code)
+
+
+async def test_the_documented_alert_rules_example_runs(tmp_path: Path) -> None:
+    script = tmp_path / "alerts_demo.py"
+    script.write_text(docs_example(), encoding="utf-8")
+    receiver = HttpReceiver()
+    async with receiver.serving() as base:
+        env = {**os.environ, "ALERT_URL": f"{base}/alerts"}
+        with open(tmp_path / "out.log", "wb") as out:  # noqa: ASYNC230 - opened once
+            proc = subprocess.Popen(  # noqa: ASYNC220 - polled below
+                [sys.executable, str(script)], cwd=tmp_path, env=env, stdout=out, stderr=out
+            )
+        with anyio.fail_after(60):
+            while proc.poll() is None:  # noqa: ASYNC110 - a child process
+                await anyio.sleep(0.05)
+    output = (tmp_path / "out.log").read_text()
+    assert proc.returncode == 0, output
+    assert "Session ended expired · support delivered http://127.0.0.1:8000/" in output, output
+    (post,) = receiver.of("/alerts")
+    assert verify(
+        "change-me-0123456789",
+        post.raw,
+        post.headers["x-sessiontrack-signature"],
+        post.headers["x-sessiontrack-timestamp"],
+    )

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 USER_AGENT = "sessiontrack-alerts/1"
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class SMTP:
     """The SMTP server e-mail targets are sent through (``Alerts(smtp=SMTP(...))``).
 
