@@ -107,8 +107,8 @@ async def test_session_end_alerts_reach_every_target_once(database_url: str, pre
                 expired, stopped, fine = start(tracker), start(tracker), start(tracker)
                 failed_b, failed_a = start(tracker, "b"), start(tracker, "a")
                 hook.sessiontrack_session_completed(session_id=expired, status="expired")
-                hook.sessiontrack_session_completed(
-                    session_id=stopped, status="stopped", reason="operator"
+                hook.sessiontrack_session_completed(  # a header injection, tried
+                    session_id=stopped, status="stopped", reason="operator\nBcc: x@example.com"
                 )
                 hook.sessiontrack_session_completed(session_id=fine)
                 for sid in (failed_b, failed_a):
@@ -125,7 +125,7 @@ async def test_session_end_alerts_reach_every_target_once(database_url: str, pre
     assert set(by_session) == {expired, stopped, failed_b}
     assert by_session[expired]["link"] == f"#/sessions/{expired}"
     assert by_session[expired]["url"] == f"{DASHBOARD}#/sessions/{expired}"
-    assert by_session[stopped]["details"]["reason"] == "operator"
+    assert by_session[stopped]["details"]["reason"] == "operator\nBcc: x@example.com"
     for alert in listed:
         assert {d["state"] for d in alert["deliveries"]} == {"delivered"}
     hooks = receiver.of("/hook")
@@ -150,6 +150,7 @@ async def test_session_end_alerts_reach_every_target_once(database_url: str, pre
     assert teams[0]["type"] == "message"
     assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
     assert card["content"]["actions"][0]["url"].startswith(DASHBOARD + "#/sessions/")
+    assert all(m["Bcc"] is None and "\n" not in m["Subject"] for m in mailbox)
     mail = mailbox[0]
     assert mail["To"] == "oncall@example.com" and mail["From"] == "alerts@example.com"
     assert mail["Subject"].startswith("[sessiontrack] Session ended")

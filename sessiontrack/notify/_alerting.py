@@ -297,7 +297,11 @@ class Alerts(ConsumerGroup):
         status = str(rule.params["status"])
         since = now - timedelta(seconds=float(rule.params["longerThan"]))
         found = await self.store.stuck_sessions(status, since, rule.chatbot_ids or None)
+        keys = {f"{s['session_id']}:{s['spell_seq']}" for s in found}
+        fired = await self.store.fired_keys(rule.id, keys) if keys else set()
         for s in found:
+            if f"{s['session_id']}:{s['spell_seq']}" in fired:
+                continue
             minutes = (now - s["spell_at"]).total_seconds() / 60
             await self.fire(
                 rule,

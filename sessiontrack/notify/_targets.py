@@ -160,7 +160,8 @@ def teams_payload(alert: Mapping[str, Any]) -> dict[str, Any]:
 
 def email_message(alert: Mapping[str, Any], sender: str, to: list[str]) -> EmailMessage:
     message = EmailMessage()
-    message["Subject"] = f"[sessiontrack] {alert['title']}"[:500]
+    subject = " ".join(f"[sessiontrack] {alert['title']}".split())  # no CR/LF in a header
+    message["Subject"] = subject[:500]
     message["From"] = sender
     message["To"] = ", ".join(to)
     message["X-Sessiontrack-Alert"] = str(alert["id"])

@@ -160,6 +160,19 @@ class AlertQueries:
             row["deliveries"] = by_alert.get(row["id"], [])
         return rows
 
+    async def fired_keys(self, rule_id: str, keys: Collection[str]) -> set[str]:
+        """Which of ``keys`` the rule already fired for."""
+        a = self.tables.alerts
+        found: set[str] = set()
+        wanted = sorted(keys)
+        async with self.engine.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                q = sa.select(a.c.key).where(
+                    a.c.rule_id == rule_id, a.c.key.in_(wanted[i : i + 500])
+                )
+                found.update(str(k) for k in await conn.scalars(q))
+        return found
+
     async def resolve_alert(self, alert_id: int, at: datetime) -> None:
         a = self.tables.alerts
         async with self.engine.begin() as conn:
