@@ -267,7 +267,10 @@ async def test_a_node_rate_fires_once_per_crossing(database_url: str, prefix: st
     assert kinds == {("ask drop-off", "ask"), ("errors", "ask")}
     alert = receiver.posts[0].body["alert"]
     assert alert["details"]["rate"] == 1.0 and alert["details"]["sessions"] == 4
-    assert alert["link"].startswith("#/analytics?chatbotId=bot")
+    assert re.fullmatch(
+        r"#/analytics\?chatbotId=bot&startDate=\d{4}-\d\d-\d\d&endDate=\d{4}-\d\d-\d\d&version=\w+",
+        alert["link"],
+    ), alert["link"]
     assert alert["url"].startswith(DASHBOARD + "#/analytics?chatbotId=bot")
     second = receiver.posts[1].body["alert"]
     assert second["details"]["sessions"] == 18 and second["details"]["rate"] == 0.6667

@@ -35,10 +35,12 @@ def session_link(session_id: str) -> str:
 
 
 def analytics_link(chatbot_id: str, version: str | None, start: datetime, end: datetime) -> str:
+    """The analytics page over the (UTC) days the window covers: the page takes whole
+    dates."""
     from urllib.parse import urlencode
 
-    params = {"chatbotId": chatbot_id, "startDate": start.strftime("%Y-%m-%dT%H:%M")}
-    params["endDate"] = end.strftime("%Y-%m-%dT%H:%M")
+    params = {"chatbotId": chatbot_id, "startDate": start.date().isoformat()}
+    params["endDate"] = end.date().isoformat()
     if version:
         params["version"] = version
     return "#/analytics?" + urlencode(params)
