@@ -61,10 +61,9 @@ class _Ended(Consumer):
         if not ends:
             return None
         rules = [x for x in await self.group.rules() if x.kind == r.SESSION_ENDED]
-        for event in ends:
-            for rule in rules:
-                if _matches_end(rule, event):
-                    await self.group.fire(rule, **_end_alert(rule, event))
+        found = [(x, _end_alert(x, e)) for e in ends for x in rules if _matches_end(x, e)]
+        if found:  # one transaction for the batch: the writer shares the database
+            await self.group.fire_many(found)
         return None
 
 
@@ -219,39 +218,42 @@ class Alerts(ConsumerGroup):
 
     # --- firing ----------------------------------------------------------------------
 
-    async def fire(
-        self,
-        rule: AlertRule,
-        *,
-        key: str,
-        chatbot_id: str,
-        title: str,
-        link: str,
-        details: dict[str, Any],
-        session_id: str | None = None,
-        node_id: str | None = None,
-        at: datetime | None = None,
-    ) -> int | None:
-        """Record an alert and its deliveries (``None``: this rule already fired for
-        ``key``)."""
-        row = {
-            "rule_id": rule.id,
-            "key": key[:500],
-            "kind": rule.kind,
-            "chatbot_id": chatbot_id,
-            "session_id": session_id,
-            "node_id": node_id,
-            "title": title[:1000],
-            "link": link[:2000],
-            "details": {"rule": rule.name, **details},
-            "fired_at": at or datetime.now(UTC),
-        }
-        targets = [t.to_row() for t in rule.targets]
-        alert_id = await self.store.fire_alert(row, targets)
-        if alert_id is not None:
-            log.info("alert %s fired: %s (rule %r)", alert_id, title, rule.name)
-            self._outbox.set()
+    async def fire(self, rule: AlertRule, **alert: Any) -> int | None:
+        """Record an alert and its deliveries: ``key`` (unique per rule), ``chatbot_id``,
+        ``title``, ``link``, ``details``, optionally ``session_id``, ``node_id``, ``at``.
+        ``None``: this rule already fired for ``key``."""
+        (alert_id,) = await self.fire_many([(rule, alert)])
         return alert_id
+
+    async def fire_many(
+        self, alerts: Sequence[tuple[AlertRule, dict[str, Any]]]
+    ) -> list[int | None]:
+        """:meth:`fire` for several alerts, in one transaction."""
+        now = datetime.now(UTC)
+        rows = []
+        for rule, a in alerts:
+            row = {
+                "rule_id": rule.id,
+                "key": a["key"][:500],
+                "kind": rule.kind,
+                "chatbot_id": a["chatbot_id"],
+                "session_id": a.get("session_id"),
+                "node_id": a.get("node_id"),
+                "title": a["title"][:1000],
+                "link": a["link"][:2000],
+                "details": {"rule": rule.name, **a["details"]},
+                "fired_at": a.get("at") or now,
+            }
+            rows.append((row, [t.to_row() for t in rule.targets]))
+        ids = await self.store.fire_alerts(rows)
+        for (row, _), alert_id in zip(rows, ids, strict=True):
+            if alert_id is not None:
+                log.info(
+                    "alert %s fired: %s (rule %r)", alert_id, row["title"], row["details"]["rule"]
+                )
+        if any(i is not None for i in ids):
+            self._outbox.set()
+        return ids
 
     # --- while leading: evaluation and delivery ----------------------------------------
 
@@ -301,20 +303,23 @@ class Alerts(ConsumerGroup):
         found = await self.store.stuck_sessions(status, since, rule.chatbot_ids or None)
         keys = {f"{s['session_id']}:{s['spell_seq']}" for s in found}
         fired = await self.store.fired_keys(rule.id, keys) if keys else set()
+        new = []
         for s in found:
             if f"{s['session_id']}:{s['spell_seq']}" in fired:
                 continue
             minutes = (now - s["spell_at"]).total_seconds() / 60
-            await self.fire(
-                rule,
-                key=f"{s['session_id']}:{s['spell_seq']}",
-                chatbot_id=s["chatbot_id"],
-                session_id=s["session_id"],
-                title=f"Session stuck in {status} for {minutes:.0f} min · {s['chatbot_id']}",
-                link=session_link(s["session_id"]),
-                details={"status": status, "since": s["spell_at"].isoformat()},
-                at=now,
-            )
+            alert = {
+                "key": f"{s['session_id']}:{s['spell_seq']}",
+                "chatbot_id": s["chatbot_id"],
+                "session_id": s["session_id"],
+                "title": f"Session stuck in {status} for {minutes:.0f} min · {s['chatbot_id']}",
+                "link": session_link(s["session_id"]),
+                "details": {"status": status, "since": s["spell_at"].isoformat()},
+                "at": now,
+            }
+            new.append((rule, alert))
+        if new:
+            await self.fire_many(new)
 
     async def _node_rate(self, rule: AlertRule, now: datetime) -> None:
         p = rule.params

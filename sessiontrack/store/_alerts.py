@@ -85,23 +85,26 @@ class AlertQueries:
 
     # --- alerts and their outbox ------------------------------------------------------
 
-    async def fire_alert(
-        self, row: Mapping[str, Any], targets: Sequence[Mapping[str, Any]]
-    ) -> int | None:
-        """Insert an alert and a pending delivery per target, in one transaction; ``None``
-        when the rule already fired for this ``key`` (nothing is written)."""
+    async def fire_alerts(
+        self, alerts: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]]
+    ) -> list[int | None]:
+        """Insert alerts, each with a pending delivery per target, in one transaction;
+        each one's id, or ``None`` when its rule already fired for its ``key`` (nothing
+        of it is written)."""
         t = self.tables
         insert = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(t.alerts)
-        stmt = (
-            insert.values(**row)
-            .on_conflict_do_nothing(index_elements=["rule_id", "key"])
-            .returning(t.alerts.c.id)
-        )
+        ids: list[int | None] = []
         async with self.engine.begin() as conn:
-            alert_id = await conn.scalar(stmt)
-            if alert_id is None:
-                return None
-            if targets:
+            for row, targets in alerts:
+                stmt = (
+                    insert.values(**row)
+                    .on_conflict_do_nothing(index_elements=["rule_id", "key"])
+                    .returning(t.alerts.c.id)
+                )
+                alert_id = await conn.scalar(stmt)
+                ids.append(None if alert_id is None else int(alert_id))
+                if alert_id is None or not targets:
+                    continue
                 await conn.execute(
                     t.alert_deliveries.insert(),
                     [
@@ -117,7 +120,7 @@ class AlertQueries:
                         for i, target in enumerate(targets)
                     ],
                 )
-        return int(alert_id)
+        return ids
 
     async def alerts_rows(
         self,
