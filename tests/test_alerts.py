@@ -358,6 +358,44 @@ async def test_a_slow_target_does_not_slow_ingestion(database_url: str, prefix: 
     assert elapsed < 1.0, elapsed
 
 
+async def test_one_process_evaluates_at_a_time_and_another_takes_over(
+    database_url: str, prefix: str
+) -> None:
+    """Two trackers on one database, each with the same rules: one leads (evaluates and
+    delivers); when it stops, the other takes over from the same cursor."""
+    receiver = HttpReceiver()
+    async with receiver.serving() as base:
+        rule = AlertRule.session_ended("ends", targets=[Target.slack(f"{base}/slack")])
+        first, second = fast_alerts([rule]), fast_alerts([rule])
+        stop, stopped = anyio.Event(), anyio.Event()
+
+        async def leading_process() -> None:
+            async with host(database_url, prefix, first):
+                await stop.wait()
+            stopped.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(leading_process)
+            await wait_until(lambda: first.leading, 10)
+            async with sessiontrack.Tracker(
+                database_url, prefix=prefix, poll_interval=0.1, consumers=[second]
+            ) as other:
+                hook = other.plugin_manager.hook
+                await anyio.sleep(0.6)
+                assert first.leading and not second.leading
+                hook.sessiontrack_session_completed(session_id=start(other))
+                await other.flush()
+                await wait_until(lambda: len(receiver.posts) == 1, 5)
+                stop.set()  # the leader stops: the other takes over
+                await stopped.wait()
+                await wait_until(lambda: second.leading, 5)
+                hook.sessiontrack_session_completed(session_id=start(other))
+                await other.flush()
+                await wait_until(lambda: len(receiver.posts) == 2, 5)
+                await anyio.sleep(0.3)
+    assert len(receiver.posts) == 2
+
+
 # --- the API ----------------------------------------------------------------------------
 
 PRINCIPALS = {
