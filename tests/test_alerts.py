@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -666,3 +666,23 @@ async def test_the_documented_alert_rules_example_runs(tmp_path: Path) -> None:
         post.headers["x-sessiontrack-signature"],
         post.headers["x-sessiontrack-timestamp"],
     )
+
+
+async def test_alerts_older_than_the_retention_are_pruned(database_url: str, prefix: str) -> None:
+    rule = AlertRule.session_ended("ends", targets=[Target.webhook("http://127.0.0.1:9/h", SECRET)])
+    alerts = fast_alerts([rule], retention=timedelta(seconds=1), max_attempts=1000)
+    async with host(database_url, prefix, alerts) as tracker:
+        sid = start(tracker)
+        tracker.plugin_manager.hook.sessiontrack_session_completed(session_id=sid)
+        await tracker.flush()
+
+        async def fired() -> bool:
+            return len(await service_alerts(tracker)) == 1
+
+        async def pruned() -> bool:
+            return await service_alerts(tracker) == []
+
+        await eventually(fired)
+        await eventually(pruned)  # its delivery still pending (nobody listens): gone too
+        due = await tracker.store.due_alert_deliveries(datetime.now(UTC) + timedelta(days=1), 10)
+        assert due == []

@@ -123,6 +123,8 @@ class Alerts(ConsumerGroup):
     :param dashboard_url: the dashboard's address (``https://ops.example/api/chatbot-sessions/ui/``),
         to which each alert's link (``#/sessions/<id>``) is appended in what is sent.
     :param smtp: the SMTP server of the e-mail targets.
+    :param retention: how long alerts (and their delivery records) are kept; node rate
+        alerts still open are kept until resolved.
     :param transport: an ``httpx`` transport (tests, proxies); redirects are never followed.
     """
 
@@ -138,6 +140,7 @@ class Alerts(ConsumerGroup):
         retry_max: float = 300.0,
         max_attempts: int = 12,
         timeout: float = 10.0,
+        retention: timedelta = timedelta(days=30),
         poll_interval: float = 1.0,
         lease_retry: float = 2.0,
         lease_check: float = 5.0,
@@ -167,6 +170,9 @@ class Alerts(ConsumerGroup):
         self.retry = (retry_initial, retry_max)
         self.max_attempts = max_attempts
         self.timeout = timeout
+        if retention <= timedelta(0):
+            raise ValueError(f"retention must be positive, got {retention}")
+        self.retention = retention
         self._transport = transport
         self._http_error: type[Exception] = httpx.HTTPError
         self._sql: SQLAlchemyStore | None = None
@@ -267,9 +273,22 @@ class Alerts(ConsumerGroup):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._evaluate_loop)
                 tg.start_soon(self._deliver_loop, Sender(client, self._http_error, self.smtp))
+                tg.start_soon(self._prune_loop)
         finally:
             with anyio.CancelScope(shield=True):
                 await client.aclose()
+
+    async def _prune_loop(self) -> None:
+        """Drop the alerts older than ``retention`` (and their deliveries), now and then."""
+        every = min(3600.0, max(0.05, self.retention.total_seconds() / 10))
+        while True:
+            try:
+                pruned = await self.store.prune_alerts(datetime.now(UTC) - self.retention)
+                if pruned:
+                    log.info("alerts: %d alerts older than %s pruned", pruned, self.retention)
+            except Exception as exc:
+                log.warning("alerts: pruning failed: %s", exc)
+            await anyio.sleep(every)
 
     async def _evaluate_loop(self) -> None:
         while True:

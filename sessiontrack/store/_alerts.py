@@ -176,6 +176,18 @@ class AlertQueries:
                 found.update(str(k) for k in await conn.scalars(q))
         return found
 
+    async def prune_alerts(self, before: datetime) -> int:
+        """Delete the alerts fired before ``before`` with their deliveries, but the node
+        rate alerts still open (what a later evaluation resolves); how many."""
+        a, d = self.tables.alerts, self.tables.alert_deliveries
+        old = sa.and_(
+            a.c.fired_at < before, sa.or_(a.c.kind != "node_rate", a.c.resolved_at.is_not(None))
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(d.delete().where(d.c.alert_id.in_(sa.select(a.c.id).where(old))))
+            done = await conn.execute(a.delete().where(old))
+        return int(done.rowcount or 0)
+
     async def resolve_alert(self, alert_id: int, at: datetime) -> None:
         a = self.tables.alerts
         async with self.engine.begin() as conn:
