@@ -2,7 +2,8 @@
 // (GET <prefix>/alerts), each alert linked to the session or the analytics page it is
 // about, with its deliveries' state. Refreshed every REFRESH_MS while it is shown, and
 // soon after the live stream says a session ended or changed status (what fires alerts);
-// a rule made through the API can be deleted here (the code's rules are the host's).
+// rules are added with a form (POST <prefix>/alerts/rules) and a rule made through the API
+// can be deleted here (the code's rules are the host's).
 
 import { api, ApiError } from "./api.js";
 import { confirmDialog } from "./confirm.js";
@@ -60,6 +61,109 @@ function deliveryBadge(d) {
   return h("span", { class: `badge ${DELIVERY_CLASS[d.state] || ""}`, title }, label);
 }
 
+
+const list = (text) => text.split(",").map((x) => x.trim()).filter(Boolean);
+
+/** The form's fields: [element, its labelled wrapper]. */
+function field(id, label, el, help) {
+  el.id = id;
+  return [el, h("div", { class: "field" }, h("label", { for: id }, label), el, help ? h("span", { class: "field-help", id: `${id}-help` }, help) : null)];
+}
+const textInput = (attrs = {}) => h("input", { type: "text", autocomplete: "off", spellcheck: "false", ...attrs });
+const numberInput = (attrs = {}) => h("input", { type: "number", inputmode: "decimal", ...attrs });
+const select = (options) => h("select", {}, options.map(([v, label]) => h("option", { value: v }, label)));
+
+/** The "New rule" form: what POST /alerts/rules takes, one kind's fields at a time. */
+class RuleForm {
+  constructor(onCreated) {
+    this.onCreated = onCreated;
+    const [name, nameField] = field("rule-name", "Name", textInput({ required: true, maxlength: "200" }));
+    const [kind, kindField] = field("rule-kind", "Kind", select(Object.entries(KIND_LABELS)));
+    const [bots, botsField] = field("rule-chatbots", "Chatbots", textInput(), "Comma-separated ids; empty: every chatbot");
+    this.statusBoxes = ["expired", "stopped", "completed"].map((v) =>
+      h("label", { class: "rule-check" }, h("input", { type: "checkbox", value: v, checked: v !== "completed" }), ` ${v}`));
+    const [reasons, reasonsField] = field("rule-reasons", "Completion reasons", textInput(), "Comma-separated, e.g. error; empty: any");
+    const [status, statusField] = field("rule-status", "Status", select([["waiting_flow", "waiting_flow"], ["waiting_input", "waiting_input"], ["running", "running"]]));
+    const [minutes, minutesField] = field("rule-minutes", "For more than (minutes)", numberInput({ min: "0", step: "any", value: "10" }));
+    const [metric, metricField] = field("rule-metric", "Rate", select([["dropOff", "Drop-off rate"], ["error", "Error rate"]]));
+    const [threshold, thresholdField] = field("rule-threshold", "Above (%)", numberInput({ min: "0", max: "100", step: "any", value: "30" }));
+    const [windowMin, windowField] = field("rule-window", "Over the last (minutes)", numberInput({ min: "15", step: "any", value: "60" }));
+    const [minSessions, minSessionsField] = field("rule-min-sessions", "With at least (sessions)", numberInput({ min: "1", step: "1", value: "20", inputmode: "numeric" }));
+    const [node, nodeField] = field("rule-node", "Node id", textInput(), "Empty: every node");
+    const [targetType, targetTypeField] = field("rule-target-type", "Send to", select([["", "nobody (list only)"], ["webhook", "a webhook (signed)"], ["slack", "Slack"], ["teams", "Teams"], ["email", "e-mail"]]));
+    const [target, targetField] = field("rule-target", "URL or addresses", textInput(), "An incoming-webhook URL, or comma-separated e-mail addresses");
+    Object.assign(this, { name, kind, bots, reasons, status, minutes, metric, threshold, windowMin, minSessions, node, targetType, target });
+    this.groups = {
+      session_ended: h("fieldset", { class: "advanced-grid rule-kind-fields", id: "rule-ended-fields" },
+        h("legend", { class: "sr-only" }, "Session ended"),
+        h("div", { class: "field", role: "group", "aria-labelledby": "rule-statuses-label" },
+          h("span", { class: "field-label", id: "rule-statuses-label" }, "Ended with status"), h("div", { class: "rule-checks" }, this.statusBoxes)),
+        reasonsField),
+      stuck: h("fieldset", { class: "advanced-grid rule-kind-fields", id: "rule-stuck-fields", hidden: true },
+        h("legend", { class: "sr-only" }, "Stuck in a status"), statusField, minutesField),
+      node_rate: h("fieldset", { class: "advanced-grid rule-kind-fields", id: "rule-rate-fields", hidden: true },
+        h("legend", { class: "sr-only" }, "Node rate"), metricField, thresholdField, windowField, minSessionsField, nodeField),
+    };
+    this.error = h("p", { class: "dialog-error", id: "rule-form-error", role: "alert", hidden: true });
+    this.cancel = h("button", { type: "button", class: "btn" }, "Cancel");
+    this.el = h("form", { class: "advanced-filters", id: "rule-form", hidden: true, "aria-labelledby": "rule-form-title", novalidate: true },
+      h("h3", { id: "rule-form-title" }, "New alert rule"),
+      h("div", { class: "advanced-grid" }, nameField, kindField, botsField),
+      Object.values(this.groups),
+      h("div", { class: "advanced-grid" }, targetTypeField, targetField),
+      this.error,
+      h("div", { class: "advanced-actions" }, h("button", { type: "submit", class: "btn btn-primary", id: "rule-create" }, "Create rule"), this.cancel));
+    kind.addEventListener("change", () => this.showKind());
+    targetType.addEventListener("change", () => this.showTarget());
+    this.el.addEventListener("submit", (e) => { e.preventDefault(); this.submit(); });
+    this.showTarget();
+  }
+
+  showKind() {
+    for (const [k, group] of Object.entries(this.groups)) group.hidden = k !== this.kind.value;
+  }
+
+  showTarget() {
+    this.target.closest(".field").hidden = !this.targetType.value;
+  }
+
+  body() {
+    const kind = this.kind.value;
+    const num = (el) => (el.value === "" ? NaN : Number(el.value));
+    let params;
+    if (kind === "session_ended") {
+      params = { statuses: this.statusBoxes.map((l) => l.firstChild).filter((b) => b.checked).map((b) => b.value), reasons: list(this.reasons.value) };
+    } else if (kind === "stuck") {
+      params = { status: this.status.value, longerThan: num(this.minutes) * 60 };
+    } else {
+      params = {
+        metric: this.metric.value, threshold: num(this.threshold) / 100, window: num(this.windowMin) * 60,
+        minSessions: num(this.minSessions), nodeId: this.node.value.trim() || null,
+      };
+    }
+    for (const [k, v] of Object.entries(params)) if (typeof v === "number" && !Number.isFinite(v)) params[k] = null;
+    const targets = [];
+    const type = this.targetType.value;
+    if (type === "email") targets.push({ type, to: list(this.target.value) });
+    else if (type) targets.push({ type, url: this.target.value.trim() });
+    return { name: this.name.value.trim(), kind, chatbotIds: list(this.bots.value), params, targets };
+  }
+
+  async submit() {
+    this.error.hidden = true;
+    try {
+      const rule = await api("alerts/rules", { method: "POST", body: this.body() });
+      this.el.reset();
+      this.showKind();
+      this.showTarget();
+      this.onCreated(rule);
+    } catch (err) {
+      this.error.textContent = `Could not create the rule: ${err.message}`;
+      this.error.hidden = false;
+    }
+  }
+}
+
 class AlertsView {
   constructor(main) {
     this.main = main;
@@ -79,10 +183,17 @@ class AlertsView {
       this.alertsBody);
     this.rulesRegion = h("div", { class: "table-region", "aria-busy": "true", id: "alert-rules-region" }, this.rulesTable, this.rulesMessage);
     this.alertsRegion = h("div", { class: "table-region", "aria-busy": "true", id: "alerts-region" }, this.alertsTable, this.alertsMessage);
+    this.form = new RuleForm((rule) => this.created(rule));
+    this.newRule = h("button", { type: "button", class: "btn", id: "new-rule", "aria-expanded": "false", "aria-controls": "rule-form" }, "New rule");
+    this.newRule.addEventListener("click", () => this.showForm(this.form.el.hidden));
+    this.form.cancel.addEventListener("click", () => { this.showForm(false); this.newRule.focus(); });
+    this.secretNote = h("div", { class: "selection-bar", id: "rule-secret", role: "status", hidden: true });
     main.replaceChildren(h("section", { class: "list-view alerts-view", "aria-labelledby": "alerts-title" },
       h("div", { class: "page-head" }, h("h1", { id: "alerts-title", tabindex: "-1" }, "Alerts"),
         h("p", { class: "muted" }, "Rules defined in the host's code or through the API, and the alerts they fired.")),
-      h("h2", { class: "section-title", id: "rules-title" }, "Rules"),
+      h("div", { class: "section-head" }, h("h2", { class: "section-title", id: "rules-title" }, "Rules"), this.newRule),
+      this.form.el,
+      this.secretNote,
       this.rulesRegion,
       h("h2", { class: "section-title", id: "recent-title" }, "Recent alerts"),
       this.alertsRegion));
@@ -173,6 +284,24 @@ class AlertsView {
     this.alertsTable.hidden = true;
     this.rulesMessage.replaceChildren(box);
     this.alertsMessage.replaceChildren();
+  }
+
+  showForm(open) {
+    this.form.el.hidden = !open;
+    this.newRule.setAttribute("aria-expanded", String(open));
+    if (open) this.form.name.focus();
+  }
+
+  created(rule) {
+    this.showForm(false);
+    const secrets = (rule.secrets || []).filter(Boolean);
+    this.secretNote.hidden = !secrets.length;
+    this.secretNote.replaceChildren(...(secrets.length
+      ? [h("span", {}, "The webhook's signing secret, shown this once: "), h("code", { id: "rule-secret-value" }, secrets[0])]
+      : []));
+    toast({ kind: "completed", title: "Rule created", text: rule.name, force: true });
+    this.load();
+    this.newRule.focus();
   }
 
   async remove(rule) {
