@@ -20,18 +20,26 @@ from __future__ import annotations
 import difflib
 import inspect
 import json
-from collections.abc import Awaitable, Mapping
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
+import anyio.to_thread
 import pluggy
 
 from . import hookspecs
 from ._fixture import check_fixture
+from ._ids import new_session_id
 from .hookspecs import hookimpl
 from .status import ACTIVE_STATUSES
+
+if TYPE_CHECKING:
+    from ._sync import SyncTracker
+    from .tracker import Tracker
 
 __all__ = [
     "Difference",
@@ -203,6 +211,64 @@ class ReplayRun:
         self._tools = list(fixture["recorded"]["toolCalls"])
         self._llm = list(fixture["recorded"]["llmCalls"])
         self._probe: _Capture | None = None
+        self._id_given = False
+        self._at_end: list[Callable[[], Awaitable[None] | None]] = []
+        self._tracker: Tracker | None = None
+        self._sync_tracker: SyncTracker | None = None
+
+    def new_session_id(self) -> str:
+        """The id for a session the engine starts: the recorded session's the first time,
+        a new one after that (a second session is reported as a difference)."""
+        if self._id_given:
+            return new_session_id()
+        self._id_given = True
+        return self.session_id
+
+    def at_end(self, callback: Callable[[], Awaitable[None] | None]) -> None:
+        """Call ``callback`` (may be ``async``) when the replay ends, the last one
+        registered first (e.g. an application's ``shutdown``)."""
+        self._at_end.append(callback)
+
+    async def tracker(self) -> Tracker:
+        """A real, running :class:`~sessiontrack.Tracker` on a throwaway SQLite file,
+        reporting to :attr:`plugin_manager`: for adapters, which need one. The same one on
+        every call; closed (and its file removed) when the replay ends."""
+        if self._tracker is None:
+            from .tracker import Tracker
+
+            tracker = Tracker(
+                _throwaway_database(self),
+                plugin_manager=self.plugin_manager,
+                sweep_interval=None,
+                analytics=False,
+                commit_delay=0,
+            )
+            await tracker.start()
+            self.at_end(tracker.aclose)
+            self._tracker = tracker
+        return self._tracker
+
+    async def sync_tracker(self) -> SyncTracker:
+        """:meth:`tracker` as a running :class:`~sessiontrack.SyncTracker`, for adapters of
+        synchronous engines (transitions)."""
+        if self._sync_tracker is None:
+            from ._sync import SyncTracker
+
+            tracker = SyncTracker(
+                _throwaway_database(self),
+                plugin_manager=self.plugin_manager,
+                sweep_interval=None,
+                analytics=False,
+                commit_delay=0,
+            )
+            await anyio.to_thread.run_sync(tracker.start)
+            self.at_end(lambda: anyio.to_thread.run_sync(tracker.close))
+            self._sync_tracker = tracker
+        return self._sync_tracker
+
+    async def _close(self) -> None:
+        while self._at_end:
+            await _call(self._at_end.pop()())
 
     # The state the engine's own session lookup would read from the tracker.
     @property
@@ -310,14 +376,17 @@ async def replay(
     run = ReplayRun(data, pm)
     run._probe = capture
     inbound = [_inbound(m) for m in data["inbound"]]
-    await _call(engine.replay_start(run))
-    previous = 0.0
-    for message in inbound:
-        if pace > 0:
-            await anyio.sleep(max(0.0, message.offset_ms - previous) / 1000 * pace)
-        previous = message.offset_ms
-        capture.turn = message.turn
-        await _call(engine.replay_inbound(message, run))
+    try:
+        await _call(engine.replay_start(run))
+        previous = 0.0
+        for message in inbound:
+            if pace > 0:
+                await anyio.sleep(max(0.0, message.offset_ms - previous) / 1000 * pace)
+            previous = message.offset_ms
+            capture.turn = message.turn
+            await _call(engine.replay_inbound(message, run))
+    finally:
+        await run._close()
     turns = max(len(inbound), capture.turn) + 1
     expected = _expected(data, turns, compare_payloads)
     actual = capture.steps(turns, compare_payloads)
@@ -574,6 +643,12 @@ def _no_payload(step: Step) -> Step:
 
 def _end(status: str, reason: str | None) -> str:
     return f"{status} ({reason})" if reason else status
+
+
+def _throwaway_database(run: ReplayRun) -> str:
+    folder = tempfile.mkdtemp(prefix="sessiontrack-replay-")
+    run.at_end(lambda: shutil.rmtree(folder, ignore_errors=True))
+    return f"sqlite+aiosqlite:///{folder}/replay.db"
 
 
 def _json(value: Any) -> str:

@@ -56,3 +56,27 @@ async def postgres_dump(url: str, prefix: str) -> tuple[bytes, bytes]:
     finally:
         await engine.dispose()
     return b"\n".join(rows), b"".join(files)
+
+
+async def postgres_wal(url: str, start_lsn: str) -> bytes:
+    """The WAL segments written since ``start_lsn``, as bytes (``pg_ls_waldir`` and
+    ``pg_read_binary_file``; the caller keeps them from recycling, e.g. with a slot)."""
+    engine = create_async_engine(url)
+    wal = []
+    try:
+        async with engine.connect() as conn:
+            segments = await conn.execute(
+                sa.text(
+                    "SELECT name FROM pg_ls_waldir() "
+                    "WHERE name >= pg_walfile_name(CAST(CAST(:s AS text) AS pg_lsn)) "
+                    "AND name <= pg_walfile_name(pg_current_wal_lsn()) "
+                    "AND length(name) = 24 ORDER BY name"
+                ),
+                {"s": start_lsn},
+            )
+            for (name,) in list(segments):
+                read = sa.text("SELECT pg_read_binary_file(:f)")
+                wal.append((await conn.execute(read, {"f": f"pg_wal/{name}"})).scalar_one())
+    finally:
+        await engine.dispose()
+    return b"".join(wal)

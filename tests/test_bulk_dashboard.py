@@ -16,25 +16,26 @@ from typing import Any
 
 import anyio
 import httpx
-import pluggy
 import pytest
-from conftest import drop_prefixed_tables, module_database_url
-from dashboard_helpers import axe_violations
+from dashboard_helpers import axe_violations, pages
+from dashboard_helpers.pages import (
+    BACKENDS,
+    DESKTOP,
+    PHONE,
+    close_page,
+    launched_browser,
+    served_tracker,
+)
 from web_helpers.engine import Engine
-from web_helpers.live import PREFIX, host_app, serve
+from web_helpers.live import PREFIX
 
 import sessiontrack
-from sessiontrack.web import create_app
 
 playwright_api = pytest.importorskip("playwright.async_api")
-async_playwright = playwright_api.async_playwright
 expect = playwright_api.expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.anyio]
 
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
-LAUNCH_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"]
 ROWS = "#sessions-table tbody tr"
 
 expect.set_options(timeout=15_000)
@@ -85,44 +86,23 @@ class Site:
         return {stop for stop in self.heard.stops if stop[0] in sids}
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
-)
+@pytest.fixture(scope="module", params=BACKENDS)
 async def site(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, chromium: Path
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Site]:
-    prefix = f"st{uuid.uuid4().hex[:10]}_"
-    url = await module_database_url(request.param, tmp_path_factory)
-    pm = pluggy.PluginManager("sessiontrack")
-    pm.add_hookspecs(sessiontrack.hookspecs)
     heard = Heard()
-    pm.register(heard)
-    try:
-        async with (
-            sessiontrack.Tracker(
-                url, plugin_manager=pm, migrate=True, poll_interval=0.05, prefix=prefix
-            ) as tracker,
-            serve(host_app(create_app(tracker))) as base,
-        ):
-            yield Site(base, f"{base}{PREFIX}/ui/", Engine(pm), tracker, heard)
-    finally:
-        if request.param == "postgresql":
-            await drop_prefixed_tables(url, prefix)
+    async with served_tracker(request.param, tmp_path_factory, heard) as served:
+        yield Site(served.base, served.ui, Engine(served.pm), served.tracker, heard)
 
 
 @pytest.fixture(scope="module")
 async def browser(site: Site, chromium: Path) -> AsyncIterator[Any]:
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(chromium), args=LAUNCH_ARGS)
+    async with launched_browser(chromium) as browser:
         yield browser
-        await browser.close()
 
 
 async def new_page(browser: Any, viewport: dict[str, int] = DESKTOP) -> Any:
-    context = await browser.new_context(viewport=viewport)
-    page = await context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page = await pages.new_page(browser, viewport)
     page.stop_bodies = []
     page.on(
         "request",
@@ -135,9 +115,7 @@ async def new_page(browser: Any, viewport: dict[str, int] = DESKTOP) -> Any:
 async def page(browser: Any) -> AsyncIterator[Any]:
     page = await new_page(browser)
     yield page
-    errors = page.errors
-    await page.context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    await close_page(page)
 
 
 def row(page: Any, sid: str) -> Any:

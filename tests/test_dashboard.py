@@ -24,6 +24,7 @@ import httpx
 import pluggy
 import pytest
 from dashboard_helpers import axe_violations
+from dashboard_helpers.pages import DESKTOP, PHONE, close_page, launched_browser, new_page
 from dashboard_helpers.seed import BILLING_SESSIONS, LONG_MESSAGES, ORDER_PATH
 from dashboard_helpers.server import PREFIX, helpdesk
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -40,16 +41,12 @@ from sessiontrack.adapters.langgraph import LangGraphAdapter
 from sessiontrack.web import create_app
 
 playwright_api = pytest.importorskip("playwright.async_api")
-async_playwright = playwright_api.async_playwright
 expect = playwright_api.expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.anyio]
 
 ROOT = Path(__file__).resolve().parents[1]
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
 TERMINAL = {"completed", "expired", "stopped"}
-LAUNCH_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"]
 
 expect.set_options(timeout=15_000)
 
@@ -67,27 +64,15 @@ def ui(base_url: str) -> str:
 
 @pytest.fixture(scope="module")
 async def browser(base_url: str, chromium: Path) -> AsyncIterator[Any]:
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(chromium), args=LAUNCH_ARGS)
+    async with launched_browser(chromium) as browser:
         yield browser
-        await browser.close()
-
-
-async def new_page(browser: Any, viewport: dict[str, int] = DESKTOP, **options: Any) -> Any:
-    context = await browser.new_context(viewport=viewport, **options)
-    page = await context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    return page
 
 
 @pytest.fixture
 async def page(browser: Any) -> AsyncIterator[Any]:
     page = await new_page(browser)
     yield page
-    errors = page.errors
-    await page.context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    await close_page(page)
 
 
 async def api(base_url: str, path: str = "", *, method: str = "GET", **params: Any) -> Any:

@@ -15,7 +15,6 @@ docs/images/): a plain test run leaves the checkout as it was.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,22 +25,23 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pluggy
 import pytest
-from conftest import drop_prefixed_tables, module_database_url
-from dashboard_helpers import axe_violations
-from web_helpers.live import host_app, serve
+from dashboard_helpers import axe_violations, pages
+from dashboard_helpers.pages import (
+    BACKENDS,
+    DESKTOP,
+    PHONE,
+    close_page,
+    launched_browser,
+    served_tracker,
+)
 
 import sessiontrack
-from sessiontrack.web import create_app
 
 playwright_api = pytest.importorskip("playwright.async_api")
-async_playwright = playwright_api.async_playwright
 expect = playwright_api.expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.anyio]
 
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
-LAUNCH_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"]
 PREFIX = "/api/chatbot-sessions"
 TZ = "America/New_York"
 SEP = "\N{SINGLE RIGHT-POINTING ANGLE QUOTATION MARK}"  # between the nodes of a path
@@ -150,48 +150,26 @@ def seed(hook: Any, now: datetime) -> dict[tuple[str, tuple[str, ...]], list[str
     return made
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
-)
+@pytest.fixture(scope="module", params=BACKENDS)
 async def shop(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, chromium: Path
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Shop]:
-    prefix = f"st{uuid.uuid4().hex[:10]}_"
-    url = await module_database_url(request.param, tmp_path_factory)
-    pm = pluggy.PluginManager("sessiontrack")
-    pm.add_hookspecs(sessiontrack.hookspecs)
-    try:
-        async with sessiontrack.Tracker(
-            url,
-            plugin_manager=pm,
-            migrate=True,
-            poll_interval=0.05,
-            prefix=prefix,
-            # The seeded active session is days old: keep the sweeper from expiring it.
-            idle_timeout=timedelta(days=30),
-        ) as tracker:
-            made = seed(pm.hook, datetime.now(UTC))
-            await tracker.flush()
-            async with serve(host_app(create_app(tracker))) as base:
-                yield Shop(base, f"{base}{PREFIX}/ui/", pm, tracker, made)
-    finally:
-        if request.param == "postgresql":
-            await drop_prefixed_tables(url, prefix)
+    # The seeded active session is days old: keep the sweeper from expiring it.
+    options = {"idle_timeout": timedelta(days=30)}
+    async with served_tracker(request.param, tmp_path_factory, **options) as served:
+        made = seed(served.hook, datetime.now(UTC))
+        await served.tracker.flush()
+        yield Shop(served.base, served.ui, served.pm, served.tracker, made)
 
 
 @pytest.fixture(scope="module")
 async def browser(shop: Shop, chromium: Path) -> AsyncIterator[Any]:
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(chromium), args=LAUNCH_ARGS)
+    async with launched_browser(chromium) as browser:
         yield browser
-        await browser.close()
 
 
 async def new_page(browser: Any, viewport: dict[str, int] = DESKTOP, **options: Any) -> Any:
-    context = await browser.new_context(viewport=viewport, timezone_id=TZ, **options)
-    page = await context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page = await pages.new_page(browser, viewport, timezone_id=TZ, **options)
     page.analytics = []
     page.on("request", lambda r: page.analytics.append(r.url) if "/analytics/" in r.url else None)
     return page
@@ -201,9 +179,7 @@ async def new_page(browser: Any, viewport: dict[str, int] = DESKTOP, **options: 
 async def page(browser: Any) -> AsyncIterator[Any]:
     page = await new_page(browser)
     yield page
-    errors = page.errors
-    await page.context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    await close_page(page)
 
 
 async def api(shop: Shop, path: str, **params: Any) -> Any:

@@ -24,6 +24,7 @@ import httpx
 import pluggy
 import pytest
 import sqlalchemy as sa
+from privacy_helpers import postgres_dump, postgres_wal, sqlite_files
 from sqlalchemy.ext.asyncio import create_async_engine
 from web_helpers.fixtures import api, app_options, authenticate, live_url, web_app
 from web_helpers.sse_client import sse_stream
@@ -179,56 +180,6 @@ async def _rest(api: httpx.AsyncClient, *sids: str) -> str:
     return "\n".join(answers)
 
 
-# Every relation of the prefix's tables: the tables, their TOAST tables, all their indexes.
-_RELATIONS = """
-WITH t AS (SELECT oid, reltoastrelid FROM pg_class WHERE relkind = 'r' AND relname LIKE :p),
-     heap AS (SELECT oid FROM t UNION SELECT reltoastrelid FROM t WHERE reltoastrelid <> 0)
-SELECT pg_relation_filepath(r.oid) FROM (
-    SELECT oid FROM heap
-    UNION SELECT indexrelid FROM pg_index WHERE indrelid IN (SELECT oid FROM heap)
-) r
-"""
-
-
-async def _postgres_dump(url: str, prefix: str, start_lsn: str) -> tuple[bytes, bytes, bytes]:
-    """Rows of every table as text; the files of every relation; the WAL since start."""
-    engine = create_async_engine(url)
-    rows, files, wal = [], [], []
-    try:
-        async with engine.connect() as conn:
-            tables = (
-                await conn.execute(
-                    sa.text("SELECT tablename FROM pg_tables WHERE tablename LIKE :p"),
-                    {"p": prefix + "%"},
-                )
-            ).scalars()
-            for table in list(tables):
-                for (row,) in await conn.execute(sa.text(f'SELECT t::text FROM "{table}" t')):
-                    rows.append(row.encode())
-            segments = await conn.execute(
-                sa.text(
-                    "SELECT name FROM pg_ls_waldir() "
-                    "WHERE name >= pg_walfile_name(CAST(CAST(:s AS text) AS pg_lsn)) "
-                    "AND name <= pg_walfile_name(pg_current_wal_lsn()) "
-                    "AND length(name) = 24 ORDER BY name"
-                ),
-                {"s": start_lsn},
-            )
-            for (name,) in list(segments):
-                read = sa.text("SELECT pg_read_binary_file(:f)")
-                wal.append((await conn.execute(read, {"f": f"pg_wal/{name}"})).scalar_one())
-            await conn.execute(sa.text("CHECKPOINT"))  # the relation files, up to date
-            relations = await conn.execute(sa.text(_RELATIONS), {"p": prefix + "%"})
-            paths = [p for (p,) in relations if p is not None]
-            assert len(paths) > 10, paths
-            for path in paths:
-                read = sa.text("SELECT pg_read_binary_file(:f)")
-                files.append((await conn.execute(read, {"f": path})).scalar_one())
-    finally:
-        await engine.dispose()
-    return b"\n".join(rows), b"".join(files), b"".join(wal)
-
-
 @pytest.fixture
 async def wal_start(backend: str, database_url: str) -> AsyncIterator[str]:
     """On PostgreSQL, the WAL position at the start, kept from recycling until the test
@@ -244,12 +195,6 @@ async def wal_start(backend: str, database_url: str) -> AsyncIterator[str]:
             yield lsn
     finally:
         await engine.dispose()
-
-
-def _sqlite_files(tmp_path: Path) -> bytes:
-    files = sorted(tmp_path.glob("sessions.db*"))
-    assert files and files[0].name == "sessions.db"
-    return b"".join(f.read_bytes() for f in files)
 
 
 async def test_no_secret_is_stored_published_or_logged(
@@ -287,11 +232,12 @@ async def test_no_secret_is_stored_published_or_logged(
         assert placeholder in rest, placeholder
 
     if backend == "sqlite":
-        _found(_sqlite_files(tmp_path), "the SQLite file and its WAL")
+        _found(sqlite_files(tmp_path), "the SQLite file and its WAL")
         await tracker.aclose()  # checkpoints the WAL into the file
-        _found(_sqlite_files(tmp_path), "the SQLite file after close")
+        _found(sqlite_files(tmp_path), "the SQLite file after close")
     else:
-        rows, files, wal = await _postgres_dump(database_url, prefix, wal_start)
+        wal = await postgres_wal(database_url, wal_start)  # before the CHECKPOINT of the dump
+        rows, files = await postgres_dump(database_url, prefix)
         _found(rows, "PostgreSQL rows")
         _found(files, "PostgreSQL table, index and TOAST files")
         _found(wal, "PostgreSQL WAL")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -155,6 +155,9 @@ class EngineAdapter:
         self._ended_here: dict[str, None] = {}
         self._stopped = _Recent()  # stopped sessions (the last _ENDED_KEPT of them)
         self._edges: set[tuple[str, str]] = set()
+        self.make_session_id: Callable[[], str] = new_session_id
+        """Gives each session this adapter starts its id (default: a new UUIDv7); a replay
+        (:mod:`sessiontrack.testing`) sets it to give the recorded session's id."""
         self.plugin_manager.register(self)
 
     def close(self) -> None:
@@ -222,7 +225,7 @@ class EngineAdapter:
     def start_session(self, conversation_id: str | int, **started: Any) -> str:
         """Start a new session for the conversation (ending nothing) and return its id."""
         conv = str(conversation_id)
-        sid = new_session_id()
+        sid = self.make_session_id()
         self.hook.sessiontrack_session_started(
             session_id=sid, chatbot_id=self.chatbot_id, conversation_id=conv, **started
         )

@@ -45,23 +45,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import LLMResult
+from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.errors import GraphBubbleUp, GraphDrained
 from langgraph.runtime import RunControl
 from langgraph.types import Command
 
-from .._ids import new_session_id
 from ..limits import REASON
+from ..testing import ReplayInbound, ReplayRun
 from ..tracker import Tracker
 from .base import BlockingTracker, EngineAdapter, error_text, flow_graph
 
-__all__ = ["LangGraphAdapter", "SessionStopped", "graph_flow"]
+__all__ = [
+    "LangGraphAdapter",
+    "LangGraphReplay",
+    "RecordedChatModel",
+    "SessionStopped",
+    "graph_flow",
+    "recorded_answers",
+    "recorded_tool",
+]
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +210,7 @@ class LangGraphAdapter(EngineAdapter):
         thread = None if raw_thread is None else str(raw_thread)
         resuming = input is None or isinstance(input, Command)
         if thread is None:
-            sid, new = new_session_id(), True
+            sid, new = self.make_session_id(), True
             self.hook.sessiontrack_session_started(session_id=sid, chatbot_id=self.chatbot_id)
         else:
             if resuming and thread in self._stopped_threads:
@@ -665,3 +675,155 @@ def _model_param(params: Mapping[str, Any] | None) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
+
+
+# --- replaying a recorded session (sessiontrack.testing) ---------------------------------
+
+
+class RecordedChatModel(GenericFakeChatModel):
+    """langchain-core's ``GenericFakeChatModel`` answering with a recording's answers
+    (:func:`recorded_answers`); ``bind_tools`` gives the model itself (the answers already
+    hold their tool calls)."""
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+        return self
+
+
+def recorded_answers(run: ReplayRun) -> Iterator[AIMessage]:
+    """The model's answers in a recorded session, one per recorded LLM call, rebuilt from
+    the fixture (the ``sessiontrack_llm_call`` hook records a call's figures, not its
+    words): the tool calls recorded after the call in its turn, before the next call, and
+    the text its node said after it; with the recorded model name, finish reason and
+    tokens. Each answer takes the next record from ``run.llm()``; one call more than the
+    recording had raises :class:`~sessiontrack.testing.UnrecordedCall` (a difference of
+    kind ``llm`` in the report)."""
+    recorded = run.fixture["recorded"]
+    calls = sorted(recorded["llmCalls"], key=lambda c: (c["turn"], c["offsetMs"]))
+    tools = recorded["toolCalls"]
+    said = run.fixture["expected"]["outbound"]
+    answers: list[AIMessage] = []
+    for i, call in enumerate(calls):
+        turn, start = call["turn"], call["offsetMs"]
+        end = calls[i + 1]["offsetMs"] if i + 1 < len(calls) else float("inf")
+        if i + 1 < len(calls) and calls[i + 1]["turn"] != turn:
+            end = float("inf")
+
+        def after(item: Mapping[str, Any], turn: int = turn, start: float = start) -> bool:
+            return bool(item["turn"] == turn and start <= item["offsetMs"])
+
+        made = [t for t in tools if after(t) and t["offsetMs"] < end]
+        text = next(
+            (
+                m["text"]
+                for m in said
+                if after(m) and m["nodeId"] == call["nodeId"] and m["offsetMs"] < end
+            ),
+            None,
+        )
+        meta = {"model_name": call["model"], "finish_reason": call["finishReason"]}
+        usage = None
+        if call["inputTokens"] is not None or call["outputTokens"] is not None:
+            i_tok, o_tok = call["inputTokens"] or 0, call["outputTokens"] or 0
+            usage = {"input_tokens": i_tok, "output_tokens": o_tok, "total_tokens": i_tok + o_tok}
+        answers.append(
+            AIMessage(
+                text or "",
+                tool_calls=[
+                    {
+                        "name": t["name"],
+                        "args": t["arguments"] if isinstance(t["arguments"], dict) else {},
+                        "id": t["callId"] or f"replay-call-{i}-{k}",
+                    }
+                    for k, t in enumerate(made)
+                ],
+                usage_metadata=usage,
+                response_metadata={k: v for k, v in meta.items() if v is not None},
+            )
+        )
+    for answer in answers:
+        run.llm()
+        yield answer
+    run.llm()  # one call too many: raises UnrecordedCall
+
+
+def recorded_tool(tool: BaseTool, run: ReplayRun) -> BaseTool:
+    """A tool with ``tool``'s name, description and arguments whose result is the recorded
+    one (``run.tool``): the recorded ``ToolMessage`` content, so the replayed graph sees
+    what the recorded one saw."""
+
+    async def call(**arguments: Any) -> Any:
+        return run.tool(tool.name, _jsonable(arguments))
+
+    return StructuredTool.from_function(
+        coroutine=call,
+        name=tool.name,
+        description=tool.description,
+        args_schema=tool.args_schema,
+        handle_tool_error=tool.handle_tool_error,
+    )
+
+
+class LangGraphReplay:
+    """A :class:`~sessiontrack.testing.ReplayEngine` for a LangGraph graph: builds the
+    graph with the recording's model answers and tool results, reports through a
+    :class:`LangGraphAdapter` on the replay's tracker, and feeds each inbound message as
+    the graph's input::
+
+        await assert_replays(fixture, LangGraphReplay(build_agent))
+
+    :param build: makes the compiled graph (with a fresh checkpointer) from a chat model,
+        ``build(model)``, or ``build(model, tools)`` when ``tools`` are given; the model is
+        a :class:`RecordedChatModel` and the tools are ``tools`` answered from the
+        recording (:func:`recorded_tool`).
+    :param tools: the graph's tools whose results come from the recording.
+    :param input: the graph's input for an inbound message (default:
+        ``Command(resume=text)`` when the session waits after an ``interrupt()``, else
+        ``{"messages": [HumanMessage(text, id=message_id)]}``).
+    :param version: the flow version the adapter registers (default: a hash of the graph).
+    """
+
+    def __init__(
+        self,
+        build: Callable[..., Any],
+        *,
+        tools: Sequence[BaseTool] = (),
+        input: Callable[[ReplayInbound, ReplayRun], Any] | None = None,
+        version: str | None = None,
+    ) -> None:
+        self.build = build
+        self.tools = list(tools)
+        self.input = input
+        self.version = version
+        self.graph: Any = None
+        self.adapter: LangGraphAdapter | None = None
+        self.config: dict[str, Any] = {}
+        self.errors: list[BaseException] = []
+        """The exceptions the graph's calls raised (the report has the node errors)."""
+
+    async def replay_start(self, run: ReplayRun) -> None:
+        tracker = await run.tracker()
+        model = RecordedChatModel(messages=recorded_answers(run))
+        if self.tools:
+            self.graph = self.build(model, [recorded_tool(t, run) for t in self.tools])
+        else:
+            self.graph = self.build(model)
+        adapter = LangGraphAdapter(
+            tracker, self.graph, run.chatbot_id, name=run.flow.get("name"), version=self.version
+        )
+        adapter.make_session_id = run.new_session_id
+        run.at_end(adapter.close)
+        self.adapter = adapter
+        self.config = {"configurable": {"thread_id": run.conversation_id or run.session_id}}
+
+    async def replay_inbound(self, message: ReplayInbound, run: ReplayRun) -> None:
+        assert self.adapter is not None, "replay_start() first"
+        if self.input is not None:
+            value = self.input(message, run)
+        elif run.status == "waiting_input":
+            value = Command(resume=message.text or "")
+        else:
+            value = {"messages": [HumanMessage(message.text or "", id=message.message_id)]}
+        try:
+            await self.adapter.ainvoke(value, self.config)
+        except Exception as exc:  # reported: the node's error, the session's end
+            self.errors.append(exc)

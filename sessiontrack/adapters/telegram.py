@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
+import json
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from enum import Enum
 from functools import partial
 from typing import Any, cast
@@ -35,22 +37,32 @@ try:
     from telegram import Message, Update
     from telegram.ext import (
         Application,
+        ApplicationBuilder,
         ApplicationHandlerStop,
         BaseHandler,
         BaseRateLimiter,
         ConversationHandler,
         TypeHandler,
     )
+    from telegram.request import BaseRequest, RequestData
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "sessiontrack.adapters.telegram needs python-telegram-bot: "
         "pip install 'sessiontrack[telegram]'"
     ) from exc
 
+from ..testing import ReplayInbound, ReplayRun
 from ..tracker import Tracker
 from .base import BlockingTracker, EngineAdapter, flow_graph
 
-__all__ = ["END_NODE", "ENTRY_NODE", "TelegramAdapter", "TrackingRateLimiter"]
+__all__ = [
+    "END_NODE",
+    "ENTRY_NODE",
+    "OfflineBotAPI",
+    "TelegramAdapter",
+    "TelegramReplay",
+    "TrackingRateLimiter",
+]
 
 log = logging.getLogger(__name__)
 
@@ -731,3 +743,194 @@ def _started(update: Update) -> dict[str, Any]:
         telegram.update(userId=user.id, username=user.username, languageCode=user.language_code)
     out["metadata"] = {"telegram": telegram}
     return out
+
+
+# --- replaying a recorded session (sessiontrack.testing) ---------------------------------
+
+_REPLAY_BOT = {"id": 1, "is_bot": True, "first_name": "Replay", "username": "replay_bot"}
+
+
+class OfflineBotAPI(BaseRequest):
+    """The Bot API answered in memory, for an ``Application`` that runs without network:
+    ``getMe`` gives ``bot``, each ``send*`` call the message sent (with the next message
+    id, counting from ``first_id``; kept in :attr:`sent`), any other call ``true``."""
+
+    def __init__(
+        self, first_id: int = 1_000_000_001, *, bot: Mapping[str, Any] | None = None
+    ) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.bot = dict(bot or _REPLAY_BOT)
+        self._ids = itertools.count(first_id)
+
+    @staticmethod
+    def answer(
+        bot: Mapping[str, Any], method: str, params: Mapping[str, Any], ids: Iterator[int]
+    ) -> Any:
+        """The ``result`` of Bot API call ``method``: ``bot`` for ``getMe``, for a
+        ``send*`` call a private-chat message with the next of ``ids`` (and the text or
+        caption sent), ``true`` for any other."""
+        if method == "getMe":
+            return dict(bot)
+        if not method.startswith("send"):
+            return True
+        chat_id = str(params.get("chat_id"))
+        chat = {"id": int(chat_id) if chat_id.lstrip("-").isdigit() else 0, "type": "private"}
+        result: dict[str, Any] = {"message_id": next(ids), "date": 0, "chat": chat}
+        for field in ("text", "caption"):
+            if isinstance(params.get(field), str):
+                result[field] = params[field]
+        return result
+
+    @property
+    def read_timeout(self) -> float | None:
+        return None
+
+    async def initialize(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        pass
+
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: Any = None,
+        write_timeout: Any = None,
+        connect_timeout: Any = None,
+        pool_timeout: Any = None,
+    ) -> tuple[int, bytes]:
+        endpoint = url.rsplit("/", 1)[-1]
+        params = request_data.parameters if request_data is not None else {}
+        result = self.answer(self.bot, endpoint, params, self._ids)
+        if endpoint.startswith("send"):
+            self.sent.append(result)
+        return 200, json.dumps({"ok": True, "result": result}).encode()
+
+
+class TelegramReplay:
+    """A :class:`~sessiontrack.testing.ReplayEngine` for a python-telegram-bot
+    ``ConversationHandler``: builds an ``Application`` on :class:`OfflineBotAPI` with a
+    :class:`TelegramAdapter` on the replay's tracker, and feeds each inbound message as an
+    ``Update`` to ``Application.process_update``::
+
+        await assert_replays(fixture, TelegramReplay(order_conversation))
+
+    :param conversation: makes the ``ConversationHandler`` (a new one per replay: the
+        adapter wraps its callbacks).
+    :param state_names: as for :meth:`TelegramAdapter.track`.
+    :param setup: called with the application before it starts (other handlers,
+        ``bot_data``).
+
+    The chat and user are the recorded session's (``metadata.telegram``, else its
+    conversation id); text messages (commands too), button presses
+    (``callback_query``), shared contacts and locations are replayed.
+    """
+
+    def __init__(
+        self,
+        conversation: Callable[[], ConversationHandler[Any]],
+        *,
+        state_names: Mapping[object, str] | None = None,
+        setup: Callable[[Application[Any, Any, Any, Any, Any, Any]], None] | None = None,
+    ) -> None:
+        self.conversation = conversation
+        self.state_names = state_names
+        self.setup = setup
+        self.bot_api = OfflineBotAPI()
+        self.application: Application[Any, Any, Any, Any, Any, Any] | None = None
+        self.adapter: TelegramAdapter | None = None
+        self._update_ids = itertools.count(1)
+
+    async def replay_start(self, run: ReplayRun) -> None:
+        tracker = await run.tracker()
+        self.bot_api = OfflineBotAPI()
+        app = (
+            ApplicationBuilder()
+            .token("1:replay")
+            .request(self.bot_api)
+            .get_updates_request(OfflineBotAPI())
+            .rate_limiter(TrackingRateLimiter())
+            .updater(None)
+            .build()
+        )
+        adapter = TelegramAdapter(tracker, app, run.chatbot_id, name=run.flow.get("name"))
+        adapter.make_session_id = run.new_session_id
+        app.add_handler(adapter.track(self.conversation(), state_names=self.state_names))
+        if self.setup is not None:
+            self.setup(app)
+        await app.initialize()
+        run.at_end(adapter.close)
+        run.at_end(app.shutdown)
+        self.application, self.adapter = app, adapter
+
+    async def replay_inbound(self, message: ReplayInbound, run: ReplayRun) -> None:
+        app = self.application
+        assert app is not None, "replay_start() first"
+        await app.process_update(Update.de_json(self._update(message, run), app.bot))
+
+    def _update(self, message: ReplayInbound, run: ReplayRun) -> dict[str, Any]:
+        chat, user = _recorded_chat(run)
+        update_id = next(self._update_ids)
+        if message.type == "callback_query":
+            query_id = (message.message_id or f"callback:{update_id}").removeprefix("callback:")
+            shown = self.bot_api.sent[-1]["message_id"] if self.bot_api.sent else 1
+            return {
+                "update_id": update_id,
+                "callback_query": {
+                    "id": query_id,
+                    "from": user,
+                    "chat_instance": str(chat["id"]),
+                    "data": message.text,
+                    "message": {
+                        "message_id": shown,
+                        "date": 0,
+                        "chat": chat,
+                        "from": _REPLAY_BOT,
+                        "text": "",
+                    },
+                },
+            }
+        mid = message.message_id
+        sent: dict[str, Any] = {
+            "message_id": int(mid) if mid is not None and mid.isdigit() else update_id,
+            "date": 0,
+            "chat": chat,
+            "from": user,
+        }
+        payload = message.payload or {}
+        if message.type == "contact":
+            sent["contact"] = {
+                "phone_number": payload.get("phone"),
+                "first_name": user["first_name"],
+                "user_id": payload.get("userId"),
+            }
+        elif message.type == "location":
+            sent["location"] = {k: payload.get(k) for k in ("latitude", "longitude")}
+        else:
+            text = message.text or ""
+            sent["text"] = text
+            if text.startswith("/"):
+                command = text.split()[0]
+                sent["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+        return {"update_id": update_id, "message": sent}
+
+
+def _recorded_chat(run: ReplayRun) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The recorded session's chat and user, as the Bot API sends them."""
+    telegram = run.metadata.get("telegram") or {}
+    key = _parse_key(run.conversation_id or "0")
+    chat_id = telegram.get("chatId", key[0])
+    user_id = telegram.get("userId", key[1] if len(key) > 1 else key[0])
+    chat = {"id": chat_id, "type": telegram.get("chatType") or "private"}
+    user: dict[str, Any] = {
+        "id": user_id,
+        "is_bot": False,
+        "first_name": run.contact.get("name") or "Replay",
+    }
+    if telegram.get("username"):
+        user["username"] = telegram["username"]
+    if telegram.get("languageCode"):
+        user["language_code"] = telegram["languageCode"]
+    return chat, user

@@ -35,17 +35,19 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import anyio.to_thread
 from transitions import EventData, Machine
 
 from ..errors import SessionTrackError
+from ..testing import ReplayInbound, ReplayRun
 from .base import BlockingTracker, EngineAdapter, error_text, flow_graph
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SessionStopped", "TransitionsAdapter"]
+__all__ = ["SessionStopped", "TransitionsAdapter", "TransitionsReplay"]
 
 WAITING_TAG = "waiting"
 """A state with this tag (``transitions.extensions.states.Tags``) waits for the customer."""
@@ -471,3 +473,98 @@ class TransitionsAdapter(EngineAdapter):
         if not record.stopped and not record.completed:
             record.waiting = True
             self.status(record.session_id, "waiting_input", state)
+
+
+# --- replaying a recorded session (sessiontrack.testing) ---------------------------------
+
+
+class _Model:
+    """The default model of a replayed conversation (the machine gives it its state)."""
+
+
+class TransitionsReplay:
+    """A :class:`~sessiontrack.testing.ReplayEngine` for a ``transitions`` machine: makes
+    the machine, a :class:`TransitionsAdapter` on the replay's tracker and one tracked
+    model, and hands each inbound message to your turn function, the code that fires
+    triggers in production::
+
+        def turn(adapter, model, message):  # message: .text, .message_id, .type, .payload
+            adapter.inbound(model, message.text, message_id=message.message_id)
+            model.trigger(intent(message.text))
+            adapter.outbound(model, reply_for(model))
+
+        await assert_replays(fixture, TransitionsReplay(make_machine, turn, waiting=WAITING))
+
+    :param machine: makes the machine (``send_event=True``), a new one per replay.
+    :param turn: ``turn(adapter, model, message)`` handles one inbound message; an
+        exception it raises is kept in :attr:`errors` (the adapter reports a trigger's
+        error as the state's), and the replay goes on.
+    :param model: makes the model (default: a plain object).
+    :param start: ``start(adapter, model)``, once the model is tracked: a bot that speaks
+        first does so here.
+    :param waiting: as for :class:`TransitionsAdapter`.
+    :param version: the flow version (default: a hash of the machine's graph).
+
+    The turn function runs in a worker thread, as the synchronous engine does in
+    production; the adapter reports to the replay's :class:`~sessiontrack.SyncTracker`.
+    """
+
+    def __init__(
+        self,
+        machine: Callable[[], Machine],
+        turn: Callable[[TransitionsAdapter, Any, ReplayInbound], object],
+        *,
+        model: Callable[[], object] = _Model,
+        start: Callable[[TransitionsAdapter, Any], object] | None = None,
+        waiting: Iterable[str] = (),
+        version: str | None = None,
+    ) -> None:
+        self.machine = machine
+        self.turn = turn
+        self.make_model = model
+        self.start = start
+        self.waiting = tuple(waiting)
+        self.version = version
+        self.adapter: TransitionsAdapter | None = None
+        self.model: object = None
+        self.errors: list[BaseException] = []
+        """The exceptions the turn function raised."""
+
+    async def replay_start(self, run: ReplayRun) -> None:
+        tracker = await run.sync_tracker()
+        adapter = TransitionsAdapter(
+            tracker,
+            self.machine(),
+            run.chatbot_id,
+            name=run.flow.get("name"),
+            waiting=self.waiting,
+            version=self.version,
+        )
+        adapter.make_session_id = run.new_session_id
+        run.at_end(adapter.close)
+        self.adapter, self.model = adapter, self.make_model()
+
+        def begin() -> None:
+            adapter.track(
+                self.model,
+                run.conversation_id or run.session_id,
+                contact=run.contact or None,
+                metadata=run.metadata or None,
+            )
+            if self.start is not None:
+                self.start(adapter, self.model)
+
+        await anyio.to_thread.run_sync(self._guarded, begin)
+
+    async def replay_inbound(self, message: ReplayInbound, run: ReplayRun) -> None:
+        adapter = self.adapter
+        assert adapter is not None, "replay_start() first"
+        await anyio.to_thread.run_sync(
+            self._guarded, lambda: self.turn(adapter, self.model, message)
+        )
+
+    def _guarded(self, call: Callable[[], object]) -> None:
+        try:
+            call()
+        except Exception as exc:  # reported by the adapter as the state's error
+            self.errors.append(exc)

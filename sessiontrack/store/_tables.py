@@ -6,6 +6,7 @@ revision got there. Keep the two in step (``tests/test_migrations.py`` compares 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -165,8 +166,11 @@ class Tables:
         return f"{self.prefix}alembic_version"
 
 
+@functools.lru_cache(maxsize=32)
 def make_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
-    """Build the library's tables with ``prefix`` on every table and index name."""
+    """The library's tables with ``prefix`` on every table and index name. Built once per
+    prefix (the store and several migrations ask for them; building them costs about as
+    much as creating them in a new SQLite file) and never changed afterwards."""
     if not prefix.replace("_", "").isalnum():
         raise ValueError(f"table prefix must be letters, digits and underscores, got {prefix!r}")
     md = sa.MetaData()
@@ -307,7 +311,7 @@ def _serial() -> sa.Column[Any]:
 
 def alert_tables(md: sa.MetaData, p: str) -> tuple[sa.Table, sa.Table, sa.Table]:
     """The alert rules, the alerts they fired, and the alerts' outbox (migration
-    0011_alerts; sessiontrack/notify/_alerts.py). ``alerts`` is unique per rule and
+    0011_alerts; store/_alerts.py, notify/_alerting.py). ``alerts`` is unique per rule and
     ``key`` (the session, the session's status spell, the node's crossing), so an event
     evaluated twice (at least once) fires once."""
     rules = sa.Table(

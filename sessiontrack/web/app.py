@@ -30,6 +30,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 async def openapi_json(request: Request) -> Response:
     doc = request.app.state.openapi
+    if doc is None:  # built on the first request: most apps never serve it
+        doc = request.app.state.openapi = build_document(secured=request.app.state.secured)
     return JSONResponse(with_servers(doc, request.scope.get("root_path", "")))
 
 
@@ -154,7 +156,8 @@ def create_app(
     app.state.sessiontrack = ctx
     app.state.gateway = gateway
     app.state.sio = sio
-    app.state.openapi = build_document(secured=authenticate is not None)
+    app.state.secured = authenticate is not None
+    app.state.openapi = None  # built by the first GET /openapi.json
     return app
 
 
