@@ -10,6 +10,7 @@ from . import hookspecs
 from ._ids import new_session_id
 from ._sync import SyncTracker
 from .errors import (
+    AlertRuleNotFound,
     BufferFull,
     ErasureNotAllowed,
     InvalidParameter,
@@ -50,6 +51,7 @@ __all__ = [
     "REQUIRED",
     "TERMINAL_STATUSES",
     "WIRE_NAMES",
+    "AlertRuleNotFound",
     "AuditRecord",
     "BufferFull",
     "ErasureNotAllowed",

@@ -1,5 +1,5 @@
 """The ``sessiontrack`` command: migrate, purge, serve (with the web extra), analytics,
-export, import, fixture, archive, webhooks, otel and erase."""
+export, import, fixture, archive, webhooks, alerts, otel and erase."""
 
 from __future__ import annotations
 
@@ -820,6 +820,18 @@ def _webhooks_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None
     group.set_defaults(run=_webhooks_cmd)
 
 
+async def _alerts_cmd(args: argparse.Namespace) -> None:
+    from ._alerts_cli import AlertsCommandError, alerts_command
+
+    async def open_store(url: str, prefix: str) -> SQLAlchemyStore:
+        return await _open(url, prefix, migrate=False)
+
+    try:
+        await alerts_command(args, open_store)
+    except AlertsCommandError as exc:
+        raise CommandError(str(exc)) from None
+
+
 async def _otel_cmd(args: argparse.Namespace) -> None:
     try:
         from .otel import OtelExporter
@@ -971,6 +983,9 @@ def build_parser() -> argparse.ArgumentParser:
     _fixture_parser(sub, common)
     _archive_parser(sub, common)
     _webhooks_parsers(sub, common)
+    from ._alerts_cli import add_parsers as _alerts_parsers
+
+    _alerts_parsers(sub, common, _alerts_cmd)
     _otel_parser(sub, common)
     _erase_parser(sub, common)
     return parser

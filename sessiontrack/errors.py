@@ -81,6 +81,14 @@ class WebhookNotFound(SessionTrackError, LookupError):
         self.webhook_id = webhook_id
 
 
+class AlertRuleNotFound(SessionTrackError, LookupError):
+    """No alert rule has this id (or the principal may not see it)."""
+
+    def __init__(self, rule_id: str) -> None:
+        super().__init__(f"alert rule {rule_id} not found")
+        self.rule_id = rule_id
+
+
 class ErasureNotAllowed(SessionTrackError, PermissionError):
     """The principal may not erase (nor read the audit): its ``can_erase`` is false."""
 

@@ -27,8 +27,9 @@ class Principal:
     :param chatbot_ids: the chatbots this principal may see; ``None`` means all.
     :param can_see_pii: whether phone numbers are shown unmasked.
     :param can_manage: whether it may manage notifications (``/webhooks``: add, list,
-        remove, resume); ``False`` by default, the local principal included. One limited
-        to some chatbots manages only subscriptions to those chatbots.
+        remove, resume; ``/alerts``: rules and recent alerts); ``False`` by default, the
+        local principal included. One limited to some chatbots manages only subscriptions
+        and rules limited to those chatbots (and sees only their alerts).
     :param can_erase: whether this principal may erase a person's data (``POST /erase``)
         and read the audit (``GET /audit``); within ``chatbot_ids`` only.
     """

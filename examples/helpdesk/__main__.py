@@ -30,7 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="Environment: WHATSAPP_VERIFY_TOKEN (webhook verification), WHATSAPP_APP_SECRET "
         "(X-Hub-Signature-256 checks), WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID "
         "(reply through the Cloud API instead of recording replies; turns the "
-        "simulator off).",
+        "simulator off), HELPDESK_ALERTS_URL (as --alerts-url), HELPDESK_ALERTS_SECRET "
+        "(the alerts' signing secret).",
     )
     p.add_argument(
         "--database-url",
@@ -53,6 +54,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=45.0,
         help="seconds without activity before a session expires (default 45, short "
         "so that abandoned chats expire while you watch)",
+    )
+    p.add_argument(
+        "--alerts-url",
+        default=os.environ.get("HELPDESK_ALERTS_URL"),
+        help="post the demo's alerts (a session expired or stopped, stuck on a form, a "
+        "node's drop-off) to this URL, e.g. http://127.0.0.1:9000/alerts from "
+        "python -m examples.helpdesk.alert_receiver (default: $HELPDESK_ALERTS_URL, or off)",
+    )
+    p.add_argument(
+        "--alerts-format",
+        choices=["webhook", "slack", "teams"],
+        default="webhook",
+        help="what the alerts look like: a signed webhook (default), or a Slack- or "
+        "Teams-compatible incoming-webhook message",
     )
     return p.parse_args(argv)
 
@@ -135,6 +150,24 @@ def webhook_delivery() -> list[Any]:
         return []
 
 
+def alert_delivery(args: argparse.Namespace) -> list[Any]:
+    """The demo's alert rules, when ``--alerts-url`` (or ``HELPDESK_ALERTS_URL``) is set."""
+    if not args.alerts_url:
+        return []
+    from .alerts import DEFAULT_SECRET, demo_alerts
+
+    local = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    print(f"alerts: posted to {args.alerts_url} ({args.alerts_format})")
+    return [
+        demo_alerts(
+            args.alerts_url,
+            kind=args.alerts_format,
+            secret=os.environ.get("HELPDESK_ALERTS_SECRET", DEFAULT_SECRET),
+            dashboard_url=f"http://{local}:{args.port}{MOUNT}/ui/",
+        )
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -160,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             "idle_timeout": timedelta(seconds=args.idle_timeout),
             "sweep_interval": min(5.0, args.idle_timeout / 4),
             "migrate": True,
-            "consumers": webhook_delivery(),
+            "consumers": [*webhook_delivery(), *alert_delivery(args)],
         },
     )
     started = True

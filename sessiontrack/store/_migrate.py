@@ -12,7 +12,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
-HEAD = "0010"
+HEAD = "0011"
 """The newest revision; the tables in ``_tables.py`` are the schema at this revision."""
 
 

@@ -153,6 +153,12 @@ class Tables:
     """Migration 0010_audit: a row per erasure (and per audited read, when asked for)."""
     audit_key: sa.Table
     """Migration 0010_audit: the database's HMAC key for the audit's key hashes."""
+    alert_rules: sa.Table
+    """Migration 0011_alerts: the alert rules (sessiontrack.notify, code's and the API's)."""
+    alerts: sa.Table
+    """Migration 0011_alerts: the alerts fired, one per rule and key."""
+    alert_deliveries: sa.Table
+    """Migration 0011_alerts: the alerts' outbox, a row per alert and target."""
     prefix: str
 
     @property
@@ -276,9 +282,94 @@ def make_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
     tags = tags_table(md, p)
     notify = notify_tables(md, p)
     audit = audit_tables(md, p)
+    alerts = alert_tables(md, p)
     return Tables(
-        md, chatbots, flows, sessions, events, counts, state, *an, tags, *notify, *audit, prefix
+        md,
+        chatbots,
+        flows,
+        sessions,
+        events,
+        counts,
+        state,
+        *an,
+        tags,
+        *notify,
+        *audit,
+        *alerts,
+        prefix,
     )
+
+
+def _serial() -> sa.Column[Any]:
+    return sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    )
+
+
+def alert_tables(md: sa.MetaData, p: str) -> tuple[sa.Table, sa.Table, sa.Table]:
+    """The alert rules, the alerts they fired, and the alerts' outbox (migration
+    0011_alerts; store/_alerts.py, notify/_alerting.py). ``alerts`` is unique per rule and
+    ``key`` (the session, the session's status spell, the node's crossing), so an event
+    evaluated twice (at least once) fires once."""
+    rules = sa.Table(
+        f"{p}alert_rules",
+        md,
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("kind", sa.String(20), nullable=False),  # session_ended | stuck | node_rate
+        sa.Column("chatbot_ids", json_type(), nullable=False),  # [] = every chatbot
+        sa.Column("params", json_type(), nullable=False),
+        sa.Column("targets", json_type(), nullable=False),
+        sa.Column("source", sa.String(8), nullable=False),  # code | api
+        sa.Column("created_by", sa.String(200)),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+    )
+    alerts = sa.Table(
+        f"{p}alerts",
+        md,
+        _serial(),
+        sa.Column("rule_id", sa.String(36), nullable=False),
+        sa.Column("key", sa.String(500), nullable=False),
+        sa.Column("kind", sa.String(20), nullable=False),
+        sa.Column("chatbot_id", sa.String(200), nullable=False),
+        sa.Column("session_id", id_type()),
+        sa.Column("node_id", sa.String(200)),
+        sa.Column("title", sa.String(1000), nullable=False),
+        sa.Column("link", sa.String(2000), nullable=False),
+        sa.Column("details", json_type(), nullable=False),
+        sa.Column("fired_at", UTCDateTime(), nullable=False),
+        sa.Column("resolved_at", UTCDateTime()),
+        sa.Index(f"ux_{p}alerts_rule_key", "rule_id", "key", unique=True),
+        sa.Index(f"ix_{p}alerts_fired", "fired_at", "id"),
+        sa.Index(f"ix_{p}alerts_chatbot", "chatbot_id", "id"),
+    )
+    pending = sa.text("state = 'pending'")
+    outbox = sa.Table(
+        f"{p}alert_deliveries",
+        md,
+        _serial(),
+        sa.Column("alert_id", sa.BigInteger(), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),  # in the rule's targets
+        sa.Column("type", sa.String(16), nullable=False),
+        sa.Column("target", json_type(), nullable=False),  # as it was when the alert fired
+        sa.Column("state", sa.String(16), nullable=False),  # pending | delivered | failed
+        sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("next_at", UTCDateTime(), nullable=False),
+        sa.Column("error", sa.String(1000)),
+        sa.Column("delivered_at", UTCDateTime()),
+        sa.Index(f"ux_{p}alert_deliveries_target", "alert_id", "position", unique=True),
+        sa.Index(
+            f"ix_{p}alert_deliveries_due",
+            "next_at",
+            sqlite_where=pending,
+            postgresql_where=pending,
+        ),
+    )
+    return rules, alerts, outbox
 
 
 def audit_tables(md: sa.MetaData, p: str) -> tuple[sa.Table, sa.Table]:

@@ -20,6 +20,7 @@ from ..analytics._rollup import REBUILDS, Rollup
 from ..errors import SchemaOutdated
 from ..events import StoredEvent
 from . import _graph, _migrate, _watch
+from ._alerts import AlertQueries
 from ._analytics_reads import AnalyticsReads
 from ._bulk import BulkWriter, bulk_writer
 from ._cursors import CursorQueries
@@ -78,7 +79,13 @@ def mask_url(url: str | sa.URL) -> str:
 
 
 class SQLAlchemyStore(
-    ErasureQueries, TransferQueries, AnalyticsReads, CursorQueries, WebhookQueries, Store
+    ErasureQueries,
+    TransferQueries,
+    AnalyticsReads,
+    CursorQueries,
+    WebhookQueries,
+    AlertQueries,
+    Store,
 ):
     """Stores events and the session projection with SQLAlchemy's async engine.
 

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..errors import (
+    AlertRuleNotFound,
     ErasureNotAllowed,
     InvalidParameter,
     PermissionDenied,
@@ -116,6 +117,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     InvalidParameter: on_invalid,
     SessionNotFound: on_not_found,
     WebhookNotFound: on_not_found,
+    AlertRuleNotFound: on_not_found,
     PermissionDenied: on_denied,
     SessionAlreadyTerminal: on_terminal,
     NotAuthenticated: on_unauthenticated,

@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..tracker import Tracker
-from . import analytics, export, fixture, rest, search, sse, webhooks
+from . import alerts, analytics, export, fixture, rest, search, sse, webhooks
 from ._context import Context, context_of
 from ._errors import EXCEPTION_HANDLERS
 from .auth import Authenticator
@@ -131,6 +131,10 @@ def create_app(
         Route("/webhooks/{webhook_id}", webhooks.delete_webhook, methods=["DELETE"]),
         Route("/webhooks/{webhook_id}/resume", webhooks.resume_webhook, methods=["POST"]),
         Route("/webhooks/{webhook_id}/deliveries", webhooks.webhook_deliveries, methods=["GET"]),
+        Route("/alerts", alerts.list_alerts, methods=["GET"]),
+        Route("/alerts/rules", alerts.list_rules, methods=["GET"]),
+        Route("/alerts/rules", alerts.create_rule, methods=["POST"]),
+        Route("/alerts/rules/{rule_id}", alerts.delete_rule, methods=["DELETE"]),
         Mount("/socket.io", app=socketio.ASGIApp(sio, socketio_path=None)),
         Route("/ui", _ui_redirect, methods=["GET", "HEAD"]),
         Mount(

@@ -32,7 +32,9 @@ _SORT_ORDER = {
 def _components() -> dict[str, Any]:
     _, top = models_json_schema(
         [(m, "serialization") for m in schemas.RESPONSE_MODELS]
-        + [(schemas.StopManyBody, "validation"), (schemas.EraseBody, "validation")],
+        + [(m, "serialization") for m in schemas.ALERT_MODELS]
+        + [(schemas.StopManyBody, "validation"), (schemas.EraseBody, "validation")]
+        + [(schemas.AlertRuleBody, "validation")],
         by_alias=True,
         ref_template=_REF,
     )
@@ -252,6 +254,69 @@ def _privacy_paths() -> dict[str, Any]:
     return {"/erase": {"post": erase}, "/audit": {"get": audit}}
 
 
+_NO_MANAGE = (
+    "The principal may not manage notifications (Principal.can_manage is false), or no "
+    "authenticator is configured and the client is not on the loopback interface"
+)
+_RULE_ID = {
+    "name": "ruleId",
+    "in": "path",
+    "required": True,
+    "description": "An alert rule id",
+    "schema": {"type": "string", "format": "uuid", "pattern": schemas.UUID_PATTERN},
+}
+
+
+def _array_of(model: str) -> dict[str, Any]:
+    return {"type": "array", "items": {"$ref": _REF.format(model=model)}}
+
+
+def _alert_paths() -> dict[str, Any]:
+    """``/alerts``: rules (list, create, delete) and the recent alerts."""
+    rules = _op(
+        "listAlertRules",
+        "Alert rules, oldest first",
+        _json(_array_of("AlertRule"), "Rules"),
+        errors=(),
+    )
+    create = _op(
+        "createAlertRule",
+        "Create an alert rule (the webhook targets' secrets are returned once)",
+        _json("AlertRuleCreated", "The rule"),
+        errors=("415",),
+    )
+    create["responses"]["201"] = create["responses"].pop("200")
+    create["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model="AlertRuleBody")}}},
+    }
+    delete = _op(
+        "deleteAlertRule",
+        "Delete an alert rule made through the API (a rule defined in code is a 400)",
+        {"description": "Deleted"},
+        errors=(),
+        params=[_RULE_ID],
+    )
+    delete["responses"]["204"] = delete["responses"].pop("200")
+    delete["responses"]["404"]["description"] = "Unknown rule, or one the principal may not see"
+    recent = _op(
+        "listAlerts",
+        "Recent alerts, newest first, with their deliveries",
+        _json(_array_of("Alert"), "Alerts"),
+        errors=(),
+        params=_query_params(schemas.AlertsQuery),
+    )
+    for op in (rules, create, recent):
+        del op["responses"]["404"]
+    for op in (rules, create, delete, recent):
+        op["responses"]["403"]["description"] = _NO_MANAGE
+    return {
+        "/alerts": {"get": recent},
+        "/alerts/rules": {"get": rules, "post": create},
+        "/alerts/rules/{ruleId}": {"delete": delete},
+    }
+
+
 def _paths() -> dict[str, Any]:
     list_params = [p for p in _query_params(schemas.ListQuery)]
     by_bot_params = [_CHATBOT_ID, *(p for p in list_params if p["name"] != "chatbotId")]
@@ -361,6 +426,7 @@ def _paths() -> dict[str, Any]:
         },
         "/stop": {"post": _stop_many()},
         **_privacy_paths(),
+        **_alert_paths(),
         **_analytics_paths(),
         "/search/messages": {
             "get": _op(

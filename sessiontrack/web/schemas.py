@@ -337,6 +337,116 @@ class AuditQuery(Query):
     )
 
 
+class AlertsQuery(Query):
+    """Query parameters of ``GET /alerts``."""
+
+    limit: int = Field(50, ge=1, le=500, description="At most this many, newest first")
+    before: int | None = Field(
+        None, ge=1, le=2**63 - 1, description="Only alerts older than this alert id"
+    )
+    rule_id: str | None = Field(None, pattern=UUID_PATTERN, description="Only this rule's alerts")
+    chatbot_id: str | None = Field(
+        None, min_length=1, max_length=200, description="Only this chatbot's alerts"
+    )
+
+
+AlertKind = Literal["session_ended", "stuck", "node_rate"]
+TargetType = Literal["webhook", "slack", "teams", "email"]
+
+
+class AlertTargetBody(_Model):
+    """A target of a new rule: ``url`` (webhook, slack, teams), ``secret`` (webhook; made
+    when not given), ``to`` (email)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: TargetType
+    url: str | None = Field(None, max_length=2000, description="An http(s) URL")
+    secret: str | None = Field(None, min_length=16, max_length=200)
+    to: list[str] | None = Field(None, min_length=1, max_length=20, description="E-mail addresses")
+
+
+class AlertRuleBody(_Model):
+    """The JSON body of ``POST /alerts/rules``. ``params`` by kind: ``statuses``,
+    ``reasons`` (session_ended); ``status``, ``longerThan`` seconds (stuck); ``metric``
+    (dropOff, error), ``threshold`` 0-1, ``window`` seconds (900 or more), ``minSessions``,
+    ``nodeId``, ``version`` (node_rate, which needs chatbotIds)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    kind: AlertKind
+    chatbot_ids: list[str] | None = Field(None, max_length=100, description="Empty: every chatbot")
+    params: dict[str, Any] | None = None
+    targets: list[AlertTargetBody] | None = Field(None, max_length=10)
+
+
+class AlertTarget(_Model):
+    """A rule's target as listed: a chat webhook's URL shortened (it is the credential),
+    a webhook's secret as its last four characters."""
+
+    type: TargetType
+    url: str | None = None
+    secret_hint: str | None = None
+    to: list[str] | None = None
+
+
+class AlertRule(_Model):
+    """An alert rule, defined in the host's code (``source`` code) or through the API."""
+
+    id: str
+    name: str
+    kind: AlertKind
+    chatbot_ids: list[str]
+    params: dict[str, Any]
+    targets: list[AlertTarget]
+    source: Literal["code", "api"]
+    created_by: str | None
+    created_at: str | None
+    updated_at: str | None
+
+
+class AlertRuleCreated(AlertRule):
+    """A new rule, with its webhook targets' secrets by position (``null`` for others):
+    the only time they are returned."""
+
+    secrets: list[str | None]
+
+
+class AlertDelivery(_Model):
+    """One target's delivery of an alert: pending (being retried), delivered or failed."""
+
+    type: TargetType
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int
+    error: str | None
+    delivered_at: str | None
+
+
+class Alert(_Model):
+    """An alert a rule fired: ``link`` is the dashboard's route (``#/sessions/<id>``, or
+    ``#/analytics?...`` for a node rate), ``url`` the same under the host's dashboard
+    address when it configured one."""
+
+    id: int
+    rule_id: str
+    kind: AlertKind
+    chatbot_id: str
+    session_id: str | None
+    node_id: str | None
+    title: str
+    link: str
+    url: str | None
+    details: dict[str, Any]
+    fired_at: str
+    resolved_at: str | None
+    deliveries: list[AlertDelivery]
+
+
+ALERT_MODELS: tuple[type[BaseModel], ...] = (AlertRule, AlertRuleCreated, Alert)
+"""The ``/alerts`` answers (built by sessiontrack.notify; these document them)."""
+
+
 DATE_PATTERN = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
     r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]{1,6})?)?(Z|[+-][0-9]{2}:?[0-9]{2})?)?$"

@@ -1,5 +1,7 @@
-// Entry point: routes the hash to the list, the detail, the comparison or the analytics view.
+// Entry point: routes the hash to the list, the detail, the comparison, the analytics or the
+// alerts view.
 
+import { mountAlerts } from "./alerts.js";
 import { mountAnalytics } from "./analytics.js";
 import { mountCompare } from "./compare.js";
 import { mountDetail } from "./detail.js";
@@ -13,6 +15,7 @@ let current = null;  // {view, id, instance}
 const MOUNT = {
   list: (el, t) => mountList(el, t.params),
   analytics: (el, t) => mountAnalytics(el, t.params),
+  alerts: (el) => mountAlerts(el),
   detail: (el, t) => mountDetail(el, t.id, t.params),
   compare: (el, t) => mountCompare(el, t.ids),
 };
@@ -30,6 +33,7 @@ function route() {
   current = { ...target, instance };
   document.getElementById("nav-sessions").setAttribute("aria-current", target.view === "list" ? "page" : "false");
   document.getElementById("nav-analytics").setAttribute("aria-current", target.view === "analytics" ? "page" : "false");
+  document.getElementById("nav-alerts").setAttribute("aria-current", target.view === "alerts" ? "page" : "false");
   window.scrollTo(0, 0);
   // A new view replaced what had focus: start keyboard navigation at its top.
   if (!main.contains(document.activeElement)) main.focus({ preventScroll: true });

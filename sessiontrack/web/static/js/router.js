@@ -3,7 +3,8 @@
 // variable (repeatable) and in=messages for a message search), "#/sessions/<id>" a session,
 // "#/sessions/<id>?step=7&speed=4" a session in replay mode at step 7 (step 0: before its
 // first event), "#/compare/<id>/<id>" two sessions side by side,
-// "#/analytics?chatbotId=…&version=…&startDate=…&endDate=…&compare=…&steps=…" the analytics.
+// "#/analytics?chatbotId=…&version=…&startDate=…&endDate=…&compare=…&steps=…" the analytics,
+// "#/alerts" the alert rules and recent alerts.
 // The hash keeps every view shareable under any mount prefix without server routes.
 
 export function parseHash(hash = location.hash) {
@@ -18,6 +19,7 @@ export function parseHash(hash = location.hash) {
   const c = path.match(/^\/compare\/([^/]+)\/([^/]+)\/?$/);
   if (c) return { view: "compare", id: `${c[1]}/${c[2]}`, ids: [decodeURIComponent(c[1]), decodeURIComponent(c[2])], params };
   if (/^\/analytics\/?$/.test(path)) return { view: "analytics", params };
+  if (/^\/alerts\/?$/.test(path)) return { view: "alerts", params };
   return { view: "list", params };
 }
 

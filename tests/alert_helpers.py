@@ -1,0 +1,93 @@
+"""Real receivers for the alert tests: an HTTP server on 127.0.0.1 that records every POST
+(per path: ``/hook``, ``/slack``, ``/teams``) and an aiosmtpd SMTP server that records
+every message."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+import anyio
+from aiosmtpd.controller import Controller
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tests.web_helpers.live import free_port, serve
+
+
+@dataclass
+class Post:
+    path: str
+    headers: dict[str, str]
+    raw: bytes
+
+    @property
+    def body(self) -> Any:
+        return json.loads(self.raw)
+
+
+@dataclass
+class HttpReceiver:
+    """``status`` maps a path to the status it answers (default 200); ``delay`` is how
+    long each answer takes."""
+
+    status: dict[str, int] = field(default_factory=dict)
+    delay: float = 0.0
+    posts: list[Post] = field(default_factory=list)
+
+    async def endpoint(self, request: Request) -> Response:
+        path = request.url.path
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        self.posts.append(Post(path, headers, await request.body()))
+        if self.delay:
+            await anyio.sleep(self.delay)
+        return Response(status_code=self.status.get(path, 200))
+
+    def of(self, path: str) -> list[Post]:
+        return [p for p in self.posts if p.path == path]
+
+    @asynccontextmanager
+    async def serving(self, port: int | None = None) -> AsyncIterator[str]:
+        app = Starlette(routes=[Route("/{name}", self.endpoint, methods=["POST"])])
+        options = {} if port is None else {"port": port}
+        async with serve(app, **options) as url:
+            yield url
+
+
+class _Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self.messages.append(parsed)
+        return "250 Message accepted for delivery"
+
+
+@contextmanager
+def smtp_server() -> Iterator[tuple[int, list[EmailMessage]]]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1; yields its port and the messages."""
+    box = _Mailbox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, box.messages
+    finally:
+        controller.stop()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
+    """Poll an async ``check`` (a query of the database) until it holds."""
+    with anyio.fail_after(within):
+        while not await check():  # noqa: ASYNC110 - the state is in the database
+            await anyio.sleep(0.05)
