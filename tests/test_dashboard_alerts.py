@@ -9,7 +9,6 @@ screenshots`` sets it to docs/images/)."""
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,24 +17,26 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import drop_prefixed_tables, module_database_url
 from dashboard_helpers import axe_violations
-from web_helpers.live import host_app, serve
+from dashboard_helpers.pages import (
+    BACKENDS,
+    DESKTOP,
+    PHONE,
+    close_page,
+    launched_browser,
+    new_page,
+    served_tracker,
+)
 
 import sessiontrack
 from sessiontrack.notify import AlertRule, Alerts, AlertService, Target
-from sessiontrack.web import create_app
 from tests.alert_helpers import HttpReceiver, eventually
 
 playwright_api = pytest.importorskip("playwright.async_api")
-async_playwright = playwright_api.async_playwright
 expect = playwright_api.expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.anyio]
 
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
-LAUNCH_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"]
 PREFIX = "/api/chatbot-sessions"
 VIEWER = "x-test-viewer"  # a request with this header is a principal without can_manage
 
@@ -57,99 +58,81 @@ class Desk:
     api_rule: str
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
-)
+@pytest.fixture(scope="module", params=BACKENDS)
 async def desk(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, chromium: Path
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Desk]:
-    prefix = f"st{uuid.uuid4().hex[:10]}_"
-    url = await module_database_url(request.param, tmp_path_factory)
     receiver = HttpReceiver()
-    try:
-        async with receiver.serving() as hook_base:
-            rules = [
-                AlertRule.session_ended(
-                    "Session expired or stopped",
-                    statuses=["expired", "stopped"],
-                    targets=[
-                        Target.webhook(f"{hook_base}/hook", "dashboard-secret-0123"),
-                        Target.slack(f"{hook_base}/slack"),
-                    ],
-                ),
-                AlertRule.node_rate(
-                    "Drop-off at a node",
-                    chatbot_ids=["shop"],
-                    threshold=0.3,
-                    window=timedelta(hours=2),
-                    min_sessions=10,
-                    targets=[Target.email("oncall@example.com")],
-                ),
-            ]
-            alerts = Alerts(rules, refresh_interval=0.1, poll_interval=0.1, lease_check=0.5)
-            async with sessiontrack.Tracker(
-                url, migrate=True, poll_interval=0.05, prefix=prefix, consumers=[alerts]
-            ) as tracker:
-                with anyio.fail_after(10):
-                    while not alerts.leading:  # noqa: ASYNC110 - the group's own flag
-                        await anyio.sleep(0.02)
-                service = AlertService(tracker.store)
-                made, _ = await service.create_rule(
-                    {
-                        "name": "Waiting on a form",
-                        "kind": "stuck",
-                        "chatbotIds": ["shop"],
-                        "params": {"status": "waiting_flow", "longerThan": 600},
-                        "targets": [{"type": "teams", "url": f"{hook_base}/teams-abcdefghijkl"}],
-                    }
-                )
-                hook = tracker.plugin_manager.hook
-                ids = []
-                for status in ("expired", "stopped"):
-                    sid = sessiontrack.new_session_id()
-                    hook.sessiontrack_session_started(session_id=sid, chatbot_id="shop")
-                    hook.sessiontrack_node_executed(session_id=sid, node_id="ask")
-                    hook.sessiontrack_session_completed(session_id=sid, status=status)
-                    ids.append(sid)
-                await tracker.flush()
+    async with receiver.serving() as hook_base:
+        rules = [
+            AlertRule.session_ended(
+                "Session expired or stopped",
+                statuses=["expired", "stopped"],
+                targets=[
+                    Target.webhook(f"{hook_base}/hook", "dashboard-secret-0123"),
+                    Target.slack(f"{hook_base}/slack"),
+                ],
+            ),
+            AlertRule.node_rate(
+                "Drop-off at a node",
+                chatbot_ids=["shop"],
+                threshold=0.3,
+                window=timedelta(hours=2),
+                min_sessions=10,
+                targets=[Target.email("oncall@example.com")],
+            ),
+        ]
+        alerts = Alerts(rules, refresh_interval=0.1, poll_interval=0.1, lease_check=0.5)
+        async with served_tracker(
+            request.param,
+            tmp_path_factory,
+            consumers=[alerts],
+            app_options={"authenticate": authenticate},
+        ) as served:
+            tracker = served.tracker
+            with anyio.fail_after(10):
+                while not alerts.leading:  # noqa: ASYNC110 - the group's own flag
+                    await anyio.sleep(0.02)
+            service = AlertService(tracker.store)
+            made, _ = await service.create_rule(
+                {
+                    "name": "Waiting on a form",
+                    "kind": "stuck",
+                    "chatbotIds": ["shop"],
+                    "params": {"status": "waiting_flow", "longerThan": 600},
+                    "targets": [{"type": "teams", "url": f"{hook_base}/teams-abcdefghijkl"}],
+                }
+            )
+            hook = tracker.plugin_manager.hook
+            ids = []
+            for status in ("expired", "stopped"):
+                sid = sessiontrack.new_session_id()
+                hook.sessiontrack_session_started(session_id=sid, chatbot_id="shop")
+                hook.sessiontrack_node_executed(session_id=sid, node_id="ask")
+                hook.sessiontrack_session_completed(session_id=sid, status=status)
+                ids.append(sid)
+            await tracker.flush()
 
-                async def delivered() -> bool:
-                    listed = await service.alerts()
-                    states = [d["state"] for a in listed for d in a["deliveries"]]
-                    return len(listed) == 2 and states == ["delivered"] * 4
+            async def delivered() -> bool:
+                listed = await service.alerts()
+                states = [d["state"] for a in listed for d in a["deliveries"]]
+                return len(listed) == 2 and states == ["delivered"] * 4
 
-                await eventually(delivered, 10)
-                app = host_app(create_app(tracker, authenticate=authenticate))
-                async with serve(app) as base:
-                    yield Desk(f"{base}{PREFIX}/ui/", tracker, ids[0], ids[1], made.id)
-    finally:
-        if request.param == "postgresql":
-            await drop_prefixed_tables(url, prefix)
+            await eventually(delivered, 10)
+            yield Desk(served.ui, tracker, ids[0], ids[1], made.id)
 
 
 @pytest.fixture(scope="module")
 async def browser(desk: Desk, chromium: Path) -> AsyncIterator[Any]:
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(chromium), args=LAUNCH_ARGS)
+    async with launched_browser(chromium) as browser:
         yield browser
-        await browser.close()
-
-
-async def new_page(browser: Any, viewport: dict[str, int] = DESKTOP, **options: Any) -> Any:
-    context = await browser.new_context(viewport=viewport, **options)
-    page = await context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    return page
 
 
 @pytest.fixture
 async def page(browser: Any) -> AsyncIterator[Any]:
     page = await new_page(browser)
     yield page
-    errors = page.errors
-    await page.context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    await close_page(page)
 
 
 async def test_the_page_lists_rules_and_recent_alerts(page: Any, desk: Desk) -> None:

@@ -43,11 +43,12 @@ async def served_tracker(
     backend: str,
     tmp_path_factory: pytest.TempPathFactory,
     *plugins: object,
+    app_options: dict[str, Any] | None = None,
     **options: Any,
 ) -> AsyncIterator[Served]:
     """A :class:`~sessiontrack.Tracker` on a new SQLite file or a fresh PostgreSQL prefix
     (dropped afterwards), with ``plugins`` registered and ``options`` given, and
-    ``create_app`` of it behind a real uvicorn on 127.0.0.1."""
+    ``create_app(tracker, **app_options)`` behind a real uvicorn on 127.0.0.1."""
     prefix = f"st{uuid.uuid4().hex[:10]}_"
     url = await module_database_url(backend, tmp_path_factory)
     pm = pluggy.PluginManager("sessiontrack")
@@ -58,7 +59,7 @@ async def served_tracker(
     try:
         async with (
             sessiontrack.Tracker(url, plugin_manager=pm, prefix=prefix, **options) as tracker,
-            serve(host_app(create_app(tracker))) as base,
+            serve(host_app(create_app(tracker, **(app_options or {})))) as base,
         ):
             yield Served(tracker, pm, base)
     finally:
