@@ -451,7 +451,8 @@ ALERT_MODELS: tuple[type[BaseModel], ...] = (AlertRule, AlertRuleCreated, Alert)
 
 # --- /webhooks ------------------------------------------------------------------------------
 
-WEBHOOK_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.-]+(:[0-9]{1,4})?(/[^\u0000-\u0020]*)?$"
+_PORT = "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+WEBHOOK_URL_PATTERN = rf"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.-]+(:{_PORT})?(/[^\u0000-\u0020]*)?$"
 """An http(s) URL with a host (what ``check_url`` takes, narrowed to a plain host name)."""
 EventName: Any = Literal.__getitem__(tuple(sorted(WIRE_NAMES.values())))
 
