@@ -440,7 +440,7 @@ async def test_the_answers_fit_the_openapi_document(database_url: str, prefix: s
             one = f"/webhooks/{wid}"
             await report(tracker, 1)
             with anyio.fail_after(10):
-                while (await api.get(one, headers=admin)).json()["state"] != "paused":
+                while (await api.get(one, headers=admin)).json()["state"] != "paused":  # noqa: ASYNC110
                     await anyio.sleep(0.05)
             for method, path, url in [
                 ("get", "/webhooks", "/webhooks"),
