@@ -18,12 +18,14 @@ from typing import Any
 
 import anyio
 import httpx
+import jsonschema
 import pytest
 
 import sessiontrack
 from sessiontrack import cli
 from sessiontrack.notify import Webhooks, WebhookService
 from sessiontrack.web import create_app
+from sessiontrack.web.openapi import build_document
 from tests.conftest import POSTGRES_URL, drop_prefixed_tables, require_postgres
 from tests.web_helpers.live import free_port, wait_until
 from tests.web_helpers.receiver import Receiver
@@ -404,6 +406,64 @@ async def test_api_validates_and_guards_subscriptions(database_url: str, prefix:
             assert (await api.delete(f"/webhooks/{hook['id']}", headers=admin)).status_code == 204
             assert (await api.delete(f"/webhooks/{hook['id']}", headers=admin)).status_code == 404
             assert await tracker.store.read_cursor(f"webhook:{hook['id']}") is None
+
+
+def fits(answer: httpx.Response, method: str, path: str) -> None:
+    """The answer matches what the OpenAPI document says of this operation and status."""
+    doc = build_document(secured=True)
+    response = doc["paths"][path][method]["responses"][str(answer.status_code)]
+    if "content" not in response:
+        assert not answer.content, answer.text
+        return
+    schema = response["content"]["application/json"]["schema"]
+    root = {**schema, "components": doc["components"]}
+    jsonschema.Draft202012Validator(root).validate(answer.json())
+
+
+async def test_the_answers_fit_the_openapi_document(database_url: str, prefix: str) -> None:
+    receiver = Receiver(status=500)
+    hooks = fast_webhooks(max_failures=2, retry_max=0.05)
+    async with receiver.serving() as hook_url, host(database_url, prefix, hooks) as tracker:
+        app = create_app(tracker, authenticate=principals)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as api:
+            admin = {"Authorization": "Bearer admin"}
+            body = {"url": hook_url, "events": ["session:started"], "batch": 10}
+            root = {"$ref": "#/components/schemas/WebhookBody", **build_document(secured=True)}
+            jsonschema.Draft202012Validator(root).validate(body)
+            made = await api.post("/webhooks", json=body, headers=admin)
+            assert made.status_code == 201, made.text
+            fits(made, "post", "/webhooks")
+            wid = made.json()["id"]
+            receiver.secrets[wid] = made.json()["secret"]
+            one = f"/webhooks/{wid}"
+            await report(tracker, 1)
+            with anyio.fail_after(10):
+                while (await api.get(one, headers=admin)).json()["state"] != "paused":  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+            for method, path, url in [
+                ("get", "/webhooks", "/webhooks"),
+                ("get", "/webhooks/{webhookId}", one),
+                ("get", "/webhooks/{webhookId}/deliveries", one + "/deliveries"),
+                ("get", "/webhooks/{webhookId}/deliveries", one + "/deliveries?limit=x"),
+                ("get", "/webhooks/{webhookId}", "/webhooks/nope"),
+                ("get", "/webhooks/{webhookId}", "/webhooks/" + sessiontrack.new_session_id()),
+                ("post", "/webhooks/{webhookId}/resume", one + "/resume"),
+            ]:
+                answer = await api.request(method, url, headers=admin)
+                fits(answer, method, path)
+            log = (await api.get(one + "/deliveries", headers=admin)).json()
+            assert log and log[0]["statusCode"] == 500 and log[0]["error"] == "HTTP 500"
+            viewer = await api.get("/webhooks", headers={"Authorization": "Bearer viewer"})
+            assert viewer.status_code == 403
+            fits(viewer, "get", "/webhooks")
+            gone = await api.delete(one, headers=admin)
+            assert gone.status_code == 204
+            fits(gone, "delete", "/webhooks/{webhookId}")
+            again = await api.delete(one, headers=admin)
+            assert again.status_code == 404
+            fits(again, "delete", "/webhooks/{webhookId}")
 
 
 def test_cli_manages_subscriptions(backend: str, tmp_path: Path, prefix: str, capsys: Any) -> None:

@@ -33,8 +33,9 @@ def _components() -> dict[str, Any]:
     _, top = models_json_schema(
         [(m, "serialization") for m in schemas.RESPONSE_MODELS]
         + [(m, "serialization") for m in schemas.ALERT_MODELS]
+        + [(m, "serialization") for m in schemas.WEBHOOK_MODELS]
         + [(schemas.StopManyBody, "validation"), (schemas.EraseBody, "validation")]
-        + [(schemas.AlertRuleBody, "validation")],
+        + [(schemas.AlertRuleBody, "validation"), (schemas.WebhookBody, "validation")],
         by_alias=True,
         ref_template=_REF,
     )
@@ -317,6 +318,79 @@ def _alert_paths() -> dict[str, Any]:
     }
 
 
+_WEBHOOK_ID = {
+    "name": "webhookId",
+    "in": "path",
+    "required": True,
+    "description": "A webhook subscription id (a malformed one is a 400 naming id)",
+    "schema": {"type": "string", "format": "uuid", "pattern": schemas.UUID_PATTERN},
+}
+_NO_WEBHOOK = "Unknown subscription, or one the principal may not see"
+
+
+def _webhook_paths() -> dict[str, Any]:
+    """``/webhooks``: subscriptions (list, create, get, delete, resume) and their
+    delivery attempts."""
+    listed = _op(
+        "listWebhooks",
+        "Webhook subscriptions, oldest first",
+        _json(_array_of("Webhook"), "Subscriptions"),
+        errors=(),
+    )
+    create = _op(
+        "createWebhook",
+        "Subscribe a URL to the events committed from now on (the secret is returned once)",
+        _json("WebhookCreated", "The subscription and its secret"),
+        errors=("415",),
+    )
+    create["responses"]["201"] = create["responses"].pop("200")
+    create["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model="WebhookBody")}}},
+    }
+    get = _op(
+        "getWebhook",
+        "One webhook subscription",
+        _json("Webhook", "The subscription"),
+        errors=(),
+        params=[_WEBHOOK_ID],
+    )
+    delete = _op(
+        "deleteWebhook",
+        "Delete a subscription with its cursor and delivery log",
+        {"description": "Deleted"},
+        errors=(),
+        params=[_WEBHOOK_ID],
+    )
+    delete["responses"]["204"] = delete["responses"].pop("200")
+    resume = _op(
+        "resumeWebhook",
+        "Make a paused subscription active again, its failures at 0",
+        _json("Webhook", "The subscription"),
+        errors=(),
+        params=[_WEBHOOK_ID],
+    )
+    deliveries = _op(
+        "listWebhookDeliveries",
+        "A subscription's newest delivery attempts, newest first",
+        _json(_array_of("WebhookDelivery"), "Attempts"),
+        errors=(),
+        params=[_WEBHOOK_ID, *_query_params(schemas.DeliveriesQuery)],
+    )
+    for op in (listed, create):
+        del op["responses"]["404"]
+    for op in (get, delete, resume, deliveries):
+        op["responses"]["404"]["description"] = _NO_WEBHOOK
+    for op in (listed, create, get, delete, resume, deliveries):
+        op["responses"]["403"]["description"] = _NO_MANAGE
+    return {
+        "/webhooks": {"get": listed, "post": create},
+        "/webhooks/{webhookId}": {"get": get, "delete": delete},
+        "/webhooks/{webhookId}/resume": {"post": resume},
+        "/webhooks/{webhookId}/deliveries": {"get": deliveries},
+    }
+
+
 def _paths() -> dict[str, Any]:
     list_params = [p for p in _query_params(schemas.ListQuery)]
     by_bot_params = [_CHATBOT_ID, *(p for p in list_params if p["name"] != "chatbotId")]
@@ -427,6 +501,7 @@ def _paths() -> dict[str, Any]:
         "/stop": {"post": _stop_many()},
         **_privacy_paths(),
         **_alert_paths(),
+        **_webhook_paths(),
         **_analytics_paths(),
         "/search/messages": {
             "get": _op(

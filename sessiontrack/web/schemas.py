@@ -30,7 +30,9 @@ from pydantic.alias_generators import to_camel
 from .. import models
 from .._stops import MAX_STOPS
 from ..errors import InvalidParameter
+from ..events import WIRE_NAMES
 from ..models import MESSAGE_DIRECTIONS
+from ..notify._models import MAX_BATCH
 from ..query import FILTER_GROUPS, SORT_FIELDS, unfit_text
 from ..status import STATUS_VALUES
 
@@ -445,6 +447,92 @@ class Alert(_Model):
 
 ALERT_MODELS: tuple[type[BaseModel], ...] = (AlertRule, AlertRuleCreated, Alert)
 """The ``/alerts`` answers (built by sessiontrack.notify; these document them)."""
+
+
+# --- /webhooks ------------------------------------------------------------------------------
+
+_PORT = "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+WEBHOOK_URL_PATTERN = rf"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.-]+(:{_PORT})?(/[^\u0000-\u0020]*)?$"
+"""An http(s) URL with a host (what ``check_url`` takes, narrowed to a plain host name)."""
+EventName: Any = Literal.__getitem__(tuple(sorted(WIRE_NAMES.values())))
+
+
+class WebhookBody(_Model):
+    """The JSON body of ``POST /webhooks``; ``null`` is the default for any field but
+    ``url``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2000, pattern=WEBHOOK_URL_PATTERN, description="An http(s) URL")
+    events: list[EventName] | None = Field(
+        None, max_length=100, description="The live event names delivered; empty: every event"
+    )
+    chatbot_ids: (
+        list[Annotated[str, Field(min_length=1, max_length=200, pattern="^[^\\u0000]*$")]] | None
+    ) = Field(None, max_length=100, description="The chatbots delivered; empty: every chatbot")
+    secret: str | None = Field(
+        None,
+        min_length=16,
+        max_length=200,
+        pattern="^[\\u0020-\\u007e]*$",
+        description="The signing secret (printable); made (whsec_...) when not given",
+    )
+    batch: int | None = Field(None, ge=1, le=MAX_BATCH, description="Events per POST at the most")
+    description: str | None = Field(None, max_length=500, pattern="^[^\\u0000]*$")
+
+
+class Webhook(_Model):
+    """A webhook subscription as listed: the secret only as its last four characters;
+    ``cursor`` the sequence number of the last event delivered (or filtered out), ``lag``
+    the events committed after it (of every kind)."""
+
+    id: str
+    url: str
+    description: str
+    events: list[EventName]
+    chatbot_ids: list[str]
+    batch: int
+    state: Literal["active", "paused"]
+    paused_reason: str | None
+    failures: int
+    created_by: str | None
+    created_at: str
+    updated_at: str
+    secret_hint: str
+    cursor: int | None
+    lag: int | None
+
+
+class WebhookCreated(Webhook):
+    """A new subscription with its secret: the only time it is returned."""
+
+    secret: str
+
+
+class WebhookDelivery(_Model):
+    """One delivery attempt: ``statusCode`` is null when no answer came, ``error`` null
+    for a success."""
+
+    id: int
+    webhook_id: str
+    at: str
+    first_seq: int
+    last_seq: int
+    events: int
+    attempt: int
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+
+
+class DeliveriesQuery(Query):
+    """Query parameters of ``GET /webhooks/{webhookId}/deliveries``."""
+
+    limit: int = Field(50, ge=1, le=1000, description="At most this many, newest first")
+
+
+WEBHOOK_MODELS: tuple[type[BaseModel], ...] = (Webhook, WebhookCreated, WebhookDelivery)
+"""The ``/webhooks`` answers (built by sessiontrack.notify; these document them)."""
 
 
 DATE_PATTERN = (
