@@ -140,10 +140,7 @@ async def test_receiver_down_60_seconds_then_everything_arrives_in_order(
     await require_postgres()
     urls = [f"sqlite+aiosqlite:///{tmp_path / 'outage.db'}", POSTGRES_URL]
     try:
-        for url in urls:  # one at a time: Alembic's context is global to the process
-            async with host(url, prefix):
-                pass
-        async with anyio.create_task_group() as tg:
+        async with anyio.create_task_group() as tg:  # both migrate at once (one at a time)
             for url in urls:
                 tg.start_soon(_outage, url, prefix)
     finally:

@@ -7,6 +7,11 @@ touched, so a host's tables and its own ``alembic_version`` stay as they are.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -14,6 +19,24 @@ from sqlalchemy.engine import Connection
 
 HEAD = "0011"
 """The newest revision; the tables in ``_tables.py`` are the schema at this revision."""
+
+
+_RUNNING = threading.Lock()
+
+
+@asynccontextmanager
+async def one_at_a_time() -> AsyncIterator[None]:
+    """Hold the process's migration turn: Alembic keeps its ``context`` and ``op`` in
+    module globals for the duration of a run, so two runs at once in one process (two
+    trackers started together, on one event loop or in two threads) undo each other's
+    (``KeyError: 'config'``). Polled, not blocking: the run holding the turn may be a
+    coroutine of this very event loop, waiting for its database."""
+    while not _RUNNING.acquire(blocking=False):  # noqa: ASYNC110 (a thread lock: no Event)
+        await anyio.sleep(0.005)
+    try:
+        yield
+    finally:
+        _RUNNING.release()
 
 
 def _config(connection: Connection, prefix: str) -> Config:

@@ -163,13 +163,14 @@ class SQLAlchemyStore(
             self.read_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
         if migrate is None:
             migrate = self.dialect == "sqlite"
-        async with self.engine.begin() as conn:
-            if migrate:
+        if migrate:
+            async with _migrate.one_at_a_time(), self.engine.begin() as conn:
                 await conn.run_sync(_migrate.upgrade, self.tables.prefix)
-            else:
-                current = await conn.run_sync(_migrate.current, self.tables.prefix)
-                if current != _migrate.HEAD:
-                    raise SchemaOutdated(current, _migrate.HEAD)
+            return
+        async with self.engine.begin() as conn:
+            current = await conn.run_sync(_migrate.current, self.tables.prefix)
+            if current != _migrate.HEAD:
+                raise SchemaOutdated(current, _migrate.HEAD)
 
     async def close(self) -> None:
         self.read_engine = None
