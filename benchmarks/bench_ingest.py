@@ -49,6 +49,7 @@ from _common import (
 )
 
 import sessiontrack
+from sessiontrack import redact
 from sessiontrack.store import make_tables
 
 PREFIX = "bench_ingest_"
@@ -333,14 +334,15 @@ async def hook_cost(url: str, calls: list[Call], chunk: int = 520) -> dict[str, 
 
 
 async def throughput(
-    url: str, calls: list[Call], high_water: int, *, analytics: bool = True
+    url: str, calls: list[Call], high_water: int, *, analytics: bool = True, **options: Any
 ) -> dict[str, Any]:
     """Report every call, yielding to the loop every 100 calls (as an engine serving many
     conversations does) and awaiting ``tracker.drain()`` there (back-pressure: it waits
     while more than ``high_water`` reports are buffered, until a quarter of that is left);
     measured until the final ``flush()`` returns. ``analytics`` is the tracker's option:
-    keep the analytics rollups in each batch's transaction, or not."""
-    tracker, pm = await new_tracker(url, high_water=high_water, analytics=analytics)
+    keep the analytics rollups in each batch's transaction, or not; ``options`` go to
+    the tracker too (``redact=``)."""
+    tracker, pm = await new_tracker(url, high_water=high_water, analytics=analytics, **options)
     hooks = hooks_of(pm)
     stats = tracker.stats
     try:
@@ -518,6 +520,26 @@ async def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                     )
             out["throughput_runs"] = runs[True]
             out["throughput_off_runs"] = runs[False]
+        if "redaction" in parts:
+            # the same workload with redact.ALL (its answers hold 7 digits, so the phone
+            # pattern runs on every inbound text) and without, alternately, analytics on
+            red: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+            for r in range(args.repeat):
+                for on in (True, False) if r % 2 == 0 else (False, True):
+                    progress(f"redaction {'on' if on else 'off'}, run {r + 1}/{args.repeat}")
+                    options = {"redact": [*redact.ALL]} if on else {}
+                    run = await throughput(
+                        fresh_url(backend, pg), calls, args.high_water, **options
+                    )
+                    red[on].append(run)
+                    progress_done()
+                    print(
+                        f"  redaction {'on' if on else 'off'}, run {r + 1}: "
+                        f"{run['events_per_s']:,.0f} events/s, "
+                        f"{run['cpu_us_per_event']:.1f} µs CPU/event",
+                        flush=True,
+                    )
+            out["redaction_on_runs"], out["redaction_off_runs"] = red[True], red[False]
         if "naive" in parts:
             nv = []
             for r in range(args.repeat):
@@ -601,6 +623,32 @@ def summarize(backend: str, out: dict[str, Any]) -> None:
             ["process CPU µs/event, analytics on", cpu_on, "-", ""],
             ["process CPU µs/event, analytics off", cpu_off, "-", ""],
         ]
+    if out.get("redaction_on_runs"):
+        r_on = median([x["events_per_s"] for x in out["redaction_on_runs"]])
+        r_off = median([x["events_per_s"] for x in out["redaction_off_runs"]])
+        cpu_r_on = median([x["cpu_us_per_event"] for x in out["redaction_on_runs"]])
+        cpu_r_off = median([x["cpu_us_per_event"] for x in out["redaction_off_runs"]])
+        summary.update(
+            events_per_s_redaction_on=r_on,
+            events_per_s_redaction_off=r_off,
+            cpu_us_per_event_redaction_on=cpu_r_on,
+            cpu_us_per_event_redaction_off=cpu_r_off,
+        )
+        rows += [
+            [
+                "durable events/s, redact.ALL",
+                r_on,
+                "≥ 50,000",
+                verdict(r_on, 50_000, at_most=False),
+            ],
+            ["durable events/s, no redaction (same runs)", r_off, "-", ""],
+            [
+                "process CPU µs/event, redact.ALL / none",
+                f"{cpu_r_on:.1f} / {cpu_r_off:.1f}",
+                "-",
+                "",
+            ],
+        ]
     if out.get("naive_runs"):
         naive_eps = median([x["events_per_s"] for x in out["naive_runs"]])
         summary["naive_events_per_s"] = naive_eps
@@ -616,7 +664,13 @@ def summarize(backend: str, out: dict[str, Any]) -> None:
                 ]
             )
     out["summary"] = summary
-    runs = len(c or out.get("throughput_runs") or out.get("naive_runs") or [None])
+    runs = len(
+        c
+        or out.get("throughput_runs")
+        or out.get("redaction_on_runs")
+        or out.get("naive_runs")
+        or [None]
+    )
     print(f"\nresults on {backend} (medians of {runs} runs):")
     print_table(["measure", "value", "target", "verdict"], rows)
     if c:
@@ -658,7 +712,8 @@ async def main() -> None:
     ap.add_argument(
         "--parts",
         default="cost,throughput,naive,memory",
-        help="what to measure, comma-separated (default: all of cost,throughput,naive,memory)",
+        help="what to measure, comma-separated (default: cost,throughput,naive,memory; "
+        "also: redaction)",
     )
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
