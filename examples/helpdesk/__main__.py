@@ -90,11 +90,15 @@ async def serve(helpdesk: Helpdesk, args: argparse.Namespace) -> bool:
     )
     server = uvicorn.Server(config)
     started = False
+    try:  # bind before the app starts: a port in use is then one line, with no tracker run
+        sock = config.bind_socket()
+    except SystemExit:  # uvicorn logged why
+        return False
     async with anyio.create_task_group() as tg:
 
         async def run_server() -> None:
             with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot start
-                await server.serve()
+                await server.serve(sockets=[sock])
             tg.cancel_scope.cancel()
 
         tg.start_soon(run_server)
