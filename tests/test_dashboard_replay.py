@@ -340,13 +340,10 @@ async def page(browser: Any) -> AsyncIterator[Any]:
     await close_page(page)
 
 
-@pytest.fixture
-def ui_site(site: Site) -> Site:
-    """The site, for a test that only drives the page: skipped (before it opens a page) on
-    PostgreSQL, whose data the SQLite run's page shows the same."""
-    if site.backend != "sqlite":
-        pytest.skip("drives the page only: the SQLite run covers it")
-    return site
+# A test that only drives the page runs on SQLite alone: the PostgreSQL run's page shows
+# the same data. Parametrising the module's site directly keeps it from being collected on
+# PostgreSQL at all, where a skip would only say so.
+sqlite_page_only = pytest.mark.parametrize("site", ["sqlite"], indirect=True)
 
 
 def hash_params(page: Any) -> dict[str, list[str]]:
@@ -433,10 +430,10 @@ async def test_events_of_one_instant_keep_their_stored_order(page: Any, site: Si
     await expect(page.locator("#replay-gap")).to_be_hidden()
 
 
+@sqlite_page_only
 async def test_live_events_become_new_steps_without_moving_the_replay(
-    ui_site: Site, page: Any
+    site: Site, page: Any
 ) -> None:
-    site = ui_site
     sid = site.ids["eve"]
     await page.goto(site.ui + f"#/sessions/{sid}?step=2")
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
@@ -458,8 +455,8 @@ async def test_live_events_become_new_steps_without_moving_the_replay(
     await expect(page.locator("#timeline li.step")).to_have_count(2)
 
 
-async def test_play_pause_and_speed_follow_the_recorded_timing(ui_site: Site, page: Any) -> None:
-    site = ui_site
+@sqlite_page_only
+async def test_play_pause_and_speed_follow_the_recorded_timing(site: Site, page: Any) -> None:
     await open_replay(page, site, "ann")
     want = expected_states(ANN)
     await page.locator("#replay-speed-10").click()
@@ -513,8 +510,8 @@ async def test_play_pause_and_speed_follow_the_recorded_timing(ui_site: Site, pa
     await expect(page.locator("#replay")).to_have_attribute("data-playing", "false")
 
 
-async def test_a_link_to_a_step_opens_that_step(ui_site: Site, browser: Any) -> None:
-    site = ui_site
+@sqlite_page_only
+async def test_a_link_to_a_step_opens_that_step(site: Site, browser: Any) -> None:
     want = expected_states(ANN)
     first = await new_page(browser)
     await open_replay(first, site, "ann")
@@ -660,10 +657,8 @@ async def test_compare_across_flow_versions_and_chatbots(page: Any, site: Site) 
     await expect(page.locator("#first-divergence")).to_have_count(0)
 
 
-async def test_compare_is_reached_from_the_list_and_from_a_session(
-    ui_site: Site, page: Any
-) -> None:
-    site = ui_site
+@sqlite_page_only
+async def test_compare_is_reached_from_the_list_and_from_a_session(site: Site, page: Any) -> None:
     await page.goto(site.ui + f"#/?tab=all&bot={SHOP}")
     await expect(page.locator(ROWS)).to_have_count(3)
     link = page.locator("#compare-selected")
@@ -695,8 +690,8 @@ async def test_compare_is_reached_from_the_list_and_from_a_session(
     await expect(page.locator("#replay")).to_have_attribute("data-step", "0")
 
 
-async def test_keyboard_and_reduced_motion(ui_site: Site, browser: Any) -> None:
-    site = ui_site
+@sqlite_page_only
+async def test_keyboard_and_reduced_motion(site: Site, browser: Any) -> None:
     # (Without reduced motion the new message slides in: see the stepping test.)
     for motion in ("reduce",):
         page = await new_page(browser, reduced_motion=motion)
@@ -729,10 +724,10 @@ async def test_keyboard_and_reduced_motion(ui_site: Site, browser: Any) -> None:
         await page.context.close()
 
 
+@sqlite_page_only
 async def test_replay_and_compare_pass_an_accessibility_audit_and_screenshots(
-    ui_site: Site, browser: Any, axe_script: Path, screenshots: Path
+    site: Site, browser: Any, axe_script: Path, screenshots: Path
 ) -> None:
-    site = ui_site
     page = await new_page(browser, DESKTOP, reduced_motion="reduce")
     for viewport, size in ((DESKTOP, "desktop"), (PHONE, "phone")):
         await page.set_viewport_size(viewport)
