@@ -42,6 +42,7 @@ class HttpReceiver:
     status: dict[str, int] = field(default_factory=dict)
     delay: float = 0.0
     posts: list[Post] = field(default_factory=list)
+    answered: int = 0  # answers sent (after their delay)
 
     async def endpoint(self, request: Request) -> Response:
         path = request.url.path
@@ -49,6 +50,7 @@ class HttpReceiver:
         self.posts.append(Post(path, headers, await request.body()))
         if self.delay:
             await anyio.sleep(self.delay)
+        self.answered += 1
         return Response(status_code=self.status.get(path, 200))
 
     def of(self, path: str) -> list[Post]:

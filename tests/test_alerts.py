@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -340,7 +339,7 @@ async def test_a_target_that_keeps_failing_is_given_up_after_max_attempts(
 
 async def test_a_slow_target_does_not_slow_ingestion(database_url: str, prefix: str) -> None:
     """Alerts are sent from the outbox by a task of their own: with a target taking 2 s
-    to answer, 1,000 reports still commit at once."""
+    to answer, 1,000 reports commit while its first answer is still awaited."""
     receiver = HttpReceiver(delay=2.0)
     async with receiver.serving() as base:
         rule = AlertRule.session_ended("every end", targets=[Target.slack(f"{base}/slack")])
@@ -349,13 +348,12 @@ async def test_a_slow_target_does_not_slow_ingestion(database_url: str, prefix: 
             hook.sessiontrack_session_completed(session_id=start(tracker))
             await tracker.flush()
             await wait_until(lambda: len(receiver.posts) == 1, 5)  # answering, slowly
-            t0 = time.perf_counter()
             for _ in range(500):
                 sid = start(tracker)
                 hook.sessiontrack_node_executed(session_id=sid, node_id="n")
             await tracker.flush()
-            elapsed = time.perf_counter() - t0
-    assert elapsed < 1.0, elapsed
+            assert receiver.answered == 0  # the writer did not wait for the target
+            assert tracker.stats.committed >= 1002
 
 
 async def test_one_process_evaluates_at_a_time_and_another_takes_over(

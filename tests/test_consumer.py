@@ -159,3 +159,38 @@ def test_backoff_is_exponential_with_full_jitter() -> None:
         waits = [backoff(failures, 0.5, 30.0) for _ in range(200)]
         assert all(0 <= w <= cap for w in waits)
         assert max(waits) > cap / 2  # spread over the range, not a constant
+
+
+async def test_a_store_call_cancelled_midway_leaves_no_connection_behind(
+    database_url: str, prefix: str
+) -> None:
+    """anyio cancels a task again at each of its awaits until it ends. A second cancel
+    reaching SQLAlchemy while it terminated the connection of the first one made it stop
+    aiosqlite's thread twice, and its graceful-close task then waited forever, so that
+    ``asyncio.run`` hung on exit (a tracker with consumers started and stopped at once).
+    Each store call is cancelled here after a different number of loop turns."""
+    import asyncio
+
+    before = asyncio.all_tasks()
+    store = SQLAlchemyStore(database_url, prefix=prefix)
+    await store.open(migrate=True)
+    try:
+        for turns in range(40):
+            async with anyio.create_task_group() as tg:
+
+                async def reads() -> None:
+                    while True:
+                        await store.read_cursor("test:none")
+                        await store.webhooks_rows()
+
+                tg.start_soon(reads)
+                for _ in range(turns):
+                    await asyncio.sleep(0)
+                tg.cancel_scope.cancel()
+            assert await store.read_cursor("test:none") is None  # the store still works
+    finally:
+        await store.close()
+    left = asyncio.all_tasks() - before
+    if left:
+        _, pending = await asyncio.wait(left, timeout=5)
+        assert not pending, [repr(t) for t in pending]

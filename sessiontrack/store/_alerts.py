@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..events import STATUS_CHANGED
+from ._shield import uncancelled
 from ._tables import Tables
 
 PENDING = "pending"
@@ -53,7 +54,7 @@ class AlertQueries:
             )
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=["id"])
-        async with self.engine.begin() as conn:
+        async with uncancelled(self.engine.begin()) as conn:
             done = await conn.execute(stmt)
         return bool(done.rowcount)
 
@@ -64,7 +65,7 @@ class AlertQueries:
         if rule_id is not None:
             q = q.where(r.c.id == rule_id)
         with anyio.CancelScope(shield=True):
-            async with self.engine.connect() as conn:
+            async with uncancelled(self.engine.connect()) as conn:
                 rows = [dict(row._mapping) for row in await conn.execute(q)]
         return rows
 
@@ -73,7 +74,7 @@ class AlertQueries:
         as history)."""
         t = self.tables
         pending = sa.select(t.alerts.c.id).where(t.alerts.c.rule_id == rule_id)
-        async with self.engine.begin() as conn:
+        async with uncancelled(self.engine.begin()) as conn:
             done = await conn.execute(t.alert_rules.delete().where(t.alert_rules.c.id == rule_id))
             await conn.execute(
                 t.alert_deliveries.delete().where(
@@ -94,7 +95,7 @@ class AlertQueries:
         t = self.tables
         insert = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(t.alerts)
         ids: list[int | None] = []
-        async with self.engine.begin() as conn:
+        async with uncancelled(self.engine.begin()) as conn:
             for row, targets in alerts:
                 stmt = (
                     insert.values(**row)
@@ -143,7 +144,7 @@ class AlertQueries:
             q = q.where(a.c.chatbot_id.in_(sorted(chatbot_ids)))
         if open_only:
             q = q.where(a.c.resolved_at.is_(None))
-        async with self.engine.connect() as conn:
+        async with uncancelled(self.engine.connect()) as conn:
             rows = [dict(r._mapping) for r in await conn.execute(q)]
             ids = [r["id"] for r in rows]
             outbox = sa.select(
@@ -168,7 +169,7 @@ class AlertQueries:
         a = self.tables.alerts
         found: set[str] = set()
         wanted = sorted(keys)
-        async with self.engine.connect() as conn:
+        async with uncancelled(self.engine.connect()) as conn:
             for i in range(0, len(wanted), 500):
                 q = sa.select(a.c.key).where(
                     a.c.rule_id == rule_id, a.c.key.in_(wanted[i : i + 500])
@@ -183,14 +184,14 @@ class AlertQueries:
         old = sa.and_(
             a.c.fired_at < before, sa.or_(a.c.kind != "node_rate", a.c.resolved_at.is_not(None))
         )
-        async with self.engine.begin() as conn:
+        async with uncancelled(self.engine.begin()) as conn:
             await conn.execute(d.delete().where(d.c.alert_id.in_(sa.select(a.c.id).where(old))))
             done = await conn.execute(a.delete().where(old))
         return int(done.rowcount or 0)
 
     async def resolve_alert(self, alert_id: int, at: datetime) -> None:
         a = self.tables.alerts
-        async with self.engine.begin() as conn:
+        async with uncancelled(self.engine.begin()) as conn:
             await conn.execute(a.update().where(a.c.id == alert_id).values(resolved_at=at))
 
     async def due_alert_deliveries(self, now: datetime, limit: int) -> list[dict[str, Any]]:
@@ -204,7 +205,7 @@ class AlertQueries:
             .order_by(d.c.next_at, d.c.id)
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
+        async with uncancelled(self.engine.connect()) as conn:
             rows = [dict(r._mapping) for r in await conn.execute(q)]
         out = []
         for row in rows:
@@ -215,13 +216,13 @@ class AlertQueries:
     async def update_alert_delivery(self, delivery_id: int, **values: Any) -> None:
         d = self.tables.alert_deliveries
         with anyio.CancelScope(shield=True):
-            async with self.engine.begin() as conn:
+            async with uncancelled(self.engine.begin()) as conn:
                 await conn.execute(d.update().where(d.c.id == delivery_id).values(**values))
 
     async def next_alert_delivery_at(self) -> datetime | None:
         """When the earliest pending delivery is due."""
         d = self.tables.alert_deliveries
-        async with self.engine.connect() as conn:
+        async with uncancelled(self.engine.connect()) as conn:
             value = await conn.scalar(
                 sa.select(sa.func.min(d.c.next_at)).where(d.c.state == PENDING)
             )
@@ -254,7 +255,7 @@ class AlertQueries:
         )
         if chatbot_ids:
             q = q.where(s.c.chatbot_id.in_(sorted(chatbot_ids)))
-        async with self.engine.connect() as conn:
+        async with uncancelled(self.engine.connect()) as conn:
             rows = list(await conn.execute(q.order_by(s.c.started_at).limit(limit)))
             seqs = [int(r.spell_seq) for r in rows if r.spell_seq is not None]
             times: dict[int, datetime] = {}

@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..abc import Lease
+from ._shield import uncancelled
 from ._tables import Tables
 
 log = logging.getLogger(__name__)
@@ -105,14 +106,13 @@ class CursorQueries:
 
     async def read_cursor(self, name: str) -> int | None:
         c = self.tables.cursors
-        with anyio.CancelScope(shield=True):
-            async with self.engine.connect() as conn:
-                value = await conn.scalar(sa.select(c.c.seq).where(c.c.name == name))
+        async with uncancelled(self.engine.connect()) as conn:
+            value = await conn.scalar(sa.select(c.c.seq).where(c.c.name == name))
         return None if value is None else int(value)
 
     async def create_cursor(self, name: str, seq: int | None = None) -> int:
         c, st = self.tables.cursors, self.tables.state
-        async with self.engine.begin() as conn:
+        async with uncancelled(self.engine.begin()) as conn:
             if seq is None:
                 head = await conn.scalar(sa.select(st.c.value).where(st.c.key == "last_seq"))
                 seq = int(head or 0)
@@ -124,7 +124,7 @@ class CursorQueries:
     async def advance_cursor(self, name: str, seq: int) -> bool:
         c = self.tables.cursors
         with anyio.CancelScope(shield=True):  # a cancelled UPDATE would leave it unsure
-            async with self.engine.begin() as conn:
+            async with uncancelled(self.engine.begin()) as conn:
                 done = await conn.execute(
                     c.update()
                     .where(c.c.name == name, c.c.seq < seq)
@@ -137,7 +137,7 @@ class CursorQueries:
 
     async def delete_cursor(self, name: str) -> None:
         c = self.tables.cursors
-        async with self.engine.begin() as conn:
+        async with uncancelled(self.engine.begin()) as conn:
             await conn.execute(c.delete().where(c.c.name == name))
 
     async def cursors(self, prefix: str = "") -> dict[str, int]:
@@ -145,7 +145,7 @@ class CursorQueries:
         q = sa.select(c.c.name, c.c.seq)
         if prefix:
             q = q.where(c.c.name.startswith(prefix, autoescape=True))
-        async with self.engine.connect() as conn:
+        async with uncancelled(self.engine.connect()) as conn:
             return {r.name: int(r.seq) for r in await conn.execute(q)}
 
     async def acquire_lease(self, name: str) -> Lease | None:

@@ -12,6 +12,7 @@ import anyio
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ._shield import uncancelled
 from ._tables import Tables
 
 CURSOR_PREFIX = "webhook:"
@@ -36,7 +37,7 @@ class WebhookQueries:
         returns the cursor's sequence number (delivery starts after it)."""
         t = self.tables
         now = datetime.now(UTC)
-        async with self.engine.begin() as conn:
+        async with uncancelled(self.engine.begin()) as conn:
             head = await conn.scalar(sa.select(t.state.c.value).where(t.state.c.key == "last_seq"))
             seq = int(head or 0)
             await conn.execute(t.webhooks.insert().values(**row, created_at=now, updated_at=now))
@@ -58,13 +59,13 @@ class WebhookQueries:
         if webhook_id is not None:
             q = q.where(w.c.id == webhook_id)
         with anyio.CancelScope(shield=True):
-            async with self.engine.connect() as conn:
+            async with uncancelled(self.engine.connect()) as conn:
                 rows = [dict(r._mapping) for r in await conn.execute(q)]
         return rows
 
     async def delete_webhook(self, webhook_id: str) -> bool:
         t = self.tables
-        async with self.engine.begin() as conn:
+        async with uncancelled(self.engine.begin()) as conn:
             done = await conn.execute(t.webhooks.delete().where(t.webhooks.c.id == webhook_id))
             await conn.execute(
                 t.cursors.delete().where(t.cursors.c.name == cursor_name(webhook_id))
@@ -75,7 +76,7 @@ class WebhookQueries:
     async def update_webhook(self, webhook_id: str, **values: Any) -> bool:
         w = self.tables.webhooks
         with anyio.CancelScope(shield=True):
-            async with self.engine.begin() as conn:
+            async with uncancelled(self.engine.begin()) as conn:
                 done = await conn.execute(
                     w.update()
                     .where(w.c.id == webhook_id)
@@ -88,24 +89,24 @@ class WebhookQueries:
         ``updated_at`` stays)."""
         w = self.tables.webhooks
         with anyio.CancelScope(shield=True):
-            async with self.engine.begin() as conn:
+            async with uncancelled(self.engine.begin()) as conn:
                 await conn.execute(w.update().where(w.c.id == webhook_id).values(failures=failures))
 
     async def log_delivery(self, row: Mapping[str, Any]) -> None:
         with anyio.CancelScope(shield=True):
-            async with self.engine.begin() as conn:
+            async with uncancelled(self.engine.begin()) as conn:
                 await conn.execute(self.tables.deliveries.insert().values(**row))
 
     async def webhook_deliveries(self, webhook_id: str, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` delivery attempts of a subscription, newest first."""
         d = self.tables.deliveries
         q = sa.select(d).where(d.c.webhook_id == webhook_id).order_by(d.c.id.desc()).limit(limit)
-        async with self.engine.connect() as conn:
+        async with uncancelled(self.engine.connect()) as conn:
             return [dict(r._mapping) for r in await conn.execute(q)]
 
     async def prune_deliveries(self, before: datetime) -> int:
         """Delete delivery attempts logged before ``before``; how many."""
         d = self.tables.deliveries
-        async with self.engine.begin() as conn:
+        async with uncancelled(self.engine.begin()) as conn:
             done = await conn.execute(d.delete().where(d.c.at < before))
         return int(done.rowcount or 0)
