@@ -9,7 +9,6 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -64,9 +63,8 @@ class AlertQueries:
         q = sa.select(r).order_by(r.c.created_at, r.c.id)
         if rule_id is not None:
             q = q.where(r.c.id == rule_id)
-        with anyio.CancelScope(shield=True):
-            async with uncancelled(self.engine.connect()) as conn:
-                rows = [dict(row._mapping) for row in await conn.execute(q)]
+        async with uncancelled(self.engine.connect()) as conn:
+            rows = [dict(row._mapping) for row in await conn.execute(q)]
         return rows
 
     async def delete_alert_rule(self, rule_id: str) -> bool:
@@ -215,9 +213,8 @@ class AlertQueries:
 
     async def update_alert_delivery(self, delivery_id: int, **values: Any) -> None:
         d = self.tables.alert_deliveries
-        with anyio.CancelScope(shield=True):
-            async with uncancelled(self.engine.begin()) as conn:
-                await conn.execute(d.update().where(d.c.id == delivery_id).values(**values))
+        async with uncancelled(self.engine.begin()) as conn:
+            await conn.execute(d.update().where(d.c.id == delivery_id).values(**values))
 
     async def next_alert_delivery_at(self) -> datetime | None:
         """When the earliest pending delivery is due."""

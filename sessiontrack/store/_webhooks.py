@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -58,9 +57,8 @@ class WebhookQueries:
         )
         if webhook_id is not None:
             q = q.where(w.c.id == webhook_id)
-        with anyio.CancelScope(shield=True):
-            async with uncancelled(self.engine.connect()) as conn:
-                rows = [dict(r._mapping) for r in await conn.execute(q)]
+        async with uncancelled(self.engine.connect()) as conn:
+            rows = [dict(r._mapping) for r in await conn.execute(q)]
         return rows
 
     async def delete_webhook(self, webhook_id: str) -> bool:
@@ -75,27 +73,24 @@ class WebhookQueries:
 
     async def update_webhook(self, webhook_id: str, **values: Any) -> bool:
         w = self.tables.webhooks
-        with anyio.CancelScope(shield=True):
-            async with uncancelled(self.engine.begin()) as conn:
-                done = await conn.execute(
-                    w.update()
-                    .where(w.c.id == webhook_id)
-                    .values(**{"updated_at": datetime.now(UTC), **values})
-                )
+        async with uncancelled(self.engine.begin()) as conn:
+            done = await conn.execute(
+                w.update()
+                .where(w.c.id == webhook_id)
+                .values(**{"updated_at": datetime.now(UTC), **values})
+            )
         return bool(done.rowcount)
 
     async def set_webhook_failures(self, webhook_id: str, failures: int) -> None:
         """The consecutive failure count (not a change of the subscription: its
         ``updated_at`` stays)."""
         w = self.tables.webhooks
-        with anyio.CancelScope(shield=True):
-            async with uncancelled(self.engine.begin()) as conn:
-                await conn.execute(w.update().where(w.c.id == webhook_id).values(failures=failures))
+        async with uncancelled(self.engine.begin()) as conn:
+            await conn.execute(w.update().where(w.c.id == webhook_id).values(failures=failures))
 
     async def log_delivery(self, row: Mapping[str, Any]) -> None:
-        with anyio.CancelScope(shield=True):
-            async with uncancelled(self.engine.begin()) as conn:
-                await conn.execute(self.tables.deliveries.insert().values(**row))
+        async with uncancelled(self.engine.begin()) as conn:
+            await conn.execute(self.tables.deliveries.insert().values(**row))
 
     async def webhook_deliveries(self, webhook_id: str, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` delivery attempts of a subscription, newest first."""

@@ -10,7 +10,6 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-import anyio
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -36,6 +35,7 @@ from ._fold import (
     flow_labels,
 )
 from ._readers import sqlite_readers
+from ._shield import uncancelled
 from ._tables import DEFAULT_PREFIX, make_tables
 from ._tags import snapshot, write_tags
 from ._transfer import TransferQueries
@@ -672,31 +672,26 @@ class SQLAlchemyStore(
             q = q.where(e.c.session_id == session_id)
         if until is not None:
             q = q.where(e.c.seq <= until)
-        # Shielded (as last_seq): a read cancelled mid-query makes SQLAlchemy terminate its
-        # aiosqlite connection, and that close task can hang the event loop's shutdown.
-        with anyio.CancelScope(shield=True):
-            async with self.engine.connect() as conn:
-                rows = await conn.execute(q)
-                events = [
-                    StoredEvent(
-                        seq=r.seq,
-                        kind=r.kind,
-                        session_id=r.session_id,
-                        chatbot_id=r.chatbot_id,
-                        at=r.at,
-                        flow_version=r.flow_version,
-                        data=r.data,
-                    )
-                    for r in rows
-                ]
+        # run to its end when cancelled (the consumers and the watcher poll it): _shield.py
+        async with uncancelled(self.engine.connect()) as conn:
+            rows = await conn.execute(q)
+            events = [
+                StoredEvent(
+                    seq=r.seq,
+                    kind=r.kind,
+                    session_id=r.session_id,
+                    chatbot_id=r.chatbot_id,
+                    at=r.at,
+                    flow_version=r.flow_version,
+                    data=r.data,
+                )
+                for r in rows
+            ]
         return events
 
     async def last_seq(self) -> int:
         st = self.tables.state
-        # Shielded: the tracker's watcher polls this and is cancelled at shutdown; a query
-        # cancelled mid-flight makes SQLAlchemy terminate the aiosqlite connection, and that
-        # close task never finishes, hanging the event loop's shutdown.
-        with anyio.CancelScope(shield=True):
-            async with self.engine.connect() as conn:
-                value = await conn.scalar(sa.select(st.c.value).where(st.c.key == "last_seq"))
+        # run to its end when cancelled (the watcher polls it): _shield.py
+        async with uncancelled(self.engine.connect()) as conn:
+            value = await conn.scalar(sa.select(st.c.value).where(st.c.key == "last_seq"))
         return int(value or 0)
