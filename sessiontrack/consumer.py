@@ -48,6 +48,12 @@ def backoff(failures: int, initial: float, cap: float) -> float:
     return random.uniform(0, min(cap, initial * 2 ** max(failures - 1, 0)))
 
 
+def check_backoff(initial: float, cap: float) -> None:
+    """Refuse a :func:`backoff` range that is empty or not positive."""
+    if not 0 < initial <= cap:
+        raise ValueError(f"need 0 < retry_initial <= retry_max, got {initial} and {cap}")
+
+
 class Consumer(metaclass=ABCMeta):
     """Something that handles committed events, durably, from a cursor of its own.
 

@@ -12,7 +12,7 @@ import anyio
 
 from ..abc import Store
 from ..analytics._service import Analytics
-from ..consumer import Consumer, ConsumerGroup, backoff
+from ..consumer import Consumer, ConsumerGroup, backoff, check_backoff
 from ..errors import SessionTrackError
 from ..events import SESSION_COMPLETED, STATUS_CHANGED, StoredEvent
 from ..status import TERMINAL_STATUSES
@@ -20,7 +20,7 @@ from ..store import SQLAlchemyStore
 from ..store._alerts import DELIVERED, FAILED
 from . import _rules as r
 from ._rules import AlertRule
-from ._targets import SMTP, Sender, alert_json
+from ._targets import SMTP, Sender, alert_json, http_error
 
 if TYPE_CHECKING:
     import httpx
@@ -146,19 +146,13 @@ class Alerts(ConsumerGroup):
         lease_check: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        try:
-            import httpx
-        except ImportError as exc:  # pragma: no cover - the extra is missing
-            raise ImportError(
-                f'{exc}: alert delivery needs httpx (pip install "sessiontrack[notify]")'
-            ) from None
+        self._http_error = http_error("alert delivery")
         super().__init__(
             GROUP, poll_interval=poll_interval, lease_retry=lease_retry, lease_check=lease_check
         )
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
-        if not 0 < retry_initial <= retry_max:
-            raise ValueError("need 0 < retry_initial <= retry_max")
+        check_backoff(retry_initial, retry_max)
         self.code_rules = list(rules)
         names = [x.name for x in self.code_rules]
         if len(set(names)) != len(names):
@@ -174,7 +168,6 @@ class Alerts(ConsumerGroup):
             raise ValueError(f"retention must be positive, got {retention}")
         self.retention = retention
         self._transport = transport
-        self._http_error: type[Exception] = httpx.HTTPError
         self._sql: SQLAlchemyStore | None = None
         self._rules: list[AlertRule] | None = None
         self._loaded = 0.0

@@ -12,12 +12,13 @@ import anyio
 import orjson
 
 from ..abc import Store
-from ..consumer import Consumer, ConsumerGroup, backoff
+from ..consumer import Consumer, ConsumerGroup, backoff, check_backoff
 from ..events import StoredEvent
 from ..store import SQLAlchemyStore
 from ..store._webhooks import cursor_name
 from . import _models as m
 from ._signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from ._targets import http_error
 
 if TYPE_CHECKING:
     import httpx
@@ -170,20 +171,13 @@ class Webhooks(ConsumerGroup):
         lease_check: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        try:
-            import httpx
-        except ImportError as exc:  # pragma: no cover - the extra is missing
-            raise ImportError(
-                f'{exc}: webhook delivery needs httpx (pip install "sessiontrack[notify]")'
-            ) from None
+        self.http_error = http_error("webhook delivery")
         super().__init__(
             GROUP, poll_interval=poll_interval, lease_retry=lease_retry, lease_check=lease_check
         )
-        self.http_error: type[Exception] = httpx.HTTPError
         if max_failures < 1:
             raise ValueError(f"max_failures must be at least 1, got {max_failures}")
-        if not 0 < retry_initial <= retry_max:
-            raise ValueError("need 0 < retry_initial <= retry_max")
+        check_backoff(retry_initial, retry_max)
         self.max_failures = max_failures
         self.retry_initial = retry_initial
         self.retry_cap = retry_max

@@ -20,13 +20,29 @@ if TYPE_CHECKING:
 USER_AGENT = "sessiontrack-alerts/1"
 
 
+def http_error(what: str) -> type[Exception]:
+    """``httpx.HTTPError``, or an ImportError saying that ``what`` needs the extra."""
+    try:
+        import httpx
+    except ImportError as exc:  # pragma: no cover - the extra is missing
+        raise ImportError(
+            f'{exc}: {what} needs httpx (pip install "sessiontrack[notify]")'
+        ) from None
+    return httpx.HTTPError
+
+
 @dataclass(frozen=True, slots=True)
 class SMTP:
     """The SMTP server e-mail targets are sent through (``Alerts(smtp=SMTP(...))``).
 
     :param sender: the ``From`` address.
+    :param username: with ``password``, log in (AUTH) before sending; use it over
+        ``starttls`` or ``use_tls`` only: the password would otherwise cross in clear.
     :param starttls: upgrade a plain connection with STARTTLS (port 587).
     :param use_tls: connect with implicit TLS (port 465).
+    :param cert_bundle: a file of CA certificates to verify the server's certificate
+        against (a private CA); by default the system's. The certificate is always
+        verified, its name against ``host``.
     """
 
     host: str
@@ -37,6 +53,7 @@ class SMTP:
     starttls: bool = False
     use_tls: bool = False
     timeout: float = 10.0
+    cert_bundle: str | None = None
 
     def __repr__(self) -> str:  # never the password
         return f"SMTP({self.host!r}, {self.port}, sender={self.sender!r})"
@@ -226,6 +243,7 @@ class Sender:
                 start_tls=smtp.starttls,
                 use_tls=smtp.use_tls,
                 timeout=smtp.timeout,
+                cert_bundle=smtp.cert_bundle,
             )
         except (aiosmtplib.SMTPException, OSError) as exc:
             return f"{type(exc).__name__}: {exc}"[:1000]

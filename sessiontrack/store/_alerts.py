@@ -4,38 +4,24 @@ reads the periodic rules need (sessions stuck in a status)."""
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..events import STATUS_CHANGED
+from ._part import StorePart
 from ._shield import uncancelled
-from ._tables import Tables
 
 PENDING = "pending"
 DELIVERED = "delivered"
 FAILED = "failed"
 
 
-class AlertQueries:
+class AlertQueries(StorePart):
     """Mixed into :class:`~sessiontrack.store.SQLAlchemyStore`."""
-
-    tables: Tables
-
-    @property
-    @abstractmethod
-    def engine(self) -> AsyncEngine:
-        """The store's engine (the store class provides it)."""
-
-    @property
-    @abstractmethod
-    def dialect(self) -> str:
-        """The backend's name (the store class provides it)."""
 
     # --- rules ------------------------------------------------------------------------
 

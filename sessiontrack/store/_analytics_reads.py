@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import itertools
 import json
-from abc import abstractmethod
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from ._part import StorePart
 from ._tables import UTCDateTime
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
     from ..abc import Span
-    from ._tables import Tables
 
 _DAY = 86400
 _CHUNK = 500  # path keys per IN list
@@ -45,16 +42,9 @@ def _nothing(
     return not metrics or (versions is not None and not versions) or (dims is not None and not dims)
 
 
-class AnalyticsReads:
+class AnalyticsReads(StorePart):
     """Mixed into :class:`~sessiontrack.store.SQLAlchemyStore` (see :class:`~sessiontrack.abc.Store`
     for what each method returns)."""
-
-    tables: Tables
-
-    @property
-    @abstractmethod
-    def engine(self) -> AsyncEngine:
-        """The engine reads go through (the store class provides it)."""
 
     async def flow_versions(
         self, chatbot_id: str

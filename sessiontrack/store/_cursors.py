@@ -15,7 +15,6 @@ import hashlib
 import logging
 import os
 import threading
-from abc import abstractmethod
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,11 @@ from typing import Any
 import anyio
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..abc import Lease
+from ._part import StorePart
 from ._shield import uncancelled
-from ._tables import Tables
 
 log = logging.getLogger(__name__)
 _LOCAL_LEASES: set[str] = set()  # in-memory databases, and flock files held in this process
@@ -86,20 +85,8 @@ class _FileLease(Lease):
             os.close(fd)  # closing the descriptor drops the flock
 
 
-class CursorQueries:
+class CursorQueries(StorePart):
     """The cursors' SQL, mixed into :class:`~sessiontrack.store.SQLAlchemyStore`."""
-
-    tables: Tables
-
-    @property
-    @abstractmethod
-    def engine(self) -> AsyncEngine:
-        """The store's engine (the store class provides it)."""
-
-    @property
-    @abstractmethod
-    def dialect(self) -> str:
-        """The backend's name (the store class provides it)."""
 
     def _dialect_insert(self, table: sa.Table) -> Any:
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)

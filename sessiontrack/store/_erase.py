@@ -38,12 +38,12 @@ import sqlalchemy as sa
 from ..analytics._rollup import Rollup
 from ..events import MESSAGE, StoredEvent
 from ..models import AuditRecord
+from ._part import StorePart
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
     from ._bulk import BulkWriter
-    from ._tables import Tables
 
 log = logging.getLogger(__name__)
 KEY_KINDS = ("phone", "conversation_id", "session_id")
@@ -61,21 +61,9 @@ def key_hash(key: bytes, kind: str, value: str) -> str:
     return hmac.new(key, f"{kind}\x00{value}".encode(), hashlib.sha256).hexdigest()
 
 
-class ErasureQueries:
+class ErasureQueries(StorePart):
     """``erase``, ``audit_records``, ``record_reads`` and ``audit_hash`` (mixed into the
     SQLAlchemy store)."""
-
-    tables: Tables
-
-    @property
-    @abstractmethod
-    def engine(self) -> AsyncEngine:
-        """The store's engine."""
-
-    @property
-    @abstractmethod
-    def dialect(self) -> str:
-        """``sqlite`` or ``postgresql``."""
 
     @property
     @abstractmethod

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,10 +39,11 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from ..events import MESSAGE, SESSION_STARTED
+from ._part import StorePart
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
     from ._tables import Tables
 
@@ -364,15 +364,8 @@ class SearchSQL:
         return sa.and_(s.c.id.in_(self._candidates(query)), exact)
 
 
-class SearchReads:
+class SearchReads(StorePart):
     """``search_messages``: the store's read for ``tracker.sessions.search_messages``."""
-
-    tables: Tables
-
-    @property
-    @abstractmethod
-    def engine(self) -> AsyncEngine:
-        """The engine reads go through (the store class provides it)."""
 
     @property
     def search_sql(self) -> SearchSQL:

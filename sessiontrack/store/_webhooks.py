@@ -3,16 +3,14 @@
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ._part import StorePart
 from ._shield import uncancelled
-from ._tables import Tables
 
 CURSOR_PREFIX = "webhook:"
 
@@ -21,15 +19,8 @@ def cursor_name(webhook_id: str) -> str:
     return f"{CURSOR_PREFIX}{webhook_id}"
 
 
-class WebhookQueries:
+class WebhookQueries(StorePart):
     """Mixed into :class:`~sessiontrack.store.SQLAlchemyStore`."""
-
-    tables: Tables
-
-    @property
-    @abstractmethod
-    def engine(self) -> AsyncEngine:
-        """The store's engine (the store class provides it)."""
 
     async def add_webhook(self, row: Mapping[str, Any]) -> int:
         """Insert a subscription and its cursor at the log's head, in one transaction;

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -34,6 +35,25 @@ def error_response(
 ) -> JSONResponse:
     body = {"error": _printable(error), "detail": [_safe(d) for d in detail or []]}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def not_json(request: Request) -> Response | None:
+    """The 415 answer to a body that is not declared JSON, or None. Only a JSON body: a
+    cross-site ``<form>`` cannot send one without a CORS preflight."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        return error_response(415, "the body must be JSON (Content-Type: application/json)")
+    return None
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request's body as a JSON object (``InvalidParameter("body")`` otherwise)."""
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise InvalidParameter("body", f"not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidParameter("body", "must be a JSON object")
+    return body
 
 
 def _printable(text: str) -> str:

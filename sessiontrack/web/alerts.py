@@ -7,18 +7,16 @@ rule's webhook targets are returned once, by the POST that creates it.
 
 from __future__ import annotations
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..errors import InvalidParameter
 from ..models import Principal
 from ..notify._alert_service import AlertService
 from ..notify._alerting import Alerts
 from ..notify._rules import rule_json
 from . import schemas
 from ._context import Context, context_of
-from ._errors import error_response
+from ._errors import json_object, not_json
 
 
 def _alerts_group(ctx: Context) -> Alerts | None:
@@ -51,14 +49,10 @@ async def list_rules(request: Request) -> Response:
 
 async def create_rule(request: Request) -> Response:
     ctx, principal, service = await _begin(request)
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-        return error_response(415, "the body must be JSON (Content-Type: application/json)")
-    try:
-        body = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        raise InvalidParameter("body", f"not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidParameter("body", "must be a JSON object")
+    refused = not_json(request)
+    if refused is not None:
+        return refused
+    body = await json_object(request)
     rule, secrets = await service.create_rule(body, principal=principal)
     _refresh(ctx)
     return JSONResponse({**rule_json(rule), "secrets": secrets}, status_code=201)

@@ -16,7 +16,7 @@ from ..errors import InvalidParameter
 from ..models import Principal
 from . import _wire, schemas
 from ._context import Context, context_of
-from ._errors import error_response, validation_details
+from ._errors import error_response, not_json, validation_details
 from .auth import mask_phone
 
 
@@ -133,9 +133,9 @@ async def stop_session(request: Request) -> Response:
 
 async def stop_many(request: Request) -> Response:
     ctx, principal = await _begin(request)
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-        # Only a JSON body: a cross-site <form> cannot send one without a CORS preflight.
-        return error_response(415, "the body must be JSON (Content-Type: application/json)")
+    refused = not_json(request)
+    if refused is not None:
+        return refused
     try:
         body = schemas.StopManyBody.model_validate_json(await request.body())
     except ValidationError as exc:
@@ -148,13 +148,6 @@ async def stop_many(request: Request) -> Response:
     return _Json(_model(schemas.StopManyResult, result))
 
 
-def _json_body(request: Request) -> Response | None:
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-        # Only a JSON body: a cross-site <form> cannot send one without a CORS preflight.
-        return error_response(415, "the body must be JSON (Content-Type: application/json)")
-    return None
-
-
 def _may_erase(principal: Principal) -> Response | None:
     if not principal.can_erase:
         return error_response(403, f"principal {principal.id!r} may not erase data")
@@ -163,7 +156,7 @@ def _may_erase(principal: Principal) -> Response | None:
 
 async def erase(request: Request) -> Response:
     ctx, principal = await _begin(request)
-    refused = _may_erase(principal) or _json_body(request)
+    refused = _may_erase(principal) or not_json(request)
     if refused is not None:
         return refused
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -18,7 +17,7 @@ from ..notify._delivery import Webhooks
 from ..notify._models import CreatedWebhook, Webhook, to_json
 from ..notify._service import WebhookService
 from ._context import Context, context_of
-from ._errors import error_response
+from ._errors import json_object, not_json
 
 _FIELDS = {
     "url": "url",
@@ -59,14 +58,10 @@ async def list_webhooks(request: Request) -> Response:
 
 async def create_webhook(request: Request) -> Response:
     ctx, principal, service = await _begin(request)
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-        return error_response(415, "the body must be JSON (Content-Type: application/json)")
-    try:
-        body = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        raise InvalidParameter("body", f"not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidParameter("body", "must be a JSON object")
+    refused = not_json(request)
+    if refused is not None:
+        return refused
+    body = await json_object(request)
     unknown = sorted(set(body) - set(_FIELDS))
     if unknown:
         raise InvalidParameter(unknown[0], f"unknown field; known: {', '.join(_FIELDS)}")
