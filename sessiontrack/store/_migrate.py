@@ -52,6 +52,13 @@ def upgrade(connection: Connection, prefix: str, revision: str = "head") -> None
     command.upgrade(_config(connection, prefix), revision)
 
 
+def upgrade_to_head(connection: Connection, prefix: str) -> None:
+    """Upgrade the library's tables to the newest revision, unless they are there already
+    (then one query: Alembic's scripts are not loaded, which is most of a run's time)."""
+    if current(connection, prefix) != HEAD:
+        upgrade(connection, prefix)
+
+
 def current(connection: Connection, prefix: str) -> str | None:
     """The revision the library's tables are at, or ``None`` before the first migration."""
     ctx = MigrationContext.configure(connection, opts={"version_table": f"{prefix}alembic_version"})

@@ -165,7 +165,7 @@ class SQLAlchemyStore(
             migrate = self.dialect == "sqlite"
         if migrate:
             async with _migrate.one_at_a_time(), self.engine.begin() as conn:
-                await conn.run_sync(_migrate.upgrade, self.tables.prefix)
+                await conn.run_sync(_migrate.upgrade_to_head, self.tables.prefix)
             return
         async with self.engine.begin() as conn:
             current = await conn.run_sync(_migrate.current, self.tables.prefix)
