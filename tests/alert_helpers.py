@@ -7,6 +7,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 
 import anyio
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -75,12 +77,40 @@ class _Mailbox:
         return "250 Message accepted for delivery"
 
 
+@dataclass
+class Logins:
+    """What an SMTP server with AUTH accepts, and every login tried (user, accepted)."""
+
+    user: str
+    password: str
+    tried: list[tuple[str, bool]] = field(default_factory=list)
+
+    def __call__(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        user = auth_data.login.decode()
+        ok = user == self.user and auth_data.password.decode() == self.password
+        self.tried.append((user, ok))
+        return AuthResult(success=ok, handled=False)  # a refusal: the server answers 535
+
+
 @contextmanager
-def smtp_server() -> Iterator[tuple[int, list[EmailMessage]]]:
-    """A real SMTP server (aiosmtpd) on 127.0.0.1; yields its port and the messages."""
+def smtp_server(
+    tls: ssl.SSLContext | None = None, logins: Logins | None = None
+) -> Iterator[tuple[int, list[EmailMessage]]]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1; yields its port and the messages. With
+    ``tls`` it offers STARTTLS and requires it; with ``logins`` it requires AUTH (over TLS
+    only, as aiosmtpd does by default)."""
     box = _Mailbox()
     port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
+    options: dict[str, Any] = {}
+    if tls is not None:
+        options.update(tls_context=tls, require_starttls=True)
+    if logins is not None:
+        options.update(authenticator=logins, auth_required=True)
+    controller = Controller(box, hostname="127.0.0.1", port=port, **options)
     controller.start()
     try:
         yield port, box.messages

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -20,12 +21,13 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+import trustme
 
 import sessiontrack
 from sessiontrack import cli
 from sessiontrack.notify import SMTP, AlertRule, Alerts, AlertService, Target, verify
 from sessiontrack.web import create_app
-from tests.alert_helpers import HttpReceiver, eventually, smtp_server
+from tests.alert_helpers import HttpReceiver, Logins, eventually, smtp_server
 from tests.conftest import POSTGRES_URL, drop_prefixed_tables, require_postgres
 from tests.web_helpers.live import free_port, wait_until
 
@@ -335,6 +337,63 @@ async def test_a_target_that_keeps_failing_is_given_up_after_max_attempts(
         "error": "HTTP 500",
         "deliveredAt": None,
     }
+
+
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [
+        ("starttls and login", None),
+        ("wrong password", "535"),  # the server's refusal, as the delivery's error
+        ("no starttls", "via TLS"),  # AUTH is offered over TLS only: no password in clear
+        ("unknown CA", "CERTIFICATE_VERIFY_FAILED"),  # the certificate is verified
+    ],
+)
+async def test_email_over_starttls_logs_in_and_verifies_the_server(
+    database_url: str, prefix: str, tmp_path: Path, case: str, error: str | None
+) -> None:
+    ca = trustme.CA()
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(tls)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    logins = Logins("alerts", "s3cret")
+    with smtp_server(tls=tls, logins=logins) as (smtp_port, mailbox):
+        smtp = SMTP(
+            host="127.0.0.1",
+            port=smtp_port,
+            sender="alerts@example.com",
+            username="alerts",
+            password="wrong" if case == "wrong password" else "s3cret",
+            starttls=case != "no starttls",
+            cert_bundle=None if case == "unknown CA" else str(bundle),
+        )
+        rule = AlertRule.session_ended("all ends", targets=[Target.email("oncall@example.com")])
+        async with host(
+            database_url, prefix, fast_alerts([rule], smtp=smtp, max_attempts=1)
+        ) as tracker:
+            sid = start(tracker)
+            tracker.plugin_manager.hook.sessiontrack_session_completed(session_id=sid)
+            await tracker.flush()
+
+            async def settled() -> bool:
+                rows = await service_alerts(tracker)
+                return bool(rows) and rows[0]["deliveries"][0]["state"] != "pending"
+
+            await eventually(settled, 10)
+            delivery = (await service_alerts(tracker))[0]["deliveries"][0]
+    if error is None:
+        assert delivery["state"] == "delivered" and delivery["error"] is None
+        assert [m["To"] for m in mailbox] == ["oncall@example.com"]
+        assert sid in mailbox[0].get_content()
+        assert logins.tried == [("alerts", True)]
+    else:
+        assert delivery["state"] == "failed" and error in delivery["error"]
+        assert mailbox == []
+        if case == "wrong password":  # (each mechanism the client tries: PLAIN, LOGIN)
+            assert logins.tried and set(logins.tried) == {("alerts", False)}
+        else:
+            assert logins.tried == []
+    assert "s3cret" not in repr(smtp)
 
 
 async def test_a_slow_target_does_not_slow_ingestion(database_url: str, prefix: str) -> None:
