@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from ._stopping import until_terminated
 from .errors import AlertRuleNotFound, InvalidParameter
 from .notify._alert_service import AlertService
 from .notify._rules import AlertRule, rule_json
@@ -98,9 +99,9 @@ async def _run(service: AlertService, args: argparse.Namespace) -> None:
     )
     sys.stderr.write(
         "evaluating alert rules and delivering alerts (when this process holds the lease; "
-        "Ctrl-C stops)\n"
+        "Ctrl-C or SIGTERM stops)\n"
     )
-    await group.run(service.store)
+    await until_terminated(lambda: group.run(service.store))
 
 
 _ACTIONS: dict[str, Callable[[AlertService, argparse.Namespace], Awaitable[None]]] = {

@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import sqlalchemy as sa
 
+from ._stopping import until_terminated
 from .errors import InvalidParameter, SchemaOutdated
 from .store import SQLAlchemyStore, _migrate, mask_url, normalize_url
 
@@ -763,9 +764,10 @@ async def _webhook_deliver(service: Any, args: argparse.Namespace) -> None:
 
     group = Webhooks(poll_interval=args.poll_interval)
     sys.stderr.write(
-        "delivering the webhook subscriptions (when this process holds the lease; Ctrl-C stops)\n"
+        "delivering the webhook subscriptions (when this process holds the lease; Ctrl-C "
+        "or SIGTERM stops)\n"
     )
-    await group.run(service.store)
+    await until_terminated(lambda: group.run(service.store))
 
 
 _WEBHOOK_ACTIONS: dict[str, Callable[[Any, argparse.Namespace], Any]] = {
@@ -846,11 +848,15 @@ async def _otel_cmd(args: argparse.Namespace) -> None:
         poll_interval=args.poll_interval,
     )
     store = await _open(args.database_url, args.prefix, migrate=False)
-    try:
+
+    async def export() -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(exporter.run, store)
             if not args.quiet:
                 tg.start_soon(_otel_progress, exporter)
+
+    try:
+        await until_terminated(export)
     finally:
         await store.close()
         exporter.shutdown()
@@ -878,7 +884,8 @@ def _otel_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) ->
         help="export sessions as OpenTelemetry traces over OTLP/HTTP (the otel extra)",
         description="Run the OpenTelemetry exporter on its own: it reads the committed "
         "event log from its cursor ('otel') and sends each session as a trace to an "
-        "OTLP/HTTP endpoint, until interrupted. One process at a time exports; others wait.",
+        "OTLP/HTTP endpoint, until interrupted (Ctrl-C or SIGTERM). One process at a time "
+        "exports; others wait.",
     )
     common(o)
     o.add_argument(
