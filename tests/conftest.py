@@ -3,14 +3,20 @@
 PostgreSQL comes from ``SESSIONTRACK_TEST_POSTGRES_URL`` (default: the local server,
 database ``test``). Each test gets its own table prefix, dropped afterwards. Locally a
 missing server skips those tests with the reason printed; under ``CI=true`` it fails them.
+
+On SQLite each test has a file of its own, so the prefix is one for all; the ``tracker``
+fixture starts on a copy of a file migrated once per worker (migrating takes most of a
+small test's time), which is what a tracker finds on its second start.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import shutil
+import signal
 import subprocess
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +27,18 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import sessiontrack
+from sessiontrack.store import SQLAlchemyStore
+from tests import _pg_pool
 
 POSTGRES_URL = os.environ.get(
     "SESSIONTRACK_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    # A shell's background job (`scripts/test &`) starts with SIGINT ignored, and so would
+    # every process a test starts: the tests that stop one with SIGINT would wait forever.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 _pg_status: dict[str, str | None] = {}
 
 
@@ -73,9 +86,37 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+SQLITE_PREFIX = "st_test_"
+
+
+def _pooled(request: pytest.FixtureRequest) -> bool:
+    """Whether the test's PostgreSQL prefix comes from (and goes back to) the pool: a test
+    of the ``tracker`` fixture, which migrates at start (``_pg_pool``)."""
+    return "tracker" in request.fixturenames
+
+
 @pytest.fixture
-def prefix() -> str:
-    return f"st{uuid.uuid4().hex[:10]}_"
+def prefix(request: pytest.FixtureRequest) -> str:
+    if "backend" in request.fixturenames and request.getfixturevalue("backend") == "sqlite":
+        return SQLITE_PREFIX  # a file of its own: nothing to keep apart
+    return (_pooled(request) and _pg_pool.take()) or _pg_pool.new_prefix()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to the newest revision with :data:`SQLITE_PREFIX` (made on
+    a thread of its own: an async session fixture would keep anyio's test loop running
+    between tests, and the tests that call ``anyio.run`` themselves would fail)."""
+    path = tmp_path_factory.mktemp("template") / "sessions.db"
+
+    async def migrate() -> None:
+        store = SQLAlchemyStore(f"sqlite+aiosqlite:///{path}", prefix=SQLITE_PREFIX)
+        await store.open(migrate=True)
+        await store.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, migrate()).result()
+    return path
 
 
 async def module_database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> str:
@@ -87,9 +128,20 @@ async def module_database_url(backend: str, tmp_path_factory: pytest.TempPathFac
     return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'sessions.db'}"
 
 
+def _copy_template(template: Path, database_url: str) -> None:
+    file = Path(sa.make_url(database_url).database or "")
+    wal = Path(f"{template}-wal")
+    assert not wal.exists() or not wal.stat().st_size, "the template's log was not checkpointed"
+    if not file.exists():
+        shutil.copyfile(template, file)
+
+
 @pytest.fixture
-async def database_url(backend: str, tmp_path: Path, prefix: str) -> AsyncIterator[str]:
-    """A URL on a fresh database: a new SQLite file, or PostgreSQL with a fresh prefix."""
+async def database_url(
+    backend: str, tmp_path: Path, prefix: str, request: pytest.FixtureRequest
+) -> AsyncIterator[str]:
+    """A URL on a fresh database: a new SQLite file, or PostgreSQL with a fresh prefix
+    (for the ``tracker`` fixture, one emptied after an earlier test: ``_pg_pool``)."""
     if backend == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'sessions.db'}"
         return
@@ -97,7 +149,15 @@ async def database_url(backend: str, tmp_path: Path, prefix: str) -> AsyncIterat
     try:
         yield POSTGRES_URL
     finally:
-        await drop_prefixed_tables(POSTGRES_URL, prefix)
+        if _pooled(request):
+            await _pg_pool.give_back(POSTGRES_URL, prefix)
+        else:
+            await drop_prefixed_tables(POSTGRES_URL, prefix)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _pg_pool.pooled():
+        asyncio.run(_pg_pool.drop_all(POSTGRES_URL))
 
 
 @pytest.fixture
@@ -108,8 +168,10 @@ def tracker_options() -> dict[str, Any]:
 
 @pytest.fixture
 async def tracker(
-    database_url: str, prefix: str, tracker_options: dict[str, Any]
+    database_url: str, prefix: str, tracker_options: dict[str, Any], sqlite_template: Path
 ) -> AsyncIterator[sessiontrack.Tracker]:
+    if database_url.startswith("sqlite") and prefix == SQLITE_PREFIX:
+        _copy_template(sqlite_template, database_url)
     options: dict[str, Any] = {"prefix": prefix, "migrate": True, "poll_interval": 0.05}
     options.update(tracker_options)
     async with sessiontrack.Tracker(database_url, **options) as tracker:
