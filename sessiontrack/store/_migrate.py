@@ -3,6 +3,9 @@
 The configuration is built in code: the scripts live in ``sessiontrack/store/migrations``,
 the version table is ``<prefix>alembic_version``, and only the library's own tables are
 touched, so a host's tables and its own ``alembic_version`` stay as they are.
+
+Alembic is imported only to migrate: checking the revision is one query, and a process
+that finds its tables current (most starts, every command) never loads it.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import anyio
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 HEAD = "0011"
 """The newest revision; the tables in ``_tables.py`` are the schema at this revision."""
@@ -40,6 +45,8 @@ async def one_at_a_time() -> AsyncIterator[None]:
 
 
 def _config(connection: Connection, prefix: str) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", "sessiontrack.store:migrations")
     cfg.attributes["connection"] = connection
@@ -49,6 +56,8 @@ def _config(connection: Connection, prefix: str) -> Config:
 
 def upgrade(connection: Connection, prefix: str, revision: str = "head") -> None:
     """Upgrade the library's tables to ``revision`` (default the newest)."""
+    from alembic import command
+
     command.upgrade(_config(connection, prefix), revision)
 
 
@@ -60,6 +69,12 @@ def upgrade_to_head(connection: Connection, prefix: str) -> None:
 
 
 def current(connection: Connection, prefix: str) -> str | None:
-    """The revision the library's tables are at, or ``None`` before the first migration."""
-    ctx = MigrationContext.configure(connection, opts={"version_table": f"{prefix}alembic_version"})
-    return ctx.get_current_revision()
+    """The revision the library's tables are at, or ``None`` before the first migration
+    (what Alembic's ``MigrationContext.get_current_revision`` reads, without Alembic)."""
+    table = f"{prefix}alembic_version"
+    if not sa.inspect(connection).has_table(table):
+        return None
+    rows = connection.execute(sa.text(f'SELECT version_num FROM "{table}"')).scalars().all()
+    if len(rows) > 1:
+        raise RuntimeError(f"{table} holds several revisions: {rows}")
+    return str(rows[0]) if rows else None
