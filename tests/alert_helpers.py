@@ -22,7 +22,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.web_helpers.live import free_port, serve
+import sessiontrack
+from sessiontrack.consumer import ConsumerGroup
+from tests.web_helpers.live import free_port, serve, wait_until
 
 
 @dataclass
@@ -116,6 +118,25 @@ def smtp_server(
         yield port, box.messages
     finally:
         controller.stop()
+
+
+@asynccontextmanager
+async def consumer_host(
+    url: str, prefix: str, group: ConsumerGroup | None = None, *, leading: bool = False
+) -> AsyncIterator[sessiontrack.Tracker]:
+    """A tracker with ``group`` as its one consumer group (or none); with ``leading``,
+    entered once the group holds its lease."""
+    async with sessiontrack.Tracker(
+        url,
+        prefix=prefix,
+        migrate=True,
+        poll_interval=0.1,
+        sweep_interval=None,
+        consumers=[group] if group else [],
+    ) as tracker:
+        if group is not None and leading:
+            await wait_until(lambda: group.leading, 5)
+        yield tracker
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:

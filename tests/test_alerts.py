@@ -12,8 +12,7 @@ import signal
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import sessiontrack
 from sessiontrack import cli
 from sessiontrack.notify import SMTP, AlertRule, Alerts, AlertService, Target, verify
 from sessiontrack.web import create_app
-from tests.alert_helpers import HttpReceiver, Logins, eventually, smtp_server
+from tests.alert_helpers import HttpReceiver, Logins, consumer_host, eventually, smtp_server
 from tests.conftest import POSTGRES_URL, drop_prefixed_tables, require_postgres
 from tests.web_helpers.live import free_port, wait_until
 
@@ -52,21 +51,10 @@ def fast_alerts(rules: list[AlertRule], **options: Any) -> Alerts:
     return Alerts(rules, **settings)
 
 
-@asynccontextmanager
-async def host(
+def host(
     url: str, prefix: str, alerts: Alerts | None = None
-) -> AsyncIterator[sessiontrack.Tracker]:
-    async with sessiontrack.Tracker(
-        url,
-        prefix=prefix,
-        migrate=True,
-        poll_interval=0.1,
-        sweep_interval=None,
-        consumers=[alerts] if alerts else [],
-    ) as tracker:
-        if alerts is not None:
-            await wait_until(lambda: alerts.leading, 5)
-        yield tracker
+) -> AbstractAsyncContextManager[sessiontrack.Tracker]:
+    return consumer_host(url, prefix, alerts, leading=True)
 
 
 def start(tracker: sessiontrack.Tracker, chatbot: str = "bot") -> str:

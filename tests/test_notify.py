@@ -11,8 +11,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from sessiontrack import cli
 from sessiontrack.notify import Webhooks, WebhookService
 from sessiontrack.web import create_app
 from sessiontrack.web.openapi import build_document
+from tests.alert_helpers import consumer_host
 from tests.conftest import POSTGRES_URL, drop_prefixed_tables, require_postgres
 from tests.web_helpers.live import free_port, wait_until
 from tests.web_helpers.receiver import Receiver
@@ -48,19 +48,10 @@ def fast_webhooks(**options: Any) -> Webhooks:
     return Webhooks(**settings)
 
 
-@asynccontextmanager
-async def host(
+def host(
     url: str, prefix: str, hooks: Webhooks | None = None
-) -> AsyncIterator[sessiontrack.Tracker]:
-    async with sessiontrack.Tracker(
-        url,
-        prefix=prefix,
-        migrate=True,
-        poll_interval=0.1,
-        sweep_interval=None,
-        consumers=[hooks] if hooks else [],
-    ) as tracker:
-        yield tracker
+) -> AbstractAsyncContextManager[sessiontrack.Tracker]:
+    return consumer_host(url, prefix, hooks)
 
 
 async def report(
