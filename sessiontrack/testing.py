@@ -17,6 +17,7 @@ production, to ``run.hook``.
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import inspect
 import json
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Difference",
+    "RecordedError",
     "ReplayEngine",
     "ReplayFailed",
     "ReplayInbound",
@@ -66,6 +68,45 @@ class ReplayFailed(AssertionError):
 
 class UnrecordedCall(LookupError):
     """The engine made an LLM or tool call the recording does not have at this point."""
+
+
+class RecordedError(Exception):
+    """A tool call that failed when recorded fails again when replayed:
+    :meth:`ReplayRun.tool` raises the recorded error. Its class is named as the recorded
+    one was (``LookupError: no order 9999`` raises a ``LookupError``, a subclass of the
+    builtin where there is one, and of this class), so the engine handles, reports and
+    words it as it did; :attr:`recorded` is the recorded text."""
+
+    recorded: str = ""
+
+
+_RECORDED_ERRORS: dict[str, type[RecordedError]] = {}
+
+
+def recorded_error(text: str) -> RecordedError:
+    """The exception replaying a call whose recorded error was ``text`` (``Type: message``,
+    as the adapters report errors)."""
+    name, sep, message = text.partition(": ")
+    if not sep:
+        name, message = (text, "") if text.isidentifier() else ("", text)
+    cls: type[RecordedError] = RecordedError
+    if name.isidentifier():
+        cls = _RECORDED_ERRORS.get(name) or _error_class(name)
+        _RECORDED_ERRORS[name] = cls
+    exc = cls(message) if cls is not RecordedError else RecordedError(text)
+    exc.recorded = text
+    return exc
+
+
+def _error_class(name: str) -> type[RecordedError]:
+    builtin = getattr(builtins, name, None)
+    bases: tuple[type, ...] = (RecordedError,)
+    if isinstance(builtin, type) and issubclass(builtin, Exception) and builtin is not Exception:
+        bases = (RecordedError, builtin)
+    try:
+        return type(name, bases, {"__module__": __name__})
+    except TypeError:  # a builtin whose layout cannot be mixed in (OSError …)
+        return type(name, (RecordedError,), {"__module__": __name__})
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -291,7 +332,8 @@ class ReplayRun:
 
     def tool(self, name: str, arguments: Any = None, *, node_id: str | None = None) -> Any:
         """The recorded result of the next tool call; :class:`UnrecordedCall` (noted in
-        the report) when the recording's next call is another tool or other arguments.
+        the report) when the recording's next call is another tool or other arguments, and
+        the recorded error (:func:`recorded_error`) when the recorded call failed.
 
         :param node_id: the node making the call, when the engine knows it (the report
             names the recorded call's node otherwise)."""
@@ -308,7 +350,7 @@ class ReplayRun:
             raise UnrecordedCall(f"{actual}: the recording has {shown}")
         self._tools.pop(0)
         if expected.get("error"):
-            raise UnrecordedCall(f"{actual} failed when recorded: {expected['error']}")
+            raise recorded_error(str(expected["error"]))
         return expected["result"]
 
     def llm(self, *, node_id: str | None = None) -> dict[str, Any]:

@@ -58,7 +58,13 @@ from sessiontrack.adapters.pipecat import (
 )
 from sessiontrack.adapters.telegram import TelegramAdapter, TelegramReplay, TrackingRateLimiter
 from sessiontrack.adapters.transitions import TransitionsAdapter, TransitionsReplay
-from sessiontrack.testing import ReplayFailed, assert_replays, replay
+from sessiontrack.testing import (
+    RecordedError,
+    ReplayFailed,
+    assert_replays,
+    recorded_error,
+    replay,
+)
 from sessiontrack.web import create_app
 from tests.test_adapter_pipecat import ScriptedLLM
 
@@ -236,6 +242,53 @@ async def test_langgraph_a_model_call_more_than_recorded_is_an_llm_difference(
     assert (first.expected, first.actual) == ("no further LLM call", "an LLM call")
     assert [type(e).__name__ for e in replayer.errors] == ["UnrecordedCall"]
     assert "summary: UnrecordedCall" in str(report)  # the node's error, in the notes
+
+
+async def test_langgraph_a_tool_call_that_failed_fails_the_same_way_when_replayed(
+    tracker: sessiontrack.Tracker,
+) -> None:
+    adapter = LangGraphAdapter(tracker, build_agent(SupportModel()), "support", name="Support")
+    config = {"configurable": {"thread_id": "customer-9"}}
+    await adapter.ainvoke({"messages": [HumanMessage("Where is my order?", id="m1")]}, config)
+    for said in ("9999", "1001", "no, thanks"):  # an unknown order first: the tool raises
+        await adapter.ainvoke(Command(resume=said), config)
+    adapter.close()
+    await tracker.flush()
+    [summary] = (await tracker.sessions.list(chatbot_id="support")).data
+    fixture = await fixture_of(tracker, summary.id)
+    failed = fixture["recorded"]["toolCalls"][0]
+    assert (failed["result"], failed["error"]) == (None, "LookupError: no order 9999")
+    replayer = LangGraphReplay(support_agent, tools=[lookup_order])
+    report = await assert_replays(fixture, replayer)
+    assert replayer.errors == []  # the graph's ToolNode handled it, as when recorded
+    seen = replayer.graph.get_state(replayer.config).values["messages"]
+    tool_messages = [(m.status, m.text) for m in seen if m.type == "tool"]
+    assert tool_messages == [  # what the model was given: the recorded graph's words
+        ("error", "Error: LookupError('no order 9999')\n Please fix your mistakes."),
+        ("success", "Order 1001 is shipped on Monday, arriving Thursday."),
+    ]
+    assert ["tools" in [s.node_id for s in turn] for turn in report.actual] == [
+        False,  # before the first message
+        False,
+        True,  # 9999: the failed call
+        True,
+        False,
+    ]
+
+
+def test_a_recorded_error_is_raised_again_under_its_own_name() -> None:
+    lookup = recorded_error("LookupError: no order 9999")
+    assert isinstance(lookup, LookupError) and isinstance(lookup, RecordedError)
+    assert (type(lookup).__name__, str(lookup)) == ("LookupError", "no order 9999")
+    assert lookup.recorded == "LookupError: no order 9999"
+    assert type(recorded_error("LookupError: again")) is type(lookup)  # one class a name
+    custom = recorded_error("PaymentDeclined: card 4242")
+    assert (type(custom).__name__, str(custom)) == ("PaymentDeclined", "card 4242")
+    assert isinstance(custom, RecordedError) and not isinstance(custom, LookupError)
+    bare = recorded_error("TimeoutError")
+    assert isinstance(bare, TimeoutError) and str(bare) == ""
+    free = recorded_error("the service said no")
+    assert type(free) is RecordedError and str(free) == "the service said no"
 
 
 # --- python-telegram-bot -------------------------------------------------------------------

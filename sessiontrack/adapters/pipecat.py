@@ -81,7 +81,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "sessiontrack.adapters.pipecat needs pipecat: pip install 'sessiontrack[pipecat]'"
     ) from exc
 
-from ..testing import ReplayInbound, ReplayRun, UnrecordedCall
+from ..testing import RecordedError, ReplayInbound, ReplayRun, UnrecordedCall
 from ..tracker import Tracker
 
 __all__ = [
@@ -825,7 +825,8 @@ class RecordedLLMService(LLMService):
     def _call(self, n: int, tool: Mapping[str, Any], context: Any) -> FunctionCallFromLLM:
         name, arguments = tool["name"], tool["arguments"]
         call_id = tool["callId"] or f"replay-call-{len(self.responses)}-{n}"
-        with contextlib.suppress(UnrecordedCall):  # failed when recorded: the handler's own
+        # unrecorded, or failed when recorded: the handler's own result
+        with contextlib.suppress(UnrecordedCall, RecordedError):
             self._results[call_id] = self.run.tool(name, arguments, node_id=self.node())
         self._replace_results(name)
         return FunctionCallFromLLM(
