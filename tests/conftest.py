@@ -1,12 +1,17 @@
 """Shared fixtures: every store test runs on a real SQLite file and a real PostgreSQL.
 
 PostgreSQL comes from ``SESSIONTRACK_TEST_POSTGRES_URL`` (default: the local server,
-database ``test``). Each test gets its own table prefix, dropped afterwards. Locally a
-missing server skips those tests with the reason printed; under ``CI=true`` it fails them.
+database ``test``). Locally a missing server skips those tests with the reason printed;
+under ``CI=true`` it fails them.
 
-On SQLite each test has a file of its own, so the prefix is one for all; the ``tracker``
-fixture starts on a copy of a file migrated once per worker (migrating takes most of a
-small test's time), which is what a tracker finds on its second start.
+Migrating takes most of a small test's time, so the ``tracker`` fixture starts on tables
+migrated earlier, as a tracker does on its second start:
+
+- on SQLite each test has a file of its own (so one prefix serves all), a copy of a file
+  migrated once per worker;
+- on PostgreSQL each test has a prefix of its own: for the ``tracker`` fixture one that an
+  earlier test of its worker migrated and that was emptied after it (``_pg_pool``), for
+  every other test a new one, dropped afterwards.
 """
 
 from __future__ import annotations
@@ -34,12 +39,12 @@ POSTGRES_URL = os.environ.get(
     "SESSIONTRACK_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
+_pg_status: dict[str, str | None] = {}
 
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     # A shell's background job (`scripts/test &`) starts with SIGINT ignored, and so would
     # every process a test starts: the tests that stop one with SIGINT would wait forever.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-_pg_status: dict[str, str | None] = {}
 
 
 @pytest.fixture(scope="session")
