@@ -101,10 +101,20 @@ def _pooled(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture
-def prefix(request: pytest.FixtureRequest) -> str:
+async def prefix(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     if "backend" in request.fixturenames and request.getfixturevalue("backend") == "sqlite":
-        return SQLITE_PREFIX  # a file of its own: nothing to keep apart
-    return (_pooled(request) and _pg_pool.take()) or _pg_pool.new_prefix()
+        yield SQLITE_PREFIX  # a file of its own: nothing to keep apart
+        return
+    if not _pooled(request):
+        yield _pg_pool.new_prefix()  # dropped by ``database_url``
+        return
+    name = _pg_pool.take() or _pg_pool.new_prefix()
+    try:
+        yield name
+    finally:
+        # here, not in ``database_url``: a module may use a database of its own, and its
+        # tests may add tables to the prefix (``prefix + "o_"``): emptied, or dropped
+        await _pg_pool.give_back(POSTGRES_URL, name)
 
 
 @pytest.fixture(scope="session")
@@ -154,9 +164,7 @@ async def database_url(
     try:
         yield POSTGRES_URL
     finally:
-        if _pooled(request):
-            await _pg_pool.give_back(POSTGRES_URL, prefix)
-        else:
+        if not _pooled(request):  # (a pooled prefix goes back to the pool: ``prefix``)
             await drop_prefixed_tables(POSTGRES_URL, prefix)
 
 
