@@ -39,9 +39,14 @@ SELECT 'constraint', c.relname, k.conname, pg_get_constraintdef(k.oid)
 """
 
 
-def take() -> str | None:
-    """A migrated, empty prefix, or None (the test migrates a new one)."""
-    return _free.pop() if _free else None
+lent: set[str] = set()  # prefixes given to a test and not given back yet
+
+
+def lend() -> str:
+    """A migrated, empty prefix, or a new one (the test migrates it), for one test."""
+    prefix = _free.pop() if _free else new_prefix()
+    lent.add(prefix)
+    return prefix
 
 
 def pooled() -> bool:
@@ -103,6 +108,7 @@ async def _drop(conn: AsyncConnection, prefix: str) -> None:
 async def give_back(url: str, prefix: str) -> None:
     """After a test: empty the prefix's tables for the next test, or drop them if the test
     changed their schema (or never migrated them)."""
+    lent.discard(prefix)
     if "schema" not in _pristine:
         await _learn(url)
     engine = create_async_engine(url)
@@ -122,6 +128,12 @@ async def give_back(url: str, prefix: str) -> None:
         _free.append(prefix)
     finally:
         await engine.dispose()
+
+
+async def give_back_all(url: str) -> None:
+    """Give back every prefix still lent."""
+    for prefix in sorted(lent):
+        await give_back(url, prefix)
 
 
 async def drop_all(url: str) -> None:

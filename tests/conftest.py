@@ -101,20 +101,27 @@ def _pooled(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture
-async def prefix(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+def prefix(request: pytest.FixtureRequest) -> str:
     if "backend" in request.fixturenames and request.getfixturevalue("backend") == "sqlite":
-        yield SQLITE_PREFIX  # a file of its own: nothing to keep apart
-        return
+        return SQLITE_PREFIX  # a file of its own: nothing to keep apart
     if not _pooled(request):
-        yield _pg_pool.new_prefix()  # dropped by ``database_url``
-        return
-    name = _pg_pool.take() or _pg_pool.new_prefix()
+        return _pg_pool.new_prefix()  # dropped by ``database_url``
+    return _pg_pool.lend()  # given back by ``database_url``, or after the test
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """After the test's fixtures are torn down: give back a pooled prefix that no
+    ``database_url`` gave back (a module with a database of its own, as ``test_erase``;
+    its tables in the shared database, ``prefix + "o_"`` too, are emptied or dropped)."""
     try:
-        yield name
+        return (yield)
     finally:
-        # here, not in ``database_url``: a module may use a database of its own, and its
-        # tests may add tables to the prefix (``prefix + "o_"``): emptied, or dropped
-        await _pg_pool.give_back(POSTGRES_URL, name)
+        if _pg_pool.lent and _pg_status.get("checked", "unchecked") is not None:
+            _pg_pool.lent.clear()  # PostgreSQL unreachable: skipped, nothing was made
+        elif _pg_pool.lent:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                pool.submit(asyncio.run, _pg_pool.give_back_all(POSTGRES_URL)).result()
 
 
 @pytest.fixture(scope="session")
@@ -164,7 +171,9 @@ async def database_url(
     try:
         yield POSTGRES_URL
     finally:
-        if not _pooled(request):  # (a pooled prefix goes back to the pool: ``prefix``)
+        if _pooled(request):
+            await _pg_pool.give_back(POSTGRES_URL, prefix)
+        else:
             await drop_prefixed_tables(POSTGRES_URL, prefix)
 
 
