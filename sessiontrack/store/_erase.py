@@ -184,10 +184,12 @@ class ErasureQueries(StorePart):
                     ).where(e.c.session_id.in_(ids))
                 )
             ).one()
-            await self.search_sql.purge(conn, ids)  # type: ignore[attr-defined]
+            search = self.search_sql  # type: ignore[attr-defined]
+            contacts = await search.purge(conn, ids)  # before the rows go
             await conn.execute(e.delete().where(e.c.session_id.in_(ids)))
             tags = await conn.execute(t.tags.delete().where(t.tags.c.session_id.in_(ids)))
             await conn.execute(s.delete().where(s.c.id.in_(ids)))
+            await search.prune_contacts(conn, contacts)  # the values no other session holds
             tr = t.an_traces
             await conn.execute(tr.delete().where(tr.c.session_id.in_(ids)))
             deltas: dict[tuple[str, str], int] = {}
@@ -298,7 +300,8 @@ class ErasureQueries(StorePart):
                     older,
                     _HORIZON_WAIT,
                 )
-            for table in (t.sessions, t.events, t.tags, t.an_traces, t.an_counts, t.an_bins):
+            tables = (t.sessions, t.events, t.tags, t.an_traces, t.an_counts, t.an_bins, t.contacts)
+            for table in tables:
                 older += await self._rewrite(auto, q(table.name))
         return not older
 

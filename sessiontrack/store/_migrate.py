@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 if TYPE_CHECKING:
     from alembic.config import Config
 
-HEAD = "0011"
+HEAD = "0012"
 """The newest revision; the tables in ``_tables.py`` are the schema at this revision."""
 
 

@@ -1,18 +1,21 @@
 """Search: message text (words and prefixes) and the customer's name and phone (substrings).
 
-One class a dialect makes every SQLite/PostgreSQL choice (migration ``0007`` builds the
-indexes for existing rows, the writer keeps them in step in each batch's transaction):
+One class a dialect makes every SQLite/PostgreSQL choice (migrations ``0007`` and
+``0012`` build the indexes for existing rows, the writer keeps them in step in each
+batch's transaction):
 
-- **SQLite**: two contentless FTS5 tables. ``<prefix>message_fts`` holds each message's
-  text (``unicode61``, diacritics removed), its rowid the message's event ``seq``;
-  ``<prefix>contact_fts`` holds each session's ``name_key`` and phone (``trigram``), its
-  rowid the ``seq`` of the session's ``session_started`` event. The writer inserts a
-  batch's rows with two ``INSERT ... SELECT`` over the batch's range of sequence numbers;
-  a purge deletes them (FTS5's ``'delete'`` command, from the same stored values) before
-  the events go.
-- **PostgreSQL**: indexes only, which PostgreSQL keeps in step by itself: a GIN index on
-  ``to_tsvector('simple', data->>'text')`` of the message events, and ``pg_trgm`` GIN
-  indexes on ``name_key`` and ``customer_phone``.
+- **Messages.** SQLite: the contentless FTS5 table ``<prefix>message_fts`` holds each
+  message's text (``unicode61``, diacritics removed), its rowid the message's event
+  ``seq``; the writer inserts a batch's with one ``INSERT ... SELECT`` over the batch's
+  range of sequence numbers, and a purge deletes them (FTS5's ``'delete'`` command, from
+  the same stored values) before the events go. PostgreSQL: a GIN index on
+  ``to_tsvector('simple', data->>'text')``, which it keeps in step by itself.
+- **Contacts.** ``<prefix>contacts`` holds each distinct name key and phone once, with a
+  trigram index: on SQLite the contentless FTS5 table ``<prefix>contact_fts`` keyed by
+  the contact's id (two triggers keep it in step), on PostgreSQL a ``pg_trgm`` GIN
+  index. The writer adds a batch's new sessions' values (``ON CONFLICT DO NOTHING``); a
+  purge deletes the values no session holds any more. Sessions are found by their
+  values through B-tree indexes on ``name_key`` and ``customer_phone``.
 
 Message queries are words, all of which a message must have, case- (and on SQLite
 diacritic-) insensitively: ``refund`` finds "Refund!" but not "refunds"; a word ending in
@@ -22,12 +25,16 @@ prefix merges the lists of every word it begins before the first row comes out (
 without a prefix index, GIN's partial match), so it costs with the words it covers.
 
 The customer search keeps its meaning (a substring of the case-folded name or of the
-phone); a term of three characters or more is looked up in the trigram index and checked
-again with ``LIKE``, a shorter one scans.
+phone). Its matching values are found among the distinct ones (a term of three
+characters or more through the trigram index, checked again with ``LIKE``; a shorter one
+scans ``contacts``), then their sessions by value: on 1M sessions a full name's trigrams
+were each in tens of thousands of per-session entries, and are in a handful of distinct
+names.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
@@ -37,8 +44,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ..events import MESSAGE, SESSION_STARTED
+from ..events import MESSAGE
 from ._part import StorePart
 
 if TYPE_CHECKING:
@@ -120,23 +129,22 @@ class SearchSQL:
         self.message_fts = f"{p}message_fts"
         self.contact_fts = f"{p}contact_fts"
         self.text_index = f"ix_{p}events_text"
-        self.name_index = f"ix_{p}sessions_name_trgm"
-        self.phone_index = f"ix_{p}sessions_phone_trgm"
+        self.contact_index = f"ix_{p}contacts_trgm"
+        self.contact_triggers = (f"{p}contacts_indexed", f"{p}contacts_unindexed")
         e = tables.events.name
         # the PostgreSQL index's expression, written as every query must write it
         self.tsvector = f"to_tsvector('simple'::regconfig, ({e}.data ->> 'text'::text))"
 
-    # --- schema (migration 0007) ----------------------------------------------------------
+    # --- schema (migrations 0007 and 0012) ----------------------------------------------
 
     def create_statements(self) -> list[str]:
-        """The DDL creating the search indexes (their backfill is :meth:`backfill`)."""
-        s, e = self.tables.sessions.name, self.tables.events.name
+        """The DDL creating the message index (migration 0007; its backfill is
+        :meth:`backfill`). The customer search's index is :meth:`contact_statements`."""
+        e = self.tables.events.name
         if self.dialect == "sqlite":
             return [
                 f"CREATE VIRTUAL TABLE {self.message_fts} USING fts5(body, content='', "
                 "tokenize='unicode61 remove_diacritics 2')",
-                f"CREATE VIRTUAL TABLE {self.contact_fts} USING fts5(name, phone, "
-                "content='', tokenize='trigram')",
             ]
         return [
             "CREATE EXTENSION IF NOT EXISTS pg_trgm",
@@ -145,117 +153,207 @@ class SearchSQL:
             # SearchReads.search_messages); the other events have no text, no entries
             f"CREATE INDEX {self.text_index} ON {e} USING gin "
             f"(to_tsvector('simple'::regconfig, (data ->> 'text'::text)))",
-            f"CREATE INDEX {self.name_index} ON {s} USING gin (name_key gin_trgm_ops)",
-            f"CREATE INDEX {self.phone_index} ON {s} USING gin (customer_phone gin_trgm_ops)",
-            # the indexes' statistics (word frequencies) at once, not at autovacuum's leisure
+            # the index's statistics (word frequencies) at once, not at autovacuum's leisure
             f"ANALYZE {e}",
-            f"ANALYZE {s}",
         ]
 
     def drop_statements(self) -> list[str]:
         if self.dialect == "sqlite":
-            return [f"DROP TABLE {self.message_fts}", f"DROP TABLE {self.contact_fts}"]
+            return [f"DROP TABLE {self.message_fts}"]
+        return [f"DROP INDEX {self.text_index}"]
+
+    def contact_statements(self) -> list[str]:
+        """The trigram index over ``contacts`` (:meth:`build_contacts`): on
+        SQLite a contentless FTS5 table keyed by the contact's id, kept in step by two
+        triggers; on PostgreSQL a ``pg_trgm`` GIN index."""
+        c, fts = self.tables.contacts.name, self.contact_fts
+        if self.dialect == "sqlite":
+
+            def values(row: str) -> str:
+                return (
+                    f"CASE WHEN {row}.field = 'name' THEN {row}.value END, "
+                    f"CASE WHEN {row}.field = 'phone' THEN {row}.value END"
+                )
+
+            return [
+                f"CREATE VIRTUAL TABLE {fts} USING fts5(name, phone, content='', "
+                "tokenize='trigram')",
+                f"CREATE TRIGGER {self.contact_triggers[0]} AFTER INSERT ON {c} BEGIN "
+                f"INSERT INTO {fts} (rowid, name, phone) VALUES (new.id, {values('new')}); END",
+                f"CREATE TRIGGER {self.contact_triggers[1]} AFTER DELETE ON {c} BEGIN "
+                f"INSERT INTO {fts} ({fts}, rowid, name, phone) "
+                f"VALUES ('delete', old.id, {values('old')}); END",
+            ]
         return [
-            f"DROP INDEX {self.text_index}",
-            f"DROP INDEX {self.name_index}",
-            f"DROP INDEX {self.phone_index}",
+            "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+            # GIN queues new entries in a pending list that every search reads through
+            # until a VACUUM merges them (the default limit, 4 MB, made a search 8 ms
+            # slower): a short list, merged by the inserts themselves when full
+            f"CREATE INDEX {self.contact_index} ON {c} USING gin (value gin_trgm_ops) "
+            "WITH (gin_pending_list_limit = 256)",
         ]
 
+    def contact_drop_statements(self) -> list[str]:
+        if self.dialect == "sqlite":
+            return [
+                *(f"DROP TRIGGER {name}" for name in self.contact_triggers),
+                f"DROP TABLE {self.contact_fts}",
+            ]
+        return [f"DROP INDEX {self.contact_index}"]
+
     def schema_objects(self) -> tuple[set[str], dict[str, set[str]]]:
-        """What :meth:`create_statements` adds: the tables (with FTS5's shadow tables)
-        and the indexes by table (``tests/test_migrations.py`` expects them)."""
+        """What :meth:`create_statements` and :meth:`contact_statements` add: the tables
+        (with FTS5's shadow tables) and the indexes by table (``tests/test_migrations.py``
+        expects them)."""
         if self.dialect == "sqlite":
             shadows = ("_data", "_idx", "_docsize", "_config")
             names = {f"{t}{x}" for t in (self.message_fts, self.contact_fts) for x in shadows}
             return {self.message_fts, self.contact_fts} | names, {}
         return set(), {
             self.tables.events.name: {self.text_index},
-            self.tables.sessions.name: {self.name_index, self.phone_index},
+            self.tables.contacts.name: {self.contact_index},
         }
 
     def backfill(
         self, conn: Connection, progress: Callable[[int, int], None] | None = None
     ) -> None:
-        """Index every stored message and contact (SQLite; PostgreSQL's indexes are
-        built by their ``CREATE INDEX``), ``_BACKFILL`` sequence numbers at a time;
-        ``progress`` gets the events done and their number."""
+        """Index every stored message (SQLite; PostgreSQL's index is built by its
+        ``CREATE INDEX``), ``_BACKFILL`` sequence numbers at a time; ``progress`` gets
+        the events done and their number."""
         if self.dialect != "sqlite":
             return
         e = self.tables.events
         last = int(conn.scalar(sa.select(sa.func.max(e.c.seq))) or 0)
         for after in range(0, last, _BACKFILL):
-            for sql in self._index_sql(ranged=True):
-                conn.exec_driver_sql(sql, (after, min(after + _BACKFILL, last)))
+            conn.exec_driver_sql(
+                self._message_sql(ranged=True), (after, min(after + _BACKFILL, last))
+            )
             if progress is not None:
                 progress(min(after + _BACKFILL, last), last)
-        for table in (self.message_fts, self.contact_fts):
-            # one b-tree segment instead of the chunks' dozens: every query reads them all
-            conn.exec_driver_sql(f"INSERT INTO {table} ({table}) VALUES ('optimize')")
+        # one b-tree segment instead of the chunks' dozens: every query reads them all
+        self._optimize(conn, self.message_fts)
+
+    def build_contacts(self, conn: Connection) -> None:
+        """Fill ``contacts`` from the stored sessions and create its trigram index
+        (migration 0012, after the table): on SQLite the triggers index each row as it
+        goes in; PostgreSQL builds its index after the rows (faster, and with no pending
+        list left behind)."""
+        if self.dialect == "sqlite":
+            for sql in self.contact_statements():
+                conn.exec_driver_sql(sql)
+            conn.exec_driver_sql(self._contacts_sql())
+            self._optimize(conn, self.contact_fts)
+            return
+        conn.exec_driver_sql(self._contacts_sql())
+        for sql in self.contact_statements():
+            conn.exec_driver_sql(sql)
+
+    @staticmethod
+    def _optimize(conn: Connection, table: str) -> None:
+        conn.exec_driver_sql(f"INSERT INTO {table} ({table}) VALUES ('optimize')")
 
     # --- the writer and purges ------------------------------------------------------------
 
-    def _index_sql(self, *, ranged: bool) -> list[str]:
-        s, e = self.tables.sessions.name, self.tables.events.name
+    def _message_sql(self, *, ranged: bool) -> str:
+        e = self.tables.events.name
         in_range = "e.seq > ? AND e.seq <= ? AND " if ranged else ""
-        return [
+        return (
             f"INSERT INTO {self.message_fts} (rowid, body) "
             f"SELECT e.seq, json_extract(e.data, '$.text') FROM {e} AS e "
-            f"WHERE {in_range}e.kind = '{MESSAGE}' AND json_extract(e.data, '$.text') IS NOT NULL",
-            f"INSERT INTO {self.contact_fts} (rowid, name, phone) "
-            f"SELECT e.seq, s.name_key, s.customer_phone FROM {e} AS e JOIN {s} AS s "
-            f"ON s.id = e.session_id WHERE {in_range}e.kind = '{SESSION_STARTED}' "
-            "AND (s.name_key IS NOT NULL OR s.customer_phone IS NOT NULL)",
-        ]
+            f"WHERE {in_range}e.kind = '{MESSAGE}' AND json_extract(e.data, '$.text') IS NOT NULL"
+        )
 
-    async def index_batch(self, conn: AsyncConnection, after: int, last: int) -> None:
-        """Index the events with ``after < seq <= last`` (a batch's, already written, as
-        are its sessions), in the batch's transaction. Nothing to do on PostgreSQL."""
-        if self.dialect != "sqlite" or last <= after:
-            return
-        for sql in self._index_sql(ranged=True):
-            await conn.exec_driver_sql(sql, (after, last))
+    def _contacts_sql(self) -> str:
+        """Every name key and phone of the stored sessions, into ``contacts``."""
+        s, c = self.tables.sessions.name, self.tables.contacts.name
+        return (
+            f"INSERT INTO {c} (field, value) "
+            f"SELECT 'name', name_key FROM {s} WHERE name_key IS NOT NULL "
+            f"UNION SELECT 'phone', customer_phone FROM {s} WHERE customer_phone IS NOT NULL"
+        )
+
+    async def index_batch(
+        self, conn: AsyncConnection, contacts: Contacts, after: int, last: int
+    ) -> None:
+        """Index what a batch wrote, in its transaction: its messages (the events with
+        ``after < seq <= last``; SQLite, PostgreSQL's index follows by itself) and the
+        name keys and phones of the sessions it started."""
+        if self.dialect == "sqlite" and last > after:
+            await conn.exec_driver_sql(self._message_sql(ranged=True), (after, last))
+        rows = [{"field": "name", "value": v} for v in sorted(contacts.names)]
+        rows += [{"field": "phone", "value": v} for v in sorted(contacts.phones)]
+        if rows:
+            await conn.execute(self._add_contacts, rows)
+
+    @functools.cached_property
+    def _add_contacts(self) -> Any:
+        insert: Any = sqlite_insert if self.dialect == "sqlite" else postgresql_insert
+        contacts = insert(self.tables.contacts)
+        return contacts.on_conflict_do_nothing(index_elements=["field", "value"])
+
+    async def index_contacts(self, conn: AsyncConnection, ids: list[str]) -> None:
+        """Add these (written) sessions' name keys and phones to ``contacts``."""
+        s = self.tables.sessions
+        for chunk in _chunks(ids):
+            picked = [
+                sa.select(sa.literal(field), column).where(s.c.id.in_(chunk), column.is_not(None))
+                for field, column in (("name", s.c.name_key), ("phone", s.c.customer_phone))
+            ]
+            insert: Any = sqlite_insert if self.dialect == "sqlite" else postgresql_insert
+            stmt = insert(self.tables.contacts).from_select(["field", "value"], sa.union(*picked))
+            await conn.execute(stmt.on_conflict_do_nothing(index_elements=["field", "value"]))
 
     async def index_sessions(self, conn: AsyncConnection, ids: list[str]) -> None:
         """Index every event of these sessions (written in this transaction, as an import
-        writes them: under their own sequence numbers, which need not be contiguous).
-        Nothing to do on PostgreSQL."""
-        if self.dialect != "sqlite" or not ids:
-            return
-        marks = ", ".join("?" * len(ids))
-        message, _ = self._index_sql(ranged=False)
-        await conn.exec_driver_sql(f"{message} AND e.session_id IN ({marks})", tuple(ids))
-        await conn.exec_driver_sql(self._contact_of_sessions(marks), tuple(ids))
+        writes them: under their own sequence numbers, which need not be contiguous), and
+        their contacts."""
+        if self.dialect == "sqlite" and ids:
+            for chunk in _chunks(ids):
+                marks = ", ".join("?" * len(chunk))
+                sql = f"{self._message_sql(ranged=False)} AND e.session_id IN ({marks})"
+                await conn.exec_driver_sql(sql, tuple(chunk))
+        await self.index_contacts(conn, ids)
 
-    def _contact_of_sessions(self, marks: str, *, delete: bool = False) -> str:
-        """Insert (or delete) the contact entries of the sessions ``marks`` stands for. A
-        contact entry is keyed by the smallest sequence number of its session's events:
-        the writer's key, its ``session_started`` event, is always the session's first
-        event; an imported session (whose log holds no start) is keyed the same way."""
-        s, e = self.tables.sessions.name, self.tables.events.name
-        verb = "'delete', " if delete else ""
-        into = f"{self.contact_fts}, " if delete else ""
-        return (
-            f"INSERT INTO {self.contact_fts} ({into}rowid, name, phone) "
-            f"SELECT {verb}MIN(e.seq), s.name_key, s.customer_phone FROM {e} AS e JOIN {s} AS s "
-            f"ON s.id = e.session_id WHERE e.session_id IN ({marks}) "
-            "AND (s.name_key IS NOT NULL OR s.customer_phone IS NOT NULL) GROUP BY s.id"
-        )
+    async def purge(self, conn: AsyncConnection, ids: list[str]) -> Contacts:
+        """Remove these sessions' message index entries (SQLite: contentless FTS5 deletes
+        by value), and return their contacts for :meth:`prune_contacts`; call it before
+        their events and rows are deleted, in the same transaction."""
+        s = self.tables.sessions
+        found = Contacts(set(), set())
+        for chunk in _chunks(ids):
+            if self.dialect == "sqlite":
+                marks = ", ".join("?" * len(chunk))
+                e = self.tables.events.name
+                await conn.exec_driver_sql(
+                    f"INSERT INTO {self.message_fts} ({self.message_fts}, rowid, body) "
+                    f"SELECT 'delete', e.seq, json_extract(e.data, '$.text') FROM {e} AS e "
+                    f"WHERE e.session_id IN ({marks}) AND e.kind = '{MESSAGE}' "
+                    "AND json_extract(e.data, '$.text') IS NOT NULL",
+                    tuple(chunk),
+                )
+            rows = await conn.execute(
+                sa.select(s.c.name_key, s.c.customer_phone).where(s.c.id.in_(chunk)).distinct()
+            )
+            for name, phone in rows:
+                if name is not None:
+                    found.names.add(name)
+                if phone is not None:
+                    found.phones.add(phone)
+        return found
 
-    async def purge(self, conn: AsyncConnection, ids: list[str]) -> None:
-        """Remove the index entries of these sessions; call it before their events and
-        rows are deleted, in the same transaction (contentless FTS5 deletes by value)."""
-        if self.dialect != "sqlite" or not ids:
-            return
-        e = self.tables.events.name
-        marks = ", ".join("?" * len(ids))
-        await conn.exec_driver_sql(
-            f"INSERT INTO {self.message_fts} ({self.message_fts}, rowid, body) "
-            f"SELECT 'delete', e.seq, json_extract(e.data, '$.text') FROM {e} AS e "
-            f"WHERE e.session_id IN ({marks}) AND e.kind = '{MESSAGE}' "
-            "AND json_extract(e.data, '$.text') IS NOT NULL",
-            tuple(ids),
-        )
-        await conn.exec_driver_sql(self._contact_of_sessions(marks, delete=True), tuple(ids))
+    async def prune_contacts(self, conn: AsyncConnection, found: Contacts) -> None:
+        """Delete the contacts no session holds any more, of those :meth:`purge` returned
+        (after the sessions' rows are deleted, in the same transaction)."""
+        s, c = self.tables.sessions, self.tables.contacts
+        for field, column, values in (
+            ("name", s.c.name_key, found.names),
+            ("phone", s.c.customer_phone, found.phones),
+        ):
+            for chunk in _chunks(sorted(values)):
+                held = sa.select(sa.literal(1)).where(column == c.c.value).exists()
+                await conn.execute(
+                    c.delete().where(c.c.field == field, c.c.value.in_(chunk), ~held)
+                )
 
     # --- conditions -----------------------------------------------------------------------
 
@@ -306,62 +404,95 @@ class SearchSQL:
             return sa.false()
         return s.c.id.in_(sa.select(e.c.session_id).where(self.message_match(words)))
 
-    def _contact_query(self, term: str, phones: bool) -> str | None:
-        """The FTS5 query finding the candidates of a customer search, or ``None`` where
-        the trigram index cannot help (PostgreSQL's planner uses its own for the LIKEs; a
-        term without a word of three characters). Each word is a phrase of its own: fewer
-        and rarer trigrams than the whole term's, and LIKE checks the rest."""
+    def _contact_query(self, term: str) -> str | None:
+        """The FTS5 query narrowing a customer search to the contacts with the term's
+        words (SQLite), or ``None`` where the trigram index cannot help (PostgreSQL's
+        planner uses its own for the LIKE; a term without a word of three characters).
+        Each word is a phrase of its own, and LIKE checks the rest."""
         words = [w for w in term.split() if len(w) >= TRIGRAM]
         if self.dialect != "sqlite" or not words:
             return None
-        columns = "{name phone}" if phones else "name"
-        return " AND ".join(f'{columns} : "{w.replace(chr(34), chr(34) * 2)}"' for w in words)
+        return " AND ".join(f'"{w.replace(chr(34), chr(34) * 2)}"' for w in words)
 
-    def _candidates(self, query: str) -> Any:
-        e = self.tables.events
-        return sa.select(e.c.session_id).where(
-            e.c.seq.in_(self._fts_rowids(self.contact_fts, query))
-        )
+    def matching_contacts(self, term: str, phones: bool) -> Any:
+        """The contacts (field, value) of which ``term`` (case-folded) is a substring:
+        names, and phones too with ``phones``. The index finds the candidates among the
+        distinct values, and ``LIKE`` keeps exactly what a scan of the sessions would."""
+        c = self.tables.contacts
+        q = sa.select(c.c.field, c.c.value).where(c.c.value.like(like_pattern(term), escape=ESCAPE))
+        if not phones:  # (every contact is a name or a phone)
+            q = q.where(c.c.field == "name")
+        query = self._contact_query(term)
+        if query is not None:
+            q = q.where(c.c.id.in_(self._fts_rowids(self.contact_fts, query)))
+        return q
 
-    async def contact_candidates(
-        self, conn: AsyncConnection, search: str | None, phones: bool
-    ) -> list[str] | None:
-        """The ids of the sessions the trigram index finds for a customer search (a
-        superset: :meth:`contact_match` checks them), or ``None`` without a usable query."""
-        query = self._contact_query(search.casefold(), phones) if search else None
-        if query is None:
-            return None
-        return [r[0] for r in await conn.execute(self._candidates(query))]
-
-    def contact_candidates_sync(
+    def contacts_sync(
         self, conn: sa.Connection, search: str | None, phones: bool
-    ) -> list[str] | None:
-        """:meth:`contact_candidates` on a synchronous connection (the list reads')."""
-        query = self._contact_query(search.casefold(), phones) if search else None
-        if query is None:
+    ) -> Contacts | None:
+        """The name keys (and with ``phones``, the phones) a customer search matches, or
+        ``None`` without a search."""
+        if not search:
             return None
-        return [r[0] for r in conn.execute(self._candidates(query))]
+        found = Contacts(set(), set())
+        for field, value in conn.execute(self.matching_contacts(search.casefold(), phones)):
+            (found.names if field == "name" else found.phones).add(value)
+        return found
 
-    def contact_match(
-        self, term: str, pattern: str, phones: bool, found: list[str] | None = None
-    ) -> Any:
+    def contact_match(self, term: str, phones: bool, found: Contacts | None = None) -> Any:
         """A condition on the sessions table: ``term`` (case-folded) is a substring of the
-        name key, or (with ``phones``) of the phone; ``pattern`` is its ``LIKE`` form;
-        ``found`` the :meth:`contact_candidates` if they were looked up already."""
+        name key, or (with ``phones``) of the phone. ``found`` is :meth:`contacts_sync`'s
+        answer if it was looked up already: the sessions are then read by the matching
+        values' indexes; otherwise the values are a subquery."""
         s = self.tables.sessions
-        by_name = s.c.name_key.like(pattern, escape=ESCAPE)
-        by_phone = s.c.customer_phone.like(pattern, escape=ESCAPE)
-        exact = sa.or_(by_name, by_phone) if phones else by_name
-        query = self._contact_query(term, phones)
-        if query is None:
-            return exact  # PostgreSQL's planner takes the trigram indexes for the LIKEs
-        # the index finds the candidates; LIKE keeps exactly what the scan would have
-        if found is not None:
-            ids: Any = sa.select(sa.column("value")).select_from(
-                sa.func.json_each(sa.literal(json.dumps(found)))
+        if found is None:
+            matching = self.matching_contacts(term, phones).subquery()
+
+            def values(field: str) -> Any:
+                return sa.select(matching.c.value).where(matching.c.field == field)
+
+            by_name = s.c.name_key.in_(values("name"))
+            return sa.or_(by_name, s.c.customer_phone.in_(values("phone"))) if phones else by_name
+        conds = [
+            self._in_values(column, sorted(values))
+            for column, values in ((s.c.name_key, found.names), (s.c.customer_phone, found.phones))
+            if values
+        ]
+        return sa.or_(*conds) if conds else sa.false()
+
+    def _in_values(self, column: Any, values: list[str]) -> Any:
+        """``column`` is one of ``values``: one JSON parameter on SQLite, one array on
+        PostgreSQL (a statement of constant shape, whatever their number)."""
+        if self.dialect == "sqlite":
+            listed: Any = sa.select(sa.column("value")).select_from(
+                sa.func.json_each(sa.literal(json.dumps(values)))
             )
-            return sa.and_(s.c.id.in_(ids), exact)
-        return sa.and_(s.c.id.in_(self._candidates(query)), exact)
+            return column.in_(listed)
+        return column == sa.any_(sa.literal(values, type_=sa.ARRAY(column.type)))
+
+    def indexed(self, search: str | None) -> bool:
+        """Whether the trigram index answers this customer search (a word of three
+        characters or more): its matches are then found without reading every row."""
+        return any(len(w) >= TRIGRAM for w in (search or "").casefold().split())
+
+
+def like_pattern(term: str) -> str:
+    """``LIKE`` pattern of a substring (``\\`` escaping ``%``, ``_`` and itself)."""
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
+    """``values`` in lists of at most ``size`` (SQLite's bound-parameter limit)."""
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+@dataclass(frozen=True, slots=True)
+class Contacts:
+    """Name keys and phones (as ``contacts`` holds them)."""
+
+    names: set[str]
+    phones: set[str]
 
 
 class SearchReads(StorePart):

@@ -116,6 +116,32 @@ def filter_indexes(p: str, sessions: sa.Table) -> list[sa.Index]:
     ]
 
 
+def contact_indexes(p: str, sessions: sa.Table) -> list[sa.Index]:
+    """The sessions by customer name key and by phone (migration 0012_contacts): a
+    customer search finds the matching values in ``contacts``, then their sessions here."""
+    c = sessions.c
+    return [
+        sa.Index(f"ix_{p}sessions_name_key", c.name_key),
+        sa.Index(f"ix_{p}sessions_phone", c.customer_phone),
+    ]
+
+
+def contacts_table(md: sa.MetaData, p: str) -> sa.Table:
+    """Every distinct customer name key and phone the sessions hold, once each
+    (migration 0012_contacts): what the customer search's trigram index covers. On 1M
+    sessions with 864 distinct names, a name's trigrams were each in tens of thousands of
+    session entries; here each is in a few distinct names. See store/_search.py."""
+    return sa.Table(
+        f"{p}contacts",
+        md,
+        # SQLite: INTEGER PRIMARY KEY, the FTS5 rowid, which VACUUM keeps
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+        sa.Column("field", sa.String(5), nullable=False),  # "name" (the name key) | "phone"
+        sa.Column("value", sa.String(500), nullable=False),
+        sa.Index(f"ux_{p}contacts", "field", "value", unique=True),
+    )
+
+
 def total_columns() -> list[sa.Column[Any]]:
     """The session's totals of LLM and tool calls (migration 0004 adds them)."""
     return [
@@ -159,6 +185,8 @@ class Tables:
     """Migration 0011_alerts: the alerts fired, one per rule and key."""
     alert_deliveries: sa.Table
     """Migration 0011_alerts: the alerts' outbox, a row per alert and target."""
+    contacts: sa.Table
+    """Migration 0012_contacts: each distinct customer name key and phone, once."""
     prefix: str
 
     @property
@@ -232,6 +260,7 @@ def make_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
         ),
     )
     filter_indexes(p, sessions)  # they attach themselves to the table
+    contact_indexes(p, sessions)
     has_mid = sa.text("message_id IS NOT NULL")
     ran = sa.text("kind = 'node_executed'")
     events = sa.Table(
@@ -283,6 +312,7 @@ def make_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
     notify = notify_tables(md, p)
     audit = audit_tables(md, p)
     alerts = alert_tables(md, p)
+    contacts = contacts_table(md, p)
     return Tables(
         md,
         chatbots,
@@ -296,6 +326,7 @@ def make_tables(prefix: str = DEFAULT_PREFIX) -> Tables:
         *notify,
         *audit,
         *alerts,
+        contacts,
         prefix,
     )
 

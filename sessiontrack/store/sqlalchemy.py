@@ -35,6 +35,7 @@ from ._fold import (
     flow_labels,
 )
 from ._readers import sqlite_readers
+from ._search import Contacts
 from ._shield import uncancelled
 from ._tables import DEFAULT_PREFIX, make_tables
 from ._tags import snapshot, write_tags
@@ -253,7 +254,13 @@ class SQLAlchemyStore(
             await write_tags(conn, t, self._bulk, tags_before, written, res.events)
             if res.events:
                 # the search indexes see the batch's messages and contacts in its transaction
-                await self.search_sql.index_batch(conn, res.events[0].seq - 1, res.last_seq)
+                contacts = Contacts(
+                    {st.name_key for st in res.new_sessions if st.name_key is not None},
+                    {st.customer_phone for st in res.new_sessions if st.customer_phone is not None},
+                )
+                await self.search_sql.index_batch(
+                    conn, contacts, res.events[0].seq - 1, res.last_seq
+                )
                 await conn.execute(
                     t.state.update().where(t.state.c.key == "last_seq").values(value=res.last_seq)
                 )
@@ -627,10 +634,11 @@ class SQLAlchemyStore(
                 if not rows:
                     return total
                 ids = [r.id for r in rows]
-                await self.search_sql.purge(conn, ids)  # by value: before the rows go
+                contacts = await self.search_sql.purge(conn, ids)  # before the rows go
                 await conn.execute(e.delete().where(e.c.session_id.in_(ids)))
                 await conn.execute(t.tags.delete().where(t.tags.c.session_id.in_(ids)))
                 await conn.execute(s.delete().where(s.c.id.in_(ids)))
+                await self.search_sql.prune_contacts(conn, contacts)
                 # the rollups keep counting them: they are figures of the past
                 tr = t.an_traces
                 await conn.execute(tr.delete().where(tr.c.session_id.in_(ids)))
