@@ -32,10 +32,14 @@ class Readers:
     engine: sa.Engine
     executor: ThreadPoolExecutor
     """As many threads as the engine has connections: a read never waits for the pool."""
+    quick: sa.Engine
+    """One connection of its own for the quick reads run on the event loop: never
+    waiting for a connection that a worker thread's slow read holds."""
 
     def dispose(self) -> None:
         self.executor.shutdown(wait=True)
         self.engine.dispose()
+        self.quick.dispose()
 
 
 def sqlite_readers(url: sa.URL, size: int = READERS) -> Readers | None:
@@ -44,8 +48,9 @@ def sqlite_readers(url: sa.URL, size: int = READERS) -> Readers | None:
     database = url.database or ""
     if database in ("", ":memory:") or database.startswith("file:") or url.query.get("mode"):
         return None
+    sync_url = url.set(drivername="sqlite+pysqlite")
     engine = sa.create_engine(
-        url.set(drivername="sqlite+pysqlite"),
+        sync_url,
         poolclass=sa.pool.QueuePool,
         pool_size=size,
         max_overflow=0,
@@ -53,5 +58,10 @@ def sqlite_readers(url: sa.URL, size: int = READERS) -> Readers | None:
         connect_args={"check_same_thread": False},
     )
     sa.event.listen(engine, "connect", _reader_pragmas)
+    # the event loop's thread, though not the one that opened the store, perhaps
+    quick = sa.create_engine(
+        sync_url, poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False}
+    )
+    sa.event.listen(quick, "connect", _reader_pragmas)
     executor = ThreadPoolExecutor(size, thread_name_prefix="sessiontrack-reader")
-    return Readers(engine=engine, executor=executor)
+    return Readers(engine=engine, executor=executor, quick=quick)

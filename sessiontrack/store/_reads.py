@@ -113,6 +113,9 @@ class SessionFilter:
         )
 
 
+_QUICK_OFFSET = 1_000
+"""SQLite: a list the counters count is read on the event loop up to this ``offset``
+(deeper, the index walk to the page grows with it: a worker thread reads it)."""
 _BROAD_SHARE = 0.05
 """A multi-status filter matching more than this share of sessions walks the sort index."""
 
@@ -346,18 +349,31 @@ class ReadQueries(SearchReads):
         def page(conn: sa.Connection) -> tuple[list[SessionSummary], int, bool]:
             return self._list_page(conn, f, sort_by, descending, limit, offset, after)
 
-        return await self._read(page)
+        # a list the counters count, read along an index (a first page, or a page by
+        # cursor or shallow offset) takes well under a millisecond of SQLite's time
+        quick = f.countable_from_counters and offset <= _QUICK_OFFSET
+        return await self._read(page, quick=quick)
 
-    async def _read(self, fn: Callable[[sa.Connection], _T]) -> _T:
-        """Run the synchronous read ``fn`` on a connection: on SQLite (a file), in one
-        thread hop on the store's synchronous reader engine; elsewhere in one greenlet on
-        the async engine. aiosqlite hands every call (cursor, execute, fetch, close) to
-        the connection's thread and back, and under concurrent requests those hand-offs
-        (and the GIL passed back and forth with them) cost more than the queries."""
+    async def _read(self, fn: Callable[[sa.Connection], _T], *, quick: bool = False) -> _T:
+        """Run the synchronous read ``fn`` on a connection: on SQLite (a file), on the
+        store's synchronous reader engine, in one thread hop, or on the event loop itself
+        if the read is ``quick``; elsewhere in one greenlet on the async engine.
+
+        aiosqlite hands every call (cursor, execute, fetch, close) to the connection's
+        thread and back, and under concurrent requests those hand-offs (and the GIL passed
+        back and forth with them) cost more than the queries. Even one hop to a worker
+        thread and back cost a list request about 0.9 ms of CPU on the 2-core benchmark
+        machine, several times the statements' own time: a quick read (an index walk of
+        a page) runs where it is awaited, a read that may take long (a search, a count
+        of matching rows, a deep offset) in the thread, so it never holds up the loop."""
         readers = self.readers
         if readers is None:
             async with (self.read_engine or self.engine).connect() as conn:
                 return await conn.run_sync(fn)
+
+        if quick:
+            with readers.quick.connect() as quick_conn:
+                return fn(quick_conn)
 
         def run() -> _T:
             with readers.engine.connect() as conn:
