@@ -311,13 +311,25 @@ async def _plan(tracker: sessiontrack.Tracker, **kwargs: Any) -> str:
             plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params).all()
             captured.append("\n".join(str(row[-1]) for row in plan))
 
-    # list reads on a SQLite file run on the store's reader engine (store/_readers.py)
+    # list reads on a SQLite file run on the store's reader engine (store/_readers.py);
+    # a list the counters count, on its quick connection's sqlite3 cursor directly
     sync_engine = store.readers.engine if store.readers else store.engine.sync_engine
+    quick: list[str] = []
+    raw: Any = None
+    if store.readers:
+        with store.readers.quick.connect() as conn:  # one connection (StaticPool)
+            raw = conn.connection.dbapi_connection
+        raw.set_trace_callback(lambda sql: quick.append(sql) if "LIMIT" in sql else None)
     sa.event.listen(sync_engine, "before_cursor_execute", grab)
     try:
         await tracker.sessions.list(**kwargs)
     finally:
         sa.event.remove(sync_engine, "before_cursor_execute", grab)
+        if raw is not None:
+            raw.set_trace_callback(None)
+    if quick:  # (the trace has the statement with its values in place)
+        plan = raw.execute(f"EXPLAIN QUERY PLAN {quick[-1]}").fetchall()
+        return quick[-1] + "\n" + "\n".join(str(row[-1]) for row in plan)
     return captured[-1]
 
 

@@ -7,7 +7,7 @@ import functools
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
@@ -351,29 +351,110 @@ class ReadQueries(SearchReads):
 
         # a list the counters count, read along an index (a first page, or a page by
         # cursor or shallow offset) takes well under a millisecond of SQLite's time
-        quick = f.countable_from_counters and offset <= _QUICK_OFFSET
-        return await self._read(page, quick=quick)
+        readers = self.readers
+        if readers is not None and f.countable_from_counters and offset <= _QUICK_OFFSET:
+            with readers.quick.connect() as conn:
+                raw = conn.connection.dbapi_connection
+                return self._quick_page(raw, f, sort_by, descending, limit, offset, after)
+        return await self._read(page)
 
-    async def _read(self, fn: Callable[[sa.Connection], _T], *, quick: bool = False) -> _T:
-        """Run the synchronous read ``fn`` on a connection: on SQLite (a file), on the
-        store's synchronous reader engine, in one thread hop, or on the event loop itself
-        if the read is ``quick``; elsewhere in one greenlet on the async engine.
+    def _quick_page(
+        self,
+        raw: Any,
+        f: SessionFilter,
+        sort_by: str,
+        descending: bool,
+        limit: int,
+        offset: int,
+        after: tuple[datetime, str] | None,
+    ) -> tuple[list[SessionSummary], int, bool]:
+        """:meth:`_list_page` for a list the counters count, on SQLite, run on the event
+        loop with the ``sqlite3`` connection ``raw``: the same two statements as
+        :meth:`_list_page` writes for such a filter (the same plans), written out here.
 
-        aiosqlite hands every call (cursor, execute, fetch, close) to the connection's
-        thread and back, and under concurrent requests those hand-offs (and the GIL passed
-        back and forth with them) cost more than the queries. Even one hop to a worker
-        thread and back cost a list request about 0.9 ms of CPU on the 2-core benchmark
-        machine, several times the statements' own time: a quick read (an index walk of
-        a page) runs where it is awaited, a read that may take long (a search, a count
-        of matching rows, a deep offset) in the thread, so it never holds up the loop."""
+        Even one hop to a worker thread and back cost a list request about 0.9 ms of CPU
+        on the 2-core benchmark machine, several times the statements' own time, and
+        SQLAlchemy's execution and row processing another 0.4 ms: this read (an index
+        walk of one page) runs where it is awaited, and every read that may take long (a
+        search, a count of matching rows, a deep offset) in a worker thread, so that it
+        never holds up the loop. ``tests/test_queries.py``'s oracle tests cover both."""
+        t = self.tables
+        bots = None if f.chatbot_ids is None else sorted(f.chatbot_ids)
+        counts_sql = f"SELECT status, sum(n) FROM {t.counts.name}"
+        if bots is not None:
+            counts_sql += f" WHERE chatbot_id IN ({', '.join('?' * len(bots))})"
+        rows = raw.execute(counts_sql + " GROUP BY status", bots or ()).fetchall()
+        counts = {status: int(n) for status, n in rows}
+        matching = sum(n for st, n in counts.items() if f.statuses is None or st in f.statuses)
+        broad = (
+            f.statuses is not None
+            and len(f.statuses) > 1
+            and matching > _BROAD_SHARE * max(sum(counts.values()), 1)
+        )
+        where: list[str] = []
+        params: list[Any] = []
+        for column, chosen in (
+            ("s.status || ''" if broad else "s.status", f.statuses),
+            ("s.chatbot_id", f.chatbot_ids),
+        ):
+            if chosen is None:
+                continue
+            listed = sorted(chosen)
+            if not listed:
+                where.append("0")  # (none: an empty set of chatbots matches nothing)
+            elif len(listed) == 1:
+                where.append(f"{column} = ?")
+            else:
+                where.append(f"{column} IN ({', '.join('?' * len(listed))})")
+            params += listed
+        if after is not None:
+            where.append(f"(s.{sort_by}, s.id) {'<' if descending else '>'} (?, ?)")
+            params += [self._stored_time(after[0]), after[1]]
+        way = "DESC" if descending else "ASC"
+        sql = self._quick_select + (f" WHERE {' AND '.join(where)}" if where else "")
+        sql += f" ORDER BY s.{sort_by} {way}, s.id {way} LIMIT ? OFFSET ?"
+        page = raw.execute(sql, (*params, limit + 1, offset)).fetchall()
+        keys = self._quick_keys
+        out = []
+        for row in page[:limit]:
+            item = dict(zip(keys, row, strict=True))
+            for key in ("started_at", "updated_at", "completed_at"):
+                if item[key] is not None:
+                    item[key] = datetime.fromisoformat(item[key]).replace(tzinfo=UTC)
+            item["cost"] = float(item["cost"])
+            out.append(SessionSummary(**item))
+        return out, matching, len(page) > limit
+
+    @functools.cached_property
+    def _quick_keys(self) -> list[str]:
+        return [str(col.key) for col in self._summary_columns()]
+
+    @functools.cached_property
+    def _quick_select(self) -> str:
+        t = self.tables
+        names = ["c.name" if key == "chatbot_name" else f"s.{key}" for key in self._quick_keys]
+        return (
+            f"SELECT {', '.join(names)} FROM {t.sessions.name} AS s LEFT OUTER JOIN "
+            f"{t.chatbots.name} AS c ON c.chatbot_id = s.chatbot_id"
+        )
+
+    def _stored_time(self, at: datetime) -> Any:
+        """A time as SQLite stores it (the column type's own conversion)."""
+        column = self.tables.sessions.c.started_at
+        dialect = self.engine.dialect
+        process = column.type.dialect_impl(dialect).bind_processor(dialect)
+        return process(at) if process is not None else at
+
+    async def _read(self, fn: Callable[[sa.Connection], _T]) -> _T:
+        """Run the synchronous read ``fn`` on a connection: on SQLite (a file), in one
+        thread hop on the store's synchronous reader engine; elsewhere in one greenlet on
+        the async engine. aiosqlite hands every call (cursor, execute, fetch, close) to
+        the connection's thread and back, and under concurrent requests those hand-offs
+        (and the GIL passed back and forth with them) cost more than the queries."""
         readers = self.readers
         if readers is None:
             async with (self.read_engine or self.engine).connect() as conn:
                 return await conn.run_sync(fn)
-
-        if quick:
-            with readers.quick.connect() as quick_conn:
-                return fn(quick_conn)
 
         def run() -> _T:
             with readers.engine.connect() as conn:
