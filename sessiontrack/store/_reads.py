@@ -113,6 +113,31 @@ class SessionFilter:
         )
 
 
+class _Marks:
+    """Placeholders of one statement: ``?`` (sqlite3) or ``$1, $2, ...`` (asyncpg)."""
+
+    def __init__(self, style: str) -> None:
+        self.style = style
+        self.n = 0
+
+    def next(self) -> str:
+        self.n += 1
+        return "?" if self.style == "?" else f"${self.n}"
+
+    def among(self, column: str, values: list[Any]) -> str:
+        """``column`` is one of ``values`` (none: nothing matches)."""
+        if not values:
+            return "1 = 0"
+        if len(values) == 1:
+            return f"{column} = {self.next()}"
+        return f"{column} IN ({', '.join(self.next() for _ in values)})"
+
+
+def _matching(f: SessionFilter, counts: dict[str, int]) -> int:
+    """Sessions the counters count for the filter's statuses."""
+    return sum(n for st, n in counts.items() if f.statuses is None or st in f.statuses)
+
+
 _QUICK_OFFSET = 1_000
 """SQLite: a list the counters count is read on the event loop up to this ``offset``
 (deeper, the index walk to the page grows with it: a worker thread reads it)."""
@@ -350,15 +375,35 @@ class ReadQueries(SearchReads):
             return self._list_page(conn, f, sort_by, descending, limit, offset, after)
 
         # a list the counters count, read along an index (a first page, or a page by
-        # cursor or shallow offset) takes well under a millisecond of SQLite's time
+        # cursor or shallow offset) takes well under a millisecond of the database's time
+        quick = f.countable_from_counters and offset <= _QUICK_OFFSET
         readers = self.readers
-        if readers is not None and f.countable_from_counters and offset <= _QUICK_OFFSET:
+        if quick and readers is not None:
             with readers.quick.connect() as conn:
                 raw = conn.connection.dbapi_connection
-                return self._quick_page(raw, f, sort_by, descending, limit, offset, after)
+                return self._quick_sqlite(raw, f, sort_by, descending, limit, offset, after)
+        if quick and self.dialect == "postgresql" and self.read_engine is not None:
+            async with self.read_engine.connect() as aconn:
+                driver = (await aconn.get_raw_connection()).driver_connection
+                return await self._quick_postgresql(
+                    driver, f, sort_by, descending, limit, offset, after
+                )
         return await self._read(page)
 
-    def _quick_page(
+    # --- quick lists: the counters' filters, their statements written out -----------------
+    #
+    # A list whose total the counters give (statuses, chatbots, either sort; a page by
+    # cursor or at a shallow offset) is an index walk of one page. Its two statements,
+    # the same as :meth:`_list_page` builds for such a filter (the same plans), are written
+    # out here and run on the driver's own connection: on SQLite on the event loop (even
+    # one hop to a worker thread and back cost a list request about 0.9 ms of CPU on the
+    # 2-core benchmark machine, several times the statements' own time), and without
+    # SQLAlchemy's execution and row processing (0.4 ms more) on both. Every read that may
+    # take long (a search, a count of matching rows, a deep offset) goes through
+    # :meth:`_list_page`, on SQLite in a worker thread, so that it never holds up the
+    # loop. ``tests/test_queries.py``'s oracle tests cover both paths on both backends.
+
+    def _quick_sqlite(
         self,
         raw: Any,
         f: SessionFilter,
@@ -368,24 +413,57 @@ class ReadQueries(SearchReads):
         offset: int,
         after: tuple[datetime, str] | None,
     ) -> tuple[list[SessionSummary], int, bool]:
-        """:meth:`_list_page` for a list the counters count, on SQLite, run on the event
-        loop with the ``sqlite3`` connection ``raw``: the same two statements as
-        :meth:`_list_page` writes for such a filter (the same plans), written out here.
+        counts_sql, params = self._quick_counts(f, _Marks("?"))
+        counts = {status: int(n) for status, n in raw.execute(counts_sql, params).fetchall()}
+        sql, params = self._quick_sql(f, counts, sort_by, descending, limit, offset, after, "?")
+        rows = raw.execute(sql, params).fetchall()
+        return (
+            self._quick_rows(rows, limit, parse_times=True),
+            _matching(f, counts),
+            len(rows) > limit,
+        )
 
-        Even one hop to a worker thread and back cost a list request about 0.9 ms of CPU
-        on the 2-core benchmark machine, several times the statements' own time, and
-        SQLAlchemy's execution and row processing another 0.4 ms: this read (an index
-        walk of one page) runs where it is awaited, and every read that may take long (a
-        search, a count of matching rows, a deep offset) in a worker thread, so that it
-        never holds up the loop. ``tests/test_queries.py``'s oracle tests cover both."""
-        t = self.tables
-        bots = None if f.chatbot_ids is None else sorted(f.chatbot_ids)
-        counts_sql = f"SELECT status, sum(n) FROM {t.counts.name}"
-        if bots is not None:
-            counts_sql += f" WHERE chatbot_id IN ({', '.join('?' * len(bots))})"
-        rows = raw.execute(counts_sql + " GROUP BY status", bots or ()).fetchall()
-        counts = {status: int(n) for status, n in rows}
-        matching = sum(n for st, n in counts.items() if f.statuses is None or st in f.statuses)
+    async def _quick_postgresql(
+        self,
+        driver: Any,
+        f: SessionFilter,
+        sort_by: str,
+        descending: bool,
+        limit: int,
+        offset: int,
+        after: tuple[datetime, str] | None,
+    ) -> tuple[list[SessionSummary], int, bool]:
+        counts_sql, params = self._quick_counts(f, _Marks("$"))
+        counts = {r[0]: int(r[1]) for r in await driver.fetch(counts_sql, *params)}
+        sql, params = self._quick_sql(f, counts, sort_by, descending, limit, offset, after, "$")
+        rows = await driver.fetch(sql, *params)
+        return (
+            self._quick_rows(rows, limit, parse_times=False),
+            _matching(f, counts),
+            len(rows) > limit,
+        )
+
+    def _quick_counts(self, f: SessionFilter, marks: _Marks) -> tuple[str, list[Any]]:
+        sql = f"SELECT status, sum(n) FROM {self.tables.counts.name}"
+        bots = [] if f.chatbot_ids is None else sorted(f.chatbot_ids)
+        if f.chatbot_ids is not None:
+            sql += f" WHERE {marks.among('chatbot_id', bots)}"
+        return sql + " GROUP BY status", bots
+
+    def _quick_sql(
+        self,
+        f: SessionFilter,
+        counts: dict[str, int],
+        sort_by: str,
+        descending: bool,
+        limit: int,
+        offset: int,
+        after: tuple[datetime, str] | None,
+        style: str,
+    ) -> tuple[str, list[Any]]:
+        marks = _Marks(style)
+        matching = _matching(f, counts)
+        # as in _list_page: several statuses matching most sessions walk the sort index
         broad = (
             f.statuses is not None
             and len(f.statuses) > 1
@@ -397,33 +475,36 @@ class ReadQueries(SearchReads):
             ("s.status || ''" if broad else "s.status", f.statuses),
             ("s.chatbot_id", f.chatbot_ids),
         ):
-            if chosen is None:
-                continue
-            listed = sorted(chosen)
-            if not listed:
-                where.append("0")  # (none: an empty set of chatbots matches nothing)
-            elif len(listed) == 1:
-                where.append(f"{column} = ?")
-            else:
-                where.append(f"{column} IN ({', '.join('?' * len(listed))})")
-            params += listed
+            if chosen is not None:
+                listed = sorted(chosen)
+                where.append(marks.among(column, listed))
+                params += listed
         if after is not None:
-            where.append(f"(s.{sort_by}, s.id) {'<' if descending else '>'} (?, ?)")
-            params += [self._stored_time(after[0]), after[1]]
+            at = self._stored_time(after[0]) if style == "?" else after[0]
+            where.append(
+                f"(s.{sort_by}, s.id) {'<' if descending else '>'} ({marks.next()}, {marks.next()})"
+            )
+            params += [at, after[1]]
         way = "DESC" if descending else "ASC"
         sql = self._quick_select + (f" WHERE {' AND '.join(where)}" if where else "")
-        sql += f" ORDER BY s.{sort_by} {way}, s.id {way} LIMIT ? OFFSET ?"
-        page = raw.execute(sql, (*params, limit + 1, offset)).fetchall()
+        sql += f" ORDER BY s.{sort_by} {way}, s.id {way} LIMIT {marks.next()} OFFSET {marks.next()}"
+        return sql, [*params, limit + 1, offset]
+
+    def _quick_rows(self, rows: Any, limit: int, *, parse_times: bool) -> list[SessionSummary]:
+        """Summaries of the page's rows: SQLite gives the times as its stored text (UTC),
+        asyncpg as aware datetimes, and the session id as a UUID."""
         keys = self._quick_keys
         out = []
-        for row in page[:limit]:
+        for row in rows[:limit]:
             item = dict(zip(keys, row, strict=True))
-            for key in ("started_at", "updated_at", "completed_at"):
-                if item[key] is not None:
-                    item[key] = datetime.fromisoformat(item[key]).replace(tzinfo=UTC)
+            if parse_times:
+                for key in ("started_at", "updated_at", "completed_at"):
+                    if item[key] is not None:
+                        item[key] = datetime.fromisoformat(item[key]).replace(tzinfo=UTC)
+            item["id"] = str(item["id"])
             item["cost"] = float(item["cost"])
             out.append(SessionSummary(**item))
-        return out, matching, len(page) > limit
+        return out
 
     @functools.cached_property
     def _quick_keys(self) -> list[str]:
