@@ -139,8 +139,8 @@ def _matching(f: SessionFilter, counts: dict[str, int]) -> int:
 
 
 _QUICK_OFFSET = 1_000
-"""SQLite: a list the counters count is read on the event loop up to this ``offset``
-(deeper, the index walk to the page grows with it: a worker thread reads it)."""
+"""A list the counters count is a quick list up to this ``offset`` (deeper, the index walk
+to the page grows with it: it is read as every other list, on SQLite in a worker thread)."""
 _BROAD_SHARE = 0.05
 """A multi-status filter matching more than this share of sessions walks the sort index."""
 
@@ -587,7 +587,7 @@ class ReadQueries(SearchReads):
             # a status most sessions have (the counters tell) is no index to count from
             common = f.statuses is None or matching > _BROAD_SHARE * sum(counts.values())
             plan, total = self._advanced_plan(conn, f, common_status=common)
-        elif self.search_sql.indexed(f.search):
+        elif found is not None:
             return self._counted_page(conn, f, sort_col, descending, limit, offset, after, found)
         elif not f.countable_from_counters:
             count = sa.select(sa.func.count()).select_from(s).where(*self._where(f, found=found))
@@ -614,10 +614,11 @@ class ReadQueries(SearchReads):
     ) -> tuple[list[SessionSummary], int, bool]:
         """A customer search's page and exact total from one pass over its matches.
 
-        The trigram index names the candidates, and each must be read (its row tested
-        with ``LIKE``, the other filters and the sort key) for the total anyway: a count
-        and then a page read them twice (on 1M sessions a full name matches about 1,000,
-        which was most of the search's time). Here one query reads each match once, with
+        The matching names and phones (``found``) lead to their sessions by index, and
+        each session must be read (the other filters and the sort key) for the total
+        anyway: a count and then a page read them twice (on 1M sessions a full name
+        matches about 1,000, which was most of the search's time). One query reads each
+        match once, with
         ``count(*) OVER ()`` beside its id and sort key, and the page's ids come out of
         that sorted set (keyset and offset applied after the count); a second query reads
         the page's rows by id."""

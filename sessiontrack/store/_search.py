@@ -285,11 +285,13 @@ class SearchSQL:
         if rows:
             await conn.execute(self._add_contacts, rows)
 
+    def _insert_contacts(self) -> Any:
+        insert: Any = sqlite_insert if self.dialect == "sqlite" else postgresql_insert
+        return insert(self.tables.contacts)
+
     @functools.cached_property
     def _add_contacts(self) -> Any:
-        insert: Any = sqlite_insert if self.dialect == "sqlite" else postgresql_insert
-        contacts = insert(self.tables.contacts)
-        return contacts.on_conflict_do_nothing(index_elements=["field", "value"])
+        return self._insert_contacts().on_conflict_do_nothing(index_elements=["field", "value"])
 
     async def index_contacts(self, conn: AsyncConnection, ids: list[str]) -> None:
         """Add these (written) sessions' name keys and phones to ``contacts``."""
@@ -299,8 +301,7 @@ class SearchSQL:
                 sa.select(sa.literal(field), column).where(s.c.id.in_(chunk), column.is_not(None))
                 for field, column in (("name", s.c.name_key), ("phone", s.c.customer_phone))
             ]
-            insert: Any = sqlite_insert if self.dialect == "sqlite" else postgresql_insert
-            stmt = insert(self.tables.contacts).from_select(["field", "value"], sa.union(*picked))
+            stmt = self._insert_contacts().from_select(["field", "value"], sa.union(*picked))
             await conn.execute(stmt.on_conflict_do_nothing(index_elements=["field", "value"]))
 
     async def index_sessions(self, conn: AsyncConnection, ids: list[str]) -> None:
