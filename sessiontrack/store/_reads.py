@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -136,6 +136,17 @@ class _Marks:
 def _matching(f: SessionFilter, counts: dict[str, int]) -> int:
     """Sessions the counters count for the filter's statuses."""
     return sum(n for st, n in counts.items() if f.statuses is None or st in f.statuses)
+
+
+def _broad(f: SessionFilter, counts: dict[str, int]) -> bool:
+    """Several statuses are read from the status index range by range and then sorted;
+    when they match most sessions, walking the sort order's index and stopping after one
+    page is far cheaper. The counters tell which case this is."""
+    return (
+        f.statuses is not None
+        and len(f.statuses) > 1
+        and _matching(f, counts) > _BROAD_SHARE * max(sum(counts.values()), 1)
+    )
 
 
 _QUICK_OFFSET = 1_000
@@ -380,13 +391,23 @@ class ReadQueries(SearchReads):
         readers = self.readers
         if quick and readers is not None:
             with readers.quick.connect() as conn:
-                raw = conn.connection.dbapi_connection
-                return self._quick_sqlite(raw, f, sort_by, descending, limit, offset, after)
+                raw: Any = conn.connection.dbapi_connection
+
+                async def on_sqlite(sql: str, params: list[Any]) -> Any:
+                    return raw.execute(sql, params).fetchall()  # on the loop: no await
+
+                return await self._quick_page(
+                    on_sqlite, f, sort_by, descending, limit, offset, after
+                )
         if quick and self.dialect == "postgresql" and self.read_engine is not None:
             async with self.read_engine.connect() as aconn:
-                driver = (await aconn.get_raw_connection()).driver_connection
-                return await self._quick_postgresql(
-                    driver, f, sort_by, descending, limit, offset, after
+                driver: Any = (await aconn.get_raw_connection()).driver_connection
+
+                async def on_postgresql(sql: str, params: list[Any]) -> Any:
+                    return await driver.fetch(sql, *params)
+
+                return await self._quick_page(
+                    on_postgresql, f, sort_by, descending, limit, offset, after
                 )
         return await self._read(page)
 
@@ -403,9 +424,9 @@ class ReadQueries(SearchReads):
     # :meth:`_list_page`, on SQLite in a worker thread, so that it never holds up the
     # loop. ``tests/test_queries.py``'s oracle tests cover both paths on both backends.
 
-    def _quick_sqlite(
+    async def _quick_page(
         self,
-        raw: Any,
+        fetch: Callable[[str, list[Any]], Awaitable[Any]],
         f: SessionFilter,
         sort_by: str,
         descending: bool,
@@ -413,35 +434,15 @@ class ReadQueries(SearchReads):
         offset: int,
         after: tuple[datetime, str] | None,
     ) -> tuple[list[SessionSummary], int, bool]:
-        counts_sql, params = self._quick_counts(f, _Marks("?"))
-        counts = {status: int(n) for status, n in raw.execute(counts_sql, params).fetchall()}
-        sql, params = self._quick_sql(f, counts, sort_by, descending, limit, offset, after, "?")
-        rows = raw.execute(sql, params).fetchall()
-        return (
-            self._quick_rows(rows, limit, parse_times=True),
-            _matching(f, counts),
-            len(rows) > limit,
-        )
-
-    async def _quick_postgresql(
-        self,
-        driver: Any,
-        f: SessionFilter,
-        sort_by: str,
-        descending: bool,
-        limit: int,
-        offset: int,
-        after: tuple[datetime, str] | None,
-    ) -> tuple[list[SessionSummary], int, bool]:
-        counts_sql, params = self._quick_counts(f, _Marks("$"))
-        counts = {r[0]: int(r[1]) for r in await driver.fetch(counts_sql, *params)}
-        sql, params = self._quick_sql(f, counts, sort_by, descending, limit, offset, after, "$")
-        rows = await driver.fetch(sql, *params)
-        return (
-            self._quick_rows(rows, limit, parse_times=False),
-            _matching(f, counts),
-            len(rows) > limit,
-        )
+        """The quick list's two statements, through the driver's ``fetch`` (``?``
+        placeholders for sqlite3, ``$n`` for asyncpg)."""
+        style = "?" if self.dialect == "sqlite" else "$"
+        counts_sql, params = self._quick_counts(f, _Marks(style))
+        counts = {r[0]: int(r[1]) for r in await fetch(counts_sql, params)}
+        sql, params = self._quick_sql(f, counts, sort_by, descending, limit, offset, after, style)
+        rows = await fetch(sql, params)
+        summaries = self._quick_rows(rows, limit, parse_times=style == "?")
+        return summaries, _matching(f, counts), len(rows) > limit
 
     def _quick_counts(self, f: SessionFilter, marks: _Marks) -> tuple[str, list[Any]]:
         sql = f"SELECT status, sum(n) FROM {self.tables.counts.name}"
@@ -462,13 +463,7 @@ class ReadQueries(SearchReads):
         style: str,
     ) -> tuple[str, list[Any]]:
         marks = _Marks(style)
-        matching = _matching(f, counts)
-        # as in _list_page: several statuses matching most sessions walk the sort index
-        broad = (
-            f.statuses is not None
-            and len(f.statuses) > 1
-            and matching > _BROAD_SHARE * max(sum(counts.values()), 1)
-        )
+        broad = _broad(f, counts)
         where: list[str] = []
         params: list[Any] = []
         for column, chosen in (
@@ -559,15 +554,8 @@ class ReadQueries(SearchReads):
         sort_col = s.c[sort_by]
         order = [sort_col.desc(), s.c.id.desc()] if descending else [sort_col.asc(), s.c.id.asc()]
         counts = self._status_counts_sync(conn, f.chatbot_ids)
-        matching = sum(n for st, n in counts.items() if f.statuses is None or st in f.statuses)
-        # Several statuses are read from the status index range by range and then
-        # sorted; when they match most sessions, walking the sort order's index and
-        # stopping after one page is far cheaper. The counters tell which case this is.
-        broad = (
-            f.statuses is not None
-            and len(f.statuses) > 1
-            and matching > _BROAD_SHARE * max(sum(counts.values()), 1)
-        )
+        matching = _matching(f, counts)
+        broad = _broad(f, counts)
         # the customer search's candidates, looked up once for the page and the total
         search = self.search_sql
         found = (
