@@ -9,7 +9,7 @@ import pytest
 
 import sessiontrack
 from sessiontrack.abc import Store
-from sessiontrack.store import SQLAlchemyStore
+from sessiontrack.store import SessionFilter, SQLAlchemyStore
 
 pytestmark = pytest.mark.anyio
 
@@ -95,3 +95,39 @@ def test_the_tracker_and_its_parts_know_only_the_interfaces() -> None:
             elif isinstance(node, ast.ImportFrom):
                 imported |= {a.name for a in node.names}
         assert not imported & {"sqlalchemy", "asyncpg", "aiosqlite", "SQLAlchemyStore"}, name
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgresql)])
+async def test_quick_lists_replace_connections_the_server_closed(
+    database_url: str, prefix: str
+) -> None:
+    """The quick lists' own asyncpg pool (no ping before lending): a connection the server
+    terminated is replaced when it is next taken, not handed to a request; closing the
+    store closes the pool's connections."""
+    store = SQLAlchemyStore(database_url, prefix=prefix)
+    await store.open(migrate=True)
+    try:
+        sid = sessiontrack.new_session_id()
+        at = datetime.now(UTC)
+        await store.apply([("session_started", sid, at, {"chatbot_id": "b"})], idle_timeout_s=None)
+        assert store.quick_readers is not None
+        f = SessionFilter()
+        assert f.countable_from_counters  # read on the quick readers' pool
+        first_page = {"sort_by": "started_at", "descending": True, "limit": 20}
+        first_page |= {"offset": 0, "after": None}
+        page = await store.list_sessions(f, **first_page)
+        assert [s.id for s in page[0]] == [sid] and page[1] == 1
+        async with store.quick_readers.acquire() as conn:
+            pids = {conn.get_server_pid()}
+        async with store.engine.connect() as other:
+            await other.exec_driver_sql(f"SELECT pg_terminate_backend({', '.join(map(str, pids))})")
+        await anyio.sleep(0.2)  # the pool's connection sees its socket closed
+        for _ in range(3):
+            page = await store.list_sessions(f, **first_page)
+            assert [s.id for s in page[0]] == [sid] and page[1] == 1
+        async with store.quick_readers.acquire() as conn:
+            assert conn.get_server_pid() not in pids
+        pool = store.quick_readers.pool
+    finally:
+        await store.close()
+    assert store.quick_readers is None and pool.get_size() == 0

@@ -40,7 +40,7 @@ from ._search import Contacts, SearchReads
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-    from ._readers import Readers
+    from ._readers import QuickReaders, Readers
     from ._tables import Tables
 
 _T = TypeVar("_T")
@@ -265,6 +265,8 @@ class ReadQueries(SearchReads):
     read_engine: AsyncEngine | None = None
     """PostgreSQL: the engine in autocommit, for reads that need no transaction: no BEGIN
     and no ROLLBACK, two round trips fewer per request."""
+    quick_readers: QuickReaders | None = None
+    """PostgreSQL, a store that made its own engine: the asyncpg pool of the quick lists."""
 
     def _summary_columns(self) -> list[Any]:
         s, c = self.tables.sessions, self.tables.chatbots
@@ -399,12 +401,21 @@ class ReadQueries(SearchReads):
                 return await self._quick_page(
                     on_sqlite, f, sort_by, descending, limit, offset, after
                 )
+        if quick and self.quick_readers is not None:
+            async with self.quick_readers.acquire() as driver:
+
+                async def on_quick(sql: str, params: list[Any]) -> Any:
+                    return await driver.fetch(sql, *params)
+
+                return await self._quick_page(
+                    on_quick, f, sort_by, descending, limit, offset, after
+                )
         if quick and self.dialect == "postgresql" and self.read_engine is not None:
             async with self.read_engine.connect() as aconn:
-                driver: Any = (await aconn.get_raw_connection()).driver_connection
+                asyncpg_conn: Any = (await aconn.get_raw_connection()).driver_connection
 
                 async def on_postgresql(sql: str, params: list[Any]) -> Any:
-                    return await driver.fetch(sql, *params)
+                    return await asyncpg_conn.fetch(sql, *params)
 
                 return await self._quick_page(
                     on_postgresql, f, sort_by, descending, limit, offset, after

@@ -34,7 +34,7 @@ from ._fold import (
     SessionState,
     flow_labels,
 )
-from ._readers import sqlite_readers
+from ._readers import postgresql_quick_readers, sqlite_readers
 from ._search import Contacts
 from ._shield import uncancelled
 from ._tables import DEFAULT_PREFIX, make_tables
@@ -162,6 +162,8 @@ class SQLAlchemyStore(
                 self.readers = sqlite_readers(self._engine.url)
         else:
             self.read_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self._own_engine and self.quick_readers is None:
+                self.quick_readers = await postgresql_quick_readers(self._engine)
         if migrate is None:
             migrate = self.dialect == "sqlite"
         if migrate:
@@ -175,6 +177,9 @@ class SQLAlchemyStore(
 
     async def close(self) -> None:
         self.read_engine = None
+        if self.quick_readers is not None:
+            pool, self.quick_readers = self.quick_readers, None
+            await pool.close()
         if self.readers is not None:
             self.readers.dispose()
             self.readers = None
