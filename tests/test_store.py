@@ -103,7 +103,8 @@ async def test_quick_lists_replace_connections_the_server_closed(
 ) -> None:
     """The quick lists' own asyncpg pool (no ping before lending): a connection the server
     terminated is replaced when it is next taken, not handed to a request; closing the
-    store closes the pool's connections."""
+    store closes the pool's connections. Both pools' sessions run without parallel
+    plans."""
     store = SQLAlchemyStore(database_url, prefix=prefix)
     await store.open(migrate=True)
     try:
@@ -119,6 +120,11 @@ async def test_quick_lists_replace_connections_the_server_closed(
         assert [s.id for s in page[0]] == [sid] and page[1] == 1
         async with store.quick_readers.acquire() as conn:
             pids = {conn.get_server_pid()}
+            # no parallel plans on the store's own connections (POSTGRESQL_SETTINGS)
+            assert await conn.fetchval("SHOW max_parallel_workers_per_gather") == "0"
+        async with store.engine.connect() as other:
+            shown = await other.exec_driver_sql("SHOW max_parallel_workers_per_gather")
+            assert shown.scalar() == "0"
         async with store.engine.connect() as other:
             await other.exec_driver_sql(f"SELECT pg_terminate_backend({', '.join(map(str, pids))})")
         await anyio.sleep(0.2)  # the pool's connection sees its socket closed

@@ -106,10 +106,13 @@ class QuickReaders:
         await self.pool.close()
 
 
-async def postgresql_quick_readers(engine: AsyncEngine, size: int = QUICK_READERS) -> QuickReaders:
+async def postgresql_quick_readers(
+    engine: AsyncEngine, settings: dict[str, str], size: int = QUICK_READERS
+) -> QuickReaders:
     """An asyncpg pool connecting as ``engine`` does (its URL's host, database, user and
-    options), of at most ``size`` connections. A connection the server has closed is
-    seen closed when it is next acquired, and replaced: no ping is needed."""
+    options, and the session ``settings``), of at most ``size`` connections. A connection
+    the server has closed is seen closed when it is next acquired, and replaced: no ping
+    is needed."""
     import asyncpg
 
     args, kwargs = engine.dialect.create_connect_args(engine.url)
@@ -118,5 +121,6 @@ async def postgresql_quick_readers(engine: AsyncEngine, size: int = QUICK_READER
     cache = kwargs.pop("prepared_statement_cache_size", None)
     if cache is not None:
         kwargs["statement_cache_size"] = cache
+    kwargs["server_settings"] = {**kwargs.get("server_settings", {}), **settings}
     pool = await asyncpg.create_pool(*args, min_size=0, max_size=size, reset=_unchanged, **kwargs)
     return QuickReaders(pool, size)

@@ -59,6 +59,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+POSTGRESQL_SETTINGS = {"max_parallel_workers_per_gather": "0"}
+"""Session settings of the connections a store opens itself on PostgreSQL. Every read of
+the store is an index walk that stops after a page or a bounded count; for the larger
+ones (a count up to 1,001 through a semi-join, say) the planner chose parallel workers,
+whose start-up alone took 5 ms of a 13 ms statement, on cores the other requests needed.
+No parallel plans: on the 1M-session data set the slowest advanced filters went from
+18.6 to 8.9 ms (docs/benchmarks.md). Index builds (``max_parallel_maintenance_workers``)
+are not affected."""
+
+
 def _attempt_key(writer_id: str) -> str:
     """The ``state`` key recording a writer's last committed attempt (see ``apply``)."""
     return f"batch:{writer_id}"
@@ -155,6 +165,7 @@ class SQLAlchemyStore(
             kwargs: dict[str, Any] = {}
             if url.get_backend_name() == "postgresql":
                 kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+                kwargs["connect_args"] = {"server_settings": POSTGRESQL_SETTINGS}
             self._engine = create_async_engine(url, **kwargs)
         if self.dialect == "sqlite":
             sa.event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
@@ -163,7 +174,9 @@ class SQLAlchemyStore(
         else:
             self.read_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
             if self._own_engine and self.quick_readers is None:
-                self.quick_readers = await postgresql_quick_readers(self._engine)
+                self.quick_readers = await postgresql_quick_readers(
+                    self._engine, POSTGRESQL_SETTINGS
+                )
         if migrate is None:
             migrate = self.dialect == "sqlite"
         if migrate:
