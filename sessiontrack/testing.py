@@ -54,6 +54,7 @@ __all__ = [
     "UnrecordedCall",
     "assert_replays",
     "load_fixture",
+    "recorded_error",
     "replay",
 ]
 

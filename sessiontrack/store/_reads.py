@@ -527,10 +527,14 @@ class ReadQueries(SearchReads):
 
     def _stored_time(self, at: datetime) -> Any:
         """A time as SQLite stores it (the column type's own conversion)."""
-        column = self.tables.sessions.c.started_at
-        dialect = self.engine.dialect
-        process = column.type.dialect_impl(dialect).bind_processor(dialect)
+        process = self._time_processor
         return process(at) if process is not None else at
+
+    @functools.cached_property
+    def _time_processor(self) -> Callable[[Any], Any] | None:
+        dialect = self.engine.dialect
+        column = self.tables.sessions.c.started_at
+        return column.type.dialect_impl(dialect).bind_processor(dialect)
 
     async def _read(self, fn: Callable[[sa.Connection], _T]) -> _T:
         """Run the synchronous read ``fn`` on a connection: on SQLite (a file), in one
