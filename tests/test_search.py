@@ -235,6 +235,63 @@ async def test_customer_search_matches_the_substring_scan(
             assert page.total == len(expected)
 
 
+@pytest.mark.parametrize("plan", ["by-values", "walking"])
+async def test_customer_search_pages_in_order_by_either_plan(
+    tracker: sessiontrack.Tracker,
+    pm: pluggy.PluginManager,
+    monkeypatch: pytest.MonkeyPatch,
+    plan: str,
+) -> None:
+    """A search matching many distinct names and phones is counted first and, past a
+    number of sessions, its page walks the sort order's index (``_reads._WALK_FROM``);
+    forced here on a small data set, it gives the same pages, totals and order as the
+    plan by the values' indexes, with other filters, either sort and by cursor."""
+    from sessiontrack.store import _reads
+
+    if plan == "walking":
+        monkeypatch.setattr(_reads, "_FEW_CONTACTS", 0)
+        monkeypatch.setattr(_reads, "_WALK_FROM", 1)
+    rng = random.Random(11)
+    sessions: dict[str, tuple[str | None, str | None, str]] = {}
+    updated: dict[str, datetime] = {}
+    for i in range(60):
+        name = f"{rng.choice(NAMES) or 'Zed'} {i % 7}"
+        phone = f"+1555{rng.randrange(10**4):04d}" if i % 4 else None
+        sid = start(pm, name=name, phone=phone, at=T0 + timedelta(seconds=i))
+        status = "completed" if i % 3 == 0 else "running"
+        if status == "completed":
+            pm.hook.sessiontrack_session_completed(
+                session_id=sid, at=T0 + timedelta(hours=1, seconds=-i)
+            )
+        sessions[sid] = (name, phone, status)
+        updated[sid] = T0 + (timedelta(hours=1, seconds=-i) if i % 3 == 0 else timedelta(seconds=i))
+    await tracker.flush()
+    order = list(sessions)  # started a second apart, in this order
+    for term in ["ann", "e", "+1555", "o 3"]:
+        for kwargs in ({}, {"status": "completed"}, {"sort_by": "updatedAt", "sort_order": "asc"}):
+            key = term.casefold()
+            expected = [
+                sid
+                for sid, (name, phone, status) in sessions.items()
+                if ((name and key in name.casefold()) or (phone and key in phone))
+                and kwargs.get("status", status) == status
+            ]
+            if kwargs.get("sort_by") == "updatedAt":
+                expected.sort(key=lambda sid: (updated[sid], sid))
+            else:
+                expected.sort(key=order.index, reverse=True)
+            seen: list[str] = []
+            cursor = None
+            while True:
+                page = await tracker.sessions.list(search=term, limit=7, cursor=cursor, **kwargs)
+                assert page.total == len(expected), (term, kwargs)
+                seen += [s.id for s in page.data]
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            assert seen == expected, (term, kwargs, plan)
+
+
 async def test_the_indexes_answer_the_searches(
     tracker: sessiontrack.Tracker, pm: pluggy.PluginManager
 ) -> None:

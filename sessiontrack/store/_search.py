@@ -440,11 +440,15 @@ class SearchSQL:
             (found.names if field == "name" else found.phones).add(value)
         return found
 
-    def contact_match(self, term: str, phones: bool, found: Contacts | None = None) -> Any:
+    def contact_match(
+        self, term: str, phones: bool, found: Contacts | None = None, *, indexed: bool = True
+    ) -> Any:
         """A condition on the sessions table: ``term`` (case-folded) is a substring of the
         name key, or (with ``phones``) of the phone. ``found`` is :meth:`contacts_sync`'s
         answer if it was looked up already: the sessions are then read by the matching
-        values' indexes; otherwise the values are a subquery."""
+        values' indexes (``indexed=False``: the test is written so that no index serves
+        it, ``name_key || ''``, for a page that walks the sort order's index instead);
+        otherwise the values are a subquery."""
         s = self.tables.sessions
         if found is None:
             matching = self.matching_contacts(term, phones).subquery()
@@ -454,9 +458,10 @@ class SearchSQL:
 
             by_name = s.c.name_key.in_(values("name"))
             return sa.or_(by_name, s.c.customer_phone.in_(values("phone"))) if phones else by_name
+        columns = [(s.c.name_key, found.names), (s.c.customer_phone, found.phones)]
         conds = [
-            self._in_values(column, sorted(values))
-            for column, values in ((s.c.name_key, found.names), (s.c.customer_phone, found.phones))
+            self._in_values(column if indexed else column.concat(""), sorted(values))
+            for column, values in columns
             if values
         ]
         return sa.or_(*conds) if conds else sa.false()
