@@ -595,6 +595,7 @@ class ReadQueries(SearchReads):
             else None
         )
         plan, total = Plan(), matching
+        walk = False  # a broad customer search's page walks the sort order's index
         driven = None
         if f.advanced and sort_by == "started_at":
             dialect = self.engine.dialect.name
@@ -617,11 +618,12 @@ class ReadQueries(SearchReads):
                 return self._counted_page(
                     conn, f, sort_col, descending, limit, offset, after, found
                 )
+            walk = True
         elif not f.countable_from_counters:
             count = sa.select(sa.func.count()).select_from(s).where(*self._where(f, found=found))
             total = int(conn.scalar(count) or 0)
         where = self._where(
-            f, status_index=not broad, plan=plan, found=found, contact_index=found is None
+            f, status_index=not broad, plan=plan, found=found, contact_index=not walk
         )
         if after is not None:
             where.append(self._keyset(f, sort_col, after, descending))
